@@ -1,0 +1,1 @@
+"""The journey engine's domain: touchpoints, customer journey streams, the journey definition."""

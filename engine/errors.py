@@ -1,0 +1,38 @@
+"""The engine's own small exception hierarchy; third-party errors are translated into these."""
+
+
+class JourneyError(Exception):
+    """Base of every error the engine reports to its users."""
+
+
+class InvalidTouchpoint(JourneyError):
+    """A touchpoint breaks the contract or a domain rule; `field` names what is wrong."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class DecodeError(JourneyError):
+    """Bytes or text that could not be read as a record."""
+
+
+class DefinitionError(JourneyError):
+    """A journey definition that cannot be used; the message names the key and the problem."""
+
+
+class ConfigurationError(JourneyError):
+    """Settings that cannot be used."""
+
+
+class UnknownCustomer(JourneyError):
+    """A customer the engine has never recorded a touchpoint for."""
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"no touchpoints recorded for customer {customer_id!r}")
+        self.customer_id = customer_id
+
+
+class EncodeError(JourneyError):
+    """A record that does not fit its schema."""

@@ -1,0 +1,71 @@
+"""Each customer's journey is an append-only stream of touchpoints with a deterministic id."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from engine.touchpoints import Touchpoint
+
+_STREAM_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journey-engine:customer")
+
+
+def stream_id(customer_id: str) -> UUID:
+    """The id of a customer's journey stream: the same customer always maps to the same stream."""
+    return uuid5(_STREAM_NAMESPACE, customer_id)
+
+
+class CustomerJourney(Aggregate):
+    """One customer's journey. Its only rule: a touchpoint (by `event_id`) is recorded once."""
+
+    class Started(Aggregate.Created):
+        customer_id: str
+
+    class TouchpointRecorded(Aggregate.Event):
+        """A touchpoint as it happened. `identifiers` holds the personal data (email, phone,
+        cookie id) apart from everything else, so that it can be encrypted and erased."""
+
+        event_id: str
+        customer_id: str
+        channel: str
+        type: str
+        occurred_at: int
+        source: str
+        rep_id: str | None
+        outcome: str | None
+        attributes: dict[str, str]
+        identifiers: dict[str, str]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.recorded.add(self.event_id)
+
+    @staticmethod
+    def create_id(customer_id: str) -> UUID:
+        return stream_id(customer_id)
+
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+        self.recorded: set[str] = set()
+
+    def record(self, touchpoint: Touchpoint) -> None:
+        if touchpoint.event_id in self.recorded:
+            return
+        self.trigger_event(self.TouchpointRecorded, **touchpoint_fields(touchpoint))
+
+
+def touchpoint_fields(touchpoint: Touchpoint) -> dict[str, Any]:
+    """The fields of a TouchpointRecorded event for a touchpoint."""
+    return {
+        "event_id": touchpoint.event_id,
+        "customer_id": touchpoint.customer_id,
+        "channel": touchpoint.channel,
+        "type": touchpoint.type,
+        "occurred_at": touchpoint.occurred_at,
+        "source": touchpoint.source,
+        "rep_id": touchpoint.rep_id,
+        "outcome": touchpoint.outcome,
+        "attributes": dict(touchpoint.attributes),
+        "identifiers": touchpoint.identifiers,
+    }

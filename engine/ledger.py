@@ -1,0 +1,24 @@
+"""The port the event store offers for batched, idempotent recording."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from uuid import UUID
+
+
+class TouchpointLedger(ABC):
+    """Answers what batched recording must know without loading any customer's history.
+
+    A recorder that implements it also takes `touchpoint_ids=[...]` in `insert_events` and
+    stores them in the same transaction as the events, so an id is known exactly when its
+    event is recorded.
+    """
+
+    @abstractmethod
+    def recorded_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Those of `event_ids` that are already recorded."""
+
+    @abstractmethod
+    def stream_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The last version of each stream that exists; absent streams are left out."""

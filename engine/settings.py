@@ -1,0 +1,89 @@
+"""Settings, read once from the environment into a frozen object. Tests pass a mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from engine.errors import ConfigurationError
+
+DEFAULT_DATA_DIR = ".journey"
+# eventsourcing's own names for its PostgreSQL store; JOURNEY_DATABASE_URL fills them in.
+POSTGRES_KEYS = (
+    "POSTGRES_DBNAME",
+    "POSTGRES_HOST",
+    "POSTGRES_PORT",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    definition_path: Path | None = None
+    postgres: Mapping[str, str] = field(default_factory=dict)
+    batch_size: int = 5_000
+    page_size: int = 5_000
+
+    @property
+    def store(self) -> str:
+        return "postgres" if self.postgres else "sqlite"
+
+    @property
+    def events_path(self) -> Path:
+        return self.data_dir / "events.db"
+
+    @property
+    def views_path(self) -> Path:
+        return self.data_dir / "views.db"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """JOURNEY_DATA_DIR, JOURNEY_DEFINITION, JOURNEY_BATCH_SIZE, JOURNEY_PAGE_SIZE, and the
+        store: PostgreSQL when JOURNEY_DATABASE_URL or POSTGRES_DBNAME is set, else SQLite."""
+        definition = env.get("JOURNEY_DEFINITION")
+        return cls(
+            data_dir=Path(env.get("JOURNEY_DATA_DIR") or DEFAULT_DATA_DIR),
+            definition_path=Path(definition) if definition else None,
+            postgres=_postgres_settings(env),
+            batch_size=_positive_int(env, "JOURNEY_BATCH_SIZE", 5_000),
+            page_size=_positive_int(env, "JOURNEY_PAGE_SIZE", 5_000),
+        )
+
+
+def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
+    text = env.get(key)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigurationError(f"{key}: {text!r} is not a whole number") from None
+    if value < 1:
+        raise ConfigurationError(f"{key}: must be at least 1, not {value}")
+    return value
+
+
+def _postgres_settings(env: Mapping[str, str]) -> dict[str, str]:
+    url = env.get("JOURNEY_DATABASE_URL")
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+            raise ConfigurationError(
+                f"JOURNEY_DATABASE_URL: expected postgresql://user:password@host:port/dbname, "
+                f"got {parts.scheme or 'no scheme'}://..."
+            )
+        settings = {
+            "POSTGRES_DBNAME": parts.path.strip("/"),
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or ""),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        }
+        return {key: value for key, value in settings.items() if value}
+    if env.get("POSTGRES_DBNAME"):
+        return {key: env[key] for key in POSTGRES_KEYS if env.get(key)}
+    return {}

@@ -1,0 +1,273 @@
+"""The `journey` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from eventsourcing.persistence import PersistenceError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
+from rich.progress import TimeElapsedColumn
+
+from engine.errors import JourneyError, UnknownCustomer
+from engine.journeys import stream_id
+from engine.settings import Settings
+from engine.touchpoints import Touchpoint
+from journey import render
+from journey.bootstrap import Engine, build_engine
+from journey.demo import STORIES, demo_customers, demo_touchpoints
+from journey.ingest import IngestSummary, check_files, record_in_batches, touchpoints_from_files
+from schemas.codec import contract
+from schemas.files import file_format, touchpoint_avro, write_csv, write_jsonl
+
+out = render.console()
+err = render.console(stderr=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the embedded store keeps its files [env JOURNEY_DATA_DIR; .journey].")
+@click.option("--definition", type=click.Path(dir_okay=False, path_type=Path),
+              help="The journey definition, a TOML file [env JOURNEY_DEFINITION; the default B2B journey].")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None, definition: Path | None) -> None:
+    """Record every customer touchpoint and show where each customer stands in their journey."""
+    env = dict(os.environ)
+    if data_dir is not None:
+        env["JOURNEY_DATA_DIR"] = str(data_dir)
+    if definition is not None:
+        env["JOURNEY_DEFINITION"] = str(definition)
+    ctx.obj = Settings.from_env(env)
+
+
+@contextmanager
+def engine_for(ctx: click.Context) -> Iterator[Engine]:
+    engine = build_engine(ctx.find_object(Settings) or Settings())
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _catch_up(engine: Engine) -> None:
+    lag = engine.runner.lag()
+    if not lag:
+        return
+    with _progress() as progress:
+        task = progress.add_task("Building journeys", total=lag)
+        engine.runner.catch_up(lambda done, total: progress.update(task, completed=done))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--batch-size", type=click.IntRange(1, 100_000), help="Touchpoints per transaction.")
+@click.pass_context
+def ingest(ctx: click.Context, files: tuple[Path, ...], batch_size: int | None) -> None:
+    """Record touchpoints from JSON lines, CSV or Avro files (optionally .gz).
+
+    Bad records are reported as file:line and reason; every good one is recorded. The exit
+    status is 1 if any record was bad."""
+    check_files(files)
+    with engine_for(ctx) as engine:
+        summary = _ingest(engine, list(files), batch_size or engine.settings.batch_size)
+        _catch_up(engine)
+    _print_summary(summary)
+    if summary.bad:
+        sys.exit(1)
+
+
+def _ingest(engine: Engine, files: list[Path], batch_size: int, total: int | None = None) -> IngestSummary:
+    summary = IngestSummary()
+
+    def bad(where: str, reason: str) -> None:
+        summary.bad += 1
+        err.print(f"{where}: {reason}", markup=False)
+
+    now_ms = int(time.time() * 1000)
+    with _progress() as progress:
+        task = progress.add_task("Recording touchpoints", total=total)
+        record_in_batches(
+            engine.journeys,
+            touchpoints_from_files(files, now_ms=now_ms, on_bad=bad),
+            batch_size=batch_size,
+            summary=summary,
+            on_batch=lambda s: progress.update(task, completed=s.read),
+        )
+        progress.update(task, total=summary.read, completed=summary.read)
+    return summary
+
+
+def _print_summary(summary: IngestSummary) -> None:
+    err.print(
+        f"{summary.read + summary.bad} records: {summary.recorded} recorded, "
+        f"{summary.duplicates} already recorded, {summary.bad} bad"
+    )
+
+
+@cli.command()
+@click.option("--customers", type=click.IntRange(1, 1_000_000), default=1_000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--fresh", is_flag=True, help="Start from an empty data directory.")
+@click.pass_context
+def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
+    """Generate a realistic multi-channel history, record it, and show the journeys."""
+    settings = ctx.find_object(Settings) or Settings()
+    if fresh and settings.store == "sqlite" and settings.data_dir.exists():
+        shutil.rmtree(settings.data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    dataset = settings.data_dir / f"demo-{customers}-{seed}.jsonl"
+    with dataset.open("w", encoding="utf-8") as handle:
+        count = write_jsonl(handle, demo_touchpoints(customers, seed))
+    err.print(f"Generated {count} touchpoints for {customers} customers in {dataset}")
+    with engine_for(ctx) as engine:
+        summary = _ingest(engine, [dataset], engine.settings.batch_size, total=count)
+        _print_summary(summary)
+        _catch_up(engine)
+        out.print(render.funnel_table(engine.definition, engine.view.funnel(engine.definition.ladder)))
+        out.print()
+        examples = _story_examples(customers, seed)
+        for story, customer_id in examples:
+            out.rule(f"[bold]{story}[/bold]")
+            _show_customer(engine, customer_id)
+            out.print()
+        out.print(
+            f"Look up any customer with [bold]journey customer C-000042[/bold]; "
+            f"the data is in {settings.data_dir}."
+        )
+
+
+def _story_examples(customers: int, seed: int) -> list[tuple[str, str]]:
+    first: dict[str, str] = {}
+    for customer in demo_customers(customers, seed):
+        first.setdefault(customer.story, customer.customer_id)
+    return [(name, first[name]) for name, _, _ in STORIES if name in first]
+
+
+@cli.command()
+@click.argument("customer_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_context
+def customer(ctx: click.Context, customer_id: str, as_json: bool) -> None:
+    """Show where a customer stands: stage, stage history and timeline."""
+    with engine_for(ctx) as engine:
+        _catch_up(engine)
+        _show_customer(engine, customer_id, as_json=as_json)
+
+
+def _show_customer(engine: Engine, customer_id: str, *, as_json: bool = False) -> None:
+    position = engine.view.position(customer_id)
+    if position is None:
+        raise UnknownCustomer(customer_id)
+    timeline = engine.view.timeline(customer_id)
+    clock = engine.view.clock()
+    if as_json:
+        click.echo(json.dumps(render.customer_json(engine.definition, position, timeline, clock),
+                              indent=2, ensure_ascii=False))
+    else:
+        out.print(render.customer_view(engine.definition, position, timeline, clock))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def funnel(ctx: click.Context, as_json: bool) -> None:
+    """Customers per stage: how many got at least this far, and how many are there now."""
+    with engine_for(ctx) as engine:
+        _catch_up(engine)
+        counts = engine.view.funnel(engine.definition.ladder)
+        if as_json:
+            click.echo(json.dumps(render.funnel_json(engine.definition, counts), indent=2))
+        else:
+            out.print(render.funnel_table(engine.definition, counts))
+
+
+@cli.command()
+@click.pass_context
+def rebuild(ctx: click.Context) -> None:
+    """Build the journey views again from the start of the log (after a definition change)."""
+    with engine_for(ctx) as engine:
+        total = engine.journeys.recorder.max_notification_id() or 0
+        started = time.perf_counter()
+        with _progress() as progress:
+            task = progress.add_task("Rebuilding journeys", total=total)
+            result = engine.runner.rebuild(lambda done, _: progress.update(task, completed=done))
+        seconds = time.perf_counter() - started
+        err.print(f"Rebuilt from {result.events} events in {seconds:.1f} s")
+
+
+@cli.command()
+@click.option("--customers", type=click.IntRange(1, 10_000_000), default=1_000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--out", "target", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A .jsonl, .csv or .avro file (add .gz to compress text).")
+def generate(customers: int, seed: int, target: Path) -> None:
+    """Write the demo dataset to a file, for trying ingest or feeding other tools."""
+    fmt = file_format(target)
+    touchpoints = demo_touchpoints(customers, seed)
+    count = _write(target, fmt, touchpoints)
+    err.print(f"Wrote {count} touchpoints for {customers} customers to {target}")
+
+
+def _write(target: Path, fmt: str, touchpoints: Iterator[Touchpoint]) -> int:
+    import gzip
+
+    if fmt == "avro":
+        counted = _Counter(touchpoints)
+        with target.open("wb") as handle:
+            contract("Touchpoint").write_container(handle, (touchpoint_avro(tp) for tp in counted))
+        return counted.count
+    opener: Callable[..., Any] = gzip.open if target.suffix == ".gz" else open
+    with opener(target, "wt", encoding="utf-8", newline="") as handle:
+        return (write_jsonl if fmt == "jsonl" else write_csv)(handle, touchpoints)
+
+
+class _Counter:
+    def __init__(self, items: Iterator[Touchpoint]) -> None:
+        self._items = items
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Touchpoint]:
+        for item in self._items:
+            self.count += 1
+            yield item
+
+
+def main() -> None:
+    """The console entry point: a user's mistake is one line on stderr and a non-zero exit."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("interrupted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except JourneyError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
+    except PersistenceError as exc:
+        err.print(f"error: the store failed: {exc}", markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

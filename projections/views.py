@@ -1,0 +1,93 @@
+"""The journey views: what they hold and the port every store implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from engine.errors import JourneyError
+from projections.position import Position
+
+JOURNEY_PROJECTION = "journey"
+
+
+class ViewConflict(JourneyError):
+    """The view moved on under this runner (another runner wrote it): reload and go on."""
+
+
+class ViewOutOfDate(JourneyError):
+    """The view was built with another journey definition and must be rebuilt."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One touchpoint in a customer's timeline. Personal identifiers are left out of views."""
+
+    customer_id: str
+    occurred_at: int
+    position: int
+    event_id: str
+    channel: str
+    type: str
+    outcome: str | None
+    rep_id: str | None
+    source: str
+    attributes: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PageChanges:
+    """What one page of events changed, committed in one transaction with its position."""
+
+    positions: Sequence[Position]
+    timeline: Sequence[TimelineEntry]
+    clock: int | None
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class StageCount:
+    stage: str
+    reached: int  # customers who got at least this far on the ladder
+    current: int  # customers in the stage now
+
+
+class JourneyView(ABC):
+    """Positions, timelines and funnel counts, with the log position they reflect."""
+
+    @abstractmethod
+    def tracking(self, projection: str) -> tuple[int, str | None]:
+        """The last log position committed for a projection (0 if none) and the digest of the
+        journey definition it was built with."""
+
+    @abstractmethod
+    def load_positions(self, customer_ids: Iterable[str]) -> dict[str, Position]:
+        """The stored positions of those customers that have one."""
+
+    @abstractmethod
+    def commit(self, projection: str, changes: PageChanges, definition_digest: str) -> None:
+        """Writes a page's changes and its position in one transaction. Raises ViewConflict if
+        the stored position is not behind the page's."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Empties the views, so that they can be rebuilt from the start of the log."""
+
+    @abstractmethod
+    def position(self, customer_id: str) -> Position | None: ...
+
+    @abstractmethod
+    def timeline(self, customer_id: str) -> list[TimelineEntry]:
+        """A customer's touchpoints in the order they happened."""
+
+    @abstractmethod
+    def funnel(self, ladder: Sequence[str]) -> list[StageCount]:
+        """Counts per stage of the ladder (and of any other stage a customer is in)."""
+
+    @abstractmethod
+    def clock(self) -> int | None:
+        """The journey's clock: the latest time any touchpoint happened."""
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,119 @@
+"""Bytes and files to records and back: Avro single-object encoding for messages, Avro container
+files, and JSON lines and CSV for people. Every failure becomes a DecodeError."""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import fastavro
+from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+from fastavro.types import Schema
+
+from engine.errors import DecodeError, EncodeError
+
+SCHEMA_DIR = Path(__file__).parent
+# The Avro specification's marker for single-object encoding, followed by a CRC-64-AVRO
+# fingerprint of the writer's schema, little-endian.
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
+_HEADER = struct.Struct("<2sQ")
+
+
+class AvroContract:
+    """One record type: the schema it is read with, and every schema it may have been written
+    with, known by fingerprint (the current one, and older versions)."""
+
+    def __init__(self, schema: Schema, older: Iterable[Schema] = ()) -> None:
+        self.schema = fastavro.parse_schema(schema)
+        self.fingerprint = schema_fingerprint(self.schema)
+        self._writers = {self.fingerprint: self.schema}
+        for old in older:
+            parsed = fastavro.parse_schema(old)
+            self._writers[schema_fingerprint(parsed)] = parsed
+
+    @property
+    def name(self) -> str:
+        return str(self.schema["name"])  # type: ignore[call-overload, index]
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        """A single-object encoded message."""
+        out = io.BytesIO()
+        out.write(_HEADER.pack(SINGLE_OBJECT_MARKER, self.fingerprint))
+        try:
+            fastavro.schemaless_writer(out, self.schema, dict(record), strict_allow_default=True)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise EncodeError(f"cannot encode {self.name}: {exc}") from exc
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """Reads a single-object encoded message written with any known version of the schema."""
+        if len(data) < _HEADER.size:
+            raise DecodeError(f"{len(data)} bytes is too short for an Avro single-object message")
+        marker, writer_fingerprint = _HEADER.unpack_from(data)
+        if marker != SINGLE_OBJECT_MARKER:
+            raise DecodeError(f"not an Avro single-object message (starts with {data[:2].hex()})")
+        writer = self._writers.get(writer_fingerprint)
+        if writer is None:
+            raise DecodeError(
+                f"written with an unknown schema (fingerprint {writer_fingerprint:016x}), "
+                f"not a known version of {self.name}"
+            )
+        body = io.BytesIO(data)
+        body.seek(_HEADER.size)
+        try:
+            record = fastavro.schemaless_reader(body, writer, self.schema)
+        except Exception as exc:  # fastavro raises many kinds on corrupt input
+            raise DecodeError(f"corrupt {self.name} message: {exc or type(exc).__name__}") from exc
+        if body.tell() != len(data):
+            raise DecodeError(f"{len(data) - body.tell()} unexpected bytes after a {self.name}")
+        if not isinstance(record, dict):
+            raise DecodeError(f"a {self.name} message did not hold a record")
+        return record
+
+    def write_container(self, out: BinaryIO, records: Iterable[Mapping[str, Any]]) -> None:
+        """Writes an Avro container file (records are streamed, not held)."""
+        fastavro.writer(out, self.schema, (dict(r) for r in records), codec="deflate")
+
+    def read_container(self, source: BinaryIO) -> Iterator[dict[str, Any]]:
+        """Streams the records of an Avro container file, read with this contract's schema."""
+        try:
+            reader = fastavro.reader(source, reader_schema=self.schema)
+        except Exception as exc:
+            raise DecodeError(f"not an Avro container file of {self.name}: {exc}") from exc
+        records = iter(reader)
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise DecodeError(f"corrupt Avro container block: {exc}") from exc
+            if isinstance(record, dict):
+                yield record
+
+
+def schema_fingerprint(schema: Schema) -> int:
+    """The CRC-64-AVRO fingerprint of a schema's parsing canonical form, as an integer."""
+    digest = fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")
+    return int.from_bytes(bytes.fromhex(digest), "little")
+
+
+def load_contract_schema(name: str) -> Schema:
+    """Loads `journey.<name>.avsc` from the contracts folder, resolving named types beside it."""
+    return load_schema(str(SCHEMA_DIR / f"journey.{name}.avsc"), _write_hint=False)
+
+
+@cache
+def contract(name: str) -> AvroContract:
+    """The current contract for Touchpoint, NextAction or ActionOutcome."""
+    return AvroContract(load_contract_schema(name))
+
+
+def personal_fields(schema: Schema) -> tuple[str, ...]:
+    """Names of the fields a schema marks as holding personal data."""
+    fields = schema.get("fields", []) if isinstance(schema, dict) else []
+    return tuple(f["name"] for f in fields if f.get("personal") is True)

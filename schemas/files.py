@@ -1,0 +1,190 @@
+"""Touchpoint files: JSON lines, CSV and Avro container files, optionally gzipped, streamed one
+record at a time so that any size reads in constant memory."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from engine.errors import DecodeError
+from engine.touchpoints import Touchpoint, from_millis
+from schemas.codec import contract
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".avro": "avro"}
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One record read from a file, or why it could not be read; `where` is 'file:line'."""
+
+    where: str
+    record: dict[str, Any] | None
+    error: DecodeError | None = None
+
+
+def file_format(path: Path) -> str:
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    fmt = FORMATS.get(suffixes[-1].lower()) if suffixes else None
+    if fmt is None:
+        raise DecodeError(f"{path}: unknown file type (expected .jsonl, .csv or .avro, maybe .gz)")
+    return fmt
+
+
+def read_records(path: Path) -> Iterator[FileRecord]:
+    """Streams the records of a touchpoint file. A file that cannot be opened raises DecodeError;
+    a bad line is yielded with its error and reading goes on."""
+    fmt = file_format(path)
+    try:
+        if fmt == "avro":
+            with _open(path, binary=True) as source:
+                yield from _avro_records(path, source)
+        else:
+            with _open(path, binary=False) as text:
+                yield from (_json_records if fmt == "jsonl" else _csv_records)(path, text)
+    except OSError as exc:
+        raise DecodeError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"{path}: not UTF-8 text ({exc.reason})") from None
+
+
+def _open(path: Path, *, binary: bool) -> IO[Any]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb") if binary else gzip.open(path, "rt", encoding="utf-8")
+    return open(path, "rb") if binary else open(path, encoding="utf-8", newline="")  # noqa: SIM115
+
+
+def _json_records(path: Path, lines: IO[str]) -> Iterator[FileRecord]:
+    loads = json.loads
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = loads(line)
+        except json.JSONDecodeError as exc:
+            yield FileRecord(where, None, DecodeError(f"not valid JSON: {exc.msg} (column {exc.colno})"))
+            continue
+        if isinstance(record, dict):
+            yield FileRecord(where, record)
+        else:
+            yield FileRecord(where, None, DecodeError(f"expected a JSON object, got {type(record).__name__}"))
+
+
+def _csv_records(path: Path, text: IO[str]) -> Iterator[FileRecord]:
+    rows = csv.reader(text)
+    header = next(rows, None)
+    if header is None:
+        return
+    for number, row in enumerate(rows, 2):
+        if not any(row):
+            continue
+        where = f"{path}:{number}"
+        if len(row) != len(header):
+            error = DecodeError(f"expected {len(header)} columns, found {len(row)}")
+            yield FileRecord(where, None, error)
+            continue
+        try:
+            yield FileRecord(where, _csv_record(header, row))
+        except DecodeError as exc:
+            yield FileRecord(where, None, exc)
+
+
+def _csv_record(header: list[str], row: list[str]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    attributes: dict[str, Any] = {}
+    for name, value in zip(header, row, strict=True):
+        if value == "":
+            continue
+        if name.startswith("attributes."):
+            attributes[name.removeprefix("attributes.")] = value
+        elif name == "attributes":
+            try:
+                attributes.update(json.loads(value))
+            except (json.JSONDecodeError, TypeError, ValueError):
+                raise DecodeError("attributes: expected a JSON object") from None
+        else:
+            record[name] = value
+    record["attributes"] = attributes
+    return record
+
+
+def _avro_records(path: Path, source: IO[bytes]) -> Iterator[FileRecord]:
+    number = 0
+    try:
+        for number, record in enumerate(contract("Touchpoint").read_container(source), 1):
+            yield FileRecord(f"{path}:record {number}", record)
+    except DecodeError as exc:
+        # A corrupt block ends what can be read of a container file.
+        yield FileRecord(f"{path}:record {number + 1}", None, exc)
+
+
+def touchpoint_json(tp: Touchpoint) -> dict[str, Any]:
+    """The JSON form of a touchpoint, for people: times in ISO-8601, absent fields left out."""
+    record: dict[str, Any] = {
+        "event_id": tp.event_id,
+        "customer_id": tp.customer_id,
+        "channel": tp.channel,
+        "type": tp.type,
+        "occurred_at": from_millis(tp.occurred_at).isoformat().replace("+00:00", "Z"),
+        "source": tp.source,
+    }
+    optional = {
+        "rep_id": tp.rep_id,
+        "outcome": tp.outcome,
+        "email": tp.email,
+        "phone": tp.phone,
+        "cookie_id": tp.cookie_id,
+    }
+    record.update((key, value) for key, value in optional.items() if value is not None)
+    if tp.attributes:
+        record["attributes"] = dict(tp.attributes)
+    return record
+
+
+def touchpoint_avro(tp: Touchpoint) -> dict[str, Any]:
+    """The Avro record of a touchpoint."""
+    return {
+        "event_id": tp.event_id,
+        "customer_id": tp.customer_id,
+        "email": tp.email,
+        "phone": tp.phone,
+        "cookie_id": tp.cookie_id,
+        "channel": tp.channel,
+        "type": tp.type,
+        "occurred_at": tp.occurred_at,
+        "source": tp.source,
+        "rep_id": tp.rep_id,
+        "outcome": tp.outcome,
+        "attributes": dict(tp.attributes),
+    }
+
+
+def write_jsonl(out: IO[str], touchpoints: Iterable[Touchpoint]) -> int:
+    count = 0
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    for tp in touchpoints:
+        out.write(dumps(touchpoint_json(tp)))
+        out.write("\n")
+        count += 1
+    return count
+
+
+CSV_COLUMNS = ("event_id", "customer_id", "channel", "type", "occurred_at", "source", "rep_id",
+               "outcome", "email", "phone", "cookie_id", "attributes")
+
+
+def write_csv(out: IO[str], touchpoints: Iterable[Touchpoint]) -> int:
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for tp in touchpoints:
+        record = touchpoint_json(tp)
+        record["attributes"] = json.dumps(record.get("attributes", {}), separators=(",", ":"))
+        writer.writerow([record.get(column, "") for column in CSV_COLUMNS])
+        count += 1
+    return count
