@@ -129,7 +129,9 @@ def load_definition(path: Path | None = None) -> JourneyDefinition:
     try:
         text = path.read_text("utf-8")
     except OSError as exc:
-        raise DefinitionError(f"{path}: cannot read the journey definition ({exc.strerror})") from None
+        raise DefinitionError(
+            f"{path}: cannot read the journey definition ({exc.strerror})"
+        ) from None
     return parse_definition(text, origin=str(path))
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from engine.ledger import TouchpointLedger
@@ -28,14 +28,36 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        # One executemany instead of the library's statement per event. Without AUTOINCREMENT
+        # each new row takes the largest rowid plus one, and the transaction holds the write
+        # lock, so the notification ids are the range after the largest before the insert.
+        first = self._max_rowid(c) + 1
+        c.executemany(
+            self.insert_events_statement,
+            [
+                (
+                    s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+                    s.originator_version,
+                    s.topic,
+                    s.state,
+                )
+                for s in stored_events
+            ],
+        )
         touchpoint_ids: Sequence[str] = kwargs.get("touchpoint_ids", ())
         if touchpoint_ids:
             c.executemany(
                 "INSERT INTO recorded_touchpoints (event_id) VALUES (?)",
                 [(event_id,) for event_id in sorted(touchpoint_ids)],
             )
-        return notification_ids
+        last = first + len(stored_events) - 1
+        if self._max_rowid(c) != last:
+            raise IntegrityError(f"notification ids of a batch are not {first}..{last}")
+        return list(range(first, last + 1))
+
+    def _max_rowid(self, c: SQLiteCursor) -> int:
+        c.execute(self.select_max_notification_id_statement)
+        return int(c.fetchone()[0] or 0)
 
     def recorded_event_ids(self, event_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()

@@ -14,11 +14,16 @@ from typing import Any
 
 import click
 from eventsourcing.persistence import PersistenceError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
-from rich.progress import TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from engine.errors import JourneyError, UnknownCustomer
-from engine.journeys import stream_id
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint
 from journey import render
@@ -33,10 +38,16 @@ err = render.console(stderr=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the embedded store keeps its files [env JOURNEY_DATA_DIR; .journey].")
-@click.option("--definition", type=click.Path(dir_okay=False, path_type=Path),
-              help="The journey definition, a TOML file [env JOURNEY_DEFINITION; the default B2B journey].")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the embedded store keeps its files [env JOURNEY_DATA_DIR; .journey].",
+)
+@click.option(
+    "--definition",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The journey definition, a TOML file [env JOURNEY_DEFINITION; the default B2B journey].",
+)
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path | None, definition: Path | None) -> None:
     """Record every customer touchpoint and show where each customer stands in their journey."""
@@ -81,8 +92,12 @@ def _catch_up(engine: Engine) -> None:
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--batch-size", type=click.IntRange(1, 100_000), help="Touchpoints per transaction.")
+@click.option("--no-project", is_flag=True,
+              help="Only record; the journey views catch up on the next command that reads them.")
 @click.pass_context
-def ingest(ctx: click.Context, files: tuple[Path, ...], batch_size: int | None) -> None:
+def ingest(
+    ctx: click.Context, files: tuple[Path, ...], batch_size: int | None, no_project: bool
+) -> None:
     """Record touchpoints from JSON lines, CSV or Avro files (optionally .gz).
 
     Bad records are reported as file:line and reason; every good one is recorded. The exit
@@ -90,13 +105,16 @@ def ingest(ctx: click.Context, files: tuple[Path, ...], batch_size: int | None) 
     check_files(files)
     with engine_for(ctx) as engine:
         summary = _ingest(engine, list(files), batch_size or engine.settings.batch_size)
-        _catch_up(engine)
+        if not no_project:
+            _catch_up(engine)
     _print_summary(summary)
     if summary.bad:
         sys.exit(1)
 
 
-def _ingest(engine: Engine, files: list[Path], batch_size: int, total: int | None = None) -> IngestSummary:
+def _ingest(
+    engine: Engine, files: list[Path], batch_size: int, total: int | None = None
+) -> IngestSummary:
     summary = IngestSummary()
 
     def bad(where: str, reason: str) -> None:
@@ -143,7 +161,9 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
         summary = _ingest(engine, [dataset], engine.settings.batch_size, total=count)
         _print_summary(summary)
         _catch_up(engine)
-        out.print(render.funnel_table(engine.definition, engine.view.funnel(engine.definition.ladder)))
+        out.print(
+            render.funnel_table(engine.definition, engine.view.funnel(engine.definition.ladder))
+        )
         out.print()
         examples = _story_examples(customers, seed)
         for story, customer_id in examples:
@@ -181,8 +201,13 @@ def _show_customer(engine: Engine, customer_id: str, *, as_json: bool = False) -
     timeline = engine.view.timeline(customer_id)
     clock = engine.view.clock()
     if as_json:
-        click.echo(json.dumps(render.customer_json(engine.definition, position, timeline, clock),
-                              indent=2, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                render.customer_json(engine.definition, position, timeline, clock),
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
         out.print(render.customer_view(engine.definition, position, timeline, clock))
 
@@ -218,8 +243,13 @@ def rebuild(ctx: click.Context) -> None:
 @cli.command()
 @click.option("--customers", type=click.IntRange(1, 10_000_000), default=1_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--out", "target", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="A .jsonl, .csv or .avro file (add .gz to compress text).")
+@click.option(
+    "--out",
+    "target",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A .jsonl, .csv or .avro file (add .gz to compress text).",
+)
 def generate(customers: int, seed: int, target: Path) -> None:
     """Write the demo dataset to a file, for trying ingest or feeding other tools."""
     fmt = file_format(target)

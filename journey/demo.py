@@ -64,7 +64,9 @@ class _Journey:
 
     def browse(self, pages: int, *, hours: float = 6.0) -> None:
         for _ in range(pages):
-            self.add("web", "page_view", after=self.rng.uniform(0.1, hours), page=self.rng.choice(PAGES))
+            self.add(
+                "web", "page_view", after=self.rng.uniform(0.1, hours), page=self.rng.choice(PAGES)
+            )
 
     def newsletter(self, count: int) -> None:
         for _ in range(count):
@@ -75,11 +77,26 @@ def _warm_referral_gone_cold(j: _Journey) -> None:
     rng, other = j.rng, rng_other_rep(j)
     home, offered = rng.sample(LOCATIONS, 2)
     j.add("email", "referral", referred_by=f"C-REF{rng.randrange(100):02d}", referrer_location=home)
-    j.add("phone", "call_outbound", after=48, rep=j.rep, outcome="positive", booked="tour", location=offered)
+    j.add(
+        "phone",
+        "call_outbound",
+        after=48,
+        rep=j.rep,
+        outcome="positive",
+        booked="tour",
+        location=offered,
+    )
     j.add("web", "page_view", after=24, page="amenities")
     j.add("web", "page_view", after=0.2, page="programmes")
     j.browse(rng.randint(1, 4), hours=1)
-    j.add("visit", "tour", after=96, rep=other, outcome=rng.choice(("neutral", "negative")), location=offered)
+    j.add(
+        "visit",
+        "tour",
+        after=96,
+        rep=other,
+        outcome=rng.choice(("neutral", "negative")),
+        location=offered,
+    )
     j.newsletter(rng.randint(0, 2))
 
 
@@ -96,9 +113,23 @@ def _bank_customer_on_two_channels(j: _Journey) -> None:
     rng = j.rng
     j.add("visit", "contract_signed", rep=j.rep, outcome="positive", product="current_account")
     j.newsletter(rng.randint(2, 6))
-    j.add("email", "referral_given", after=24 * rng.randint(60, 200), referred=f"C-NEW{rng.randrange(100)}")
-    j.add("visit", "visit", after=24 * rng.randint(10, 60), rep=j.rep, outcome="positive", branch="central")
-    j.add("phone", "call_inbound", after=24 * 5, outcome="negative", ivr="stuck", wait_seconds="840")
+    j.add(
+        "email",
+        "referral_given",
+        after=24 * rng.randint(60, 200),
+        referred=f"C-NEW{rng.randrange(100)}",
+    )
+    j.add(
+        "visit",
+        "visit",
+        after=24 * rng.randint(10, 60),
+        rep=j.rep,
+        outcome="positive",
+        branch="central",
+    )
+    j.add(
+        "phone", "call_inbound", after=24 * 5, outcome="negative", ivr="stuck", wait_seconds="840"
+    )
     j.add("phone", "call_inbound", after=26, outcome="negative", ivr="stuck", wait_seconds="1260")
     j.add("email", "complaint", after=3, outcome="negative", topic="phone_service")
 
@@ -129,7 +160,13 @@ def _happy_path(j: _Journey) -> None:
     j.add("phone", "call_outbound", after=24, rep=j.rep, outcome="positive")
     j.add("visit", "contract_signed", after=24 * rng.randint(3, 14), rep=j.rep, outcome="positive")
     j.newsletter(rng.randint(1, 4))
-    j.add("email", "referral_given", after=24 * 90, outcome="positive", referred=f"C-NEW{rng.randrange(100)}")
+    j.add(
+        "email",
+        "referral_given",
+        after=24 * 90,
+        outcome="positive",
+        referred=f"C-NEW{rng.randrange(100)}",
+    )
 
 
 def _browser(j: _Journey) -> None:

@@ -62,8 +62,11 @@ def customer_json(
                 "stage": entry.stage,
                 "entered_at": iso(entry.entered_at),
                 "event_id": entry.event_id,
-                "hours_in_stage": round(((nxt.entered_at if nxt else clock or entry.entered_at)
-                                         - entry.entered_at) / 3_600_000, 1),
+                "hours_in_stage": round(
+                    ((nxt.entered_at if nxt else clock or entry.entered_at) - entry.entered_at)
+                    / 3_600_000,
+                    1,
+                ),
             }
             for entry, nxt in zip(history, [*history[1:], None], strict=True)
         ],
@@ -117,10 +120,14 @@ def customer_view(
     for column in ("entered", "stage", "moved by"):
         stages.add_column(column, no_wrap=True)
     for entry in position.history:
-        stages.add_row(when(entry.entered_at), label(definition, entry.stage),
-                       entry.event_id or "silence (dormancy)")
-    events = Table(title="Timeline, by when it happened", title_justify="left", box=None,
-                   padding=(0, 2))
+        stages.add_row(
+            when(entry.entered_at),
+            label(definition, entry.stage),
+            entry.event_id or "silence (dormancy)",
+        )
+    events = Table(
+        title="Timeline, by when it happened", title_justify="left", box=None, padding=(0, 2)
+    )
     for column in ("when", "channel", "what", "outcome", "rep"):
         events.add_column(column, no_wrap=True)
     events.add_column("details", overflow="fold")
@@ -178,7 +185,9 @@ def funnel_table(definition: JourneyDefinition, counts: Sequence[StageCount]) ->
     return table
 
 
-def funnel_json(definition: JourneyDefinition, counts: Sequence[StageCount]) -> list[dict[str, Any]]:
+def funnel_json(
+    definition: JourneyDefinition, counts: Sequence[StageCount]
+) -> list[dict[str, Any]]:
     return [
         {
             "stage": c.stage,

@@ -57,7 +57,9 @@ class JourneyProjector:
         self._positions.clear()
 
     def fold(self, page: Sequence[tuple[int, Any]]) -> PageChanges:
-        touchpoints = [(pos, e) for pos, e in page if isinstance(e, CustomerJourney.TouchpointRecorded)]
+        touchpoints = [
+            (pos, e) for pos, e in page if isinstance(e, CustomerJourney.TouchpointRecorded)
+        ]
         positions = self._positions
         missing = list({e.customer_id for _, e in touchpoints if e.customer_id not in positions})
         if missing:
@@ -80,8 +82,16 @@ class JourneyProjector:
             positions[e.customer_id] = changed[e.customer_id] = position
             timeline.append(
                 TimelineEntry(
-                    e.customer_id, e.occurred_at, log_position, e.event_id, e.channel, e.type,
-                    e.outcome, e.rep_id, e.source, e.attributes,
+                    e.customer_id,
+                    e.occurred_at,
+                    log_position,
+                    e.event_id,
+                    e.channel,
+                    e.type,
+                    e.outcome,
+                    e.rep_id,
+                    e.source,
+                    e.attributes,
                 )
             )
             if clock is None or e.occurred_at > clock:

@@ -93,16 +93,34 @@ class SQLiteJourneyView(JourneyView):
             db.executemany(
                 _UPSERT_POSITION,
                 [
-                    (p.customer_id, p.stage, p.since, p.peak_rank, p.first_at, p.last_at,
-                     p.touchpoints, encode(p.to_state()))
+                    (
+                        p.customer_id,
+                        p.stage,
+                        p.since,
+                        p.peak_rank,
+                        p.first_at,
+                        p.last_at,
+                        p.touchpoints,
+                        encode(p.to_state()),
+                    )
                     for p in changes.positions
                 ],
             )
             db.executemany(
                 _INSERT_TIMELINE,
                 [
-                    (t.customer_id, t.occurred_at, t.position, t.event_id, t.channel, t.type,
-                     t.outcome, t.rep_id, t.source, encode(t.attributes))
+                    (
+                        t.customer_id,
+                        t.occurred_at,
+                        t.position,
+                        t.event_id,
+                        t.channel,
+                        t.type,
+                        t.outcome,
+                        t.rep_id,
+                        t.source,
+                        encode(t.attributes),
+                    )
                     for t in changes.timeline
                 ],
             )
@@ -163,5 +181,16 @@ class SQLiteJourneyView(JourneyView):
 
 
 def _timeline_entry(row: Sequence[Any]) -> TimelineEntry:
-    *head, attributes = row
-    return TimelineEntry(*head, attributes=json.loads(attributes))
+    customer_id, occurred_at, position, event_id, channel, kind, outcome, rep, source, attrs = row
+    return TimelineEntry(
+        customer_id,
+        occurred_at,
+        position,
+        event_id,
+        channel,
+        kind,
+        outcome,
+        rep,
+        source,
+        json.loads(attrs),
+    )

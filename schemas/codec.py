@@ -8,7 +8,7 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import fastavro
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
@@ -25,14 +25,14 @@ _HEADER = struct.Struct("<2sQ")
 
 class AvroContract:
     """One record type: the schema it is read with, and every schema it may have been written
-    with, known by fingerprint (the current one, and older versions)."""
+    with, known by fingerprint (this one, and other versions, older or newer)."""
 
-    def __init__(self, schema: Schema, older: Iterable[Schema] = ()) -> None:
+    def __init__(self, schema: Schema, also_written_with: Iterable[Schema] = ()) -> None:
         self.schema = fastavro.parse_schema(schema)
         self.fingerprint = schema_fingerprint(self.schema)
         self._writers = {self.fingerprint: self.schema}
-        for old in older:
-            parsed = fastavro.parse_schema(old)
+        for other in also_written_with:
+            parsed = fastavro.parse_schema(other)
             self._writers[schema_fingerprint(parsed)] = parsed
 
     @property
@@ -74,11 +74,11 @@ class AvroContract:
             raise DecodeError(f"a {self.name} message did not hold a record")
         return record
 
-    def write_container(self, out: BinaryIO, records: Iterable[Mapping[str, Any]]) -> None:
+    def write_container(self, out: IO[bytes], records: Iterable[Mapping[str, Any]]) -> None:
         """Writes an Avro container file (records are streamed, not held)."""
         fastavro.writer(out, self.schema, (dict(r) for r in records), codec="deflate")
 
-    def read_container(self, source: BinaryIO) -> Iterator[dict[str, Any]]:
+    def read_container(self, source: IO[bytes]) -> Iterator[dict[str, Any]]:
         """Streams the records of an Avro container file, read with this contract's schema."""
         try:
             reader = fastavro.reader(source, reader_schema=self.schema)

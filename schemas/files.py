@@ -7,9 +7,10 @@ import csv
 import gzip
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple, cast
+
+import orjson
 
 from engine.errors import DecodeError
 from engine.touchpoints import Touchpoint, from_millis
@@ -18,13 +19,17 @@ from schemas.codec import contract
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".avro": "avro"}
 
 
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """One record read from a file, or why it could not be read; `where` is 'file:line'."""
+class FileRecord(NamedTuple):
+    """One record read from a file, or why it could not be read."""
 
-    where: str
+    path: Path
+    line: int | str  # a line number, or 'record N' in an Avro file
     record: dict[str, Any] | None
     error: DecodeError | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
 
 
 def file_format(path: Path) -> str:
@@ -54,25 +59,27 @@ def read_records(path: Path) -> Iterator[FileRecord]:
 
 def _open(path: Path, *, binary: bool) -> IO[Any]:
     if path.suffix == ".gz":
-        return gzip.open(path, "rb") if binary else gzip.open(path, "rt", encoding="utf-8")
-    return open(path, "rb") if binary else open(path, encoding="utf-8", newline="")  # noqa: SIM115
+        return cast(
+            IO[Any], gzip.open(path, "rb") if binary else gzip.open(path, "rt", encoding="utf-8")
+        )
+    return open(path, "rb") if binary else open(path, encoding="utf-8", newline="")
 
 
 def _json_records(path: Path, lines: IO[str]) -> Iterator[FileRecord]:
-    loads = json.loads
+    loads = orjson.loads
     for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
         try:
             record = loads(line)
         except json.JSONDecodeError as exc:
-            yield FileRecord(where, None, DecodeError(f"not valid JSON: {exc.msg} (column {exc.colno})"))
+            if line.strip():
+                error = DecodeError(f"not valid JSON: {exc.msg} (column {exc.colno})")
+                yield FileRecord(path, number, None, error)
             continue
-        if isinstance(record, dict):
-            yield FileRecord(where, record)
+        if type(record) is dict:
+            yield FileRecord(path, number, record)
         else:
-            yield FileRecord(where, None, DecodeError(f"expected a JSON object, got {type(record).__name__}"))
+            error = DecodeError(f"expected a JSON object, got {type(record).__name__}")
+            yield FileRecord(path, number, None, error)
 
 
 def _csv_records(path: Path, text: IO[str]) -> Iterator[FileRecord]:
@@ -83,15 +90,14 @@ def _csv_records(path: Path, text: IO[str]) -> Iterator[FileRecord]:
     for number, row in enumerate(rows, 2):
         if not any(row):
             continue
-        where = f"{path}:{number}"
         if len(row) != len(header):
             error = DecodeError(f"expected {len(header)} columns, found {len(row)}")
-            yield FileRecord(where, None, error)
+            yield FileRecord(path, number, None, error)
             continue
         try:
-            yield FileRecord(where, _csv_record(header, row))
+            yield FileRecord(path, number, _csv_record(header, row))
         except DecodeError as exc:
-            yield FileRecord(where, None, exc)
+            yield FileRecord(path, number, None, exc)
 
 
 def _csv_record(header: list[str], row: list[str]) -> dict[str, Any]:
@@ -117,10 +123,10 @@ def _avro_records(path: Path, source: IO[bytes]) -> Iterator[FileRecord]:
     number = 0
     try:
         for number, record in enumerate(contract("Touchpoint").read_container(source), 1):
-            yield FileRecord(f"{path}:record {number}", record)
+            yield FileRecord(path, f"record {number}", record)
     except DecodeError as exc:
         # A corrupt block ends what can be read of a container file.
-        yield FileRecord(f"{path}:record {number + 1}", None, exc)
+        yield FileRecord(path, f"record {number + 1}", None, exc)
 
 
 def touchpoint_json(tp: Touchpoint) -> dict[str, Any]:
@@ -174,8 +180,20 @@ def write_jsonl(out: IO[str], touchpoints: Iterable[Touchpoint]) -> int:
     return count
 
 
-CSV_COLUMNS = ("event_id", "customer_id", "channel", "type", "occurred_at", "source", "rep_id",
-               "outcome", "email", "phone", "cookie_id", "attributes")
+CSV_COLUMNS = (
+    "event_id",
+    "customer_id",
+    "channel",
+    "type",
+    "occurred_at",
+    "source",
+    "rep_id",
+    "outcome",
+    "email",
+    "phone",
+    "cookie_id",
+    "attributes",
+)
 
 
 def write_csv(out: IO[str], touchpoints: Iterable[Touchpoint]) -> int:

@@ -1,0 +1,33 @@
+# Two commands set up a fresh machine:
+#   make demo   record a realistic history on the embedded store and show the journeys
+#   make test   lint, type-check, check the layering, and run every test
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/journey demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest_file.py
+	$(BIN)/python bench/rebuild.py
+
+clean:
+	rm -rf $(VENV) .journey .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,122 @@
+"""Ingest N touchpoints from a JSON-lines file into the embedded SQLite store.
+
+Times `journey ingest --no-project FILE` (what users run) in fresh data directories and reports
+the median rate and peak RSS; in the same run, the naive eventsourcing way (`repository.get` +
+`save` per touchpoint) on a sample of the same file, and the ratio of the two.
+
+    python bench/ingest_file.py [--touchpoints 1000000] [--runs 3] [--sample 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import islice
+from pathlib import Path
+
+from eventsourcing.application import AggregateNotFoundError, Application
+
+from engine.journeys import CustomerJourney, stream_id
+from engine.touchpoints import touchpoint_from_record
+from journey.demo import demo_touchpoints
+from schemas.files import read_records, write_jsonl
+
+OUT = Path(__file__).parent / "out"
+TOUCHPOINTS_PER_CUSTOMER = 20.6  # what the demo generator makes on average
+
+
+def dataset(touchpoints: int) -> Path:
+    path = OUT / f"touchpoints-{touchpoints}.jsonl"
+    if not path.exists():
+        OUT.mkdir(exist_ok=True)
+        customers = max(1, round(touchpoints / TOUCHPOINTS_PER_CUSTOMER))
+        print(f"generating {path} ({customers} customers) ...", flush=True)
+        with path.open("w", encoding="utf-8") as handle:
+            write_jsonl(handle, islice(demo_touchpoints(customers, seed=1), touchpoints))
+    return path
+
+
+def journey_ingest(path: Path) -> tuple[float, float, int]:
+    """(seconds, peak RSS in MB, exit status) of one `journey ingest` in a fresh data dir."""
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    journey = Path(sys.executable).with_name("journey")
+    try:
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            [str(journey), "--data-dir", str(data_dir), "ingest", "--no-project", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode:
+            print(child.stderr.read().decode() if child.stderr else "", file=sys.stderr)
+        return seconds, usage.ru_maxrss / 1024, child.returncode
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def naive(path: Path, sample: int) -> float:
+    """Touchpoints/s the textbook way: load the customer's aggregate, record, save, one by one."""
+    now_ms = int(time.time() * 1000)
+    touchpoints = [
+        touchpoint_from_record(item.record, now_ms=now_ms)
+        for item in islice(read_records(path), sample)
+        if item.record is not None
+    ]
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-naive-"))
+    try:
+        app: Application[object] = Application(
+            env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                 "SQLITE_DBNAME": str(data_dir / "events.db")}
+        )
+        started = time.perf_counter()
+        for tp in touchpoints:
+            try:
+                journey: CustomerJourney = app.repository.get(stream_id(tp.customer_id))
+            except AggregateNotFoundError:
+                journey = CustomerJourney(tp.customer_id)
+            journey.record(tp)
+            app.save(journey)
+        return len(touchpoints) / (time.perf_counter() - started)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--touchpoints", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sample", type=int, default=10_000, help="touchpoints for the naive way")
+    args = parser.parse_args()
+
+    path = dataset(args.touchpoints)
+    count = sum(1 for _ in path.open(encoding="utf-8"))
+    print(f"dataset: {count} touchpoints, {path.stat().st_size / 1e6:.0f} MB, {path}")
+    rates, peaks, naive_rates = [], [], []
+    for run in range(1, args.runs + 1):
+        seconds, peak, status = journey_ingest(path)
+        if status:
+            sys.exit(f"journey ingest failed with status {status}")
+        rates.append(count / seconds)
+        peaks.append(peak)
+        naive_rates.append(naive(path, args.sample))
+        print(f"run {run}: journey ingest {count / seconds:,.0f} touchpoints/s in {seconds:.1f} s, "
+              f"peak RSS {peak:.0f} MB; naive {naive_rates[-1]:,.0f} touchpoints/s", flush=True)
+    rate, naive_rate = statistics.median(rates), statistics.median(naive_rates)
+    print()
+    print(f"journey ingest  median {rate:,.0f} touchpoints/s   (target >= 50,000)")
+    print(f"peak RSS        median {statistics.median(peaks):.0f} MB        (target < 500)")
+    print(f"naive baseline  median {naive_rate:,.0f} touchpoints/s on the first {args.sample}")
+    print(f"ratio           {rate / naive_rate:.1f}x                   (target >= 25x)")
+
+
+if __name__ == "__main__":
+    main()

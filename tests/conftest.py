@@ -1,0 +1,69 @@
+"""Shared test helpers: touchpoints made to order, and an engine on a fresh embedded store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.settings import Settings
+from engine.touchpoints import Touchpoint, millis
+from journey.bootstrap import Engine, build_engine
+
+T0 = millis(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))  # a Monday
+HOUR = 3_600_000
+DAY = 24 * HOUR
+
+
+def touchpoint(
+    event_id: str,
+    type: str = "page_view",
+    *,
+    customer_id: str = "C-1",
+    at: int = T0,
+    channel: str = "web",
+    outcome: str | None = None,
+    rep_id: str | None = None,
+    **attributes: str,
+) -> Touchpoint:
+    return Touchpoint(
+        event_id=event_id,
+        customer_id=customer_id,
+        channel=channel,
+        type=type,
+        occurred_at=at,
+        source="test",
+        rep_id=rep_id,
+        outcome=outcome,
+        attributes=attributes,
+    )
+
+
+def record(**overrides: Any) -> dict[str, Any]:
+    """A valid touchpoint record as a channel system would send it, with overrides."""
+    base: dict[str, Any] = {
+        "event_id": "e-1",
+        "customer_id": "C-1",
+        "channel": "web",
+        "type": "page_view",
+        "occurred_at": "2026-03-02T09:00:00Z",
+        "source": "web-analytics",
+        "attributes": {"page": "pricing"},
+    }
+    base.update(overrides)
+    return {key: value for key, value in base.items() if value is not ...}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"JOURNEY_DATA_DIR": str(tmp_path / "data")})
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    built = build_engine(settings)
+    yield built
+    built.close()

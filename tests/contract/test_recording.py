@@ -1,0 +1,111 @@
+"""Recording touchpoints in the event store: batched, idempotent, and readable the library's way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.errors import UnknownCustomer
+from engine.journeys import CustomerJourney
+from engine.recording import Journeys
+from engine.settings import Settings
+from journey.bootstrap import event_store_env
+from tests.conftest import T0, touchpoint
+
+
+@pytest.fixture
+def store_env(settings: Settings) -> dict[str, str]:
+    return event_store_env(settings)
+
+
+@pytest.fixture
+def journeys(store_env: dict[str, str]) -> Iterator[Journeys]:
+    app = Journeys(store_env)
+    yield app
+    app.close()
+
+
+def touchpoint_events(app: Journeys) -> list[CustomerJourney.TouchpointRecorded]:
+    notifications = app.recorder.select_notifications(start=1, limit=1_000)
+    events = [app.mapper.to_domain_event(n) for n in notifications]
+    return [e for e in events if isinstance(e, CustomerJourney.TouchpointRecorded)]
+
+
+def test_many_customers_are_recorded_in_one_batch(journeys: Journeys) -> None:
+    batch = [touchpoint(f"e{i}", customer_id=f"C-{i % 3}", at=T0 + i) for i in range(9)]
+
+    result = journeys.record(batch)
+
+    assert (result.recorded, result.duplicates) == (9, 0)
+    assert [e.event_id for e in touchpoint_events(journeys)] == [f"e{i}" for i in range(9)]
+    assert result.last_position == journeys.recorder.max_notification_id()
+
+
+def test_the_same_event_id_twice_in_a_batch_is_recorded_once(journeys: Journeys) -> None:
+    result = journeys.record([touchpoint("e1"), touchpoint("e1"), touchpoint("e2")])
+
+    assert (result.recorded, result.duplicates) == (2, 1)
+    assert len(touchpoint_events(journeys)) == 2
+
+
+def test_the_same_event_id_in_a_later_batch_is_recorded_once(journeys: Journeys) -> None:
+    journeys.record([touchpoint("e1"), touchpoint("e2")])
+
+    again = journeys.record([touchpoint("e2"), touchpoint("e3")])
+
+    assert (again.recorded, again.duplicates) == (1, 1)
+    assert [e.event_id for e in touchpoint_events(journeys)] == ["e1", "e2", "e3"]
+
+
+def test_the_same_event_id_after_a_restart_is_recorded_once(store_env: dict[str, str]) -> None:
+    first = Journeys(store_env)
+    first.record([touchpoint("e1"), touchpoint("e2", customer_id="C-2")])
+    first.close()
+
+    restarted = Journeys(store_env)
+    result = restarted.record([touchpoint("e1"), touchpoint("e3", at=T0 + 1)])
+
+    assert (result.recorded, result.duplicates) == (1, 1)
+    assert restarted.journey("C-1").version == 3  # started, e1, e3
+    restarted.close()
+
+
+def test_two_writers_on_one_store_neither_lose_nor_double_a_touchpoint(
+    store_env: dict[str, str],
+) -> None:
+    one, two = Journeys(store_env), Journeys(store_env)
+    one.record([touchpoint("e1")])
+    two.record([touchpoint("e2", at=T0 + 1)])  # two now believes C-1 is at version 3
+
+    one.record([touchpoint("e3", at=T0 + 2)])  # one's belief (version 2) is stale
+    two.record([touchpoint("e4", at=T0 + 3), touchpoint("e3")])
+
+    assert sorted(one.journey("C-1").recorded) == ["e1", "e2", "e3", "e4"]
+    one.close()
+    two.close()
+
+
+def test_a_journey_reads_back_the_library_way(journeys: Journeys) -> None:
+    journeys.record([touchpoint("e1", page="pricing"), touchpoint("e2", "demo", at=T0 + 1)])
+
+    journey = journeys.journey("C-1")
+
+    assert journey.customer_id == "C-1"
+    assert journey.recorded == {"e1", "e2"}
+    events = touchpoint_events(journeys)
+    assert events[0].attributes == {"page": "pricing"}
+    assert events[1].type == "demo"
+
+
+def test_an_unknown_customer_is_named(journeys: Journeys) -> None:
+    with pytest.raises(UnknownCustomer, match="C-404"):
+        journeys.journey("C-404")
+
+
+def test_the_store_is_a_file_under_the_data_directory(settings: Settings, journeys: Journeys) -> None:
+    journeys.record([touchpoint("e1")])
+
+    assert settings.events_path.is_file()
+    assert settings.events_path.parent == Path(settings.data_dir)

@@ -1,0 +1,140 @@
+"""The batched runner: pages, resumes where it stopped, and never half-applies a page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.definition import load_definition, parse_definition
+from engine.settings import Settings
+from journey.bootstrap import Engine, build_engine
+from projections.runner import ProjectionRunner
+from projections.sqlite_view import SQLiteJourneyView
+from projections.views import PageChanges, ViewOutOfDate
+from tests.conftest import DAY, T0, touchpoint
+
+
+@pytest.fixture
+def paged(tmp_path: Path) -> Iterator[Engine]:
+    built = build_engine(
+        Settings.from_env({"JOURNEY_DATA_DIR": str(tmp_path / "data"), "JOURNEY_PAGE_SIZE": "4"})
+    )
+    yield built
+    built.close()
+
+
+def history(customers: list[str], view: SQLiteJourneyView) -> dict[str, object]:
+    return {c: (p.history if (p := view.position(c)) else None) for c in customers}
+
+
+def record_story(engine: Engine) -> None:
+    engine.journeys.record(
+        [
+            touchpoint("a1", customer_id="A", page="pricing"),
+            touchpoint("b1", customer_id="B"),
+            touchpoint("a2", "demo", customer_id="A", channel="visit", at=T0 + DAY),
+            touchpoint("b2", "contract_signed", customer_id="B", channel="visit", at=T0 + DAY),
+            touchpoint("a3", "proposal_sent", customer_id="A", channel="email", at=T0 + 2 * DAY),
+        ]
+    )
+
+
+def test_catching_up_builds_positions_timelines_and_the_funnel(paged: Engine) -> None:
+    record_story(paged)
+
+    done = paged.runner.catch_up()
+
+    assert done.events == 7  # two streams started, five touchpoints
+    assert paged.view.position("A").stage == "deciding"  # type: ignore[union-attr]
+    assert [t.event_id for t in paged.view.timeline("A")] == ["a1", "a2", "a3"]
+    funnel = {c.stage: (c.reached, c.current) for c in paged.view.funnel(paged.definition.ladder)}
+    assert funnel["aware"] == (2, 0)
+    assert funnel["deciding"] == (2, 1)
+    assert funnel["customer"] == (1, 1)
+    assert paged.view.clock() == T0 + 2 * DAY
+
+
+def test_the_runner_resumes_exactly_where_it_stopped(paged: Engine) -> None:
+    record_story(paged)
+    paged.runner.catch_up()
+
+    assert paged.runner.catch_up().events == 0
+    paged.journeys.record([touchpoint("a4", "contract_signed", customer_id="A", at=T0 + 3 * DAY)])
+    again = paged.runner.catch_up()
+
+    assert again.events == 1
+    assert [t.event_id for t in paged.view.timeline("A")] == ["a1", "a2", "a3", "a4"]
+    assert paged.view.position("A").stage == "customer"  # type: ignore[union-attr]
+
+
+class FailingView(SQLiteJourneyView):
+    """Fails to commit the n-th page, as a crash or a full disk would."""
+
+    def __init__(self, path: Path, fail_on_page: int) -> None:
+        super().__init__(path)
+        self.pages = 0
+        self.fail_on_page = fail_on_page
+
+    def commit(self, projection: str, changes: PageChanges, definition_digest: str) -> None:
+        self.pages += 1
+        if self.pages == self.fail_on_page:
+            raise OSError("disk full")
+        super().commit(projection, changes, definition_digest)
+
+
+def test_a_page_that_fails_to_commit_leaves_nothing_behind_and_is_redone(
+    paged: Engine, settings: Settings
+) -> None:
+    record_story(paged)
+    failing = FailingView(settings.views_path, fail_on_page=2)
+    runner = ProjectionRunner(paged.journeys, failing, paged.definition, page_size=4)
+
+    with pytest.raises(OSError, match="disk full"):
+        runner.catch_up()
+
+    assert runner.position() == 4  # the first page, and nothing of the second
+    assert [t.event_id for t in failing.timeline("A")] == ["a1"]
+    ProjectionRunner(paged.journeys, failing, paged.definition, page_size=4).catch_up()
+    fresh = SQLiteJourneyView(settings.data_dir / "fresh.db")
+    ProjectionRunner(paged.journeys, fresh, paged.definition).catch_up()
+    assert history(["A", "B"], failing) == history(["A", "B"], fresh)
+    assert failing.timeline("A") == fresh.timeline("A")
+    fresh.close()
+    failing.close()
+
+
+def test_two_runners_on_one_view_apply_each_page_once(paged: Engine, settings: Settings) -> None:
+    record_story(paged)
+    other_view = SQLiteJourneyView(settings.views_path)
+    other = ProjectionRunner(paged.journeys, other_view, paged.definition, page_size=4)
+    other.catch_up()
+
+    paged.journeys.record([touchpoint("a4", "contract_signed", customer_id="A", at=T0 + 3 * DAY)])
+    other.catch_up()
+    paged.runner.catch_up()  # its first page was written by the other runner: dropped, not doubled
+
+    assert [t.event_id for t in paged.view.timeline("A")] == ["a1", "a2", "a3", "a4"]
+    assert paged.view.position("A").touchpoints == 4  # type: ignore[union-attr]
+    other_view.close()
+
+
+def test_views_built_with_another_definition_must_be_rebuilt(paged: Engine) -> None:
+    record_story(paged)
+    paged.runner.catch_up()
+    stricter = parse_definition(
+        '[journey]\nname = "two stages"\n'
+        '[[stages]]\nid = "aware"\nlabel = "Aware"\nenter = [{types = ["*"]}]\n'
+        '[[stages]]\nid = "customer"\nlabel = "Customer"\nenter = [{types = ["contract_signed"]}]\n',
+        origin="strict",
+    )
+    runner = ProjectionRunner(paged.journeys, paged.view, stricter)
+
+    with pytest.raises(ViewOutOfDate, match="journey rebuild"):
+        runner.catch_up()
+    runner.rebuild()
+
+    assert paged.view.position("A").stage == "aware"  # type: ignore[union-attr]
+    assert paged.view.position("B").stage == "customer"  # type: ignore[union-attr]
+    assert load_definition() != stricter

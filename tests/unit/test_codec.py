@@ -1,0 +1,157 @@
+"""The Avro contracts and the codec: round trips, evolution, and clear errors."""
+
+from __future__ import annotations
+
+import copy
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.errors import DecodeError
+from schemas.codec import AvroContract, contract, load_contract_schema, personal_fields
+from schemas.files import read_records, touchpoint_avro, write_csv, write_jsonl
+from tests.conftest import T0, touchpoint
+
+WHEN = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def avro_record(**overrides: Any) -> dict[str, Any]:
+    record = touchpoint_avro(touchpoint("e-1", page="pricing"))
+    record.update(email="x@example.com", **overrides)
+    return record
+
+
+def next_version() -> Any:
+    """Touchpoint as a later release might have it: a new field and a new channel."""
+    schema = copy.deepcopy(load_contract_schema("Touchpoint"))
+    schema["fields"].append(
+        {"name": "campaign", "type": ["null", "string"], "default": None, "doc": "new"}
+    )
+    channel = next(f for f in schema["fields"] if f["name"] == "channel")
+    channel["type"]["symbols"].append("chat")
+    return schema
+
+
+def test_a_message_starts_with_the_single_object_marker_and_the_schema_fingerprint() -> None:
+    touchpoints = contract("Touchpoint")
+
+    message = touchpoints.encode(avro_record())
+
+    assert message[:2] == b"\xc3\x01"
+    assert int.from_bytes(message[2:10], "little") == touchpoints.fingerprint
+    decoded = touchpoints.decode(message)
+    assert decoded["occurred_at"] == WHEN
+    assert decoded["email"] == "x@example.com"
+    assert decoded["attributes"] == {"page": "pricing"}
+
+
+def test_a_reader_on_the_next_version_reads_messages_written_with_this_one() -> None:
+    old = contract("Touchpoint")
+    new = AvroContract(next_version(), also_written_with=[old.schema])
+
+    decoded = new.decode(old.encode(avro_record()))
+
+    assert decoded["campaign"] is None
+    assert decoded["customer_id"] == "C-1"
+
+
+def test_a_reader_on_this_version_reads_a_channel_it_does_not_know_as_other() -> None:
+    new = AvroContract(next_version())
+    old = AvroContract(load_contract_schema("Touchpoint"), also_written_with=[new.schema])
+
+    decoded = old.decode(new.encode(avro_record(channel="chat", campaign="spring")))
+
+    assert decoded["channel"] == "other"
+    assert "campaign" not in decoded
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "too short"),
+        (b"{json: 1}xxxxxxxx", "not an Avro single-object message"),
+        (b"\xc3\x01" + bytes(8) + b"\x02", "unknown schema"),
+    ],
+)
+def test_bytes_that_are_not_a_touchpoint_raise_a_decode_error(data: bytes, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        contract("Touchpoint").decode(data)
+
+
+def test_a_truncated_or_padded_message_raises_a_decode_error() -> None:
+    message = contract("Touchpoint").encode(avro_record())
+
+    with pytest.raises(DecodeError, match="corrupt"):
+        contract("Touchpoint").decode(message[:-4])
+    with pytest.raises(DecodeError, match="unexpected bytes"):
+        contract("Touchpoint").decode(message + b"\x00")
+
+
+def test_every_field_is_documented_and_identifiers_are_marked_personal() -> None:
+    for name in ("Touchpoint", "NextAction", "ActionOutcome"):
+        schema = load_contract_schema(name)
+        assert schema["doc"]
+        assert all(field.get("doc") for field in schema["fields"]), name
+    assert personal_fields(load_contract_schema("Touchpoint")) == ("email", "phone", "cookie_id")
+
+
+def test_container_files_round_trip_and_stream(tmp_path: Path) -> None:
+    path = tmp_path / "touchpoints.avro"
+    records = [avro_record(event_id=f"e-{i}", occurred_at=T0 + i) for i in range(250)]
+    with path.open("wb") as out:
+        contract("Touchpoint").write_container(out, records)
+
+    read = [item.record for item in read_records(path)]
+
+    assert [r["event_id"] for r in read if r] == [f"e-{i}" for i in range(250)]
+
+
+def test_a_corrupt_container_file_is_reported_not_raised(tmp_path: Path) -> None:
+    path = tmp_path / "broken.avro"
+    buffer = io.BytesIO()
+    contract("Touchpoint").write_container(buffer, [avro_record()])
+    path.write_bytes(buffer.getvalue()[:-20])
+
+    items = list(read_records(path))
+
+    assert items[-1].error is not None
+    assert items[-1].where == f"{path}:record 1"
+
+
+def test_json_lines_report_each_bad_line_by_number_and_keep_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "touchpoints.jsonl"
+    with path.open("w") as out:
+        write_jsonl(out, [touchpoint("e-1")])
+        out.write("{not json\n\n[1, 2]\n")
+        write_jsonl(out, [touchpoint("e-2")])
+
+    items = list(read_records(path))
+
+    assert [(i.line, i.record["event_id"] if i.record else str(i.error)) for i in items] == [
+        (1, "e-1"),
+        (2, "not valid JSON: unexpected character, expected a string key (column 2)"),
+        (4, "expected a JSON object, got list"),
+        (5, "e-2"),
+    ]
+
+
+def test_csv_reads_attribute_columns_and_names_short_rows(tmp_path: Path) -> None:
+    path = tmp_path / "touchpoints.csv"
+    with path.open("w", newline="") as out:
+        write_csv(out, [touchpoint("e-1", page="pricing")])
+        out.write("e-2,C-2,web\n")
+
+    items = list(read_records(path))
+
+    assert items[0].record is not None
+    assert items[0].record["attributes"] == {"page": "pricing"}
+    assert items[1].where == f"{path}:3"
+    assert "expected 12 columns, found 3" in str(items[1].error)
+
+
+def test_an_unknown_file_type_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DecodeError, match="unknown file type"):
+        list(read_records(tmp_path / "touchpoints.xlsx"))

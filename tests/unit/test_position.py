@@ -1,0 +1,121 @@
+"""The journey-position fold, with lists of events and no database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from engine.definition import load_definition, parse_definition
+from engine.touchpoints import Touchpoint
+from projections.position import Mark, Position, StageMachine
+from tests.conftest import DAY, HOUR, T0, touchpoint
+
+MACHINE = StageMachine(load_definition())
+
+
+def fold(touchpoints: Iterable[Touchpoint], machine: StageMachine = MACHINE) -> Position:
+    position = Position("C-1")
+    for tp in touchpoints:
+        rules = machine.matching_rules(tp.type, tp.channel, tp.outcome, tp.attributes)
+        position = machine.evolve(position, Mark(tp.occurred_at, tp.event_id, rules))
+    return position
+
+
+def stages(position: Position) -> list[str]:
+    return [entry.stage for entry in position.history]
+
+
+def test_a_first_touchpoint_makes_a_customer_aware_since_it_happened() -> None:
+    position = fold([touchpoint("e1", at=T0)])
+
+    assert position.stage == "aware"
+    assert position.since == T0
+    assert position.history[0].event_id == "e1"
+
+
+def test_repeat_visits_engage_only_once_the_rule_count_is_reached() -> None:
+    two = fold([touchpoint("e1", page="home"), touchpoint("e2", at=T0 + HOUR, page="blog")])
+    three = fold([*[touchpoint(f"e{i}", at=T0 + i * HOUR, page="home") for i in range(3)]])
+
+    assert two.stage == "aware"
+    assert three.stage == "engaged"
+    assert three.since == T0 + 2 * HOUR
+
+
+def test_stages_may_be_skipped() -> None:
+    position = fold([touchpoint("e1"), touchpoint("e2", "demo_requested", at=T0 + HOUR)])
+
+    assert stages(position) == ["aware", "evaluating"]
+
+
+def test_earlier_stage_signals_do_not_move_a_customer_back() -> None:
+    position = fold(
+        [
+            touchpoint("e1", "contract_signed", channel="visit"),
+            touchpoint("e2", at=T0 + HOUR, page="pricing"),
+            touchpoint("e3", "call_inbound", channel="phone", at=T0 + 2 * HOUR),
+        ]
+    )
+
+    assert position.stage == "customer"
+
+
+def test_a_complaint_makes_an_advocate_regress_to_customer() -> None:
+    position = fold(
+        [
+            touchpoint("e1", "contract_signed", channel="visit"),
+            touchpoint("e2", "referral_given", channel="email", at=T0 + DAY),
+            touchpoint("e3", "complaint", channel="email", at=T0 + 2 * DAY, outcome="negative"),
+        ]
+    )
+
+    assert stages(position) == ["customer", "advocate", "customer"]
+    assert position.peak_rank == MACHINE.ranks["advocate"]
+
+
+def test_a_silent_prospect_went_dormant_and_the_next_touchpoint_wakes_them() -> None:
+    position = fold(
+        [
+            touchpoint("e1", page="pricing"),
+            touchpoint("e2", at=T0 + 90 * DAY, page="home"),
+        ]
+    )
+
+    assert stages(position) == ["considering", "dormant", "aware"]
+    assert position.history[1].entered_at == T0 + 60 * DAY
+    assert position.history[1].event_id is None
+
+
+def test_a_late_touchpoint_gives_the_same_journey_as_if_it_had_arrived_in_order() -> None:
+    monday_visit = touchpoint("visit", "visit", channel="visit", at=T0, outcome="positive")
+    tuesday = touchpoint("tue", "email_clicked", channel="email", at=T0 + DAY)
+    wednesday = touchpoint("wed", "proposal_sent", channel="email", at=T0 + 2 * DAY)
+
+    late = fold([tuesday, wednesday, monday_visit])
+    in_order = fold([monday_visit, tuesday, wednesday])
+
+    assert late.history == in_order.history
+    assert [m.event_id for m in late.marks] == ["visit", "tue", "wed"]
+
+
+def test_a_definition_change_changes_what_moves_a_customer() -> None:
+    strict = parse_definition(
+        '[journey]\nname = "strict"\n'
+        '[[stages]]\nid = "aware"\nlabel = "Aware"\nenter = [{types = ["*"]}]\n'
+        '[[stages]]\nid = "engaged"\nlabel = "Engaged"\n'
+        'enter = [{types = ["page_view"], min_count = 5}]\n',
+        origin="strict",
+    )
+    views = [touchpoint(f"e{i}", at=T0 + i) for i in range(3)]
+
+    assert fold(views).stage == "engaged"
+    assert fold(views, StageMachine(strict)).stage == "aware"
+
+
+def test_a_position_survives_its_stored_form() -> None:
+    position = fold(
+        [touchpoint("e1"), touchpoint("e2", "demo", channel="visit", at=T0 + DAY)]
+    )
+
+    restored = Position.from_state("C-1", position.to_state())
+
+    assert restored == position
