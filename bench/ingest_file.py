@@ -74,8 +74,10 @@ def naive(path: Path, sample: int) -> float:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-naive-"))
     try:
         app: Application[object] = Application(
-            env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                 "SQLITE_DBNAME": str(data_dir / "events.db")}
+            env={
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(data_dir / "events.db"),
+            }
         )
         started = time.perf_counter()
         for tp in touchpoints:
@@ -108,8 +110,11 @@ def main() -> None:
         rates.append(count / seconds)
         peaks.append(peak)
         naive_rates.append(naive(path, args.sample))
-        print(f"run {run}: journey ingest {count / seconds:,.0f} touchpoints/s in {seconds:.1f} s, "
-              f"peak RSS {peak:.0f} MB; naive {naive_rates[-1]:,.0f} touchpoints/s", flush=True)
+        print(
+            f"run {run}: journey ingest {count / seconds:,.0f} touchpoints/s in {seconds:.1f} s, "
+            f"peak RSS {peak:.0f} MB; naive {naive_rates[-1]:,.0f} touchpoints/s",
+            flush=True,
+        )
     rate, naive_rate = statistics.median(rates), statistics.median(naive_rates)
     print()
     print(f"journey ingest  median {rate:,.0f} touchpoints/s   (target >= 50,000)")

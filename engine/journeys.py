@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -15,6 +15,23 @@ _STREAM_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journey-engine:customer")
 def stream_id(customer_id: str) -> UUID:
     """The id of a customer's journey stream: the same customer always maps to the same stream."""
     return uuid5(_STREAM_NAMESPACE, customer_id)
+
+
+class TouchpointState(TypedDict):
+    """The stored state of a TouchpointRecorded event, as replays read it without building
+    the event object (the originator id and version are stored beside it, and the recording
+    timestamp is left in its stored form)."""
+
+    event_id: str
+    customer_id: str
+    channel: str
+    type: str
+    occurred_at: int
+    source: str
+    rep_id: str | None
+    outcome: str | None
+    attributes: dict[str, str]
+    identifiers: dict[str, str]
 
 
 class CustomerJourney(Aggregate):

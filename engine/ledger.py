@@ -22,3 +22,10 @@ class TouchpointLedger(ABC):
     @abstractmethod
     def stream_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The last version of each stream that exists; absent streams are left out."""
+
+    @abstractmethod
+    def select_states(
+        self, after: int, limit: int, topic: str, stop: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        """Positions and stored states of the events of one topic after a position, in log
+        order: a lean `select_notifications` for replaying the log by the million."""

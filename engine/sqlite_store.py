@@ -13,6 +13,7 @@ from engine.ledger import TouchpointLedger
 
 # SQLite allows 32,766 host parameters per statement; stay well below.
 _CHUNK = 900
+_WRITER_CACHE_KIB = 128 * 1024
 
 
 class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
@@ -31,6 +32,9 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
         # One executemany instead of the library's statement per event. Without AUTOINCREMENT
         # each new row takes the largest rowid plus one, and the transaction holds the write
         # lock, so the notification ids are the range after the largest before the insert.
+        # The indexes of a few million events fit in this page cache; with the default 2 MB,
+        # every batch would read back most of the pages it writes to.
+        c.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
         first = self._max_rowid(c) + 1
         c.executemany(
             self.insert_events_statement,
@@ -54,6 +58,20 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
         if self._max_rowid(c) != last:
             raise IntegrityError(f"notification ids of a batch are not {first}..{last}")
         return list(range(first, last + 1))
+
+    def select_states(
+        self, after: int, limit: int, topic: str, stop: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None  # plain tuples: no Row object per event
+            cursor.execute(
+                f"SELECT rowid, state FROM {self.events_table_name} "
+                "WHERE rowid > ? AND rowid <= ? AND topic = ? ORDER BY rowid LIMIT ?",
+                (after, stop if stop is not None else 2**63 - 1, topic, limit),
+            )
+            rows: list[tuple[int, bytes]] = cursor.fetchall()
+            return rows
 
     def _max_rowid(self, c: SQLiteCursor) -> int:
         c.execute(self.select_max_notification_id_statement)

@@ -102,7 +102,7 @@ def touchpoint_from_record(record: Mapping[str, Any], *, now_ms: int) -> Touchpo
         channel,
         kind,
         occurred_at,
-        _text(get("source"), "source", required=True),
+        _required_text(get("source"), "source"),
         _text(get("rep_id"), "rep_id"),
         outcome,
         _text(get("email"), "email"),
@@ -118,14 +118,14 @@ _seen_types: set[str] = set()
 
 
 def _channel(value: Any) -> str:
-    channel = (_text(value, "channel", required=True) or "").lower()
+    channel = _required_text(value, "channel").lower()
     if channel not in _CHANNEL_SET:
         raise InvalidTouchpoint("channel", f"{channel!r} is not one of {', '.join(CHANNELS)}")
     return channel
 
 
 def _type(value: Any) -> str:
-    kind = _text(value, "type", required=True) or ""
+    kind = _required_text(value, "type")
     if not _TYPE_PATTERN.match(kind):
         raise InvalidTouchpoint("type", f"{kind!r} is not a lower-case name such as page_view")
     if len(_seen_types) < 10_000:
@@ -159,22 +159,25 @@ def _identifier(value: Any, name: str) -> str:
         and not value[-1].isspace()
     ):
         return value
-    text = _text(value, name, required=True) or ""
+    text = _required_text(value, name)
     if len(text) > MAX_ID_LENGTH:
         raise InvalidTouchpoint(name, f"longer than {MAX_ID_LENGTH} characters")
     return text
 
 
-def _text(value: Any, name: str, *, required: bool = False) -> str | None:
+def _text(value: Any, name: str) -> str | None:
     if value is None:
-        text = None
-    elif type(value) is str:
-        if len(value) > MAX_TEXT_LENGTH:
-            raise InvalidTouchpoint(name, f"longer than {MAX_TEXT_LENGTH} characters")
-        text = value.strip() or None
-    else:
+        return None
+    if type(value) is not str:
         raise InvalidTouchpoint(name, f"expected text, got {type(value).__name__}")
-    if text is None and required:
+    if len(value) > MAX_TEXT_LENGTH:
+        raise InvalidTouchpoint(name, f"longer than {MAX_TEXT_LENGTH} characters")
+    return value.strip() or None
+
+
+def _required_text(value: Any, name: str) -> str:
+    text = _text(value, name)
+    if text is None:
         raise InvalidTouchpoint(name, "is missing or empty")
     return text
 

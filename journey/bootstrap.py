@@ -10,6 +10,7 @@ from engine.definition import JourneyDefinition, load_definition
 from engine.errors import ConfigurationError
 from engine.recording import Journeys
 from engine.settings import Settings
+from projections.log import JourneyLog
 from projections.runner import ProjectionRunner
 from projections.sqlite_view import SQLiteJourneyView
 from projections.views import JourneyView
@@ -24,6 +25,7 @@ class Engine:
     journeys: Journeys
     view: JourneyView
     runner: ProjectionRunner
+    log: JourneyLog
 
     def close(self) -> None:
         self.view.close()
@@ -48,4 +50,4 @@ def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None
     journeys = Journeys(event_store_env(settings), clock=clock)
     view = SQLiteJourneyView(settings.views_path)
     runner = ProjectionRunner(journeys, view, definition, page_size=settings.page_size)
-    return Engine(settings, definition, journeys, view, runner)
+    return Engine(settings, definition, journeys, view, runner, JourneyLog(journeys))

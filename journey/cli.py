@@ -27,9 +27,10 @@ from engine.errors import JourneyError, UnknownCustomer
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint
 from journey import render
-from journey.bootstrap import Engine, build_engine
+from journey.bootstrap import Engine, build_engine, event_store_env
 from journey.demo import STORIES, demo_customers, demo_touchpoints
-from journey.ingest import IngestSummary, check_files, record_in_batches, touchpoints_from_files
+from journey.ingest import IngestSummary, check_files, ingest_files
+from projections.timeline import timeline as project_timeline
 from schemas.codec import contract
 from schemas.files import file_format, touchpoint_avro, write_csv, write_jsonl
 
@@ -92,8 +93,11 @@ def _catch_up(engine: Engine) -> None:
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--batch-size", type=click.IntRange(1, 100_000), help="Touchpoints per transaction.")
-@click.option("--no-project", is_flag=True,
-              help="Only record; the journey views catch up on the next command that reads them.")
+@click.option(
+    "--no-project",
+    is_flag=True,
+    help="Only record; the journey views catch up on the next command that reads them.",
+)
 @click.pass_context
 def ingest(
     ctx: click.Context, files: tuple[Path, ...], batch_size: int | None, no_project: bool
@@ -115,21 +119,19 @@ def ingest(
 def _ingest(
     engine: Engine, files: list[Path], batch_size: int, total: int | None = None
 ) -> IngestSummary:
-    summary = IngestSummary()
-
     def bad(where: str, reason: str) -> None:
-        summary.bad += 1
         err.print(f"{where}: {reason}", markup=False)
 
-    now_ms = int(time.time() * 1000)
     with _progress() as progress:
         task = progress.add_task("Recording touchpoints", total=total)
-        record_in_batches(
+        summary = ingest_files(
             engine.journeys,
-            touchpoints_from_files(files, now_ms=now_ms, on_bad=bad),
+            files,
             batch_size=batch_size,
-            summary=summary,
+            now_ms=int(time.time() * 1000),
+            on_bad=bad,
             on_batch=lambda s: progress.update(task, completed=s.read),
+            store_env=event_store_env(engine.settings),
         )
         progress.update(task, total=summary.read, completed=summary.read)
     return summary
@@ -198,7 +200,7 @@ def _show_customer(engine: Engine, customer_id: str, *, as_json: bool = False) -
     position = engine.view.position(customer_id)
     if position is None:
         raise UnknownCustomer(customer_id)
-    timeline = engine.view.timeline(customer_id)
+    timeline = project_timeline(engine.log.stream(customer_id))
     clock = engine.view.clock()
     if as_json:
         click.echo(

@@ -12,7 +12,8 @@ from rich.text import Text
 from engine.definition import JourneyDefinition
 from engine.touchpoints import from_millis
 from projections.position import Position
-from projections.views import StageCount, TimelineEntry
+from projections.timeline import TimelineEntry, reported_late
+from projections.views import StageCount
 
 OUTCOME_STYLES = {"positive": "green", "negative": "red", "neutral": "yellow"}
 
@@ -80,7 +81,7 @@ def customer_json(
                 "rep_id": t.rep_id,
                 "source": t.source,
                 "attributes": dict(t.attributes),
-                "log_position": t.position,
+                "arrival": t.arrival,
             }
             for t in timeline
         ],
@@ -131,10 +132,9 @@ def customer_view(
     for column in ("when", "channel", "what", "outcome", "rep"):
         events.add_column(column, no_wrap=True)
     events.add_column("details", overflow="fold")
-    later_positions = _earliest_later_positions(timeline)
-    for t, earliest_later in zip(timeline, later_positions, strict=True):
+    for t, late in zip(timeline, reported_late(list(timeline)), strict=True):
         details = " ".join(f"{k}={v}" for k, v in t.attributes.items())
-        if t.position > earliest_later:
+        if late:
             details = f"{details}  (reported late)".strip()
         events.add_row(
             when(t.occurred_at),
@@ -145,17 +145,6 @@ def customer_view(
             details,
         )
     return Group(headline, ladder, Text(), stages, Text(), events)
-
-
-def _earliest_later_positions(timeline: Sequence[TimelineEntry]) -> list[float]:
-    """For each entry, the lowest log position among entries that happened after it: an entry
-    recorded after something that happened later was reported late."""
-    earliest: list[float] = []
-    lowest = float("inf")
-    for t in reversed(timeline):
-        earliest.append(lowest)
-        lowest = min(lowest, t.position)
-    return earliest[::-1]
 
 
 def _reached(position: Position, stage: str) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from engine.definition import ANY_TYPE, JourneyDefinition
+from engine.journeys import TouchpointState
 
 DAY_MS = 86_400_000
 _DORMANT_RANK = -1
@@ -114,10 +115,29 @@ class StageMachine:
                     )
                 )
         self._any_type = [r for r in self._rules if r.types is None]
+        # Only these attributes decide which rules match; they key a cache of matches.
+        self._attribute_names = sorted({name for r in self._rules for name, _ in r.attributes})
+        self._matches: dict[tuple[str | None, ...], tuple[int, ...]] = {}
         self._by_type: dict[str, list[_Rule]] = {}
         for r in self._rules:
             for kind in r.types or ():
                 self._by_type.setdefault(kind, []).append(r)
+
+    def mark(self, tp: TouchpointState) -> Mark:
+        """What the fold keeps of a recorded touchpoint."""
+        attributes = tp["attributes"]
+        key = (
+            tp["type"],
+            tp["channel"],
+            tp["outcome"],
+            *[attributes.get(name) for name in self._attribute_names],
+        )
+        rules = self._matches.get(key)
+        if rules is None:
+            rules = self.matching_rules(tp["type"], tp["channel"], tp["outcome"], attributes)
+            if len(self._matches) < 100_000:
+                self._matches[key] = rules
+        return Mark(tp["occurred_at"], tp["event_id"], rules)
 
     def matching_rules(
         self, kind: str, channel: str, outcome: str | None, attributes: Mapping[str, str]

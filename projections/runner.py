@@ -12,22 +12,19 @@ from typing import Any
 from eventsourcing.application import Application
 
 from engine.definition import JourneyDefinition
-from engine.journeys import CustomerJourney
-from projections.position import Mark, Position, StageMachine
+from engine.journeys import TouchpointState
+from projections.log import JourneyLog
+from projections.position import Position, StageMachine
 from projections.views import (
     JOURNEY_PROJECTION,
     JourneyView,
     PageChanges,
-    TimelineEntry,
     ViewConflict,
     ViewOutOfDate,
 )
 
 Progress = Callable[[int, int], None]  # (events done so far, events to do)
 
-_TOUCHPOINT_TOPIC = (
-    f"{CustomerJourney.__module__}:{CustomerJourney.__qualname__}.TouchpointRecorded"
-)
 _MAX_CACHED_POSITIONS = 100_000
 
 
@@ -43,8 +40,8 @@ def definition_digest(definition: JourneyDefinition) -> str:
 
 
 class JourneyProjector:
-    """Folds pages of journey events into position and timeline changes. No I/O of its own:
-    positions it has not seen come from `load`."""
+    """Folds pages of recorded touchpoints into position changes. No I/O of its
+    own: positions it has not seen come from `load`."""
 
     def __init__(
         self, definition: JourneyDefinition, load: Callable[[list[str]], dict[str, Position]]
@@ -52,51 +49,36 @@ class JourneyProjector:
         self.machine = StageMachine(definition)
         self._load = load
         self._positions: dict[str, Position] = {}
+        # On a run from an empty view, the customers whose positions have been written; any
+        # other customer has none stored, so there is nothing to load. None: ask the view.
+        self._written: set[str] | None = None
 
-    def forget(self) -> None:
+    def forget(self, *, view_is_empty: bool = False) -> None:
         self._positions.clear()
+        self._written = set() if view_is_empty else None
 
-    def fold(self, page: Sequence[tuple[int, Any]]) -> PageChanges:
-        touchpoints = [
-            (pos, e) for pos, e in page if isinstance(e, CustomerJourney.TouchpointRecorded)
-        ]
+    def fold(self, page: Sequence[tuple[int, TouchpointState]]) -> PageChanges:
         positions = self._positions
-        missing = list({e.customer_id for _, e in touchpoints if e.customer_id not in positions})
+        missing = list({tp["customer_id"] for _, tp in page} - positions.keys())
+        if len(positions) + len(missing) > _MAX_CACHED_POSITIONS:
+            positions.clear()
         if missing:
-            if len(positions) + len(missing) > _MAX_CACHED_POSITIONS:
-                positions.clear()
-            loaded = self._load(missing)
+            written = self._written
+            to_load = missing if written is None else [c for c in missing if c in written]
+            loaded = self._load(to_load) if to_load else {}
             for customer_id in missing:
                 positions[customer_id] = loaded.get(customer_id) or Position(customer_id)
-        machine = self.machine
+        marks = self.machine.mark
+        evolve = self.machine.evolve
         changed: dict[str, Position] = {}
-        timeline: list[TimelineEntry] = []
-        clock: int | None = None
-        for log_position, e in touchpoints:
-            mark = Mark(
-                e.occurred_at,
-                e.event_id,
-                machine.matching_rules(e.type, e.channel, e.outcome, e.attributes),
-            )
-            position = machine.evolve(positions[e.customer_id], mark)
-            positions[e.customer_id] = changed[e.customer_id] = position
-            timeline.append(
-                TimelineEntry(
-                    e.customer_id,
-                    e.occurred_at,
-                    log_position,
-                    e.event_id,
-                    e.channel,
-                    e.type,
-                    e.outcome,
-                    e.rep_id,
-                    e.source,
-                    e.attributes,
-                )
-            )
-            if clock is None or e.occurred_at > clock:
-                clock = e.occurred_at
-        return PageChanges(list(changed.values()), timeline, clock, page[-1][0])
+        for _, tp in page:
+            customer_id = tp["customer_id"]
+            position = evolve(positions[customer_id], marks(tp))
+            positions[customer_id] = changed[customer_id] = position
+        if self._written is not None:
+            self._written.update(changed)
+        clock = max(tp["occurred_at"] for _, tp in page) if page else None
+        return PageChanges(list(changed.values()), clock, page[-1][0] if page else 0)
 
 
 class ProjectionRunner:
@@ -115,13 +97,14 @@ class ProjectionRunner:
         self._definition = definition
         self._digest = definition_digest(definition)
         self._page_size = page_size
+        self._log = JourneyLog(app)
         self._projector = JourneyProjector(definition, view.load_positions)
 
     def position(self) -> int:
         return self._view.tracking(JOURNEY_PROJECTION)[0]
 
     def lag(self) -> int:
-        return max(0, (self._app.recorder.max_notification_id() or 0) - self.position())
+        return max(0, self._log.head() - self.position())
 
     def catch_up(self, progress: Progress | None = None) -> CatchUp:
         """Processes everything recorded so far, one page per transaction."""
@@ -131,19 +114,13 @@ class ProjectionRunner:
                 "the views were built with another journey definition; "
                 "rebuild them (journey rebuild) to use this one"
             )
-        head = self._app.recorder.max_notification_id() or 0
-        position, done = start, 0
-        recorder, to_event = self._app.recorder, self._app.mapper.to_domain_event
+        if start == 0:
+            self._projector.forget(view_is_empty=True)
+        head = self._log.head()
+        position = start
         while position < head:
-            notifications = recorder.select_notifications(
-                start=position, limit=self._page_size, stop=head, inclusive_of_start=False
-            )
-            if not notifications:
-                break
-            page = [
-                (n.id, to_event(n) if n.topic == _TOUCHPOINT_TOPIC else None) for n in notifications
-            ]
-            changes = self._projector.fold(page)
+            page = self._log.touchpoints(position, self._page_size, stop=head)
+            changes = self._projector.fold(page) if page else PageChanges([], None, head)
             try:
                 self._view.commit(JOURNEY_PROJECTION, changes, self._digest)
             except ViewConflict:
@@ -152,13 +129,11 @@ class ProjectionRunner:
                 position = self.position()
                 continue
             position = changes.position
-            done += len(notifications)
             if progress is not None:
-                progress(done, head - start)
-        return CatchUp(done, position)
+                progress(position - start, head - start)
+        return CatchUp(position - start, position)
 
     def rebuild(self, progress: Progress | None = None) -> CatchUp:
         """Empties the views and builds them again from the start of the log."""
         self._view.reset()
-        self._projector.forget()
         return self.catch_up(progress)

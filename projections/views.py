@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from engine.errors import JourneyError
@@ -21,27 +21,10 @@ class ViewOutOfDate(JourneyError):
 
 
 @dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    """One touchpoint in a customer's timeline. Personal identifiers are left out of views."""
-
-    customer_id: str
-    occurred_at: int
-    position: int
-    event_id: str
-    channel: str
-    type: str
-    outcome: str | None
-    rep_id: str | None
-    source: str
-    attributes: Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True)
 class PageChanges:
     """What one page of events changed, committed in one transaction with its position."""
 
     positions: Sequence[Position]
-    timeline: Sequence[TimelineEntry]
     clock: int | None
     position: int
 
@@ -54,7 +37,7 @@ class StageCount:
 
 
 class JourneyView(ABC):
-    """Positions, timelines and funnel counts, with the log position they reflect."""
+    """Positions and funnel counts, with the log position they reflect."""
 
     @abstractmethod
     def tracking(self, projection: str) -> tuple[int, str | None]:
@@ -76,10 +59,6 @@ class JourneyView(ABC):
 
     @abstractmethod
     def position(self, customer_id: str) -> Position | None: ...
-
-    @abstractmethod
-    def timeline(self, customer_id: str) -> list[TimelineEntry]:
-        """A customer's touchpoints in the order they happened."""
 
     @abstractmethod
     def funnel(self, ladder: Sequence[str]) -> list[StageCount]:

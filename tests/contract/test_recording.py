@@ -104,7 +104,9 @@ def test_an_unknown_customer_is_named(journeys: Journeys) -> None:
         journeys.journey("C-404")
 
 
-def test_the_store_is_a_file_under_the_data_directory(settings: Settings, journeys: Journeys) -> None:
+def test_the_store_is_a_file_under_the_data_directory(
+    settings: Settings, journeys: Journeys
+) -> None:
     journeys.record([touchpoint("e1")])
 
     assert settings.events_path.is_file()

@@ -112,9 +112,7 @@ def test_a_definition_change_changes_what_moves_a_customer() -> None:
 
 
 def test_a_position_survives_its_stored_form() -> None:
-    position = fold(
-        [touchpoint("e1"), touchpoint("e2", "demo", channel="visit", at=T0 + DAY)]
-    )
+    position = fold([touchpoint("e1"), touchpoint("e2", "demo", channel="visit", at=T0 + DAY)])
 
     restored = Position.from_state("C-1", position.to_state())
 

@@ -40,8 +40,16 @@ def test_a_recorded_touchpoint_reads_back_as_the_aggregate_event_would(tmp_path)
         "APPLICATION_RECORDER_TOPIC": "engine.sqlite_store:SQLiteJourneyRecorder",
     }
     tp = Touchpoint(
-        "e1", "C-1", "phone", "call_inbound", T0, "telephony", rep_id="li",
-        outcome="negative", phone="+4520000000", attributes={"wait_seconds": "840"},
+        "e1",
+        "C-1",
+        "phone",
+        "call_inbound",
+        T0,
+        "telephony",
+        rep_id="li",
+        outcome="negative",
+        phone="+4520000000",
+        attributes={"wait_seconds": "840"},
     )
     journeys = Journeys(env, clock=lambda: MOMENT)
     journeys.record([tp])

@@ -1,0 +1,69 @@
+"""Reading the journey log for folds: the stored states of recorded touchpoints, decoded
+straight to plain data, without building an event object per row."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import orjson
+from eventsourcing.application import Application
+from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.utils import get_topic
+
+from engine.errors import ConfigurationError
+from engine.journeys import CustomerJourney, TouchpointState, stream_id
+from engine.ledger import TouchpointLedger
+
+TOUCHPOINT_TOPIC = get_topic(CustomerJourney.TouchpointRecorded)
+
+
+class JourneyLog:
+    def __init__(self, app: Application[Any]) -> None:
+        if not isinstance(app.recorder, TouchpointLedger):
+            raise ConfigurationError(f"cannot replay from {type(app.recorder).__name__}")
+        self._recorder = app.recorder
+        self._max = app.recorder.max_notification_id
+        mapper = app.mapper
+        # The fold needs none of the types the transcoder revives (only the recording
+        # timestamp is one), so data in the library's JSON format is read as plain JSON.
+        self._decode = (
+            orjson.loads
+            if isinstance(mapper.transcoder, JSONTranscoder)
+            else mapper.transcoder.decode
+        )
+        self._compressor = mapper.compressor
+        self._cipher = mapper.cipher
+
+    def head(self) -> int:
+        """The position of the last event recorded so far."""
+        return self._max() or 0
+
+    def touchpoints(
+        self, after: int, limit: int, stop: int | None = None
+    ) -> list[tuple[int, TouchpointState]]:
+        """Up to `limit` recorded touchpoints after a position, with their positions."""
+        rows = self._recorder.select_states(after, limit, TOUCHPOINT_TOPIC, stop)
+        decode = self._decode
+        if self._cipher or self._compressor:
+            opened = self._open
+            decoded = [(position, decode(opened(state))) for position, state in rows]
+        else:
+            decoded = [(position, decode(state)) for position, state in rows]
+        return cast(list[tuple[int, TouchpointState]], decoded)
+
+    def stream(self, customer_id: str) -> list[TouchpointState]:
+        """A customer's recorded touchpoints, in the order they arrived."""
+        stored = self._recorder.select_events(stream_id(customer_id))
+        decode = self._decode
+        return [
+            cast(TouchpointState, decode(self._open(event.state)))
+            for event in stored
+            if event.topic == TOUCHPOINT_TOPIC
+        ]
+
+    def _open(self, state: bytes) -> bytes:
+        if self._cipher:
+            state = self._cipher.decrypt(state)
+        if self._compressor:
+            state = self._compressor.decompress(state)
+        return state
