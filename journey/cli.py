@@ -38,6 +38,11 @@ out = render.console()
 err = render.console(stderr=True)
 
 
+def say(line: str) -> None:
+    """One plain line on stderr, never wrapped or styled, so that tools can read it."""
+    click.echo(line, err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--data-dir",
@@ -120,7 +125,7 @@ def _ingest(
     engine: Engine, files: list[Path], batch_size: int, total: int | None = None
 ) -> IngestSummary:
     def bad(where: str, reason: str) -> None:
-        err.print(f"{where}: {reason}", markup=False)
+        say(f"{where}: {reason}")
 
     with _progress() as progress:
         task = progress.add_task("Recording touchpoints", total=total)
@@ -138,7 +143,7 @@ def _ingest(
 
 
 def _print_summary(summary: IngestSummary) -> None:
-    err.print(
+    say(
         f"{summary.read + summary.bad} records: {summary.recorded} recorded, "
         f"{summary.duplicates} already recorded, {summary.bad} bad"
     )
@@ -158,7 +163,7 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
     dataset = settings.data_dir / f"demo-{customers}-{seed}.jsonl"
     with dataset.open("w", encoding="utf-8") as handle:
         count = write_jsonl(handle, demo_touchpoints(customers, seed))
-    err.print(f"Generated {count} touchpoints for {customers} customers in {dataset}")
+    say(f"Generated {count} touchpoints for {customers} customers in {dataset}")
     with engine_for(ctx) as engine:
         summary = _ingest(engine, [dataset], engine.settings.batch_size, total=count)
         _print_summary(summary)
@@ -239,7 +244,7 @@ def rebuild(ctx: click.Context) -> None:
             task = progress.add_task("Rebuilding journeys", total=total)
             result = engine.runner.rebuild(lambda done, _: progress.update(task, completed=done))
         seconds = time.perf_counter() - started
-        err.print(f"Rebuilt from {result.events} events in {seconds:.1f} s")
+        say(f"Rebuilt from {result.events} events in {seconds:.1f} s")
 
 
 @cli.command()
@@ -257,7 +262,7 @@ def generate(customers: int, seed: int, target: Path) -> None:
     fmt = file_format(target)
     touchpoints = demo_touchpoints(customers, seed)
     count = _write(target, fmt, touchpoints)
-    err.print(f"Wrote {count} touchpoints for {customers} customers to {target}")
+    say(f"Wrote {count} touchpoints for {customers} customers to {target}")
 
 
 def _write(target: Path, fmt: str, touchpoints: Iterator[Touchpoint]) -> int:
@@ -289,17 +294,17 @@ def main() -> None:
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        err.print("interrupted")
+        say("interrupted")
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except JourneyError as exc:
-        err.print(f"error: {exc}", markup=False)
+        say(f"error: {exc}")
         sys.exit(1)
     except PersistenceError as exc:
-        err.print(f"error: the store failed: {exc}", markup=False)
+        say(f"error: the store failed: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        say("interrupted")
         sys.exit(130)

@@ -1,0 +1,143 @@
+"""The `journey` command as a user runs it: clear one-line errors, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.stories import happy_path
+
+JOURNEY = str(Path(sys.executable).with_name("journey"))
+
+
+def journey(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [JOURNEY, "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def write_jsonl(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ingest", "missing.jsonl"], "missing.jsonl: no such file"),
+        (
+            ["ingest", "touchpoints.xlsx"],
+            "touchpoints.xlsx: unknown file type (expected .jsonl, .csv or .avro, maybe .gz)",
+        ),
+        (["customer", "C-404"], "no touchpoints recorded for customer 'C-404'"),
+        (
+            ["--definition", "nowhere.toml", "funnel"],
+            "nowhere.toml: cannot read the journey definition (No such file or directory)",
+        ),
+    ],
+)
+def test_a_users_mistake_is_one_line_and_a_non_zero_exit(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = journey(*args, data_dir=tmp_path)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {message}"]
+
+
+def test_a_bad_definition_names_the_key(tmp_path: Path) -> None:
+    definition = tmp_path / "journey.toml"
+    definition.write_text('[journey]\nname = "x"\n[[stages]]\nid = "a"\nlabel = "A"\nmin = 1\n')
+
+    result = journey("--definition", str(definition), "funnel", data_dir=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"error: {definition}: stages[0].min: Extra inputs are not permitted"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_option_shows_usage_not_a_traceback(tmp_path: Path) -> None:
+    result = journey("ingest", "--batch-size", "zero", "x.jsonl", data_dir=tmp_path)
+
+    assert result.returncode == 2
+    assert "Invalid value for '--batch-size'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("parallel", ["serial", "parallel"])
+def test_ingest_names_each_bad_line_records_every_good_one_and_exits_non_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: str
+) -> None:
+    if parallel == "parallel":  # even a small file goes through the second process
+        monkeypatch.setenv("JOURNEY_PARALLEL_ABOVE_BYTES", "0")
+    good = [json.dumps(record) for record in happy_path()]
+    path = write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [
+            good[0],
+            "{not json",
+            good[1],
+            json.dumps({**happy_path()[2], "channel": "fax"}),
+            *good[3:],
+        ],
+    )
+
+    result = journey("ingest", str(path), data_dir=tmp_path / "data")
+
+    assert result.returncode == 1
+    assert f"{path}:2: not valid JSON" in result.stderr
+    assert f"{path}:4: channel: 'fax' is not one of web, email, phone, visit" in result.stderr
+    assert "11 records: 9 recorded, 0 already recorded, 2 bad" in result.stderr
+    shown = journey("customer", "S6-FIN", "--json", data_dir=tmp_path / "data")
+    assert json.loads(shown.stdout)["touchpoints"] == 9
+
+
+def test_ingesting_the_same_file_twice_records_nothing_new(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "fin.jsonl", [json.dumps(r) for r in happy_path()])
+    journey("ingest", str(path), data_dir=tmp_path / "data")
+
+    again = journey("ingest", str(path), data_dir=tmp_path / "data")
+
+    assert again.returncode == 0
+    assert "10 records: 0 recorded, 10 already recorded, 0 bad" in again.stderr
+
+
+def test_csv_and_avro_files_are_ingested_like_json_lines(tmp_path: Path) -> None:
+    for suffix in ("csv", "avro", "jsonl.gz"):
+        target = tmp_path / f"demo.{suffix}"
+        made = subprocess.run(
+            [JOURNEY, "generate", "--customers", "5", "--out", str(target)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "touchpoints for 5 customers" in made.stderr
+
+        result = journey("ingest", str(target), data_dir=tmp_path / suffix)
+
+        assert result.returncode == 0, result.stderr
+        funnel = json.loads(journey("funnel", "--json", data_dir=tmp_path / suffix).stdout)
+        assert funnel[0] == {"stage": "aware", "label": "Aware", "reached": 5, "current": 0}
+
+
+def test_the_demo_runs_on_the_embedded_store_and_shows_the_funnel_and_stories(
+    tmp_path: Path,
+) -> None:
+    result = journey("demo", "--customers", "120", data_dir=tmp_path / "demo")
+
+    assert result.returncode == 0, result.stderr
+    assert "Journey funnel" in result.stdout
+    for story in ("warm referral gone cold", "happy path", "late visit log"):
+        assert story in result.stdout
+    assert "Traceback" not in result.stderr
