@@ -15,6 +15,10 @@ class TouchpointLedger(ABC):
     event is recorded.
     """
 
+    def stream_key(self, stream_id: UUID) -> UUID | str:
+        """The form of a stream id this store takes in a StoredEvent."""
+        return stream_id
+
     @abstractmethod
     def recorded_event_ids(self, event_ids: Sequence[str]) -> set[str]:
         """Those of `event_ids` that are already recorded."""

@@ -48,7 +48,7 @@ class Journeys(Application[UUID]):
         self._ledger: TouchpointLedger = self.recorder
         self._clock = clock or (lambda: datetime.now(UTC))
         self._versions: dict[str, int] = {}
-        self._streams: dict[str, str] = {}
+        self._streams: dict[str, UUID | str] = {}
         self._encoder = TouchpointEncoder(self.mapper, self._clock)
 
     def construct_transcoder(self) -> Transcoder:
@@ -122,8 +122,7 @@ class Journeys(Application[UUID]):
         ids = {customer_id: stream_id(customer_id) for customer_id in customer_ids}
         found = self._ledger.stream_versions(list(ids.values()))
         for customer_id, sid in ids.items():
-            # The stored form of a UUID stream id; recorders accept it as it is.
-            self._streams[customer_id] = sid.hex
+            self._streams[customer_id] = self._ledger.stream_key(sid)
             self._versions[customer_id] = found.get(sid, 0)
 
     def journey(self, customer_id: str) -> CustomerJourney:
@@ -158,7 +157,7 @@ class TouchpointEncoder:
         self.recorded_topic = get_topic(CustomerJourney.TouchpointRecorded)
         self._aggregate_topic = get_topic(CustomerJourney)
 
-    def started(self, sid: str, customer_id: str, now: datetime) -> StoredEvent:
+    def started(self, sid: UUID | str, customer_id: str, now: datetime) -> StoredEvent:
         state = {
             "timestamp": now,
             "originator_topic": self._aggregate_topic,

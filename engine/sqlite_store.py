@@ -19,6 +19,9 @@ _WRITER_CACHE_KIB = 128 * 1024
 class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
     """Records events and the ids of the touchpoints they carry in one transaction."""
 
+    def stream_key(self, stream_id: UUID) -> UUID | str:
+        return stream_id.hex  # as the library stores it, without converting per event
+
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),

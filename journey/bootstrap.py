@@ -6,11 +6,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
+from psycopg.conninfo import make_conninfo
+
 from engine.definition import JourneyDefinition, load_definition
 from engine.errors import ConfigurationError
 from engine.recording import Journeys
 from engine.settings import Settings
 from projections.log import JourneyLog
+from projections.postgres_view import PostgresJourneyView
 from projections.runner import ProjectionRunner
 from projections.sqlite_view import SQLiteJourneyView
 from projections.views import JourneyView
@@ -35,7 +39,11 @@ class Engine:
 def event_store_env(settings: Settings) -> dict[str, str]:
     """The eventsourcing configuration of the Journeys application for these settings."""
     if settings.store == "postgres":
-        raise ConfigurationError("the PostgreSQL store is not available in this build")
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "APPLICATION_RECORDER_TOPIC": "journey.postgres_store:PostgresJourneyRecorder",
+            **settings.postgres,
+        }
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
@@ -48,6 +56,23 @@ def event_store_env(settings: Settings) -> dict[str, str]:
 def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None) -> Engine:
     definition = load_definition(settings.definition_path)
     journeys = Journeys(event_store_env(settings), clock=clock)
-    view = SQLiteJourneyView(settings.views_path)
+    view = _view(settings)
     runner = ProjectionRunner(journeys, view, definition, page_size=settings.page_size)
     return Engine(settings, definition, journeys, view, runner, JourneyLog(journeys))
+
+
+def _view(settings: Settings) -> JourneyView:
+    if settings.store == "sqlite":
+        return SQLiteJourneyView(settings.views_path)
+    pg = settings.postgres
+    conninfo = make_conninfo(
+        dbname=pg["POSTGRES_DBNAME"],
+        host=pg.get("POSTGRES_HOST", "127.0.0.1"),
+        port=pg.get("POSTGRES_PORT", "5432"),
+        user=pg.get("POSTGRES_USER"),
+        password=pg.get("POSTGRES_PASSWORD"),
+    )
+    try:
+        return PostgresJourneyView(conninfo, schema=pg.get("POSTGRES_SCHEMA", "public"))
+    except psycopg.OperationalError as exc:
+        raise ConfigurationError(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None

@@ -14,6 +14,7 @@ from projections.views import (
     PageChanges,
     StageCount,
     ViewConflict,
+    funnel_counts,
 )
 
 _SCHEMA = (
@@ -133,14 +134,7 @@ class SQLiteJourneyView(JourneyView):
         peaks = dict(
             self._db.execute("SELECT peak_rank, COUNT(*) FROM journey_positions GROUP BY peak_rank")
         )
-        counts = []
-        for rank, stage in enumerate(ladder):
-            reached = sum(n for peak, n in peaks.items() if peak >= rank)
-            counts.append(StageCount(stage, reached, current.pop(stage, 0)))
-        counts.extend(
-            StageCount(stage, n, n) for stage, n in sorted(current.items()) if stage is not None
-        )
-        return counts
+        return funnel_counts(ladder, current, peaks)
 
     def clock(self) -> int | None:
         row = self._db.execute("SELECT at FROM journey_clock WHERE id = 1").fetchone()

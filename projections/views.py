@@ -70,3 +70,16 @@ class JourneyView(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+def funnel_counts(
+    ladder: Sequence[str], current: dict[str | None, int], peaks: dict[int, int]
+) -> list[StageCount]:
+    """Stage counts from customers per current stage and per highest ladder rank reached."""
+    current = dict(current)
+    counts = []
+    for rank, stage in enumerate(ladder):
+        reached = sum(n for peak, n in peaks.items() if peak >= rank)
+        counts.append(StageCount(stage, reached, current.pop(stage, 0)))
+    counts.extend(StageCount(stage, n, n) for stage, n in sorted(current.items(), key=str) if stage)
+    return counts

@@ -12,6 +12,7 @@ import pytest
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint, millis
 from journey.bootstrap import Engine, build_engine
+from tests import services
 
 T0 = millis(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))  # a Monday
 HOUR = 3_600_000
@@ -57,9 +58,24 @@ def record(**overrides: Any) -> dict[str, Any]:
     return {key: value for key, value in base.items() if value is not ...}
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({"JOURNEY_DATA_DIR": str(tmp_path / "data")})
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL: JOURNEY_TEST_DATABASE_URL if given; else a container when a Docker
+    engine answers; else the project's own server (scripts/postgres.sh). Under CI a missing
+    PostgreSQL fails the run instead of skipping."""
+    yield from services.postgres()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a fresh, empty store of each kind."""
+    env = {"JOURNEY_DATA_DIR": str(tmp_path / "data")}
+    if request.param == "sqlite":
+        yield Settings.from_env(env)
+        return
+    url = request.getfixturevalue("postgres_url")
+    with services.fresh_schema(url) as schema:
+        yield Settings.from_env({**env, "JOURNEY_DATABASE_URL": url, "POSTGRES_SCHEMA": schema})
 
 
 @pytest.fixture

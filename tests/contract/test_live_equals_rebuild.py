@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +21,7 @@ from projections.position import Mark, Position, StageMachine
 from projections.runner import ProjectionRunner
 from projections.sqlite_view import SQLiteJourneyView
 from projections.timeline import timeline
+from tests import services
 from tests.conftest import DAY, T0
 
 CUSTOMERS = ("C-1", "C-2", "C-3")
@@ -61,10 +64,15 @@ def expected_positions(delivered: Sequence[Touchpoint]) -> dict[str, Position]:
     return positions
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
 @settings(
-    max_examples=60,
+    max_examples=50,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 @given(
     delivered=st.lists(touchpoints(), min_size=1, max_size=60),
@@ -72,11 +80,22 @@ def expected_positions(delivered: Sequence[Touchpoint]) -> dict[str, Position]:
     page_size=st.integers(1, 7),
 )
 def test_live_views_equal_a_rebuild_and_the_fold_in_occurrence_order(
-    delivered: list[Touchpoint], cuts: list[int], page_size: int
+    request: pytest.FixtureRequest,
+    store: str,
+    delivered: list[Touchpoint],
+    cuts: list[int],
+    page_size: int,
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         data = Path(tmp)
-        engine = build_engine(Settings(data_dir=data, page_size=page_size))
+        postgres: dict[str, str] = {}
+        if store == "postgres":
+            url = request.getfixturevalue("postgres_url")
+            schema = stack.enter_context(services.fresh_schema(url))
+            postgres = Settings.from_env(
+                {"JOURNEY_DATABASE_URL": url, "POSTGRES_SCHEMA": schema}
+            ).postgres
+        engine = build_engine(Settings(data_dir=data, page_size=page_size, postgres=postgres))
         start = 0
         for size in [*cuts, len(delivered)]:
             engine.journeys.record(delivered[start : start + size])

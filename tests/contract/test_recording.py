@@ -104,10 +104,11 @@ def test_an_unknown_customer_is_named(journeys: Journeys) -> None:
         journeys.journey("C-404")
 
 
-def test_the_store_is_a_file_under_the_data_directory(
-    settings: Settings, journeys: Journeys
-) -> None:
-    journeys.record([touchpoint("e1")])
+def test_the_embedded_store_is_a_file_under_the_data_directory(tmp_path: Path) -> None:
+    embedded = Settings.from_env({"JOURNEY_DATA_DIR": str(tmp_path / "data")})
+    app = Journeys(event_store_env(embedded))
+    app.record([touchpoint("e1")])
+    app.close()
 
-    assert settings.events_path.is_file()
-    assert settings.events_path.parent == Path(settings.data_dir)
+    assert embedded.events_path.is_file()
+    assert embedded.events_path.parent == tmp_path / "data"

@@ -1,0 +1,68 @@
+"""The production event store: eventsourcing's PostgreSQL recorder plus the touchpoint ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from engine.ledger import TouchpointLedger
+
+
+class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
+    """Records events and the ids of the touchpoints they carry in one transaction (inside the
+    library's own: the events table is locked, so the log's order is the commit order)."""
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        schema = Identifier(self.datastore.schema)
+        events = Identifier(self.events_table_name)
+        ids = Identifier(f"{self.events_table_name}_touchpoints")
+        self.sql_create_statements.append(
+            SQL("CREATE TABLE IF NOT EXISTS {}.{} (event_id text PRIMARY KEY)").format(schema, ids)
+        )
+        self._insert_ids = SQL("INSERT INTO {}.{} SELECT unnest(%s::text[])").format(schema, ids)
+        self._select_ids = SQL("SELECT event_id FROM {}.{} WHERE event_id = ANY(%s)").format(
+            schema, ids
+        )
+        self._select_versions = SQL(
+            "SELECT originator_id, MAX(originator_version) AS version FROM {}.{} "
+            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+        ).format(schema, events)
+        self._select_states = SQL(
+            "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s "
+            "AND notification_id <= %s AND topic = %s ORDER BY notification_id LIMIT %s"
+        ).format(schema, events)
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        touchpoint_ids: Sequence[str] = kwargs.get("touchpoint_ids", ())
+        if touchpoint_ids:
+            curs.execute(self._insert_ids, (sorted(touchpoint_ids),))
+        super()._insert_events(curs, stored_events, **kwargs)
+
+    def recorded_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_ids, (list(event_ids),))
+            return {row["event_id"] for row in curs.fetchall()}
+
+    def stream_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_versions, (list(stream_ids),))
+            return {row["originator_id"]: row["version"] for row in curs.fetchall()}
+
+    def select_states(
+        self, after: int, limit: int, topic: str, stop: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self._select_states, (after, stop if stop is not None else 2**62, topic, limit)
+            )
+            return [(row["notification_id"], bytes(row["state"])) for row in curs.fetchall()]
