@@ -1,14 +1,15 @@
 """Where each customer stands in their journey: a pure fold over their touchpoints.
 
 Touchpoints count in the order they happened. One that arrives late (it happened before the
-latest one already seen) makes the fold replay the customer's marks in occurrence order, so
-the result is the same whatever order the touchpoints arrived in.
+latest one already seen) makes the fold replay all of the customer's touchpoints in
+occurrence order, so the result is the same whatever order they arrived in. The position
+itself stays small (stage history and rule counts, not the touchpoints), so it costs the same
+to keep for a customer with five touchpoints as for one with five thousand.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -42,35 +43,35 @@ class Position:
     peak_rank: int = _NO_RANK
     first_at: int | None = None
     last_at: int | None = None
+    touchpoints: int = 0
     history: list[StageEntry] = field(default_factory=list)
     counts: dict[int, int] = field(default_factory=dict)
-    marks: list[Mark] = field(default_factory=list)
-
-    @property
-    def touchpoints(self) -> int:
-        return len(self.marks)
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-ready form; `from_state` reads it back."""
         return {
             "p": self.peak_rank,
-            "h": [list(entry) for entry in self.history],
-            "c": [[rule, count] for rule, count in self.counts.items()],
-            "m": [[m.occurred_at, m.event_id, list(m.rules)] for m in self.marks],
+            "f": self.first_at,
+            "l": self.last_at,
+            "n": self.touchpoints,
+            "h": [tuple(entry) for entry in self.history],
+            "c": list(self.counts.items()),
         }
 
     @classmethod
     def from_state(cls, customer_id: str, state: Mapping[str, Any]) -> Position:
-        position = cls(customer_id, peak_rank=state["p"])
-        position.history = [StageEntry(*entry) for entry in state["h"]]
-        position.counts = {rule: count for rule, count in state["c"]}
-        position.marks = [Mark(at, event_id, tuple(rules)) for at, event_id, rules in state["m"]]
-        if position.history:
-            position.stage, position.since = position.history[-1][:2]
-        if position.marks:
-            position.first_at = position.marks[0].occurred_at
-            position.last_at = position.marks[-1].occurred_at
-        return position
+        history = [StageEntry(*entry) for entry in state["h"]]
+        return cls(
+            customer_id,
+            stage=history[-1].stage if history else None,
+            since=history[-1].entered_at if history else None,
+            peak_rank=state["p"],
+            first_at=state["f"],
+            last_at=state["l"],
+            touchpoints=state["n"],
+            history=history,
+            counts={rule: count for rule, count in state["c"]},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,7 @@ class StageMachine:
             tp["type"],
             tp["channel"],
             tp["outcome"],
-            *[attributes.get(name) for name in self._attribute_names],
+            *map(attributes.get, self._attribute_names),
         )
         rules = self._matches.get(key)
         if rules is None:
@@ -153,23 +154,32 @@ class StageMachine:
             and all(attributes.get(key) == value for key, value in r.attributes)
         )
 
-    def evolve(self, position: Position, mark: Mark) -> Position:
+    def evolve(
+        self,
+        position: Position,
+        mark: Mark,
+        earlier: Callable[[Position], Sequence[Mark]] | None = None,
+    ) -> Position:
         """The position after one more touchpoint. Updates and returns `position`, which the
-        caller owns; a late touchpoint replays the customer's marks in occurrence order."""
+        caller owns. A late touchpoint needs `earlier`: the customer's earlier touchpoints, in
+        the order they arrived; the fold then replays them all in occurrence order."""
         if position.last_at is None or mark.occurred_at >= position.last_at:
-            position.marks.append(mark)
             self._step(position, mark)
             return position
-        marks = position.marks
-        marks.insert(bisect_right(marks, mark.occurred_at, key=lambda m: m.occurred_at), mark)
-        fresh = Position(position.customer_id)
-        for each in marks:
-            self._step(fresh, each)
-        fresh.marks = marks
-        return fresh
+        if earlier is None:
+            raise ValueError(f"a late touchpoint of {position.customer_id} needs the earlier ones")
+        return self.replay(position.customer_id, [*earlier(position), mark])
+
+    def replay(self, customer_id: str, marks: Iterable[Mark]) -> Position:
+        """A customer's position from all their touchpoints, in any order."""
+        position = Position(customer_id)
+        for mark in sorted(marks, key=lambda m: m.occurred_at):  # stable: arrival breaks ties
+            self._step(position, mark)
+        return position
 
     def _step(self, position: Position, mark: Mark) -> None:
         at = mark.occurred_at
+        position.touchpoints += 1
         if position.first_at is None:
             position.first_at = at
         last = position.last_at

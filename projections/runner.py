@@ -1,11 +1,13 @@
 """The batched runner: pages through the notification log, folds each page, and commits the
 page's view changes together with its log position. It resumes exactly where it stopped and
-serves every store the same way, since it only reads `select_notifications`."""
+serves every store the same way: it reads the log through the store's `select_states`."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +16,7 @@ from eventsourcing.application import Application
 from engine.definition import JourneyDefinition
 from engine.journeys import TouchpointState
 from projections.log import JourneyLog
-from projections.position import Position, StageMachine
+from projections.position import Mark, Position, StageMachine
 from projections.views import (
     JOURNEY_PROJECTION,
     JourneyView,
@@ -44,10 +46,14 @@ class JourneyProjector:
     own: positions it has not seen come from `load`."""
 
     def __init__(
-        self, definition: JourneyDefinition, load: Callable[[list[str]], dict[str, Position]]
+        self,
+        definition: JourneyDefinition,
+        load: Callable[[list[str]], dict[str, Position]],
+        stream: Callable[[str], list[TouchpointState]],
     ) -> None:
         self.machine = StageMachine(definition)
         self._load = load
+        self._stream = stream
         self._positions: dict[str, Position] = {}
         # On a run from an empty view, the customers whose positions have been written; any
         # other customer has none stored, so there is nothing to load. None: ask the view.
@@ -71,14 +77,34 @@ class JourneyProjector:
         marks = self.machine.mark
         evolve = self.machine.evolve
         changed: dict[str, Position] = {}
+        earlier = self._earlier
         for _, tp in page:
             customer_id = tp["customer_id"]
-            position = evolve(positions[customer_id], marks(tp))
+            position = evolve(positions[customer_id], marks(tp), earlier)
             positions[customer_id] = changed[customer_id] = position
         if self._written is not None:
             self._written.update(changed)
         clock = max(tp["occurred_at"] for _, tp in page) if page else None
         return PageChanges(list(changed.values()), clock, page[-1][0] if page else 0)
+
+    def _earlier(self, position: Position) -> list[Mark]:
+        """The customer's touchpoints before the one being folded, in arrival order. They are
+        the first of the customer's stream, however far the log has moved on since."""
+        stream = self._stream(position.customer_id)[: position.touchpoints]
+        return [self.machine.mark(tp) for tp in stream]
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Folding a page allocates many small objects and creates no reference cycles; Python's
+    cycle collector would rescan them all, over and over, for nothing."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class ProjectionRunner:
@@ -98,7 +124,7 @@ class ProjectionRunner:
         self._digest = definition_digest(definition)
         self._page_size = page_size
         self._log = JourneyLog(app)
-        self._projector = JourneyProjector(definition, view.load_positions)
+        self._projector = JourneyProjector(definition, view.load_positions, self._log.stream)
 
     def position(self) -> int:
         return self._view.tracking(JOURNEY_PROJECTION)[0]
@@ -119,8 +145,9 @@ class ProjectionRunner:
         head = self._log.head()
         position = start
         while position < head:
-            page = self._log.touchpoints(position, self._page_size, stop=head)
-            changes = self._projector.fold(page) if page else PageChanges([], None, head)
+            with _collector_paused():
+                page = self._log.touchpoints(position, self._page_size, stop=head)
+                changes = self._projector.fold(page) if page else PageChanges([], None, head)
             try:
                 self._view.commit(JOURNEY_PROJECTION, changes, self._digest)
             except ViewConflict:
