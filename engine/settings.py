@@ -26,8 +26,8 @@ class Settings:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     definition_path: Path | None = None
     postgres: Mapping[str, str] = field(default_factory=dict)
-    batch_size: int = 20_000
-    page_size: int = 20_000
+    batch_size: int = 50_000
+    page_size: int = 50_000
 
     @property
     def store(self) -> str:
@@ -50,8 +50,8 @@ class Settings:
             data_dir=Path(env.get("JOURNEY_DATA_DIR") or DEFAULT_DATA_DIR),
             definition_path=Path(definition) if definition else None,
             postgres=_postgres_settings(env),
-            batch_size=_positive_int(env, "JOURNEY_BATCH_SIZE", 20_000),
-            page_size=_positive_int(env, "JOURNEY_PAGE_SIZE", 20_000),
+            batch_size=_positive_int(env, "JOURNEY_BATCH_SIZE", 50_000),
+            page_size=_positive_int(env, "JOURNEY_PAGE_SIZE", 50_000),
         )
 
 

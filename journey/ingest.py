@@ -16,6 +16,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from engine.bulk import collector_paused
 from engine.errors import DecodeError, InvalidTouchpoint, JourneyError
 from engine.recording import EncodedTouchpoint, Journeys
 from engine.touchpoints import Touchpoint, touchpoint_from_record
@@ -77,7 +78,8 @@ def ingest_files(
         on_bad(where, reason)
 
     def record(batch: Sequence[EncodedTouchpoint]) -> None:
-        result = journeys.record_encoded(batch)
+        with collector_paused():
+            result = journeys.record_encoded(batch)
         summary.read += len(batch)
         summary.recorded += result.recorded
         summary.duplicates += result.duplicates
@@ -98,9 +100,18 @@ def ingest_files(
         return summary
     encode = journeys.encoder().encode
     touchpoints = touchpoints_from_files(paths, now_ms=now_ms, on_bad=bad)
-    while batch := encode(islice(touchpoints, batch_size)):
+    while batch := _encode_batch(encode, touchpoints, batch_size):
         record(batch)
     return summary
+
+
+def _encode_batch(
+    encode: Callable[[Iterable[Touchpoint]], list[EncodedTouchpoint]],
+    touchpoints: Iterator[Touchpoint],
+    size: int,
+) -> list[EncodedTouchpoint]:
+    with collector_paused():
+        return encode(islice(touchpoints, size))
 
 
 Message = tuple[str, Any]
@@ -171,7 +182,7 @@ def _read_and_encode(  # noqa: PLR0917 (a process target takes positional argume
         journeys = Journeys(store_env)
         encode = journeys.encoder().encode
         touchpoints = touchpoints_from_files(paths, now_ms=now_ms, on_bad=on_bad)
-        while batch := encode(islice(touchpoints, batch_size)):
+        while batch := _encode_batch(encode, touchpoints, batch_size):
             send(("batch", (batch, bad.copy())))
             bad.clear()
         if bad:

@@ -4,15 +4,14 @@ serves every store the same way: it reads the log through the store's `select_st
 
 from __future__ import annotations
 
-import gc
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.application import Application
 
+from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
 from engine.journeys import TouchpointState
 from projections.log import JourneyLog
@@ -94,19 +93,6 @@ class JourneyProjector:
         return [self.machine.mark(tp) for tp in stream]
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Folding a page allocates many small objects and creates no reference cycles; Python's
-    cycle collector would rescan them all, over and over, for nothing."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 class ProjectionRunner:
     """Keeps the journey views up to date with an application's log."""
 
@@ -145,7 +131,7 @@ class ProjectionRunner:
         head = self._log.head()
         position = start
         while position < head:
-            with _collector_paused():
+            with collector_paused():
                 page = self._log.touchpoints(position, self._page_size, stop=head)
                 changes = self._projector.fold(page) if page else PageChanges([], None, head)
             try:

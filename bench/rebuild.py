@@ -1,0 +1,116 @@
+"""Rebuild the journey-position view from N stored events on the embedded SQLite store.
+
+Records the benchmark dataset once (bench/out/store-N), then times `journey rebuild` (what
+users run) and reports the median events/s and peak RSS. In the same run, the baseline: the
+same fold committing one transaction per event (how eventsourcing's ProjectionRunner commits),
+on a store of the dataset's first touchpoints.
+
+    python bench/rebuild.py [--touchpoints 1000000] [--runs 3] [--sample 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from engine.settings import Settings
+from journey.bootstrap import build_engine
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ingest_file import OUT, dataset  # noqa: E402
+
+JOURNEY = str(Path(sys.executable).with_name("journey"))
+
+
+def store(path: Path, data_dir: Path, limit: int | None = None) -> None:
+    source = path
+    if limit is not None:
+        source = data_dir.parent / f"{data_dir.name}.jsonl"
+        with path.open(encoding="utf-8") as full, source.open("w", encoding="utf-8") as part:
+            for number, line in enumerate(full):
+                if number == limit:
+                    break
+                part.write(line)
+    subprocess.run(
+        [JOURNEY, "--data-dir", str(data_dir), "ingest", "--no-project", str(source)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def journey_rebuild(data_dir: Path) -> tuple[int, float, float]:
+    """(events, seconds, peak RSS in MB) of one `journey rebuild`."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [JOURNEY, "--data-dir", str(data_dir), "rebuild"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    output = child.stderr.read() if child.stderr else ""
+    if os.waitstatus_to_exitcode(status):
+        sys.exit(f"journey rebuild failed:\n{output}")
+    events = int(re.search(r"Rebuilt from (\d+) events", output).group(1))  # type: ignore[union-attr]
+    return events, seconds, usage.ru_maxrss / 1024
+
+
+def one_commit_per_event(data_dir: Path) -> float:
+    engine = build_engine(Settings(data_dir=data_dir, page_size=1))
+    try:
+        started = time.perf_counter()
+        done = engine.runner.rebuild()
+        return done.events / (time.perf_counter() - started)
+    finally:
+        engine.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--touchpoints", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sample", type=int, default=20_000)
+    args = parser.parse_args()
+
+    path = dataset(args.touchpoints)
+    data_dir = OUT / f"store-{args.touchpoints}"
+    if not (data_dir / "events.db").exists():
+        print(f"recording {path} into {data_dir} ...", flush=True)
+        store(path, data_dir)
+    rates, peaks, baselines = [], [], []
+    sample_dir = Path(tempfile.mkdtemp(prefix="bench-rebuild-sample-"))
+    try:
+        store(path, sample_dir / "data", limit=args.sample)
+        for run in range(1, args.runs + 1):
+            events, seconds, peak = journey_rebuild(data_dir)
+            rates.append(events / seconds)
+            peaks.append(peak)
+            baselines.append(one_commit_per_event(sample_dir / "data"))
+            print(
+                f"run {run}: journey rebuild {events:,} events in {seconds:.1f} s = "
+                f"{rates[-1]:,.0f} events/s, peak RSS {peak:.0f} MB; one commit per event "
+                f"{baselines[-1]:,.0f} events/s",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(sample_dir, ignore_errors=True)
+    rate, baseline = statistics.median(rates), statistics.median(baselines)
+    print()
+    print(f"journey rebuild       median {rate:,.0f} events/s   (target >= 100,000)")
+    print(f"peak RSS              median {statistics.median(peaks):.0f} MB")
+    print(f"one commit per event  median {baseline:,.0f} events/s on {args.sample} touchpoints")
+    print(f"ratio                 {rate / baseline:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
