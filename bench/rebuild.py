@@ -25,7 +25,7 @@ from engine.settings import Settings
 from journey.bootstrap import build_engine
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest_file import OUT, dataset  # noqa: E402
+from ingest_file import OUT, dataset
 
 JOURNEY = str(Path(sys.executable).with_name("journey"))
 
