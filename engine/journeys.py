@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypedDict
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -72,9 +73,10 @@ class CustomerJourney(Aggregate):
         self.trigger_event(self.TouchpointRecorded, **touchpoint_fields(touchpoint))
 
 
-def touchpoint_fields(touchpoint: Touchpoint) -> dict[str, Any]:
-    """The fields of a TouchpointRecorded event for a touchpoint."""
-    return {
+def touchpoint_fields(touchpoint: Touchpoint, timestamp: datetime | None = None) -> dict[str, Any]:
+    """The fields of a TouchpointRecorded event for a touchpoint (with its recording time, for
+    encoding the event without building it)."""
+    fields: dict[str, Any] = {
         "event_id": touchpoint.event_id,
         "customer_id": touchpoint.customer_id,
         "channel": touchpoint.channel,
@@ -86,3 +88,6 @@ def touchpoint_fields(touchpoint: Touchpoint) -> dict[str, Any]:
         "attributes": dict(touchpoint.attributes),
         "identifiers": touchpoint.identifiers,
     }
+    if timestamp is not None:
+        fields["timestamp"] = timestamp
+    return fields

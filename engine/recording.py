@@ -13,7 +13,7 @@ from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Trans
 from eventsourcing.utils import get_topic
 
 from engine.errors import ConfigurationError, UnknownCustomer
-from engine.journeys import CustomerJourney, stream_id
+from engine.journeys import CustomerJourney, stream_id, touchpoint_fields
 from engine.ledger import TouchpointLedger
 from engine.touchpoints import Touchpoint
 from engine.transcoding import OrjsonTranscoder
@@ -169,27 +169,7 @@ class TouchpointEncoder:
         now = self._clock()
         encode = self._encode
         return [
-            EncodedTouchpoint(
-                tp.event_id,
-                tp.customer_id,
-                encode(
-                    {
-                        "event_id": tp.event_id,
-                        "customer_id": tp.customer_id,
-                        "channel": tp.channel,
-                        "type": tp.type,
-                        "occurred_at": tp.occurred_at,
-                        "source": tp.source,
-                        "rep_id": tp.rep_id,
-                        "outcome": tp.outcome,
-                        "attributes": tp.attributes
-                        if type(tp.attributes) is dict
-                        else dict(tp.attributes),
-                        "identifiers": tp.identifiers,
-                        "timestamp": now,
-                    }
-                ),
-            )
+            EncodedTouchpoint(tp.event_id, tp.customer_id, encode(touchpoint_fields(tp, now)))
             for tp in touchpoints
         ]
 

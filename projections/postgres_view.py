@@ -9,7 +9,14 @@ import psycopg
 from psycopg.sql import SQL, Identifier
 
 from projections.position import Position
-from projections.views import JourneyView, PageChanges, StageCount, ViewConflict, funnel_counts
+from projections.views import (
+    JourneyView,
+    PageChanges,
+    StageCount,
+    ViewConflict,
+    funnel_counts,
+    position_row,
+)
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS {schema}.journey_tracking (
@@ -80,19 +87,7 @@ class PostgresJourneyView(JourneyView):
                     "last_at = excluded.last_at, touchpoints = excluded.touchpoints, "
                     "state = excluded.state"
                 ),
-                [
-                    (
-                        p.customer_id,
-                        p.stage,
-                        p.since,
-                        p.peak_rank,
-                        p.first_at,
-                        p.last_at,
-                        p.touchpoints,
-                        orjson.dumps(p.to_state()).decode(),
-                    )
-                    for p in changes.positions
-                ],
+                [position_row(p, orjson.dumps(p.to_state()).decode()) for p in changes.positions],
             )
             if changes.clock is not None:
                 cursor.execute(

@@ -15,6 +15,7 @@ from projections.views import (
     StageCount,
     ViewConflict,
     funnel_counts,
+    position_row,
 )
 
 _SCHEMA = (
@@ -85,19 +86,7 @@ class SQLiteJourneyView(JourneyView):
                 )
             db.executemany(
                 _UPSERT_POSITION,
-                [
-                    (
-                        p.customer_id,
-                        p.stage,
-                        p.since,
-                        p.peak_rank,
-                        p.first_at,
-                        p.last_at,
-                        p.touchpoints,
-                        encode(p.to_state()),
-                    )
-                    for p in changes.positions
-                ],
+                [position_row(p, encode(p.to_state())) for p in changes.positions],
             )
             if changes.clock is not None:
                 db.execute(

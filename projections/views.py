@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from engine.errors import JourneyError
 from projections.position import Position
@@ -83,3 +84,18 @@ def funnel_counts(
         counts.append(StageCount(stage, reached, current.pop(stage, 0)))
     counts.extend(StageCount(stage, n, n) for stage, n in sorted(current.items(), key=str) if stage)
     return counts
+
+
+def position_row(position: Position, state: bytes | str) -> tuple[Any, ...]:
+    """A position as a row of the positions table, with its encoded state."""
+    p = position
+    return (
+        p.customer_id,
+        p.stage,
+        p.since,
+        p.peak_rank,
+        p.first_at,
+        p.last_at,
+        p.touchpoints,
+        state,
+    )
