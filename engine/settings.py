@@ -28,6 +28,8 @@ class Settings:
     postgres: Mapping[str, str] = field(default_factory=dict)
     batch_size: int = 50_000
     page_size: int = 50_000
+    # Files larger than this in all are read in a second process while the first records.
+    parallel_above_bytes: int = 16 * 1024 * 1024
 
     @property
     def store(self) -> str:
@@ -43,8 +45,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """JOURNEY_DATA_DIR, JOURNEY_DEFINITION, JOURNEY_BATCH_SIZE, JOURNEY_PAGE_SIZE, and the
-        store: PostgreSQL when JOURNEY_DATABASE_URL or POSTGRES_DBNAME is set, else SQLite."""
+        """JOURNEY_DATA_DIR, JOURNEY_DEFINITION, JOURNEY_BATCH_SIZE, JOURNEY_PAGE_SIZE,
+        JOURNEY_PARALLEL_ABOVE_BYTES, and the store: PostgreSQL when JOURNEY_DATABASE_URL or
+        POSTGRES_DBNAME is set, else SQLite."""
         definition = env.get("JOURNEY_DEFINITION")
         return cls(
             data_dir=Path(env.get("JOURNEY_DATA_DIR") or DEFAULT_DATA_DIR),
@@ -52,10 +55,18 @@ class Settings:
             postgres=_postgres_settings(env),
             batch_size=_positive_int(env, "JOURNEY_BATCH_SIZE", 50_000),
             page_size=_positive_int(env, "JOURNEY_PAGE_SIZE", 50_000),
+            parallel_above_bytes=_whole(env, "JOURNEY_PARALLEL_ABOVE_BYTES", 16 * 1024 * 1024),
         )
 
 
 def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
+    value = _whole(env, key, default)
+    if value < 1:
+        raise ConfigurationError(f"{key}: must be at least 1, not {value}")
+    return value
+
+
+def _whole(env: Mapping[str, str], key: str, default: int) -> int:
     text = env.get(key)
     if not text:
         return default
@@ -63,8 +74,8 @@ def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
         value = int(text)
     except ValueError:
         raise ConfigurationError(f"{key}: {text!r} is not a whole number") from None
-    if value < 1:
-        raise ConfigurationError(f"{key}: must be at least 1, not {value}")
+    if value < 0:
+        raise ConfigurationError(f"{key}: must not be negative, not {value}")
     return value
 
 

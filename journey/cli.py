@@ -137,6 +137,7 @@ def _ingest(
             on_bad=bad,
             on_batch=lambda s: progress.update(task, completed=s.read),
             store_env=event_store_env(engine.settings),
+            parallel_above_bytes=engine.settings.parallel_above_bytes,
         )
         progress.update(task, total=summary.read, completed=summary.read)
     return summary

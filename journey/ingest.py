@@ -67,10 +67,11 @@ def ingest_files(
     on_bad: BadRecord,
     on_batch: Callable[[IngestSummary], None] | None = None,
     store_env: Mapping[str, str] | None = None,
-    parallel: bool | None = None,
+    parallel_above_bytes: int = PARALLEL_ABOVE_BYTES,
 ) -> IngestSummary:
     """Records every good touchpoint of the files, reporting each bad one to `on_bad`.
-    `store_env` lets a second process encode with this store's settings."""
+    With `store_env`, files larger than `parallel_above_bytes` in all are read, validated and
+    encoded in a second process that uses this store's settings."""
     summary = IngestSummary()
 
     def bad(where: str, reason: str) -> None:
@@ -86,12 +87,8 @@ def ingest_files(
         if on_batch is not None:
             on_batch(summary)
 
-    if parallel is None:
-        size = sum(path.stat().st_size for path in paths)
-        parallel = (
-            store_env is not None and (os.cpu_count() or 1) > 1 and size > PARALLEL_ABOVE_BYTES
-        )
-    if parallel and store_env is not None:
+    size = sum(path.stat().st_size for path in paths)
+    if store_env is not None and (os.cpu_count() or 1) > 1 and size > parallel_above_bytes:
         for batch, bad_records in _encoded_in_another_process(paths, store_env, batch_size, now_ms):
             for where, reason in bad_records:
                 bad(where, reason)
@@ -167,8 +164,11 @@ def _read_and_encode(  # noqa: PLR0917 (a process target takes positional argume
                 messages.put(message, timeout=1.0)
                 return
             except queue.Full:
-                if os.getppid() != parent:  # the recording process is gone: stop too
-                    raise SystemExit(1) from None
+                if os.getppid() != parent:
+                    # The recording process is gone: stop at once, without waiting to flush
+                    # what nobody will read.
+                    messages.cancel_join_thread()
+                    os._exit(1)
 
     bad: list[tuple[str, str]] = []
 

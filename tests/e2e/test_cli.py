@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from tests.stories import happy_path
 
 JOURNEY = str(Path(sys.executable).with_name("journey"))
+T = TypeVar("T")
 
 
 def journey(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -141,3 +146,50 @@ def test_the_demo_runs_on_the_embedded_store_and_shows_the_funnel_and_stories(
     for story in ("warm referral gone cold", "happy path", "late visit log"):
         assert story in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_the_file_reader_stops_when_ingest_is_killed(tmp_path: Path) -> None:
+    from journey.demo import demo_touchpoints
+    from schemas.files import write_jsonl as write_touchpoints
+
+    path = tmp_path / "big.jsonl"
+    with path.open("w") as out:
+        write_touchpoints(out, demo_touchpoints(1_500, seed=3))
+    env = {**os.environ, "JOURNEY_PARALLEL_ABOVE_BYTES": "0", "JOURNEY_BATCH_SIZE": "200"}
+    ingest = subprocess.Popen(
+        [JOURNEY, "--data-dir", str(tmp_path / "data"), "ingest", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    reader = wait_for(lambda: children(ingest.pid), "the file reader to start")[0]
+
+    ingest.kill()
+    ingest.wait()
+
+    wait_for(lambda: not running(reader), "the file reader to stop")
+
+
+def wait_for(condition: Callable[[], T], what: str, seconds: float = 30.0) -> T:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
