@@ -7,25 +7,22 @@ the size of the files.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import queue
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Any
 
 from engine.bulk import collector_paused
-from engine.errors import DecodeError, InvalidTouchpoint, JourneyError
+from engine.errors import DecodeError, InvalidTouchpoint
+from engine.pipeline import from_another_process
 from engine.recording import EncodedTouchpoint, Journeys
 from engine.touchpoints import Touchpoint, touchpoint_from_record
 from schemas.files import file_format, read_records
 
 BadRecord = Callable[[str, str], None]  # (where, reason)
+Encode = Callable[[Iterable[Touchpoint]], list[EncodedTouchpoint]]
 # Below this much input, starting a second process costs more than it saves.
 PARALLEL_ABOVE_BYTES = 16 * 1024 * 1024
-_MAX_BAD_PER_MESSAGE = 1_000
 
 
 @dataclass
@@ -44,18 +41,33 @@ def check_files(paths: Iterable[Path]) -> None:
             raise DecodeError(f"{path}: no such file")
 
 
-def touchpoints_from_files(
-    paths: Iterable[Path], *, now_ms: int, on_bad: BadRecord
-) -> Iterator[Touchpoint]:
-    for path in paths:
-        for item in read_records(path):
-            if item.record is None:
-                on_bad(item.where, str(item.error))
-                continue
-            try:
-                yield touchpoint_from_record(item.record, now_ms=now_ms)
-            except InvalidTouchpoint as exc:
-                on_bad(item.where, str(exc))
+Batch = tuple[list[EncodedTouchpoint], list[tuple[str, str]]]  # good, encoded; bad: where, why
+
+
+def encoded_batches(
+    paths: Iterable[Path], encode: Encode, *, batch_size: int, now_ms: int
+) -> Iterator[Batch]:
+    """Reads, validates and encodes the files' records; each batch holds up to `batch_size`
+    records, good and bad, so that memory stays flat whatever the files hold."""
+    good: list[Touchpoint] = []
+    bad: list[tuple[str, str]] = []
+    # Paused while the files are read (the records make no reference cycles); resumed when
+    # reading ends or is abandoned.
+    with collector_paused():
+        for path in paths:
+            for item in read_records(path):
+                if item.record is None:
+                    bad.append((item.where, str(item.error)))
+                else:
+                    try:
+                        good.append(touchpoint_from_record(item.record, now_ms=now_ms))
+                    except InvalidTouchpoint as exc:
+                        bad.append((item.where, str(exc)))
+                if len(good) + len(bad) >= batch_size:
+                    yield encode(good), bad
+                    good, bad = [], []
+    if good or bad:
+        yield encode(good), bad
 
 
 def ingest_files(
@@ -89,106 +101,29 @@ def ingest_files(
 
     size = sum(path.stat().st_size for path in paths)
     if store_env is not None and (os.cpu_count() or 1) > 1 and size > parallel_above_bytes:
-        for batch, bad_records in _encoded_in_another_process(paths, store_env, batch_size, now_ms):
-            for where, reason in bad_records:
-                bad(where, reason)
-            if batch:
-                record(batch)
-        return summary
-    encode = journeys.encoder().encode
-    touchpoints = touchpoints_from_files(paths, now_ms=now_ms, on_bad=bad)
-    while batch := _encode_batch(encode, touchpoints, batch_size):
-        record(batch)
+        batches = from_another_process(
+            _read_and_encode, list(paths), dict(store_env), batch_size, now_ms, name="file reader"
+        )
+    else:
+        batches = encoded_batches(
+            paths, journeys.encoder().encode, batch_size=batch_size, now_ms=now_ms
+        )
+    for batch, bad_records in batches:
+        for where, reason in bad_records:
+            bad(where, reason)
+        if batch:
+            record(batch)
     return summary
 
 
-def _encode_batch(
-    encode: Callable[[Iterable[Touchpoint]], list[EncodedTouchpoint]],
-    touchpoints: Iterator[Touchpoint],
-    size: int,
-) -> list[EncodedTouchpoint]:
-    with collector_paused():
-        return encode(islice(touchpoints, size))
-
-
-Message = tuple[str, Any]
-
-
-def _encoded_in_another_process(
-    paths: Sequence[Path], store_env: Mapping[str, str], batch_size: int, now_ms: int
-) -> Iterator[tuple[list[EncodedTouchpoint], list[tuple[str, str]]]]:
-    context = multiprocessing.get_context("spawn")
-    messages: multiprocessing.Queue[Message] = context.Queue(maxsize=2)
-    reader = context.Process(
-        target=_read_and_encode,
-        args=(list(paths), dict(store_env), batch_size, now_ms, messages, os.getpid()),
-        daemon=True,
-        name="journey-file-reader",
-    )
-    reader.start()
+def _read_and_encode(
+    paths: list[Path], store_env: dict[str, str], batch_size: int, now_ms: int
+) -> Iterator[Batch]:
+    """`encoded_batches`, in the second process, with an encoder for the same store."""
+    journeys = Journeys(store_env)
     try:
-        while True:
-            try:
-                kind, payload = messages.get(timeout=1.0)
-            except queue.Empty:
-                if not reader.is_alive():
-                    raise JourneyError(
-                        f"the file reader stopped unexpectedly (exit code {reader.exitcode})"
-                    ) from None
-                continue
-            if kind == "batch":
-                yield payload
-            elif kind == "failed":
-                raise DecodeError(payload)
-            else:
-                return
+        yield from encoded_batches(
+            paths, journeys.encoder().encode, batch_size=batch_size, now_ms=now_ms
+        )
     finally:
-        if reader.is_alive():
-            reader.terminate()
-        reader.join()
-
-
-def _read_and_encode(  # noqa: PLR0917 (a process target takes positional arguments)
-    paths: list[Path],
-    store_env: dict[str, str],
-    batch_size: int,
-    now_ms: int,
-    messages: multiprocessing.Queue[Message],
-    parent: int,
-) -> None:
-    """The second process: reads, validates and encodes batches, and hands them over."""
-
-    def send(message: Message) -> None:
-        while True:
-            try:
-                messages.put(message, timeout=1.0)
-                return
-            except queue.Full:
-                if os.getppid() != parent:
-                    # The recording process is gone: stop at once, without waiting to flush
-                    # what nobody will read.
-                    messages.cancel_join_thread()
-                    os._exit(1)
-
-    bad: list[tuple[str, str]] = []
-
-    def on_bad(where: str, reason: str) -> None:
-        bad.append((where, reason))
-        if len(bad) >= _MAX_BAD_PER_MESSAGE:
-            send(("batch", ([], bad.copy())))
-            bad.clear()
-
-    try:
-        journeys = Journeys(store_env)
-        encode = journeys.encoder().encode
-        touchpoints = touchpoints_from_files(paths, now_ms=now_ms, on_bad=on_bad)
-        while batch := _encode_batch(encode, touchpoints, batch_size):
-            send(("batch", (batch, bad.copy())))
-            bad.clear()
-        if bad:
-            send(("batch", ([], bad.copy())))
         journeys.close()
-    except JourneyError as exc:
-        send(("failed", str(exc)))
-        return
-    send(("done", None))
