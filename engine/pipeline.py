@@ -7,7 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 from engine.errors import JourneyError
@@ -17,7 +17,9 @@ _QUEUE_BATCHES = 2
 _POLL_SECONDS = 1.0
 
 
-def from_another_process(produce: Callable[..., Iterator[T]], *args: Any, name: str) -> Iterator[T]:
+def from_another_process(
+    produce: Callable[..., Iterator[T]], *args: Any, name: str
+) -> Generator[T, None, None]:
     """Yields what `produce(*args)` yields, computed in a second process. `produce` must be a
     module-level function and its arguments picklable; a JourneyError it raises is raised
     here with the same message. Closing the iterator early stops the second process."""

@@ -57,7 +57,13 @@ def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None
     definition = load_definition(settings.definition_path)
     journeys = Journeys(event_store_env(settings), clock=clock)
     view = _view(settings)
-    runner = ProjectionRunner(journeys, view, definition, page_size=settings.page_size)
+    runner = ProjectionRunner(
+        journeys,
+        view,
+        definition,
+        page_size=settings.page_size,
+        store_env=event_store_env(settings),
+    )
     return Engine(settings, definition, journeys, view, runner, JourneyLog(journeys))
 
 

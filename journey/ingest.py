@@ -100,6 +100,7 @@ def ingest_files(
             on_batch(summary)
 
     size = sum(path.stat().st_size for path in paths)
+    batches: Iterator[Batch]
     if store_env is not None and (os.cpu_count() or 1) > 1 and size > parallel_above_bytes:
         batches = from_another_process(
             _read_and_encode, list(paths), dict(store_env), batch_size, now_ms, name="file reader"

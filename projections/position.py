@@ -35,7 +35,7 @@ class Mark(NamedTuple):
     rules: tuple[int, ...]
 
 
-@dataclass
+@dataclass(slots=True)
 class Position:
     customer_id: str
     stage: str | None = None

@@ -5,7 +5,8 @@ serves every store the same way: it reads the log through the store's `select_st
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,8 @@ from eventsourcing.application import Application
 from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
 from engine.journeys import TouchpointState
+from engine.pipeline import from_another_process
+from engine.recording import Journeys
 from projections.log import JourneyLog
 from projections.position import Mark, Position, StageMachine
 from projections.views import (
@@ -40,6 +43,39 @@ def definition_digest(definition: JourneyDefinition) -> str:
     return hashlib.sha256(definition.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
 
 
+MarkedPage = list[tuple[int, str, Mark]]  # (log position, customer id, what the fold keeps)
+
+
+def marked_pages(
+    log: JourneyLog, machine: StageMachine, start: int, head: int, page_size: int
+) -> Generator[MarkedPage, None, None]:
+    """The log's touchpoints after `start` up to `head`, a page at a time, reduced to what the
+    fold needs. An empty page closes the range when its last events are not touchpoints."""
+    position = start
+    mark = machine.mark
+    while position < head:
+        with collector_paused():
+            page = [
+                (log_position, tp["customer_id"], mark(tp))
+                for log_position, tp in log.touchpoints(position, page_size, stop=head)
+            ]
+        yield page
+        if not page:
+            return
+        position = page[-1][0]
+
+
+def _marked_pages_of_store(
+    store_env: dict[str, str], definition: JourneyDefinition, start: int, head: int, size: int
+) -> Iterator[MarkedPage]:
+    """`marked_pages`, in a second process reading the same store."""
+    app = Journeys(store_env)
+    try:
+        yield from marked_pages(JourneyLog(app), StageMachine(definition), start, head, size)
+    finally:
+        app.close()
+
+
 class JourneyProjector:
     """Folds pages of recorded touchpoints into position changes. No I/O of its
     own: positions it has not seen come from `load`."""
@@ -62,9 +98,9 @@ class JourneyProjector:
         self._positions.clear()
         self._written = set() if view_is_empty else None
 
-    def fold(self, page: Sequence[tuple[int, TouchpointState]]) -> PageChanges:
+    def fold(self, page: MarkedPage) -> PageChanges:
         positions = self._positions
-        missing = list({tp["customer_id"] for _, tp in page} - positions.keys())
+        missing = list({customer_id for _, customer_id, _ in page} - positions.keys())
         if len(positions) + len(missing) > _MAX_CACHED_POSITIONS:
             positions.clear()
         if missing:
@@ -73,18 +109,17 @@ class JourneyProjector:
             loaded = self._load(to_load) if to_load else {}
             for customer_id in missing:
                 positions[customer_id] = loaded.get(customer_id) or Position(customer_id)
-        marks = self.machine.mark
         evolve = self.machine.evolve
         changed: dict[str, Position] = {}
         earlier = self._earlier
-        for _, tp in page:
-            customer_id = tp["customer_id"]
-            position = evolve(positions[customer_id], marks(tp), earlier)
+        clock = 0
+        for _, customer_id, mark in page:
+            position = evolve(positions[customer_id], mark, earlier)
             positions[customer_id] = changed[customer_id] = position
+            clock = max(clock, mark.occurred_at)
         if self._written is not None:
             self._written.update(changed)
-        clock = max(tp["occurred_at"] for _, tp in page) if page else None
-        return PageChanges(list(changed.values()), clock, page[-1][0] if page else 0)
+        return PageChanges(list(changed.values()), clock or None, page[-1][0] if page else 0)
 
     def _earlier(self, position: Position) -> list[Mark]:
         """The customer's touchpoints before the one being folded, in arrival order. They are
@@ -102,12 +137,18 @@ class ProjectionRunner:
         view: JourneyView,
         definition: JourneyDefinition,
         *,
-        page_size: int = 5_000,
+        page_size: int = 50_000,
+        store_env: Mapping[str, str] | None = None,
+        parallel_above_events: int = 200_000,
     ) -> None:
+        """With `store_env`, a catch-up longer than `parallel_above_events` reads and marks
+        the log in a second process while this one folds and commits."""
         self._app = app
         self._view = view
         self._definition = definition
         self._digest = definition_digest(definition)
+        self._store_env = store_env
+        self._parallel_above_events = parallel_above_events
         self._page_size = page_size
         self._log = JourneyLog(app)
         self._projector = JourneyProjector(definition, view.load_positions, self._log.stream)
@@ -129,22 +170,36 @@ class ProjectionRunner:
         if start == 0:
             self._projector.forget(view_is_empty=True)
         head = self._log.head()
+        if self._store_env is not None and head - start > self._parallel_above_events:
+            pages = from_another_process(
+                _marked_pages_of_store,
+                dict(self._store_env),
+                self._definition,
+                start,
+                head,
+                self._page_size,
+                name="log reader",
+            )
+        else:
+            pages = marked_pages(self._log, self._projector.machine, start, head, self._page_size)
         position = start
-        while position < head:
-            with collector_paused():
-                page = self._log.touchpoints(position, self._page_size, stop=head)
-                changes = self._projector.fold(page) if page else PageChanges([], None, head)
-            try:
-                self._view.commit(JOURNEY_PROJECTION, changes, self._digest)
-            except ViewConflict:
-                # Another runner got there first: its work stands, ours is dropped.
-                self._projector.forget()
-                position = self.position()
-                continue
-            position = changes.position
-            if progress is not None:
-                progress(position - start, head - start)
-        return CatchUp(position - start, position)
+        with closing(pages):
+            for page in pages:
+                with collector_paused():
+                    changes = self._projector.fold(page) if page else PageChanges([], None, head)
+                try:
+                    self._view.commit(JOURNEY_PROJECTION, changes, self._digest)
+                except ViewConflict:
+                    # Another runner got there first: its work stands, ours is dropped.
+                    self._projector.forget()
+                    break
+                position = changes.position
+                if progress is not None:
+                    progress(position - start, head - start)
+            else:
+                return CatchUp(position - start, position)
+        done = self.catch_up(progress)
+        return CatchUp(done.position - start, done.position)
 
     def rebuild(self, progress: Progress | None = None) -> CatchUp:
         """Empties the views and builds them again from the start of the log."""
