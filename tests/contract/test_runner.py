@@ -9,7 +9,7 @@ import pytest
 
 from engine.definition import load_definition, parse_definition
 from engine.settings import Settings
-from journey.bootstrap import Engine, build_engine
+from journey.bootstrap import Engine, build_engine, event_store_env
 from projections.runner import ProjectionRunner
 from projections.sqlite_view import SQLiteJourneyView
 from projections.timeline import timeline
@@ -139,3 +139,29 @@ def test_views_built_with_another_definition_must_be_rebuilt(paged: Engine) -> N
     assert paged.view.position("A").stage == "aware"  # type: ignore[union-attr]
     assert paged.view.position("B").stage == "customer"  # type: ignore[union-attr]
     assert load_definition() != stricter
+
+
+def test_a_replay_read_in_a_second_process_builds_the_same_views(
+    paged: Engine, settings: Settings
+) -> None:
+    record_story(paged)
+    paged.journeys.record(
+        [touchpoint("a0", "visit", customer_id="A", channel="visit", at=T0 - DAY)]
+    )
+    paged.runner.catch_up()
+    other = SQLiteJourneyView(settings.data_dir / "other.db")
+    runner = ProjectionRunner(
+        paged.journeys,
+        other,
+        paged.definition,
+        page_size=3,
+        store_env=event_store_env(paged.settings),
+        parallel_above_events=0,
+    )
+
+    done = runner.catch_up()
+
+    assert done.position == paged.runner.position()
+    assert history(["A", "B"], other) == history(["A", "B"], paged.view)
+    assert other.funnel(paged.definition.ladder) == paged.view.funnel(paged.definition.ladder)
+    other.close()
