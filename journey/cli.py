@@ -87,8 +87,10 @@ def _progress() -> Progress:
 
 
 def _catch_up(engine: Engine) -> None:
+    """Brings the views up to date (and refuses views they cannot be read from)."""
     lag = engine.runner.lag()
     if not lag:
+        engine.runner.catch_up()
         return
     with _progress() as progress:
         task = progress.add_task("Building journeys", total=lag)
@@ -179,9 +181,16 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
             _show_customer(engine, customer_id)
             out.print()
         out.print(
-            f"Look up any customer with [bold]journey customer C-000042[/bold]; "
+            f"Look up any customer with [bold]{_program()} customer C-000042[/bold]; "
             f"the data is in {settings.data_dir}."
         )
+
+
+def _program() -> str:
+    """How the user can run this command again: `journey` if it is on the PATH."""
+    if shutil.which("journey"):
+        return "journey"
+    return os.path.relpath(sys.argv[0]) if sys.argv and sys.argv[0] else "journey"
 
 
 def _story_examples(customers: int, seed: int) -> list[tuple[str, str]]:

@@ -38,9 +38,16 @@ class CatchUp:
     position: int
 
 
+# Changes whenever the views' tables or stored states change shape, so that views written by
+# an earlier release are rebuilt rather than misread.
+VIEW_FORMAT = 2
+
+
 def definition_digest(definition: JourneyDefinition) -> str:
-    """Identifies a journey definition's meaning, so a view built with another is noticed."""
-    return hashlib.sha256(definition.model_dump_json(by_alias=True).encode()).hexdigest()[:16]
+    """Identifies a journey definition's meaning and the views' format, so that a view built
+    with another definition, or by another release, is noticed."""
+    text = f"{VIEW_FORMAT}:{definition.model_dump_json(by_alias=True)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 MarkedPage = list[tuple[int, str, Mark]]  # (log position, customer id, what the fold keeps)
@@ -164,8 +171,8 @@ class ProjectionRunner:
         start, digest = self._view.tracking(JOURNEY_PROJECTION)
         if start and digest != self._digest:
             raise ViewOutOfDate(
-                "the views were built with another journey definition; "
-                "rebuild them (journey rebuild) to use this one"
+                "the views were built with another journey definition or by another release "
+                "of the engine; rebuild them (journey rebuild) to use this one"
             )
         if start == 0:
             self._projector.forget(view_is_empty=True)
