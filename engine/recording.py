@@ -90,9 +90,8 @@ class Journeys(Application[UUID]):
         if not fresh:
             return BatchRecorded(0, duplicates, None)
         # Keyed by customer id: str hashes are cached, UUID hashes are computed in Python.
-        versions = self._versions
-        self._learn_versions({tp.customer_id for tp in fresh if tp.customer_id not in versions})
-        streams = self._streams
+        self._learn_versions({tp.customer_id for tp in fresh})
+        versions, streams = self._versions, self._streams
         started, now = self._encoder.started, self._clock()
         recorded_topic = self._encoder.recorded_topic
         stored: list[StoredEvent] = []
@@ -113,15 +112,19 @@ class Journeys(Application[UUID]):
         return BatchRecorded(len(fresh), duplicates, positions[-1] if positions else None)
 
     def _learn_versions(self, customer_ids: set[str]) -> None:
-        """Looks up the last version of streams this process does not know yet."""
-        if not customer_ids:
-            return
+        """Looks up the last version of the streams this process does not know yet."""
         if len(self._versions) + len(customer_ids) > _MAX_KNOWN_STREAMS:
             self._versions.clear()
             self._streams.clear()
-        ids = {customer_id: stream_id(customer_id) for customer_id in customer_ids}
-        found = self._ledger.stream_versions(list(ids.values()))
-        for customer_id, sid in ids.items():
+        unknown = {
+            customer_id: stream_id(customer_id)
+            for customer_id in customer_ids
+            if customer_id not in self._versions
+        }
+        if not unknown:
+            return
+        found = self._ledger.stream_versions(list(unknown.values()))
+        for customer_id, sid in unknown.items():
             self._streams[customer_id] = self._ledger.stream_key(sid)
             self._versions[customer_id] = found.get(sid, 0)
 

@@ -71,13 +71,13 @@ def touchpoint_from_record(record: Mapping[str, Any], *, now_ms: int) -> Touchpo
     """
     get = record.get
     channel = get("channel")
-    if channel not in _CHANNEL_SET:
+    if type(channel) is not str or channel not in _CHANNEL_SET:
         channel = _channel(channel)
     kind = get("type")
-    if kind not in _seen_types:
+    if type(kind) is not str or kind not in _seen_types:
         kind = _type(kind)
     outcome = get("outcome")
-    if outcome is not None and outcome not in _OUTCOME_SET:
+    if outcome is not None and (type(outcome) is not str or outcome not in _OUTCOME_SET):
         outcome = _outcome(outcome)
     occurred_at = get("occurred_at")
     if type(occurred_at) is str and len(occurred_at) > 18:

@@ -107,9 +107,10 @@ class JourneyProjector:
 
     def fold(self, page: MarkedPage) -> PageChanges:
         positions = self._positions
-        missing = list({customer_id for _, customer_id, _ in page} - positions.keys())
-        if len(positions) + len(missing) > _MAX_CACHED_POSITIONS:
+        customers = {customer_id for _, customer_id, _ in page}
+        if len(positions) + len(customers) > _MAX_CACHED_POSITIONS:
             positions.clear()
+        missing = list(customers - positions.keys())
         if missing:
             written = self._written
             to_load = missing if written is None else [c for c in missing if c in written]
@@ -156,6 +157,7 @@ class ProjectionRunner:
         self._digest = definition_digest(definition)
         self._store_env = store_env
         self._parallel_above_events = parallel_above_events
+        self._committed = -1  # the last position this runner wrote; -1: none yet
         self._page_size = page_size
         self._log = JourneyLog(app)
         self._projector = JourneyProjector(definition, view.load_positions, self._log.stream)
@@ -176,6 +178,9 @@ class ProjectionRunner:
             )
         if start == 0:
             self._projector.forget(view_is_empty=True)
+        elif start != self._committed:
+            # Another runner moved the view on since this one last wrote it.
+            self._projector.forget()
         head = self._log.head()
         if self._store_env is not None and head - start > self._parallel_above_events:
             pages = from_another_process(
@@ -200,7 +205,11 @@ class ProjectionRunner:
                     # Another runner got there first: its work stands, ours is dropped.
                     self._projector.forget()
                     break
-                position = changes.position
+                except BaseException:
+                    # What was folded for this page was never stored: do not build on it.
+                    self._projector.forget()
+                    raise
+                position = self._committed = changes.position
                 if progress is not None:
                     progress(position - start, head - start)
             else:
