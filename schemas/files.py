@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, NamedTuple, cast
@@ -42,35 +43,33 @@ def file_format(path: Path) -> str:
 
 def read_records(path: Path) -> Iterator[FileRecord]:
     """Streams the records of a touchpoint file. A file that cannot be opened raises DecodeError;
-    a bad line is yielded with its error and reading goes on."""
-    fmt = file_format(path)
+    a bad line is yielded with its error and reading goes on; a file that breaks off (a
+    truncated .gz, a failing disk) ends with a record saying where and why."""
+    reader = {"avro": _avro_records, "jsonl": _json_records, "csv": _csv_records}[file_format(path)]
     try:
-        if fmt == "avro":
-            with _open(path, binary=True) as source:
-                yield from _avro_records(path, source)
-        else:
-            with _open(path, binary=False) as text:
-                yield from (_json_records if fmt == "jsonl" else _csv_records)(path, text)
+        source = cast(
+            IO[bytes],
+            gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb"),  # noqa: SIM115
+        )
     except OSError as exc:
         raise DecodeError(f"{path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise DecodeError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    with source:
+        line: int | str = 0
+        try:
+            for item in reader(path, source):
+                line = item.line
+                yield item
+        except (OSError, EOFError, zlib.error) as exc:
+            after = line + 1 if isinstance(line, int) else f"after {line}"
+            yield FileRecord(path, after, None, DecodeError(f"the file breaks off here: {exc}"))
 
 
-def _open(path: Path, *, binary: bool) -> IO[Any]:
-    if path.suffix == ".gz":
-        return cast(
-            IO[Any], gzip.open(path, "rb") if binary else gzip.open(path, "rt", encoding="utf-8")
-        )
-    return open(path, "rb") if binary else open(path, encoding="utf-8", newline="")
-
-
-def _json_records(path: Path, lines: IO[str]) -> Iterator[FileRecord]:
+def _json_records(path: Path, lines: IO[bytes]) -> Iterator[FileRecord]:
     loads = orjson.loads
     for number, line in enumerate(lines, 1):
         try:
             record = loads(line)
-        except json.JSONDecodeError as exc:
+        except orjson.JSONDecodeError as exc:
             if line.strip():
                 error = DecodeError(f"not valid JSON: {exc.msg} (column {exc.colno})")
                 yield FileRecord(path, number, None, error)
@@ -82,12 +81,34 @@ def _json_records(path: Path, lines: IO[str]) -> Iterator[FileRecord]:
             yield FileRecord(path, number, None, error)
 
 
-def _csv_records(path: Path, text: IO[str]) -> Iterator[FileRecord]:
-    rows = csv.reader(text)
-    header = next(rows, None)
-    if header is None:
-        return
-    for number, row in enumerate(rows, 2):
+def _csv_records(path: Path, source: IO[bytes]) -> Iterator[FileRecord]:
+    undecodable: dict[int, str] = {}
+
+    def text_lines() -> Iterator[str]:
+        for number, raw in enumerate(source, 1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                undecodable[number] = f"not UTF-8 text ({exc.reason})"
+                yield "\n"  # keeps the line count; reported with its number below
+
+    rows = csv.reader(text_lines())
+    header: list[str] | None = None
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield FileRecord(path, rows.line_num, None, DecodeError(f"not valid CSV: {exc}"))
+            continue
+        number = rows.line_num
+        if number in undecodable:
+            yield FileRecord(path, number, None, DecodeError(undecodable.pop(number)))
+            continue
+        if header is None:
+            header = row
+            continue
         if not any(row):
             continue
         if len(row) != len(header):

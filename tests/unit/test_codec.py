@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gzip
 import io
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,3 +156,32 @@ def test_csv_reads_attribute_columns_and_names_short_rows(tmp_path: Path) -> Non
 def test_an_unknown_file_type_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DecodeError, match="unknown file type"):
         list(read_records(tmp_path / "touchpoints.xlsx"))
+
+
+def test_a_line_that_is_not_utf_8_is_one_bad_record_and_the_rest_is_read(tmp_path: Path) -> None:
+    for suffix, write in (("jsonl", write_jsonl), ("csv", write_csv)):
+        path = tmp_path / f"mixed.{suffix}"
+        with path.open("w") as out:
+            write(out, [touchpoint("e-1"), touchpoint("e-2")])
+        good = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join([*good[:-1], b"\xff\xfe broken\n", good[-1]]))
+
+        items = list(read_records(path))
+
+        assert [i.record["event_id"] for i in items if i.record] == ["e-1", "e-2"], suffix
+        assert [i.error is not None for i in items].count(True) == 1, suffix
+
+
+def test_a_truncated_gzip_file_keeps_what_was_read_and_says_where_it_broke_off(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "touchpoints.jsonl.gz"
+    with gzip.open(path, "wt") as out:
+        write_jsonl(out, [touchpoint(f"e-{i}") for i in range(2_000)])
+    path.write_bytes(path.read_bytes()[:-200])
+
+    items = list(read_records(path))
+
+    assert len([i for i in items if i.record]) > 1_000
+    assert items[-1].error is not None
+    assert "breaks off" in str(items[-1].error)
