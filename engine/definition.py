@@ -12,7 +12,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engine.errors import DefinitionError
-from engine.touchpoints import CHANNELS, OTHER_CHANNEL, OUTCOMES, Touchpoint
+from engine.touchpoints import CHANNELS, OTHER_CHANNEL, OUTCOMES
 
 ANY_TYPE = "*"
 _ID_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -44,15 +44,6 @@ class EntryRule(_Model):
             if outcome not in OUTCOMES:
                 raise ValueError(f"outcomes: unknown outcome {outcome!r}")
         return self
-
-    def matches(self, tp: Touchpoint) -> bool:
-        if ANY_TYPE not in self.types and tp.type not in self.types:
-            return False
-        if self.channels is not None and tp.channel not in self.channels:
-            return False
-        if self.outcomes is not None and tp.outcome not in self.outcomes:
-            return False
-        return all(tp.attributes.get(key) == value for key, value in self.attributes.items())
 
 
 class Stage(_Model):
@@ -132,6 +123,8 @@ def load_definition(path: Path | None = None) -> JourneyDefinition:
         raise DefinitionError(
             f"{path}: cannot read the journey definition ({exc.strerror})"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"{path}: not UTF-8 text ({exc.reason})") from None
     return parse_definition(text, origin=str(path))
 
 

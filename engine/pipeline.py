@@ -37,11 +37,14 @@ def from_another_process(
                 with collector_paused():  # unpickling a batch makes many objects, no cycles
                     kind, payload = messages.get(timeout=_POLL_SECONDS)
             except queue.Empty:
-                if not worker.is_alive():
+                if worker.is_alive():
+                    continue
+                try:  # it may have sent its last words just before it ended
+                    kind, payload = messages.get(timeout=_POLL_SECONDS)
+                except queue.Empty:
                     raise JourneyError(
                         f"the {name} stopped unexpectedly (exit code {worker.exitcode})"
                     ) from None
-                continue
             if kind == "item":
                 yield payload
             elif kind == "failed":
@@ -80,5 +83,8 @@ def _run(
             send(("item", item))
     except JourneyError as exc:
         send(("failed", str(exc)))
+        return
+    except Exception as exc:  # reported by the first process, in its own words
+        send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     send(("done", None))

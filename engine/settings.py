@@ -83,6 +83,10 @@ def _postgres_settings(env: Mapping[str, str]) -> dict[str, str]:
     url = env.get("JOURNEY_DATABASE_URL")
     if url:
         parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigurationError("JOURNEY_DATABASE_URL: the port is not a number") from None
         if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
             raise ConfigurationError(
                 f"JOURNEY_DATABASE_URL: expected postgresql://user:password@host:port/dbname, "
@@ -91,7 +95,7 @@ def _postgres_settings(env: Mapping[str, str]) -> dict[str, str]:
         settings = {
             "POSTGRES_DBNAME": parts.path.strip("/"),
             "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_PORT": str(port or 5432),
             "POSTGRES_USER": unquote(parts.username or ""),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
 from eventsourcing.persistence import PersistenceError
 from rich.progress import (
     BarColumn,
@@ -312,8 +314,12 @@ def main() -> None:
     except JourneyError as exc:
         say(f"error: {exc}")
         sys.exit(1)
-    except PersistenceError as exc:
-        say(f"error: the store failed: {exc}")
+    except (PersistenceError, sqlite3.Error, psycopg.Error) as exc:
+        say(f"error: the store failed: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+        sys.exit(1)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        say(f"error: {where}{exc.strerror or exc}")
         sys.exit(1)
     except KeyboardInterrupt:
         say("interrupted")

@@ -66,18 +66,20 @@ class PostgresJourneyView(JourneyView):
 
     def commit(self, projection: str, changes: PageChanges, definition_digest: str) -> None:
         with self._db.transaction(), self._db.cursor() as cursor:
+            # Moves the position first: a concurrent runner's commit waits here for ours (or
+            # ours for theirs), and a position that would not move forward rolls it all back.
             cursor.execute(
                 self._sql(
-                    "SELECT position FROM {schema}.journey_tracking "
-                    "WHERE projection = %s FOR UPDATE"
+                    "INSERT INTO {schema}.journey_tracking VALUES (%s, %s, %s) "
+                    "ON CONFLICT (projection) DO UPDATE "
+                    "SET position = excluded.position, definition = excluded.definition "
+                    "WHERE {schema}.journey_tracking.position < excluded.position "
+                    "RETURNING position"
                 ),
-                (projection,),
+                (projection, changes.position, definition_digest),
             )
-            stored = cursor.fetchone()
-            if stored is not None and stored[0] >= changes.position:
-                raise ViewConflict(
-                    f"view {projection!r} is at {stored[0]}, not behind {changes.position}"
-                )
+            if cursor.fetchone() is None:
+                raise ViewConflict(f"view {projection!r} is not behind {changes.position}")
             cursor.executemany(
                 self._sql(
                     "INSERT INTO {schema}.journey_positions VALUES "
@@ -97,14 +99,6 @@ class PostgresJourneyView(JourneyView):
                     ),
                     (changes.clock,),
                 )
-            cursor.execute(
-                self._sql(
-                    "INSERT INTO {schema}.journey_tracking VALUES (%s, %s, %s) "
-                    "ON CONFLICT (projection) DO UPDATE "
-                    "SET position = excluded.position, definition = excluded.definition"
-                ),
-                (projection, changes.position, definition_digest),
-            )
 
     def reset(self) -> None:
         with self._db.transaction():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,15 +14,14 @@ from journey.bootstrap import Engine, build_engine, event_store_env
 from projections.runner import ProjectionRunner
 from projections.sqlite_view import SQLiteJourneyView
 from projections.timeline import timeline
-from projections.views import PageChanges, ViewOutOfDate
+from projections.views import PageChanges, ViewConflict, ViewOutOfDate
 from tests.conftest import DAY, T0, touchpoint
 
 
 @pytest.fixture
-def paged(tmp_path: Path) -> Iterator[Engine]:
-    built = build_engine(
-        Settings.from_env({"JOURNEY_DATA_DIR": str(tmp_path / "data"), "JOURNEY_PAGE_SIZE": "4"})
-    )
+def paged(settings: Settings) -> Iterator[Engine]:
+    """An engine on each store, folding four touchpoints per page."""
+    built = build_engine(replace(settings, page_size=4))
     yield built
     built.close()
 
@@ -106,18 +106,46 @@ def test_a_page_that_fails_to_commit_leaves_nothing_behind_and_is_redone(
     failing.close()
 
 
-def test_two_runners_on_one_view_apply_each_page_once(paged: Engine, settings: Settings) -> None:
+class RacingView(SQLiteJourneyView):
+    """Lets another runner commit just before this one's first commit."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.rival: ProjectionRunner | None = None
+        self.conflicts = 0
+
+    def commit(self, projection: str, changes: PageChanges, definition_digest: str) -> None:
+        rival, self.rival = self.rival, None
+        if rival is not None:
+            rival.catch_up()
+        try:
+            super().commit(projection, changes, definition_digest)
+        except ViewConflict:
+            self.conflicts += 1
+            raise
+
+
+def test_a_runner_that_loses_a_race_drops_its_page_and_applies_nothing_twice(
+    paged: Engine, settings: Settings
+) -> None:
     record_story(paged)
-    other_view = SQLiteJourneyView(settings.views_path)
-    other = ProjectionRunner(paged.journeys, other_view, paged.definition, page_size=4)
-    other.catch_up()
+    racing = RacingView(settings.data_dir / "shared.db")
+    runner = ProjectionRunner(paged.journeys, racing, paged.definition, page_size=4)
+    rival_view = SQLiteJourneyView(settings.data_dir / "shared.db")
+    racing.rival = ProjectionRunner(paged.journeys, rival_view, paged.definition, page_size=4)
 
+    runner.catch_up()
+
+    assert racing.conflicts == 1
+    assert racing.position("A").touchpoints == 3  # type: ignore[union-attr]
+    assert racing.position("B").touchpoints == 2  # type: ignore[union-attr]
     paged.journeys.record([touchpoint("a4", "contract_signed", customer_id="A", at=T0 + 3 * DAY)])
-    other.catch_up()
-    paged.runner.catch_up()  # its first page was written by the other runner: dropped, not doubled
-
-    assert paged.view.position("A").touchpoints == 4  # type: ignore[union-attr]
-    other_view.close()
+    ProjectionRunner(paged.journeys, rival_view, paged.definition).catch_up()
+    runner.catch_up()  # the view moved on without it: it must not build on what it remembers
+    assert racing.position("A").touchpoints == 4  # type: ignore[union-attr]
+    assert racing.position("A").stage == "customer"  # type: ignore[union-attr]
+    rival_view.close()
+    racing.close()
 
 
 def test_views_built_with_another_definition_must_be_rebuilt(paged: Engine) -> None:

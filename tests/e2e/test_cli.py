@@ -59,6 +59,45 @@ def test_a_users_mistake_is_one_line_and_a_non_zero_exit(
     assert result.stderr.strip().splitlines() == [f"error: {message}"]
 
 
+def test_files_and_settings_that_cannot_be_used_are_one_line_too(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_bytes(b"\xff\xfe")
+    (tmp_path / "views").mkdir()
+    (tmp_path / "views" / "views.db").write_text("not a database at all, not at all")
+    cases = [
+        (
+            [JOURNEY, "generate", "--out", str(tmp_path / "no" / "x.jsonl")],
+            {},
+            f"error: {tmp_path / 'no' / 'x.jsonl'}: No such file or directory",
+        ),
+        (
+            [JOURNEY, "--definition", str(tmp_path / "bad.toml"), "funnel"],
+            {},
+            f"error: {tmp_path / 'bad.toml'}: not UTF-8 text (invalid start byte)",
+        ),
+        (
+            [JOURNEY, "funnel"],
+            {"JOURNEY_DATABASE_URL": "postgresql://u@h:port/db"},
+            "error: JOURNEY_DATABASE_URL: the port is not a number",
+        ),
+        (
+            [JOURNEY, "--data-dir", str(tmp_path / "views"), "funnel"],
+            {},
+            "error: the store failed: file is not a database",
+        ),
+    ]
+    for command, env, expected in cases:
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            check=False,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 1, command
+        assert result.stderr.strip().replace("'", "") == expected, command
+
+
 def test_a_bad_definition_names_the_key(tmp_path: Path) -> None:
     definition = tmp_path / "journey.toml"
     definition.write_text('[journey]\nname = "x"\n[[stages]]\nid = "a"\nlabel = "A"\nmin = 1\n')
