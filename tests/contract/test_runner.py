@@ -139,13 +139,25 @@ def test_a_runner_that_loses_a_race_drops_its_page_and_applies_nothing_twice(
     assert racing.conflicts == 1
     assert racing.position("A").touchpoints == 3  # type: ignore[union-attr]
     assert racing.position("B").touchpoints == 2  # type: ignore[union-attr]
-    paged.journeys.record([touchpoint("a4", "contract_signed", customer_id="A", at=T0 + 3 * DAY)])
-    ProjectionRunner(paged.journeys, rival_view, paged.definition).catch_up()
-    runner.catch_up()  # the view moved on without it: it must not build on what it remembers
-    assert racing.position("A").touchpoints == 4  # type: ignore[union-attr]
-    assert racing.position("A").stage == "customer"  # type: ignore[union-attr]
     rival_view.close()
     racing.close()
+
+
+def test_a_runner_does_not_build_on_what_it_remembers_when_the_view_moved_without_it(
+    paged: Engine, settings: Settings
+) -> None:
+    record_story(paged)
+    paged.runner.catch_up()  # it now remembers A with three touchpoints
+    paged.journeys.record([touchpoint("a4", "contract_signed", customer_id="A", at=T0 + 3 * DAY)])
+    other = build_engine(settings)  # another process on the same stores
+    other.runner.catch_up()  # A: four touchpoints
+    other.close()
+    paged.journeys.record([touchpoint("a5", "referral_given", customer_id="A", at=T0 + 4 * DAY)])
+
+    paged.runner.catch_up()
+
+    assert paged.view.position("A").touchpoints == 5  # type: ignore[union-attr]
+    assert paged.view.position("A").stage == "advocate"  # type: ignore[union-attr]
 
 
 def test_views_built_with_another_definition_must_be_rebuilt(paged: Engine) -> None:
