@@ -112,3 +112,18 @@ def test_the_embedded_store_is_a_file_under_the_data_directory(tmp_path: Path) -
 
     assert embedded.events_path.is_file()
     assert embedded.events_path.parent == tmp_path / "data"
+
+
+def test_a_large_batch_is_recorded_in_one_transaction(journeys: Journeys) -> None:
+    # Tens of megabytes in one statement: more than any socket buffer holds.
+    note = "x" * 400
+    batch = [
+        touchpoint(f"e{i}", customer_id=f"C-{i % 2_000}", at=T0 + i, page="pricing", note=note)
+        for i in range(50_000)
+    ]
+
+    result = journeys.record(batch)
+
+    assert result.recorded == 50_000
+    assert result.last_position == journeys.recorder.max_notification_id()
+    assert journeys.journey("C-7").version == 26  # started, then 25 touchpoints
