@@ -119,19 +119,31 @@ class JourneyProjector:
                 positions[customer_id] = loaded.get(customer_id) or Position(customer_id)
         evolve = self.machine.evolve
         changed: dict[str, Position] = {}
-        earlier = self._earlier
+        # Customers with a touchpoint that arrived late: their touchpoints from that one on
+        # wait, and each such customer is replayed once for the page, however many arrived
+        # late (a bulk import of old call logs, say).
+        waiting: dict[str, list[Mark]] = {}
         clock = 0
         for _, customer_id, mark in page:
-            position = evolve(positions[customer_id], mark, earlier)
-            positions[customer_id] = changed[customer_id] = position
             clock = max(clock, mark.occurred_at)
+            position = positions[customer_id]
+            if customer_id in waiting:
+                waiting[customer_id].append(mark)
+            elif position.last_at is not None and mark.occurred_at < position.last_at:
+                waiting[customer_id] = [mark]
+            else:
+                positions[customer_id] = changed[customer_id] = evolve(position, mark)
+        for customer_id, marks in waiting.items():
+            earlier = self._earlier(positions[customer_id])
+            replayed = self.machine.replay(customer_id, [*earlier, *marks])
+            positions[customer_id] = changed[customer_id] = replayed
         if self._written is not None:
             self._written.update(changed)
         return PageChanges(list(changed.values()), clock or None, page[-1][0] if page else 0)
 
     def _earlier(self, position: Position) -> list[Mark]:
-        """The customer's touchpoints before the one being folded, in arrival order. They are
-        the first of the customer's stream, however far the log has moved on since."""
+        """The customer's touchpoints folded so far, in arrival order. They are the first of
+        the customer's stream, however far the log has moved on since."""
         stream = self._stream(position.customer_id)[: position.touchpoints]
         return [self.machine.mark(tp) for tp in stream]
 
