@@ -10,6 +10,10 @@ from urllib.parse import unquote, urlsplit
 from engine.errors import ConfigurationError
 
 DEFAULT_DATA_DIR = ".journey"
+DEFAULT_BATCH_SIZE = 50_000
+DEFAULT_PAGE_SIZE = 50_000
+# Files larger than this in all are read in a second process while the first records.
+DEFAULT_PARALLEL_ABOVE_BYTES = 16 * 1024 * 1024
 # eventsourcing's own names for its PostgreSQL store; JOURNEY_DATABASE_URL fills them in.
 POSTGRES_KEYS = (
     "POSTGRES_DBNAME",
@@ -26,10 +30,9 @@ class Settings:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     definition_path: Path | None = None
     postgres: Mapping[str, str] = field(default_factory=dict)
-    batch_size: int = 50_000
-    page_size: int = 50_000
-    # Files larger than this in all are read in a second process while the first records.
-    parallel_above_bytes: int = 16 * 1024 * 1024
+    batch_size: int = DEFAULT_BATCH_SIZE
+    page_size: int = DEFAULT_PAGE_SIZE
+    parallel_above_bytes: int = DEFAULT_PARALLEL_ABOVE_BYTES
 
     @property
     def store(self) -> str:
@@ -53,9 +56,11 @@ class Settings:
             data_dir=Path(env.get("JOURNEY_DATA_DIR") or DEFAULT_DATA_DIR),
             definition_path=Path(definition) if definition else None,
             postgres=_postgres_settings(env),
-            batch_size=_positive_int(env, "JOURNEY_BATCH_SIZE", 50_000),
-            page_size=_positive_int(env, "JOURNEY_PAGE_SIZE", 50_000),
-            parallel_above_bytes=_whole(env, "JOURNEY_PARALLEL_ABOVE_BYTES", 16 * 1024 * 1024),
+            batch_size=_positive_int(env, "JOURNEY_BATCH_SIZE", DEFAULT_BATCH_SIZE),
+            page_size=_positive_int(env, "JOURNEY_PAGE_SIZE", DEFAULT_PAGE_SIZE),
+            parallel_above_bytes=_whole(
+                env, "JOURNEY_PARALLEL_ABOVE_BYTES", DEFAULT_PARALLEL_ABOVE_BYTES
+            ),
         )
 
 

@@ -16,13 +16,12 @@ from engine.bulk import collector_paused
 from engine.errors import DecodeError, InvalidTouchpoint
 from engine.pipeline import from_another_process
 from engine.recording import EncodedTouchpoint, Journeys
+from engine.settings import DEFAULT_PARALLEL_ABOVE_BYTES
 from engine.touchpoints import Touchpoint, touchpoint_from_record
 from schemas.files import file_format, read_records
 
 BadRecord = Callable[[str, str], None]  # (where, reason)
 Encode = Callable[[Iterable[Touchpoint]], list[EncodedTouchpoint]]
-# Below this much input, starting a second process costs more than it saves.
-PARALLEL_ABOVE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -79,7 +78,7 @@ def ingest_files(
     on_bad: BadRecord,
     on_batch: Callable[[IngestSummary], None] | None = None,
     store_env: Mapping[str, str] | None = None,
-    parallel_above_bytes: int = PARALLEL_ABOVE_BYTES,
+    parallel_above_bytes: int = DEFAULT_PARALLEL_ABOVE_BYTES,
 ) -> IngestSummary:
     """Records every good touchpoint of the files, reporting each bad one to `on_bad`.
     With `store_env`, files larger than `parallel_above_bytes` in all are read, validated and

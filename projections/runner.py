@@ -17,6 +17,7 @@ from engine.definition import JourneyDefinition
 from engine.journeys import TouchpointState
 from engine.pipeline import from_another_process
 from engine.recording import Journeys
+from engine.settings import DEFAULT_PAGE_SIZE
 from projections.log import JourneyLog
 from projections.position import Mark, Position, StageMachine
 from projections.views import (
@@ -157,7 +158,7 @@ class ProjectionRunner:
         view: JourneyView,
         definition: JourneyDefinition,
         *,
-        page_size: int = 50_000,
+        page_size: int = DEFAULT_PAGE_SIZE,
         store_env: Mapping[str, str] | None = None,
         parallel_above_events: int = 200_000,
     ) -> None:
