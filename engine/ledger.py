@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from uuid import UUID
+
+BatchWrite = Callable[[Any], None]
+"""A write that commits or fails together with a batch of events (the offsets it was consumed
+up to, the dead letters met on the way): called with the store's cursor inside the batch's
+transaction."""
 
 
 class TouchpointLedger(ABC):
@@ -12,7 +18,8 @@ class TouchpointLedger(ABC):
 
     A recorder that implements it also takes `touchpoint_ids=[...]` in `insert_events` and
     stores them in the same transaction as the events, so an id is known exactly when its
-    event is recorded.
+    event is recorded. It also takes `also=[BatchWrite, ...]`, run in that transaction, even
+    when there are no events to insert.
     """
 
     def stream_key(self, stream_id: UUID) -> UUID | str:

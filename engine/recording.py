@@ -14,7 +14,7 @@ from eventsourcing.utils import get_topic
 
 from engine.errors import ConfigurationError, UnknownCustomer
 from engine.journeys import CustomerJourney, stream_id, touchpoint_fields
-from engine.ledger import TouchpointLedger
+from engine.ledger import BatchWrite, TouchpointLedger
 from engine.touchpoints import Touchpoint
 from engine.transcoding import OrjsonTranscoder
 
@@ -62,20 +62,24 @@ class Journeys(Application[UUID]):
         """Encodes touchpoints for `record_encoded`; it may run in another process."""
         return self._encoder
 
-    def record(self, touchpoints: Iterable[Touchpoint]) -> BatchRecorded:
+    def record(
+        self, touchpoints: Iterable[Touchpoint], also: Sequence[BatchWrite] = ()
+    ) -> BatchRecorded:
         """Records a batch in one transaction. A touchpoint whose `event_id` is already recorded,
         or repeated within the batch, is skipped. Safe to retry: a conflicting writer only
-        makes it look again."""
-        return self.record_encoded(self._encoder.encode(touchpoints))
+        makes it look again. The writes in `also` commit with the batch, even an empty one."""
+        return self.record_encoded(self._encoder.encode(touchpoints), also)
 
-    def record_encoded(self, batch: Sequence[EncodedTouchpoint]) -> BatchRecorded:
+    def record_encoded(
+        self, batch: Sequence[EncodedTouchpoint], also: Sequence[BatchWrite] = ()
+    ) -> BatchRecorded:
         """`record` for touchpoints already encoded by this application's encoder."""
         unique: dict[str, EncodedTouchpoint] = {}
         for tp in batch:
             unique.setdefault(tp.event_id, tp)
         for attempt in (1, 2):
             try:
-                return self._record_new(unique, len(batch))
+                return self._record_new(unique, len(batch), also)
             except IntegrityError:
                 # Another writer appended to one of these streams: forget what we believed.
                 self._versions.clear()
@@ -83,11 +87,15 @@ class Journeys(Application[UUID]):
                     raise
         raise AssertionError("unreachable")
 
-    def _record_new(self, unique: dict[str, EncodedTouchpoint], offered: int) -> BatchRecorded:
-        known = self._ledger.recorded_event_ids(list(unique))
+    def _record_new(
+        self, unique: dict[str, EncodedTouchpoint], offered: int, also: Sequence[BatchWrite]
+    ) -> BatchRecorded:
+        known = self._ledger.recorded_event_ids(list(unique)) if unique else set()
         fresh = [tp for event_id, tp in unique.items() if event_id not in known]
         duplicates = offered - len(fresh)
         if not fresh:
+            if also:
+                self.recorder.insert_events([], touchpoint_ids=[], also=also)
             return BatchRecorded(0, duplicates, None)
         # Keyed by customer id: str hashes are cached, UUID hashes are computed in Python.
         self._learn_versions({tp.customer_id for tp in fresh})
@@ -106,7 +114,7 @@ class Journeys(Application[UUID]):
             stored.append(StoredEvent(streams[customer_id], version, recorded_topic, tp.state))
             next_versions[customer_id] = version
         positions = self.recorder.insert_events(
-            stored, touchpoint_ids=[tp.event_id for tp in fresh]
+            stored, touchpoint_ids=[tp.event_id for tp in fresh], also=also
         )
         versions.update(next_versions)
         return BatchRecorded(len(fresh), duplicates, positions[-1] if positions else None)

@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
-from engine.ledger import TouchpointLedger
+from engine.ledger import BatchWrite, TouchpointLedger
 
 # SQLite allows 32,766 host parameters per statement; stay well below.
 _CHUNK = 900
@@ -37,6 +37,11 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
         # lock from its first insert, so the batch's notification ids are the last rowids.
         # The indexes of a few million events fit in this page cache; with the default 2 MB,
         # every batch would read back most of the pages it writes to.
+        also: Sequence[BatchWrite] = kwargs.get("also", ())
+        for write in also:
+            write(c)
+        if not stored_events:
+            return []
         c.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
         c.executemany(
             self.insert_events_statement,

@@ -9,6 +9,7 @@ from datetime import datetime
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from consumers.bookkeeping import PostgresBookkeeping
 from engine.definition import JourneyDefinition, load_definition
 from engine.errors import ConfigurationError
 from engine.recording import Journeys
@@ -67,18 +68,37 @@ def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None
     return Engine(settings, definition, journeys, view, runner, JourneyLog(journeys))
 
 
-def _view(settings: Settings) -> JourneyView:
-    if settings.store == "sqlite":
-        return SQLiteJourneyView(settings.views_path)
+def postgres_conninfo(settings: Settings) -> str:
     pg = settings.postgres
-    conninfo = make_conninfo(
+    return make_conninfo(
         dbname=pg["POSTGRES_DBNAME"],
         host=pg.get("POSTGRES_HOST", "127.0.0.1"),
         port=pg.get("POSTGRES_PORT", "5432"),
         user=pg.get("POSTGRES_USER"),
         password=pg.get("POSTGRES_PASSWORD"),
     )
+
+
+def _view(settings: Settings) -> JourneyView:
+    if settings.store == "sqlite":
+        return SQLiteJourneyView(settings.views_path)
     try:
-        return PostgresJourneyView(conninfo, schema=pg.get("POSTGRES_SCHEMA", "public"))
+        return PostgresJourneyView(
+            postgres_conninfo(settings), schema=settings.postgres.get("POSTGRES_SCHEMA", "public")
+        )
+    except psycopg.OperationalError as exc:
+        raise ConfigurationError(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
+
+
+def build_bookkeeping(settings: Settings, command: str) -> PostgresBookkeeping:
+    """The consumers' offsets and dead letters; they live beside the events in PostgreSQL."""
+    if settings.store != "postgres":
+        raise ConfigurationError(
+            f"journey {command} works with the PostgreSQL store: set JOURNEY_DATABASE_URL"
+        )
+    try:
+        return PostgresBookkeeping(
+            postgres_conninfo(settings), schema=settings.postgres.get("POSTGRES_SCHEMA", "public")
+        )
     except psycopg.OperationalError as exc:
         raise ConfigurationError(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None

@@ -16,6 +16,7 @@ from typing import Any
 import click
 import psycopg
 from eventsourcing.persistence import PersistenceError
+from kafka.errors import KafkaError
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,6 +33,7 @@ from journey import render
 from journey.bootstrap import Engine, build_engine, event_store_env
 from journey.demo import STORIES, demo_customers, demo_touchpoints
 from journey.ingest import IngestSummary, check_files, ingest_files
+from journey.streaming import consume, dead_letters, produce, status
 from projections.timeline import timeline as project_timeline
 from schemas.codec import contract
 from schemas.files import file_format, touchpoint_avro, write_csv, write_jsonl
@@ -301,6 +303,10 @@ class _Counter:
             yield item
 
 
+for command in (consume, produce, status, dead_letters):
+    cli.add_command(command)
+
+
 def main() -> None:
     """The console entry point: a user's mistake is one line on stderr and a non-zero exit."""
     try:
@@ -316,6 +322,9 @@ def main() -> None:
         sys.exit(1)
     except (PersistenceError, sqlite3.Error, psycopg.Error) as exc:
         say(f"error: the store failed: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+        sys.exit(1)
+    except KafkaError as exc:
+        say(f"error: Kafka failed: {exc}")
         sys.exit(1)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""

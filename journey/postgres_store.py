@@ -12,7 +12,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from engine.ledger import TouchpointLedger
+from engine.ledger import BatchWrite, TouchpointLedger
 
 
 class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
@@ -46,9 +46,14 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         # The library's statements, without its pipeline: with a batch of tens of thousands
         # of events the pipeline stalls, the server waiting for the rest of the insert while
         # the client waits for results. A few round trips per batch cost nothing.
-        if not stored_events:
+        also: Sequence[BatchWrite] = kwargs.get("also", ())
+        if not stored_events and not also:
             return []
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            for write in also:
+                write(curs)
+            if not stored_events:
+                return []
             self._insert_events(curs, stored_events, **kwargs)
             self._insert_stored_events(curs, stored_events, **kwargs)
             return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)

@@ -59,11 +59,24 @@ def record(**overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_service() -> Iterator[services.Service]:
     """A real PostgreSQL: JOURNEY_TEST_DATABASE_URL if given; else a container when a Docker
     engine answers; else the project's own server (scripts/postgres.sh). Under CI a missing
     PostgreSQL fails the run instead of skipping."""
     yield from services.postgres()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_service: services.Service) -> str:
+    return postgres_service.address
+
+
+@pytest.fixture(scope="session")
+def kafka_service() -> Iterator[services.Service]:
+    """A real Kafka broker: JOURNEY_TEST_KAFKA_BOOTSTRAP if given; else a container when a
+    Docker engine answers; else the project's own broker (scripts/kafka.sh). Under CI a
+    missing broker fails the run instead of skipping."""
+    yield from services.kafka()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -7,6 +7,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -33,30 +34,66 @@ def docker_answers() -> bool:
     return True
 
 
-def postgres() -> Iterator[str]:
+@dataclass(frozen=True)
+class Service:
+    """A running service: where it answers, and the script that controls it if the tests
+    started it themselves (then a test may stop and start it again)."""
+
+    address: str
+    script: Path | None = None
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def start(self) -> None:
+        self._run("start")
+
+    def _run(self, command: str) -> None:
+        if self.script is None:
+            pytest.skip("the service was not started by the tests, so they cannot stop it")
+        subprocess.run([str(self.script), command], capture_output=True, timeout=300, check=True)
+
+
+def postgres() -> Iterator[Service]:
     url = os.environ.get("JOURNEY_TEST_DATABASE_URL")
     if url:
-        yield url
+        yield Service(url)
         return
     if docker_answers():
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16", driver=None) as container:
-            yield container.get_connection_url()
+            yield Service(container.get_connection_url())
         return
+    yield _scripted("PostgreSQL", "postgres.sh")
+
+
+def kafka() -> Iterator[Service]:
+    bootstrap = os.environ.get("JOURNEY_TEST_KAFKA_BOOTSTRAP")
+    if bootstrap:
+        yield Service(bootstrap)
+        return
+    if docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as container:
+            yield Service(container.get_bootstrap_server())
+        return
+    yield _scripted("Kafka", "kafka.sh")
+
+
+def _scripted(what: str, name: str) -> Service:
+    """Starts the project's own server with its script (installing it first if need be)."""
+    script = ROOT / "scripts" / name
     try:
         started = subprocess.run(
-            [str(ROOT / "scripts" / "postgres.sh"), "start"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=True,
+            [str(script), "start"], capture_output=True, text=True, timeout=900, check=True
         )
     except (OSError, subprocess.SubprocessError) as exc:
         stderr = getattr(exc, "stderr", "") or ""
-        unavailable("PostgreSQL", f"scripts/postgres.sh start failed: {exc} {stderr}".strip())
-        return
-    yield started.stdout.strip().splitlines()[-1]
+        unavailable(what, f"scripts/{name} start failed: {exc} {stderr}".strip())
+        raise
+    return Service(started.stdout.strip().splitlines()[-1], script)
 
 
 @contextmanager

@@ -1,0 +1,44 @@
+"""Where the broker is and which topics and group the engine uses, read from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from engine.errors import ConfigurationError
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_TOUCHPOINTS_TOPIC = "journey.touchpoints"
+DEFAULT_GROUP = "journey-ingest"
+# A touchpoint is a few hundred bytes; anything this large is a mistake upstream.
+DEFAULT_MAX_RECORD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap: str = DEFAULT_BOOTSTRAP
+    touchpoints_topic: str = DEFAULT_TOUCHPOINTS_TOPIC
+    group: str = DEFAULT_GROUP
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    # A stable name for one member of the group (static membership): a member restarted
+    # under the same name takes its partitions back at once, without a rebalance.
+    instance: str | None = None
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.touchpoints_topic}.dlq"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> KafkaSettings:
+        """JOURNEY_KAFKA_BOOTSTRAP, JOURNEY_TOUCHPOINTS_TOPIC, JOURNEY_CONSUMER_GROUP,
+        JOURNEY_CONSUMER_INSTANCE and JOURNEY_MAX_RECORD_BYTES."""
+        size = env.get("JOURNEY_MAX_RECORD_BYTES") or str(DEFAULT_MAX_RECORD_BYTES)
+        if not size.isdigit() or int(size) < 1:
+            raise ConfigurationError(f"JOURNEY_MAX_RECORD_BYTES: {size!r} is not a positive number")
+        return cls(
+            bootstrap=env.get("JOURNEY_KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP,
+            touchpoints_topic=env.get("JOURNEY_TOUCHPOINTS_TOPIC") or DEFAULT_TOUCHPOINTS_TOPIC,
+            group=env.get("JOURNEY_CONSUMER_GROUP") or DEFAULT_GROUP,
+            max_record_bytes=int(size),
+            instance=env.get("JOURNEY_CONSUMER_INSTANCE") or None,
+        )

@@ -1,0 +1,345 @@
+"""The `journey` commands that talk to Kafka: consume, produce, status and dead-letters."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from rich.table import Table
+
+from consumers.bookkeeping import PostgresBookkeeping
+from consumers.ingest import IngestTotals, TouchpointIngest, redrive
+from consumers.produce import publish_files, touchpoint_producer
+from consumers.settings import KafkaSettings
+from engine.errors import ConfigurationError
+from engine.settings import Settings
+from journey import render
+from journey.bootstrap import Engine, build_bookkeeping, build_engine
+from journey.ingest import check_files
+
+out = render.console()
+
+
+def say(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def kafka_options(function: Any) -> Any:
+    """--bootstrap, --topic and --group, defaulting to the environment."""
+    for option in reversed(
+        [
+            click.option(
+                "--bootstrap",
+                help="Kafka's bootstrap servers [env JOURNEY_KAFKA_BOOTSTRAP; 127.0.0.1:9092].",
+            ),
+            click.option(
+                "--topic",
+                help="The touchpoints topic [env JOURNEY_TOUCHPOINTS_TOPIC; "
+                "journey.touchpoints]; dead letters go to TOPIC.dlq.",
+            ),
+            click.option(
+                "--group",
+                help="The ingest consumer group [env JOURNEY_CONSUMER_GROUP; journey-ingest].",
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def kafka_settings(bootstrap: str | None, topic: str | None, group: str | None) -> KafkaSettings:
+    env = dict(os.environ)
+    for key, value in (
+        ("JOURNEY_KAFKA_BOOTSTRAP", bootstrap),
+        ("JOURNEY_TOUCHPOINTS_TOPIC", topic),
+        ("JOURNEY_CONSUMER_GROUP", group),
+    ):
+        if value:
+            env[key] = value
+    return KafkaSettings.from_env(env)
+
+
+@contextmanager
+def recording_engine(
+    ctx: click.Context, command: str
+) -> Iterator[tuple[Engine, PostgresBookkeeping]]:
+    settings = ctx.find_object(Settings) or Settings()
+    bookkeeping = build_bookkeeping(settings, command)
+    engine = build_engine(settings)
+    try:
+        yield engine, bookkeeping
+    finally:
+        engine.close()
+
+
+@click.command()
+@kafka_options
+@click.option("--batch-size", type=click.IntRange(1, 100_000), help="Most records per transaction.")
+@click.option(
+    "--instance",
+    help="A stable name for this member of the group, so that a restart under the same name "
+    "takes its partitions back at once [env JOURNEY_CONSUMER_INSTANCE].",
+)
+@click.pass_context
+def consume(
+    ctx: click.Context,
+    *,
+    bootstrap: str | None,
+    topic: str | None,
+    group: str | None,
+    batch_size: int | None,
+    instance: str | None,
+) -> None:
+    """Record touchpoints from Kafka into PostgreSQL, each exactly once, until stopped.
+
+    Each batch is recorded in one transaction with the offsets it was read up to; bad records
+    go to the dead-letter topic and their neighbours are recorded. SIGTERM or Ctrl-C finishes
+    the batch in hand and exits 0. While PostgreSQL or Kafka is away it waits and retries."""
+    settings = kafka_settings(bootstrap, topic, group)
+    if instance:
+        settings = replace(settings, instance=instance)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
+    # The client's own reconnection chatter says nothing the consumer does not say itself.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        if not stop.is_set():
+            logging.getLogger("journey.consume").info(
+                "%s: finishing the batch in hand", signal.Signals(signum).name
+            )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    with recording_engine(ctx, "consume") as (engine, bookkeeping):
+        ingest = TouchpointIngest(
+            engine.journeys,
+            bookkeeping,
+            settings,
+            batch_size=batch_size or min(engine.settings.batch_size, 10_000),
+        )
+        last_report = [time.monotonic()]
+
+        def report(totals: IngestTotals) -> None:
+            if time.monotonic() - last_report[0] >= 5:
+                last_report[0] = time.monotonic()
+                _log_totals(totals)
+
+        totals = ingest.run(stop, on_batch=report)
+    _log_totals(totals)
+
+
+def _log_totals(totals: IngestTotals) -> None:
+    logging.getLogger("journey.consume").info(
+        "%d records consumed: %d recorded, %d already recorded, %d dead letters",
+        totals.consumed,
+        totals.recorded,
+        totals.duplicates,
+        totals.dead,
+    )
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@kafka_options
+def produce(
+    files: tuple[Path, ...], bootstrap: str | None, topic: str | None, group: str | None
+) -> None:
+    """Publish touchpoints from JSON lines, CSV or Avro files to the touchpoints topic.
+
+    Bad records are reported as file:line and reason and left out; the exit status is 1 if
+    any record was bad."""
+    del group
+    check_files(files)
+    settings = kafka_settings(bootstrap, topic, None)
+    producer = touchpoint_producer(settings)
+    try:
+        summary = publish_files(
+            producer,
+            settings.touchpoints_topic,
+            files,
+            on_bad=lambda where, reason: say(f"{where}: {reason}"),
+        )
+    except KafkaError as exc:
+        raise ConfigurationError(
+            f"publishing to Kafka at {settings.bootstrap} failed: {exc}"
+        ) from None
+    finally:
+        producer.close(timeout=10)
+    say(
+        f"{summary.published + summary.bad} records: {summary.published} published to "
+        f"{settings.touchpoints_topic}, {summary.bad} bad"
+    )
+    if summary.bad:
+        raise SystemExit(1)
+
+
+@click.command()
+@kafka_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_context
+def status(
+    ctx: click.Context, bootstrap: str | None, topic: str | None, group: str | None, as_json: bool
+) -> None:
+    """Per-partition position and lag of the ingest group, events recorded, dead letters."""
+    settings = kafka_settings(bootstrap, topic, group)
+    with recording_engine(ctx, "status") as (engine, bookkeeping):
+        recorded = bookkeeping.next_offsets(settings.group, settings.touchpoints_topic)
+        events = engine.journeys.recorder.max_notification_id() or 0
+        letters = bookkeeping.dead_letter_counts()
+    ends, kafka_problem = _end_offsets(settings, {p for _, p in recorded})
+    partitions = sorted(set(ends) | {p for _, p in recorded})
+    rows = []
+    for partition in partitions:
+        position = recorded.get((settings.touchpoints_topic, partition), 0)
+        end = ends.get(partition)
+        rows.append(
+            {
+                "partition": partition,
+                "recorded_up_to": position,
+                "end": end,
+                "lag": None if end is None else max(end - position, 0),
+            }
+        )
+    report = {
+        "topic": settings.touchpoints_topic,
+        "group": settings.group,
+        "kafka": kafka_problem or "reachable",
+        "partitions": rows,
+        "events": events,
+        "dead_letters": letters,
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"{settings.touchpoints_topic}, group {settings.group}")
+    for column in ("partition", "recorded up to", "end of log", "lag"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(str(row[key]) if row[key] is not None else "?" for key in row))
+    out.print(table)
+    if kafka_problem:
+        out.print(f"Kafka: {kafka_problem}")
+    out.print(f"Events recorded: {events}")
+    out.print(
+        f"Dead letters: {letters['total']} ({letters['waiting']} waiting for a redrive, "
+        f"{letters['unpublished']} not yet on {settings.dead_letter_topic})"
+    )
+
+
+def _end_offsets(settings: KafkaSettings, known: set[int]) -> tuple[dict[int, int], str | None]:
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap,
+            client_id="journey-status",
+            enable_auto_commit=False,
+            bootstrap_timeout_ms=5000,
+        )
+    except KafkaError as exc:
+        return {}, f"unreachable at {settings.bootstrap} ({exc})"
+    try:
+        partitions = consumer.partitions_for_topic(settings.touchpoints_topic) or known
+        ends = consumer.end_offsets(
+            [TopicPartition(settings.touchpoints_topic, p) for p in sorted(partitions)]
+        )
+        return {tp.partition: offset for tp, offset in ends.items()}, None
+    except KafkaError as exc:
+        return {}, f"could not read the end of the log ({exc})"
+    finally:
+        consumer.close(autocommit=False)
+
+
+@click.group("dead-letters", invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Include those already redriven.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+@click.pass_context
+def dead_letters(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """List the records the engine could not record (or redrive them: see `redrive`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = ctx.find_object(Settings) or Settings()
+    letters = build_bookkeeping(settings, "dead-letters").dead_letters(waiting=not show_all)
+    if as_json:
+        for stored in letters:
+            letter = stored.letter
+            click.echo(
+                json.dumps(
+                    {
+                        "id": stored.id,
+                        "topic": letter.topic,
+                        "partition": letter.partition,
+                        "offset": letter.offset,
+                        "reason": letter.reason,
+                        "detail": letter.detail,
+                        "recorded_at": stored.recorded_at.isoformat(),
+                        "redriven_at": stored.redriven_at.isoformat()
+                        if stored.redriven_at
+                        else None,
+                        "value_hex": letter.value.hex() if letter.value is not None else None,
+                    }
+                )
+            )
+        return
+    table = Table(title="Dead letters")
+    for column in ("id", "where", "reason", "detail", "when", "redriven"):
+        table.add_column(column)
+    for stored in letters:
+        table.add_row(
+            str(stored.id),
+            stored.letter.where,
+            stored.letter.reason,
+            stored.letter.detail,
+            stored.recorded_at.strftime("%Y-%m-%d %H:%M:%S"),
+            stored.redriven_at.strftime("%Y-%m-%d %H:%M:%S") if stored.redriven_at else "",
+        )
+    out.print(table)
+    say(f"{len(letters)} dead letters")
+
+
+@dead_letters.command("redrive")
+@click.argument("ids", nargs=-1, type=int)
+@click.pass_context
+def redrive_command(ctx: click.Context, ids: tuple[int, ...]) -> None:
+    """Offer dead letters (all waiting ones, or those with IDS) to the engine again.
+
+    Run it after a fix, for example a larger JOURNEY_MAX_RECORD_BYTES. Those that now pass
+    are recorded once, however often this runs; those that still fail stay, with the reason."""
+    settings = kafka_settings(None, None, None)
+    with recording_engine(ctx, "dead-letters redrive") as (engine, bookkeeping):
+        letters = bookkeeping.dead_letters(ids=ids, waiting=True)
+        missing = set(ids) - {stored.id for stored in letters}
+        if missing:
+            raise ConfigurationError(
+                f"no waiting dead letter with id {', '.join(map(str, sorted(missing)))}"
+            )
+        report = redrive(
+            engine.journeys,
+            bookkeeping,
+            letters,
+            max_bytes=settings.max_record_bytes,
+            now_ms=int(time.time() * 1000),
+        )
+    for stored, reason in report.still_dead:
+        say(f"dead letter {stored.id} ({stored.letter.where}) still fails: {reason}")
+    say(
+        f"{len(letters)} dead letters: {report.recorded} recorded, {report.duplicates} "
+        f"already recorded, {len(report.still_dead)} still failing"
+    )
+    if report.still_dead:
+        raise SystemExit(1)

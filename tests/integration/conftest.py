@@ -1,0 +1,188 @@
+"""The ingest consumer against a real Kafka broker and a real PostgreSQL: a topic, a group and
+a database schema of its own per test, and the `journey` command run as users run it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from engine.touchpoints import Touchpoint
+from schemas.codec import contract
+from schemas.files import touchpoint_avro
+from tests import services
+
+JOURNEY = str(Path(sys.executable).with_name("journey"))
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
+    """Polls `condition` until it returns something truthy; fails naming `what` at the
+    deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def encoded(tp: Touchpoint) -> bytes:
+    return contract("Touchpoint").encode(touchpoint_avro(tp))
+
+
+@dataclass
+class Member:
+    """One `journey consume` process; its log goes to a file the test can read."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+@dataclass
+class Pipeline:
+    """A topic, a consumer group and a store, all fresh."""
+
+    bootstrap: str
+    database_url: str
+    schema: str
+    topic: str
+    group: str
+    workdir: Path
+    members: list[Member] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "JOURNEY_DATABASE_URL": self.database_url,
+            "POSTGRES_SCHEMA": self.schema,
+            "JOURNEY_KAFKA_BOOTSTRAP": self.bootstrap,
+            "JOURNEY_TOUCHPOINTS_TOPIC": self.topic,
+            "JOURNEY_CONSUMER_GROUP": self.group,
+            "JOURNEY_DATA_DIR": str(self.workdir / "data"),
+        }
+
+    def journey(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [JOURNEY, *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def start_member(self, instance: str, *, batch_size: int = 200) -> Member:
+        log_path = self.workdir / f"{instance}-{len(self.members)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [JOURNEY, "consume", "--batch-size", str(batch_size), "--instance", instance],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        member = Member(process, log_path)
+        self.members.append(member)
+        return member
+
+    def publish(self, values: Iterable[tuple[bytes | None, bytes]]) -> int:
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=10)
+        count = 0
+        for key, value in values:
+            producer.send(self.topic, key=key, value=value)
+            count += 1
+        producer.flush()
+        producer.close()
+        return count
+
+    def publish_touchpoints(self, touchpoints: Iterable[Touchpoint]) -> int:
+        return self.publish((tp.customer_id.encode(), encoded(tp)) for tp in touchpoints)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        try:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                conn.execute(f"SET search_path TO {self.schema}")
+                return conn.execute(sql, params).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+
+    def recorded_ids(self) -> list[str]:
+        return [row[0] for row in self.query("SELECT event_id FROM journeys_events_touchpoints")]
+
+    def recorded_count(self) -> int:
+        rows = self.query("SELECT count(*) FROM journeys_events_touchpoints")
+        return int(rows[0][0]) if rows else 0
+
+    def touchpoint_events(self) -> int:
+        rows = self.query(
+            "SELECT count(*) FROM journeys_events WHERE topic LIKE %s", "%TouchpointRecorded"
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def consumed_up_to(self) -> int:
+        rows = self.query(
+            "SELECT coalesce(sum(next_offset), 0) FROM journey_consumer_offsets "
+            "WHERE group_id = %s AND topic = %s",
+            self.group,
+            self.topic,
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def read_topic(self, topic: str, count: int) -> list[Any]:
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        records: list[Any] = []
+        deadline = time.monotonic() + 60
+        while len(records) < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        consumer.close()
+        return records
+
+
+@pytest.fixture
+def pipeline(
+    kafka_service: services.Service, postgres_url: str, tmp_path: Path, request: Any
+) -> Iterator[Pipeline]:
+    partitions = getattr(request, "param", 1)
+    name = f"t{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_service.address)
+    admin.create_topics([NewTopic(name, partitions, 1)])
+    admin.close()
+    with services.fresh_schema(postgres_url) as schema:
+        made = Pipeline(
+            kafka_service.address, postgres_url, schema, name, f"{name}-group", tmp_path
+        )
+        yield made
+        for member in made.members:
+            if member.process.poll() is None:
+                member.kill()

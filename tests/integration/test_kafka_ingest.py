@@ -1,0 +1,177 @@
+"""Exactly-once ingest from a real Kafka topic into a real PostgreSQL: bad records to dead
+letters, crashes, partitions moving between members, and SIGTERM."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.touchpoints import millis
+from journey.demo import demo_touchpoints
+from schemas.codec import contract
+from schemas.files import touchpoint_avro
+from tests.conftest import touchpoint
+from tests.integration.conftest import Pipeline, encoded, wait_until
+from tests.services import Service
+
+
+def test_bad_records_become_dead_letters_and_their_neighbours_are_recorded(
+    pipeline: Pipeline,
+) -> None:
+    good = list(demo_touchpoints(10, seed=3))[:60]
+    # Within every field's limits, but larger in all than the 64 KiB a record may be.
+    notes = {f"note{i}": "x" * 3_900 for i in range(20)}
+    too_big = touchpoint("big-1", customer_id="C-big", **notes)
+    future = touchpoint("future-1", at=millis(datetime(2100, 1, 1, tzinfo=UTC)))
+    nameless = touchpoint_avro(touchpoint("nameless-1"))
+    nameless["customer_id"] = ""
+    bad = [
+        (b"C-x", b"not avro at all"),
+        (b"C-big", encoded(too_big)),
+        (b"C-1", encoded(future)),
+        (b"", contract("Touchpoint").encode(nameless)),
+    ]
+    values = [(tp.customer_id.encode(), encoded(tp)) for tp in good]
+    for at, letter in zip((5, 20, 35, 50), bad, strict=True):
+        values.insert(at, letter)
+    total = pipeline.publish(values)
+
+    member = pipeline.start_member("a")
+    wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
+    assert member.terminate() == 0
+
+    assert sorted(pipeline.recorded_ids()) == sorted(tp.event_id for tp in good)
+    log = member.log()
+    assert f"dead letter {pipeline.topic}[0]@5: undecodable: not an Avro single-object" in log
+    assert f"dead letter {pipeline.topic}[0]@20: oversized:" in log
+    assert f"dead letter {pipeline.topic}[0]@35: invalid: occurred_at:" in log
+    assert f"dead letter {pipeline.topic}[0]@50: invalid: customer_id:" in log
+
+    published = pipeline.read_topic(f"{pipeline.topic}.dlq", 4)
+    assert [record.value for record in published] == [value for _, value in bad]
+    headers = [dict(record.headers) for record in published]
+    assert [h["journey.reason"] for h in headers] == [
+        b"undecodable",
+        b"oversized",
+        b"invalid",
+        b"invalid",
+    ]
+    assert [h["journey.original_offset"] for h in headers] == [b"5", b"20", b"35", b"50"]
+    assert {h["journey.original_topic"] for h in headers} == {pipeline.topic.encode()}
+    assert {h["journey.original_partition"] for h in headers} == {b"0"}
+
+    listed = pipeline.journey("dead-letters", "--json")
+    assert listed.returncode == 0, listed.stderr
+    letters = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [letter["offset"] for letter in letters] == [5, 20, 35, 50]
+
+    # After a fix (a larger size allowed), a redrive records the oversized touchpoint once.
+    fixed = {"JOURNEY_MAX_RECORD_BYTES": "1000000"}
+    first = pipeline.journey("dead-letters", "redrive", **fixed)
+    assert first.returncode == 1  # three still fail, and say why
+    assert "4 dead letters: 1 recorded, 0 already recorded, 3 still failing" in first.stderr
+    assert "still fails: invalid: customer_id" in first.stderr
+    again = pipeline.journey("dead-letters", "redrive", **fixed)
+    assert "3 dead letters: 0 recorded, 0 already recorded, 3 still failing" in again.stderr
+    assert Counter(pipeline.recorded_ids())["big-1"] == 1
+    assert pipeline.touchpoint_events() == len(good) + 1
+
+
+@pytest.mark.parametrize("pipeline", [3], indirect=True)
+def test_every_touchpoint_is_recorded_exactly_once_however_often_the_consumer_is_killed(
+    pipeline: Pipeline,
+) -> None:
+    produced = list(demo_touchpoints(300, seed=11))
+    total = pipeline.publish_touchpoints(produced)
+
+    for _ in range(5):
+        member = pipeline.start_member("a", batch_size=150)
+        before = pipeline.recorded_count()
+        wait_until(lambda b=before: pipeline.recorded_count() >= b + 400, "progress")
+        member.kill()  # SIGKILL: no chance to finish anything
+    last = pipeline.start_member("a", batch_size=150)
+    wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
+    assert last.terminate() == 0
+
+    ids = pipeline.recorded_ids()
+    assert len(ids) == len(set(ids)) == total
+    assert set(ids) == {tp.event_id for tp in produced}
+    assert pipeline.touchpoint_events() == total
+    # The last run started where the database said: it met nothing already recorded.
+    assert "0 already recorded, 0 dead letters" in last.log()
+
+
+@pytest.mark.parametrize("pipeline", [4], indirect=True)
+def test_partitions_move_between_members_without_loss_or_duplication(
+    pipeline: Pipeline,
+) -> None:
+    produced = list(demo_touchpoints(400, seed=5))
+    total = pipeline.publish_touchpoints(produced)
+
+    first = pipeline.start_member("a", batch_size=100)
+    wait_until(lambda: pipeline.recorded_count() >= 1000, "the first member's progress")
+    second = pipeline.start_member("b", batch_size=100)
+    wait_until(lambda: "starts at" in second.log(), "the second member to be given partitions")
+    assert first.terminate() == 0  # its partitions move to the second member
+    wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
+    assert second.terminate() == 0
+
+    ids = pipeline.recorded_ids()
+    assert len(ids) == total
+    assert set(ids) == {tp.event_id for tp in produced}
+    assert pipeline.touchpoint_events() == total
+
+
+@pytest.mark.parametrize("pipeline", [3], indirect=True)
+def test_a_postgresql_outage_is_waited_out_with_nothing_lost_or_doubled(
+    pipeline: Pipeline, postgres_service: Service
+) -> None:
+    produced = list(demo_touchpoints(300, seed=13))
+    total = pipeline.publish_touchpoints(produced)
+
+    member = pipeline.start_member("a", batch_size=100)
+    wait_until(lambda: pipeline.recorded_count() >= 500, "progress before the outage")
+    postgres_service.stop()
+    try:
+        wait_until(lambda: "PostgreSQL is unavailable" in member.log(), "the outage to be seen")
+    finally:
+        postgres_service.start()
+    wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
+    assert member.terminate() == 0
+
+    ids = pipeline.recorded_ids()
+    assert len(ids) == total
+    assert set(ids) == {tp.event_id for tp in produced}
+    assert pipeline.touchpoint_events() == total
+
+
+@pytest.mark.parametrize("pipeline", [3], indirect=True)
+def test_a_kafka_outage_is_waited_out_with_nothing_lost_or_doubled(
+    pipeline: Pipeline, kafka_service: Service
+) -> None:
+    produced = list(demo_touchpoints(300, seed=17))
+    first, rest = produced[:3000], produced[3000:]
+    pipeline.publish_touchpoints(first)
+
+    member = pipeline.start_member("a", batch_size=100)
+    wait_until(lambda: pipeline.recorded_count() >= 500, "progress before the outage")
+    kafka_service.stop()
+    try:
+        wait_until(
+            lambda: "Kafka at" in member.log() and "unreachable" in member.log(),
+            "the outage to be seen",
+        )
+    finally:
+        kafka_service.start()
+    wait_until(lambda: "reachable again" in member.log(), "the broker to be seen again")
+    total = len(first) + pipeline.publish_touchpoints(rest)
+    wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
+    assert member.terminate() == 0
+
+    ids = pipeline.recorded_ids()
+    assert len(ids) == total
+    assert set(ids) == {tp.event_id for tp in produced}
+    assert pipeline.touchpoint_events() == total
