@@ -28,11 +28,12 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers.bookkeeping import DeadLetter, Partition, PostgresBookkeeping, StoredDeadLetter
 from consumers.settings import KafkaSettings
+from engine.bulk import collector_paused
 from engine.errors import DecodeError, InvalidTouchpoint
 from engine.ledger import BatchWrite
 from engine.recording import BatchRecorded, Journeys
 from engine.touchpoints import Touchpoint, touchpoint_from_record
-from schemas.codec import AvroContract, contract
+from schemas.codec import AvroContract, wire_contract
 
 log = logging.getLogger("journey.consume")
 
@@ -136,7 +137,7 @@ class TouchpointIngest:
         self._batch_size = batch_size
         self._clock_ms = clock_ms
         self._client_id = client_id
-        self._decoder = contract("Touchpoint")
+        self._decoder = wire_contract("Touchpoint")
         self._positions = _Positions()
         self._producer: KafkaProducer | None = None
         self._dead_letters_pending = True  # left unpublished by an earlier run, perhaps
@@ -161,7 +162,8 @@ class TouchpointIngest:
                 batch = self._positioned(consumer, polled, stop)
                 watch.check(heard=bool(polled))
                 if batch:
-                    self._record(consumer, batch, stop)
+                    with collector_paused():
+                        self._record(consumer, batch, stop)
                     if on_batch:
                         on_batch(self.totals)
                 if self._dead_letters_pending:
@@ -421,7 +423,7 @@ def redrive(
     """Offers dead letters to the engine again (after a fix in the rules or the settings).
     Those that now pass are recorded, and marked as redriven in the same transaction, so a
     second redrive records nothing twice; those that still fail stay, with today's reason."""
-    decoder = contract("Touchpoint")
+    decoder = wire_contract("Touchpoint")
     report = RedriveReport()
     good: list[Touchpoint] = []
     passed: list[int] = []

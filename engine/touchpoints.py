@@ -80,7 +80,9 @@ def touchpoint_from_record(record: Mapping[str, Any], *, now_ms: int) -> Touchpo
     if outcome is not None and (type(outcome) is not str or outcome not in _OUTCOME_SET):
         outcome = _outcome(outcome)
     occurred_at = get("occurred_at")
-    if type(occurred_at) is str and len(occurred_at) > 18:
+    if type(occurred_at) is int:
+        pass  # milliseconds, as Avro carries them; the range is checked below
+    elif type(occurred_at) is str and len(occurred_at) > 18:
         try:
             moment = datetime.fromisoformat(occurred_at)
         except ValueError:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+from psycopg.sql import SQL, Identifier
 
 from consumers.bookkeeping import PostgresBookkeeping
 from engine.definition import JourneyDefinition, load_definition
@@ -56,6 +57,8 @@ def event_store_env(settings: Settings) -> dict[str, str]:
 
 def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None) -> Engine:
     definition = load_definition(settings.definition_path)
+    if settings.store == "postgres":
+        _ensure_schema(settings)
     journeys = Journeys(event_store_env(settings), clock=clock)
     view = _view(settings)
     runner = ProjectionRunner(
@@ -77,6 +80,18 @@ def postgres_conninfo(settings: Settings) -> str:
         user=pg.get("POSTGRES_USER"),
         password=pg.get("POSTGRES_PASSWORD"),
     )
+
+
+def _ensure_schema(settings: Settings) -> None:
+    """The store's tables go into POSTGRES_SCHEMA, made here if it does not exist yet."""
+    schema = settings.postgres.get("POSTGRES_SCHEMA")
+    if not schema:
+        return
+    try:
+        with psycopg.connect(postgres_conninfo(settings), autocommit=True) as conn:
+            conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+    except psycopg.OperationalError as exc:
+        raise ConfigurationError(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
 
 
 def _view(settings: Settings) -> JourneyView:

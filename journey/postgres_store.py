@@ -27,7 +27,14 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         self.sql_create_statements.append(
             SQL("CREATE TABLE IF NOT EXISTS {}.{} (event_id text PRIMARY KEY)").format(schema, ids)
         )
-        self._insert_ids = SQL("INSERT INTO {}.{} SELECT unnest(%s::text[])").format(schema, ids)
+        self._copy_ids = SQL("COPY {}.{} (event_id) FROM STDIN (FORMAT BINARY)").format(schema, ids)
+        self._copy_events = SQL(
+            "COPY {}.{} (originator_id, originator_version, topic, state) "
+            "FROM STDIN (FORMAT BINARY)"
+        ).format(schema, events)
+        self._last_position = SQL("SELECT currval(pg_get_serial_sequence(%s, 'notification_id'))")
+        self._events_table = f"{Identifier(self.datastore.schema).as_string()}.{events.as_string()}"
+        self._event_types = [self.datastore.originator_id_type, "int8", "text", "bytea"]
         self._select_ids = SQL("SELECT event_id FROM {}.{} WHERE event_id = ANY(%s)").format(
             schema, ids
         )
@@ -63,8 +70,36 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
     ) -> None:
         touchpoint_ids: Sequence[str] = kwargs.get("touchpoint_ids", ())
         if touchpoint_ids:
-            curs.execute(self._insert_ids, (sorted(touchpoint_ids),))
+            with curs.copy(self._copy_ids) as copy:
+                copy.set_types(["text"])
+                for event_id in sorted(touchpoint_ids):
+                    copy.write_row((event_id,))
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        # The library's lock and notification, then a binary COPY rather than its INSERT of
+        # composite values, which psycopg quotes value by value: a few times faster in all.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        with curs.copy(self._copy_events) as copy:
+            copy.set_types(self._event_types)
+            for stored in stored_events:
+                copy.write_row(
+                    (stored.originator_id, stored.originator_version, stored.topic, stored.state)
+                )
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        # The table lock keeps every other writer out until this transaction ends, so this
+        # COPY took consecutive values from the sequence and the last is this session's.
+        curs.execute(self._last_position, (self._events_table,))
+        row = curs.fetchone()
+        assert row is not None
+        last = int(row["currval"])
+        return list(range(last - len(stored_events) + 1, last + 1))
 
     def recorded_event_ids(self, event_ids: Sequence[str]) -> set[str]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

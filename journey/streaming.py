@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import threading
@@ -89,6 +90,14 @@ def recording_engine(
 @kafka_options
 @click.option("--batch-size", type=click.IntRange(1, 100_000), help="Most records per transaction.")
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Members of the group to run, one process each; more than the topic has "
+    "partitions would idle.",
+)
+@click.option(
     "--instance",
     help="A stable name for this member of the group, so that a restart under the same name "
     "takes its partitions back at once [env JOURNEY_CONSUMER_INSTANCE].",
@@ -101,6 +110,7 @@ def consume(
     topic: str | None,
     group: str | None,
     batch_size: int | None,
+    workers: int,
     instance: str | None,
 ) -> None:
     """Record touchpoints from Kafka into PostgreSQL, each exactly once, until stopped.
@@ -108,9 +118,47 @@ def consume(
     Each batch is recorded in one transaction with the offsets it was read up to; bad records
     go to the dead-letter topic and their neighbours are recorded. SIGTERM or Ctrl-C finishes
     the batch in hand and exits 0. While PostgreSQL or Kafka is away it waits and retries."""
-    settings = kafka_settings(bootstrap, topic, group)
+    settings = ctx.find_object(Settings) or Settings()
+    kafka = kafka_settings(bootstrap, topic, group)
     if instance:
-        settings = replace(settings, instance=instance)
+        kafka = replace(kafka, instance=instance)
+    build_bookkeeping(settings, "consume")  # refuse a store it cannot work with, up front
+    size = batch_size or min(settings.batch_size, 10_000)
+    if workers == 1:
+        run_member(settings, kafka, size)
+        return
+    spawn = multiprocessing.get_context("spawn")
+    members = [
+        spawn.Process(
+            target=run_member,
+            args=(
+                settings,
+                replace(kafka, instance=f"{kafka.instance}-{number}") if kafka.instance else kafka,
+                size,
+            ),
+            name=f"journey-consume-{number}",
+        )
+        for number in range(1, workers + 1)
+    ]
+    for member in members:
+        member.start()
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for member in members:
+            if member.pid is not None and member.is_alive():
+                os.kill(member.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for member in members:
+        member.join()
+    failed = [member.name for member in members if member.exitcode]
+    if failed:
+        raise ConfigurationError(f"{', '.join(failed)} stopped with an error (see above)")
+
+
+def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> None:
+    """One member of the ingest group, until SIGTERM or SIGINT."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
@@ -127,13 +175,10 @@ def consume(
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    with recording_engine(ctx, "consume") as (engine, bookkeeping):
-        ingest = TouchpointIngest(
-            engine.journeys,
-            bookkeeping,
-            settings,
-            batch_size=batch_size or min(engine.settings.batch_size, 10_000),
-        )
+    bookkeeping = build_bookkeeping(settings, "consume")
+    engine = build_engine(settings)
+    try:
+        ingest = TouchpointIngest(engine.journeys, bookkeeping, kafka, batch_size=batch_size)
         last_report = [time.monotonic()]
 
         def report(totals: IngestTotals) -> None:
@@ -142,6 +187,8 @@ def consume(
                 _log_totals(totals)
 
         totals = ingest.run(stop, on_batch=report)
+    finally:
+        engine.close()
     _log_totals(totals)
 
 

@@ -1,0 +1,219 @@
+"""Ingest N touchpoints from a Kafka topic into PostgreSQL, exactly once.
+
+Publishes the benchmark dataset to a fresh topic with `journey produce`, then times
+`journey consume` (what users run) from its start until the offsets recorded in PostgreSQL
+reach the end of every partition. In the same run: the naive eventsourcing way
+(`repository.get` + `save` per touchpoint) on a sample, and a raw PostgreSQL COPY of the very
+rows the consumer wrote into a table of the same layout, the fastest PostgreSQL can take them.
+
+Uses JOURNEY_DATABASE_URL and JOURNEY_KAFKA_BOOTSTRAP when set; otherwise starts the
+project's own PostgreSQL and Kafka (scripts/postgres.sh, scripts/kafka.sh).
+
+    python bench/ingest_kafka.py [--touchpoints 500000] [--partitions 4] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from itertools import islice
+from pathlib import Path
+
+import psycopg
+from eventsourcing.application import AggregateNotFoundError, Application
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from engine.journeys import CustomerJourney, stream_id
+from engine.touchpoints import touchpoint_from_record
+from schemas.files import read_records
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ingest_file import dataset
+
+ROOT = Path(__file__).parents[1]
+JOURNEY = str(Path(sys.executable).with_name("journey"))
+
+
+def service(variable: str, script: str) -> str:
+    if os.environ.get(variable):
+        return os.environ[variable]
+    started = subprocess.run(
+        [str(ROOT / "scripts" / script), "start"], capture_output=True, text=True, check=True
+    )
+    return started.stdout.strip().splitlines()[-1]
+
+
+def produce(env: dict[str, str], path: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run([JOURNEY, "produce", str(path)], env=env, check=True, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def consumed(url: str, schema: str, group: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            row = conn.execute(
+                f"SELECT coalesce(sum(next_offset), 0) FROM {schema}.journey_consumer_offsets "
+                "WHERE group_id = %s",
+                (group,),
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0
+    return int(row[0]) if row else 0
+
+
+def consume(
+    env: dict[str, str], url: str, schema: str, total: int, workers: int
+) -> tuple[float, float]:
+    """(seconds until every record is recorded, peak RSS in MB of the largest process) of one
+    `journey consume --workers N`."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [JOURNEY, "consume", "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    group = env["JOURNEY_CONSUMER_GROUP"]
+    while consumed(url, schema, group) < total:
+        if child.poll() is not None:
+            sys.exit(f"journey consume ended early: {child.stderr.read().decode()[-2000:]}")
+        time.sleep(0.2)
+    seconds = time.perf_counter() - started
+    child.send_signal(signal.SIGTERM)
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        sys.exit("journey consume did not stop cleanly")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def copy_rate(url: str, schema: str, touchpoints: int) -> float:
+    """Touchpoints/s of a binary COPY of the consumer's rows into a table of the same layout."""
+    with psycopg.connect(url) as conn, conn.cursor() as cursor:
+        dump = bytearray()
+        with cursor.copy(
+            f"COPY (SELECT originator_id, originator_version, topic, state "
+            f"FROM {schema}.journeys_events) TO STDOUT (FORMAT BINARY)"
+        ) as copy:
+            for block in copy:
+                dump += block
+        cursor.execute(
+            f"CREATE TABLE {schema}.copied (LIKE {schema}.journeys_events INCLUDING ALL)"
+        )
+        conn.commit()
+        started = time.perf_counter()
+        with cursor.copy(
+            f"COPY {schema}.copied (originator_id, originator_version, topic, state) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.write(bytes(dump))
+        conn.commit()
+        return touchpoints / (time.perf_counter() - started)
+
+
+def naive(url: str, path: Path, sample: int) -> float:
+    """Touchpoints/s the textbook way on PostgreSQL: get the aggregate, record, save."""
+    now_ms = int(time.time() * 1000)
+    touchpoints = [
+        touchpoint_from_record(item.record, now_ms=now_ms)
+        for item in islice(read_records(path), sample)
+        if item.record is not None
+    ]
+    schema = f"bench_naive_{uuid.uuid4().hex[:8]}"
+    parts = psycopg.conninfo.conninfo_to_dict(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    app: Application[object] = Application(
+        env={
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": str(parts["dbname"]),
+            "POSTGRES_HOST": str(parts.get("host", "127.0.0.1")),
+            "POSTGRES_PORT": str(parts.get("port", "5432")),
+            "POSTGRES_USER": str(parts.get("user", "")),
+            "POSTGRES_PASSWORD": str(parts.get("password", "")),
+            "POSTGRES_SCHEMA": schema,
+            "CREATE_TABLE": "true",
+        }
+    )
+    try:
+        started = time.perf_counter()
+        for tp in touchpoints:
+            try:
+                journey: CustomerJourney = app.repository.get(stream_id(tp.customer_id))
+            except AggregateNotFoundError:
+                journey = CustomerJourney(tp.customer_id)
+            journey.record(tp)
+            app.save(journey)
+        return len(touchpoints) / (time.perf_counter() - started)
+    finally:
+        app.close()
+        drop(url, schema)
+
+
+def drop(url: str, schema: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--touchpoints", type=int, default=500_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="journey consume --workers")
+    parser.add_argument("--sample", type=int, default=3_000, help="touchpoints for the naive way")
+    args = parser.parse_args()
+
+    url = service("JOURNEY_DATABASE_URL", "postgres.sh")
+    bootstrap = service("JOURNEY_KAFKA_BOOTSTRAP", "kafka.sh")
+    path = dataset(args.touchpoints)
+    count = sum(1 for _ in path.open(encoding="utf-8"))
+    print(f"dataset: {count} touchpoints, {path}; PostgreSQL {url}; Kafka {bootstrap}")
+    print(f"topic of {args.partitions} partitions; journey consume --workers {args.workers}")
+    rates, peaks, naive_rates, copy_rates = [], [], [], []
+    for run in range(1, args.runs + 1):
+        name = f"bench_{uuid.uuid4().hex[:8]}"
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin.create_topics([NewTopic(name, args.partitions, 1)])
+        admin.close()
+        env = {
+            **os.environ,
+            "JOURNEY_DATABASE_URL": url,
+            "POSTGRES_SCHEMA": name,
+            "JOURNEY_KAFKA_BOOTSTRAP": bootstrap,
+            "JOURNEY_TOUCHPOINTS_TOPIC": name,
+            "JOURNEY_CONSUMER_GROUP": name,
+        }
+        try:
+            produced_in = produce(env, path)
+            seconds, peak = consume(env, url, name, count, args.workers)
+            rates.append(count / seconds)
+            peaks.append(peak)
+            copy_rates.append(copy_rate(url, name, count))
+        finally:
+            drop(url, name)
+        naive_rates.append(naive(url, path, args.sample))
+        print(
+            f"run {run}: produced in {produced_in:.1f} s; journey consume "
+            f"{rates[-1]:,.0f} touchpoints/s in {seconds:.1f} s, peak RSS {peak:.0f} MB; "
+            f"naive {naive_rates[-1]:,.0f}/s; COPY {copy_rates[-1]:,.0f}/s",
+            flush=True,
+        )
+    rate = statistics.median(rates)
+    naive_rate, copy = statistics.median(naive_rates), statistics.median(copy_rates)
+    print()
+    print(f"journey consume median {rate:,.0f} touchpoints/s   (target >= 30,000)")
+    print(f"peak RSS        median {statistics.median(peaks):.0f} MB")
+    print(f"naive baseline  median {naive_rate:,.0f} touchpoints/s on the first {args.sample}")
+    print(f"ratio           {rate / naive_rate:.1f}x                   (target >= 30x)")
+    print(f"raw COPY        median {copy:,.0f} touchpoints/s; consume reaches {rate / copy:.0%}")
+
+
+if __name__ == "__main__":
+    main()
