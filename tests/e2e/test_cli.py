@@ -63,6 +63,7 @@ def test_files_and_settings_that_cannot_be_used_are_one_line_too(tmp_path: Path)
     (tmp_path / "bad.toml").write_bytes(b"\xff\xfe")
     (tmp_path / "views").mkdir()
     (tmp_path / "views" / "views.db").write_text("not a database at all, not at all")
+    touchpoints = write_jsonl(tmp_path / "t.jsonl", [json.dumps(happy_path()[0])])
     cases = [
         (
             [JOURNEY, "generate", "--out", str(tmp_path / "no" / "x.jsonl")],
@@ -83,6 +84,23 @@ def test_files_and_settings_that_cannot_be_used_are_one_line_too(tmp_path: Path)
             [JOURNEY, "--data-dir", str(tmp_path / "views"), "funnel"],
             {},
             "error: the store failed: file is not a database",
+        ),
+        (
+            [JOURNEY, "consume"],
+            {},
+            "error: journey consume works with the PostgreSQL store: set JOURNEY_DATABASE_URL",
+        ),
+        (
+            [JOURNEY, "dead-letters"],
+            {},
+            "error: journey dead-letters works with the PostgreSQL store: "
+            "set JOURNEY_DATABASE_URL",
+        ),
+        (
+            [JOURNEY, "produce", str(touchpoints), "--bootstrap", "127.0.0.1:9"],
+            {},
+            "error: cannot reach Kafka at 127.0.0.1:9: KafkaTimeoutError: "
+            "Unable to bootstrap from 127.0.0.1:9",
         ),
     ]
     for command, env, expected in cases:
