@@ -38,9 +38,9 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
         # The indexes of a few million events fit in this page cache; with the default 2 MB,
         # every batch would read back most of the pages it writes to.
         also: Sequence[BatchWrite] = kwargs.get("also", ())
-        for write in also:
-            write(c)
         if not stored_events:
+            for write in also:
+                write(c)
             return []
         c.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
         c.executemany(
@@ -62,6 +62,8 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
                 [(event_id,) for event_id in sorted(touchpoint_ids)],
             )
         last = self._max_rowid(c)
+        for write in also:
+            write(c)
         return list(range(last - len(stored_events) + 1, last + 1))
 
     def select_states(

@@ -57,13 +57,14 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         if not stored_events and not also:
             return []
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            positions: Sequence[int] | None = []
+            if stored_events:
+                self._insert_events(curs, stored_events, **kwargs)
+                self._insert_stored_events(curs, stored_events, **kwargs)
+                positions = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
             for write in also:
                 write(curs)
-            if not stored_events:
-                return []
-            self._insert_events(curs, stored_events, **kwargs)
-            self._insert_stored_events(curs, stored_events, **kwargs)
-            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            return positions
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

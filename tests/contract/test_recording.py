@@ -127,3 +127,36 @@ def test_a_large_batch_is_recorded_in_one_transaction(journeys: Journeys) -> Non
     assert result.recorded == 50_000
     assert result.last_position == journeys.recorder.max_notification_id()
     assert journeys.journey("C-7").version == 26  # started, then 25 touchpoints
+
+
+class _Refused(Exception):
+    pass
+
+
+def test_a_batch_whose_companion_write_fails_leaves_nothing_behind(journeys: Journeys) -> None:
+    def fail(_cursor: object) -> None:
+        raise _Refused
+
+    with pytest.raises(_Refused):
+        journeys.record([touchpoint("e1"), touchpoint("e2", customer_id="C-2")], also=[fail])
+
+    assert touchpoint_events(journeys) == []
+    # Neither the events nor the ledger kept the ids: the same batch records in full.
+    written: list[object] = []
+    result = journeys.record(
+        [touchpoint("e1"), touchpoint("e2", customer_id="C-2")], also=[written.append]
+    )
+    assert (result.recorded, result.duplicates) == (2, 0)
+    assert len(written) == 1
+
+
+def test_companion_writes_commit_even_when_every_touchpoint_is_a_duplicate(
+    journeys: Journeys,
+) -> None:
+    journeys.record([touchpoint("e1")])
+    written: list[object] = []
+
+    result = journeys.record([touchpoint("e1")], also=[written.append])
+
+    assert (result.recorded, result.duplicates) == (0, 1)
+    assert len(written) == 1
