@@ -153,19 +153,20 @@ class TouchpointIngest:
         watch = _BrokerWatch(consumer, self._settings.bootstrap)
         try:
             while not stop.is_set():
-                try:
-                    polled = consumer.poll(timeout_ms=POLL_MS, max_records=self._batch_size)
-                except KafkaError as exc:
-                    watch.unreachable(exc)
-                    stop.wait(watch.backoff())
-                    continue
-                batch = self._positioned(consumer, polled, stop)
-                watch.check(heard=bool(polled))
-                if batch:
-                    with collector_paused():
+                with collector_paused():
+                    try:
+                        polled = consumer.poll(timeout_ms=POLL_MS, max_records=self._batch_size)
+                    except KafkaError as exc:
+                        watch.unreachable(exc)
+                        stop.wait(watch.backoff())
+                        continue
+                    batch = self._positioned(consumer, polled, stop)
+                    watch.check(heard=bool(polled))
+                    if batch:
                         self._record(consumer, batch, stop)
-                    if on_batch:
-                        on_batch(self.totals)
+                        del polled, batch
+                if self.totals.batches and on_batch:
+                    on_batch(self.totals)
                 if self._dead_letters_pending:
                     self._publish_dead_letters()
         except Stopped:

@@ -13,7 +13,7 @@ from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Trans
 from eventsourcing.utils import get_topic
 
 from engine.errors import ConfigurationError, UnknownCustomer
-from engine.journeys import CustomerJourney, stream_id, touchpoint_fields
+from engine.journeys import CustomerJourney, stream_id
 from engine.ledger import BatchWrite, TouchpointLedger
 from engine.touchpoints import Touchpoint
 from engine.transcoding import OrjsonTranscoder
@@ -180,7 +180,7 @@ class TouchpointEncoder:
         now = self._clock()
         encode = self._encode
         return [
-            EncodedTouchpoint(tp.event_id, tp.customer_id, encode(touchpoint_fields(tp, now)))
+            EncodedTouchpoint(tp.event_id, tp.customer_id, encode(_event_state(tp, now)))
             for tp in touchpoints
         ]
 
@@ -191,3 +191,29 @@ class TouchpointEncoder:
         if self._cipher:
             data = self._cipher.encrypt(data)
         return data
+
+
+def _event_state(tp: Touchpoint, timestamp: datetime) -> dict[str, Any]:
+    """`touchpoint_fields(tp, timestamp)`, inlined for speed: the state is encoded at once, so
+    the attributes need no copy unless they are not a plain dict."""
+    identifiers = {}
+    if tp.email:
+        identifiers["email"] = tp.email
+    if tp.phone:
+        identifiers["phone"] = tp.phone
+    if tp.cookie_id:
+        identifiers["cookie_id"] = tp.cookie_id
+    attributes = tp.attributes
+    return {
+        "event_id": tp.event_id,
+        "customer_id": tp.customer_id,
+        "channel": tp.channel,
+        "type": tp.type,
+        "occurred_at": tp.occurred_at,
+        "source": tp.source,
+        "rep_id": tp.rep_id,
+        "outcome": tp.outcome,
+        "attributes": attributes if type(attributes) is dict else dict(attributes),
+        "identifiers": identifiers,
+        "timestamp": timestamp,
+    }

@@ -123,7 +123,7 @@ def consume(
     if instance:
         kafka = replace(kafka, instance=instance)
     build_bookkeeping(settings, "consume")  # refuse a store it cannot work with, up front
-    size = batch_size or min(settings.batch_size, 10_000)
+    size = batch_size or min(settings.batch_size, 25_000)
     if workers == 1:
         run_member(settings, kafka, size)
         return
