@@ -164,9 +164,9 @@ class TouchpointIngest:
                     watch.check(heard=bool(polled))
                     if batch:
                         self._record(consumer, batch, stop)
-                        del polled, batch
-                if self.totals.batches and on_batch:
+                if batch and on_batch:
                     on_batch(self.totals)
+                del polled, batch
                 if self._dead_letters_pending:
                     self._publish_dead_letters()
         except Stopped:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -57,10 +58,9 @@ def event_store_env(settings: Settings) -> dict[str, str]:
 
 def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None) -> Engine:
     definition = load_definition(settings.definition_path)
-    if settings.store == "postgres":
-        _ensure_schema(settings)
-    journeys = Journeys(event_store_env(settings), clock=clock)
-    view = _view(settings)
+    with tables_made_one_at_a_time(settings):
+        journeys = Journeys(event_store_env(settings), clock=clock)
+        view = _view(settings)
     runner = ProjectionRunner(
         journeys,
         view,
@@ -82,16 +82,31 @@ def postgres_conninfo(settings: Settings) -> str:
     )
 
 
-def _ensure_schema(settings: Settings) -> None:
-    """The store's tables go into POSTGRES_SCHEMA, made here if it does not exist yet."""
-    schema = settings.postgres.get("POSTGRES_SCHEMA")
-    if not schema:
+# Any fixed number: the advisory lock that processes take while they make the tables.
+_SETUP_LOCK = 0x6A6F75726E6579
+
+
+@contextmanager
+def tables_made_one_at_a_time(settings: Settings) -> Iterator[None]:
+    """Processes starting together (consumer workers, replicas) make the PostgreSQL schema and
+    tables one after another: PostgreSQL's CREATE ... IF NOT EXISTS is not safe against a
+    concurrent CREATE of the same name."""
+    if settings.store != "postgres":
+        yield
         return
+    schema = settings.postgres.get("POSTGRES_SCHEMA")
     try:
-        with psycopg.connect(postgres_conninfo(settings), autocommit=True) as conn:
-            conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+        conn = psycopg.connect(postgres_conninfo(settings), autocommit=True)
     except psycopg.OperationalError as exc:
         raise ConfigurationError(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
+    with conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+        try:
+            if schema:
+                conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
 
 
 def _view(settings: Settings) -> JourneyView:
@@ -112,8 +127,10 @@ def build_bookkeeping(settings: Settings, command: str) -> PostgresBookkeeping:
             f"journey {command} works with the PostgreSQL store: set JOURNEY_DATABASE_URL"
         )
     try:
-        return PostgresBookkeeping(
-            postgres_conninfo(settings), schema=settings.postgres.get("POSTGRES_SCHEMA", "public")
-        )
+        with tables_made_one_at_a_time(settings):
+            return PostgresBookkeeping(
+                postgres_conninfo(settings),
+                schema=settings.postgres.get("POSTGRES_SCHEMA", "public"),
+            )
     except psycopg.OperationalError as exc:
         raise ConfigurationError(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None

@@ -12,6 +12,7 @@ from tests.integration.conftest import Pipeline, wait_until
 def test_the_readme_kafka_walkthrough_records_what_it_publishes(pipeline: Pipeline) -> None:
     [body] = [body for info, body in blocks("console") if info == "services"]
     background: list[subprocess.Popen[bytes]] = []
+    log = (pipeline.workdir / "background.log").open("wb")
     published = 0
     for line in body.splitlines():
         command = line.removeprefix("$ ").split("  #")[0].split()
@@ -21,8 +22,8 @@ def test_the_readme_kafka_walkthrough_records_what_it_publishes(pipeline: Pipeli
                     [JOURNEY, *command[1:-1]],
                     cwd=pipeline.workdir,
                     env=pipeline.env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
             )
             # What was published is recorded before the walkthrough goes on.
@@ -42,5 +43,6 @@ def test_the_readme_kafka_walkthrough_records_what_it_publishes(pipeline: Pipeli
             published = int(result.stderr.split(" records:")[0].split()[-1])
     for process in background:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        status = process.wait(timeout=60)
+        assert status == 0, (pipeline.workdir / "background.log").read_text()
     assert pipeline.recorded_count() == published > 0
