@@ -65,7 +65,7 @@ def postgres() -> Iterator[Service]:
         with PostgresContainer("postgres:16", driver=None) as container:
             yield Service(container.get_connection_url())
         return
-    yield _scripted("PostgreSQL", "postgres.sh")
+    yield from _scripted("PostgreSQL", "postgres.sh")
 
 
 def kafka() -> Iterator[Service]:
@@ -79,12 +79,15 @@ def kafka() -> Iterator[Service]:
         with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as container:
             yield Service(container.get_bootstrap_server())
         return
-    yield _scripted("Kafka", "kafka.sh")
+    yield from _scripted("Kafka", "kafka.sh")
 
 
-def _scripted(what: str, name: str) -> Service:
-    """Starts the project's own server with its script (installing it first if need be)."""
+def _scripted(what: str, name: str) -> Iterator[Service]:
+    """The project's own server, started with its script (installing it first if need be);
+    stopped afterwards if these tests started it, left running if it already was."""
     script = ROOT / "scripts" / name
+    status = subprocess.run([str(script), "status"], capture_output=True, check=False)
+    was_running = status.returncode == 0
     try:
         started = subprocess.run(
             [str(script), "start"], capture_output=True, text=True, timeout=900, check=True
@@ -93,7 +96,9 @@ def _scripted(what: str, name: str) -> Service:
         stderr = getattr(exc, "stderr", "") or ""
         unavailable(what, f"scripts/{name} start failed: {exc} {stderr}".strip())
         raise
-    return Service(started.stdout.strip().splitlines()[-1], script)
+    yield Service(started.stdout.strip().splitlines()[-1], script)
+    if not was_running:
+        subprocess.run([str(script), "stop"], capture_output=True, timeout=120, check=False)
 
 
 @contextmanager

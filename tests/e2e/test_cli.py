@@ -93,8 +93,7 @@ def test_files_and_settings_that_cannot_be_used_are_one_line_too(tmp_path: Path)
         (
             [JOURNEY, "dead-letters"],
             {},
-            "error: journey dead-letters works with the PostgreSQL store: "
-            "set JOURNEY_DATABASE_URL",
+            "error: journey dead-letters works with the PostgreSQL store: set JOURNEY_DATABASE_URL",
         ),
         (
             [JOURNEY, "produce", str(touchpoints), "--bootstrap", "127.0.0.1:9"],

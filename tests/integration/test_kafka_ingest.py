@@ -63,6 +63,15 @@ def test_bad_records_become_dead_letters_and_their_neighbours_are_recorded(
     assert {h["journey.original_topic"] for h in headers} == {pipeline.topic.encode()}
     assert {h["journey.original_partition"] for h in headers} == {b"0"}
 
+    status = pipeline.journey("status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["kafka"] == "reachable"
+    assert report["partitions"] == [
+        {"partition": 0, "recorded_up_to": total, "end": total, "lag": 0}
+    ]
+    assert report["dead_letters"] == {"total": 4, "waiting": 4, "unpublished": 0}
+
     listed = pipeline.journey("dead-letters", "--json")
     assert listed.returncode == 0, listed.stderr
     letters = [json.loads(line) for line in listed.stdout.splitlines()]
