@@ -26,6 +26,10 @@ class ConfigurationError(JourneyError):
     """Settings that cannot be used."""
 
 
+class StoreUnavailable(ConfigurationError):
+    """The store's server cannot be reached (yet)."""
+
+
 class UnknownCustomer(JourneyError):
     """A customer the engine has never recorded a touchpoint for."""
 

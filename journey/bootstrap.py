@@ -13,7 +13,7 @@ from psycopg.sql import SQL, Identifier
 
 from consumers.bookkeeping import PostgresBookkeeping
 from engine.definition import JourneyDefinition, load_definition
-from engine.errors import ConfigurationError
+from engine.errors import ConfigurationError, StoreUnavailable
 from engine.recording import Journeys
 from engine.settings import Settings
 from projections.log import JourneyLog
@@ -98,7 +98,7 @@ def tables_made_one_at_a_time(settings: Settings) -> Iterator[None]:
     try:
         conn = psycopg.connect(postgres_conninfo(settings), autocommit=True)
     except psycopg.OperationalError as exc:
-        raise ConfigurationError(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
+        raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
     with conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
         try:
@@ -117,15 +117,19 @@ def _view(settings: Settings) -> JourneyView:
             postgres_conninfo(settings), schema=settings.postgres.get("POSTGRES_SCHEMA", "public")
         )
     except psycopg.OperationalError as exc:
-        raise ConfigurationError(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
+        raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
 
 
-def build_bookkeeping(settings: Settings, command: str) -> PostgresBookkeeping:
-    """The consumers' offsets and dead letters; they live beside the events in PostgreSQL."""
+def require_postgres(settings: Settings, command: str) -> None:
     if settings.store != "postgres":
         raise ConfigurationError(
             f"journey {command} works with the PostgreSQL store: set JOURNEY_DATABASE_URL"
         )
+
+
+def build_bookkeeping(settings: Settings, command: str) -> PostgresBookkeeping:
+    """The consumers' offsets and dead letters; they live beside the events in PostgreSQL."""
+    require_postgres(settings, command)
     try:
         with tables_made_one_at_a_time(settings):
             return PostgresBookkeeping(
@@ -133,4 +137,4 @@ def build_bookkeeping(settings: Settings, command: str) -> PostgresBookkeeping:
                 schema=settings.postgres.get("POSTGRES_SCHEMA", "public"),
             )
     except psycopg.OperationalError as exc:
-        raise ConfigurationError(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
+        raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None

@@ -22,13 +22,20 @@ from kafka.errors import KafkaError
 from rich.table import Table
 
 from consumers.bookkeeping import PostgresBookkeeping
-from consumers.ingest import IngestTotals, TouchpointIngest, redrive
+from consumers.ingest import (
+    FIRST_BACKOFF_S,
+    MAX_BACKOFF_S,
+    UNAVAILABLE,
+    IngestTotals,
+    TouchpointIngest,
+    redrive,
+)
 from consumers.produce import publish_files, touchpoint_producer
 from consumers.settings import KafkaSettings
-from engine.errors import ConfigurationError
+from engine.errors import ConfigurationError, StoreUnavailable
 from engine.settings import Settings
 from journey import render
-from journey.bootstrap import Engine, build_bookkeeping, build_engine
+from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
 from journey.ingest import check_files
 
 out = render.console()
@@ -122,14 +129,16 @@ def consume(
     kafka = kafka_settings(bootstrap, topic, group)
     if instance:
         kafka = replace(kafka, instance=instance)
-    build_bookkeeping(settings, "consume")  # refuse a store it cannot work with, up front
+    require_postgres(settings, "consume")
     size = batch_size or min(settings.batch_size, 25_000)
     if workers == 1:
         run_member(settings, kafka, size)
         return
-    spawn = multiprocessing.get_context("spawn")
+    # Forked, not spawned: the members start at once instead of importing everything again.
+    # Nothing here holds a thread or a connection yet, so forking is safe.
+    fork = multiprocessing.get_context("fork")
     members = [
-        spawn.Process(
+        fork.Process(
             target=run_member,
             args=(
                 settings,
@@ -175,8 +184,10 @@ def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> Non
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    bookkeeping = build_bookkeeping(settings, "consume")
-    engine = build_engine(settings)
+    built = _when_postgres_answers(settings, stop)
+    if built is None:
+        return
+    bookkeeping, engine = built
     try:
         ingest = TouchpointIngest(engine.journeys, bookkeeping, kafka, batch_size=batch_size)
         last_report = [time.monotonic()]
@@ -190,6 +201,25 @@ def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> Non
     finally:
         engine.close()
     _log_totals(totals)
+
+
+def _when_postgres_answers(
+    settings: Settings, stop: threading.Event
+) -> tuple[PostgresBookkeeping, Engine] | None:
+    """The member's store, once PostgreSQL answers (None if asked to stop first)."""
+    delay = FIRST_BACKOFF_S
+    while not stop.is_set():
+        try:
+            return build_bookkeeping(settings, "consume"), build_engine(settings)
+        except (StoreUnavailable, *UNAVAILABLE) as exc:
+            logging.getLogger("journey.consume").warning(
+                "PostgreSQL is unavailable (%s); will connect again in %.1f s",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
+                delay,
+            )
+            stop.wait(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+    return None
 
 
 def _log_totals(totals: IngestTotals) -> None:

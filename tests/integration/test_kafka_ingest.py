@@ -184,3 +184,21 @@ def test_a_kafka_outage_is_waited_out_with_nothing_lost_or_doubled(
     assert len(ids) == total
     assert set(ids) == {tp.event_id for tp in produced}
     assert pipeline.touchpoint_events() == total
+
+
+def test_a_consumer_started_while_postgresql_is_down_waits_for_it(
+    pipeline: Pipeline, postgres_service: Service
+) -> None:
+    produced = list(demo_touchpoints(50, seed=19))
+    total = pipeline.publish_touchpoints(produced)
+
+    postgres_service.stop()
+    try:
+        member = pipeline.start_member("a")
+        wait_until(lambda: "PostgreSQL is unavailable" in member.log(), "the wait to be said")
+        assert member.process.poll() is None  # waiting, not gone
+    finally:
+        postgres_service.start()
+    wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
+    assert member.terminate() == 0
+    assert sorted(pipeline.recorded_ids()) == sorted(tp.event_id for tp in produced)
