@@ -72,7 +72,7 @@ def consume(
     env: dict[str, str], url: str, schema: str, total: int, workers: int
 ) -> tuple[float, float, float]:
     """(seconds from start until every record is recorded, the rate once the first batch is
-    in, peak RSS in MB of the largest process) of one `journey consume --workers N`."""
+    in, peak RSS in MB of its largest process) of one `journey consume --workers N`."""
     started = time.perf_counter()
     child = subprocess.Popen(
         [JOURNEY, "consume", "--workers", str(workers)],
@@ -82,20 +82,36 @@ def consume(
     )
     group = env["JOURNEY_CONSUMER_GROUP"]
     first: tuple[float, int] | None = None
+    peak = 0.0
     while (done := consumed(url, schema, group)) < total:
         if child.poll() is not None:
             sys.exit(f"journey consume ended early: {child.stderr.read().decode()[-2000:]}")
         if first is None and done:
             first = (time.perf_counter(), done)
+        peak = max(peak, peak_rss_mb(child.pid))
         time.sleep(0.2)
+    peak = max(peak, peak_rss_mb(child.pid))
     finished = time.perf_counter()
     seconds = finished - started
     steady = (total - first[1]) / (finished - first[0]) if first else total / seconds
     child.send_signal(signal.SIGTERM)
-    _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status):
+    if child.wait() != 0:
         sys.exit("journey consume did not stop cleanly")
-    return seconds, steady, usage.ru_maxrss / 1024
+    return seconds, steady, peak
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The largest peak resident size (VmHWM) among a process and its descendants. (The
+    rusage of a child would count the pages of this process it was forked from.)"""
+    largest = 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                largest = int(line.split()[1]) / 1024
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return largest
+    return max([largest, *(peak_rss_mb(int(child)) for child in children)])
 
 
 def copy_rate(url: str, schema: str, touchpoints: int) -> float:

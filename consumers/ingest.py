@@ -189,7 +189,10 @@ class TouchpointIngest:
                     auto_offset_reset="earliest",
                     isolation_level="read_committed",
                     max_poll_records=self._batch_size,
-                    max_partition_fetch_bytes=8 * 1024 * 1024,
+                    # What the client may hold fetched ahead of the batch in hand: enough to
+                    # keep it busy, bounded so that memory stays flat when recording lags.
+                    fetch_max_bytes=16 * 1024 * 1024,
+                    max_partition_fetch_bytes=4 * 1024 * 1024,
                     bootstrap_timeout_ms=5000,
                     group_instance_id=self._settings.instance,
                     # A member that dies is noticed after this long; one restarted under the

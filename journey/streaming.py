@@ -326,6 +326,7 @@ def _end_offsets(settings: KafkaSettings, known: set[int]) -> tuple[dict[int, in
             bootstrap_servers=settings.bootstrap,
             client_id="journey-status",
             enable_auto_commit=False,
+            allow_auto_create_topics=False,  # looking must not create the topic
             bootstrap_timeout_ms=5000,
         )
     except KafkaError as exc:
