@@ -4,7 +4,8 @@ as the events they go with, so the database, not Kafka, says what has been consu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,7 +131,7 @@ class PostgresBookkeeping:
                 letter.timestamp_ms,
                 letter.key,
                 letter.value,
-                Jsonb([[name, value.hex()] for name, value in letter.headers]),
+                Jsonb([[name.encode().hex(), value.hex()] for name, value in letter.headers]),
                 letter.reason,
                 letter.detail,
             )
@@ -169,16 +170,25 @@ class PostgresBookkeeping:
             rows = conn.execute(query, {"ids": chosen, "limit": limit}).fetchall()
         return [_stored(row) for row in rows]
 
-    def unpublished(self, limit: int = 1000) -> list[StoredDeadLetter]:
-        query = self._sql("SELECT * FROM {letters} WHERE NOT published ORDER BY id LIMIT %s")
-        with self._connect() as conn:
-            return [_stored(row) for row in conn.execute(query, (limit,)).fetchall()]
+    @contextmanager
+    def claim_unpublished(
+        self, limit: int = 1000
+    ) -> Iterator[tuple[list[StoredDeadLetter], Callable[[Sequence[int]], None]]]:
+        """Dead letters not yet on the dead-letter topic, locked for this caller until the
+        block ends (other callers skip them), and a function marking some as published."""
+        query = self._sql(
+            "SELECT * FROM {letters} WHERE NOT published ORDER BY id LIMIT %s "
+            "FOR UPDATE SKIP LOCKED"
+        )
+        mark = self._sql("UPDATE {letters} SET published = true WHERE id = ANY(%s)")
+        with self._connect() as conn, conn.transaction():
+            letters = [_stored(row) for row in conn.execute(query, (limit,)).fetchall()]
 
-    def mark_published(self, ids: Sequence[int]) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                self._sql("UPDATE {letters} SET published = true WHERE id = ANY(%s)"), (list(ids),)
-            )
+            def mark_published(ids: Sequence[int]) -> None:
+                if ids:
+                    conn.execute(mark, (list(ids),))
+
+            yield letters, mark_published
 
     def dead_letter_counts(self) -> dict[str, int]:
         """How many dead letters there are: in all, still waiting, and not yet published."""
@@ -199,7 +209,9 @@ def _stored(row: dict[str, Any]) -> StoredDeadLetter:
         timestamp_ms=row["timestamp_ms"],
         key=bytes(row["key"]) if row["key"] is not None else None,
         value=bytes(row["value"]) if row["value"] is not None else None,
-        headers=tuple((name, bytes.fromhex(value)) for name, value in row["headers"]),
+        headers=tuple(
+            (bytes.fromhex(name).decode(), bytes.fromhex(value)) for name, value in row["headers"]
+        ),
         reason=row["reason"],
         detail=row["detail"],
     )

@@ -13,6 +13,7 @@ offsets only move forward.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
@@ -39,6 +40,9 @@ log = logging.getLogger("journey.consume")
 
 # Errors that mean "the database is away", worth waiting out; anything else is a fault.
 UNAVAILABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+# Recording a batch again is safe (each event_id is recorded once): worth retrying when other
+# writers keep moving the same customers' streams on.
+RETRYABLE = (*UNAVAILABLE, IntegrityError)
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 POLL_MS = 500
@@ -75,6 +79,8 @@ def triage(
         return ("undecodable", str(exc))
     except InvalidTouchpoint as exc:
         return ("invalid", str(exc))
+    except Exception as exc:  # a record must never stop the consumer, whatever it holds
+        return ("invalid", f"{type(exc).__name__}: {exc}")
 
 
 def dead_letter(record: Any, rejection: Rejection) -> DeadLetter:
@@ -88,7 +94,7 @@ def dead_letter(record: Any, rejection: Rejection) -> DeadLetter:
         value=record.value,
         headers=tuple((name, bytes(data or b"")) for name, data in record.headers or ()),
         reason=rejection[0],
-        detail=rejection[1],
+        detail=rejection[1].replace("\x00", "\\x00"),  # PostgreSQL text holds no NUL
     )
 
 
@@ -141,6 +147,7 @@ class TouchpointIngest:
         self._positions = _Positions()
         self._producer: KafkaProducer | None = None
         self._dead_letters_pending = True  # left unpublished by an earlier run, perhaps
+        self._next_publish = 0.0
         self.totals = IngestTotals()
 
     def run(
@@ -180,6 +187,17 @@ class TouchpointIngest:
     def _connect(self, stop: threading.Event) -> KafkaConsumer | None:
         delay = FIRST_BACKOFF_S
         while not stop.is_set():
+            # A consumer that fails to bootstrap leaves its network thread and sockets behind;
+            # try a plain connection first, so that a long outage leaks nothing.
+            if not _any_answers(self._settings.bootstrap):
+                log.warning(
+                    "Kafka at %s is unavailable; retrying in %.1f s",
+                    self._settings.bootstrap,
+                    delay,
+                )
+                stop.wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+                continue
             try:
                 consumer = KafkaConsumer(
                     bootstrap_servers=self._settings.bootstrap,
@@ -299,45 +317,66 @@ class TouchpointIngest:
         while True:
             try:
                 return action()
-            except UNAVAILABLE as exc:
+            except RETRYABLE as exc:
                 if stop.is_set():
                     raise Stopped from exc
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                log.warning(
-                    "PostgreSQL is unavailable (%s); will %s again in %.1f s", reason, what, delay
+                problem = (
+                    f"another writer moved the same streams on ({reason})"
+                    if isinstance(exc, IntegrityError)
+                    else f"PostgreSQL is unavailable ({reason})"
                 )
+                log.warning("%s; will %s again in %.1f s", problem, what, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
 
     def _publish_dead_letters(self) -> None:
         """Copies dead letters to the dead-letter topic, original bytes untouched. The database
-        keeps them first, so none is lost while Kafka is away; one sent just before a crash
-        may be sent again, with the same `journey.dead_letter_id` header."""
+        keeps them first, so none is lost while Kafka is away. Each member claims the letters
+        it publishes (the others skip them), and marks each one as it is acknowledged; one
+        sent just before a crash may be sent again, with the same `journey.dead_letter_id`."""
+        if time.monotonic() < self._next_publish:
+            return
+        failed = 0
         try:
-            pending = self._bookkeeping.unpublished()
-            if not pending:
-                self._dead_letters_pending = False
-                return
-            producer = self._producer or self._dead_letter_producer()
-            futures = [
-                producer.send(
-                    self._settings.dead_letter_topic,
-                    key=stored.letter.key,
-                    value=stored.letter.value,
-                    headers=dead_letter_headers(stored),
-                )
-                for stored in pending
-            ]
-            producer.flush(timeout=10)
-            for future in futures:
-                future.get(timeout=1)
-            self._bookkeeping.mark_published([stored.id for stored in pending])
+            with self._bookkeeping.claim_unpublished() as (pending, mark_published):
+                if not pending:
+                    self._dead_letters_pending = False
+                    return
+                producer = self._producer or self._dead_letter_producer()
+                sent = []
+                for stored in pending:
+                    letter = stored.letter
+                    try:
+                        future = producer.send(
+                            self._settings.dead_letter_topic,
+                            key=letter.key,
+                            # Kafka takes no record without both key and value.
+                            value=letter.value if letter.value or letter.key else b"",
+                            headers=dead_letter_headers(stored),
+                            timestamp_ms=letter.timestamp_ms,
+                        )
+                    except (KafkaError, ValueError, TypeError) as exc:
+                        failed += 1
+                        log.warning("dead letter %d cannot be published: %s", stored.id, exc)
+                        continue
+                    sent.append((stored.id, future))
+                producer.flush(timeout=10)
+                published = []
+                for letter_id, future in sent:
+                    try:
+                        future.get(timeout=1)
+                    except KafkaError as exc:
+                        failed += 1
+                        log.warning("dead letter %d was not published: %s", letter_id, exc)
+                    else:
+                        published.append(letter_id)
+                mark_published(published)
         except (KafkaError, *UNAVAILABLE) as exc:
-            log.warning(
-                "could not publish dead letters yet (%s); they are kept and will be "
-                "published later",
-                exc,
-            )
+            failed += 1
+            log.warning("could not publish dead letters yet (%s); they are kept", exc)
+        # Letters that failed are tried again later, not on every poll.
+        self._next_publish = time.monotonic() + (30.0 if failed else 0.0)
 
     def _dead_letter_producer(self) -> KafkaProducer:
         self._producer = KafkaProducer(
@@ -347,6 +386,20 @@ class TouchpointIngest:
             bootstrap_timeout_ms=5000,
         )
         return self._producer
+
+
+def _any_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """Whether any of the bootstrap servers accepts a TCP connection."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            socket.create_connection(
+                (host.strip("[]") or "127.0.0.1", int(port)), timeout_s
+            ).close()
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
 
 
 class _BrokerWatch:

@@ -159,11 +159,14 @@ def _identifier(value: Any, name: str) -> str:
         and 0 < len(value) <= MAX_ID_LENGTH
         and not value[0].isspace()
         and not value[-1].isspace()
+        and "\x00" not in value
     ):
         return value
     text = _required_text(value, name)
     if len(text) > MAX_ID_LENGTH:
         raise InvalidTouchpoint(name, f"longer than {MAX_ID_LENGTH} characters")
+    if "\x00" in text:
+        raise InvalidTouchpoint(name, "contains a NUL character")
     return text
 
 
@@ -198,8 +201,17 @@ def _occurred_at(value: Any, now_ms: int) -> int:
     if ms < EARLIEST_MS:
         raise InvalidTouchpoint("occurred_at", f"{value!r} is before 1990 (milliseconds expected)")
     if ms > now_ms + FUTURE_TOLERANCE_MS:
-        raise InvalidTouchpoint("occurred_at", f"{from_millis(ms).isoformat()} is in the future")
+        raise InvalidTouchpoint("occurred_at", f"{_moment(ms)} is in the future")
     return ms
+
+
+def _moment(ms: int) -> str:
+    """A time for a message; one past the year 9999 (microseconds sent as milliseconds,
+    say) cannot be a datetime."""
+    try:
+        return from_millis(ms).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return f"{ms} ms after 1970 (milliseconds expected)"
 
 
 def _parse_time_text(text: str) -> int:

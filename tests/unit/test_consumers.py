@@ -46,6 +46,12 @@ def test_the_wire_contract_reads_times_as_milliseconds_and_shares_the_fingerprin
             "occurred_at: 2100-01-01T00:00:00+00:00 is in the future",
         ),
         (message(touchpoint("e-1")) + b"\x00", "undecodable", "1 unexpected bytes after"),
+        (
+            message(touchpoint("e-1"), occurred_at=T0 * 1000),  # microseconds, by mistake
+            "invalid",
+            f"occurred_at: {T0 * 1000} ms after 1970 (milliseconds expected) is in the future",
+        ),
+        (message(touchpoint("e\x001")), "invalid", "event_id: contains a NUL character"),
     ],
 )
 def test_a_bad_message_is_rejected_with_its_reason(
