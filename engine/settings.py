@@ -22,6 +22,7 @@ POSTGRES_KEYS = (
     "POSTGRES_USER",
     "POSTGRES_PASSWORD",
     "POSTGRES_SCHEMA",
+    "POSTGRES_LOCK_TIMEOUT",
 )
 
 
@@ -104,8 +105,9 @@ def _postgres_settings(env: Mapping[str, str]) -> dict[str, str]:
             "POSTGRES_USER": unquote(parts.username or ""),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
         }
-        if env.get("POSTGRES_SCHEMA"):
-            settings["POSTGRES_SCHEMA"] = env["POSTGRES_SCHEMA"]
+        for key in ("POSTGRES_SCHEMA", "POSTGRES_LOCK_TIMEOUT"):
+            if env.get(key):
+                settings[key] = env[key]
         return {key: value for key, value in settings.items() if value}
     if env.get("POSTGRES_DBNAME"):
         return {key: env[key] for key in POSTGRES_KEYS if env.get(key)}

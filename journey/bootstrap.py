@@ -45,6 +45,9 @@ def event_store_env(settings: Settings) -> dict[str, str]:
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             "APPLICATION_RECORDER_TOPIC": "journey.postgres_store:PostgresJourneyRecorder",
+            # Waiting for the events table's lock is given up after this many seconds (the
+            # library waits for ever), so a stuck session elsewhere cannot hang a writer.
+            "POSTGRES_LOCK_TIMEOUT": "60",
             **settings.postgres,
         }
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +103,7 @@ def tables_made_one_at_a_time(settings: Settings) -> Iterator[None]:
     except psycopg.OperationalError as exc:
         raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
     with conn:
+        conn.execute("SET lock_timeout = '60s'")
         conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
         try:
             if schema:
