@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from engine.touchpoints import Touchpoint
@@ -97,11 +97,14 @@ class Pipeline:
             check=False,
         )
 
-    def start_member(self, instance: str, *, batch_size: int = 200) -> Member:
+    def start_member(self, instance: str, *, batch_size: int = 200, workers: int = 1) -> Member:
         log_path = self.workdir / f"{instance}-{len(self.members)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [JOURNEY, "consume", "--batch-size", str(batch_size), "--instance", instance],
+                [
+                    *(JOURNEY, "consume", "--batch-size", str(batch_size)),
+                    *("--instance", instance, "--workers", str(workers)),
+                ],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -152,6 +155,14 @@ class Pipeline:
             self.topic,
         )
         return int(rows[0][0]) if rows else 0
+
+    def log_end(self, topic: str) -> int:
+        """How many records a topic holds, over all its partitions."""
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap)
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = consumer.end_offsets(partitions) if partitions else {}
+        consumer.close()
+        return sum(ends.values())
 
     def read_topic(self, topic: str, count: int) -> list[Any]:
         consumer = KafkaConsumer(

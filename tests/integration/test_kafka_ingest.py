@@ -202,3 +202,21 @@ def test_a_consumer_started_while_postgresql_is_down_waits_for_it(
     wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
     assert member.terminate() == 0
     assert sorted(pipeline.recorded_ids()) == sorted(tp.event_id for tp in produced)
+
+
+@pytest.mark.parametrize("pipeline", [4], indirect=True)
+def test_members_of_one_process_publish_each_dead_letter_once(pipeline: Pipeline) -> None:
+    good = list(demo_touchpoints(40, seed=23))
+    bad = [(f"C-{n}".encode(), f"garbage {n}".encode()) for n in range(12)]
+    total = pipeline.publish([*((tp.customer_id.encode(), encoded(tp)) for tp in good), *bad])
+
+    member = pipeline.start_member("a", batch_size=50, workers=2)
+    wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
+    wait_until(
+        lambda: not pipeline.query("SELECT 1 FROM journey_dead_letters WHERE NOT published"),
+        "every dead letter to be published",
+    )
+    assert member.terminate() == 0
+
+    assert pipeline.log_end(f"{pipeline.topic}.dlq") == len(bad)
+    assert sorted(pipeline.recorded_ids()) == sorted(tp.event_id for tp in good)
