@@ -26,15 +26,14 @@ from itertools import islice
 from pathlib import Path
 
 import psycopg
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import Application
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from engine.journeys import CustomerJourney, stream_id
 from engine.touchpoints import touchpoint_from_record
 from schemas.files import read_records
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest_file import dataset
+from ingest_file import dataset, naive_rate
 
 ROOT = Path(__file__).parents[1]
 JOURNEY = str(Path(sys.executable).with_name("journey"))
@@ -163,15 +162,7 @@ def naive(url: str, path: Path, sample: int) -> float:
         }
     )
     try:
-        started = time.perf_counter()
-        for tp in touchpoints:
-            try:
-                journey: CustomerJourney = app.repository.get(stream_id(tp.customer_id))
-            except AggregateNotFoundError:
-                journey = CustomerJourney(tp.customer_id)
-            journey.record(tp)
-            app.save(journey)
-        return len(touchpoints) / (time.perf_counter() - started)
+        return naive_rate(app, touchpoints)
     finally:
         app.close()
         drop(url, schema)

@@ -9,19 +9,13 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/service.sh
+source "$root/scripts/service.sh"
 recipe="$root/scripts/kafka"
 home="$root/.services/kafka"
 libs="$home/libs"
 data="$home/data"
 default_port=${JOURNEY_KAFKA_PORT:-59092}
-
-port_in_use() {
-    python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $1)) != 0)"
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 port() {
     if [ -f "$home/port" ]; then cat "$home/port"; else echo "$default_port"; fi
@@ -125,10 +119,4 @@ stop() {
     rm -f "$home/pid"
 }
 
-case "${1:-start}" in
-    start) start ;;
-    url) url ;;
-    status) if running; then echo "running at $(url)"; else echo "stopped"; exit 1; fi ;;
-    stop) stop ;;
-    *) echo "usage: $0 start|url|status|stop" >&2; exit 2 ;;
-esac
+serve "$@"

@@ -8,6 +8,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/service.sh
+source "$root/scripts/service.sh"
 home="$root/.services/postgres"
 data="$home/data"
 default_port=${JOURNEY_POSTGRES_PORT:-54329}
@@ -36,10 +38,6 @@ port() {
     if [ -f "$home/port" ]; then cat "$home/port"; else echo "$default_port"; fi
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 running() {
     local bin
     bin=$(find_bin)
@@ -65,7 +63,7 @@ start() {
     fi
     local chosen
     chosen=$(port)
-    if python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', $chosen)) != 0)"; then
+    if port_in_use "$chosen"; then
         chosen=$(free_port)  # somebody else's server has our port
     fi
     echo "$chosen" >"$home/port"
@@ -87,10 +85,4 @@ stop() {
     if running; then as_owner "$(find_bin)/pg_ctl" -D "$data" -m fast -w stop >&2; fi
 }
 
-case "${1:-start}" in
-    start) start ;;
-    url) url ;;
-    status) if running; then echo "running at $(url)"; else echo "stopped"; exit 1; fi ;;
-    stop) stop ;;
-    *) echo "usage: $0 start|url|status|stop" >&2; exit 2 ;;
-esac
+serve "$@"

@@ -147,6 +147,13 @@ class Pipeline:
         )
         return int(rows[0][0]) if rows else 0
 
+    def assert_recorded_once(self, produced: list[Touchpoint]) -> None:
+        """Every produced touchpoint is recorded, none twice, as ledger ids and as events."""
+        ids = self.recorded_ids()
+        assert len(ids) == len(set(ids)) == len(produced)
+        assert set(ids) == {tp.event_id for tp in produced}
+        assert self.touchpoint_events() == len(produced)
+
     def consumed_up_to(self) -> int:
         rows = self.query(
             "SELECT coalesce(sum(next_offset), 0) FROM journey_consumer_offsets "

@@ -105,10 +105,7 @@ def test_every_touchpoint_is_recorded_exactly_once_however_often_the_consumer_is
     wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
     assert last.terminate() == 0
 
-    ids = pipeline.recorded_ids()
-    assert len(ids) == len(set(ids)) == total
-    assert set(ids) == {tp.event_id for tp in produced}
-    assert pipeline.touchpoint_events() == total
+    pipeline.assert_recorded_once(produced)
     # The last run started where the database said: it met nothing already recorded.
     assert "0 already recorded, 0 dead letters" in last.log()
 
@@ -128,10 +125,7 @@ def test_partitions_move_between_members_without_loss_or_duplication(
     wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
     assert second.terminate() == 0
 
-    ids = pipeline.recorded_ids()
-    assert len(ids) == total
-    assert set(ids) == {tp.event_id for tp in produced}
-    assert pipeline.touchpoint_events() == total
+    pipeline.assert_recorded_once(produced)
 
 
 @pytest.mark.parametrize("pipeline", [3], indirect=True)
@@ -151,10 +145,7 @@ def test_a_postgresql_outage_is_waited_out_with_nothing_lost_or_doubled(
     wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
     assert member.terminate() == 0
 
-    ids = pipeline.recorded_ids()
-    assert len(ids) == total
-    assert set(ids) == {tp.event_id for tp in produced}
-    assert pipeline.touchpoint_events() == total
+    pipeline.assert_recorded_once(produced)
 
 
 @pytest.mark.parametrize("pipeline", [3], indirect=True)
@@ -180,10 +171,7 @@ def test_a_kafka_outage_is_waited_out_with_nothing_lost_or_doubled(
     wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
     assert member.terminate() == 0
 
-    ids = pipeline.recorded_ids()
-    assert len(ids) == total
-    assert set(ids) == {tp.event_id for tp in produced}
-    assert pipeline.touchpoint_events() == total
+    pipeline.assert_recorded_once(produced)
 
 
 def test_a_consumer_started_while_postgresql_is_down_waits_for_it(
