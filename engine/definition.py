@@ -1,4 +1,5 @@
-"""The journey definition: stages and how touchpoints enter them, read from a TOML file."""
+"""The journey definition, read from a TOML file: stages and how touchpoints enter them, the
+frictions to detect and the moments of truth to mark."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -22,18 +23,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class EntryRule(_Model):
-    """A touchpoint that matches `types`, `channels`, `outcomes` and `attributes` counts towards
-    the rule; once `min_count` have happened the rule moves the customer into its stage.
-    A rule moves customers forward only, unless `from` names the stages it may move them
-    back from (a regression)."""
+class Match(_Model):
+    """Which touchpoints something applies to: one of `types` ("*" for any), and if given one of
+    `channels`, one of `outcomes`, and every one of `attributes`."""
 
     types: tuple[str, ...] = Field(min_length=1)
     channels: tuple[str, ...] | None = None
     outcomes: tuple[str, ...] | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
-    min_count: int = Field(default=1, ge=1)
-    from_stages: tuple[str, ...] | None = Field(default=None, alias="from")
 
     @model_validator(mode="after")
     def _known_values(self) -> Self:
@@ -44,6 +41,15 @@ class EntryRule(_Model):
             if outcome not in OUTCOMES:
                 raise ValueError(f"outcomes: unknown outcome {outcome!r}")
         return self
+
+
+class EntryRule(Match):
+    """A touchpoint that matches counts towards the rule; once `min_count` have happened the
+    rule moves the customer into its stage. A rule moves customers forward only, unless `from`
+    names the stages it may move them back from (a regression)."""
+
+    min_count: int = Field(default=1, ge=1)
+    from_stages: tuple[str, ...] | None = Field(default=None, alias="from")
 
 
 class Stage(_Model):
@@ -64,6 +70,110 @@ class Dormancy(_Model):
     from_stages: tuple[str, ...] = Field(alias="from", min_length=1)
 
 
+class _Friction(_Model):
+    id: str = Field(pattern=_ID_PATTERN)
+    label: str
+    description: str = ""
+    # How bad it is, 1 to 5: open frictions are listed worst first.
+    severity: int = Field(default=2, ge=1, le=5)
+
+
+class NoFollowUp(_Friction):
+    """A touchpoint matching `after` with none matching `expect` within `within_hours` (by
+    event time). The friction opens when the window closes and resolves at the late reply.
+    With `stages`, only touchpoints while the customer is in one of them open a window."""
+
+    detector: Literal["no_follow_up"]
+    after: tuple[Match, ...] = Field(min_length=1)
+    expect: tuple[Match, ...] = Field(min_length=1)
+    within_hours: float = Field(gt=0)
+    stages: tuple[str, ...] | None = None
+
+
+class ChannelJump(_Friction):
+    """A touchpoint matching `then` within `within_minutes` after a failed step matching
+    `failed`: the customer gave up on one channel and tried another. Resolves at the next
+    touchpoint matching `resolved_by`."""
+
+    detector: Literal["channel_jump"]
+    failed: tuple[Match, ...] = Field(min_length=1)
+    then: tuple[Match, ...] = Field(min_length=1)
+    within_minutes: float = Field(gt=0)
+    resolved_by: tuple[Match, ...] = Field(min_length=1)
+
+
+class Stall(_Friction):
+    """A customer in a stage for longer than the stage's `budget_days`. Resolves when they
+    leave the stage."""
+
+    detector: Literal["stall"]
+
+
+class Loop(_Friction):
+    """The same step (a touchpoint matching `steps`, told apart by its type and the values of
+    `step_attributes`) `repeats` times in one stage. Resolves when the customer moves on."""
+
+    detector: Literal["loop"]
+    steps: tuple[Match, ...] = Field(min_length=1)
+    step_attributes: tuple[str, ...] = ()
+    repeats: int = Field(ge=2)
+
+
+class Regression(_Friction):
+    """A move back to an earlier stage of the ladder (dormancy is not one). Resolves when the
+    customer is back where they fell from."""
+
+    detector: Literal["regression"]
+
+
+class HandOff(_Friction):
+    """A contact (a touchpoint matching `contacts` with a rep) by someone other than the
+    customer's rep, who is the rep of their first such contact. Resolves at the next contact
+    by the customer's own rep."""
+
+    detector: Literal["hand_off"]
+    contacts: tuple[Match, ...] = Field(min_length=1)
+
+
+class Negative(_Friction):
+    """A touchpoint matching `when` (a complaint, a bounce, a negative outcome). Further ones
+    join the open friction; it resolves at a touchpoint matching `resolved_by`."""
+
+    detector: Literal["negative"]
+    when: tuple[Match, ...] = Field(min_length=1)
+    resolved_by: tuple[Match, ...] = Field(min_length=1)
+
+
+class ReferralMismatch(_Friction):
+    """A referral whose `referral_attribute` (the referrer's location, say) differs from the
+    `offer_attribute` of a later touchpoint matching `offer`: the referral was not used."""
+
+    detector: Literal["referral_mismatch"]
+    referral: tuple[Match, ...] = Field(min_length=1)
+    referral_attribute: str
+    offer: tuple[Match, ...] = Field(min_length=1)
+    offer_attribute: str
+
+
+FrictionRule = Annotated[
+    NoFollowUp | ChannelJump | Stall | Loop | Regression | HandOff | Negative | ReferralMismatch,
+    Field(discriminator="detector"),
+]
+
+
+class MomentOfTruth(_Model):
+    """A touchpoint matching `when` (only the customer's first one if `first_only`) is a moment
+    of truth; its outcome says how it went. With `resolved_by`, the first later touchpoint
+    matching it records how the moment was resolved (a complaint answered, say)."""
+
+    id: str = Field(pattern=_ID_PATTERN)
+    label: str
+    description: str = ""
+    when: tuple[Match, ...] = Field(min_length=1)
+    first_only: bool = True
+    resolved_by: tuple[Match, ...] = ()
+
+
 class JourneyInfo(_Model):
     name: str
     description: str = ""
@@ -73,6 +183,8 @@ class JourneyDefinition(_Model):
     journey: JourneyInfo
     stages: tuple[Stage, ...] = Field(min_length=1)
     dormancy: Dormancy | None = None
+    frictions: tuple[FrictionRule, ...] = ()
+    moments: tuple[MomentOfTruth, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -93,7 +205,23 @@ class JourneyDefinition(_Model):
             for source in self.dormancy.from_stages:
                 if source not in ids:
                     raise ValueError(f"dormancy.from: unknown stage {source!r}")
+        for index, friction in enumerate(self.frictions):
+            for stage_id in getattr(friction, "stages", None) or ():
+                if stage_id not in ids:
+                    raise ValueError(f"frictions[{index}].stages: unknown stage {stage_id!r}")
+        for kind, items in (("frictions", self.frictions), ("moments", self.moments)):
+            seen: set[str] = set()
+            for index, item in enumerate(items):
+                if item.id in seen:
+                    raise ValueError(f"{kind}[{index}].id: {item.id!r} is declared twice")
+                seen.add(item.id)
         return self
+
+    def friction(self, friction_id: str) -> FrictionRule | None:
+        return next((f for f in self.frictions if f.id == friction_id), None)
+
+    def moment(self, moment_id: str) -> MomentOfTruth | None:
+        return next((m for m in self.moments if m.id == moment_id), None)
 
     @cached_property
     def stage_ids(self) -> tuple[str, ...]:

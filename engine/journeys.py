@@ -11,6 +11,7 @@ from eventsourcing.domain import Aggregate
 from engine.touchpoints import Touchpoint
 
 _STREAM_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journey-engine:customer")
+CLOCK_ID = uuid5(NAMESPACE_URL, "urn:journey-engine:clock")
 
 
 def stream_id(customer_id: str) -> UUID:
@@ -91,3 +92,25 @@ def touchpoint_fields(touchpoint: Touchpoint, timestamp: datetime | None = None)
     if timestamp is not None:
         fields["timestamp"] = timestamp
     return fields
+
+
+class JourneyClock(Aggregate):
+    """The engine's own clock, as events in the log. Projections never read the wall clock:
+    a window such as "no follow-up within 48 hours" closes for a silent customer when a tick
+    passes it, live and on replay alike."""
+
+    class Started(Aggregate.Created):
+        pass
+
+    class Ticked(Aggregate.Event):
+        at: int  # milliseconds since the epoch, UTC
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.at = self.at
+
+    @staticmethod
+    def create_id() -> UUID:
+        return CLOCK_ID
+
+    def __init__(self) -> None:
+        self.at: int | None = None

@@ -36,7 +36,7 @@ class TouchpointLedger(ABC):
 
     @abstractmethod
     def select_states(
-        self, after: int, limit: int, topic: str, stop: int | None = None
+        self, after: int, limit: int, topics: Sequence[str], stop: int | None = None
     ) -> list[tuple[int, bytes]]:
-        """Positions and stored states of the events of one topic after a position, in log
+        """Positions and stored states of the events of some topics after a position, in log
         order: a lean `select_notifications` for replaying the log by the million."""

@@ -13,7 +13,7 @@ from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Trans
 from eventsourcing.utils import get_topic
 
 from engine.errors import ConfigurationError, UnknownCustomer
-from engine.journeys import CustomerJourney, stream_id
+from engine.journeys import CLOCK_ID, CustomerJourney, JourneyClock, stream_id
 from engine.ledger import BatchWrite, TouchpointLedger
 from engine.touchpoints import Touchpoint
 from engine.transcoding import OrjsonTranscoder
@@ -135,6 +135,46 @@ class Journeys(Application[UUID]):
         for customer_id, sid in unknown.items():
             self._streams[customer_id] = self._ledger.stream_key(sid)
             self._versions[customer_id] = found.get(sid, 0)
+
+    def tick(self, at: int) -> bool:
+        """Appends a clock event: the engine's time has reached `at` (milliseconds, UTC).
+        Nothing is appended unless it moves the clock forward; returns whether it did."""
+        for attempt in (1, 2):
+            version, last = self.clock_time()
+            if last is not None and at <= last:
+                return False
+            now = self._clock()
+            events: list[Any] = []
+            if version == 0:
+                events.append(
+                    JourneyClock.Started(
+                        originator_topic=get_topic(JourneyClock),
+                        originator_id=CLOCK_ID,
+                        originator_version=1,
+                        timestamp=now,
+                    )
+                )
+                version = 1
+            ticked: Any = JourneyClock.Ticked  # its fields come from the class body
+            events.append(
+                ticked(originator_id=CLOCK_ID, originator_version=version + 1, timestamp=now, at=at)
+            )
+            try:
+                self.recorder.insert_events([self.mapper.to_stored_event(e) for e in events])
+            except IntegrityError:
+                if attempt == 2:
+                    raise  # another clock ticked at the same moment, twice
+                continue
+            return True
+        raise AssertionError("unreachable")
+
+    def clock_time(self) -> tuple[int, int | None]:
+        """The clock stream's last version (0: no tick yet) and the time of its last tick."""
+        stored = self.recorder.select_events(CLOCK_ID, desc=True, limit=1)
+        if not stored:
+            return 0, None
+        event = self.mapper.to_domain_event(stored[0])
+        return stored[0].originator_version, getattr(event, "at", None)
 
     def journey(self, customer_id: str) -> CustomerJourney:
         """A customer's journey stream, rebuilt from the store."""

@@ -67,15 +67,16 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
         return list(range(last - len(stored_events) + 1, last + 1))
 
     def select_states(
-        self, after: int, limit: int, topic: str, stop: int | None = None
+        self, after: int, limit: int, topics: Sequence[str], stop: int | None = None
     ) -> list[tuple[int, bytes]]:
         with self.datastore.transaction(commit=False) as c:
             cursor = c.sqlite_cursor
             cursor.row_factory = None  # plain tuples: no Row object per event
             cursor.execute(
                 f"SELECT rowid, state FROM {self.events_table_name} "
-                "WHERE rowid > ? AND rowid <= ? AND topic = ? ORDER BY rowid LIMIT ?",
-                (after, stop if stop is not None else 2**63 - 1, topic, limit),
+                f"WHERE rowid > ? AND rowid <= ? AND topic IN ({','.join('?' * len(topics))}) "
+                "ORDER BY rowid LIMIT ?",
+                (after, stop if stop is not None else 2**63 - 1, *topics, limit),
             )
             rows: list[tuple[int, bytes]] = cursor.fetchall()
             return rows

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +31,14 @@ from rich.progress import (
 
 from engine.errors import JourneyError, UnknownCustomer
 from engine.settings import Settings
-from engine.touchpoints import Touchpoint
+from engine.touchpoints import Touchpoint, from_millis, millis
 from journey import render
 from journey.bootstrap import Engine, build_engine, event_store_env
-from journey.demo import STORIES, demo_customers, demo_touchpoints
+from journey.demo import STORIES, demo_customers, demo_touchpoints, recent_start
 from journey.ingest import IngestSummary, check_files, ingest_files
 from journey.streaming import consume, dead_letters, produce, status
 from projections.timeline import timeline as project_timeline
+from projections.views import FRICTION_GROUPS
 from schemas.codec import contract
 from schemas.files import file_format, touchpoint_avro, write_csv, write_jsonl
 
@@ -167,13 +171,16 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
     if fresh and settings.store == "sqlite" and settings.data_dir.exists():
         shutil.rmtree(settings.data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    dataset = settings.data_dir / f"demo-{customers}-{seed}.jsonl"
+    now = _now_ms()
+    start = recent_start(now)
+    dataset = settings.data_dir / f"demo-{customers}-{seed}-{from_millis(start).date()}.jsonl"
     with dataset.open("w", encoding="utf-8") as handle:
-        count = write_jsonl(handle, demo_touchpoints(customers, seed))
+        count = write_jsonl(handle, demo_touchpoints(customers, seed, start, until=now))
     say(f"Generated {count} touchpoints for {customers} customers in {dataset}")
     with engine_for(ctx) as engine:
         summary = _ingest(engine, [dataset], engine.settings.batch_size, total=count)
         _print_summary(summary)
+        engine.journeys.tick(now)
         _catch_up(engine)
         out.print(
             render.funnel_table(engine.definition, engine.view.funnel(engine.definition.ladder))
@@ -245,6 +252,160 @@ def funnel(ctx: click.Context, as_json: bool) -> None:
             click.echo(json.dumps(render.funnel_json(engine.definition, counts), indent=2))
         else:
             out.print(render.funnel_table(engine.definition, counts))
+
+
+class _Time(click.ParamType[int]):
+    """A moment: ISO-8601 (UTC unless it names a zone) or milliseconds since the epoch."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{text!r} is neither ISO-8601 nor milliseconds since the epoch", param, ctx)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return millis(moment)
+
+
+TIME = _Time()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@cli.command()
+@click.option("--at", type=TIME, help="The time the clock reaches [now].")
+@click.pass_context
+def tick(ctx: click.Context, at: int | None) -> None:
+    """Move the engine's clock to now (or --at): windows such as "no follow-up within 48
+    hours" close for customers who have gone silent.
+
+    The clock is an event in the log, so a replay closes the same windows at the same
+    place. Servers run `journey clock` instead."""
+    now = _now_ms()
+    at = now if at is None else at
+    if at > now + 60_000:
+        raise click.BadParameter(f"{render.iso(at)} is in the future", param_hint="'--at'")
+    with engine_for(ctx) as engine:
+        moved = engine.journeys.tick(at)
+        _catch_up(engine)
+    if moved:
+        say(f"Clock moved to {render.iso(at)}")
+    else:
+        say(f"Clock already at or past {render.iso(at)}; nothing to do")
+
+
+@cli.command()
+@click.option(
+    "--every",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds between ticks.",
+)
+@click.pass_context
+def clock(ctx: click.Context, every: float) -> None:
+    """Tick the engine's clock every so often, until stopped (SIGTERM or Ctrl-C)."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with engine_for(ctx) as engine:
+        say(f"Ticking every {every:g} s")
+        while not stop.is_set():
+            engine.journeys.tick(_now_ms())
+            stop.wait(every)
+    say("Clock stopped")
+
+
+@cli.command()
+@click.option("--rep", help="Only the frictions of this rep's customers (or involving them).")
+@click.option("--type", "kind", help="Only frictions of this kind (a friction id).")
+@click.option("--all", "everything", is_flag=True, help="Resolved frictions too.")
+@click.option(
+    "--by",
+    type=click.Choice(FRICTION_GROUPS),
+    help="Count frictions per kind, stage, channel or owner instead of listing them.",
+)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def friction(
+    ctx: click.Context,
+    *,
+    rep: str | None,
+    kind: str | None,
+    everything: bool,
+    by: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Open frictions, worst first: where journeys hurt and whose customers they are."""
+    with engine_for(ctx) as engine:
+        definition = engine.definition
+        if kind is not None and definition.friction(kind) is None:
+            known = ", ".join(f.id for f in definition.frictions)
+            raise click.BadParameter(f"unknown friction {kind!r} (one of {known})")
+        _catch_up(engine)
+        if by is not None:
+            counts = engine.view.friction_counts(by, open_only=not everything)
+            if as_json:
+                click.echo(json.dumps([{by: key, "frictions": n} for key, n in counts], indent=2))
+            else:
+                what = "Open frictions" if not everything else "Frictions"
+                out.print(render.counts_table(f"{what} by {by}", by, counts))
+            return
+        rows = engine.view.frictions(open_only=not everything, owner=rep, kind=kind, limit=limit)
+        if as_json:
+            listed = [render.friction_json(definition, row) for row in rows]
+            click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
+        elif rows:
+            out.print(render.frictions_table(definition, rows, engine.view.clock()))
+        else:
+            say("No open frictions" if not everything else "No frictions")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_context
+def moments(ctx: click.Context, as_json: bool) -> None:
+    """Moments of truth and how they went, per channel; and how consistent the experience is
+    across channels and reps."""
+    with engine_for(ctx) as engine:
+        _catch_up(engine)
+        view = engine.view
+        by_moment = view.moment_outcomes()
+        channels, reps = view.consistency("channel"), view.consistency("rep")
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "moments": [
+                        {"moment": m, "channel": c, "outcome": o, "count": n}
+                        for m, c, o, n in by_moment
+                    ],
+                    "channels": [render.outcome_json("channel", row) for row in channels],
+                    "reps": [render.outcome_json("rep", row) for row in reps],
+                },
+                indent=2,
+            )
+        )
+        return
+    tally: dict[tuple[str, str], list[int]] = {}
+    for moment, channel, outcome, count in by_moment:
+        counts = tally.setdefault((moment, channel), [0, 0, 0])
+        counts[{"positive": 0, "neutral": 1}.get(outcome or "", 2 if outcome else 1)] += count
+    rows = [(f"{m} · {c}", *counts) for (m, c), counts in sorted(tally.items())]
+    out.print(render.outcomes_table("Moments of truth by channel", "moment · channel", rows))
+    out.print(render.outcomes_table("Every outcome, by channel", "channel", channels))
+    out.print(render.outcomes_table("Moments of truth, by rep", "rep", reps))
 
 
 @cli.command()

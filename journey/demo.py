@@ -217,19 +217,30 @@ def demo_customers(customers: int, seed: int) -> list[DemoCustomer]:
     ]
 
 
-def demo_touchpoints(customers: int = 1_000, seed: int = 7) -> Iterator[Touchpoint]:
-    """About 20 touchpoints per customer, in arrival order."""
+def demo_touchpoints(
+    customers: int = 1_000, seed: int = 7, start: int = START, until: int | None = None
+) -> Iterator[Touchpoint]:
+    """About 20 touchpoints per customer, in arrival order. Journeys begin within SPAN_DAYS
+    of `start`; with `until`, what would happen or arrive after it has not happened yet."""
     stories = {name: build for name, build, _ in STORIES}
     arrivals: list[tuple[int, str, Touchpoint]] = []
     for customer in demo_customers(customers, seed):
         rng = random.Random(f"{seed}:{customer.customer_id}")
         journey = _Journey(
-            customer.customer_id, rng.choice(REPS), rng, START + rng.randrange(SPAN_DAYS * DAY)
+            customer.customer_id, rng.choice(REPS), rng, start + rng.randrange(SPAN_DAYS * DAY)
         )
         journey.browse(rng.randint(4, 14), hours=96)
         stories[customer.story](journey)
         journey.newsletter(rng.randint(0, 4))
         arrivals.extend((arrived, tp.event_id, tp) for arrived, tp in journey.items)
     arrivals.sort(key=lambda item: (item[0], item[1]))
-    for _, _, tp in arrivals:
+    for arrived, _, tp in arrivals:
+        if until is not None and arrived > until:
+            return
         yield tp
+
+
+def recent_start(now: int) -> int:
+    """A start for journeys that are under way at `now`: the first began about ten months
+    earlier, the last two months earlier (midnight UTC, so one day's demo data stays put)."""
+    return now - now % DAY - (SPAN_DAYS + 60) * DAY

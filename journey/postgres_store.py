@@ -49,7 +49,7 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         ).format(schema, events)
         self._select_states = SQL(
             "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s "
-            "AND notification_id <= %s AND topic = %s ORDER BY notification_id LIMIT %s"
+            "AND notification_id <= %s AND topic = ANY(%s) ORDER BY notification_id LIMIT %s"
         ).format(schema, events)
 
     def insert_events(
@@ -129,10 +129,11 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
             return {row["originator_id"]: row["version"] for row in curs.fetchall()}
 
     def select_states(
-        self, after: int, limit: int, topic: str, stop: int | None = None
+        self, after: int, limit: int, topics: Sequence[str], stop: int | None = None
     ) -> list[tuple[int, bytes]]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
-                self._select_states, (after, stop if stop is not None else 2**62, topic, limit)
+                self._select_states,
+                (after, stop if stop is not None else 2**62, list(topics), limit),
             )
             return [(row["notification_id"], bytes(row["state"])) for row in curs.fetchall()]

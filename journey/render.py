@@ -11,9 +11,10 @@ from rich.text import Text
 
 from engine.definition import JourneyDefinition
 from engine.touchpoints import from_millis
+from projections.detectors import Friction, Moment
 from projections.position import Position
 from projections.timeline import TimelineEntry, reported_late
-from projections.views import StageCount
+from projections.views import FrictionRow, StageCount
 
 OUTCOME_STYLES = {"positive": "green", "negative": "red", "neutral": "yellow"}
 
@@ -71,6 +72,14 @@ def customer_json(
             }
             for entry, nxt in zip(history, [*history[1:], None], strict=True)
         ],
+        "rep": position.rep,
+        "frictions": [friction_json(definition, f, position.rep) for f in position.frictions],
+        "moments_of_truth": [moment_json(definition, m) for m in position.moments],
+        "channel_outcomes": {
+            channel: dict(zip(("positive", "neutral", "negative"), tally, strict=True))
+            for channel, tally in sorted(position.outcomes.items())
+        },
+        "inconsistent_channels": position.inconsistent_channels,
         "timeline": [
             {
                 "occurred_at": iso(t.occurred_at),
@@ -85,6 +94,48 @@ def customer_json(
             }
             for t in timeline
         ],
+    }
+
+
+def friction_label(definition: JourneyDefinition, kind: str) -> str:
+    rule = definition.friction(kind)
+    return rule.label if rule else kind
+
+
+def friction_json(
+    definition: JourneyDefinition, friction: Friction | FrictionRow, owner: str | None = None
+) -> dict[str, Any]:
+    rule = definition.friction(friction.kind)
+    return {
+        "id": friction.id,
+        "kind": friction.kind,
+        "label": rule.label if rule else friction.kind,
+        "severity": rule.severity if rule else None,
+        "open": friction.resolved_at is None,
+        "opened_at": iso(friction.opened_at),
+        "resolved_at": iso(friction.resolved_at),
+        "stage": friction.stage,
+        "channel": friction.channel,
+        "rep_id": friction.rep_id,
+        "owner": getattr(friction, "owner", owner),
+        "events": list(friction.events),
+        **({"customer_id": friction.customer_id} if isinstance(friction, FrictionRow) else {}),
+    }
+
+
+def moment_json(definition: JourneyDefinition, moment: Moment) -> dict[str, Any]:
+    rule = definition.moment(moment.kind)
+    return {
+        "kind": moment.kind,
+        "label": rule.label if rule else moment.kind,
+        "at": iso(moment.at),
+        "event_id": moment.event_id,
+        "channel": moment.channel,
+        "rep_id": moment.rep_id,
+        "outcome": moment.outcome,
+        "resolved_at": iso(moment.resolved_at),
+        "resolved_by": moment.resolved_by,
+        "resolution": moment.resolution,
     }
 
 
@@ -144,7 +195,105 @@ def customer_view(
             t.rep_id or "",
             details,
         )
-    return Group(headline, ladder, Text(), stages, Text(), events)
+    parts: list[Any] = [headline, ladder, Text(), stages, Text()]
+    if position.frictions:
+        parts += [_frictions_table(definition, position), Text()]
+    if position.moments:
+        parts += [_moments_table(definition, position), Text()]
+    if position.inconsistent_channels:
+        leaning = ", ".join(
+            f"{channel} {tally[0]}+ {tally[2]}-"
+            for channel, tally in sorted(position.outcomes.items())
+        )
+        parts += [Text(f"Inconsistent across channels: {leaning}", style="yellow"), Text()]
+    return Group(*parts, events)
+
+
+def _frictions_table(definition: JourneyDefinition, position: Position) -> Table:
+    table = Table(title="Frictions", title_justify="left", box=None, padding=(0, 2))
+    for column in ("opened", "friction", "status", "stage", "rep", "because of"):
+        table.add_column(column, no_wrap=column != "because of", overflow="fold")
+    for f in sorted(position.frictions, key=lambda f: (f.resolved_at is not None, f.opened_at)):
+        status = (
+            Text("open", style="bold red")
+            if f.resolved_at is None
+            else Text(f"resolved {when(f.resolved_at)}", style="green")
+        )
+        table.add_row(
+            when(f.opened_at),
+            friction_label(definition, f.kind),
+            status,
+            label(definition, f.stage) if f.stage else "",
+            f.rep_id or "",
+            " ".join(f.events),
+        )
+    return table
+
+
+def _moments_table(definition: JourneyDefinition, position: Position) -> Table:
+    table = Table(title="Moments of truth", title_justify="left", box=None, padding=(0, 2))
+    for column in ("when", "moment", "outcome", "channel", "rep", "touchpoint", "resolved"):
+        table.add_column(column, no_wrap=True)
+    for m in position.moments:
+        rule = definition.moment(m.kind)
+        resolved = f"{when(m.resolved_at)} ({m.resolution or '-'})" if m.resolved_at else ""
+        table.add_row(
+            when(m.at),
+            rule.label if rule else m.kind,
+            Text(m.outcome or "unknown", style=OUTCOME_STYLES.get(m.outcome or "", "dim")),
+            m.channel,
+            m.rep_id or "",
+            m.event_id,
+            resolved,
+        )
+    return table
+
+
+def frictions_table(
+    definition: JourneyDefinition, rows: Sequence[FrictionRow], clock: int | None
+) -> Table:
+    table = Table(title="Open frictions, worst first", title_justify="left")
+    for column in ("severity", "customer", "friction", "open for", "stage", "owner", "because of"):
+        table.add_column(column, no_wrap=column != "because of", overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row.severity),
+            row.customer_id,
+            friction_label(definition, row.kind),
+            duration((clock or row.opened_at) - row.opened_at),
+            label(definition, row.stage) if row.stage else "",
+            row.owner or "",
+            " ".join(row.events),
+        )
+    return table
+
+
+def counts_table(title: str, heading: str, counts: Sequence[tuple[str | None, int]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(heading)
+    table.add_column("frictions", justify="right")
+    for key, count in counts:
+        table.add_row(key or "-", str(count))
+    return table
+
+
+def outcomes_table(title: str, heading: str, rows: Sequence[tuple[Any, ...]]) -> Table:
+    """Positive, neutral and negative counts per key, with the positive and negative shares."""
+    table = Table(title=title, title_justify="left")
+    table.add_column(heading)
+    for column in ("positive", "neutral", "negative", "positive %", "negative %"):
+        table.add_column(column, justify="right")
+    for key, positive, neutral, negative in rows:
+        total = positive + neutral + negative
+        table.add_row(
+            key or "-",
+            str(positive),
+            str(neutral),
+            str(negative),
+            _share(positive, total),
+            _share(negative, total),
+        )
+    return table
 
 
 def _reached(position: Position, stage: str) -> bool:
@@ -194,3 +343,8 @@ def _share(part: int, whole: int | None) -> str:
 
 def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def outcome_json(key: str, row: Sequence[Any]) -> dict[str, Any]:
+    name, positive, neutral, negative = row
+    return {key: name, "positive": positive, "neutral": neutral, "negative": negative}

@@ -3,7 +3,7 @@ straight to plain data, without building an event object per row."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import orjson
 from eventsourcing.application import Application
@@ -11,10 +11,18 @@ from eventsourcing.persistence import JSONTranscoder
 from eventsourcing.utils import get_topic
 
 from engine.errors import ConfigurationError
-from engine.journeys import CustomerJourney, TouchpointState, stream_id
+from engine.journeys import CustomerJourney, JourneyClock, TouchpointState, stream_id
 from engine.ledger import TouchpointLedger
 
 TOUCHPOINT_TOPIC = get_topic(CustomerJourney.TouchpointRecorded)
+TICK_TOPIC = get_topic(JourneyClock.Ticked)
+_FOLDED_TOPICS = (TOUCHPOINT_TOPIC, TICK_TOPIC)
+
+
+class Tick(TypedDict):
+    """The stored state of a clock event, as replays read it."""
+
+    at: int
 
 
 class JourneyLog:
@@ -38,18 +46,19 @@ class JourneyLog:
         """The position of the last event recorded so far."""
         return self._max() or 0
 
-    def touchpoints(
+    def entries(
         self, after: int, limit: int, stop: int | None = None
-    ) -> list[tuple[int, TouchpointState]]:
-        """Up to `limit` recorded touchpoints after a position, with their positions."""
-        rows = self._recorder.select_states(after, limit, TOUCHPOINT_TOPIC, stop)
+    ) -> list[tuple[int, TouchpointState | Tick]]:
+        """Up to `limit` recorded touchpoints and clock events after a position, with their
+        positions. A touchpoint has an `event_id`; a clock event has not."""
+        rows = self._recorder.select_states(after, limit, _FOLDED_TOPICS, stop)
         decode = self._decode
         if self._cipher or self._compressor:
             opened = self._open
             decoded = [(position, decode(opened(state))) for position, state in rows]
         else:
             decoded = [(position, decode(state)) for position, state in rows]
-        return cast(list[tuple[int, TouchpointState]], decoded)
+        return cast(list[tuple[int, TouchpointState | Tick]], decoded)
 
     def stream(self, customer_id: str) -> list[TouchpointState]:
         """A customer's recorded touchpoints, in the order they arrived."""

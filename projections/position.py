@@ -11,10 +11,39 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from engine.definition import ANY_TYPE, JourneyDefinition
-from engine.journeys import TouchpointState
+from engine.definition import (
+    ANY_TYPE,
+    ChannelJump,
+    HandOff,
+    JourneyDefinition,
+    Loop,
+    Match,
+    Negative,
+    NoFollowUp,
+    ReferralMismatch,
+    Regression,
+    Stall,
+)
+from engine.journeys import TouchpointState, touchpoint_fields
+from engine.touchpoints import Touchpoint
+from projections.detectors import (
+    Detector,
+    FollowUpDetector,
+    Friction,
+    HandOffDetector,
+    JumpDetector,
+    LoopDetector,
+    Moment,
+    MomentDetector,
+    NegativeDetector,
+    ReferralDetector,
+    Window,
+    add_friction,
+    expire,
+    resolve_all,
+)
 
 DAY_MS = 86_400_000
 _DORMANT_RANK = -1
@@ -28,11 +57,17 @@ class StageEntry(NamedTuple):
 
 
 class Mark(NamedTuple):
-    """What the fold keeps of a touchpoint: when, which, and the entry rules it matched."""
+    """What the fold keeps of a touchpoint: when, which, the definition's patterns it matches
+    (entry rules first), and the few fields the detectors read."""
 
     occurred_at: int
     event_id: str
     rules: tuple[int, ...]
+    type: str = ""
+    channel: str = ""
+    outcome: str | None = None
+    rep_id: str | None = None
+    values: tuple[str | None, ...] = ()  # the attributes the detectors name, in machine order
 
 
 @dataclass(slots=True)
@@ -46,6 +81,25 @@ class Position:
     touchpoints: int = 0
     history: list[StageEntry] = field(default_factory=list)
     counts: dict[int, int] = field(default_factory=dict)
+    # The customer's rep: the rep of their first contact with one.
+    rep: str | None = None
+    frictions: list[Friction] = field(default_factory=list)
+    moments: list[Moment] = field(default_factory=list)
+    # What the detectors remember between touchpoints.
+    windows: list[Window] = field(default_factory=list)
+    failures: dict[str, tuple[int, str]] = field(default_factory=dict)
+    steps: dict[str, list[Any]] = field(default_factory=dict)
+    referrals: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Touchpoints with an outcome, per channel: [positive, neutral, negative].
+    outcomes: dict[str, list[int]] = field(default_factory=dict)
+    # When time alone next changes something (a window closes, a stall, dormancy); None: never.
+    due: int | None = None
+    # The latest clock event that changed this position: a touchpoint that happened before
+    # it must be replayed with the others, like one that arrived late. Only decides how the
+    # fold gets to its result, never the result itself.
+    horizon: int | None = field(default=None, compare=False)
+    # Not stored: whether frictions or moments changed since the view last wrote them.
+    details_changed: bool = field(default=False, compare=False)
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-ready form; `from_state` reads it back."""
@@ -56,6 +110,16 @@ class Position:
             "n": self.touchpoints,
             "h": [tuple(entry) for entry in self.history],
             "c": list(self.counts.items()),
+            "r": self.rep,
+            "x": [tuple(friction) for friction in self.frictions],
+            "m": [tuple(moment) for moment in self.moments],
+            "w": [tuple(window) for window in self.windows],
+            "j": self.failures,
+            "s": self.steps,
+            "e": self.referrals,
+            "o": self.outcomes,
+            "d": self.due,
+            "z": self.horizon,
         }
 
     @classmethod
@@ -71,7 +135,32 @@ class Position:
             touchpoints=state["n"],
             history=history,
             counts={rule: count for rule, count in state["c"]},
+            rep=state["r"],
+            frictions=[_friction(f) for f in state["x"]],
+            moments=[Moment(*m) for m in state["m"]],
+            windows=[Window(*w) for w in state["w"]],
+            failures={kind: (at, event) for kind, (at, event) in state["j"].items()},
+            steps=state["s"],
+            referrals={kind: (value, event) for kind, (value, event) in state["e"].items()},
+            outcomes=state["o"],
+            due=state["d"],
+            horizon=state["z"],
         )
+
+    @property
+    def open_frictions(self) -> list[Friction]:
+        return [f for f in self.frictions if f.resolved_at is None]
+
+    @property
+    def inconsistent_channels(self) -> bool:
+        """Mostly positive on one channel and mostly negative on another."""
+        leaning = {(o[0] > o[2]) - (o[2] > o[0]) for o in self.outcomes.values()}
+        return {1, -1} <= leaning
+
+
+def _friction(stored: Sequence[Any]) -> Friction:
+    fid, kind, opened, resolved, events, stage, channel, rep = stored
+    return Friction(fid, kind, opened, resolved, tuple(events), stage, channel, rep)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +168,38 @@ class _Rule:
     index: int
     stage: str
     rank: int
-    types: frozenset[str] | None
-    channels: frozenset[str] | None
-    outcomes: frozenset[str | None] | None
-    attributes: tuple[tuple[str, str], ...]
     min_count: int
     from_stages: frozenset[str] | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    types: frozenset[str] | None
+    channels: frozenset[str] | None
+    outcomes: frozenset[str | None] | None
+    attributes: tuple[tuple[str, str], ...]
+
+    def matches(self, channel: str, outcome: str | None, attributes: Mapping[str, str]) -> bool:
+        """Whether a touchpoint of one of `types` matches the rest."""
+        return (
+            (self.channels is None or channel in self.channels)
+            and (self.outcomes is None or outcome in self.outcomes)
+            and all(attributes.get(key) == value for key, value in self.attributes)
+        )
+
+    @classmethod
+    def of(cls, match: Match) -> _Pattern:
+        return cls(
+            types=None if ANY_TYPE in match.types else frozenset(match.types),
+            channels=frozenset(match.channels) if match.channels else None,
+            outcomes=frozenset(match.outcomes) if match.outcomes else None,
+            attributes=tuple(sorted(match.attributes.items())),
+        )
+
+
 class StageMachine:
-    """The journey definition's stage rules, compiled for folding many events fast."""
+    """The journey definition compiled for folding many events fast: its stage rules, and the
+    detectors of its frictions and moments of truth."""
 
     def __init__(self, definition: JourneyDefinition) -> None:
         self.definition = definition
@@ -99,6 +210,14 @@ class StageMachine:
         self.ranks = {stage_id: rank for rank, stage_id in enumerate(definition.ladder)}
         if self.dormant_stage:
             self.ranks[self.dormant_stage] = _DORMANT_RANK
+        self._budgets = {
+            stage.id: int(stage.budget_days * DAY_MS)
+            for stage in definition.stages
+            if stage.budget_days
+        }
+        self._patterns: list[_Pattern] = []
+        self._pattern_ids: dict[_Pattern, int] = {}
+        # Entry rules come first: rule i is pattern i, and counts are kept per rule.
         self._rules: list[_Rule] = []
         for stage in definition.stages:
             for rule in stage.enter:
@@ -107,22 +226,61 @@ class StageMachine:
                         index=len(self._rules),
                         stage=stage.id,
                         rank=self.ranks[stage.id],
-                        types=None if ANY_TYPE in rule.types else frozenset(rule.types),
-                        channels=frozenset(rule.channels) if rule.channels else None,
-                        outcomes=frozenset(rule.outcomes) if rule.outcomes else None,
-                        attributes=tuple(rule.attributes.items()),
                         min_count=rule.min_count,
                         from_stages=frozenset(rule.from_stages) if rule.from_stages else None,
                     )
                 )
-        self._any_type = [r for r in self._rules if r.types is None]
-        # Only these attributes decide which rules match; they key a cache of matches.
-        self._attribute_names = sorted({name for r in self._rules for name, _ in r.attributes})
+                self._patterns.append(_Pattern.of(rule))
+        self._entry_rules = len(self._rules)
+        self.value_names: list[str] = []
+        self._stall: str | None = None
+        self._loops = tuple(f.id for f in definition.frictions if isinstance(f, Loop))
+        self._regression: str | None = None
+        detectors: list[Detector] = []
+        for friction in definition.frictions:
+            if isinstance(friction, NoFollowUp):
+                detectors.append(FollowUpDetector(friction, self._compile))
+            elif isinstance(friction, ChannelJump):
+                detectors.append(JumpDetector(friction, self._compile))
+            elif isinstance(friction, Loop):
+                detectors.append(LoopDetector(friction, self._compile, self._value_index))
+            elif isinstance(friction, HandOff):
+                detectors.append(HandOffDetector(friction, self._compile))
+            elif isinstance(friction, Negative):
+                detectors.append(NegativeDetector(friction, self._compile))
+            elif isinstance(friction, ReferralMismatch):
+                detectors.append(ReferralDetector(friction, self._compile, self._value_index))
+            elif isinstance(friction, Stall):
+                self._stall = self._stall or friction.id
+            elif isinstance(friction, Regression):
+                self._regression = self._regression or friction.id
+        detectors.extend(MomentDetector(moment, self._compile) for moment in definition.moments)
+        self._detectors = detectors
+        # Which detectors read a touchpoint depends only on the patterns it matches.
+        self._readers: dict[tuple[int, ...], tuple[Detector, ...]] = {}
+        # Only these attributes decide which patterns match; they key a cache of matches.
+        self._attribute_names = sorted({name for p in self._patterns for name, _ in p.attributes})
         self._matches: dict[tuple[str | None, ...], tuple[int, ...]] = {}
-        self._by_type: dict[str, list[_Rule]] = {}
-        for r in self._rules:
-            for kind in r.types or ():
-                self._by_type.setdefault(kind, []).append(r)
+        self._any_type = [i for i, p in enumerate(self._patterns) if p.types is None]
+        self._by_type: dict[str, list[int]] = {}
+        for index, pattern in enumerate(self._patterns):
+            for kind in pattern.types or ():
+                self._by_type.setdefault(kind, []).append(index)
+
+    def _compile(self, matches: tuple[Match, ...]) -> frozenset[int]:
+        ids = set()
+        for match in matches:
+            pattern = _Pattern.of(match)
+            if pattern not in self._pattern_ids:
+                self._pattern_ids[pattern] = len(self._patterns)
+                self._patterns.append(pattern)
+            ids.add(self._pattern_ids[pattern])
+        return frozenset(ids)
+
+    def _value_index(self, attribute: str) -> int:
+        if attribute not in self.value_names:
+            self.value_names.append(attribute)
+        return self.value_names.index(attribute)
 
     def mark(self, tp: TouchpointState) -> Mark:
         """What the fold keeps of a recorded touchpoint."""
@@ -138,20 +296,41 @@ class StageMachine:
             rules = self.matching_rules(tp["type"], tp["channel"], tp["outcome"], attributes)
             if len(self._matches) < 100_000:
                 self._matches[key] = rules
-        return Mark(tp["occurred_at"], tp["event_id"], rules)
+        return Mark(
+            tp["occurred_at"],
+            tp["event_id"],
+            rules,
+            tp["type"],
+            tp["channel"],
+            tp["outcome"],
+            tp["rep_id"],
+            tuple(map(attributes.get, self.value_names)),
+        )
+
+    def mark_touchpoint(self, tp: Touchpoint) -> Mark:
+        """`mark` for a touchpoint not yet recorded."""
+        return self.mark(cast(TouchpointState, touchpoint_fields(tp)))
 
     def matching_rules(
         self, kind: str, channel: str, outcome: str | None, attributes: Mapping[str, str]
     ) -> tuple[int, ...]:
-        """The entry rules a touchpoint counts towards."""
-        candidates = self._by_type.get(kind, ())
+        """The patterns a touchpoint matches, entry rules first."""
+        candidates = (*self._any_type, *self._by_type.get(kind, ()))
         return tuple(
-            r.index
-            for group in (self._any_type, candidates)
-            for r in group
-            if (r.channels is None or channel in r.channels)
-            and (r.outcomes is None or outcome in r.outcomes)
-            and all(attributes.get(key) == value for key, value in r.attributes)
+            sorted(
+                index
+                for index in candidates
+                if self._patterns[index].matches(channel, outcome, attributes)
+            )
+        )
+
+    @staticmethod
+    def is_late(position: Position, mark: Mark) -> bool:
+        """Whether a touchpoint happened before what the position has already seen: a later
+        touchpoint, or a clock event that changed it."""
+        at = mark.occurred_at
+        return (position.last_at is not None and at < position.last_at) or (
+            position.horizon is not None and at < position.horizon
         )
 
     def evolve(
@@ -159,44 +338,105 @@ class StageMachine:
         position: Position,
         mark: Mark,
         earlier: Callable[[Position], Sequence[Mark]] | None = None,
+        now: int | None = None,
     ) -> Position:
-        """The position after one more touchpoint. Updates and returns `position`, which the
-        caller owns. A late touchpoint needs `earlier`: the customer's earlier touchpoints, in
-        the order they arrived; the fold then replays them all in occurrence order."""
-        if position.last_at is None or mark.occurred_at >= position.last_at:
+        """The position after one more touchpoint, as of the journey clock `now` (the latest
+        clock event). Updates and returns `position`, which the caller owns. A late touchpoint
+        needs `earlier`: the customer's earlier touchpoints, in the order they arrived; the
+        fold then replays them all in occurrence order."""
+        if not self.is_late(position, mark):
             self._step(position, mark)
+            if now is not None and now > mark.occurred_at:
+                self.advance(position, now)
             return position
         if earlier is None:
             raise ValueError(f"a late touchpoint of {position.customer_id} needs the earlier ones")
-        return self.replay(position.customer_id, [*earlier(position), mark])
+        return self.replay(position.customer_id, [*earlier(position), mark], now)
 
-    def replay(self, customer_id: str, marks: Iterable[Mark]) -> Position:
-        """A customer's position from all their touchpoints, in any order."""
+    def replay(self, customer_id: str, marks: Iterable[Mark], now: int | None = None) -> Position:
+        """A customer's position from all their touchpoints, in any order, as of the journey
+        clock `now` (the latest clock event seen)."""
         position = Position(customer_id)
         for mark in sorted(marks, key=lambda m: m.occurred_at):  # stable: arrival breaks ties
             self._step(position, mark)
+        if now is not None:
+            self.advance(position, now)
+        position.details_changed = True
         return position
+
+    def advance(self, position: Position, now: int) -> bool:
+        """Lets time pass up to `now`: what falls due strictly before it happens, in the order
+        it falls due (windows close, stalls open, silence turns dormant). Whether anything did."""
+        moved = False
+        while position.due is not None and position.due < now:
+            moved = True
+            at = position.due
+            for window in [w for w in position.windows if w.deadline == at]:
+                expire(position, window)
+            stage, since = position.stage, position.since
+            if stage is not None and since is not None:
+                budget = self._budgets.get(stage)
+                if budget is not None and since + budget == at and self._stall is not None:
+                    add_friction(
+                        position,
+                        Friction(
+                            f"{self._stall}:{stage}:{since}",
+                            self._stall,
+                            at,
+                            None,
+                            (),
+                            stage,
+                            None,
+                            position.rep,
+                        ),
+                    )
+                last = position.last_at
+                if (
+                    self.dormant_stage is not None
+                    and stage in self._dormant_from
+                    and last is not None
+                    and last + self._dormant_after == at
+                ):
+                    self._enter(position, self.dormant_stage, at, None)
+            position.due = self._due(position, after=at)
+        if moved and (position.horizon is None or now > position.horizon):
+            position.horizon = now
+        return moved
+
+    def _due(self, position: Position, after: int | None = None) -> int | None:
+        """When time alone next changes this position (after `after`, which has been dealt with)."""
+        times = [w.deadline for w in position.windows]
+        stage, since = position.stage, position.since
+        if stage is not None and since is not None:
+            budget = self._budgets.get(stage)
+            stalled = self._stall is not None and any(
+                f.kind == self._stall and f.resolved_at is None for f in position.frictions
+            )
+            if budget is not None and self._stall is not None and not stalled:
+                times.append(since + budget)
+            if stage in self._dormant_from and position.last_at is not None:
+                times.append(position.last_at + self._dormant_after)
+        if after is not None:
+            times = [t for t in times if t > after]
+        return min(times) if times else None
 
     def _step(self, position: Position, mark: Mark) -> None:
         at = mark.occurred_at
+        self.advance(position, at)
         position.touchpoints += 1
         if position.first_at is None:
             position.first_at = at
         last = position.last_at
-        if (
-            last is not None
-            and position.stage in self._dormant_from
-            and at - last > self._dormant_after
-            and self.dormant_stage is not None
-        ):
-            self._enter(position, self.dormant_stage, last + self._dormant_after, None)
         position.last_at = at if last is None else max(last, at)
 
         counts = position.counts
         current = self.ranks.get(position.stage, _NO_RANK) if position.stage else _NO_RANK
         forward: _Rule | None = None
         back: _Rule | None = None
+        entry_rules = self._entry_rules
         for index in mark.rules:
+            if index >= entry_rules:
+                break
             rule = self._rules[index]
             count = counts.get(index, 0) + 1
             counts[index] = count
@@ -211,8 +451,58 @@ class StageMachine:
         if target is not None and target.stage != position.stage:
             self._enter(position, target.stage, at, mark.event_id)
 
+        readers = self._readers.get(mark.rules)
+        if readers is None:
+            rules = set(mark.rules)
+            readers = self._readers[mark.rules] = tuple(
+                d for d in self._detectors if not d.patterns.isdisjoint(rules)
+            )
+        for detector in readers:
+            detector.see(position, mark)
+        if mark.outcome is not None:
+            tally = position.outcomes.get(mark.channel)
+            if tally is None:
+                tally = position.outcomes[mark.channel] = [0, 0, 0]
+            tally[_OUTCOME_INDEX[mark.outcome]] += 1
+        position.due = self._due(position)
+
     def _enter(self, position: Position, stage: str, at: int, event_id: str | None) -> None:
+        previous = position.stage
         position.history.append(StageEntry(stage, at, event_id))
         position.stage = stage
         position.since = at
-        position.peak_rank = max(position.peak_rank, self.ranks[stage])
+        rank = self.ranks[stage]
+        position.peak_rank = max(position.peak_rank, rank)
+        position.steps.clear()
+        if self._stall is not None:
+            resolve_all(position, self._stall, at, event_id)
+        for loop in self._loops:
+            resolve_all(position, loop, at, event_id)
+        if self._regression is None or previous is None:
+            return
+        before = self.ranks.get(previous, _NO_RANK)
+        for index, friction in enumerate(position.frictions):
+            if (
+                friction.kind == self._regression
+                and friction.resolved_at is None
+                and self.ranks.get(friction.stage or "", _NO_RANK) <= rank
+            ):
+                position.frictions[index] = friction.resolve(at, event_id)
+                position.details_changed = True
+        if 0 <= rank < before:
+            add_friction(
+                position,
+                Friction(
+                    f"{self._regression}:{event_id or at}",
+                    self._regression,
+                    at,
+                    None,
+                    (event_id,) if event_id else (),
+                    previous,
+                    None,
+                    position.rep,
+                ),
+            )
+
+
+_OUTCOME_INDEX = {"positive": 0, "neutral": 1, "negative": 2}

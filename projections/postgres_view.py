@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 import psycopg
@@ -10,10 +11,17 @@ from psycopg.sql import SQL, Identifier
 
 from projections.position import Position
 from projections.views import (
+    CHANNEL_OUTCOMES_SQL,
+    MOMENT_OUTCOMES_SQL,
+    REP_OUTCOMES_SQL,
+    FrictionRow,
     JourneyView,
     PageChanges,
     StageCount,
     ViewConflict,
+    friction_counts_query,
+    friction_row,
+    frictions_query,
     funnel_counts,
     position_row,
 )
@@ -23,18 +31,43 @@ _SCHEMA = (
         projection text PRIMARY KEY, position bigint NOT NULL, definition text)""",
     """CREATE TABLE IF NOT EXISTS {schema}.journey_positions (
         customer_id text PRIMARY KEY, stage text, stage_since bigint, peak_rank integer,
-        first_at bigint, last_at bigint, touchpoints integer, state jsonb NOT NULL)""",
+        first_at bigint, last_at bigint, touchpoints integer, rep text, due_at bigint,
+        open_frictions integer, state jsonb NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS journey_positions_stage ON {schema}.journey_positions (stage)",
+    "CREATE INDEX IF NOT EXISTS journey_positions_due ON {schema}.journey_positions (due_at)",
     """CREATE TABLE IF NOT EXISTS {schema}.journey_clock (
-        id integer PRIMARY KEY CHECK (id = 1), at bigint)""",
+        id integer PRIMARY KEY CHECK (id = 1), at bigint, ticked bigint)""",
+    """CREATE TABLE IF NOT EXISTS {schema}.journey_frictions (
+        customer_id text NOT NULL, friction_id text NOT NULL, kind text NOT NULL,
+        severity integer NOT NULL, stage text, channel text, rep_id text, owner text,
+        opened_at bigint NOT NULL, resolved_at bigint, events text NOT NULL,
+        PRIMARY KEY (customer_id, friction_id))""",
+    """CREATE INDEX IF NOT EXISTS journey_frictions_open
+        ON {schema}.journey_frictions (resolved_at, severity, opened_at)""",
+    """CREATE TABLE IF NOT EXISTS {schema}.journey_moments (
+        customer_id text NOT NULL, seq integer NOT NULL, kind text NOT NULL, at bigint NOT NULL,
+        event_id text NOT NULL, channel text, rep_id text, outcome text, resolved_at bigint,
+        resolved_by text, resolution text, PRIMARY KEY (customer_id, seq))""",
+    """CREATE TABLE IF NOT EXISTS {schema}.journey_outcomes (
+        customer_id text NOT NULL, channel text NOT NULL, positive integer, neutral integer,
+        negative integer, PRIMARY KEY (customer_id, channel))""",
 )
-_TABLES = ("journey_tracking", "journey_positions", "journey_clock")
+_TABLES = (
+    "journey_tracking",
+    "journey_positions",
+    "journey_clock",
+    "journey_frictions",
+    "journey_moments",
+    "journey_outcomes",
+)
+_DETAILS = ("journey_frictions", "journey_moments", "journey_outcomes")
 
 
 class PostgresJourneyView(JourneyView):
     def __init__(self, conninfo: str, schema: str = "public") -> None:
         self._db = psycopg.connect(conninfo, autocommit=True)
         self._schema = Identifier(schema)
+        self._prefix = self._schema.as_string() + "."
         self._create()
 
     def _sql(self, text: str) -> psycopg.sql.Composed:
@@ -83,21 +116,39 @@ class PostgresJourneyView(JourneyView):
             cursor.executemany(
                 self._sql(
                     "INSERT INTO {schema}.journey_positions VALUES "
-                    "(%s, %s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (customer_id) DO UPDATE "
+                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb) "
+                    "ON CONFLICT (customer_id) DO UPDATE "
                     "SET stage = excluded.stage, stage_since = excluded.stage_since, "
                     "peak_rank = excluded.peak_rank, first_at = excluded.first_at, "
                     "last_at = excluded.last_at, touchpoints = excluded.touchpoints, "
-                    "state = excluded.state"
+                    "rep = excluded.rep, due_at = excluded.due_at, "
+                    "open_frictions = excluded.open_frictions, state = excluded.state"
                 ),
                 [position_row(p, orjson.dumps(p.to_state()).decode()) for p in changes.positions],
             )
-            if changes.clock is not None:
+            details = changes.frictions
+            if details.customers:
+                customers = list(details.customers)
+                for table, rows in zip(
+                    _DETAILS, (details.frictions, details.moments, details.outcomes), strict=True
+                ):
+                    target = SQL("{}.{}").format(self._schema, Identifier(table))
+                    cursor.execute(
+                        SQL("DELETE FROM {} WHERE customer_id = ANY(%s)").format(target),
+                        (customers,),
+                    )
+                    if rows:
+                        with cursor.copy(SQL("COPY {} FROM STDIN").format(target)) as copy:
+                            for row in rows:
+                                copy.write_row(row)
+            if changes.clock is not None or changes.ticked is not None:
                 cursor.execute(
                     self._sql(
-                        "INSERT INTO {schema}.journey_clock VALUES (1, %s) ON CONFLICT (id) "
-                        "DO UPDATE SET at = GREATEST({schema}.journey_clock.at, excluded.at)"
+                        "INSERT INTO {schema}.journey_clock VALUES (1, %s, %s) ON CONFLICT (id) "
+                        "DO UPDATE SET at = GREATEST({schema}.journey_clock.at, excluded.at), "
+                        "ticked = COALESCE(excluded.ticked, {schema}.journey_clock.ticked)"
                     ),
-                    (changes.clock,),
+                    (changes.clock, changes.ticked),
                 )
 
     def reset(self) -> None:
@@ -128,9 +179,59 @@ class PostgresJourneyView(JourneyView):
 
     def clock(self) -> int | None:
         row = self._db.execute(
-            self._sql("SELECT at FROM {schema}.journey_clock WHERE id = 1")
+            self._sql("SELECT GREATEST(at, ticked) FROM {schema}.journey_clock WHERE id = 1")
         ).fetchone()
         return row[0] if row else None
+
+    def ticked(self) -> int | None:
+        row = self._db.execute(
+            self._sql("SELECT ticked FROM {schema}.journey_clock WHERE id = 1")
+        ).fetchone()
+        return row[0] if row else None
+
+    def due_before(self, at: int) -> list[str]:
+        rows = self._db.execute(
+            self._sql("SELECT customer_id FROM {schema}.journey_positions WHERE due_at < %s"),
+            (at,),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def frictions(
+        self,
+        *,
+        customer_id: str | None = None,
+        open_only: bool = True,
+        owner: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[FrictionRow]:
+        sql, params = frictions_query(
+            self._prefix,
+            customer_id=customer_id,
+            open_only=open_only,
+            owner=owner,
+            kind=kind,
+            limit=limit,
+        )
+        return [friction_row(row) for row in self._fetch(sql, params)]
+
+    def friction_counts(self, by: str, *, open_only: bool = True) -> list[tuple[str | None, int]]:
+        return [
+            (key, n) for key, n in self._fetch(friction_counts_query(self._prefix, by, open_only))
+        ]
+
+    def moment_outcomes(self) -> list[tuple[str, str, str | None, int]]:
+        return [tuple(row) for row in self._fetch(MOMENT_OUTCOMES_SQL.format(schema=self._prefix))]
+
+    def consistency(self, by: str) -> list[tuple[str | None, int, int, int]]:
+        sql = CHANNEL_OUTCOMES_SQL if by == "channel" else REP_OUTCOMES_SQL
+        return [
+            (key, int(pos or 0), int(neu or 0), int(neg or 0))
+            for key, pos, neu, neg in self._fetch(sql.format(schema=self._prefix))
+        ]
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._db.execute(SQL(sql), params).fetchall()
 
     def close(self) -> None:
         self._db.close()

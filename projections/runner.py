@@ -5,10 +5,10 @@ serves every store the same way: it reads the log through the store's `select_st
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from eventsourcing.application import Application
 
@@ -18,14 +18,16 @@ from engine.journeys import TouchpointState
 from engine.pipeline import from_another_process
 from engine.recording import Journeys
 from engine.settings import DEFAULT_PAGE_SIZE
-from projections.log import JourneyLog
+from projections.log import JourneyLog, Tick
 from projections.position import Mark, Position, StageMachine
 from projections.views import (
     JOURNEY_PROJECTION,
+    DetailRows,
     JourneyView,
     PageChanges,
     ViewConflict,
     ViewOutOfDate,
+    detail_rows,
 )
 
 Progress = Callable[[int, int], None]  # (events done so far, events to do)
@@ -41,7 +43,7 @@ class CatchUp:
 
 # Changes whenever the views' tables or stored states change shape, so that views written by
 # an earlier release are rebuilt rather than misread.
-VIEW_FORMAT = 2
+VIEW_FORMAT = 3
 
 
 def definition_digest(definition: JourneyDefinition) -> str:
@@ -51,21 +53,30 @@ def definition_digest(definition: JourneyDefinition) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-MarkedPage = list[tuple[int, str, Mark]]  # (log position, customer id, what the fold keeps)
+# (log position, customer id, what the fold keeps); a clock event has no customer id, and its
+# mark holds only its time.
+MarkedPage = list[tuple[int, str | None, Mark]]
 
 
 def marked_pages(
     log: JourneyLog, machine: StageMachine, start: int, head: int, page_size: int
 ) -> Generator[MarkedPage, None, None]:
-    """The log's touchpoints after `start` up to `head`, a page at a time, reduced to what the
-    fold needs. An empty page closes the range when its last events are not touchpoints."""
+    """The log's touchpoints and clock events after `start` up to `head`, a page at a time,
+    reduced to what the fold needs. An empty page closes the range when its last events are
+    neither."""
     position = start
-    mark = machine.mark
+
+    def marked(log_position: int, entry: TouchpointState | Tick) -> tuple[int, str | None, Mark]:
+        if "event_id" in entry:
+            tp = cast(TouchpointState, entry)
+            return log_position, tp["customer_id"], machine.mark(tp)
+        return log_position, None, Mark(entry["at"], "", ())
+
     while position < head:
         with collector_paused():
-            page = [
-                (log_position, tp["customer_id"], mark(tp))
-                for log_position, tp in log.touchpoints(position, page_size, stop=head)
+            page: MarkedPage = [
+                marked(log_position, entry)
+                for log_position, entry in log.entries(position, page_size, stop=head)
             ]
         yield page
         if not page:
@@ -85,18 +96,26 @@ def _marked_pages_of_store(
 
 
 class JourneyProjector:
-    """Folds pages of recorded touchpoints into position changes. No I/O of its
-    own: positions it has not seen come from `load`."""
+    """Folds pages of recorded touchpoints and clock events into position changes. No I/O of
+    its own: positions it has not seen come from `load`, customers with something due by a
+    time from `due`, and the last clock event's time from `ticked`."""
 
     def __init__(
         self,
         definition: JourneyDefinition,
         load: Callable[[list[str]], dict[str, Position]],
         stream: Callable[[str], list[TouchpointState]],
+        due: Callable[[int], list[str]],
+        ticked: Callable[[], int | None],
     ) -> None:
         self.machine = StageMachine(definition)
+        self._severity = {f.id: f.severity for f in definition.frictions}
         self._load = load
         self._stream = stream
+        self._due = due
+        self._load_ticked = ticked
+        self._ticked: int | None = None
+        self._ticked_known = False
         self._positions: dict[str, Position] = {}
         # On a run from an empty view, the customers whose positions have been written; any
         # other customer has none stored, so there is nothing to load. None: ask the view.
@@ -105,42 +124,84 @@ class JourneyProjector:
     def forget(self, *, view_is_empty: bool = False) -> None:
         self._positions.clear()
         self._written = set() if view_is_empty else None
+        self._ticked_known = False
 
     def fold(self, page: MarkedPage) -> PageChanges:
         positions = self._positions
-        customers = {customer_id for _, customer_id, _ in page}
+        if not self._ticked_known:
+            self._ticked = self._load_ticked()
+            self._ticked_known = True
+        customers = {customer_id for _, customer_id, _ in page if customer_id is not None}
         if len(positions) + len(customers) > _MAX_CACHED_POSITIONS:
             positions.clear()
-        missing = list(customers - positions.keys())
-        if missing:
-            written = self._written
-            to_load = missing if written is None else [c for c in missing if c in written]
-            loaded = self._load(to_load) if to_load else {}
-            for customer_id in missing:
-                positions[customer_id] = loaded.get(customer_id) or Position(customer_id)
-        evolve = self.machine.evolve
+        self._ensure(customers)
+        evolve, is_late = self.machine.evolve, self.machine.is_late
         changed: dict[str, Position] = {}
         # Customers with a touchpoint that arrived late: their touchpoints from that one on
         # wait, and each such customer is replayed once for the page, however many arrived
         # late (a bulk import of old call logs, say).
         waiting: dict[str, list[Mark]] = {}
         clock = 0
+        ticked = self._ticked
         for _, customer_id, mark in page:
+            if customer_id is None:
+                if ticked is None or mark.occurred_at > ticked:
+                    ticked = self._ticked = mark.occurred_at
+                    self._tick(ticked, changed, waiting)
+                continue
             clock = max(clock, mark.occurred_at)
             position = positions[customer_id]
             if customer_id in waiting:
                 waiting[customer_id].append(mark)
-            elif position.last_at is not None and mark.occurred_at < position.last_at:
+            elif is_late(position, mark):
                 waiting[customer_id] = [mark]
             else:
-                positions[customer_id] = changed[customer_id] = evolve(position, mark)
+                positions[customer_id] = changed[customer_id] = evolve(position, mark, now=ticked)
         for customer_id, marks in waiting.items():
             earlier = self._earlier(positions[customer_id])
-            replayed = self.machine.replay(customer_id, [*earlier, *marks])
+            replayed = self.machine.replay(customer_id, [*earlier, *marks], ticked)
             positions[customer_id] = changed[customer_id] = replayed
         if self._written is not None:
             self._written.update(changed)
-        return PageChanges(list(changed.values()), clock or None, page[-1][0] if page else 0)
+        return PageChanges(
+            list(changed.values()),
+            clock or None,
+            page[-1][0] if page else 0,
+            ticked=ticked,
+            frictions=self._rows(changed.values()),
+        )
+
+    def committed(self, changes: PageChanges) -> None:
+        """The page's changes are stored: their frictions and moments are written."""
+        for position in changes.positions:
+            position.details_changed = False
+
+    def _ensure(self, customers: set[str]) -> None:
+        """Puts these customers' positions in memory, loading those stored."""
+        positions = self._positions
+        missing = list(customers - positions.keys())
+        if not missing:
+            return
+        written = self._written
+        to_load = missing if written is None else [c for c in missing if c in written]
+        loaded = self._load(to_load) if to_load else {}
+        for customer_id in missing:
+            positions[customer_id] = loaded.get(customer_id) or Position(customer_id)
+
+    def _tick(self, at: int, changed: dict[str, Position], waiting: dict[str, list[Mark]]) -> None:
+        """Time has reached `at`: whatever falls due before it happens for every customer."""
+        positions = self._positions
+        due = {cid for cid, p in positions.items() if p.due is not None and p.due < at}
+        due.update(cid for cid in self._due(at) if cid not in positions)
+        self._ensure(due)
+        advance = self.machine.advance
+        for customer_id in sorted(due):
+            if customer_id not in waiting and advance(positions[customer_id], at):
+                changed[customer_id] = positions[customer_id]
+
+    def _rows(self, changed: Iterable[Position]) -> DetailRows:
+        """The rows of the frictions and moments views of customers whose details changed."""
+        return detail_rows([p for p in changed if p.details_changed], self._severity)
 
     def _earlier(self, position: Position) -> list[Mark]:
         """The customer's touchpoints folded so far, in arrival order. They are the first of
@@ -173,7 +234,9 @@ class ProjectionRunner:
         self._committed = -1  # the last position this runner wrote; -1: none yet
         self._page_size = page_size
         self._log = JourneyLog(app)
-        self._projector = JourneyProjector(definition, view.load_positions, self._log.stream)
+        self._projector = JourneyProjector(
+            definition, view.load_positions, self._log.stream, view.due_before, view.ticked
+        )
 
     def position(self) -> int:
         return self._view.tracking(JOURNEY_PROJECTION)[0]
@@ -222,6 +285,7 @@ class ProjectionRunner:
                     # What was folded for this page was never stored: do not build on it.
                     self._projector.forget()
                     raise
+                self._projector.committed(changes)
                 position = self._committed = changes.position
                 if progress is not None:
                     progress(position - start, head - start)

@@ -5,15 +5,23 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from projections.position import Position
 from projections.views import (
+    CHANNEL_OUTCOMES_SQL,
+    MOMENT_OUTCOMES_SQL,
+    REP_OUTCOMES_SQL,
+    FrictionRow,
     JourneyView,
     PageChanges,
     StageCount,
     ViewConflict,
+    friction_counts_query,
+    friction_row,
+    frictions_query,
     funnel_counts,
     position_row,
 )
@@ -23,19 +31,45 @@ _SCHEMA = (
         projection TEXT PRIMARY KEY, position INTEGER NOT NULL, definition TEXT)""",
     """CREATE TABLE IF NOT EXISTS journey_positions (
         customer_id TEXT PRIMARY KEY, stage TEXT, stage_since INTEGER, peak_rank INTEGER,
-        first_at INTEGER, last_at INTEGER, touchpoints INTEGER, state BLOB NOT NULL)""",
+        first_at INTEGER, last_at INTEGER, touchpoints INTEGER, rep TEXT, due_at INTEGER,
+        open_frictions INTEGER, state BLOB NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS journey_positions_stage ON journey_positions (stage)",
-    "CREATE TABLE IF NOT EXISTS journey_clock (id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER)",
+    "CREATE INDEX IF NOT EXISTS journey_positions_due ON journey_positions (due_at)",
+    """CREATE TABLE IF NOT EXISTS journey_clock (
+        id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER, ticked INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS journey_frictions (
+        customer_id TEXT NOT NULL, friction_id TEXT NOT NULL, kind TEXT NOT NULL,
+        severity INTEGER NOT NULL, stage TEXT, channel TEXT, rep_id TEXT, owner TEXT,
+        opened_at INTEGER NOT NULL, resolved_at INTEGER, events TEXT NOT NULL,
+        PRIMARY KEY (customer_id, friction_id))""",
+    """CREATE INDEX IF NOT EXISTS journey_frictions_open
+        ON journey_frictions (resolved_at, severity, opened_at)""",
+    """CREATE TABLE IF NOT EXISTS journey_moments (
+        customer_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, at INTEGER NOT NULL,
+        event_id TEXT NOT NULL, channel TEXT, rep_id TEXT, outcome TEXT, resolved_at INTEGER,
+        resolved_by TEXT, resolution TEXT, PRIMARY KEY (customer_id, seq))""",
+    """CREATE TABLE IF NOT EXISTS journey_outcomes (
+        customer_id TEXT NOT NULL, channel TEXT NOT NULL, positive INTEGER, neutral INTEGER,
+        negative INTEGER, PRIMARY KEY (customer_id, channel))""",
 )
-_TABLES = ("projection_tracking", "journey_positions", "journey_clock")
+_TABLES = (
+    "projection_tracking",
+    "journey_positions",
+    "journey_clock",
+    "journey_frictions",
+    "journey_moments",
+    "journey_outcomes",
+)
+_DETAIL_TABLES = ("journey_frictions", "journey_moments", "journey_outcomes")
 _UPSERT_POSITION = """
-    INSERT INTO journey_positions
-        (customer_id, stage, stage_since, peak_rank, first_at, last_at, touchpoints, state)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO journey_positions (customer_id, stage, stage_since, peak_rank, first_at,
+        last_at, touchpoints, rep, due_at, open_frictions, state)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (customer_id) DO UPDATE SET
         stage = excluded.stage, stage_since = excluded.stage_since,
         peak_rank = excluded.peak_rank, first_at = excluded.first_at,
-        last_at = excluded.last_at, touchpoints = excluded.touchpoints, state = excluded.state
+        last_at = excluded.last_at, touchpoints = excluded.touchpoints, rep = excluded.rep,
+        due_at = excluded.due_at, open_frictions = excluded.open_frictions, state = excluded.state
 """
 _CHUNK = 900
 
@@ -91,11 +125,25 @@ class SQLiteJourneyView(JourneyView):
                 _UPSERT_POSITION,
                 [position_row(p, encode(p.to_state())) for p in changes.positions],
             )
-            if changes.clock is not None:
+            details = changes.frictions
+            if details.customers:
+                customers = [(customer_id,) for customer_id in details.customers]
+                for table in _DETAIL_TABLES:
+                    db.executemany(f"DELETE FROM {table} WHERE customer_id = ?", customers)
+                for table, rows in (
+                    ("journey_frictions", details.frictions),
+                    ("journey_moments", details.moments),
+                    ("journey_outcomes", details.outcomes),
+                ):
+                    if rows:
+                        marks = ",".join("?" * len(rows[0]))
+                        db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+            if changes.clock is not None or changes.ticked is not None:
                 db.execute(
-                    "INSERT INTO journey_clock VALUES (1, ?) ON CONFLICT (id) "
-                    "DO UPDATE SET at = MAX(at, excluded.at)",
-                    (changes.clock,),
+                    "INSERT INTO journey_clock VALUES (1, ?, ?) ON CONFLICT (id) "
+                    "DO UPDATE SET at = MAX(COALESCE(at, 0), COALESCE(excluded.at, 0)), "
+                    "ticked = COALESCE(excluded.ticked, ticked)",
+                    (changes.clock, changes.ticked),
                 )
             db.execute(
                 "INSERT INTO projection_tracking VALUES (?, ?, ?) ON CONFLICT (projection) "
@@ -129,8 +177,50 @@ class SQLiteJourneyView(JourneyView):
         return funnel_counts(ladder, current, peaks)
 
     def clock(self) -> int | None:
-        row = self._db.execute("SELECT at FROM journey_clock WHERE id = 1").fetchone()
+        row = self._db.execute("SELECT at, ticked FROM journey_clock WHERE id = 1").fetchone()
+        return max((t for t in row if t), default=None) if row else None
+
+    def ticked(self) -> int | None:
+        row = self._db.execute("SELECT ticked FROM journey_clock WHERE id = 1").fetchone()
         return row[0] if row else None
+
+    def due_before(self, at: int) -> list[str]:
+        rows = self._db.execute(
+            "SELECT customer_id FROM journey_positions WHERE due_at < ?", (at,)
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def frictions(
+        self,
+        *,
+        customer_id: str | None = None,
+        open_only: bool = True,
+        owner: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[FrictionRow]:
+        sql, params = frictions_query(
+            "",
+            customer_id=customer_id,
+            open_only=open_only,
+            owner=owner,
+            kind=kind,
+            limit=limit,
+        )
+        return [friction_row(row) for row in self._fetch(sql, params)]
+
+    def friction_counts(self, by: str, *, open_only: bool = True) -> list[tuple[str | None, int]]:
+        return [(key, n) for key, n in self._fetch(friction_counts_query("", by, open_only))]
+
+    def moment_outcomes(self) -> list[tuple[str, str, str | None, int]]:
+        return [tuple(row) for row in self._fetch(MOMENT_OUTCOMES_SQL.format(schema=""))]
+
+    def consistency(self, by: str) -> list[tuple[str | None, int, int, int]]:
+        sql = CHANNEL_OUTCOMES_SQL if by == "channel" else REP_OUTCOMES_SQL
+        return [tuple(row) for row in self._fetch(sql.format(schema=""))]
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._db.execute(sql.replace("%s", "?"), params).fetchall()
 
     def close(self) -> None:
         self._db.close()

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from engine.errors import JourneyError
 from projections.position import Position
 
@@ -22,12 +24,71 @@ class ViewOutOfDate(JourneyError):
 
 
 @dataclass(frozen=True, slots=True)
+class DetailRows:
+    """The frictions, moments of truth and outcome tallies of some customers: their rows in
+    the views replace whatever those customers had."""
+
+    customers: Sequence[str] = ()
+    frictions: Sequence[tuple[Any, ...]] = ()
+    moments: Sequence[tuple[Any, ...]] = ()
+    outcomes: Sequence[tuple[Any, ...]] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PageChanges:
     """What one page of events changed, committed in one transaction with its position."""
 
     positions: Sequence[Position]
     clock: int | None
     position: int
+    ticked: int | None = None  # the time of the last clock event so far
+    frictions: DetailRows = DetailRows()
+
+
+@dataclass(frozen=True, slots=True)
+class FrictionRow:
+    """A friction as the views list it. `owner` is the customer's rep (or, if they have none
+    yet, the rep involved)."""
+
+    customer_id: str
+    id: str
+    kind: str
+    severity: int
+    stage: str | None
+    channel: str | None
+    rep_id: str | None
+    owner: str | None
+    opened_at: int
+    resolved_at: int | None
+    events: list[str]
+
+
+FRICTION_GROUPS = ("kind", "stage", "channel", "owner")
+
+
+def detail_rows(positions: Sequence[Position], severity: dict[str, int]) -> DetailRows:
+    frictions = [
+        (
+            p.customer_id,
+            f.id,
+            f.kind,
+            severity.get(f.kind, 1),
+            f.stage,
+            f.channel,
+            f.rep_id,
+            p.rep or f.rep_id,
+            f.opened_at,
+            f.resolved_at,
+            orjson.dumps(f.events).decode(),
+        )
+        for p in positions
+        for f in p.frictions
+    ]
+    moments = [(p.customer_id, index, *m) for p in positions for index, m in enumerate(p.moments)]
+    outcomes = [
+        (p.customer_id, channel, *tally) for p in positions for channel, tally in p.outcomes.items()
+    ]
+    return DetailRows([p.customer_id for p in positions], frictions, moments, outcomes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +128,40 @@ class JourneyView(ABC):
 
     @abstractmethod
     def clock(self) -> int | None:
-        """The journey's clock: the latest time any touchpoint happened."""
+        """The journey's clock: the latest time any touchpoint or clock event names."""
+
+    @abstractmethod
+    def ticked(self) -> int | None:
+        """The time of the last clock event folded."""
+
+    @abstractmethod
+    def due_before(self, at: int) -> list[str]:
+        """Customers for whom time alone changes something before `at`."""
+
+    @abstractmethod
+    def frictions(
+        self,
+        *,
+        customer_id: str | None = None,
+        open_only: bool = True,
+        owner: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[FrictionRow]:
+        """Frictions, worst first (severity, then the oldest), filtered."""
+
+    @abstractmethod
+    def friction_counts(self, by: str, *, open_only: bool = True) -> list[tuple[str | None, int]]:
+        """How many frictions per kind, stage, channel or owner (one of FRICTION_GROUPS)."""
+
+    @abstractmethod
+    def moment_outcomes(self) -> list[tuple[str, str, str | None, int]]:
+        """Moments of truth per (moment, channel, outcome)."""
+
+    @abstractmethod
+    def consistency(self, by: str) -> list[tuple[str | None, int, int, int]]:
+        """Outcomes per channel (`by="channel"`, every touchpoint with an outcome) or per rep
+        (`by="rep"`, moments of truth): (key, positive, neutral, negative)."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -97,5 +191,82 @@ def position_row(position: Position, state: bytes | str) -> tuple[Any, ...]:
         p.first_at,
         p.last_at,
         p.touchpoints,
+        p.rep,
+        p.due,
+        len(p.open_frictions),
         state,
     )
+
+
+def friction_row(row: Sequence[Any]) -> FrictionRow:
+    return FrictionRow(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        orjson.loads(row[10]),
+    )
+
+
+# The queries both stores answer the same way, with `%s` parameters and the tables' schema
+# in `{schema}` (SQLite's views have none).
+FRICTIONS_SQL = (
+    "SELECT customer_id, friction_id, kind, severity, stage, channel, rep_id, owner, "
+    "opened_at, resolved_at, events FROM {schema}journey_frictions WHERE TRUE"
+)
+FRICTION_COUNTS_SQL = (
+    "SELECT {column}, COUNT(*) FROM {schema}journey_frictions {where} "
+    "GROUP BY {column} ORDER BY COUNT(*) DESC, {column}"
+)
+MOMENT_OUTCOMES_SQL = (
+    "SELECT kind, channel, outcome, COUNT(*) FROM {schema}journey_moments "
+    "GROUP BY kind, channel, outcome ORDER BY kind, channel, outcome"
+)
+CHANNEL_OUTCOMES_SQL = (
+    "SELECT channel, SUM(positive), SUM(neutral), SUM(negative) FROM {schema}journey_outcomes "
+    "GROUP BY channel ORDER BY channel"
+)
+REP_OUTCOMES_SQL = (
+    "SELECT rep_id, "
+    "SUM(CASE WHEN outcome = 'positive' THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN outcome = 'neutral' THEN 1 ELSE 0 END), "
+    "SUM(CASE WHEN outcome = 'negative' THEN 1 ELSE 0 END) "
+    "FROM {schema}journey_moments WHERE rep_id IS NOT NULL GROUP BY rep_id ORDER BY rep_id"
+)
+
+
+def frictions_query(
+    schema: str,
+    *,
+    customer_id: str | None,
+    open_only: bool,
+    owner: str | None,
+    kind: str | None,
+    limit: int | None,
+) -> tuple[str, list[Any]]:
+    sql, params = FRICTIONS_SQL.format(schema=schema), list[Any]()
+    if customer_id is not None:
+        sql, params = sql + " AND customer_id = %s", [*params, customer_id]
+    if open_only:
+        sql += " AND resolved_at IS NULL"
+    if owner is not None:
+        sql, params = sql + " AND (owner = %s OR rep_id = %s)", [*params, owner, owner]
+    if kind is not None:
+        sql, params = sql + " AND kind = %s", [*params, kind]
+    sql += " ORDER BY severity DESC, opened_at, customer_id, friction_id"
+    if limit is not None:
+        sql, params = sql + " LIMIT %s", [*params, limit]
+    return sql, params
+
+
+def friction_counts_query(schema: str, by: str, open_only: bool) -> str:
+    if by not in FRICTION_GROUPS:
+        raise ValueError(f"frictions are counted by one of {', '.join(FRICTION_GROUPS)}")
+    where = "WHERE resolved_at IS NULL" if open_only else ""
+    return FRICTION_COUNTS_SQL.format(schema=schema, column=by, where=where)

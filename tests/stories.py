@@ -175,7 +175,7 @@ def happy_path() -> list[dict[str, Any]]:
         tp("s6-4", c, "web", "page_view", T0 + 3 * DAY, attributes={"page": "pricing"}),
         tp("s6-5", c, "web", "demo_requested", T0 + 3 * DAY + HOUR),
         tp("s6-6", c, "visit", "demo", T0 + 6 * DAY, rep_id="jonas", outcome="positive"),
-        tp("s6-7", c, "email", "proposal_sent", T0 + 8 * DAY, rep_id="jonas"),
+        tp("s6-7", c, "email", "proposal_sent", T0 + 8 * DAY, rep_id="jonas", outcome="positive"),
         tp("s6-8", c, "phone", "call_outbound", T0 + 9 * DAY, rep_id="jonas", outcome="positive"),
         tp(
             "s6-9", c, "visit", "contract_signed", T0 + 14 * DAY, rep_id="jonas", outcome="positive"

@@ -27,6 +27,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         path.write_text("".join(json.dumps(r) + "\n" for r in batch))
         result = CliRunner().invoke(cli, ["--data-dir", str(folder / "data"), "ingest", str(path)])
         assert result.exit_code == 0, result.output
+    # Twelve days after the first touchpoints: the tour's follow-up window has closed.
+    result = CliRunner().invoke(
+        cli, ["--data-dir", str(folder / "data"), "tick", "--at", "2026-03-14T09:00:00Z"]
+    )
+    assert result.exit_code == 0, result.output
     return folder / "data"
 
 
@@ -43,6 +48,16 @@ def stages(shown: dict[str, Any]) -> list[str]:
     return [entry["stage"] for entry in shown["stage_history"]]
 
 
+def open_frictions(shown: dict[str, Any]) -> dict[str, list[str]]:
+    """The customer's open frictions: their kind and the touchpoints behind them."""
+    return {f["kind"]: f["events"] for f in shown["frictions"] if f["open"]}
+
+
+def moments(shown: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+    """The customer's moments of truth: which touchpoint, and how it went."""
+    return {m["kind"]: (m["event_id"], m["outcome"]) for m in shown["moments_of_truth"]}
+
+
 def test_the_warm_referral_gone_cold_is_evaluating_after_a_tour_with_another_rep(
     data_dir: Path,
 ) -> None:
@@ -51,7 +66,24 @@ def test_the_warm_referral_gone_cold_is_evaluating_after_a_tour_with_another_rep
     assert anna["stage"] == "evaluating"
     tour = anna["timeline"][-1]
     assert (tour["type"], tour["rep_id"], tour["outcome"]) == ("tour", "peter", "negative")
-    assert anna["timeline"][1]["rep_id"] == "kathrine"
+    assert anna["rep"] == "kathrine"
+
+
+def test_the_warm_referral_gone_cold_shows_where_it_hurt(data_dir: Path) -> None:
+    anna = customer(data_dir, "S1-ANNA")
+
+    assert open_frictions(anna) == {
+        "referral_unused": ["s1-1", "s1-2"],  # location B offered, the referrer leases at A
+        "hand_off": ["s1-6"],  # the tour was with Peter, not Kathrine
+        "negative": ["s1-6"],
+        "no_follow_up": ["s1-6"],
+    }
+    silence = next(f for f in anna["frictions"] if f["kind"] == "no_follow_up")
+    assert silence["opened_at"] == "2026-03-11T09:00:00Z"  # the tour plus 48 hours
+    assert moments(anna) == {
+        "first_human_contact": ("s1-2", "positive"),
+        "first_visit": ("s1-6", "negative"),
+    }
 
 
 def test_digital_to_phone_after_a_failed_step_is_considering(data_dir: Path) -> None:
@@ -59,6 +91,8 @@ def test_digital_to_phone_after_a_failed_step_is_considering(data_dir: Path) -> 
 
     assert ben["stage"] == "considering"
     assert [t["type"] for t in ben["timeline"]][-2:] == ["form_failed", "call_inbound"]
+    assert open_frictions(ben) == {"channel_jump": ["s2-4", "s2-5"], "negative": ["s2-4"]}
+    assert moments(ben) == {"first_human_contact": ("s2-5", None)}
 
 
 def test_the_bank_customer_regresses_from_advocate_after_the_complaint(data_dir: Path) -> None:
@@ -70,12 +104,34 @@ def test_the_bank_customer_regresses_from_advocate_after_the_complaint(data_dir:
     assert outcomes == {"visit": "positive", "phone": "negative", "email": "negative"}
 
 
+def test_the_bank_customer_met_a_negative_moment_of_truth_on_inconsistent_channels(
+    data_dir: Path,
+) -> None:
+    carla = customer(data_dir, "S3-CARLA")
+
+    assert open_frictions(carla) == {
+        "negative": ["s3-4", "s3-5", "s3-6"],
+        "regression": ["s3-6"],
+    }
+    assert moments(carla) == {
+        "first_human_contact": ("s3-1", "positive"),
+        "first_purchase": ("s3-1", "positive"),
+        "first_visit": ("s3-3", "positive"),
+        "first_complaint": ("s3-6", "negative"),
+    }
+    assert carla["inconsistent_channels"]
+    assert carla["channel_outcomes"]["visit"]["positive"] == 2
+    assert carla["channel_outcomes"]["phone"]["negative"] == 2
+
+
 def test_repeated_pricing_views_without_contact_stay_considering(data_dir: Path) -> None:
     dan = customer(data_dir, "S4-DAN")
 
     assert dan["stage"] == "considering"
     assert stages(dan) == ["considering"]  # clicks on the guide do not move them back
     assert dan["touchpoints"] == 8
+    assert open_frictions(dan) == {"loop": ["s4-0", "s4-3"]}  # the fourth pricing view
+    assert moments(dan) == {}
 
 
 def test_the_late_visit_log_is_ordered_by_when_things_happened(data_dir: Path) -> None:
@@ -87,6 +143,9 @@ def test_the_late_visit_log_is_ordered_by_when_things_happened(data_dir: Path) -
     assert eva["stage"] == "evaluating"
     assert eva["stage_history"][-1]["event_id"] == "s5-1"
     assert eva["stage_history"][-1]["entered_at"] == eva["timeline"][1]["occurred_at"]
+    # Nobody followed the visit up: the window closed by the emails' and the clock's time.
+    assert open_frictions(eva) == {"no_follow_up": ["s5-1"]}
+    assert moments(eva)["first_visit"] == ("s5-1", "positive")
 
 
 def test_the_late_visit_log_gives_the_same_journey_after_a_rebuild(data_dir: Path) -> None:
@@ -103,3 +162,13 @@ def test_the_happy_path_climbs_from_aware_to_advocate_in_order(data_dir: Path) -
 
     assert stages(fin) == LADDER
     assert [entry["event_id"] for entry in fin["stage_history"]][-1] == "s6-10"
+
+
+def test_the_happy_path_has_no_friction_and_only_positive_moments_of_truth(
+    data_dir: Path,
+) -> None:
+    fin = customer(data_dir, "S6-FIN")
+
+    assert fin["frictions"] == []
+    assert {outcome for _, outcome in moments(fin).values()} == {"positive"}
+    assert set(moments(fin)) == {"first_human_contact", "first_visit", "proposal", "first_purchase"}

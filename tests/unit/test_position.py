@@ -17,8 +17,7 @@ def fold(touchpoints: Iterable[Touchpoint], machine: StageMachine = MACHINE) -> 
     position = Position("C-1")
     arrived: list[Mark] = []
     for tp in touchpoints:
-        rules = machine.matching_rules(tp.type, tp.channel, tp.outcome, tp.attributes)
-        mark = Mark(tp.occurred_at, tp.event_id, rules)
+        mark = machine.mark_touchpoint(tp)
         position = machine.evolve(position, mark, lambda p: arrived[: p.touchpoints])
         arrived.append(mark)
     return position
