@@ -16,9 +16,11 @@ from engine.definition import JourneyDefinition, load_definition
 from engine.errors import ConfigurationError, StoreUnavailable
 from engine.recording import Journeys
 from engine.settings import Settings
+from projections.custom import ProjectionViews
 from projections.log import JourneyLog
 from projections.postgres_view import PostgresJourneyView
 from projections.runner import ProjectionRunner
+from projections.sql import PostgresDatabase, SQLiteDatabase
 from projections.sqlite_view import SQLiteJourneyView
 from projections.views import JourneyView
 
@@ -120,6 +122,21 @@ def _view(settings: Settings) -> JourneyView:
         return PostgresJourneyView(
             postgres_conninfo(settings), schema=settings.postgres.get("POSTGRES_SCHEMA", "public")
         )
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
+
+
+def build_projection_views(settings: Settings) -> ProjectionViews:
+    """The views of analysts' own projections, beside the journey views."""
+    if settings.store == "sqlite":
+        return ProjectionViews(SQLiteDatabase(settings.views_path))
+    try:
+        with tables_made_one_at_a_time(settings):
+            return ProjectionViews(
+                PostgresDatabase(
+                    postgres_conninfo(settings), settings.postgres.get("POSTGRES_SCHEMA", "public")
+                )
+            )
     except psycopg.OperationalError as exc:
         raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
 

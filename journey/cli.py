@@ -29,14 +29,17 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from engine.definition import load_definition
 from engine.errors import JourneyError, UnknownCustomer
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint, from_millis, millis
 from journey import render
-from journey.bootstrap import Engine, build_engine, event_store_env
+from journey.bootstrap import Engine, build_engine, build_projection_views, event_store_env
 from journey.demo import STORIES, demo_customers, demo_touchpoints, recent_start
 from journey.ingest import IngestSummary, check_files, ingest_files
 from journey.streaming import consume, dead_letters, produce, status
+from projections.custom import CustomRunner, load_projection
+from projections.diff import diff_definitions
 from projections.timeline import timeline as project_timeline
 from projections.views import FRICTION_GROUPS
 from schemas.codec import contract
@@ -406,6 +409,111 @@ def moments(ctx: click.Context, as_json: bool) -> None:
     out.print(render.outcomes_table("Moments of truth by channel", "moment · channel", rows))
     out.print(render.outcomes_table("Every outcome, by channel", "channel", channels))
     out.print(render.outcomes_table("Moments of truth, by rep", "rep", reps))
+
+
+@cli.command()
+@click.option(
+    "--projection",
+    "spec",
+    required=True,
+    metavar="MODULE:CLASS",
+    help="Your projection class, e.g. projections.examples:PricingInterest.",
+)
+@click.option("--once", is_flag=True, help="Stop once it has caught up instead of following.")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between looks at the log while following.",
+)
+@click.pass_context
+def replay(ctx: click.Context, spec: str, once: bool, every: float) -> None:
+    """Build a projection of your own from the start of history into a fresh view, switch
+    readers to it, then keep it following the log until stopped (or --once)."""
+    projection = load_projection(spec)
+    settings = ctx.find_object(Settings) or Settings()
+    with engine_for(ctx) as engine:
+        views = build_projection_views(settings)
+        try:
+            runner = CustomRunner(engine.log, views, projection, spec, settings.page_size)
+            head = engine.log.head()
+            started = time.perf_counter()
+            with _progress() as progress:
+                task = progress.add_task(f"Replaying {projection.name}", total=head)
+                generation, events = runner.replay(
+                    lambda done, _: progress.update(task, completed=done)
+                )
+            seconds = time.perf_counter() - started
+            say(f"Built {projection.name} from {events} events in {seconds:.1f} s")
+            if once:
+                return
+            stop = threading.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+            say("Following the log; stop with Ctrl-C")
+            while not stop.is_set():
+                runner.catch_up(generation)
+                stop.wait(every)
+        finally:
+            views.db.close()
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.argument("customer_id", required=False)
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one per customer.")
+@click.pass_context
+def view(
+    ctx: click.Context, name: str | None, customer_id: str | None, limit: int, as_json: bool
+) -> None:
+    """Show a view built by journey replay (without a NAME: list them)."""
+    views = build_projection_views(ctx.find_object(Settings) or Settings())
+    try:
+        if name is None:
+            for view_name, spec in views.names():
+                click.echo(f"{view_name}\t{spec}")
+            return
+        states = list(views.states(name, customer_id, None if customer_id else limit))
+        if customer_id is not None and not states:
+            raise UnknownCustomer(customer_id)
+        if as_json:
+            for customer, state in states:
+                click.echo(json.dumps({"customer_id": customer, **state}, ensure_ascii=False))
+        else:
+            out.print(render.states_table(name, states))
+    finally:
+        views.db.close()
+
+
+@cli.command("diff-definition")
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@click.option(
+    "--limit", type=click.IntRange(0), default=20, show_default=True, help="Customers to list."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, every changed customer.")
+@click.pass_context
+def diff_definition(ctx: click.Context, old: str, new: str, limit: int, as_json: bool) -> None:
+    """Replay the whole history under two journey definitions (TOML files, or `default`
+    for the shipped one) and report what would change: stages, open frictions, moments of
+    truth, in total and per customer. Nothing is written or sent."""
+    definitions = [load_definition(None if d == "default" else Path(d)) for d in (old, new)]
+    with engine_for(ctx) as engine:
+        head = engine.log.head()
+        with _progress() as progress:
+            task = progress.add_task("Replaying history", total=2 * head)
+            diff = diff_definitions(
+                engine.log,
+                *definitions,
+                page_size=engine.settings.page_size,
+                progress=lambda done, _: progress.update(task, completed=done),
+            )
+    if as_json:
+        click.echo(json.dumps(render.diff_json(diff), indent=2, ensure_ascii=False))
+    else:
+        out.print(render.diff_view(diff, limit))
 
 
 @cli.command()

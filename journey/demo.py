@@ -156,7 +156,7 @@ def _happy_path(j: _Journey) -> None:
     j.add("web", "page_view", after=24, page="pricing")
     j.add("web", "demo_requested", after=0.5, form="demo")
     j.add("visit", "demo", after=72, rep=j.rep, outcome="positive")
-    j.add("email", "proposal_sent", after=48, rep=j.rep, outcome="positive")
+    j.add("email", "proposal_sent", after=47, rep=j.rep, outcome="positive")
     j.add("phone", "call_outbound", after=24, rep=j.rep, outcome="positive")
     j.add("visit", "contract_signed", after=24 * rng.randint(3, 14), rep=j.rep, outcome="positive")
     j.newsletter(rng.randint(1, 4))

@@ -12,6 +12,7 @@ from rich.text import Text
 from engine.definition import JourneyDefinition
 from engine.touchpoints import from_millis
 from projections.detectors import Friction, Moment
+from projections.diff import DefinitionDiff
 from projections.position import Position
 from projections.timeline import TimelineEntry, reported_late
 from projections.views import FrictionRow, StageCount
@@ -348,3 +349,98 @@ def console(stderr: bool = False) -> Console:
 def outcome_json(key: str, row: Sequence[Any]) -> dict[str, Any]:
     name, positive, neutral, negative = row
     return {key: name, "positive": positive, "neutral": neutral, "negative": negative}
+
+
+def diff_json(diff: DefinitionDiff) -> dict[str, Any]:
+    return {
+        "customers": diff.customers,
+        "events": diff.events,
+        "changed": len(diff.changed),
+        "stage_moves": [
+            {"from": old, "to": new, "customers": n} for (old, new), n in diff.stage_moves.items()
+        ],
+        "frictions_added": dict(diff.frictions_added),
+        "frictions_removed": dict(diff.frictions_removed),
+        "moments_changed": dict(diff.moments_changed),
+        "customers_changed": [
+            {
+                "customer_id": c.customer_id,
+                "stage": {"old": c.stage[0], "new": c.stage[1]},
+                "frictions_added": list(c.frictions_added),
+                "frictions_removed": list(c.frictions_removed),
+                "moments": [{"moment": m, "old": o, "new": n} for m, o, n in c.moments],
+            }
+            for c in diff.changed
+        ],
+    }
+
+
+def diff_view(diff: DefinitionDiff, limit: int) -> Group:
+    headline = Text.assemble(
+        (f"{len(diff.changed)} of {diff.customers} customers would change", "bold"),
+        f"  ·  {diff.events} events replayed under both definitions",
+    )
+    parts: list[Any] = [headline, Text()]
+    if diff.stage_moves:
+        moves = Table(title="Stage changes", title_justify="left")
+        for column in ("old stage", "new stage", "customers"):
+            moves.add_column(column, justify="right" if column == "customers" else "left")
+        for (old, new), count in diff.stage_moves.most_common():
+            moves.add_row(old or "-", new or "-", str(count))
+        parts += [moves, Text()]
+    kinds = sorted(
+        diff.frictions_added.keys() | diff.frictions_removed.keys() | diff.moments_changed.keys()
+    )
+    if kinds:
+        details = Table(title="Frictions and moments of truth", title_justify="left")
+        for column in ("rule", "frictions added", "frictions removed", "moments changed"):
+            details.add_column(column, justify="left" if column == "rule" else "right")
+        for kind in kinds:
+            details.add_row(
+                kind,
+                str(diff.frictions_added[kind]),
+                str(diff.frictions_removed[kind]),
+                str(diff.moments_changed[kind]),
+            )
+        parts += [details, Text()]
+    if diff.changed and limit:
+        customers = Table(title=f"Customers (first {limit})", title_justify="left")
+        for column in ("customer", "stage", "frictions", "moments"):
+            customers.add_column(column, overflow="fold")
+        for change in diff.changed[:limit]:
+            old, new = change.stage
+            customers.add_row(
+                change.customer_id,
+                f"{old} → {new}" if old != new else (new or "-"),
+                " ".join(
+                    [f"+{k}" for k in change.frictions_added]
+                    + [f"-{k}" for k in change.frictions_removed]
+                ),
+                " ".join(f"{m}: {o or '-'} → {n or '-'}" for m, o, n in change.moments),
+            )
+        parts.append(customers)
+    if not diff.changed:
+        parts.append(Text("Nothing would change."))
+    return Group(*parts)
+
+
+def states_table(name: str, states: Sequence[tuple[str, dict[str, Any]]]) -> Table:
+    """A custom projection's states, one row per customer, one column per top-level key."""
+    columns: list[str] = []
+    for _, state in states:
+        columns.extend(key for key in state if key not in columns)
+    table = Table(title=name, title_justify="left")
+    table.add_column("customer")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for customer, state in states:
+        table.add_row(customer, *(_cell(state.get(column)) for column in columns))
+    return table
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)

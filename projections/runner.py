@@ -107,8 +107,12 @@ class JourneyProjector:
         stream: Callable[[str], list[TouchpointState]],
         due: Callable[[int], list[str]],
         ticked: Callable[[], int | None],
+        *,
+        max_cached: int | None = _MAX_CACHED_POSITIONS,
     ) -> None:
+        """Keeps up to `max_cached` positions in memory between pages (None: all)."""
         self.machine = StageMachine(definition)
+        self._max_cached = max_cached
         self._severity = {f.id: f.severity for f in definition.frictions}
         self._load = load
         self._stream = stream
@@ -132,7 +136,7 @@ class JourneyProjector:
             self._ticked = self._load_ticked()
             self._ticked_known = True
         customers = {customer_id for _, customer_id, _ in page if customer_id is not None}
-        if len(positions) + len(customers) > _MAX_CACHED_POSITIONS:
+        if self._max_cached is not None and len(positions) + len(customers) > self._max_cached:
             positions.clear()
         self._ensure(customers)
         evolve, is_late = self.machine.evolve, self.machine.is_late
@@ -170,6 +174,11 @@ class JourneyProjector:
             ticked=ticked,
             frictions=self._rows(changed.values()),
         )
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        """The positions in memory, by customer."""
+        return self._positions
 
     def committed(self, changes: PageChanges) -> None:
         """The page's changes are stored: their frictions and moments are written."""

@@ -1,0 +1,680 @@
+"""Replay the whole event log into fresh journey views, every detector on, on SQLite and PostgreSQL.
+
+Writes the demo dataset for --customers customers (`journey generate`, arrival order) and keeps
+its first N touchpoints; records them once per store (`journey ingest --no-project`, cached under
+bench/out/ and in the PostgreSQL schema bench_replay) and appends one clock event (`journey
+tick`), so that the time-based detectors close their windows. Then times `journey rebuild` (what
+users run: stages, frictions, moments of truth) and reports the median events/s and peak RSS.
+
+In the same run, the baseline: eventsourcing's own ProjectionRunner (one transaction per event:
+the view row and the tracking record) folding with the engine's own StageMachine, over the log's
+first --sample events. On SQLite, where the library cannot subscribe, its Projection and
+tracking recorder are driven the way its subscription pulls: select_notifications, 500 at a time.
+
+    python bench/replay.py [--touchpoints 1000000] [--runs 3] [--sample 20000]
+                           [--customers 100000] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+import psycopg
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    Tracking,
+)
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.projection import Projection, ProjectionRunner
+from eventsourcing.sqlite import SQLiteTrackingRecorder
+from eventsourcing.utils import Environment
+from psycopg.sql import SQL, Identifier
+
+from engine.definition import load_definition
+from engine.journeys import CustomerJourney, JourneyClock, TouchpointState
+from engine.recording import Journeys
+from engine.settings import Settings
+from journey.bootstrap import event_store_env, postgres_conninfo
+from projections.log import TICK_TOPIC, TOUCHPOINT_TOPIC
+from projections.position import Mark, Position, StageMachine
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ingest_file import OUT
+from rebuild import JOURNEY
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = "bench_replay"
+TARGET_RATE = 100_000  # events/s
+TARGET_RSS_MB = 1024
+PULL = 500  # what eventsourcing's subscription selects at a time
+# Settings of the surrounding shell that would point the CLI elsewhere.
+_STORE_KEYS = ("JOURNEY_DATABASE_URL", "JOURNEY_DATA_DIR", "POSTGRES_DBNAME", "POSTGRES_SCHEMA")
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset and the stores
+
+
+def replay_dataset(touchpoints: int, customers: int) -> tuple[Path, int, int]:
+    """(file, touchpoints, distinct customers): the first `touchpoints` lines of what
+    `journey generate --customers N` writes."""
+    OUT.mkdir(exist_ok=True)
+    generated = OUT / f"replay-generated-{customers}.jsonl"
+    if not generated.exists():
+        print(f"generating {generated} ({customers:,} customers) ...", flush=True)
+        partial = generated.with_suffix(".partial.jsonl")
+        cli(["generate", "--customers", str(customers), "--out", str(partial)], clean_env())
+        partial.rename(generated)
+    path = OUT / f"replay-{customers}-{touchpoints}.jsonl"
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        with generated.open("rb") as full, partial.open("wb") as part:
+            for number, line in enumerate(full):
+                if number == touchpoints:
+                    break
+                part.write(line)
+        partial.rename(path)
+    count, seen = 0, set()
+    with path.open("rb") as handle:
+        for line in handle:
+            count += 1
+            seen.add(orjson.loads(line)["customer_id"])
+    return path, count, len(seen)
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in _STORE_KEYS}
+    env.update(extra or {})
+    return env
+
+
+def cli(args: list[str], env: Mapping[str, str]) -> str:
+    """Runs the journey CLI; its stderr, or the exact error if it fails."""
+    done = subprocess.run(
+        [JOURNEY, *args],
+        check=False,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if done.returncode:
+        raise RuntimeError(f"journey {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+    return done.stderr
+
+
+@dataclass
+class Store:
+    name: str
+    cli_env: dict[str, str]  # the environment `journey` runs with
+    app_env: dict[str, str]  # the Journeys application's eventsourcing environment
+    settings: Settings
+    data_dir: Path
+    notes: list[str] = field(default_factory=list)
+
+
+def sqlite_store(touchpoints: int, customers: int) -> Store:
+    data_dir = OUT / f"replay-store-{customers}-{touchpoints}"
+    settings = Settings(data_dir=data_dir)
+    env = clean_env({"JOURNEY_DATA_DIR": str(data_dir)})
+    return Store("sqlite", env, event_store_env(settings), settings, data_dir)
+
+
+def postgres_store(url: str, data_dir: Path) -> Store:
+    env = clean_env({"JOURNEY_DATABASE_URL": url, "POSTGRES_SCHEMA": SCHEMA})
+    settings = Settings.from_env(env)
+    return Store("postgres", env, event_store_env(settings), settings, data_dir)
+
+
+def record(store: Store, path: Path, count: int) -> None:
+    """Records the dataset and one clock event in the store, unless done before."""
+    if recorded(store, count):
+        return
+    print(f"recording {path.name} into {store.name} ...", flush=True)
+    if store.name == "sqlite":
+        shutil.rmtree(store.data_dir, ignore_errors=True)
+    else:
+        drop_schema(store)
+    started = time.perf_counter()
+    cli(["ingest", "--no-project", str(path)], store.cli_env)
+    ingested = time.perf_counter()
+    said = cli(["tick"], store.cli_env)
+    print(
+        f"  ingest {ingested - started:.0f} s; tick (and views caught up) "
+        f"{time.perf_counter() - ingested:.0f} s: {said.strip().splitlines()[-1]}",
+        flush=True,
+    )
+    if store.name == "sqlite":
+        (store.data_dir / "recorded").write_text(f"{count}\n")
+
+
+def recorded(store: Store, count: int) -> bool:
+    if store.name == "sqlite":
+        marker = store.data_dir / "recorded"
+        return marker.exists() and marker.read_text().strip() == str(count)
+    with psycopg.connect(postgres_conninfo(store.settings), autocommit=True) as conn:
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (SCHEMA,),
+            )
+        }
+        if not {"journeys_events", "journeys_events_touchpoints"} <= tables:
+            return False
+        events = Identifier(SCHEMA, "journeys_events")
+        ids = Identifier(SCHEMA, "journeys_events_touchpoints")
+        (touchpoints,) = conn.execute(SQL("SELECT count(*) FROM {}").format(ids)).fetchone() or (0,)
+        (ticks,) = conn.execute(
+            SQL("SELECT count(*) FROM {} WHERE topic = %s").format(events), (TICK_TOPIC,)
+        ).fetchone() or (0,)
+        return bool(touchpoints == count and ticks)
+
+
+def drop_schema(store: Store) -> None:
+    with psycopg.connect(postgres_conninfo(store.settings), autocommit=True) as conn:
+        conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(SCHEMA)))
+
+
+def head(store: Store) -> int:
+    app = Journeys(store.app_env)
+    try:
+        return app.recorder.max_notification_id() or 0
+    finally:
+        app.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine: `journey rebuild`
+
+
+class TreeRSS(threading.Thread):
+    """Samples the summed RSS of a process and its descendants (rebuild reads the log in a
+    second process), every 50 ms; `peak` in MB."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = 0.0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            self.peak = max(self.peak, sum(map(_rss_kb, _tree(self.pid))) / 1024)
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return pids
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    events: int
+    seconds: float
+    reported_seconds: float  # what the CLI itself printed
+    max_rss_mb: float  # ru_maxrss: the largest single process
+    tree_rss_mb: float  # sampled: all of its processes together
+
+
+def journey_rebuild(store: Store) -> Rebuilt:
+    """One `journey rebuild`, timed from outside."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [JOURNEY, "rebuild"],
+        env=store.cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sampler = TreeRSS(child.pid)
+    sampler.start()
+    output = child.stderr.read() if child.stderr else ""  # drained while it runs
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    sampler.done.set()
+    sampler.join()
+    child.returncode = os.waitstatus_to_exitcode(status)
+    found = re.search(r"Rebuilt from (\d+) events in ([\d.]+) s", output)
+    if child.returncode or found is None:
+        raise RuntimeError(
+            f"journey rebuild on {store.name} failed ({child.returncode}):\n{output}"
+        )
+    return Rebuilt(
+        int(found.group(1)),
+        seconds,
+        float(found.group(2)),
+        usage.ru_maxrss / 1024,
+        sampler.peak,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The baseline: eventsourcing's Projection, tracking recorder and ProjectionRunner
+
+
+class JourneyBaseline(Projection[Any]):
+    """The engine's fold (StageMachine: stages, frictions, moments of truth) as an
+    eventsourcing projection: each event's changed positions and its tracking record are
+    written in one transaction. Positions stay in memory, as the engine keeps them."""
+
+    name = "JourneyBaseline"
+    topics = (TOUCHPOINT_TOPIC, TICK_TOPIC)  # what the engine's fold reads, filtered in the DB
+    stop_at = 0  # the notification id whose processing ends the timed part
+    reached: float | None = None
+    first: float | None = None  # when the first event was processed
+
+    def __init__(self, view: Any) -> None:
+        super().__init__(view)
+        self.machine = StageMachine(load_definition())
+        self.positions: dict[str, Position] = {}
+        self.marks: dict[str, list[Mark]] = {}  # for touchpoints that arrive late
+        self.ticked: int | None = None
+        self.processed = 0
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+        changed: list[Position] = []
+        if isinstance(domain_event, CustomerJourney.TouchpointRecorded):
+            state = cast(TouchpointState, vars(domain_event))
+            customer_id = state["customer_id"]
+            mark = self.machine.mark(state)
+            position = self.positions.get(customer_id) or Position(customer_id)
+            marks = self.marks.setdefault(customer_id, [])
+            position = self.machine.evolve(position, mark, lambda _: marks, now=self.ticked)
+            marks.append(mark)
+            self.positions[customer_id] = position
+            changed.append(position)
+        elif isinstance(domain_event, JourneyClock.Ticked):
+            at: int = domain_event.at
+            if self.ticked is None or at > self.ticked:
+                self.ticked = at
+                advance = self.machine.advance
+                changed.extend(p for p in self.positions.values() if advance(p, at))
+        self.view.save(changed, tracking)
+        self.processed += 1
+        if self.reached is None and tracking.notification_id >= self.stop_at:
+            self.reached = time.perf_counter()
+
+
+def _state(position: Position) -> bytes:
+    return orjson.dumps(position.to_state())
+
+
+class SQLiteBaselineView(SQLiteTrackingRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS baseline_positions "
+            "(customer_id TEXT PRIMARY KEY, stage TEXT, state BLOB NOT NULL)",
+        ]
+
+    def save(self, positions: list[Position], tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            self._insert_tracking(c, tracking)
+            for p in positions:
+                c.execute(
+                    "INSERT INTO baseline_positions (customer_id, stage, state) VALUES (?, ?, ?) "
+                    "ON CONFLICT (customer_id) DO UPDATE SET "
+                    "stage = excluded.stage, state = excluded.state",
+                    (p.customer_id, p.stage, _state(p)),
+                )
+
+
+class PostgresBaselineView(PostgresTrackingRecorder):
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        table = Identifier(self.datastore.schema, baseline_table(self.tracking_table_name))
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} "
+                "(customer_id text PRIMARY KEY, stage text, state jsonb NOT NULL)"
+            ).format(table)
+        )
+        self._upsert = SQL(
+            "INSERT INTO {} (customer_id, stage, state) VALUES (%s, %s, %s::jsonb) "
+            "ON CONFLICT (customer_id) DO UPDATE SET stage = excluded.stage, state = excluded.state"
+        ).format(table)
+
+    def save(self, positions: list[Position], tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            self._insert_tracking(curs, tracking)
+            for p in positions:
+                curs.execute(
+                    self._upsert, (p.customer_id, p.stage, _state(p).decode()), prepare=True
+                )
+
+
+def baseline_table(tracking_table: str) -> str:
+    return tracking_table.removesuffix("_tracking") + "_positions"
+
+
+def sample_target(store: Store, sample: int) -> int:
+    """The last touchpoint or clock event among the log's first `sample` positions."""
+    app = Journeys(store.app_env)
+    try:
+        folded = app.recorder.select_notifications(
+            start=1, limit=sample, stop=sample, topics=JourneyBaseline.topics
+        )
+    finally:
+        app.close()
+    return folded[-1].id
+
+
+@dataclass(frozen=True)
+class Baseline:
+    rate: float
+    events: int  # log positions covered (as `journey rebuild` counts)
+    processed: int  # events handed to process_event (touchpoints and clock events)
+    first: float  # seconds from the start to the first event processed
+    how: str
+
+
+def baseline_postgres(store: Store, sample: int) -> Baseline:
+    """eventsourcing's ProjectionRunner, as it is: its own Journeys app and subscription."""
+    target = sample_target(store, sample)
+    with psycopg.connect(postgres_conninfo(store.settings), autocommit=True) as conn:
+        name = JourneyBaseline.name.lower()
+        for table in (f"{name}_tracking", baseline_table(f"{name}_tracking")):
+            conn.execute(SQL("DROP TABLE IF EXISTS {}").format(Identifier(SCHEMA, table)))
+    JourneyBaseline.stop_at, JourneyBaseline.reached, JourneyBaseline.first = target, None, None
+    started = time.perf_counter()
+    runner: ProjectionRunner[Journeys, PostgresBaselineView] = ProjectionRunner(
+        application_class=Journeys,
+        projection_class=JourneyBaseline,
+        view_class=PostgresBaselineView,
+        env=store.app_env,
+    )
+    with runner:
+        runner.wait(target, timeout=3600)
+        projection = cast(JourneyBaseline, runner.projection)
+        reached = projection.reached or time.perf_counter()
+        processed = projection.processed
+        first = (projection.first or reached) - started
+    return Baseline(target / (reached - started), target, processed, first, "ProjectionRunner")
+
+
+def baseline_sqlite(store: Store, sample: int, *, try_runner: bool) -> Baseline:
+    """eventsourcing's Projection and SQLite tracking recorder. Its ProjectionRunner needs a
+    subscription, which SQLite recorders do not offer: the events are pulled as the library's
+    subscription pulls them (select_notifications after the last, 500 at a time, filtered by
+    the projection's topics) and handed to process_event one by one."""
+    view_db = OUT / "replay-baseline-view.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{view_db}{suffix}").unlink(missing_ok=True)
+    env = {**store.app_env, f"{JourneyBaseline.name.upper()}_SQLITE_DBNAME": str(view_db)}
+    if try_runner:
+        try:
+            ProjectionRunner(
+                application_class=Journeys,
+                projection_class=JourneyBaseline,
+                view_class=SQLiteBaselineView,
+                env=env,
+            ).stop()
+        except NotImplementedError as exc:
+            store.notes.append(f"eventsourcing ProjectionRunner on SQLite: {exc!r}")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{view_db}{suffix}").unlink(missing_ok=True)
+    target = sample_target(store, sample)
+    JourneyBaseline.stop_at, JourneyBaseline.reached, JourneyBaseline.first = target, None, None
+    started = time.perf_counter()
+    app = Journeys(env)
+    view_env = Environment(JourneyBaseline.name, {**os.environ, **env})
+    factory = InfrastructureFactory[SQLiteTrackingRecorder].construct(env=view_env)
+    view = factory.tracking_recorder(SQLiteBaselineView)
+    projection = JourneyBaseline(view)
+    try:
+        last = view.max_tracking_id(app.name) or 0
+        while last < target:
+            notifications = app.recorder.select_notifications(
+                start=last,
+                limit=PULL,
+                topics=JourneyBaseline.topics,
+                inclusive_of_start=False,
+            )
+            if not notifications:
+                break
+            for notification in notifications:
+                if notification.id > target:
+                    break
+                domain_event = app.mapper.to_domain_event(notification)
+                projection.process_event(domain_event, Tracking(app.name, notification.id))
+                last = notification.id
+        reached = projection.reached or time.perf_counter()
+    finally:
+        app.close()
+        factory.close()
+    return Baseline(
+        target / (reached - started),
+        target,
+        projection.processed,
+        (projection.first or reached) - started,
+        "Projection + SQLiteTrackingRecorder, pulled by select_notifications",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL, through the project's script
+
+
+def postgres(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "postgres.sh"), command],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+class PostgresServer:
+    """The project's server (scripts/postgres.sh). Other sessions may share it, and tests
+    stop and start it: it is started again when found stopped, and stopped at the end only
+    if this run started it and nobody else is connected."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.was_running = postgres("status").returncode == 0
+
+    def ensure(self) -> str:
+        """The URL of the running server, started if need be; raises if it cannot start."""
+        if postgres("status").returncode != 0:
+            started = postgres("start")
+            if started.returncode:
+                raise RuntimeError((started.stderr or started.stdout).strip())
+            self.started = True
+        return postgres("url").stdout.strip()
+
+    def finish(self, url: str) -> str:
+        if not self.started or postgres("status").returncode != 0:
+            return "PostgreSQL left as it was (this run did not start it)"
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchone()
+            others = row[0] if row else 0
+        except psycopg.Error:
+            others = 0
+        if others:
+            return (
+                f"PostgreSQL left running: this run started it, but {others} other clients use it"
+            )
+        stopped = postgres("stop")
+        failed = f": {stopped.stderr.strip()}" if stopped.returncode else ""
+        return f"PostgreSQL stopped (this run started it){failed}"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    store: Store
+    events: int = 0
+    runs: list[Rebuilt] = field(default_factory=list)
+    baselines: list[Baseline] = field(default_factory=list)
+    error: str = ""
+
+
+def measure(result: Result, runs: int, sample: int, server: PostgresServer | None) -> None:
+    for run in range(1, runs + 1):
+        for attempt in (1, 2):
+            try:
+                one_run(result, run, sample, server)
+                break
+            except Exception as exc:
+                if server is None or attempt == 2:
+                    raise
+                # Another session may have stopped the shared server under us.
+                note = f"run {run} failed and was run again: {type(exc).__name__}: {exc}"
+                result.store.notes.append(note.splitlines()[0])
+                print(note, file=sys.stderr, flush=True)
+                result.store = postgres_store(server.ensure(), result.store.data_dir)
+
+
+def one_run(result: Result, run: int, sample: int, server: PostgresServer | None) -> None:
+    store = result.store
+    if server is not None:
+        url = server.ensure()
+        if store.cli_env["JOURNEY_DATABASE_URL"] != url:
+            store = result.store = postgres_store(url, store.data_dir)
+    load = os.getloadavg()[0]
+    rebuilt = journey_rebuild(store)
+    if store.name == "sqlite":
+        base = baseline_sqlite(store, sample, try_runner=run == 1)
+    else:
+        base = baseline_postgres(store, sample)
+    result.runs.append(rebuilt)
+    result.baselines.append(base)
+    print(
+        f"run {run} {store.name}: journey rebuild {rebuilt.events:,} events in "
+        f"{rebuilt.seconds:.1f} s (it says {rebuilt.reported_seconds:.1f} s) = "
+        f"{rebuilt.events / rebuilt.seconds:,.0f} events/s, peak RSS "
+        f"{rebuilt.max_rss_mb:.0f} MB (largest process), {rebuilt.tree_rss_mb:.0f} MB "
+        f"(all its processes); baseline {base.rate:,.0f} events/s "
+        f"({base.events:,} positions, {base.processed:,} events processed, the first "
+        f"after {base.first:.2f} s); load average before {load:.1f}",
+        flush=True,
+    )
+
+
+def table(results: list[Result], customers: int, sample: int) -> None:
+    header = (
+        f"{'store':<9} {'events':>10} {'customers':>9} {'median ev/s':>11}  "
+        f"{'runs ev/s':<26} {'peak RSS MB':>11} {'baseline ev/s':>13} {'ratio':>7}  "
+        f"{'>=100k ev/s':<11} {'RSS<1GB':<7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        name = result.store.name
+        if result.error or not result.runs:
+            print(f"{name:<9} not measured: {result.error.splitlines()[0] if result.error else ''}")
+            continue
+        rates = [r.events / r.seconds for r in result.runs]
+        rate = statistics.median(rates)
+        peak = max(max(r.tree_rss_mb, r.max_rss_mb) for r in result.runs)
+        base = statistics.median(b.rate for b in result.baselines)
+        print(
+            f"{name:<9} {result.runs[0].events:>10,} {customers:>9,} {rate:>11,.0f}  "
+            f"{' / '.join(f'{r:,.0f}' for r in rates):<26} {peak:>11,.0f} {base:>13,.0f} "
+            f"{rate / base:>6.0f}x  {'yes' if rate >= TARGET_RATE else 'NO':<11} "
+            f"{'yes' if peak < TARGET_RSS_MB else 'NO':<7}"
+        )
+    print()
+    for result in results:
+        if result.baselines:
+            print(
+                f"baseline {result.store.name}: {result.baselines[0].how}; engine's fold "
+                f"(StageMachine.mark/evolve), one transaction per event (view row + tracking), "
+                f"first {sample:,} log positions"
+            )
+        for note in result.store.notes:
+            print(f"  note: {note}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--touchpoints", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sample", type=int, default=20_000, help="log positions for baseline")
+    parser.add_argument("--customers", type=int, default=100_000, help="customers generated")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    args = parser.parse_args()
+
+    print(
+        f"targets: journey rebuild >= {TARGET_RATE:,} events/s; peak RSS < {TARGET_RSS_MB} MB "
+        "(memory grows with active customers, not with history)"
+    )
+    path, count, customers = replay_dataset(args.touchpoints, args.customers)
+    print(
+        f"dataset: {count:,} touchpoints of {customers:,} customers (the first {count:,} of "
+        f"`journey generate --customers {args.customers}`), {path}",
+        flush=True,
+    )
+    results = [Result(sqlite_store(args.touchpoints, args.customers))]
+    server, url = None, ""
+    if not args.no_postgres:
+        server = PostgresServer()
+        try:
+            url = server.ensure()
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            server = None
+            print(f"PostgreSQL could not be started, reporting SQLite only:\n{exc}", flush=True)
+        else:
+            how = "already running" if server.was_running else "started by this run"
+            print(f"PostgreSQL at {url}, schema {SCHEMA} ({how})", flush=True)
+            results.append(Result(postgres_store(url, OUT / "replay-postgres")))
+    try:
+        for result in results:
+            on = server if result.store.name == "postgres" else None
+            try:
+                record(result.store, path, count)
+                result.events = head(result.store)
+                measure(result, args.runs, args.sample, on)
+            except Exception as exc:  # reported in the table, the other store still runs
+                result.error = f"{type(exc).__name__}: {exc}"
+                print(f"{result.store.name} failed: {result.error}", file=sys.stderr, flush=True)
+    finally:
+        if server is not None:
+            print(server.finish(url), flush=True)
+    print()
+    table(results, customers, args.sample)
+
+
+if __name__ == "__main__":
+    main()
