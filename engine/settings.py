@@ -45,7 +45,13 @@ class Settings:
 
     @property
     def views_path(self) -> Path:
+        """The journey views' first generation; `journey rebuild` builds later ones beside it."""
         return self.data_dir / "views.db"
+
+    @property
+    def projections_path(self) -> Path:
+        """The views of analysts' own projections."""
+        return self.data_dir / "projections.db"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

@@ -34,7 +34,13 @@ from engine.errors import JourneyError, UnknownCustomer
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint, from_millis, millis
 from journey import render
-from journey.bootstrap import Engine, build_engine, build_projection_views, event_store_env
+from journey.bootstrap import (
+    Engine,
+    build_engine,
+    build_projection_views,
+    event_store_env,
+    rebuild_beside,
+)
 from journey.demo import STORIES, demo_customers, demo_touchpoints, recent_start
 from journey.ingest import IngestSummary, check_files, ingest_files
 from journey.streaming import consume, dead_letters, produce, status
@@ -519,13 +525,16 @@ def diff_definition(ctx: click.Context, old: str, new: str, limit: int, as_json:
 @cli.command()
 @click.pass_context
 def rebuild(ctx: click.Context) -> None:
-    """Build the journey views again from the start of the log (after a definition change)."""
+    """Build the journey views again from the start of the log (after a definition change),
+    beside the live ones: readers switch to them once they have caught up."""
     with engine_for(ctx) as engine:
         total = engine.journeys.recorder.max_notification_id() or 0
         started = time.perf_counter()
         with _progress() as progress:
             task = progress.add_task("Rebuilding journeys", total=total)
-            result = engine.runner.rebuild(lambda done, _: progress.update(task, completed=done))
+            _, result = rebuild_beside(
+                engine, lambda done, _: progress.update(task, completed=done)
+            )
         seconds = time.perf_counter() - started
         say(f"Rebuilt from {result.events} events in {seconds:.1f} s")
 

@@ -152,12 +152,15 @@ class PostgresJourneyView(JourneyView):
                 )
 
     def reset(self) -> None:
+        self.drop()
+        self._create()
+
+    def drop(self) -> None:
         with self._db.transaction():
             for table in _TABLES:
                 self._db.execute(
                     SQL("DROP TABLE IF EXISTS {}.{}").format(self._schema, Identifier(table))
                 )
-        self._create()
 
     def position(self, customer_id: str) -> Position | None:
         return self.load_positions([customer_id]).get(customer_id)

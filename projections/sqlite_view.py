@@ -164,6 +164,12 @@ class SQLiteJourneyView(JourneyView):
             self._db.execute(statement)
         self._db.execute("COMMIT")
 
+    def drop(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        for table in _TABLES:
+            self._db.execute(f"DROP TABLE IF EXISTS {table}")
+        self._db.execute("COMMIT")
+
     def position(self, customer_id: str) -> Position | None:
         return self.load_positions([customer_id]).get(customer_id)
 

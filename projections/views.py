@@ -120,6 +120,10 @@ class JourneyView(ABC):
         """Empties the views, so that they can be rebuilt from the start of the log."""
 
     @abstractmethod
+    def drop(self) -> None:
+        """Removes the views' tables."""
+
+    @abstractmethod
     def position(self, customer_id: str) -> Position | None: ...
 
     @abstractmethod

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from engine.settings import Settings
-from journey.bootstrap import build_engine, build_projection_views
+from journey.bootstrap import build_engine, build_projection_views, rebuild_beside
 from projections.custom import CustomRunner
 from projections.examples import PricingInterest
 from tests import services
@@ -158,3 +158,48 @@ def test_a_definition_diff_reports_what_a_wider_follow_up_window_would_change(
     # Trying a definition changes nothing in the live views.
     anna = json.loads(journey("customer", "S1-ANNA", "--json", env=env))
     assert "no_follow_up" in {f["kind"] for f in anna["frictions"]}
+
+
+def test_a_rebuild_under_a_new_definition_is_built_beside_the_live_views(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    journey("funnel", env=env)  # the live views, under the default journey
+    default = (Path(__file__).parents[2] / "engine" / "default_journey.toml").read_text()
+    wider = tmp_path / "wider.toml"
+    wider.write_text(default.replace("within_hours = 48", "within_hours = 480", 1))
+    old, new = Settings.from_env(env), Settings.from_env(env | {"JOURNEY_DEFINITION": str(wider)})
+    seen_while_building: list[set[str]] = []
+
+    def read_anna_while_building(done: int, total: int) -> None:
+        reader = build_engine(old)
+        try:
+            anna = reader.view.position("S1-ANNA")
+            assert anna is not None
+            assert anna.touchpoints == 6
+            seen_while_building.append({f.kind for f in anna.frictions})
+        finally:
+            reader.close()
+
+    builder = build_engine(
+        Settings.from_env(env | {"JOURNEY_DEFINITION": str(wider), "JOURNEY_PAGE_SIZE": "4"})
+    )
+    try:
+        rebuild_beside(builder, read_anna_while_building)
+    finally:
+        builder.close()
+
+    assert len(seen_while_building) > 3
+    assert all("no_follow_up" in kinds for kinds in seen_while_building)
+    after = build_engine(new)
+    try:
+        after.runner.catch_up()
+        anna = after.view.position("S1-ANNA")
+        assert anna is not None
+        assert "no_follow_up" not in {f.kind for f in anna.frictions}
+    finally:
+        after.close()
+    stale = subprocess.run(
+        [JOURNEY, "customer", "S1-ANNA"], capture_output=True, text=True, env=env, check=False
+    )
+    assert stale.returncode == 1
+    assert "another journey definition" in stale.stderr
