@@ -185,6 +185,8 @@ class JourneyDefinition(_Model):
     dormancy: Dormancy | None = None
     frictions: tuple[FrictionRule, ...] = ()
     moments: tuple[MomentOfTruth, ...] = ()
+    # Team name to its reps' ids: outcomes are also shown per team.
+    teams: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -216,6 +218,9 @@ class JourneyDefinition(_Model):
                     raise ValueError(f"{kind}[{index}].id: {item.id!r} is declared twice")
                 seen.add(item.id)
         return self
+
+    def team_of(self, rep_id: str | None) -> str | None:
+        return next((team for team, reps in self.teams.items() if rep_id in reps), None)
 
     def friction(self, friction_id: str) -> FrictionRule | None:
         return next((f for f in self.frictions if f.id == friction_id), None)

@@ -392,6 +392,7 @@ def moments(ctx: click.Context, as_json: bool) -> None:
         view = engine.view
         by_moment = view.moment_outcomes()
         channels, reps = view.consistency("channel"), view.consistency("rep")
+        teams = render.per_team(engine.definition, reps)
     if as_json:
         click.echo(
             json.dumps(
@@ -402,6 +403,7 @@ def moments(ctx: click.Context, as_json: bool) -> None:
                     ],
                     "channels": [render.outcome_json("channel", row) for row in channels],
                     "reps": [render.outcome_json("rep", row) for row in reps],
+                    "teams": [render.outcome_json("team", row) for row in teams],
                 },
                 indent=2,
             )
@@ -415,6 +417,8 @@ def moments(ctx: click.Context, as_json: bool) -> None:
     out.print(render.outcomes_table("Moments of truth by channel", "moment · channel", rows))
     out.print(render.outcomes_table("Every outcome, by channel", "channel", channels))
     out.print(render.outcomes_table("Moments of truth, by rep", "rep", reps))
+    if teams:
+        out.print(render.outcomes_table("Moments of truth, by team", "team", teams))
 
 
 @cli.command()

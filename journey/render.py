@@ -444,3 +444,15 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict):
         return " ".join(f"{k}={v}" for k, v in value.items())
     return str(value)
+
+
+def per_team(
+    definition: JourneyDefinition, reps: Sequence[tuple[str | None, int, int, int]]
+) -> list[tuple[str | None, int, int, int]]:
+    """Outcomes per rep summed per team of the definition (reps in no team are left out)."""
+    teams: dict[str, list[int]] = {team: [0, 0, 0] for team in definition.teams}
+    for rep, *counts in reps:
+        team = definition.team_of(rep)
+        if team is not None:
+            teams[team] = [a + b for a, b in zip(teams[team], counts, strict=True)]
+    return [(team, *counts) for team, counts in teams.items()]  # type: ignore[misc]

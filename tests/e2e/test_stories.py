@@ -172,3 +172,21 @@ def test_the_happy_path_has_no_friction_and_only_positive_moments_of_truth(
     assert fin["frictions"] == []
     assert {outcome for _, outcome in moments(fin).values()} == {"positive"}
     assert set(moments(fin)) == {"first_human_contact", "first_visit", "proposal", "first_purchase"}
+
+
+def test_outcomes_are_shown_per_channel_rep_and_team(data_dir: Path, tmp_path: Path) -> None:
+    default = (Path(__file__).parents[2] / "engine" / "default_journey.toml").read_text()
+    teams = tmp_path / "teams.toml"
+    teams.write_text(default + '\n[teams]\nbranch = ["li"]\nsales = ["kathrine", "peter"]\n')
+
+    result = CliRunner().invoke(
+        cli, ["--data-dir", str(data_dir), "--definition", str(teams), "moments", "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert {row["team"]: row["positive"] for row in shown["teams"]} == {"branch": 3, "sales": 1}
+    phone = next(row for row in shown["channels"] if row["channel"] == "phone")
+    assert phone["negative"] == 2  # Carla stuck in the voice menu, twice
+    first_visits = [m for m in shown["moments"] if m["moment"] == "first_visit"]
+    assert {(m["outcome"], m["count"]) for m in first_visits} == {("positive", 3), ("negative", 1)}
