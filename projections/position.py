@@ -464,6 +464,7 @@ class StageMachine:
             if tally is None:
                 tally = position.outcomes[mark.channel] = [0, 0, 0]
             tally[_OUTCOME_INDEX[mark.outcome]] += 1
+            position.details_changed = True
         position.due = self._due(position)
 
     def _enter(self, position: Position, stage: str, at: int, event_id: str | None) -> None:

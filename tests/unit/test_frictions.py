@@ -245,3 +245,13 @@ def test_the_projector_closes_windows_for_stored_customers_when_the_clock_ticks(
     assert opened(position) == {"no_follow_up": (T0 + 2 * DAY, ("v",))}
     assert ticked.ticked == T0 + 3 * DAY
     assert [row[1] for row in ticked.frictions.frictions] == ["no_follow_up:v"]
+
+
+def test_a_new_outcome_alone_marks_the_customers_details_for_writing() -> None:
+    position = fold([touchpoint("p", at=T0, page="home")])
+    position.details_changed = False
+
+    MACHINE.evolve(position, MACHINE.mark_touchpoint(visit("v", T0 + HOUR)._replace(type="x")))
+
+    assert position.outcomes == {"visit": [1, 0, 0]}
+    assert position.details_changed
