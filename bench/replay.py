@@ -550,6 +550,30 @@ class Result:
     error: str = ""
 
 
+def reconnect(result: Result, url: str) -> Store:
+    """The PostgreSQL store at this URL, keeping what was noted."""
+    store = postgres_store(url, result.store.data_dir)
+    store.notes = result.store.notes
+    result.store = store
+    return store
+
+
+def prepare(result: Result, path: Path, count: int, server: PostgresServer | None) -> None:
+    """Records the dataset in the store; on PostgreSQL, again if the server went away."""
+    for attempt in (1, 2, 3):
+        try:
+            if server is not None:
+                reconnect(result, server.ensure())
+            record(result.store, path, count)
+            return
+        except Exception as exc:
+            if server is None or attempt == 3:
+                raise
+            note = f"recording failed and was done again: {type(exc).__name__}: {exc}"
+            result.store.notes.append(" ".join(note.split())[:300])
+            print(note, file=sys.stderr, flush=True)
+
+
 def measure(result: Result, runs: int, sample: int, server: PostgresServer | None) -> None:
     for run in range(1, runs + 1):
         for attempt in (1, 2):
@@ -561,9 +585,9 @@ def measure(result: Result, runs: int, sample: int, server: PostgresServer | Non
                     raise
                 # Another session may have stopped the shared server under us.
                 note = f"run {run} failed and was run again: {type(exc).__name__}: {exc}"
-                result.store.notes.append(note.splitlines()[0])
+                result.store.notes.append(" ".join(note.split())[:300])
                 print(note, file=sys.stderr, flush=True)
-                result.store = postgres_store(server.ensure(), result.store.data_dir)
+                reconnect(result, server.ensure())
 
 
 def one_run(result: Result, run: int, sample: int, server: PostgresServer | None) -> None:
@@ -571,7 +595,7 @@ def one_run(result: Result, run: int, sample: int, server: PostgresServer | None
     if server is not None:
         url = server.ensure()
         if store.cli_env["JOURNEY_DATABASE_URL"] != url:
-            store = result.store = postgres_store(url, store.data_dir)
+            store = reconnect(result, url)
     load = os.getloadavg()[0]
     rebuilt = journey_rebuild(store)
     if store.name == "sqlite":
@@ -663,7 +687,7 @@ def main() -> None:
         for result in results:
             on = server if result.store.name == "postgres" else None
             try:
-                record(result.store, path, count)
+                prepare(result, path, count, on)
                 result.events = head(result.store)
                 measure(result, args.runs, args.sample, on)
             except Exception as exc:  # reported in the table, the other store still runs

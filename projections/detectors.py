@@ -76,28 +76,39 @@ class Window(NamedTuple):
     rep_id: str | None
 
 
+# What changed in a position beyond its own row: which of the detail views to rewrite.
+FRICTIONS, MOMENTS, OUTCOMES = 1, 2, 4
+ALL_DETAILS = FRICTIONS | MOMENTS | OUTCOMES
+
 PatternIds = frozenset[int]
 Compile = Callable[[tuple[Match, ...]], PatternIds]
 
 
 def open_frictions(position: Position, kind: str) -> list[int]:
     """Indexes of the customer's open frictions of one kind."""
+    frictions = position.frictions
+    if not frictions:
+        return []
     return [
         index
-        for index, friction in enumerate(position.frictions)
-        if friction.kind == kind and friction.resolved_at is None
+        for index, friction in enumerate(frictions)
+        if friction.resolved_at is None and friction.kind == kind
     ]
 
 
 def resolve_all(position: Position, kind: str, at: int, event_id: str | None) -> None:
-    for index in open_frictions(position, kind):
-        position.frictions[index] = position.frictions[index].resolve(at, event_id)
-        position.details_changed = True
+    frictions = position.frictions
+    if not frictions:
+        return
+    for index, friction in enumerate(frictions):
+        if friction.resolved_at is None and friction.kind == kind:
+            frictions[index] = friction.resolve(at, event_id)
+            position.details_changed |= FRICTIONS
 
 
 def add_friction(position: Position, friction: Friction) -> None:
     position.frictions.append(friction)
-    position.details_changed = True
+    position.details_changed |= FRICTIONS
 
 
 class Detector:
@@ -121,10 +132,8 @@ class FollowUpDetector(Detector):
     def see(self, position: Position, mark: Mark) -> None:
         rules = mark.rules
         if not self._expect.isdisjoint(rules):
-            before = len(position.windows)
-            position.windows = [w for w in position.windows if w.kind != self.kind]
-            if len(position.windows) != before:
-                position.details_changed = True
+            if position.windows:
+                position.windows = [w for w in position.windows if w.kind != self.kind]
             resolve_all(position, self.kind, mark.occurred_at, mark.event_id)
         if not self._after.isdisjoint(rules) and (
             self._stages is None or position.stage in self._stages
@@ -139,7 +148,6 @@ class FollowUpDetector(Detector):
                     mark.rep_id,
                 )
             )
-            position.details_changed = True
 
 
 def expire(position: Position, window: Window) -> None:
@@ -246,7 +254,7 @@ class HandOffDetector(Detector):
                 position.frictions[opened[-1]] = friction._replace(
                     events=(*friction.events, mark.event_id)
                 )
-                position.details_changed = True
+                position.details_changed |= FRICTIONS
                 return
             add_friction(
                 position,
@@ -282,7 +290,7 @@ class NegativeDetector(Detector):
             position.frictions[opened[-1]] = friction._replace(
                 events=(*friction.events, mark.event_id)
             )
-            position.details_changed = True
+            position.details_changed |= FRICTIONS
             return
         add_friction(
             position,
@@ -357,7 +365,7 @@ class MomentDetector(Detector):
                         resolved_by=mark.event_id,
                         resolution=mark.outcome,
                     )
-                    position.details_changed = True
+                    position.details_changed |= MOMENTS
         if self._when.isdisjoint(rules):
             return
         if self._first_only and any(moment.kind == self.kind for moment in moments):
@@ -372,4 +380,4 @@ class MomentDetector(Detector):
                 mark.outcome,
             )
         )
-        position.details_changed = True
+        position.details_changed |= MOMENTS

@@ -29,6 +29,9 @@ from engine.definition import (
 from engine.journeys import TouchpointState, touchpoint_fields
 from engine.touchpoints import Touchpoint
 from projections.detectors import (
+    ALL_DETAILS,
+    FRICTIONS,
+    OUTCOMES,
     Detector,
     FollowUpDetector,
     Friction,
@@ -98,8 +101,9 @@ class Position:
     # it must be replayed with the others, like one that arrived late. Only decides how the
     # fold gets to its result, never the result itself.
     horizon: int | None = field(default=None, compare=False)
-    # Not stored: whether frictions or moments changed since the view last wrote them.
-    details_changed: bool = field(default=False, compare=False)
+    # Not stored: which of frictions, moments and outcomes changed since the view last wrote
+    # them (FRICTIONS | MOMENTS | OUTCOMES).
+    details_changed: int = field(default=0, compare=False)
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-ready form; `from_state` reads it back."""
@@ -361,7 +365,7 @@ class StageMachine:
             self._step(position, mark)
         if now is not None:
             self.advance(position, now)
-        position.details_changed = True
+        position.details_changed = ALL_DETAILS
         return position
 
     def advance(self, position: Position, now: int) -> bool:
@@ -405,66 +409,91 @@ class StageMachine:
 
     def _due(self, position: Position, after: int | None = None) -> int | None:
         """When time alone next changes this position (after `after`, which has been dealt with)."""
-        times = [w.deadline for w in position.windows]
+        due: int | None = None
+        for window in position.windows:
+            if due is None or window.deadline < due:
+                due = window.deadline
         stage, since = position.stage, position.since
         if stage is not None and since is not None:
             budget = self._budgets.get(stage)
-            stalled = self._stall is not None and any(
-                f.kind == self._stall and f.resolved_at is None for f in position.frictions
-            )
-            if budget is not None and self._stall is not None and not stalled:
-                times.append(since + budget)
-            if stage in self._dormant_from and position.last_at is not None:
-                times.append(position.last_at + self._dormant_after)
-        if after is not None:
-            times = [t for t in times if t > after]
-        return min(times) if times else None
+            if budget is not None and self._stall is not None:
+                stall = since + budget
+                if (due is None or stall < due) and not self._stalled(position):
+                    due = stall
+            last = position.last_at
+            if last is not None and stage in self._dormant_from:
+                dormant = last + self._dormant_after
+                if due is None or dormant < due:
+                    due = dormant
+        if after is not None and due is not None and due <= after:
+            # Rare: something else was due at the same moment; look again without it.
+            times = [w.deadline for w in position.windows]
+            if stage is not None and since is not None:
+                budget = self._budgets.get(stage)
+                if budget is not None and self._stall is not None and not self._stalled(position):
+                    times.append(since + budget)
+                if position.last_at is not None and stage in self._dormant_from:
+                    times.append(position.last_at + self._dormant_after)
+            later = [t for t in times if t > after]
+            return min(later) if later else None
+        return due
+
+    def _stalled(self, position: Position) -> bool:
+        stall = self._stall
+        for friction in position.frictions:
+            if friction.resolved_at is None and friction.kind == stall:
+                return True
+        return False
 
     def _step(self, position: Position, mark: Mark) -> None:
         at = mark.occurred_at
-        self.advance(position, at)
+        if position.due is not None and position.due < at:
+            self.advance(position, at)
         position.touchpoints += 1
         if position.first_at is None:
             position.first_at = at
         last = position.last_at
-        position.last_at = at if last is None else max(last, at)
+        if last is None or at > last:
+            position.last_at = at
 
         counts = position.counts
-        current = self.ranks.get(position.stage, _NO_RANK) if position.stage else _NO_RANK
+        stage = position.stage
+        current = self.ranks.get(stage, _NO_RANK) if stage else _NO_RANK
         forward: _Rule | None = None
         back: _Rule | None = None
-        entry_rules = self._entry_rules
+        entry_rules, rules = self._entry_rules, self._rules
         for index in mark.rules:
             if index >= entry_rules:
                 break
-            rule = self._rules[index]
+            rule = rules[index]
             count = counts.get(index, 0) + 1
             counts[index] = count
             if count < rule.min_count:
                 continue
             if rule.from_stages is not None:
-                if position.stage in rule.from_stages and (back is None or rule.rank > back.rank):
+                if stage in rule.from_stages and (back is None or rule.rank > back.rank):
                     back = rule
             elif rule.rank > current and (forward is None or rule.rank > forward.rank):
                 forward = rule
         target = forward or back
-        if target is not None and target.stage != position.stage:
+        if target is not None and target.stage != stage:
             self._enter(position, target.stage, at, mark.event_id)
 
         readers = self._readers.get(mark.rules)
         if readers is None:
-            rules = set(mark.rules)
+            matched = set(mark.rules)
             readers = self._readers[mark.rules] = tuple(
-                d for d in self._detectors if not d.patterns.isdisjoint(rules)
+                d for d in self._detectors if not d.patterns.isdisjoint(matched)
             )
         for detector in readers:
             detector.see(position, mark)
-        if mark.outcome is not None:
+        outcome = mark.outcome
+        if outcome is not None:
             tally = position.outcomes.get(mark.channel)
             if tally is None:
                 tally = position.outcomes[mark.channel] = [0, 0, 0]
-            tally[_OUTCOME_INDEX[mark.outcome]] += 1
-            position.details_changed = True
+            tally[_OUTCOME_INDEX[outcome]] += 1
+            position.details_changed |= OUTCOMES
         position.due = self._due(position)
 
     def _enter(self, position: Position, stage: str, at: int, event_id: str | None) -> None:
@@ -484,12 +513,12 @@ class StageMachine:
         before = self.ranks.get(previous, _NO_RANK)
         for index, friction in enumerate(position.frictions):
             if (
-                friction.kind == self._regression
-                and friction.resolved_at is None
+                friction.resolved_at is None
+                and friction.kind == self._regression
                 and self.ranks.get(friction.stage or "", _NO_RANK) <= rank
             ):
                 position.frictions[index] = friction.resolve(at, event_id)
-                position.details_changed = True
+                position.details_changed |= FRICTIONS
         if 0 <= rank < before:
             add_friction(
                 position,

@@ -60,7 +60,6 @@ _TABLES = (
     "journey_moments",
     "journey_outcomes",
 )
-_DETAILS = ("journey_frictions", "journey_moments", "journey_outcomes")
 
 
 class PostgresJourneyView(JourneyView):
@@ -126,21 +125,17 @@ class PostgresJourneyView(JourneyView):
                 ),
                 [position_row(p, orjson.dumps(p.to_state()).decode()) for p in changes.positions],
             )
-            details = changes.frictions
-            if details.customers:
-                customers = list(details.customers)
-                for table, rows in zip(
-                    _DETAILS, (details.frictions, details.moments, details.outcomes), strict=True
-                ):
-                    target = SQL("{}.{}").format(self._schema, Identifier(table))
+            for table, customers, rows in changes.frictions.tables():
+                target = SQL("{}.{}").format(self._schema, Identifier(table))
+                if customers:
                     cursor.execute(
                         SQL("DELETE FROM {} WHERE customer_id = ANY(%s)").format(target),
-                        (customers,),
+                        (list(customers),),
                     )
-                    if rows:
-                        with cursor.copy(SQL("COPY {} FROM STDIN").format(target)) as copy:
-                            for row in rows:
-                                copy.write_row(row)
+                if rows:
+                    with cursor.copy(SQL("COPY {} FROM STDIN").format(target)) as copy:
+                        for row in rows:
+                            copy.write_row(row)
             if changes.clock is not None or changes.ticked is not None:
                 cursor.execute(
                     self._sql(

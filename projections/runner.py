@@ -185,7 +185,7 @@ class JourneyProjector:
     def committed(self, changes: PageChanges) -> None:
         """The page's changes are stored: their frictions and moments are written."""
         for position in changes.positions:
-            position.details_changed = False
+            position.details_changed = 0
 
     def _ensure(self, customers: set[str]) -> None:
         """Puts these customers' positions in memory, loading those stored."""
@@ -282,10 +282,11 @@ class ProjectionRunner:
         else:
             pages = marked_pages(self._log, self._projector.machine, start, head, self._page_size)
         position = start
-        with closing(pages):
+        # Folding and committing allocate many objects and make no reference cycles; with the
+        # collector on, each page would rescan every position held in memory.
+        with closing(pages), collector_paused():
             for page in pages:
-                with collector_paused():
-                    changes = self._projector.fold(page) if page else PageChanges([], None, head)
+                changes = self._projector.fold(page) if page else PageChanges([], None, head)
                 try:
                     self._view.commit(JOURNEY_PROJECTION, changes, self._digest)
                 except ViewConflict:

@@ -60,7 +60,6 @@ _TABLES = (
     "journey_moments",
     "journey_outcomes",
 )
-_DETAIL_TABLES = ("journey_frictions", "journey_moments", "journey_outcomes")
 _UPSERT_POSITION = """
     INSERT INTO journey_positions (customer_id, stage, stage_since, peak_rank, first_at,
         last_at, touchpoints, rep, due_at, open_frictions, state)
@@ -125,19 +124,14 @@ class SQLiteJourneyView(JourneyView):
                 _UPSERT_POSITION,
                 [position_row(p, encode(p.to_state())) for p in changes.positions],
             )
-            details = changes.frictions
-            if details.customers:
-                customers = [(customer_id,) for customer_id in details.customers]
-                for table in _DETAIL_TABLES:
-                    db.executemany(f"DELETE FROM {table} WHERE customer_id = ?", customers)
-                for table, rows in (
-                    ("journey_frictions", details.frictions),
-                    ("journey_moments", details.moments),
-                    ("journey_outcomes", details.outcomes),
-                ):
-                    if rows:
-                        marks = ",".join("?" * len(rows[0]))
-                        db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+            for table, customers, rows in changes.frictions.tables():
+                if customers:
+                    db.executemany(
+                        f"DELETE FROM {table} WHERE customer_id = ?", [(c,) for c in customers]
+                    )
+                if rows:
+                    marks = ",".join("?" * len(rows[0]))
+                    db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
             if changes.clock is not None or changes.ticked is not None:
                 db.execute(
                     "INSERT INTO journey_clock VALUES (1, ?, ?) ON CONFLICT (id) "

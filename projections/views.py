@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from engine.errors import JourneyError
+from projections.detectors import FRICTIONS, MOMENTS, OUTCOMES
 from projections.position import Position
 
 JOURNEY_PROJECTION = "journey"
@@ -25,13 +26,23 @@ class ViewOutOfDate(JourneyError):
 
 @dataclass(frozen=True, slots=True)
 class DetailRows:
-    """The frictions, moments of truth and outcome tallies of some customers: their rows in
-    the views replace whatever those customers had."""
+    """The frictions, moments of truth and outcome tallies of some customers: in each view,
+    the rows of the customers listed for it replace whatever those customers had."""
 
-    customers: Sequence[str] = ()
+    frictions_of: Sequence[str] = ()
     frictions: Sequence[tuple[Any, ...]] = ()
+    moments_of: Sequence[str] = ()
     moments: Sequence[tuple[Any, ...]] = ()
+    outcomes_of: Sequence[str] = ()
     outcomes: Sequence[tuple[Any, ...]] = ()
+
+    def tables(self) -> list[tuple[str, Sequence[str], Sequence[tuple[Any, ...]]]]:
+        """(table, customers whose rows are replaced, their new rows) of each detail view."""
+        return [
+            ("journey_frictions", self.frictions_of, self.frictions),
+            ("journey_moments", self.moments_of, self.moments),
+            ("journey_outcomes", self.outcomes_of, self.outcomes),
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,29 +77,39 @@ class FrictionRow:
 FRICTION_GROUPS = ("kind", "stage", "channel", "owner")
 
 
-def detail_rows(positions: Sequence[Position], severity: dict[str, int]) -> DetailRows:
-    frictions = [
-        (
-            p.customer_id,
-            f.id,
-            f.kind,
-            severity.get(f.kind, 1),
-            f.stage,
-            f.channel,
-            f.rep_id,
-            p.rep or f.rep_id,
-            f.opened_at,
-            f.resolved_at,
-            orjson.dumps(f.events).decode(),
-        )
-        for p in positions
-        for f in p.frictions
-    ]
-    moments = [(p.customer_id, index, *m) for p in positions for index, m in enumerate(p.moments)]
-    outcomes = [
-        (p.customer_id, channel, *tally) for p in positions for channel, tally in p.outcomes.items()
-    ]
-    return DetailRows([p.customer_id for p in positions], frictions, moments, outcomes)
+def detail_rows(positions: Iterable[Position], severity: dict[str, int]) -> DetailRows:
+    """The detail rows of the positions whose details changed, per view."""
+    frictions = [p for p in positions if p.details_changed & FRICTIONS]
+    moments = [p for p in positions if p.details_changed & MOMENTS]
+    outcomes = [p for p in positions if p.details_changed & OUTCOMES]
+    return DetailRows(
+        [p.customer_id for p in frictions],
+        [
+            (
+                p.customer_id,
+                f.id,
+                f.kind,
+                severity.get(f.kind, 1),
+                f.stage,
+                f.channel,
+                f.rep_id,
+                p.rep or f.rep_id,
+                f.opened_at,
+                f.resolved_at,
+                orjson.dumps(f.events).decode(),
+            )
+            for p in frictions
+            for f in p.frictions
+        ],
+        [p.customer_id for p in moments],
+        [(p.customer_id, index, *m) for p in moments for index, m in enumerate(p.moments)],
+        [p.customer_id for p in outcomes],
+        [
+            (p.customer_id, channel, *tally)
+            for p in outcomes
+            for channel, tally in p.outcomes.items()
+        ],
+    )
 
 
 @dataclass(frozen=True, slots=True)

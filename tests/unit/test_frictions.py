@@ -9,6 +9,7 @@ from typing import cast
 from engine.definition import load_definition
 from engine.journeys import TouchpointState, touchpoint_fields
 from engine.touchpoints import Touchpoint
+from projections.detectors import OUTCOMES
 from projections.position import Mark, Position, StageMachine
 from projections.runner import JourneyProjector, MarkedPage
 from tests.conftest import DAY, HOUR, T0, touchpoint
@@ -249,9 +250,9 @@ def test_the_projector_closes_windows_for_stored_customers_when_the_clock_ticks(
 
 def test_a_new_outcome_alone_marks_the_customers_details_for_writing() -> None:
     position = fold([touchpoint("p", at=T0, page="home")])
-    position.details_changed = False
+    position.details_changed = 0
 
     MACHINE.evolve(position, MACHINE.mark_touchpoint(visit("v", T0 + HOUR)._replace(type="x")))
 
     assert position.outcomes == {"visit": [1, 0, 0]}
-    assert position.details_changed
+    assert position.details_changed == OUTCOMES
