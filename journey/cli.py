@@ -122,9 +122,19 @@ def _catch_up(engine: Engine) -> None:
     is_flag=True,
     help="Only record; the journey views catch up on the next command that reads them.",
 )
+@click.option(
+    "--tick",
+    is_flag=True,
+    help="Then move the engine's clock to now, as journey tick does.",
+)
 @click.pass_context
 def ingest(
-    ctx: click.Context, files: tuple[Path, ...], batch_size: int | None, no_project: bool
+    ctx: click.Context,
+    files: tuple[Path, ...],
+    *,
+    batch_size: int | None,
+    no_project: bool,
+    tick: bool,
 ) -> None:
     """Record touchpoints from JSON lines, CSV or Avro files (optionally .gz).
 
@@ -133,6 +143,8 @@ def ingest(
     check_files(files)
     with engine_for(ctx) as engine:
         summary = _ingest(engine, list(files), batch_size or engine.settings.batch_size)
+        if tick:
+            engine.journeys.tick(_now_ms())
         if not no_project:
             _catch_up(engine)
     _print_summary(summary)

@@ -249,3 +249,31 @@ def running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_ingest_with_tick_closes_the_follow_up_window_of_a_visit_days_ago(tmp_path: Path) -> None:
+    five_days_ago = int(time.time() * 1000) - 5 * 86_400_000
+    visit = {
+        "event_id": "v-1",
+        "customer_id": "C-1",
+        "channel": "visit",
+        "type": "demo",
+        "occurred_at": five_days_ago,
+        "source": "crm",
+        "rep_id": "kathrine",
+    }
+    path = write_jsonl(tmp_path / "visit.jsonl", [json.dumps(visit)])
+
+    without = journey("ingest", str(path), data_dir=tmp_path / "a")
+    quiet = journey("friction", "--json", data_dir=tmp_path / "a")
+    ticked = journey("ingest", "--tick", str(path), data_dir=tmp_path / "b")
+    listed = journey("friction", "--json", "--rep", "kathrine", data_dir=tmp_path / "b")
+
+    assert without.returncode == ticked.returncode == 0
+    assert json.loads(quiet.stdout or "[]") == []
+    (friction,) = json.loads(listed.stdout)
+    assert (friction["kind"], friction["customer_id"], friction["events"]) == (
+        "no_follow_up",
+        "C-1",
+        ["v-1"],
+    )
