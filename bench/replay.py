@@ -1,10 +1,11 @@
 """Replay the whole event log into fresh journey views, every detector on, on SQLite and PostgreSQL.
 
 Writes the demo dataset for --customers customers (`journey generate`, arrival order) and keeps
-its first N touchpoints; records them once per store (`journey ingest --no-project`, cached under
-bench/out/ and in the PostgreSQL schema bench_replay) and appends one clock event (`journey
-tick`), so that the time-based detectors close their windows. Then times `journey rebuild` (what
-users run: stages, frictions, moments of truth) and reports the median events/s and peak RSS.
+each customer's first N / customers touchpoints; records them once per store (`journey ingest
+--no-project`, cached under bench/out/ and in the PostgreSQL schema bench_replay) and appends
+one clock event (`journey tick`), so that the time-based detectors close their windows. Then
+times `journey rebuild` (what users run: stages, frictions, moments of truth) and reports the
+median events/s and peak RSS.
 
 In the same run, the baseline: eventsourcing's own ProjectionRunner (one transaction per event:
 the view row and the tracking record) folding with the engine's own StageMachine, over the log's
@@ -69,8 +70,9 @@ _STORE_KEYS = ("JOURNEY_DATABASE_URL", "JOURNEY_DATA_DIR", "POSTGRES_DBNAME", "P
 
 
 def replay_dataset(touchpoints: int, customers: int) -> tuple[Path, int, int]:
-    """(file, touchpoints, distinct customers): the first `touchpoints` lines of what
-    `journey generate --customers N` writes."""
+    """(file, touchpoints, distinct customers): what `journey generate --customers N` writes,
+    keeping each customer's first touchpoints (in arrival order) up to `touchpoints / N`, so
+    that the history spreads over every customer as the benchmark asks."""
     OUT.mkdir(exist_ok=True)
     generated = OUT / f"replay-generated-{customers}.jsonl"
     if not generated.exists():
@@ -78,14 +80,17 @@ def replay_dataset(touchpoints: int, customers: int) -> tuple[Path, int, int]:
         partial = generated.with_suffix(".partial.jsonl")
         cli(["generate", "--customers", str(customers), "--out", str(partial)], clean_env())
         partial.rename(generated)
-    path = OUT / f"replay-{customers}-{touchpoints}.jsonl"
+    each = max(1, touchpoints // customers)
+    path = OUT / f"replay-{customers}x{each}.jsonl"
     if not path.exists():
         partial = path.with_suffix(".partial")
+        kept: dict[bytes, int] = {}
         with generated.open("rb") as full, partial.open("wb") as part:
-            for number, line in enumerate(full):
-                if number == touchpoints:
-                    break
-                part.write(line)
+            for line in full:
+                customer = orjson.loads(line)["customer_id"]
+                if kept.get(customer, 0) < each:
+                    kept[customer] = kept.get(customer, 0) + 1
+                    part.write(line)
         partial.rename(path)
     count, seen = 0, set()
     with path.open("rb") as handle:
@@ -127,7 +132,7 @@ class Store:
 
 
 def sqlite_store(touchpoints: int, customers: int) -> Store:
-    data_dir = OUT / f"replay-store-{customers}-{touchpoints}"
+    data_dir = OUT / f"replay-store-{customers}x{max(1, touchpoints // customers)}"
     settings = Settings(data_dir=data_dir)
     env = clean_env({"JOURNEY_DATA_DIR": str(data_dir)})
     return Store("sqlite", env, event_store_env(settings), settings, data_dir)
@@ -666,8 +671,9 @@ def main() -> None:
     )
     path, count, customers = replay_dataset(args.touchpoints, args.customers)
     print(
-        f"dataset: {count:,} touchpoints of {customers:,} customers (the first {count:,} of "
-        f"`journey generate --customers {args.customers}`), {path}",
+        f"dataset: {count:,} touchpoints of {customers:,} customers (each customer's first "
+        f"{max(1, args.touchpoints // args.customers)} of `journey generate --customers "
+        f"{args.customers}`), {path}",
         flush=True,
     )
     results = [Result(sqlite_store(args.touchpoints, args.customers))]

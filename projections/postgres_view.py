@@ -123,16 +123,15 @@ class PostgresJourneyView(JourneyView):
                     "rep = excluded.rep, due_at = excluded.due_at, "
                     "open_frictions = excluded.open_frictions, state = excluded.state"
                 ),
-                [position_row(p, orjson.dumps(p.to_state()).decode()) for p in changes.positions],
+                (position_row(p, orjson.dumps(p.to_state()).decode()) for p in changes.positions),
             )
-            for table, customers, rows in changes.frictions.tables():
+            for table, _, customers, rows in changes.frictions.tables():
                 target = SQL("{}.{}").format(self._schema, Identifier(table))
                 if customers:
                     cursor.execute(
                         SQL("DELETE FROM {} WHERE customer_id = ANY(%s)").format(target),
-                        (list(customers),),
+                        (customers,),
                     )
-                if rows:
                     with cursor.copy(SQL("COPY {} FROM STDIN").format(target)) as copy:
                         for row in rows:
                             copy.write_row(row)

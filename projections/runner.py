@@ -27,7 +27,6 @@ from projections.views import (
     PageChanges,
     ViewConflict,
     ViewOutOfDate,
-    detail_rows,
 )
 
 Progress = Callable[[int, int], None]  # (events done so far, events to do)
@@ -212,7 +211,7 @@ class JourneyProjector:
 
     def _rows(self, changed: Iterable[Position]) -> DetailRows:
         """The rows of the frictions and moments views of customers whose details changed."""
-        return detail_rows([p for p in changed if p.details_changed], self._severity)
+        return DetailRows([p for p in changed if p.details_changed], self._severity)
 
     def _earlier(self, position: Position) -> list[Mark]:
         """The customer's touchpoints folded so far, in arrival order. They are the first of

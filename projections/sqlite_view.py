@@ -121,16 +121,14 @@ class SQLiteJourneyView(JourneyView):
                     f"view {projection!r} is at {stored[0]}, not behind {changes.position}"
                 )
             db.executemany(
-                _UPSERT_POSITION,
-                [position_row(p, encode(p.to_state())) for p in changes.positions],
+                _UPSERT_POSITION, (position_row(p, encode(p.to_state())) for p in changes.positions)
             )
-            for table, customers, rows in changes.frictions.tables():
+            for table, columns, customers, rows in changes.frictions.tables():
                 if customers:
                     db.executemany(
                         f"DELETE FROM {table} WHERE customer_id = ?", [(c,) for c in customers]
                     )
-                if rows:
-                    marks = ",".join("?" * len(rows[0]))
+                    marks = ",".join("?" * columns)
                     db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
             if changes.clock is not None or changes.ticked is not None:
                 db.execute(

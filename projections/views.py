@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -26,23 +26,58 @@ class ViewOutOfDate(JourneyError):
 
 @dataclass(frozen=True, slots=True)
 class DetailRows:
-    """The frictions, moments of truth and outcome tallies of some customers: in each view,
-    the rows of the customers listed for it replace whatever those customers had."""
+    """The customers whose frictions, moments of truth or outcome tallies changed: in each
+    detail view, their rows are replaced by rows made from their positions. The rows are
+    made while they are written, so a page that changes every customer (a clock event) does
+    not hold them all at once."""
 
-    frictions_of: Sequence[str] = ()
-    frictions: Sequence[tuple[Any, ...]] = ()
-    moments_of: Sequence[str] = ()
-    moments: Sequence[tuple[Any, ...]] = ()
-    outcomes_of: Sequence[str] = ()
-    outcomes: Sequence[tuple[Any, ...]] = ()
+    positions: Sequence[Position] = ()
+    severity: Mapping[str, int] = field(default_factory=dict)
 
-    def tables(self) -> list[tuple[str, Sequence[str], Sequence[tuple[Any, ...]]]]:
-        """(table, customers whose rows are replaced, their new rows) of each detail view."""
+    def tables(self) -> list[tuple[str, int, list[str], Iterator[tuple[Any, ...]]]]:
+        """(table, columns, customers whose rows are replaced, their new rows) of each view."""
+        frictions = [p for p in self.positions if p.details_changed & FRICTIONS]
+        moments = [p for p in self.positions if p.details_changed & MOMENTS]
+        outcomes = [p for p in self.positions if p.details_changed & OUTCOMES]
         return [
-            ("journey_frictions", self.frictions_of, self.frictions),
-            ("journey_moments", self.moments_of, self.moments),
-            ("journey_outcomes", self.outcomes_of, self.outcomes),
+            ("journey_frictions", 11, _ids(frictions), self._friction_rows(frictions)),
+            ("journey_moments", 11, _ids(moments), _moment_rows(moments)),
+            ("journey_outcomes", 5, _ids(outcomes), _outcome_rows(outcomes)),
         ]
+
+    def _friction_rows(self, positions: list[Position]) -> Iterator[tuple[Any, ...]]:
+        severity = self.severity
+        for p in positions:
+            for f in p.frictions:
+                yield (
+                    p.customer_id,
+                    f.id,
+                    f.kind,
+                    severity.get(f.kind, 1),
+                    f.stage,
+                    f.channel,
+                    f.rep_id,
+                    p.rep or f.rep_id,
+                    f.opened_at,
+                    f.resolved_at,
+                    orjson.dumps(f.events).decode(),
+                )
+
+
+def _ids(positions: list[Position]) -> list[str]:
+    return [p.customer_id for p in positions]
+
+
+def _moment_rows(positions: list[Position]) -> Iterator[tuple[Any, ...]]:
+    for p in positions:
+        for index, moment in enumerate(p.moments):
+            yield (p.customer_id, index, *moment)
+
+
+def _outcome_rows(positions: list[Position]) -> Iterator[tuple[Any, ...]]:
+    for p in positions:
+        for channel, tally in p.outcomes.items():
+            yield (p.customer_id, channel, *tally)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,41 +110,6 @@ class FrictionRow:
 
 
 FRICTION_GROUPS = ("kind", "stage", "channel", "owner")
-
-
-def detail_rows(positions: Iterable[Position], severity: dict[str, int]) -> DetailRows:
-    """The detail rows of the positions whose details changed, per view."""
-    frictions = [p for p in positions if p.details_changed & FRICTIONS]
-    moments = [p for p in positions if p.details_changed & MOMENTS]
-    outcomes = [p for p in positions if p.details_changed & OUTCOMES]
-    return DetailRows(
-        [p.customer_id for p in frictions],
-        [
-            (
-                p.customer_id,
-                f.id,
-                f.kind,
-                severity.get(f.kind, 1),
-                f.stage,
-                f.channel,
-                f.rep_id,
-                p.rep or f.rep_id,
-                f.opened_at,
-                f.resolved_at,
-                orjson.dumps(f.events).decode(),
-            )
-            for p in frictions
-            for f in p.frictions
-        ],
-        [p.customer_id for p in moments],
-        [(p.customer_id, index, *m) for p in moments for index, m in enumerate(p.moments)],
-        [p.customer_id for p in outcomes],
-        [
-            (p.customer_id, channel, *tally)
-            for p in outcomes
-            for channel, tally in p.outcomes.items()
-        ],
-    )
 
 
 @dataclass(frozen=True, slots=True)

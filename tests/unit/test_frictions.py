@@ -245,7 +245,8 @@ def test_the_projector_closes_windows_for_stored_customers_when_the_clock_ticks(
     (position,) = ticked.positions
     assert opened(position) == {"no_follow_up": (T0 + 2 * DAY, ("v",))}
     assert ticked.ticked == T0 + 3 * DAY
-    assert [row[1] for row in ticked.frictions.frictions] == ["no_follow_up:v"]
+    frictions = next(rows for table, _, _, rows in ticked.frictions.tables() if "friction" in table)
+    assert [row[1] for row in frictions] == ["no_follow_up:v"]
 
 
 def test_a_new_outcome_alone_marks_the_customers_details_for_writing() -> None:
