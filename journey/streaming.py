@@ -36,13 +36,10 @@ from engine.errors import ConfigurationError, StoreUnavailable
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
+from journey.console import say
 from journey.ingest import check_files
 
 out = render.console()
-
-
-def say(line: str) -> None:
-    click.echo(line, err=True)
 
 
 def kafka_options(function: Any) -> Any:

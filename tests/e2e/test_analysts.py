@@ -103,6 +103,27 @@ def test_a_replay_keeps_following_the_log_until_stopped(
     assert follower.returncode == 0, errors
 
 
+def test_a_follower_stops_when_a_newer_build_goes_live(env: dict[str, str]) -> None:
+    follower = subprocess.Popen(
+        [JOURNEY, "replay", "--projection", PRICING, "--every", "0.2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: "S4-DAN" in _view_or_empty(env), "the first build")
+        journey("replay", "--projection", PRICING, "--once", env=env)
+        _, errors = follower.communicate(timeout=60)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+
+    assert follower.returncode == 0, errors
+    assert "A newer build of pricing_interest is live" in errors
+    assert view("pricing_interest", env)["S4-DAN"]["views"] == 6
+
+
 def _view_or_empty(env: dict[str, str]) -> dict[str, dict[str, Any]]:
     result = subprocess.run(
         [JOURNEY, "view", "pricing_interest", "--json", "--limit", "1000"],

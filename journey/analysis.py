@@ -1,0 +1,127 @@
+"""Commands for analysts: projections of their own, replayed from history and followed, and
+a new journey definition tried on history before switching to it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from engine.definition import load_definition
+from engine.errors import UnknownCustomer
+from engine.settings import Settings
+from journey import render
+from journey.bootstrap import build_projection_views
+from journey.console import engine_for, out, progress, say
+from projections.custom import CustomRunner, load_projection
+from projections.diff import diff_definitions
+
+
+@click.command()
+@click.option(
+    "--projection",
+    "spec",
+    required=True,
+    metavar="MODULE:CLASS",
+    help="Your projection class, e.g. projections.examples:PricingInterest.",
+)
+@click.option("--once", is_flag=True, help="Stop once it has caught up instead of following.")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between looks at the log while following.",
+)
+@click.pass_context
+def replay(ctx: click.Context, spec: str, once: bool, every: float) -> None:
+    """Build a projection of your own from the start of history into a fresh view, switch
+    readers to it, then keep it following the log until stopped (or --once)."""
+    projection = load_projection(spec)
+    settings = ctx.find_object(Settings) or Settings()
+    with engine_for(ctx) as engine:
+        views = build_projection_views(settings)
+        try:
+            runner = CustomRunner(engine.log, views, projection, spec, settings.page_size)
+            head = engine.log.head()
+            started = time.perf_counter()
+            with progress() as bar:
+                task = bar.add_task(f"Replaying {projection.name}", total=head)
+                generation, events = runner.replay(lambda done, _: bar.update(task, completed=done))
+            seconds = time.perf_counter() - started
+            say(f"Built {projection.name} from {events} events in {seconds:.1f} s")
+            if once:
+                return
+            stop = threading.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+            say("Following the log; stop with Ctrl-C")
+            while not stop.is_set():
+                if views.live(projection.name) != generation:
+                    say(f"A newer build of {projection.name} is live; this one stops following")
+                    break
+                runner.catch_up(generation)
+                stop.wait(every)
+        finally:
+            views.db.close()
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.argument("customer_id", required=False)
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one per customer.")
+@click.pass_context
+def view(
+    ctx: click.Context, name: str | None, customer_id: str | None, limit: int, as_json: bool
+) -> None:
+    """Show a view built by journey replay (without a NAME: list them)."""
+    views = build_projection_views(ctx.find_object(Settings) or Settings())
+    try:
+        if name is None:
+            for view_name, spec in views.names():
+                click.echo(f"{view_name}\t{spec}")
+            return
+        states = list(views.states(name, customer_id, None if customer_id else limit))
+        if customer_id is not None and not states:
+            raise UnknownCustomer(customer_id)
+        if as_json:
+            for customer, state in states:
+                click.echo(json.dumps({"customer_id": customer, **state}, ensure_ascii=False))
+        else:
+            out.print(render.states_table(name, states))
+    finally:
+        views.db.close()
+
+
+@click.command("diff-definition")
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@click.option(
+    "--limit", type=click.IntRange(0), default=20, show_default=True, help="Customers to list."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, every changed customer.")
+@click.pass_context
+def diff_definition(ctx: click.Context, old: str, new: str, limit: int, as_json: bool) -> None:
+    """Replay the whole history under two journey definitions (TOML files, or `default`
+    for the shipped one) and report what would change: stages, open frictions, moments of
+    truth, in total and per customer. Nothing is written or sent."""
+    definitions = [load_definition(None if d == "default" else Path(d)) for d in (old, new)]
+    with engine_for(ctx) as engine:
+        head = engine.log.head()
+        with progress() as bar:
+            task = bar.add_task("Replaying history", total=2 * head)
+            diff = diff_definitions(
+                engine.log,
+                *definitions,
+                page_size=engine.settings.page_size,
+                progress=lambda done, _: bar.update(task, completed=done),
+            )
+    if as_json:
+        click.echo(json.dumps(render.diff_json(diff), indent=2, ensure_ascii=False))
+    else:
+        out.print(render.diff_view(diff, limit))

@@ -1,0 +1,91 @@
+"""What every `journey` command shares: how it talks to people, and the engine it works on."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from engine.settings import Settings
+from engine.touchpoints import millis
+from journey import render
+from journey.bootstrap import Engine, build_engine
+
+out = render.console()
+err = render.console(stderr=True)
+
+
+def say(line: str) -> None:
+    """One plain line on stderr, never wrapped or styled, so that tools can read it."""
+    click.echo(line, err=True)
+
+
+@contextmanager
+def engine_for(ctx: click.Context) -> Iterator[Engine]:
+    engine = build_engine(ctx.find_object(Settings) or Settings())
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def catch_up(engine: Engine) -> None:
+    """Brings the views up to date (and refuses views they cannot be read from)."""
+    lag = engine.runner.lag()
+    if not lag:
+        engine.runner.catch_up()
+        return
+    with progress() as bar:
+        task = bar.add_task("Building journeys", total=lag)
+        engine.runner.catch_up(lambda done, total: bar.update(task, completed=done))
+
+
+class _Time(click.ParamType[int]):
+    """A moment: ISO-8601 (UTC unless it names a zone) or milliseconds since the epoch."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{text!r} is neither ISO-8601 nor milliseconds since the epoch", param, ctx)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return millis(moment)
+
+
+TIME = _Time()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
