@@ -250,8 +250,8 @@ def rebuild_beside(engine: Engine, progress: Progress | None = None) -> tuple[in
             page_size=engine.settings.page_size,
             store_env=event_store_env(engine.settings),
         )
-        built = runner.catch_up(progress)
-        runner.catch_up()  # what was recorded meanwhile
+        built = runner.catch_up(progress, unseen=True)
+        runner.catch_up(unseen=True)  # what was recorded meanwhile
         generations.switch(generation)
     finally:
         view.close()

@@ -245,6 +245,8 @@ class HandOffDetector(Detector):
             return
         if position.rep is None:
             position.rep = rep
+            if position.frictions:  # their owner in the frictions view is the customer's rep
+                position.details_changed |= FRICTIONS
         elif rep == position.rep:
             resolve_all(position, self.kind, mark.occurred_at, mark.event_id)
         else:

@@ -114,7 +114,7 @@ class JourneyProjector:
         """Keeps up to `max_cached` positions in memory between pages (None: all)."""
         self.machine = StageMachine(definition)
         self._max_cached = max_cached
-        self._severity = {f.id: f.severity for f in definition.frictions}
+        self.severity = {f.id: f.severity for f in definition.frictions}
         self._load = load
         self._stream = stream
         self._due = due
@@ -122,6 +122,9 @@ class JourneyProjector:
         self._ticked: int | None = None
         self._ticked_known = False
         self._positions: dict[str, Position] = {}
+        # Called before positions held in memory are dropped to make room: a runner that
+        # holds changes back writes them then.
+        self.before_forgetting: Callable[[], None] = lambda: None
         # On a run from an empty view, the customers whose positions have been written; any
         # other customer has none stored, so there is nothing to load. None: ask the view.
         self._written: set[str] | None = None
@@ -138,6 +141,7 @@ class JourneyProjector:
             self._ticked_known = True
         customers = {customer_id for _, customer_id, _ in page if customer_id is not None}
         if self._max_cached is not None and len(positions) + len(customers) > self._max_cached:
+            self.before_forgetting()
             positions.clear()
         self._ensure(customers)
         evolve, is_late = self.machine.evolve, self.machine.is_late
@@ -211,13 +215,47 @@ class JourneyProjector:
 
     def _rows(self, changed: Iterable[Position]) -> DetailRows:
         """The rows of the frictions and moments views of customers whose details changed."""
-        return DetailRows([p for p in changed if p.details_changed], self._severity)
+        return DetailRows([p for p in changed if p.details_changed], self.severity)
 
     def _earlier(self, position: Position) -> list[Mark]:
         """The customer's touchpoints folded so far, in arrival order. They are the first of
         the customer's stream, however far the log has moved on since."""
         stream = self._stream(position.customer_id)[: position.touchpoints]
         return [self.machine.mark(tp) for tp in stream]
+
+
+class _HeldBack:
+    """Changes of several pages, merged: each customer's latest position, and the furthest
+    log position and clocks."""
+
+    def __init__(self, severity: dict[str, int]) -> None:
+        self._severity = severity
+        self._positions: dict[str, Position] = {}
+        self._clock: int | None = None
+        self._ticked: int | None = None
+        self._position = 0
+
+    def __bool__(self) -> bool:
+        return self._position > 0
+
+    def add(self, changes: PageChanges) -> None:
+        self._positions.update((p.customer_id, p) for p in changes.positions)
+        if changes.clock is not None:
+            self._clock = max(self._clock or 0, changes.clock)
+        self._ticked = changes.ticked if changes.ticked is not None else self._ticked
+        self._position = changes.position
+
+    def take(self) -> PageChanges:
+        positions = list(self._positions.values())
+        changes = PageChanges(
+            positions,
+            self._clock,
+            self._position,
+            ticked=self._ticked,
+            frictions=DetailRows([p for p in positions if p.details_changed], self._severity),
+        )
+        self._positions, self._clock, self._position = {}, None, 0
+        return changes
 
 
 class ProjectionRunner:
@@ -254,8 +292,14 @@ class ProjectionRunner:
     def lag(self) -> int:
         return max(0, self._log.head() - self.position())
 
-    def catch_up(self, progress: Progress | None = None) -> CatchUp:
-        """Processes everything recorded so far, one page per transaction."""
+    def catch_up(self, progress: Progress | None = None, *, unseen: bool = False) -> CatchUp:
+        """Processes everything recorded so far, one page per transaction.
+
+        With `unseen` (views no reader looks at yet, such as a rebuild beside the live ones),
+        changes are held back and written when the positions in memory must make room and
+        at the end, each with the position they reach: a customer is written about once
+        instead of once per page. A crash loses what was held back, which a rebuild starts
+        again anyway."""
         start, digest = self._view.tracking(JOURNEY_PROJECTION)
         if start and digest != self._digest:
             raise ViewOutOfDate(
@@ -280,30 +324,51 @@ class ProjectionRunner:
             )
         else:
             pages = marked_pages(self._log, self._projector.machine, start, head, self._page_size)
+        held = _HeldBack(self._projector.severity)
+
+        def write_held() -> None:
+            if held:
+                self._write(held.take())
+
+        if unseen:
+            self._projector.before_forgetting = write_held
         position = start
         # Folding and committing allocate many objects and make no reference cycles; with the
         # collector on, each page would rescan every position held in memory.
-        with closing(pages), collector_paused():
-            for page in pages:
-                changes = self._projector.fold(page) if page else PageChanges([], None, head)
-                try:
-                    self._view.commit(JOURNEY_PROJECTION, changes, self._digest)
-                except ViewConflict:
-                    # Another runner got there first: its work stands, ours is dropped.
-                    self._projector.forget()
-                    break
-                except BaseException:
-                    # What was folded for this page was never stored: do not build on it.
-                    self._projector.forget()
-                    raise
-                self._projector.committed(changes)
-                position = self._committed = changes.position
-                if progress is not None:
-                    progress(position - start, head - start)
-            else:
-                return CatchUp(position - start, position)
+        try:
+            with closing(pages), collector_paused():
+                for page in pages:
+                    changes = self._projector.fold(page) if page else PageChanges([], None, head)
+                    if unseen:
+                        held.add(changes)
+                    elif not self._write(changes):
+                        break
+                    position = changes.position
+                    if progress is not None:
+                        progress(position - start, head - start)
+                else:
+                    write_held()
+                    return CatchUp(position - start, position)
+        finally:
+            self._projector.before_forgetting = lambda: None
         done = self.catch_up(progress)
         return CatchUp(done.position - start, done.position)
+
+    def _write(self, changes: PageChanges) -> bool:
+        """Commits changes with their position; False if another runner got there first."""
+        try:
+            self._view.commit(JOURNEY_PROJECTION, changes, self._digest)
+        except ViewConflict:
+            # Another runner got there first: its work stands, ours is dropped.
+            self._projector.forget()
+            return False
+        except BaseException:
+            # What was folded was never stored: do not build on it.
+            self._projector.forget()
+            raise
+        self._projector.committed(changes)
+        self._committed = changes.position
+        return True
 
     def rebuild(self, progress: Progress | None = None) -> CatchUp:
         """Empties the views and builds them again from the start of the log."""

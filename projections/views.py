@@ -247,11 +247,11 @@ FRICTIONS_SQL = (
 )
 FRICTION_COUNTS_SQL = (
     "SELECT {column}, COUNT(*) FROM {schema}journey_frictions {where} "
-    "GROUP BY {column} ORDER BY COUNT(*) DESC, {column}"
+    "GROUP BY {column} ORDER BY COUNT(*) DESC, COALESCE({column}, '')"
 )
 MOMENT_OUTCOMES_SQL = (
     "SELECT kind, channel, outcome, COUNT(*) FROM {schema}journey_moments "
-    "GROUP BY kind, channel, outcome ORDER BY kind, channel, outcome"
+    "GROUP BY kind, channel, outcome ORDER BY kind, channel, COALESCE(outcome, '')"
 )
 CHANNEL_OUTCOMES_SQL = (
     "SELECT channel, SUM(positive), SUM(neutral), SUM(negative) FROM {schema}journey_outcomes "

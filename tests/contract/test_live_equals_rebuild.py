@@ -153,6 +153,9 @@ def test_live_views_equal_a_rebuild_and_the_fold_in_occurrence_order(
         for customer in CUSTOMERS:
             live, fresh = engine.view.position(customer), rebuilt.position(customer)
             assert live == fresh
+            assert engine.view.frictions(customer_id=customer, open_only=False) == (
+                rebuilt.frictions(customer_id=customer, open_only=False)
+            )
             if customer in expected:
                 assert live is not None
                 assert live == expected[customer]
@@ -165,5 +168,7 @@ def test_live_views_equal_a_rebuild_and_the_fold_in_occurrence_order(
         assert engine.view.funnel(engine.definition.ladder) == rebuilt.funnel(
             engine.definition.ladder
         )
+        assert engine.view.moment_outcomes() == rebuilt.moment_outcomes()
+        assert engine.view.consistency("channel") == rebuilt.consistency("channel")
         rebuilt.close()
         engine.close()

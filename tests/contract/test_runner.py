@@ -205,3 +205,31 @@ def test_a_replay_read_in_a_second_process_builds_the_same_views(
     assert history(["A", "B"], other) == history(["A", "B"], paged.view)
     assert other.funnel(paged.definition.ladder) == paged.view.funnel(paged.definition.ladder)
     other.close()
+
+
+def test_holding_changes_back_for_an_unseen_view_builds_the_same_views(
+    paged: Engine, tmp_path: Path
+) -> None:
+    """Writing each customer about once, also when positions must make room in memory."""
+    from journey.demo import demo_touchpoints
+
+    paged.journeys.record(list(demo_touchpoints(40, seed=3)))
+    paged.journeys.tick(T0 + 400 * DAY)
+    record_story(paged)
+    paged.runner.catch_up()
+    held = SQLiteJourneyView(tmp_path / "held.db")
+    runner = ProjectionRunner(paged.journeys, held, paged.definition, page_size=50)
+    runner._projector._max_cached = 25  # fewer than the customers: changes are written early
+
+    runner.catch_up(unseen=True)
+
+    customers = [f"C-{n:06d}" for n in range(1, 41)] + ["A", "B"]
+    for customer in customers:
+        assert held.position(customer) == paged.view.position(customer)
+        assert held.frictions(customer_id=customer, open_only=False) == paged.view.frictions(
+            customer_id=customer, open_only=False
+        )
+    assert held.consistency("channel") == paged.view.consistency("channel")
+    assert held.moment_outcomes() == paged.view.moment_outcomes()
+    assert held.tracking("journey")[0] == paged.runner.position()
+    held.close()
