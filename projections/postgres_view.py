@@ -125,7 +125,7 @@ class PostgresJourneyView(JourneyView):
                 ),
                 (position_row(p, orjson.dumps(p.to_state()).decode()) for p in changes.positions),
             )
-            for table, _, customers, rows in changes.frictions.tables():
+            for table, _, customers, rows in changes.details.tables():
                 target = SQL("{}.{}").format(self._schema, Identifier(table))
                 if customers:
                     cursor.execute(

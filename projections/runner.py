@@ -177,7 +177,7 @@ class JourneyProjector:
             clock or None,
             page[-1][0] if page else 0,
             ticked=ticked,
-            frictions=self._rows(changed.values()),
+            details=self._rows(changed.values()),
         )
 
     @property
@@ -252,7 +252,7 @@ class _HeldBack:
             self._clock,
             self._position,
             ticked=self._ticked,
-            frictions=DetailRows([p for p in positions if p.details_changed], self._severity),
+            details=DetailRows([p for p in positions if p.details_changed], self._severity),
         )
         self._positions, self._clock, self._position = {}, None, 0
         return changes

@@ -123,7 +123,7 @@ class SQLiteJourneyView(JourneyView):
             db.executemany(
                 _UPSERT_POSITION, (position_row(p, encode(p.to_state())) for p in changes.positions)
             )
-            for table, columns, customers, rows in changes.frictions.tables():
+            for table, columns, customers, rows in changes.details.tables():
                 if customers:
                     db.executemany(
                         f"DELETE FROM {table} WHERE customer_id = ?", [(c,) for c in customers]

@@ -88,7 +88,7 @@ class PageChanges:
     clock: int | None
     position: int
     ticked: int | None = None  # the time of the last clock event so far
-    frictions: DetailRows = DetailRows()
+    details: DetailRows = DetailRows()  # frictions, moments of truth, outcome tallies
 
 
 @dataclass(frozen=True, slots=True)

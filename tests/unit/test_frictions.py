@@ -245,7 +245,7 @@ def test_the_projector_closes_windows_for_stored_customers_when_the_clock_ticks(
     (position,) = ticked.positions
     assert opened(position) == {"no_follow_up": (T0 + 2 * DAY, ("v",))}
     assert ticked.ticked == T0 + 3 * DAY
-    frictions = next(rows for table, _, _, rows in ticked.frictions.tables() if "friction" in table)
+    frictions = next(rows for table, _, _, rows in ticked.details.tables() if "friction" in table)
     assert [row[1] for row in frictions] == ["no_follow_up:v"]
 
 
