@@ -241,6 +241,6 @@ def demo_touchpoints(
 
 
 def recent_start(now: int) -> int:
-    """A start for journeys that are under way at `now`: the first began about ten months
-    earlier, the last two months earlier (midnight UTC, so one day's demo data stays put)."""
-    return now - now % DAY - (SPAN_DAYS + 60) * DAY
+    """A start for journeys that are under way at `now`: the first began about nine months
+    earlier, the last twenty days earlier (midnight UTC, so one day's demo data stays put)."""
+    return now - now % DAY - (SPAN_DAYS + 20) * DAY
