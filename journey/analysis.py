@@ -4,8 +4,6 @@ a new journey definition tried on history before switching to it."""
 from __future__ import annotations
 
 import json
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from engine.errors import UnknownCustomer
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import build_projection_views
-from journey.console import engine_for, out, progress, say
+from journey.console import engine_for, out, progress, say, stop_on_signals
 from projections.custom import CustomRunner, load_projection
 from projections.diff import diff_definitions
 
@@ -56,9 +54,7 @@ def replay(ctx: click.Context, spec: str, once: bool, every: float) -> None:
             say(f"Built {projection.name} from {events} events in {seconds:.1f} s")
             if once:
                 return
-            stop = threading.Event()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stop.set())
+            stop = stop_on_signals()
             say("Following the log; stop with Ctrl-C")
             while not stop.is_set():
                 if views.live(projection.name) != generation:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,3 +91,11 @@ TIME = _Time()
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or Ctrl-C, for commands that run until stopped."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop

@@ -4,13 +4,11 @@ moments of truth."""
 from __future__ import annotations
 
 import json
-import signal
-import threading
 
 import click
 
 from journey import render
-from journey.console import TIME, catch_up, engine_for, now_ms, out, say
+from journey.console import TIME, catch_up, engine_for, now_ms, out, say, stop_on_signals
 from projections.views import FRICTION_GROUPS
 
 
@@ -47,9 +45,7 @@ def tick(ctx: click.Context, at: int | None) -> None:
 @click.pass_context
 def clock(ctx: click.Context, every: float) -> None:
     """Tick the engine's clock every so often, until stopped (SIGTERM or Ctrl-C)."""
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_on_signals()
     with engine_for(ctx) as engine:
         say(f"Ticking every {every:g} s")
         while not stop.is_set():

@@ -111,6 +111,34 @@ def add_friction(position: Position, friction: Friction) -> None:
     position.details_changed |= FRICTIONS
 
 
+def open_at(
+    position: Position, kind: str, mark: Mark, events: tuple[str, ...], rep_id: str | None
+) -> None:
+    """Opens a friction at a touchpoint (which also names it), in the customer's stage."""
+    friction = Friction(
+        f"{kind}:{mark.event_id}",
+        kind,
+        mark.occurred_at,
+        None,
+        events,
+        position.stage,
+        mark.channel,
+        rep_id,
+    )
+    add_friction(position, friction)
+
+
+def join_or_open(position: Position, kind: str, mark: Mark) -> None:
+    """Adds the touchpoint to the open friction of this kind, or opens one at it."""
+    opened = open_frictions(position, kind)
+    if not opened:
+        open_at(position, kind, mark, (mark.event_id,), mark.rep_id)
+        return
+    friction = position.frictions[opened[-1]]
+    position.frictions[opened[-1]] = friction._replace(events=(*friction.events, mark.event_id))
+    position.details_changed |= FRICTIONS
+
+
 class Detector:
     """Reads the marks that match any of `patterns`."""
 
@@ -186,19 +214,7 @@ class JumpDetector(Detector):
             failed_at, failed_event = failure
             del position.failures[self.kind]
             if at - failed_at <= self._within:
-                add_friction(
-                    position,
-                    Friction(
-                        f"{self.kind}:{mark.event_id}",
-                        self.kind,
-                        at,
-                        None,
-                        (failed_event, mark.event_id),
-                        position.stage,
-                        mark.channel,
-                        mark.rep_id,
-                    ),
-                )
+                open_at(position, self.kind, mark, (failed_event, mark.event_id), mark.rep_id)
         if not self._failed.isdisjoint(rules):
             position.failures[self.kind] = (at, mark.event_id)
 
@@ -250,27 +266,7 @@ class HandOffDetector(Detector):
         elif rep == position.rep:
             resolve_all(position, self.kind, mark.occurred_at, mark.event_id)
         else:
-            opened = open_frictions(position, self.kind)
-            if opened:
-                friction = position.frictions[opened[-1]]
-                position.frictions[opened[-1]] = friction._replace(
-                    events=(*friction.events, mark.event_id)
-                )
-                position.details_changed |= FRICTIONS
-                return
-            add_friction(
-                position,
-                Friction(
-                    f"{self.kind}:{mark.event_id}",
-                    self.kind,
-                    mark.occurred_at,
-                    None,
-                    (mark.event_id,),
-                    position.stage,
-                    mark.channel,
-                    rep,
-                ),
-            )
+            join_or_open(position, self.kind, mark)
 
 
 class NegativeDetector(Detector):
@@ -284,29 +280,8 @@ class NegativeDetector(Detector):
         rules = mark.rules
         if not self._resolved_by.isdisjoint(rules):
             resolve_all(position, self.kind, mark.occurred_at, mark.event_id)
-        if self._when.isdisjoint(rules):
-            return
-        opened = open_frictions(position, self.kind)
-        if opened:
-            friction = position.frictions[opened[-1]]
-            position.frictions[opened[-1]] = friction._replace(
-                events=(*friction.events, mark.event_id)
-            )
-            position.details_changed |= FRICTIONS
-            return
-        add_friction(
-            position,
-            Friction(
-                f"{self.kind}:{mark.event_id}",
-                self.kind,
-                mark.occurred_at,
-                None,
-                (mark.event_id,),
-                position.stage,
-                mark.channel,
-                mark.rep_id,
-            ),
-        )
+        if not self._when.isdisjoint(rules):
+            join_or_open(position, self.kind, mark)
 
 
 class ReferralDetector(Detector):
@@ -334,19 +309,7 @@ class ReferralDetector(Detector):
         if offered == wanted:
             resolve_all(position, self.kind, mark.occurred_at, mark.event_id)
         elif not open_frictions(position, self.kind):
-            add_friction(
-                position,
-                Friction(
-                    f"{self.kind}:{mark.event_id}",
-                    self.kind,
-                    mark.occurred_at,
-                    None,
-                    (referral_event, mark.event_id),
-                    position.stage,
-                    mark.channel,
-                    mark.rep_id,
-                ),
-            )
+            open_at(position, self.kind, mark, (referral_event, mark.event_id), mark.rep_id)
 
 
 class MomentDetector(Detector):

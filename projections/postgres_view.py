@@ -11,17 +11,10 @@ from psycopg.sql import SQL, Identifier
 
 from projections.position import Position
 from projections.views import (
-    CHANNEL_OUTCOMES_SQL,
-    MOMENT_OUTCOMES_SQL,
-    REP_OUTCOMES_SQL,
-    FrictionRow,
     JourneyView,
     PageChanges,
     StageCount,
     ViewConflict,
-    friction_counts_query,
-    friction_row,
-    frictions_query,
     funnel_counts,
     position_row,
 )
@@ -66,7 +59,7 @@ class PostgresJourneyView(JourneyView):
     def __init__(self, conninfo: str, schema: str = "public") -> None:
         self._db = psycopg.connect(conninfo, autocommit=True)
         self._schema = Identifier(schema)
-        self._prefix = self._schema.as_string() + "."
+        self.table_prefix = self._schema.as_string() + "."
         self._create()
 
     def _sql(self, text: str) -> psycopg.sql.Composed:
@@ -192,40 +185,6 @@ class PostgresJourneyView(JourneyView):
             (at,),
         ).fetchall()
         return [row[0] for row in rows]
-
-    def frictions(
-        self,
-        *,
-        customer_id: str | None = None,
-        open_only: bool = True,
-        owner: str | None = None,
-        kind: str | None = None,
-        limit: int | None = None,
-    ) -> list[FrictionRow]:
-        sql, params = frictions_query(
-            self._prefix,
-            customer_id=customer_id,
-            open_only=open_only,
-            owner=owner,
-            kind=kind,
-            limit=limit,
-        )
-        return [friction_row(row) for row in self._fetch(sql, params)]
-
-    def friction_counts(self, by: str, *, open_only: bool = True) -> list[tuple[str | None, int]]:
-        return [
-            (key, n) for key, n in self._fetch(friction_counts_query(self._prefix, by, open_only))
-        ]
-
-    def moment_outcomes(self) -> list[tuple[str, str, str | None, int]]:
-        return [tuple(row) for row in self._fetch(MOMENT_OUTCOMES_SQL.format(schema=self._prefix))]
-
-    def consistency(self, by: str) -> list[tuple[str | None, int, int, int]]:
-        sql = CHANNEL_OUTCOMES_SQL if by == "channel" else REP_OUTCOMES_SQL
-        return [
-            (key, int(pos or 0), int(neu or 0), int(neg or 0))
-            for key, pos, neu, neg in self._fetch(sql.format(schema=self._prefix))
-        ]
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._db.execute(SQL(sql), params).fetchall()

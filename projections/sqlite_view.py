@@ -11,17 +11,10 @@ import orjson
 
 from projections.position import Position
 from projections.views import (
-    CHANNEL_OUTCOMES_SQL,
-    MOMENT_OUTCOMES_SQL,
-    REP_OUTCOMES_SQL,
-    FrictionRow,
     JourneyView,
     PageChanges,
     StageCount,
     ViewConflict,
-    friction_counts_query,
-    friction_row,
-    frictions_query,
     funnel_counts,
     position_row,
 )
@@ -187,35 +180,6 @@ class SQLiteJourneyView(JourneyView):
             "SELECT customer_id FROM journey_positions WHERE due_at < ?", (at,)
         ).fetchall()
         return [row[0] for row in rows]
-
-    def frictions(
-        self,
-        *,
-        customer_id: str | None = None,
-        open_only: bool = True,
-        owner: str | None = None,
-        kind: str | None = None,
-        limit: int | None = None,
-    ) -> list[FrictionRow]:
-        sql, params = frictions_query(
-            "",
-            customer_id=customer_id,
-            open_only=open_only,
-            owner=owner,
-            kind=kind,
-            limit=limit,
-        )
-        return [friction_row(row) for row in self._fetch(sql, params)]
-
-    def friction_counts(self, by: str, *, open_only: bool = True) -> list[tuple[str | None, int]]:
-        return [(key, n) for key, n in self._fetch(friction_counts_query("", by, open_only))]
-
-    def moment_outcomes(self) -> list[tuple[str, str, str | None, int]]:
-        return [tuple(row) for row in self._fetch(MOMENT_OUTCOMES_SQL.format(schema=""))]
-
-    def consistency(self, by: str) -> list[tuple[str | None, int, int, int]]:
-        sql = CHANNEL_OUTCOMES_SQL if by == "channel" else REP_OUTCOMES_SQL
-        return [tuple(row) for row in self._fetch(sql.format(schema=""))]
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._db.execute(sql.replace("%s", "?"), params).fetchall()

@@ -163,7 +163,13 @@ class JourneyView(ABC):
     def due_before(self, at: int) -> list[str]:
         """Customers for whom time alone changes something before `at`."""
 
+    # The detail views answer the same queries on every store; each store only runs them.
+    table_prefix = ""  # the schema the views' tables are in, as SQL ("" for none)
+
     @abstractmethod
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a query written with `%s` parameters."""
+
     def frictions(
         self,
         *,
@@ -174,19 +180,34 @@ class JourneyView(ABC):
         limit: int | None = None,
     ) -> list[FrictionRow]:
         """Frictions, worst first (severity, then the oldest), filtered."""
+        sql, params = frictions_query(
+            self.table_prefix,
+            customer_id=customer_id,
+            open_only=open_only,
+            owner=owner,
+            kind=kind,
+            limit=limit,
+        )
+        return [friction_row(row) for row in self._fetch(sql, params)]
 
-    @abstractmethod
     def friction_counts(self, by: str, *, open_only: bool = True) -> list[tuple[str | None, int]]:
         """How many frictions per kind, stage, channel or owner (one of FRICTION_GROUPS)."""
+        rows = self._fetch(friction_counts_query(self.table_prefix, by, open_only))
+        return [(key, n) for key, n in rows]
 
-    @abstractmethod
     def moment_outcomes(self) -> list[tuple[str, str, str | None, int]]:
         """Moments of truth per (moment, channel, outcome)."""
+        rows = self._fetch(MOMENT_OUTCOMES_SQL.format(schema=self.table_prefix))
+        return [(kind, channel, outcome, n) for kind, channel, outcome, n in rows]
 
-    @abstractmethod
     def consistency(self, by: str) -> list[tuple[str | None, int, int, int]]:
         """Outcomes per channel (`by="channel"`, every touchpoint with an outcome) or per rep
         (`by="rep"`, moments of truth): (key, positive, neutral, negative)."""
+        sql = CHANNEL_OUTCOMES_SQL if by == "channel" else REP_OUTCOMES_SQL
+        return [
+            (key, int(pos or 0), int(neu or 0), int(neg or 0))
+            for key, pos, neu, neg in self._fetch(sql.format(schema=self.table_prefix))
+        ]
 
     @abstractmethod
     def close(self) -> None: ...

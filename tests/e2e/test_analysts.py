@@ -56,6 +56,17 @@ def view(name: str, env: dict[str, str]) -> dict[str, dict[str, Any]]:
     return {row.pop("customer_id"): row for row in map(json.loads, lines)}
 
 
+def follow(env: dict[str, str]) -> subprocess.Popen[str]:
+    """`journey replay` of the pricing view, following the log."""
+    return subprocess.Popen(
+        [JOURNEY, "replay", "--projection", PRICING, "--every", "0.2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_a_replay_builds_the_analysts_view_from_the_whole_history(env: dict[str, str]) -> None:
     journey("replay", "--projection", PRICING, "--once", env=env)
 
@@ -70,13 +81,7 @@ def test_a_replay_builds_the_analysts_view_from_the_whole_history(env: dict[str,
 def test_a_replay_keeps_following_the_log_until_stopped(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    follower = subprocess.Popen(
-        [JOURNEY, "replay", "--projection", PRICING, "--every", "0.2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follower = follow(env)
     try:
         wait_for(lambda: "S4-DAN" in _view_or_empty(env), "the first build")
         more = tmp_path / "more.jsonl"
@@ -104,13 +109,7 @@ def test_a_replay_keeps_following_the_log_until_stopped(
 
 
 def test_a_follower_stops_when_a_newer_build_goes_live(env: dict[str, str]) -> None:
-    follower = subprocess.Popen(
-        [JOURNEY, "replay", "--projection", PRICING, "--every", "0.2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    follower = follow(env)
     try:
         wait_for(lambda: "S4-DAN" in _view_or_empty(env), "the first build")
         journey("replay", "--projection", PRICING, "--once", env=env)
