@@ -10,6 +10,8 @@ from engine.errors import ConfigurationError
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_TOUCHPOINTS_TOPIC = "journey.touchpoints"
 DEFAULT_GROUP = "journey-ingest"
+DEFAULT_ACTIONS_TOPIC = "journey.next-actions"
+DEFAULT_OUTCOMES_TOPIC = "journey.action-outcomes"
 # A touchpoint is a few hundred bytes; anything this large is a mistake upstream.
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024
 
@@ -23,15 +25,22 @@ class KafkaSettings:
     # A stable name for one member of the group (static membership): a member restarted
     # under the same name takes its partitions back at once, without a rebalance.
     instance: str | None = None
+    actions_topic: str = DEFAULT_ACTIONS_TOPIC
+    outcomes_topic: str = DEFAULT_OUTCOMES_TOPIC
 
     @property
     def dead_letter_topic(self) -> str:
         return f"{self.touchpoints_topic}.dlq"
 
+    @property
+    def outcomes_dead_letter_topic(self) -> str:
+        return f"{self.outcomes_topic}.dlq"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> KafkaSettings:
         """JOURNEY_KAFKA_BOOTSTRAP, JOURNEY_TOUCHPOINTS_TOPIC, JOURNEY_CONSUMER_GROUP,
-        JOURNEY_CONSUMER_INSTANCE and JOURNEY_MAX_RECORD_BYTES."""
+        JOURNEY_CONSUMER_INSTANCE, JOURNEY_MAX_RECORD_BYTES, JOURNEY_ACTIONS_TOPIC and
+        JOURNEY_OUTCOMES_TOPIC."""
         size = env.get("JOURNEY_MAX_RECORD_BYTES") or str(DEFAULT_MAX_RECORD_BYTES)
         if not size.isdigit() or int(size) < 1:
             raise ConfigurationError(f"JOURNEY_MAX_RECORD_BYTES: {size!r} is not a positive number")
@@ -41,4 +50,6 @@ class KafkaSettings:
             group=env.get("JOURNEY_CONSUMER_GROUP") or DEFAULT_GROUP,
             max_record_bytes=int(size),
             instance=env.get("JOURNEY_CONSUMER_INSTANCE") or None,
+            actions_topic=env.get("JOURNEY_ACTIONS_TOPIC") or DEFAULT_ACTIONS_TOPIC,
+            outcomes_topic=env.get("JOURNEY_OUTCOMES_TOPIC") or DEFAULT_OUTCOMES_TOPIC,
         )

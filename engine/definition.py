@@ -1,8 +1,9 @@
 """The journey definition, read from a TOML file: stages and how touchpoints enter them, the
-frictions to detect and the moments of truth to mark."""
+frictions to detect, the moments of truth to mark, and the next-best-action rules."""
 
 from __future__ import annotations
 
+import string
 import tomllib
 from collections.abc import Mapping
 from functools import cached_property
@@ -174,6 +175,118 @@ class MomentOfTruth(_Model):
     resolved_by: tuple[Match, ...] = ()
 
 
+# What an action rule's `reason` may name, filled in when the action is decided.
+REASON_FIELDS = {
+    "label": "the label of the friction, moment of truth or stage behind the action",
+    "events": "the ids of the touchpoints behind it, comma-separated",
+    "when": "the day it happened (or, for a friction, became true), as YYYY-MM-DD",
+    "silence": "how long the customer has heard nothing, such as '5 days'",
+    "channel": "the channel of the touchpoint behind it",
+    "outcome": "how that touchpoint went (positive, neutral, negative, or 'unknown')",
+    "rep": "the customer's rep, or 'nobody yet'",
+    "referral": "what the customer's referrer has (the referral rule's attribute), if anything",
+}
+
+
+class ScoreParts(_Model):
+    """The parts of an action's priority, each from 0 to 1."""
+
+    value: float = Field(default=0.5, ge=0, le=1)
+    urgency: float = Field(default=0.5, ge=0, le=1)
+    fit: float = Field(default=0.5, ge=0, le=1)
+
+
+class ActionRule(ScoreParts):
+    """When the customer's state shows the rule's trigger, the rule proposes an action.
+
+    The trigger is exactly one of: an open friction of the rule `friction` (one action per
+    friction; none once it has resolved), a moment of truth `moment` (with one of
+    `moment_outcomes`, if given), or having entered the stage `entered`. With `within_days`,
+    the trigger must have happened that recently. `stages` and `without_moments` narrow it
+    further. The action goes out on the first of `channels` the customer has used themselves
+    (else the first one they have not opted out of), to `owner`: "rep" for the customer's rep,
+    or a role such as "branch_manager"."""
+
+    id: str = Field(pattern=_ID_PATTERN)
+    action: str = Field(pattern=_ID_PATTERN)
+    label: str = ""
+    friction: str | None = None
+    moment: str | None = None
+    moment_outcomes: tuple[str, ...] | None = None
+    entered: str | None = None
+    within_days: float | None = Field(default=None, gt=0)
+    stages: tuple[str, ...] | None = None
+    without_moments: tuple[str, ...] = ()
+    channels: tuple[str, ...] = Field(min_length=1)
+    owner: str = Field(default="rep", pattern=_ID_PATTERN)
+    due_hours: float = Field(default=24, gt=0)
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Self:
+        triggers = [name for name in ("friction", "moment", "entered") if getattr(self, name)]
+        if len(triggers) != 1:
+            raise ValueError("needs exactly one trigger: friction, moment or entered")
+        for channel in self.channels:
+            if channel not in CHANNELS:
+                raise ValueError(f"channels: unknown channel {channel!r}")
+        for outcome in self.moment_outcomes or ():
+            if outcome not in OUTCOMES:
+                raise ValueError(f"moment_outcomes: unknown outcome {outcome!r}")
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(self.reason) if name}
+        except ValueError as exc:
+            raise ValueError(f"reason: {exc}") from None
+        unknown = sorted(names - REASON_FIELDS.keys())
+        if unknown:
+            raise ValueError(
+                f"reason: unknown field {{{unknown[0]}}}; it may name "
+                + ", ".join(f"{{{name}}}" for name in REASON_FIELDS)
+            )
+        return self
+
+
+class ActionPolicy(_Model):
+    """Arbitration and the contact policy over every rule's proposals."""
+
+    # Priority = the weighted sum of an action's score parts.
+    weights: ScoreParts = ScoreParts(value=0.5, urgency=0.3, fit=0.2)
+    # At most this many open actions per customer, the highest priority first.
+    max_open: int = Field(default=2, ge=1)
+    # At most this many new actions per customer, and per owner, per day (UTC, event time).
+    per_customer_per_day: int = Field(default=2, ge=1)
+    per_owner_per_day: int = Field(default=40, ge=1)
+    # After a rep dismisses an action, the same rule proposes nothing for that customer for
+    # this long.
+    dismissed_suppression_hours: float = Field(default=168, ge=0)
+    # The owner of "rep" actions for customers who have no rep yet.
+    unassigned_owner: str = Field(default="inside_sales", pattern=_ID_PATTERN)
+    # Touchpoints that withdraw the customer's consent to any contact, and that give it back.
+    opt_out: tuple[Match, ...] = ()
+    opt_in: tuple[Match, ...] = ()
+    # Per channel, touchpoints after which that channel is not used for actions.
+    channel_opt_out: dict[str, tuple[Match, ...]] = Field(default_factory=dict)
+    rules: tuple[ActionRule, ...] = ()
+
+    @model_validator(mode="after")
+    def _consent_rules(self) -> Self:
+        for channel in self.channel_opt_out:
+            if channel not in CHANNELS:
+                raise ValueError(f"channel_opt_out: unknown channel {channel!r}")
+        consent = {
+            "opt_out": self.opt_out,
+            "opt_in": self.opt_in,
+            **{
+                f"channel_opt_out.{channel}": matches
+                for channel, matches in self.channel_opt_out.items()
+            },
+        }
+        for name, matches in consent.items():
+            if any(match.attributes for match in matches):
+                raise ValueError(f"{name}: consent is matched by type, channel and outcome only")
+        return self
+
+
 class JourneyInfo(_Model):
     name: str
     description: str = ""
@@ -187,6 +300,7 @@ class JourneyDefinition(_Model):
     moments: tuple[MomentOfTruth, ...] = ()
     # Team name to its reps' ids: outcomes are also shown per team.
     teams: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    actions: ActionPolicy = ActionPolicy()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -217,7 +331,26 @@ class JourneyDefinition(_Model):
                 if item.id in seen:
                     raise ValueError(f"{kind}[{index}].id: {item.id!r} is declared twice")
                 seen.add(item.id)
+        self._check_action_rules(ids)
         return self
+
+    def _check_action_rules(self, stage_ids: list[str]) -> None:
+        frictions = {f.id for f in self.frictions}
+        moments = {m.id for m in self.moments}
+        seen: set[str] = set()
+        for index, rule in enumerate(self.actions.rules):
+            where = f"actions.rules[{index}]"
+            if rule.id in seen:
+                raise ValueError(f"{where}.id: {rule.id!r} is declared twice")
+            seen.add(rule.id)
+            if rule.friction is not None and rule.friction not in frictions:
+                raise ValueError(f"{where}.friction: unknown friction {rule.friction!r}")
+            for moment_id in (rule.moment, *rule.without_moments):
+                if moment_id is not None and moment_id not in moments:
+                    raise ValueError(f"{where}: unknown moment of truth {moment_id!r}")
+            for stage_id in (rule.entered, *(rule.stages or ())):
+                if stage_id is not None and stage_id not in stage_ids:
+                    raise ValueError(f"{where}: unknown stage {stage_id!r}")
 
     def team_of(self, rep_id: str | None) -> str | None:
         return next((team for team, reps in self.teams.items() if rep_id in reps), None)
@@ -227,6 +360,9 @@ class JourneyDefinition(_Model):
 
     def moment(self, moment_id: str) -> MomentOfTruth | None:
         return next((m for m in self.moments if m.id == moment_id), None)
+
+    def action_rule(self, rule_id: str) -> ActionRule | None:
+        return next((r for r in self.actions.rules if r.id == rule_id), None)
 
     @cached_property
     def stage_ids(self) -> tuple[str, ...]:

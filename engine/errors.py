@@ -40,3 +40,13 @@ class UnknownCustomer(JourneyError):
 
 class EncodeError(JourneyError):
     """A record that does not fit its schema."""
+
+
+class InvalidOutcome(JourneyError):
+    """An action outcome that breaks the contract or refers to no such action; `field` names
+    what is wrong."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic
 
@@ -168,6 +169,54 @@ class Journeys(Application[UUID]):
             return True
         raise AssertionError("unreachable")
 
+    def append(self, events: Sequence[StreamEvent], also: Sequence[BatchWrite] = ()) -> int | None:
+        """Appends events to their customers' streams (decisions, outcomes) in one
+        transaction, each (by its ledger id) once; the writes in `also` commit with them.
+        Returns the log position of the last event appended, if any."""
+        unique = {event.ledger_id: event for event in events}
+        for attempt in (1, 2):
+            known = self._ledger.recorded_event_ids(list(unique)) if unique else set()
+            fresh = [event for ledger_id, event in unique.items() if ledger_id not in known]
+            streams = {event.stream_id for event in fresh}
+            versions = self._ledger.stream_versions(list(streams)) if streams else {}
+            now = self._clock()
+            built: list[Any] = []
+            for event in fresh:
+                version = versions.get(event.stream_id, 0)
+                if version == 0:
+                    started: Any = event.aggregate.Started  # type: ignore[attr-defined]
+                    built.append(
+                        started(
+                            originator_topic=get_topic(event.aggregate),
+                            originator_id=event.stream_id,
+                            originator_version=1,
+                            timestamp=now,
+                            customer_id=event.customer_id,
+                        )
+                    )
+                    version = 1
+                versions[event.stream_id] = version + 1
+                built.append(
+                    event.kind(
+                        originator_id=event.stream_id,
+                        originator_version=version + 1,
+                        timestamp=now,
+                        **event.fields,
+                    )
+                )
+            try:
+                positions = self.recorder.insert_events(
+                    [self.mapper.to_stored_event(e) for e in built],
+                    touchpoint_ids=[event.ledger_id for event in fresh],
+                    also=also,
+                )
+            except IntegrityError:
+                if attempt == 2:
+                    raise  # another writer appended to one of these streams, twice
+                continue
+            return positions[-1] if positions else None
+        raise AssertionError("unreachable")
+
     def clock_time(self) -> tuple[int, int | None]:
         """The clock stream's last version (0: no tick yet) and the time of its last tick."""
         stored = self.recorder.select_events(CLOCK_ID, desc=True, limit=1)
@@ -183,6 +232,22 @@ class Journeys(Application[UUID]):
             raise UnknownCustomer(customer_id)
         journey: CustomerJourney = self.repository.get(sid)
         return journey
+
+
+class StreamEvent(NamedTuple):
+    """An event for `Journeys.append`: which aggregate's stream, the event class, and its
+    fields. `ledger_id` is what makes it recorded once."""
+
+    ledger_id: str
+    customer_id: str
+    aggregate: type[Aggregate]
+    kind: Any  # an event class of the aggregate
+    fields: dict[str, Any]
+
+    @property
+    def stream_id(self) -> UUID:
+        stream: UUID = self.aggregate.create_id(self.customer_id)
+        return stream
 
 
 class EncodedTouchpoint(NamedTuple):

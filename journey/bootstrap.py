@@ -14,7 +14,9 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.sql import SQL, Identifier
 
+from consumers.action_store import ActionStore
 from consumers.bookkeeping import PostgresBookkeeping
+from consumers.decider import Decider
 from engine.definition import JourneyDefinition, load_definition
 from engine.errors import ConfigurationError, StoreUnavailable
 from engine.recording import Journeys
@@ -23,7 +25,7 @@ from projections.custom import ProjectionViews
 from projections.log import JourneyLog
 from projections.postgres_view import PostgresJourneyView
 from projections.runner import CatchUp, Progress, ProjectionRunner
-from projections.sql import PostgresDatabase, SQLiteDatabase
+from projections.sql import Database, PostgresDatabase, SQLiteDatabase
 from projections.sqlite_view import SQLiteJourneyView
 from projections.views import JourneyView
 
@@ -38,9 +40,12 @@ class Engine:
     view: JourneyView
     runner: ProjectionRunner
     log: JourneyLog
+    actions: ActionStore
+    decider: Decider
 
     def close(self) -> None:
         self.view.close()
+        self.actions.close()
         self.journeys.close()
 
 
@@ -69,6 +74,7 @@ def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None
     with tables_made_one_at_a_time(settings):
         journeys = Journeys(event_store_env(settings), clock=clock)
         view = _view(settings)
+        actions = ActionStore(_event_store_database(settings))
     runner = ProjectionRunner(
         journeys,
         view,
@@ -76,7 +82,22 @@ def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None
         page_size=settings.page_size,
         store_env=event_store_env(settings),
     )
-    return Engine(settings, definition, journeys, view, runner, JourneyLog(journeys))
+    decider = Decider(journeys, actions, definition)
+    return Engine(
+        settings, definition, journeys, view, runner, JourneyLog(journeys), actions, decider
+    )
+
+
+def _event_store_database(settings: Settings) -> Database:
+    """The event store's database, for what commits with its events (the decider's tables)."""
+    if settings.store == "sqlite":
+        return SQLiteDatabase(settings.events_path)
+    try:
+        return PostgresDatabase(
+            postgres_conninfo(settings), settings.postgres.get("POSTGRES_SCHEMA", "public")
+        )
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
 
 
 def postgres_conninfo(settings: Settings) -> str:

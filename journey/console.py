@@ -56,14 +56,19 @@ def progress() -> Progress:
 
 
 def catch_up(engine: Engine) -> None:
-    """Brings the views up to date (and refuses views they cannot be read from)."""
+    """Brings the views up to date (and refuses views they cannot be read from), and on the
+    embedded store decides next actions too (with PostgreSQL, `journey decide --follow`
+    does that as a service). Deciding first leaves the views at the log's head, decisions
+    included, so the next command finds nothing to catch up."""
+    if engine.settings.store == "sqlite":
+        engine.decider.catch_up()
     lag = engine.runner.lag()
     if not lag:
         engine.runner.catch_up()
-        return
-    with progress() as bar:
-        task = bar.add_task("Building journeys", total=lag)
-        engine.runner.catch_up(lambda done, total: bar.update(task, completed=done))
+    else:
+        with progress() as bar:
+            task = bar.add_task("Building journeys", total=lag)
+            engine.runner.catch_up(lambda done, total: bar.update(task, completed=done))
 
 
 class _Time(click.ParamType[int]):

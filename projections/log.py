@@ -3,6 +3,7 @@ straight to plain data, without building an event object per row."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypedDict, cast
 
 import orjson
@@ -10,13 +11,17 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import JSONTranscoder
 from eventsourcing.utils import get_topic
 
+from engine.actions import ActionOutcomes
 from engine.errors import ConfigurationError
 from engine.journeys import CustomerJourney, JourneyClock, TouchpointState, stream_id
 from engine.ledger import TouchpointLedger
 
 TOUCHPOINT_TOPIC = get_topic(CustomerJourney.TouchpointRecorded)
 TICK_TOPIC = get_topic(JourneyClock.Ticked)
+OUTCOME_TOPIC = get_topic(ActionOutcomes.Reported)
 _FOLDED_TOPICS = (TOUCHPOINT_TOPIC, TICK_TOPIC)
+# The decider also reads what sales people did with its actions.
+DECIDER_TOPICS = (*_FOLDED_TOPICS, OUTCOME_TOPIC)
 
 
 class Tick(TypedDict):
@@ -47,11 +52,16 @@ class JourneyLog:
         return self._max() or 0
 
     def entries(
-        self, after: int, limit: int, stop: int | None = None
+        self,
+        after: int,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = _FOLDED_TOPICS,
     ) -> list[tuple[int, TouchpointState | Tick]]:
         """Up to `limit` recorded touchpoints and clock events after a position, with their
-        positions. A touchpoint has an `event_id`; a clock event has not."""
-        rows = self._recorder.select_states(after, limit, _FOLDED_TOPICS, stop)
+        positions. A touchpoint has an `event_id`; a clock event has not. With
+        `topics=DECIDER_TOPICS`, outcomes too: they have an `action_id`."""
+        rows = self._recorder.select_states(after, limit, topics, stop)
         decode = self._decode
         if self._cipher or self._compressor:
             opened = self._open

@@ -48,8 +48,9 @@ VIEW_FORMAT = 3
 def definition_digest(definition: JourneyDefinition) -> str:
     """Identifies a journey definition's meaning and the views' format, so that a view built
     with another definition, or by another release, is noticed."""
-    # Teams only group the views' figures when they are shown: they change nothing stored.
-    meaning = definition.model_dump_json(by_alias=True, exclude={"teams"})
+    # Teams only group the views' figures when they are shown, and action rules only decide
+    # what to do next: neither changes what the views store.
+    meaning = definition.model_dump_json(by_alias=True, exclude={"teams", "actions"})
     text = f"{VIEW_FORMAT}:{meaning}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -184,6 +185,12 @@ class JourneyProjector:
     def positions(self) -> dict[str, Position]:
         """The positions in memory, by customer."""
         return self._positions
+
+    def positions_of(self, customers: Iterable[str]) -> dict[str, Position]:
+        """These customers' positions, loading those not in memory."""
+        wanted = set(customers)
+        self._ensure(wanted)
+        return {customer_id: self._positions[customer_id] for customer_id in wanted}
 
     def committed(self, changes: PageChanges) -> None:
         """The page's changes are stored: their frictions and moments are written."""

@@ -16,6 +16,13 @@ from psycopg.sql import SQL, Identifier
 
 
 class Database(ABC):
+    dialect = ""  # "sqlite" or "postgres"
+
+    @abstractmethod
+    def statement(self, sql: str) -> Any:
+        """`sql` as this database's driver takes it, for running on a cursor of its own (such
+        as the event store's, inside its transaction)."""
+
     @abstractmethod
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
@@ -35,6 +42,8 @@ class Database(ABC):
 
 
 class SQLiteDatabase(Database):
+    dialect = "sqlite"
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -43,17 +52,17 @@ class SQLiteDatabase(Database):
         self._db.execute("PRAGMA busy_timeout=10000")
 
     @staticmethod
-    def _sql(sql: str) -> str:
+    def statement(sql: str) -> str:
         return sql.replace("{t}", "").replace("%s", "?")
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._db.execute(self._sql(sql), params).fetchall()
+        return self._db.execute(self.statement(sql), params).fetchall()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._db.execute(self._sql(sql), params)
+        self._db.execute(self.statement(sql), params)
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._db.executemany(self._sql(sql), rows)
+        self._db.executemany(self.statement(sql), rows)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -70,22 +79,24 @@ class SQLiteDatabase(Database):
 
 
 class PostgresDatabase(Database):
+    dialect = "postgres"
+
     def __init__(self, conninfo: str, schema: str = "public") -> None:
         self._db = psycopg.connect(conninfo, autocommit=True)
         self._prefix = Identifier(schema).as_string() + "."
 
-    def _sql(self, sql: str) -> SQL:
+    def statement(self, sql: str) -> SQL:
         return SQL(sql.replace("{t}", self._prefix))
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._db.execute(self._sql(sql), params).fetchall()
+        return self._db.execute(self.statement(sql), params).fetchall()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._db.execute(self._sql(sql), params)
+        self._db.execute(self.statement(sql), params)
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self._db.cursor() as cursor:
-            cursor.executemany(self._sql(sql), rows)
+            cursor.executemany(self.statement(sql), rows)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -1,0 +1,351 @@
+"""What the decider keeps, in the event store's own database so that a page's decisions, its
+state, its outbox rows and its log position commit in one transaction with the decision
+events: the journey positions it decides from, each customer's action state, the open and
+closed actions (the actions view), the outbox, per-owner daily counts, and its tracking.
+
+Reads go through the store's own connection; writes run on the event store's cursor, inside
+the transaction that appends the decision events (see `Journeys.append`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+from consumers.deciding import ActionState
+from engine.ledger import BatchWrite
+from projections.position import Position
+from projections.sql import Database
+
+DECIDER = "decider"
+_CHUNK = 500
+
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS {t}journey_decider_tracking (
+        name TEXT PRIMARY KEY, position BIGINT NOT NULL, ticked BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS {t}journey_decider_customers (
+        customer_id TEXT PRIMARY KEY, due_at BIGINT, retry_at BIGINT, position TEXT,
+        actions TEXT)""",
+    """CREATE INDEX IF NOT EXISTS journey_decider_due
+        ON {t}journey_decider_customers (due_at)""",
+    """CREATE INDEX IF NOT EXISTS journey_decider_retry
+        ON {t}journey_decider_customers (retry_at)""",
+    """CREATE TABLE IF NOT EXISTS {t}journey_owner_days (
+        owner TEXT NOT NULL, day BIGINT NOT NULL, actions INTEGER NOT NULL,
+        PRIMARY KEY (owner, day))""",
+    """CREATE TABLE IF NOT EXISTS {t}journey_next_actions (
+        action_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, owner TEXT NOT NULL,
+        action_type TEXT NOT NULL, channel TEXT NOT NULL, rule TEXT NOT NULL,
+        priority DOUBLE PRECISION NOT NULL, status TEXT NOT NULL, decided_at BIGINT NOT NULL,
+        due_at BIGINT, reason TEXT NOT NULL, status_at BIGINT, status_reason TEXT,
+        snoozed_until BIGINT, log_position BIGINT NOT NULL, record TEXT NOT NULL,
+        explanation TEXT NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS journey_next_actions_customer
+        ON {t}journey_next_actions (customer_id)""",
+    """CREATE INDEX IF NOT EXISTS journey_next_actions_owner
+        ON {t}journey_next_actions (owner, status)""",
+    """CREATE TABLE IF NOT EXISTS {t}journey_action_outbox (
+        seq {serial}, action_id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
+        value {blob} NOT NULL, sent_at BIGINT)""",
+    """CREATE INDEX IF NOT EXISTS journey_action_outbox_unsent
+        ON {t}journey_action_outbox (seq) WHERE sent_at IS NULL""",
+)
+_TYPES = {
+    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB"},
+    "postgres": {"serial": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA"},
+}
+
+# Statuses of an action in the view: open until a rep or the journey closes it.
+OPEN_STATUSES = ("open", "accepted", "snoozed")
+_ACTION_COLUMNS = (
+    "action_id, customer_id, owner, action_type, channel, rule, priority, status, decided_at, "
+    "due_at, reason, status_at, status_reason, snoozed_until, log_position, record, explanation"
+)
+
+
+class DeciderConflict(Exception):
+    """Another decider moved on from the position this one started its page at."""
+
+
+class ActionRow(NamedTuple):
+    """An action as the actions view holds it."""
+
+    action_id: str
+    customer_id: str
+    owner: str
+    action_type: str
+    channel: str
+    rule: str
+    priority: float
+    status: str
+    decided_at: int
+    due_at: int | None
+    reason: str
+    status_at: int | None
+    status_reason: str | None
+    snoozed_until: int | None
+    log_position: int
+    record: dict[str, Any]
+    explanation: dict[str, Any]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class StatusChange(NamedTuple):
+    action_id: str
+    status: str
+    at: int
+    reason: str | None = None
+    snoozed_until: int | None = None
+
+
+@dataclass(slots=True)
+class DeciderPage:
+    """What one page of the log changed, for the decider's tables."""
+
+    start: int  # the position the page began after; the write checks nobody moved it
+    position: int
+    ticked: int | None
+    positions: dict[str, Position] = field(default_factory=dict)
+    states: dict[str, ActionState] = field(default_factory=dict)
+    owner_days: dict[tuple[str, int], int] = field(default_factory=dict)
+    actions: list[tuple[Any, ...]] = field(default_factory=list)  # new rows of the view
+    changes: list[StatusChange] = field(default_factory=list)
+    outbox: list[tuple[str, str, bytes]] = field(default_factory=list)  # id, owner, value
+
+
+class ActionStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        types = _TYPES[db.dialect]
+        for statement in _TABLES:
+            db.execute(
+                statement.replace("{serial}", types["serial"]).replace("{blob}", types["blob"])
+            )
+
+    # Reads, on the store's own connection.
+
+    def tracking(self) -> tuple[int, int | None]:
+        """The log position the decider has reached (0: none) and the last clock event's
+        time it folded."""
+        rows = self._db.fetch(
+            "SELECT position, ticked FROM {t}journey_decider_tracking WHERE name = %s", (DECIDER,)
+        )
+        return (int(rows[0][0]), rows[0][1]) if rows else (0, None)
+
+    def ticked(self) -> int | None:
+        return self.tracking()[1]
+
+    def load_positions(self, customer_ids: Iterable[str]) -> dict[str, Position]:
+        return {
+            customer_id: Position.from_state(customer_id, orjson.loads(position))
+            for customer_id, position, _ in self._customers(customer_ids)
+            if position is not None
+        }
+
+    def load_states(self, customer_ids: Iterable[str]) -> dict[str, ActionState]:
+        return {
+            customer_id: ActionState.from_state(customer_id, orjson.loads(actions))
+            for customer_id, _, actions in self._customers(customer_ids)
+            if actions is not None
+        }
+
+    def _customers(self, customer_ids: Iterable[str]) -> list[tuple[Any, ...]]:
+        ids = list(customer_ids)
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows += self._db.fetch(
+                "SELECT customer_id, position, actions FROM {t}journey_decider_customers "
+                f"WHERE customer_id IN ({','.join(['%s'] * len(chunk))})",
+                chunk,
+            )
+        return rows
+
+    def due_before(self, at: int) -> list[str]:
+        rows = self._db.fetch(
+            "SELECT customer_id FROM {t}journey_decider_customers WHERE due_at < %s", (at,)
+        )
+        return [row[0] for row in rows]
+
+    def retry_before(self, at: int) -> list[str]:
+        rows = self._db.fetch(
+            "SELECT customer_id FROM {t}journey_decider_customers WHERE retry_at <= %s", (at,)
+        )
+        return [row[0] for row in rows]
+
+    def owner_counts(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        counts = {}
+        for owner, day in keys:
+            rows = self._db.fetch(
+                "SELECT actions FROM {t}journey_owner_days WHERE owner = %s AND day = %s",
+                (owner, day),
+            )
+            counts[owner, day] = int(rows[0][0]) if rows else 0
+        return counts
+
+    def action(self, action_id: str) -> ActionRow | None:
+        rows = self._db.fetch(
+            f"SELECT {_ACTION_COLUMNS} FROM {{t}}journey_next_actions WHERE action_id = %s",
+            (action_id,),
+        )
+        return _action_row(rows[0]) if rows else None
+
+    def actions(
+        self,
+        *,
+        customer_id: str | None = None,
+        owner: str | None = None,
+        open_only: bool = True,
+        limit: int | None = None,
+    ) -> list[ActionRow]:
+        """Actions, the most important first (open before closed, then priority)."""
+        sql = f"SELECT {_ACTION_COLUMNS} FROM {{t}}journey_next_actions WHERE TRUE"
+        params: list[Any] = []
+        if customer_id is not None:
+            sql, params = sql + " AND customer_id = %s", [*params, customer_id]
+        if owner is not None:
+            sql, params = sql + " AND owner = %s", [*params, owner]
+        if open_only:
+            sql += f" AND status IN ({', '.join(repr(s) for s in OPEN_STATUSES)})"
+        sql += (
+            f" ORDER BY CASE WHEN status IN ({', '.join(repr(s) for s in OPEN_STATUSES)}) "
+            "THEN 0 ELSE 1 END, priority DESC, decided_at, action_id"
+        )
+        if limit is not None:
+            sql, params = sql + " LIMIT %s", [*params, limit]
+        return [_action_row(row) for row in self._db.fetch(sql, params)]
+
+    def unsent(self, limit: int) -> list[tuple[int, str, str, bytes]]:
+        """Outbox rows not yet acknowledged by the broker, oldest first: (seq, action id,
+        owner, value)."""
+        rows = self._db.fetch(
+            "SELECT seq, action_id, owner, value FROM {t}journey_action_outbox "
+            "WHERE sent_at IS NULL ORDER BY seq LIMIT %s",
+            (limit,),
+        )
+        return [(int(seq), action_id, owner, bytes(value)) for seq, action_id, owner, value in rows]
+
+    def mark_sent(self, seqs: Sequence[int], at: int) -> None:
+        with self._db.transaction():
+            for start in range(0, len(seqs), _CHUNK):
+                chunk = list(seqs[start : start + _CHUNK])
+                self._db.execute(
+                    "UPDATE {t}journey_action_outbox SET sent_at = %s "
+                    f"WHERE seq IN ({','.join(['%s'] * len(chunk))})",
+                    [at, *chunk],
+                )
+
+    def outbox_counts(self) -> tuple[int, int]:
+        """(actions in the outbox, of which not yet sent)."""
+        rows = self._db.fetch(
+            "SELECT COUNT(*), COUNT(*) - COUNT(sent_at) FROM {t}journey_action_outbox"
+        )
+        return int(rows[0][0]), int(rows[0][1] or 0)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # Writes, on the event store's cursor.
+
+    def write(self, page: DeciderPage) -> BatchWrite:
+        """The page's writes, for the transaction that appends its decision events."""
+        statement = self._db.statement
+
+        def run(cursor: Any) -> None:
+            cursor.execute(
+                statement("SELECT position FROM {t}journey_decider_tracking WHERE name = %s"),
+                (DECIDER,),
+            )
+            row = cursor.fetchone()
+            stored = 0 if row is None else row[0] if isinstance(row, tuple) else row["position"]
+            if stored != page.start:
+                raise DeciderConflict(f"the decider is at {stored}, not {page.start}")
+            cursor.execute(
+                statement(
+                    "INSERT INTO {t}journey_decider_tracking (name, position, ticked) "
+                    "VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+                    "position = excluded.position, ticked = excluded.ticked"
+                ),
+                (DECIDER, page.position, page.ticked),
+            )
+            customers = _customer_rows(page)
+            if customers:
+                cursor.executemany(
+                    statement(
+                        "INSERT INTO {t}journey_decider_customers "
+                        "(customer_id, due_at, retry_at, position, actions) "
+                        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (customer_id) DO UPDATE SET "
+                        "due_at = excluded.due_at, retry_at = excluded.retry_at, "
+                        "position = COALESCE(excluded.position, "
+                        "{t}journey_decider_customers.position), "
+                        "actions = COALESCE(excluded.actions, "
+                        "{t}journey_decider_customers.actions)"
+                    ),
+                    customers,
+                )
+            if page.owner_days:
+                cursor.executemany(
+                    statement(
+                        "INSERT INTO {t}journey_owner_days (owner, day, actions) "
+                        "VALUES (%s, %s, %s) ON CONFLICT (owner, day) "
+                        "DO UPDATE SET actions = excluded.actions"
+                    ),
+                    [(owner, day, n) for (owner, day), n in page.owner_days.items()],
+                )
+            if page.actions:
+                marks = ", ".join(["%s"] * 17)
+                cursor.executemany(
+                    statement(
+                        f"INSERT INTO {{t}}journey_next_actions ({_ACTION_COLUMNS}) "
+                        f"VALUES ({marks}) ON CONFLICT (action_id) DO NOTHING"
+                    ),
+                    page.actions,
+                )
+            if page.changes:
+                cursor.executemany(
+                    statement(
+                        "UPDATE {t}journey_next_actions SET status = %s, status_at = %s, "
+                        "status_reason = %s, snoozed_until = %s WHERE action_id = %s"
+                    ),
+                    [
+                        (c.status, c.at, c.reason, c.snoozed_until, c.action_id)
+                        for c in page.changes
+                    ],
+                )
+            if page.outbox:
+                cursor.executemany(
+                    statement(
+                        "INSERT INTO {t}journey_action_outbox (action_id, owner, value) "
+                        "VALUES (%s, %s, %s) ON CONFLICT (action_id) DO NOTHING"
+                    ),
+                    page.outbox,
+                )
+
+        return run
+
+
+def _customer_rows(page: DeciderPage) -> list[tuple[Any, ...]]:
+    """A row per customer whose position or action state changed; NULL keeps what is stored."""
+    rows = []
+    for customer_id in page.positions.keys() | page.states.keys():
+        position = page.positions.get(customer_id)
+        state = page.states.get(customer_id)
+        rows.append(
+            (
+                customer_id,
+                position.due if position is not None else None,
+                state.retry_at if state is not None else None,
+                orjson.dumps(position.to_state()).decode() if position is not None else None,
+                orjson.dumps(state.to_state()).decode() if state is not None else None,
+            )
+        )
+    return sorted(rows, key=lambda row: row[0])
+
+
+def _action_row(row: Sequence[Any]) -> ActionRow:
+    return ActionRow._make([*row[:15], orjson.loads(row[15]), orjson.loads(row[16])])

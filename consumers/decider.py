@@ -1,0 +1,257 @@
+"""The decider: follows the journey log, folds each page into journey positions and action
+states, decides next-best-actions, and commits the page's decision events, its state, its
+outbox rows and its log position in one transaction.
+
+It is a process in the event-sourcing sense: its input is the log (touchpoints, clock events,
+outcomes reported by sales people), its output is decision events, and its position is
+tracked with them, so a crash at any point leaves either the whole page or none of it. Every
+time it reads is the journey's (touchpoint times and clock events), never the wall clock,
+so deciding again from the same position gives the same actions with the same ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+
+from consumers.action_store import ActionStore, DeciderPage, StatusChange
+from consumers.deciding import ActionState, Deciding, Decision
+from engine.actions import ActionOutcome, CustomerActions
+from engine.definition import JourneyDefinition
+from engine.journeys import TouchpointState
+from engine.recording import Journeys, StreamEvent
+from projections.log import DECIDER_TOPICS, JourneyLog
+from projections.position import Mark, Position
+from projections.runner import JourneyProjector, MarkedPage
+from schemas.codec import wire_contract
+
+DEFAULT_DECIDER_PAGE = 2_000
+# How many customers' positions and action states stay in memory between pages.
+_MAX_CACHED = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What one catch-up did."""
+
+    pages: int
+    decisions: int
+    position: int
+
+
+class Decider:
+    def __init__(
+        self,
+        journeys: Journeys,
+        store: ActionStore,
+        definition: JourneyDefinition,
+        *,
+        page_size: int = DEFAULT_DECIDER_PAGE,
+    ) -> None:
+        self._journeys = journeys
+        self._store = store
+        self._log = JourneyLog(journeys)
+        self._page_size = page_size
+        self._deciding = Deciding(definition)
+        self._projector = JourneyProjector(
+            definition,
+            store.load_positions,
+            self._log.stream,
+            store.due_before,
+            store.ticked,
+            max_cached=_MAX_CACHED,
+        )
+        self._states: dict[str, ActionState] = {}
+        self._owner_days: dict[tuple[str, int], int] = {}
+        self._position: int | None = None  # where this decider's memory is; None: unknown
+        self._encode = wire_contract("NextAction").encode
+        # Called after each committed page with the decisions in it (the relay's cue).
+        self.on_commit: Callable[[list[Decision]], None] = lambda _: None
+
+    def position(self) -> int:
+        return self._store.tracking()[0]
+
+    def catch_up(self, *, max_pages: int | None = None) -> Decided:
+        """Decides on everything recorded so far, a page per transaction."""
+        pages = decisions = 0
+        position = self.position()
+        if position != self._position:
+            self._forget()  # another decider moved on, or this one never ran
+        while max_pages is None or pages < max_pages:
+            entries = self._log.entries(position, self._page_size, topics=DECIDER_TOPICS)
+            if not entries:
+                break
+            try:
+                made = self._decide_page(position, entries)
+            except BaseException:
+                self._forget()
+                raise
+            pages += 1
+            decisions += len(made)
+            position = entries[-1][0]
+            self.on_commit(made)
+        return Decided(pages, decisions, position)
+
+    def follow(self, stop: Callable[[], bool], *, idle_s: float = 0.02) -> None:
+        """Decides as the log grows until `stop()`; polls every `idle_s` when idle."""
+        while not stop():
+            if not self.catch_up(max_pages=10).pages:
+                time.sleep(idle_s)
+
+    def _forget(self) -> None:
+        self._projector.forget()
+        self._states.clear()
+        self._owner_days.clear()
+        self._position = None
+
+    def _decide_page(self, start: int, entries: list[tuple[int, Any]]) -> list[Decision]:
+        machine = self._projector.machine
+        marked: MarkedPage = []
+        outcomes: list[ActionOutcome] = []
+        order: dict[str, int] = {}  # customer -> the log position of their last entry
+        marks: dict[str, list[Mark]] = {}
+        last_tick = start
+        for log_position, entry in entries:
+            if "action_id" in entry:
+                outcome = ActionOutcome(**{k: entry[k] for k in ActionOutcome._fields})
+                outcomes.append(outcome)
+                order[outcome.customer_id] = log_position
+            elif "event_id" in entry:
+                mark = machine.mark(cast(TouchpointState, entry))
+                customer_id = entry["customer_id"]
+                marked.append((log_position, customer_id, mark))
+                marks.setdefault(customer_id, []).append(mark)
+                order[customer_id] = log_position
+            else:
+                marked.append((log_position, None, Mark(entry["at"], "", ())))
+                last_tick = log_position
+        changes = self._projector.fold(marked)
+        ticked = changes.ticked
+        for position in changes.positions:
+            order.setdefault(position.customer_id, last_tick)
+        if ticked is not None:
+            for customer_id in self._retry_before(ticked):
+                order.setdefault(customer_id, last_tick)
+        customers = sorted(order, key=lambda c: (order[c], c))
+        positions = self._projector.positions_of(customers)
+        states = self._states_of(customers)
+        page = DeciderPage(start, entries[-1][0], ticked, positions=positions, states=states)
+        for customer_id, customer_marks in marks.items():
+            for mark in customer_marks:
+                self._deciding.observe(states[customer_id], mark)
+        for outcome in outcomes:
+            self._apply(outcome, states, page)
+        events: list[StreamEvent] = []
+        made: list[Decision] = []
+        for customer_id in customers:
+            made += self._decide(positions[customer_id], states[customer_id], page, events)
+        self._journeys.append(events, also=[self._store.write(page)])
+        self._projector.committed(changes)
+        self._position = page.position
+        return made
+
+    def _decide(
+        self,
+        position: Position,
+        state: ActionState,
+        page: DeciderPage,
+        events: list[StreamEvent],
+    ) -> list[Decision]:
+        """Decides for one customer, adding the decisions to the page and their events to
+        `events`."""
+        now = max(position.last_at or 0, page.ticked or 0)
+        day = now // 86_400_000
+        owners = self._owners(position)
+        self._ensure_owner_days(owners, day)
+        today = {owner: self._owner_days[owner, day] for owner in owners}
+        result = self._deciding.decide(position, state, now, today)
+        for closed in result.closed:
+            page.changes.append(StatusChange(closed.action_id, closed.status, closed.at))
+        for decision in result.decisions:
+            c = decision.candidate
+            key = (c.owner, day)
+            self._owner_days[key] = page.owner_days[key] = self._owner_days.get(key, 0) + 1
+            record = decision.record(position.customer_id)
+            explanation = decision.explanation(self._deciding.policy)
+            page.actions.append(
+                (
+                    c.action_id,
+                    position.customer_id,
+                    c.owner,
+                    c.action_type,
+                    c.channel,
+                    c.rule,
+                    c.priority,
+                    "open",
+                    decision.decided_at,
+                    c.due_at,
+                    c.reason,
+                    None,
+                    None,
+                    None,
+                    page.position,
+                    orjson.dumps(record).decode(),
+                    orjson.dumps(explanation).decode(),
+                )
+            )
+            page.outbox.append((c.action_id, c.owner, self._encode(record)))
+            events.append(
+                StreamEvent(
+                    f"action:{c.action_id}",
+                    position.customer_id,
+                    CustomerActions,
+                    CustomerActions.Decided,
+                    {
+                        "action_id": c.action_id,
+                        "customer_id": position.customer_id,
+                        "action": record,
+                        "explanation": explanation,
+                    },
+                )
+            )
+        return result.decisions
+
+    def _apply(
+        self, outcome: ActionOutcome, states: dict[str, ActionState], page: DeciderPage
+    ) -> None:
+        state = states[outcome.customer_id]
+        self._deciding.apply_outcome(state, outcome)
+        page.changes.append(
+            StatusChange(
+                outcome.action_id,
+                outcome.status,
+                outcome.occurred_at,
+                outcome.reason,
+                outcome.snoozed_until,
+            )
+        )
+
+    def _owners(self, position: Position) -> set[str]:
+        policy = self._deciding.policy
+        rep = position.rep or policy.unassigned_owner
+        return {rep if rule.owner == "rep" else rule.owner for rule in policy.rules}
+
+    def _ensure_owner_days(self, owners: set[str], day: int) -> None:
+        missing = [(owner, day) for owner in owners if (owner, day) not in self._owner_days]
+        if missing:
+            self._owner_days.update(self._store.owner_counts(missing))
+
+    def _states_of(self, customers: list[str]) -> dict[str, ActionState]:
+        states = self._states
+        if len(states) + len(customers) > _MAX_CACHED:
+            states.clear()
+        missing = [c for c in customers if c not in states]
+        if missing:
+            loaded = self._store.load_states(missing)
+            for customer_id in missing:
+                states[customer_id] = loaded.get(customer_id) or ActionState(customer_id)
+        return {customer_id: states[customer_id] for customer_id in customers}
+
+    def _retry_before(self, at: int) -> set[str]:
+        found = {c for c, s in self._states.items() if s.retry_at is not None and s.retry_at <= at}
+        found.update(self._store.retry_before(at))
+        return found

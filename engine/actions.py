@@ -1,0 +1,161 @@
+"""Next actions and what sales people did with them, as events.
+
+The decider records each decision as a `CustomerActions.Decided` event, with its explanation;
+sales tools report outcomes, recorded as `ActionOutcomes.Reported` events. Each customer has
+one stream of each, apart from their touchpoints, so that the decider, the outcome consumer
+and ingest never write to the same stream."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from engine.errors import InvalidOutcome
+from engine.touchpoints import (
+    EARLIEST_MS,
+    FUTURE_TOLERANCE_MS,
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+    millis,
+)
+
+_ACTIONS_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journey-engine:actions")
+_OUTCOMES_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journey-engine:action-outcomes")
+_ACTION_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journey-engine:action")
+
+# What sales people report: accepted (will do), done, dismissed (will not do), snoozed (later).
+STATUSES = ("accepted", "done", "dismissed", "snoozed")
+
+
+def action_id(customer_id: str, rule_id: str, trigger: str) -> str:
+    """An action's id: the same customer, rule and triggering event always give the same id,
+    so a retry or a rebuild never makes a second action."""
+    return str(uuid5(_ACTION_ID_NAMESPACE, f"{customer_id}\x1f{rule_id}\x1f{trigger}"))
+
+
+class CustomerActions(Aggregate):
+    """The next actions decided for one customer."""
+
+    class Started(Aggregate.Created):
+        customer_id: str
+
+    class Decided(Aggregate.Event):
+        """An action decided, as published (`action`, the NextAction record with times in
+        milliseconds), and why: the rule, the events behind it, the score parts and the
+        candidates it beat (`explanation`)."""
+
+        action_id: str
+        customer_id: str
+        action: dict[str, Any]
+        explanation: dict[str, Any]
+
+    @staticmethod
+    def create_id(customer_id: str) -> UUID:
+        return uuid5(_ACTIONS_NAMESPACE, customer_id)
+
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+
+
+class ActionOutcomes(Aggregate):
+    """What sales people reported doing with one customer's actions."""
+
+    class Started(Aggregate.Created):
+        customer_id: str
+
+    class Reported(Aggregate.Event):
+        event_id: str
+        action_id: str
+        customer_id: str
+        status: str
+        reason: str | None
+        snoozed_until: int | None
+        rep_id: str | None
+        occurred_at: int
+
+    @staticmethod
+    def create_id(customer_id: str) -> UUID:
+        return uuid5(_OUTCOMES_NAMESPACE, customer_id)
+
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+
+
+class ActionOutcome(NamedTuple):
+    """A validated outcome. Times are milliseconds since the epoch, UTC."""
+
+    event_id: str
+    action_id: str
+    customer_id: str
+    status: str
+    reason: str | None
+    snoozed_until: int | None
+    rep_id: str | None
+    occurred_at: int
+
+    def fields(self) -> dict[str, Any]:
+        return self._asdict()
+
+
+def outcome_from_record(record: Mapping[str, Any], *, now_ms: int) -> ActionOutcome:
+    """An outcome from a decoded ActionOutcome record (Avro or JSON). Raises InvalidOutcome
+    naming the first field that is wrong."""
+    status = record.get("status")
+    if status not in STATUSES:
+        raise InvalidOutcome("status", f"{status!r} is not one of {', '.join(STATUSES)}")
+    snoozed_until = _time(record.get("snoozed_until"), "snoozed_until", optional=True)
+    if status == "snoozed" and snoozed_until is None:
+        raise InvalidOutcome("snoozed_until", "a snoozed action needs the time it comes back")
+    occurred_at = _time(record.get("occurred_at"), "occurred_at")
+    assert occurred_at is not None
+    if occurred_at > now_ms + FUTURE_TOLERANCE_MS:
+        raise InvalidOutcome("occurred_at", "is in the future")
+    return ActionOutcome(
+        _identifier(record.get("event_id"), "event_id"),
+        _identifier(record.get("action_id"), "action_id"),
+        _identifier(record.get("customer_id"), "customer_id"),
+        status,
+        _text(record.get("reason"), "reason"),
+        snoozed_until,
+        _text(record.get("rep_id"), "rep_id"),
+        occurred_at,
+    )
+
+
+def _identifier(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidOutcome(name, "is missing or empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidOutcome(name, f"is longer than {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _text(value: Any, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidOutcome(name, f"must be text, not {type(value).__name__}")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise InvalidOutcome(name, f"is longer than {MAX_TEXT_LENGTH} characters")
+    return value
+
+
+def _time(value: Any, name: str, *, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if hasattr(value, "timestamp"):  # a datetime, as fastavro reads timestamp-millis
+        value = millis(value)
+    elif isinstance(value, str):
+        try:
+            value = millis(datetime.fromisoformat(value))
+        except ValueError:
+            raise InvalidOutcome(name, f"{value!r} is not an ISO 8601 time") from None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidOutcome(name, "is missing or not a time")
+    if value < EARLIEST_MS:
+        raise InvalidOutcome(name, "is before 1990: milliseconds since the epoch expected")
+    return value
