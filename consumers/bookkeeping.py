@@ -172,17 +172,18 @@ class PostgresBookkeeping:
 
     @contextmanager
     def claim_unpublished(
-        self, limit: int = 1000
+        self, limit: int = 1000, *, topic: str
     ) -> Iterator[tuple[list[StoredDeadLetter], Callable[[Sequence[int]], None]]]:
-        """Dead letters not yet on the dead-letter topic, locked for this caller until the
-        block ends (other callers skip them), and a function marking some as published."""
+        """Dead letters consumed from `topic` not yet on its dead-letter topic, locked for
+        this caller until the block ends (other callers skip them), and a function marking
+        some as published."""
         query = self._sql(
-            "SELECT * FROM {letters} WHERE NOT published ORDER BY id LIMIT %s "
+            "SELECT * FROM {letters} WHERE NOT published AND topic = %s ORDER BY id LIMIT %s "
             "FOR UPDATE SKIP LOCKED"
         )
         mark = self._sql("UPDATE {letters} SET published = true WHERE id = ANY(%s)")
         with self._connect() as conn, conn.transaction():
-            letters = [_stored(row) for row in conn.execute(query, (limit,)).fetchall()]
+            letters = [_stored(row) for row in conn.execute(query, (topic, limit)).fetchall()]
 
             def mark_published(ids: Sequence[int]) -> None:
                 if ids:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
@@ -62,7 +62,9 @@ class Stopped(Exception):
     """Asked to stop while a batch could not be recorded; it will be read again."""
 
 
-Rejection = tuple[str, str]  # reason (undecodable, invalid or oversized), detail
+class Rejection(NamedTuple):
+    reason: str  # undecodable, invalid, oversized (or, for outcomes, unknown_action)
+    detail: str
 
 
 def triage(
@@ -70,17 +72,17 @@ def triage(
 ) -> Touchpoint | Rejection:
     """A consumed value as a touchpoint, or the reason it cannot be one."""
     if value is None:
-        return ("undecodable", "the record has no value")
+        return Rejection("undecodable", "the record has no value")
     if len(value) > max_bytes:
-        return ("oversized", f"{len(value)} bytes is more than the {max_bytes} allowed")
+        return Rejection("oversized", f"{len(value)} bytes is more than the {max_bytes} allowed")
     try:
         return touchpoint_from_record(decoder.decode(value), now_ms=now_ms)
     except DecodeError as exc:
-        return ("undecodable", str(exc))
+        return Rejection("undecodable", str(exc))
     except InvalidTouchpoint as exc:
-        return ("invalid", str(exc))
+        return Rejection("invalid", str(exc))
     except Exception as exc:  # a record must never stop the consumer, whatever it holds
-        return ("invalid", f"{type(exc).__name__}: {exc}")
+        return Rejection("invalid", f"{type(exc).__name__}: {exc}")
 
 
 def dead_letter(record: Any, rejection: Rejection) -> DeadLetter:
@@ -144,6 +146,9 @@ class TouchpointIngest:
         self._clock_ms = clock_ms
         self._client_id = client_id
         self._decoder = wire_contract("Touchpoint")
+        self._topic = settings.touchpoints_topic
+        self._dead_letter_topic = settings.dead_letter_topic
+        self._group = settings.group
         self._positions = _Positions()
         self._producer: KafkaProducer | None = None
         self._dead_letters_pending = True  # left unpublished by an earlier run, perhaps
@@ -201,7 +206,7 @@ class TouchpointIngest:
             try:
                 consumer = KafkaConsumer(
                     bootstrap_servers=self._settings.bootstrap,
-                    group_id=self._settings.group,
+                    group_id=self._group,
                     client_id=self._client_id,
                     enable_auto_commit=False,
                     auto_offset_reset="earliest",
@@ -228,11 +233,11 @@ class TouchpointIngest:
                 stop.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
                 continue
-            consumer.subscribe([self._settings.touchpoints_topic], listener=self._positions)
+            consumer.subscribe([self._topic], listener=self._positions)
             log.info(
                 "consuming %s as group %s from %s",
-                self._settings.touchpoints_topic,
-                self._settings.group,
+                self._topic,
+                self._group,
                 self._settings.bootstrap,
             )
             return consumer
@@ -250,7 +255,7 @@ class TouchpointIngest:
         if not fresh:
             return dict(polled)
         stored = self._retrying(
-            lambda: self._bookkeeping.next_offsets(self._settings.group), stop, "read offsets"
+            lambda: self._bookkeeping.next_offsets(self._group), stop, "read offsets"
         )
         assigned = consumer.assignment()
         for tp in fresh & assigned:
@@ -274,30 +279,28 @@ class TouchpointIngest:
         stop: threading.Event,
     ) -> None:
         now_ms = self._clock_ms()
-        touchpoints: list[Touchpoint] = []
+        good: list[Any] = []
         letters: list[DeadLetter] = []
         next_offsets: dict[Partition, int] = {}
-        max_bytes = self._settings.max_record_bytes
         for tp, records in batch.items():
             for record in records:
-                outcome = triage(record.value, self._decoder, now_ms=now_ms, max_bytes=max_bytes)
-                if isinstance(outcome, Touchpoint):
-                    touchpoints.append(outcome)
-                else:
+                outcome = self._triage(record.value, now_ms)
+                if isinstance(outcome, Rejection):
                     letters.append(dead_letter(record, outcome))
+                else:
+                    good.append(outcome)
             next_offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
-        group = self._settings.group
-        also: list[BatchWrite] = [self._bookkeeping.offsets_write(group, next_offsets)]
+        also: list[BatchWrite] = [self._bookkeeping.offsets_write(self._group, next_offsets)]
         if letters:
             also.append(self._bookkeeping.dead_letters_write(letters))
         result: BatchRecorded = self._retrying(
-            lambda: self._journeys.record(touchpoints, also), stop, "record a batch"
+            lambda: self._write(good, also), stop, "record a batch"
         )
         for letter in letters:
             log.warning("dead letter %s: %s: %s", letter.where, letter.reason, letter.detail)
         totals = self.totals
         totals.batches += 1
-        totals.consumed += len(touchpoints) + len(letters)
+        totals.consumed += len(good) + len(letters)
         totals.recorded += result.recorded
         totals.duplicates += result.duplicates
         totals.dead += len(letters)
@@ -311,6 +314,15 @@ class TouchpointIngest:
             },
             callback=lambda _offsets, _result: None,
         )
+
+    def _triage(self, value: bytes | None, now_ms: int) -> Any:
+        """A consumed value as what this consumer records, or a Rejection."""
+        max_bytes = self._settings.max_record_bytes
+        return triage(value, self._decoder, now_ms=now_ms, max_bytes=max_bytes)
+
+    def _write(self, good: list[Any], also: Sequence[BatchWrite]) -> BatchRecorded:
+        """Records a batch's good records with the writes in `also`, in one transaction."""
+        return self._journeys.record(good, also)
 
     def _retrying(self, action: Callable[[], Any], stop: threading.Event, what: str) -> Any:
         delay = FIRST_BACKOFF_S
@@ -339,7 +351,10 @@ class TouchpointIngest:
             return
         failed = 0
         try:
-            with self._bookkeeping.claim_unpublished() as (pending, mark_published):
+            with self._bookkeeping.claim_unpublished(topic=self._topic) as (
+                pending,
+                mark_published,
+            ):
                 if not pending:
                     self._dead_letters_pending = False
                     return
@@ -349,7 +364,7 @@ class TouchpointIngest:
                     letter = stored.letter
                     try:
                         future = producer.send(
-                            self._settings.dead_letter_topic,
+                            self._dead_letter_topic,
                             key=letter.key,
                             # Kafka takes no record without both key and value.
                             value=letter.value if letter.value or letter.key else b"",

@@ -217,6 +217,10 @@ class Journeys(Application[UUID]):
             return positions[-1] if positions else None
         raise AssertionError("unreachable")
 
+    def recorded_ids(self, ledger_ids: Sequence[str]) -> set[str]:
+        """Those of the ledger ids (touchpoints' event ids, `append`'s ids) already recorded."""
+        return self._ledger.recorded_event_ids(ledger_ids) if ledger_ids else set()
+
     def clock_time(self) -> tuple[int, int | None]:
         """The clock stream's last version (0: no tick yet) and the time of its last tick."""
         stored = self.recorder.select_events(CLOCK_ID, desc=True, limit=1)

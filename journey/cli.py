@@ -21,6 +21,7 @@ from engine.errors import JourneyError, UnknownCustomer
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint, from_millis
 from journey import render
+from journey.actions import actions, decide, explain, outcome, outcomes
 from journey.analysis import diff_definition, replay, view
 from journey.bootstrap import (
     Engine,
@@ -279,6 +280,11 @@ class _Counter:
 
 
 for command in (
+    decide,
+    actions,
+    explain,
+    outcome,
+    outcomes,
     tick,
     clock,
     friction,

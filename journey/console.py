@@ -63,7 +63,7 @@ def catch_up(engine: Engine) -> None:
     if engine.settings.store == "sqlite":
         engine.decider.catch_up()
     lag = engine.runner.lag()
-    if not lag:
+    if lag < 5_000:  # a moment's work: no progress bar
         engine.runner.catch_up()
     else:
         with progress() as bar:

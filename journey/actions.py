@@ -1,0 +1,328 @@
+"""Commands about next-best-actions: deciding and publishing them, listing and explaining
+them, following them as a sales tool does, and recording what sales people did."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+import click
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+
+from consumers.action_store import ActionRow
+from consumers.ingest import FIRST_BACKOFF_S, MAX_BACKOFF_S, UNAVAILABLE
+from consumers.outcomes import OutcomeIngest, check_outcome, record_outcomes
+from consumers.relay import ACTION_ID_HEADER, Relay, action_producer
+from engine.actions import STATUSES, outcome_from_record
+from engine.errors import ConfigurationError, DecodeError
+from engine.settings import Settings
+from journey import render
+from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
+from journey.console import TIME, catch_up, engine_for, now_ms, out, say, stop_on_signals
+from journey.streaming import kafka_settings
+from schemas.codec import wire_contract
+
+log = logging.getLogger("journey.decide")
+
+
+@click.command()
+@click.option("--follow", is_flag=True, help="Keep deciding as touchpoints arrive, until stopped.")
+@click.option(
+    "--publish/--no-publish",
+    default=None,
+    help="Publish decided actions to Kafka [on with PostgreSQL, off on the embedded store].",
+)
+@click.option("--bootstrap", help="Kafka's bootstrap servers [env JOURNEY_KAFKA_BOOTSTRAP].")
+@click.pass_context
+def decide(ctx: click.Context, follow: bool, publish: bool | None, bootstrap: str | None) -> None:
+    """Decide next-best-actions for everything recorded, and publish them to
+    journey.next-actions (the outbox relay).
+
+    Each decision commits with its log position and its outbox row; the relay marks a row
+    sent once the broker acknowledges it, so nothing decided is lost and nothing is
+    decided twice, whatever stops the process. Rebuilds and replays never come here."""
+    settings = ctx.find_object(Settings) or Settings()
+    publish = settings.store == "postgres" if publish is None else publish
+    kafka = kafka_settings(bootstrap, None, None)
+    stop = stop_on_signals()
+    with engine_for(ctx) as engine:
+        relay = (
+            Relay(engine.actions, action_producer(kafka), kafka.actions_topic) if publish else None
+        )
+        if not follow:
+            done = engine.decider.catch_up()
+            published = relay.publish_pending() if relay else 0
+            say(
+                f"{done.decisions} action{'s' if done.decisions != 1 else ''} decided"
+                + (f", {published} published to {kafka.actions_topic}" if relay else "")
+            )
+            return
+        say(
+            "Deciding as touchpoints arrive"
+            + (f", publishing to {kafka.actions_topic}" if relay else "")
+            + "; Ctrl-C stops"
+        )
+        _follow(engine, relay, stop.is_set, stop.wait)
+    say("Decider stopped")
+
+
+def _follow(engine: Engine, relay: Relay | None, stopped: Any, wait: Any) -> None:
+    """Decides and publishes until stopped, waiting out outages of either service."""
+    delay = FIRST_BACKOFF_S
+    unpublished = True  # the outbox may hold actions from before a restart
+    while not stopped():
+        try:
+            done = engine.decider.catch_up(max_pages=10)
+        except UNAVAILABLE as exc:
+            log.warning("PostgreSQL is unavailable (%s); deciding again in %.1f s", exc, delay)
+            wait(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+            continue
+        unpublished = unpublished or done.decisions > 0
+        if relay is not None and unpublished:
+            try:
+                relay.publish_pending()
+                unpublished = False
+            except (KafkaError, *UNAVAILABLE) as exc:
+                log.warning("cannot publish actions yet (%s); they wait in the outbox", exc)
+                wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+                continue
+        delay = FIRST_BACKOFF_S
+        if not done.pages:
+            wait(0.02)
+
+
+@click.command()
+@click.option("--owner", help="Only the actions of this owner (a rep id or a role).")
+@click.option("--customer", "customer_id", help="Only the actions for this customer.")
+@click.option("--all", "everything", is_flag=True, help="Closed actions too.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Show actions live from journey.next-actions, as a sales tool receives them.",
+)
+@click.option("--from-beginning", is_flag=True, help="With --follow: from the topic's start.")
+@click.option("--bootstrap", help="Kafka's bootstrap servers [env JOURNEY_KAFKA_BOOTSTRAP].")
+@click.pass_context
+def actions(
+    ctx: click.Context,
+    *,
+    owner: str | None,
+    customer_id: str | None,
+    everything: bool,
+    as_json: bool,
+    follow: bool,
+    from_beginning: bool,
+    bootstrap: str | None,
+) -> None:
+    """List next actions, the most important first; or follow them live (--follow)."""
+    if follow:
+        _follow_topic(kafka_settings(bootstrap, None, None), owner, from_beginning, as_json)
+        return
+    with engine_for(ctx) as engine:
+        catch_up(engine)
+        rows = engine.actions.actions(
+            customer_id=customer_id, owner=owner, open_only=not everything
+        )
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(_action_json(row), ensure_ascii=False))
+        return
+    if not rows:
+        say("No open actions" if not everything else "No actions")
+        return
+    _print_rows(rows)
+
+
+def _follow_topic(settings: Any, owner: str | None, from_beginning: bool, as_json: bool) -> None:
+    decode = wire_contract("NextAction").decode
+    try:
+        consumer = KafkaConsumer(
+            settings.actions_topic,
+            bootstrap_servers=settings.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            enable_auto_commit=False,
+            bootstrap_timeout_ms=5000,
+        )
+    except KafkaError as exc:
+        raise ConfigurationError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
+    stop = stop_on_signals()
+    say(
+        f"Following {settings.actions_topic}"
+        + (f" for {owner}" if owner else "")
+        + "; Ctrl-C stops"
+    )
+    try:
+        while not stop.is_set():
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    if owner is not None and record.key != owner.encode():
+                        continue
+                    try:
+                        action = decode(record.value)
+                    except DecodeError as exc:
+                        say(f"{record.topic}[{record.partition}]@{record.offset}: {exc}")
+                        continue
+                    _print_live(action, dict(record.headers or ()), as_json)
+    finally:
+        consumer.close()
+
+
+def _print_live(action: dict[str, Any], headers: dict[str, bytes], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(action, ensure_ascii=False))
+        return
+    due = f", due {render.iso(action['due_at'])}" if action.get("due_at") else ""
+    click.echo(
+        f"{action['owner']}: {action['action_type']} {action['customer_id']} "
+        f"by {action['channel']} (priority {action['priority']:.2f}{due}) "
+        f"[{headers.get(ACTION_ID_HEADER, b'').decode()}]\n  {action['reason']}"
+    )
+
+
+@click.command()
+@click.argument("action_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.pass_context
+def explain(ctx: click.Context, action_id: str, as_json: bool) -> None:
+    """Why an action was decided: the rule, the events behind it, the score parts and the
+    candidates it beat."""
+    with engine_for(ctx) as engine:
+        catch_up(engine)
+        row = engine.actions.action(action_id)
+        rule = engine.definition.action_rule(row.rule) if row else None
+    if row is None:
+        raise click.BadParameter(f"no action {action_id!r} was decided", param_hint="ACTION_ID")
+    if as_json:
+        click.echo(json.dumps(_action_json(row, explained=True), indent=2, ensure_ascii=False))
+        return
+    e = row.explanation
+    score, weights = e["score"], e["weights"]
+    lines = [
+        f"{row.action_type} for {row.customer_id}, owner {row.owner}, by {row.channel}: "
+        f"{row.status}",
+        f"  {row.reason}",
+        f"rule      {row.rule}" + (f" ({rule.label})" if rule and rule.label else ""),
+        f"trigger   {e['trigger']} at {render.iso(e['triggered_at'])}",
+        f"events    {', '.join(e['events']) or 'none'}",
+        f"decided   {render.iso(row.decided_at)} (journey time), "
+        f"at log position {row.log_position}",
+        "priority  "
+        + " + ".join(f"{weights[p]:g} x {p} {score[p]:g}" for p in ("value", "urgency", "fit"))
+        + f" = {e['priority']:g}",
+    ]
+    if row.due_at:
+        lines.append(f"due       {render.iso(row.due_at)}")
+    for beaten in e["beat"]:
+        lines.append(
+            f"beat      {beaten['rule']} (priority {beaten['priority']:g}), "
+            f"held by {beaten['held_by']}"
+        )
+    if row.status_at is not None:
+        why = f": {row.status_reason}" if row.status_reason else ""
+        lines.append(f"status    {row.status} at {render.iso(row.status_at)}{why}")
+    click.echo("\n".join(lines))
+
+
+@click.command()
+@click.argument("action_id")
+@click.argument("status", type=click.Choice(STATUSES))
+@click.option("--reason", help="Why, in the rep's words (expected with dismissed).")
+@click.option("--until", "snoozed_until", type=TIME, help="With snoozed: when it comes back.")
+@click.option("--rep", "rep_id", help="Who reports it.")
+@click.option("--at", type=TIME, help="When the rep acted [now].")
+@click.pass_context
+def outcome(
+    ctx: click.Context,
+    action_id: str,
+    status: str,
+    *,
+    reason: str | None,
+    snoozed_until: int | None,
+    rep_id: str | None,
+    at: int | None,
+) -> None:
+    """Record what a sales person did with an action, as a sales tool would on
+    journey.action-outcomes."""
+    with engine_for(ctx) as engine:
+        catch_up(engine)
+        row = engine.actions.action(action_id)
+        if row is None:
+            raise click.BadParameter(f"no action {action_id!r} was decided", param_hint="ACTION_ID")
+        record = {
+            "event_id": str(uuid.uuid4()),
+            "action_id": action_id,
+            "customer_id": row.customer_id,
+            "status": status,
+            "reason": reason,
+            "snoozed_until": snoozed_until,
+            "rep_id": rep_id,
+            "occurred_at": at if at is not None else now_ms(),
+        }
+        recorded = outcome_from_record(record, now_ms=now_ms())
+        check_outcome(engine.actions, recorded)
+        record_outcomes(engine.journeys, [recorded])
+        catch_up(engine)
+    say(f"Recorded: {action_id} {status}")
+
+
+@click.command()
+@click.option("--bootstrap", help="Kafka's bootstrap servers [env JOURNEY_KAFKA_BOOTSTRAP].")
+@click.pass_context
+def outcomes(ctx: click.Context, bootstrap: str | None) -> None:
+    """Record outcomes from journey.action-outcomes, each exactly once, until stopped; bad
+    ones go to journey.action-outcomes.dlq with the reason."""
+    settings = ctx.find_object(Settings) or Settings()
+    require_postgres(settings, "outcomes")
+    kafka = kafka_settings(bootstrap, None, None)
+    bookkeeping = build_bookkeeping(settings, "outcomes")
+    engine = build_engine(settings)
+    stop = stop_on_signals()
+    try:
+        consumer = OutcomeIngest(engine.journeys, bookkeeping, kafka, engine.actions)
+        say(f"Recording outcomes from {kafka.outcomes_topic}; Ctrl-C stops")
+        totals = consumer.run(stop)
+    finally:
+        engine.close()
+    say(f"{totals.recorded} outcomes recorded, {totals.dead} dead letters")
+
+
+def _action_json(row: ActionRow, *, explained: bool = False) -> dict[str, Any]:
+    shown: dict[str, Any] = {
+        "action_id": row.action_id,
+        "customer_id": row.customer_id,
+        "owner": row.owner,
+        "action_type": row.action_type,
+        "channel": row.channel,
+        "rule": row.rule,
+        "priority": row.priority,
+        "status": row.status,
+        "reason": row.reason,
+        "decided_at": render.iso(row.decided_at),
+        "due_at": render.iso(row.due_at) if row.due_at else None,
+        "triggering_event_ids": row.record["triggering_event_ids"],
+        "status_at": render.iso(row.status_at) if row.status_at else None,
+        "status_reason": row.status_reason,
+        "snoozed_until": render.iso(row.snoozed_until) if row.snoozed_until else None,
+    }
+    if explained:
+        shown["explanation"] = row.explanation
+        shown["log_position"] = row.log_position
+    return shown
+
+
+def _print_rows(rows: list[ActionRow]) -> None:
+    for row in rows:
+        due = f", due {render.iso(row.due_at)}" if row.due_at else ""
+        out.print(
+            f"[bold]{row.owner}[/]: {row.action_type} {row.customer_id} by {row.channel} "
+            f"(priority {row.priority:.2f}{due}) [dim]{row.status} {row.action_id}[/]",
+            highlight=False,
+        )
+        out.print(f"  {row.reason}", highlight=False, markup=False)
