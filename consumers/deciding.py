@@ -218,15 +218,18 @@ class Deciding:
         day = now // DAY_MS
         if state.day != day:
             state.day, state.today = day, 0
-        candidates = sorted(
+        proposed = sorted(
             self.candidates(position, state, now),
             key=lambda c: (-c.priority, c.rule, c.action_id),
         )
+        # A dismissed rule stays quiet for a while; its proposals come back when that ends.
+        quiet = [c for c in proposed if c.rule in state.suppressed]
+        candidates = [c for c in proposed if c.rule not in state.suppressed]
+        state.retry_at = min((state.suppressed[c.rule] for c in quiet), default=None)
         slots = self.policy.max_open - len(state.open)
         chosen: list[Candidate] = []
         held: list[dict[str, Any]] = []
         counted: dict[str, int] = {}
-        state.retry_at = None
         for candidate in candidates:
             why = None
             if len(chosen) >= slots:
@@ -251,7 +254,8 @@ class Deciding:
                 }
             )
             if why != "no free slot":
-                state.retry_at = (day + 1) * DAY_MS
+                tomorrow = (day + 1) * DAY_MS
+                state.retry_at = min(state.retry_at or tomorrow, tomorrow)
         for candidate in chosen:
             result.decisions.append(Decision(candidate, now, tuple(held)))
             state.open[candidate.action_id] = OpenAction(
@@ -269,8 +273,6 @@ class Deciding:
     def candidates(self, position: Position, state: ActionState, now: int) -> Iterable[Candidate]:
         decided = set(state.decided)
         for rule in self.policy.rules:
-            if state.suppressed.get(rule.id, 0) > now:
-                continue
             if rule.stages is not None and position.stage not in rule.stages:
                 continue
             if rule.without_moments and any(

@@ -131,7 +131,7 @@ def actions(
         )
     if as_json:
         for row in rows:
-            click.echo(json.dumps(_action_json(row), ensure_ascii=False))
+            click.echo(json.dumps(render.action_json(row), ensure_ascii=False))
         return
     if not rows:
         say("No open actions" if not everything else "No actions")
@@ -200,7 +200,9 @@ def explain(ctx: click.Context, action_id: str, as_json: bool) -> None:
     if row is None:
         raise click.BadParameter(f"no action {action_id!r} was decided", param_hint="ACTION_ID")
     if as_json:
-        click.echo(json.dumps(_action_json(row, explained=True), indent=2, ensure_ascii=False))
+        click.echo(
+            json.dumps(render.action_json(row, explained=True), indent=2, ensure_ascii=False)
+        )
         return
     e = row.explanation
     score, weights = e["score"], e["weights"]
@@ -291,30 +293,6 @@ def outcomes(ctx: click.Context, bootstrap: str | None) -> None:
     finally:
         engine.close()
     say(f"{totals.recorded} outcomes recorded, {totals.dead} dead letters")
-
-
-def _action_json(row: ActionRow, *, explained: bool = False) -> dict[str, Any]:
-    shown: dict[str, Any] = {
-        "action_id": row.action_id,
-        "customer_id": row.customer_id,
-        "owner": row.owner,
-        "action_type": row.action_type,
-        "channel": row.channel,
-        "rule": row.rule,
-        "priority": row.priority,
-        "status": row.status,
-        "reason": row.reason,
-        "decided_at": render.iso(row.decided_at),
-        "due_at": render.iso(row.due_at) if row.due_at else None,
-        "triggering_event_ids": row.record["triggering_event_ids"],
-        "status_at": render.iso(row.status_at) if row.status_at else None,
-        "status_reason": row.status_reason,
-        "snoozed_until": render.iso(row.snoozed_until) if row.snoozed_until else None,
-    }
-    if explained:
-        shown["explanation"] = row.explanation
-        shown["log_position"] = row.log_position
-    return shown
 
 
 def _print_rows(rows: list[ActionRow]) -> None:

@@ -196,16 +196,17 @@ def _show_customer(engine: Engine, customer_id: str, *, as_json: bool = False) -
         raise UnknownCustomer(customer_id)
     timeline = project_timeline(engine.log.stream(customer_id))
     clock = engine.view.clock()
+    actions = engine.actions.actions(customer_id=customer_id, open_only=False)
     if as_json:
         click.echo(
             json.dumps(
-                render.customer_json(engine.definition, position, timeline, clock),
+                render.customer_json(engine.definition, position, timeline, clock, actions),
                 indent=2,
                 ensure_ascii=False,
             )
         )
     else:
-        out.print(render.customer_view(engine.definition, position, timeline, clock))
+        out.print(render.customer_view(engine.definition, position, timeline, clock, actions))
 
 
 @cli.command()

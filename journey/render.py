@@ -9,6 +9,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from consumers.action_store import ActionRow
 from engine.definition import JourneyDefinition
 from engine.touchpoints import from_millis
 from projections.detectors import Friction, Moment
@@ -48,6 +49,7 @@ def customer_json(
     position: Position,
     timeline: Sequence[TimelineEntry],
     clock: int | None,
+    actions: Sequence[ActionRow] = (),
 ) -> dict[str, Any]:
     history = position.history
     return {
@@ -81,6 +83,7 @@ def customer_json(
             for channel, tally in sorted(position.outcomes.items())
         },
         "inconsistent_channels": position.inconsistent_channels,
+        "next_actions": [action_json(action) for action in actions],
         "timeline": [
             {
                 "occurred_at": iso(t.occurred_at),
@@ -96,6 +99,31 @@ def customer_json(
             for t in timeline
         ],
     }
+
+
+def action_json(row: ActionRow, *, explained: bool = False) -> dict[str, Any]:
+    """A next action and what became of it."""
+    shown: dict[str, Any] = {
+        "action_id": row.action_id,
+        "customer_id": row.customer_id,
+        "owner": row.owner,
+        "action_type": row.action_type,
+        "channel": row.channel,
+        "rule": row.rule,
+        "priority": row.priority,
+        "status": row.status,
+        "reason": row.reason,
+        "decided_at": iso(row.decided_at),
+        "due_at": iso(row.due_at) if row.due_at else None,
+        "triggering_event_ids": row.record["triggering_event_ids"],
+        "status_at": iso(row.status_at) if row.status_at else None,
+        "status_reason": row.status_reason,
+        "snoozed_until": iso(row.snoozed_until) if row.snoozed_until else None,
+    }
+    if explained:
+        shown["explanation"] = row.explanation
+        shown["log_position"] = row.log_position
+    return shown
 
 
 def friction_label(definition: JourneyDefinition, kind: str) -> str:
@@ -151,6 +179,7 @@ def customer_view(
     position: Position,
     timeline: Sequence[TimelineEntry],
     clock: int | None,
+    actions: Sequence[ActionRow] = (),
 ) -> Group:
     ladder = Text()
     for index, stage_id in enumerate(definition.ladder):
@@ -207,7 +236,27 @@ def customer_view(
             for channel, tally in sorted(position.outcomes.items())
         )
         parts += [Text(f"Inconsistent across channels: {leaning}", style="yellow"), Text()]
+    if actions:
+        parts += [_actions_list(actions), Text()]
     return Group(*parts, events)
+
+
+def _actions_list(actions: Sequence[ActionRow]) -> Group:
+    lines: list[Any] = [Text("Next actions", style="italic")]
+    for action in actions:
+        status = action.status
+        if action.status_reason:
+            status = f"{status}: {action.status_reason}"
+        lines.append(
+            Text.assemble(
+                f"  {when(action.decided_at)}  ",
+                (f"{action.action_type}", "bold" if action.is_open else "dim"),
+                f" by {action.channel}, owner {action.owner}  ",
+                (status, "green" if action.is_open else "dim"),
+            )
+        )
+        lines.append(Text(f"      {action.reason}", style="" if action.is_open else "dim"))
+    return Group(*lines)
 
 
 def _frictions_table(definition: JourneyDefinition, position: Position) -> Table:

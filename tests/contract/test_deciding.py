@@ -1,0 +1,209 @@
+"""The decider on every store: deciding again from the same log position gives the same
+actions, a page that fails leaves nothing behind, and outcomes close and suppress actions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from itertools import islice
+from typing import Any
+
+import pytest
+
+from consumers.action_store import ActionStore
+from consumers.decider import Decider
+from consumers.outcomes import check_outcome, record_outcomes
+from engine.actions import ActionOutcome, CustomerActions
+from engine.errors import InvalidOutcome
+from engine.settings import Settings
+from journey.bootstrap import Engine, build_engine
+from journey.demo import demo_touchpoints
+from projections.log import JourneyLog
+from tests.conftest import DAY, T0, touchpoint
+
+DECIDER_TABLES = (
+    "journey_decider_tracking",
+    "journey_decider_customers",
+    "journey_owner_days",
+    "journey_next_actions",
+    "journey_action_outbox",
+)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    built = build_engine(replace(settings, page_size=500))
+    yield built
+    built.close()
+
+
+def record_history(engine: Engine) -> None:
+    """A few hundred demo customers, with the clock ticking every other day."""
+    touchpoints = list(demo_touchpoints(customers=150, seed=11, start=T0))
+    clock = T0
+    for start in range(0, len(touchpoints), 400):
+        batch = touchpoints[start : start + 400]
+        engine.journeys.record(batch)
+        while clock + 2 * DAY < max(tp.occurred_at for tp in batch):
+            clock += 2 * DAY
+            engine.journeys.tick(clock)
+
+
+def decided(store: ActionStore) -> list[tuple[Any, ...]]:
+    """Every action with its record, explanation and status, and the outbox's bytes."""
+    rows = store.actions(open_only=False)
+    outbox = {action_id: value for _, action_id, _, value in store.unsent(100_000)}
+    return sorted((*row, outbox.get(row.action_id)) for row in rows)
+
+
+def forget_decisions(engine: Engine) -> None:
+    """Empties the decider's tables (its decision events stay in the log)."""
+    database = engine.actions._db
+    for table in DECIDER_TABLES:
+        database.execute(f"DELETE FROM {{t}}{table}")
+
+
+def test_deciding_again_from_the_same_position_gives_the_same_actions(engine: Engine) -> None:
+    record_history(engine)
+    # Restarted after every page, as if killed: only what each page committed survives.
+    while (
+        Decider(engine.journeys, engine.actions, engine.definition, page_size=300)
+        .catch_up(max_pages=1)
+        .pages
+    ):
+        pass
+    restarted = decided(engine.actions)
+    forget_decisions(engine)
+
+    straight = Decider(engine.journeys, engine.actions, engine.definition, page_size=300)
+    done = straight.catch_up()
+
+    assert done.decisions == len(restarted) > 50
+    assert decided(engine.actions) == restarted
+    rules = {row[5] for row in restarted}
+    assert {"follow_up_visit", "call_back_channel_jump", "recovery_call"} <= rules
+
+
+def test_each_decision_is_an_event_with_its_explanation(engine: Engine) -> None:
+    record_history(engine)
+    engine.decider.catch_up()
+    action = engine.actions.actions(limit=1)[0]
+
+    stream = engine.journeys.recorder.select_events(CustomerActions.create_id(action.customer_id))
+    events = [engine.journeys.mapper.to_domain_event(stored) for stored in stream]
+    decisions = {e.action_id: e for e in events if isinstance(e, CustomerActions.Decided)}
+
+    event = decisions[action.action_id]
+    assert event.action == action.record
+    assert event.explanation == action.explanation
+    assert set(event.explanation) >= {"rule", "events", "score", "weights", "priority", "beat"}
+    assert event.explanation["events"] == action.record["triggering_event_ids"]
+
+
+class FailingStore(ActionStore):
+    """Fails its page's writes after the decision events are in the transaction."""
+
+    def write(self, page: Any) -> Any:
+        def fail(cursor: Any) -> None:
+            raise RuntimeError("the database went away mid-page")
+
+        return fail
+
+
+def test_a_page_that_fails_leaves_no_decision_behind(engine: Engine) -> None:
+    record_history(engine)
+    failing = FailingStore(engine.actions._db)
+    log = JourneyLog(engine.journeys)
+    head = log.head()
+
+    with pytest.raises(RuntimeError, match="went away"):
+        Decider(engine.journeys, failing, engine.definition).catch_up()
+
+    assert log.head() == head  # no decision event
+    assert engine.actions.actions(open_only=False) == []
+    assert engine.actions.tracking() == (0, None)
+    assert engine.decider.catch_up().decisions > 0
+
+
+def test_a_dismissed_action_closes_and_keeps_its_rule_quiet(engine: Engine) -> None:
+    visit = touchpoint("v1", "visit", channel="visit", rep_id="kim", outcome="positive")
+    engine.journeys.record([visit])
+    engine.journeys.tick(T0 + 3 * DAY)  # nobody followed the visit up
+    engine.decider.catch_up()
+    (action,) = engine.actions.actions(customer_id="C-1")
+    assert (action.rule, action.owner, action.status) == ("follow_up_visit", "kim", "open")
+
+    dismissed = ActionOutcome(
+        "o1", action.action_id, "C-1", "dismissed", "met at a fair", None, "kim", T0 + 3 * DAY
+    )
+    record_outcomes(engine.journeys, [dismissed, dismissed])  # delivered twice, recorded once
+    # A second visit nobody follows up, within the week the dismissal keeps the rule quiet.
+    engine.journeys.record(
+        [touchpoint("v2", "visit", channel="visit", rep_id="kim", at=T0 + 4 * DAY)]
+    )
+    engine.journeys.tick(T0 + 7 * DAY)
+    engine.decider.catch_up()
+
+    (closed,) = engine.actions.actions(customer_id="C-1", open_only=False)
+    assert (closed.status, closed.status_reason) == ("dismissed", "met at a fair")
+
+    # After the week, the rule speaks again for the visit still not followed up.
+    engine.journeys.tick(T0 + 11 * DAY)
+    engine.decider.catch_up()
+    (again,) = engine.actions.actions(customer_id="C-1")
+    assert again.record["triggering_event_ids"] == ["v2"]
+    assert again.decided_at == T0 + 11 * DAY
+
+
+def test_a_follow_up_closes_the_action_it_makes_moot(engine: Engine) -> None:
+    engine.journeys.record([touchpoint("v1", "visit", channel="visit", rep_id="kim")])
+    engine.journeys.tick(T0 + 3 * DAY)
+    engine.decider.catch_up()
+    engine.journeys.record(
+        [touchpoint("c1", "call_outbound", channel="phone", rep_id="kim", at=T0 + 3 * DAY + 1)]
+    )
+    engine.decider.catch_up()
+
+    (action,) = engine.actions.actions(customer_id="C-1", open_only=False)
+    assert action.status == "resolved"
+
+
+def test_an_outcome_must_name_an_action_of_its_customer(engine: Engine) -> None:
+    engine.journeys.record([touchpoint("v1", "visit", channel="visit", rep_id="kim")])
+    engine.journeys.tick(T0 + 3 * DAY)
+    engine.decider.catch_up()
+    (action,) = engine.actions.actions(customer_id="C-1")
+
+    with pytest.raises(InvalidOutcome, match="no action 'nope'"):
+        check_outcome(
+            engine.actions, ActionOutcome("o", "nope", "C-1", "done", None, None, None, T0)
+        )
+    with pytest.raises(InvalidOutcome, match="is for customer 'C-1', not 'C-2'"):
+        check_outcome(
+            engine.actions,
+            ActionOutcome("o", action.action_id, "C-2", "done", None, None, None, T0),
+        )
+
+
+def test_no_action_for_a_customer_who_opted_out(engine: Engine) -> None:
+    engine.journeys.record(
+        [
+            touchpoint("v1", "visit", channel="visit", rep_id="kim"),
+            touchpoint("x1", "opted_out", channel="email", at=T0 + DAY),
+        ]
+    )
+    engine.journeys.tick(T0 + 3 * DAY)
+    engine.decider.catch_up()
+
+    assert engine.actions.actions(customer_id="C-1", open_only=False) == []
+
+
+def test_the_demo_history_decides_in_pages(engine: Engine) -> None:
+    touchpoints = list(islice(demo_touchpoints(customers=40, seed=3, start=T0), 600))
+    engine.journeys.record(touchpoints)
+    engine.journeys.tick(max(tp.occurred_at for tp in touchpoints) + DAY)
+
+    done = engine.decider.catch_up()
+
+    assert done.pages >= 1
+    assert engine.actions.outbox_counts() == (done.decisions, done.decisions)
