@@ -29,6 +29,7 @@ import argparse
 import math
 import multiprocessing
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -477,11 +478,11 @@ class Child:
             return self.process.wait(timeout=30)
 
 
-def start(setup: Setup, name: str, args: Sequence[str]) -> Child:
+def start(setup: Setup, name: str, args: Sequence[str], journey: Sequence[str]) -> Child:
     log_path = OUT / f"latency-{setup.tag}-{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [JOURNEY, *args], env=setup.env, stdout=log, stderr=subprocess.STDOUT
+            [*journey, *args], env=setup.env, stdout=log, stderr=subprocess.STDOUT
         )
     return Child(f"journey {' '.join(args)}", process, log_path)
 
@@ -576,8 +577,9 @@ class Run:
         if self.args.trace:
             self.tracer = Tracer(setup.url, setup.schema, self.probes)
             self.tracer.start()
-        self.children.append(start(setup, "consume", ["consume", "--batch-size", "500"]))
-        self.children.append(start(setup, "decide", ["decide", "--follow"]))
+        journey = shlex.split(self.args.journey)
+        self.children.append(start(setup, "consume", ["consume", "--batch-size", "500"], journey))
+        self.children.append(start(setup, "decide", ["decide", "--follow"], journey))
         self.producer = KafkaProducer(bootstrap_servers=setup.bootstrap, linger_ms=0)
         # Ready once a first probe went all the way through (consume joined its group, both
         # processes made their tables, the relay publishes).
@@ -812,6 +814,11 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=15.0, help="seconds to wait for the last")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--schema", default="bench_latency", help="PostgreSQL schema (dropped)")
+    parser.add_argument(
+        "--journey",
+        default=JOURNEY,
+        help="the journey command to run (an instrumented wrapper, say) [%(default)s]",
+    )
     parser.add_argument(
         "--trace",
         action=argparse.BooleanOptionalAction,

@@ -24,12 +24,12 @@ from engine.actions import ActionOutcome, CustomerActions
 from engine.definition import JourneyDefinition
 from engine.journeys import TouchpointState
 from engine.recording import Journeys, StreamEvent
+from engine.settings import DEFAULT_DECIDER_PAGE_SIZE
 from projections.log import DECIDER_TOPICS, JourneyLog
 from projections.position import Mark, Position
 from projections.runner import JourneyProjector, MarkedPage
 from schemas.codec import wire_contract
 
-DEFAULT_DECIDER_PAGE = 2_000
 # How many customers' positions and action states stay in memory between pages.
 _MAX_CACHED = 50_000
 
@@ -50,7 +50,7 @@ class Decider:
         store: ActionStore,
         definition: JourneyDefinition,
         *,
-        page_size: int = DEFAULT_DECIDER_PAGE,
+        page_size: int = DEFAULT_DECIDER_PAGE_SIZE,
     ) -> None:
         self._journeys = journeys
         self._store = store

@@ -12,6 +12,9 @@ from engine.errors import ConfigurationError
 DEFAULT_DATA_DIR = ".journey"
 DEFAULT_BATCH_SIZE = 50_000
 DEFAULT_PAGE_SIZE = 50_000
+# The decider works in smaller pages: each is a transaction and a round of publishing, and a
+# live action waits for its page.
+DEFAULT_DECIDER_PAGE_SIZE = 2_000
 # Files larger than this in all are read in a second process while the first records.
 DEFAULT_PARALLEL_ABOVE_BYTES = 16 * 1024 * 1024
 # eventsourcing's own names for its PostgreSQL store; JOURNEY_DATABASE_URL fills them in.
@@ -33,6 +36,7 @@ class Settings:
     postgres: Mapping[str, str] = field(default_factory=dict)
     batch_size: int = DEFAULT_BATCH_SIZE
     page_size: int = DEFAULT_PAGE_SIZE
+    decider_page_size: int = DEFAULT_DECIDER_PAGE_SIZE
     parallel_above_bytes: int = DEFAULT_PARALLEL_ABOVE_BYTES
 
     @property
@@ -56,7 +60,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """JOURNEY_DATA_DIR, JOURNEY_DEFINITION, JOURNEY_BATCH_SIZE, JOURNEY_PAGE_SIZE,
-        JOURNEY_PARALLEL_ABOVE_BYTES, and the store: PostgreSQL when JOURNEY_DATABASE_URL or
+        JOURNEY_DECIDER_PAGE_SIZE, JOURNEY_PARALLEL_ABOVE_BYTES, and the store: PostgreSQL when JOURNEY_DATABASE_URL or
         POSTGRES_DBNAME is set, else SQLite."""
         definition = env.get("JOURNEY_DEFINITION")
         return cls(
@@ -65,6 +69,9 @@ class Settings:
             postgres=_postgres_settings(env),
             batch_size=_positive_int(env, "JOURNEY_BATCH_SIZE", DEFAULT_BATCH_SIZE),
             page_size=_positive_int(env, "JOURNEY_PAGE_SIZE", DEFAULT_PAGE_SIZE),
+            decider_page_size=_positive_int(
+                env, "JOURNEY_DECIDER_PAGE_SIZE", DEFAULT_DECIDER_PAGE_SIZE
+            ),
             parallel_above_bytes=_whole(
                 env, "JOURNEY_PARALLEL_ABOVE_BYTES", DEFAULT_PARALLEL_ABOVE_BYTES
             ),

@@ -82,7 +82,7 @@ def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None
         page_size=settings.page_size,
         store_env=event_store_env(settings),
     )
-    decider = Decider(journeys, actions, definition)
+    decider = Decider(journeys, actions, definition, page_size=settings.decider_page_size)
     return Engine(
         settings, definition, journeys, view, runner, JourneyLog(journeys), actions, decider
     )

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import pytest
 
-from tests.stories import happy_path
+from tests.stories import happy_path, warm_referral_gone_cold
 
 JOURNEY = str(Path(sys.executable).with_name("journey"))
 T = TypeVar("T")
@@ -277,3 +277,48 @@ def test_ingest_with_tick_closes_the_follow_up_window_of_a_visit_days_ago(tmp_pa
         "C-1",
         ["v-1"],
     )
+
+
+def test_a_rep_dismisses_an_action_and_sees_it_gone(tmp_path: Path) -> None:
+    story = write_jsonl(
+        tmp_path / "s1.jsonl", [json.dumps(record) for record in warm_referral_gone_cold()]
+    )
+    data_dir = tmp_path / "data"
+    assert journey("ingest", str(story), data_dir=data_dir).returncode == 0
+    assert journey("tick", "--at", "2026-03-14T09:00:00Z", data_dir=data_dir).returncode == 0
+
+    def kathrines() -> list[dict[str, str]]:
+        listed = journey("actions", "--owner", "kathrine", "--json", data_dir=data_dir)
+        assert listed.returncode == 0, listed.stderr
+        return [json.loads(line) for line in listed.stdout.splitlines()]
+
+    follow_up = next(a for a in kathrines() if a["action_type"] == "follow_up")
+    dismissed = journey(
+        *("outcome", follow_up["action_id"], "dismissed"),
+        *("--reason", "called her from the fair", "--rep", "kathrine"),
+        data_dir=data_dir,
+    )
+
+    assert dismissed.returncode == 0, dismissed.stderr
+    assert [a["action_type"] for a in kathrines()] == ["introduction"]
+    shown = json.loads(journey("customer", "S1-ANNA", "--json", data_dir=data_dir).stdout)
+    statuses = {a["action_type"]: (a["status"], a["status_reason"]) for a in shown["next_actions"]}
+    assert statuses["follow_up"] == ("dismissed", "called her from the fair")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["outcome", "no-such-action", "done"], "no action 'no-such-action' was decided"),
+        (["outcome", "x", "finished"], "'finished' is not one of"),
+        (["actions", "--follow", "--bootstrap", "127.0.0.1:1"], "cannot reach Kafka"),
+    ],
+)
+def test_action_commands_explain_mistakes_in_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = journey(*args, data_dir=tmp_path / "data")
+
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -190,3 +190,86 @@ def test_outcomes_are_shown_per_channel_rep_and_team(data_dir: Path, tmp_path: P
     assert phone["negative"] == 2  # Carla stuck in the voice menu, twice
     first_visits = [m for m in shown["moments"] if m["moment"] == "first_visit"]
     assert {(m["outcome"], m["count"]) for m in first_visits} == {("positive", 3), ("negative", 1)}
+
+
+def open_actions(shown: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The customer's open next actions, by the rule that decided them."""
+    return {a["rule"]: a for a in shown["next_actions"] if a["status"] == "open"}
+
+
+def test_the_warm_referral_gone_cold_asks_kathrine_to_follow_up_and_propose_location_a(
+    data_dir: Path,
+) -> None:
+    actions = open_actions(customer(data_dir, "S1-ANNA"))
+
+    assert set(actions) == {"follow_up_visit", "introduction_referral"}
+    follow_up = actions["follow_up_visit"]
+    assert (follow_up["action_type"], follow_up["owner"]) == ("follow_up", "kathrine")
+    assert follow_up["priority"] > actions["introduction_referral"]["priority"]
+    assert follow_up["triggering_event_ids"] == ["s1-6"]
+    assert "s1-6" in follow_up["reason"]  # the tour
+    assert "5 days" in follow_up["reason"]  # and the silence since
+    introduction = actions["introduction_referral"]
+    assert (introduction["action_type"], introduction["owner"]) == ("introduction", "kathrine")
+    assert "Propose A" in introduction["reason"]
+
+
+def test_digital_to_phone_gets_a_call_back_with_context(data_dir: Path) -> None:
+    actions = open_actions(customer(data_dir, "S2-BEN"))
+
+    (call_back,) = actions.values()
+    assert (call_back["action_type"], call_back["channel"]) == ("call_back", "phone")
+    assert call_back["owner"] == "inside_sales"  # Ben has no rep yet
+    assert call_back["triggering_event_ids"] == ["s2-4", "s2-5"]
+    assert "failed" in call_back["reason"]
+
+
+def test_the_bank_customer_gets_a_recovery_call_from_the_branch_manager(data_dir: Path) -> None:
+    actions = open_actions(customer(data_dir, "S3-CARLA"))
+
+    (recovery,) = actions.values()
+    assert (recovery["action_type"], recovery["owner"]) == ("recovery_call", "branch_manager")
+    assert recovery["triggering_event_ids"] == ["s3-6"]
+
+
+def test_repeated_pricing_views_get_a_consultation_offer_by_email(data_dir: Path) -> None:
+    actions = open_actions(customer(data_dir, "S4-DAN"))
+
+    (offer,) = actions.values()
+    assert (offer["action_type"], offer["channel"]) == ("consultation_offer", "email")
+
+
+def test_the_late_visit_is_followed_up_by_the_rep_who_made_it(data_dir: Path) -> None:
+    actions = open_actions(customer(data_dir, "S5-EVA"))
+
+    assert {(a["action_type"], a["owner"]) for a in actions.values()} == {("follow_up", "amira")}
+
+
+def test_the_happy_path_gets_nothing_but_a_thank_you_for_the_referral(data_dir: Path) -> None:
+    fin = customer(data_dir, "S6-FIN")
+
+    assert [(a["action_type"], a["owner"], a["status"]) for a in fin["next_actions"]] == [
+        ("thank_you", "jonas", "open")
+    ]
+    assert fin["next_actions"][0]["triggering_event_ids"] == ["s6-10"]
+
+
+def test_explain_shows_the_rule_the_events_and_the_score(data_dir: Path) -> None:
+    follow_up = open_actions(customer(data_dir, "S1-ANNA"))["follow_up_visit"]
+
+    result = CliRunner().invoke(
+        cli, ["--data-dir", str(data_dir), "explain", follow_up["action_id"]]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "rule      follow_up_visit (Follow up after the visit)" in result.output
+    assert "events    s1-6" in result.output
+    assert "0.5 x value 0.9 + 0.3 x urgency 0.9 + 0.2 x fit 0.8 = 0.88" in result.output
+
+
+def test_explaining_an_unknown_action_is_one_line(data_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "explain", "no-such-id"])
+
+    assert result.exit_code == 2
+    assert "no action 'no-such-id' was decided" in result.output
+    assert "Traceback" not in result.output

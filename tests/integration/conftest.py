@@ -84,8 +84,29 @@ class Pipeline:
             "JOURNEY_KAFKA_BOOTSTRAP": self.bootstrap,
             "JOURNEY_TOUCHPOINTS_TOPIC": self.topic,
             "JOURNEY_CONSUMER_GROUP": self.group,
+            "JOURNEY_ACTIONS_TOPIC": self.actions_topic,
+            "JOURNEY_OUTCOMES_TOPIC": self.outcomes_topic,
             "JOURNEY_DATA_DIR": str(self.workdir / "data"),
         }
+
+    @property
+    def actions_topic(self) -> str:
+        return f"{self.topic}.actions"
+
+    @property
+    def outcomes_topic(self) -> str:
+        return f"{self.topic}.outcomes"
+
+    def start(self, name: str, *args: str, **env: str) -> Member:
+        """Starts a `journey` command that runs until stopped, such as `decide --follow`."""
+        log_path = self.workdir / f"{name}-{len(self.members)}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [JOURNEY, *args], env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT
+            )
+        member = Member(process, log_path)
+        self.members.append(member)
+        return member
 
     def journey(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -194,7 +215,12 @@ def pipeline(
     partitions = getattr(request, "param", 1)
     name = f"t{uuid.uuid4().hex[:10]}"
     admin = KafkaAdminClient(bootstrap_servers=kafka_service.address)
-    admin.create_topics([NewTopic(name, partitions, 1)])
+    admin.create_topics(
+        [
+            NewTopic(name, partitions, 1),
+            *(NewTopic(f"{name}.{kind}", 1, 1) for kind in ("actions", "outcomes", "outcomes.dlq")),
+        ]
+    )
     admin.close()
     with services.fresh_schema(postgres_url) as schema:
         made = Pipeline(
