@@ -219,6 +219,10 @@ class Load:
     def sent(self) -> int:
         return int(self._sent.value)
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
     def alive(self) -> bool:
         return self._process.is_alive()
 
@@ -375,6 +379,53 @@ class Tracer(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=10)
+
+
+# --- where the CPU goes ---
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the machine so far, over every core."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle and iowait
+    return sum(values[:8]) - idle, sum(values[:8])
+
+
+class CpuWatch:
+    """CPU used between `start` and `stop` by the machine and by some processes."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self._processes = processes
+        self._begun = 0.0
+        self._cpu: dict[str, float] = {}
+        self._ticks = (0, 0)
+
+    def start(self) -> None:
+        self._begun = time.perf_counter()
+        self._cpu = {name: cpu_seconds(pid) for name, pid in self._processes.items()}
+        self._ticks = machine_ticks()
+
+    def stop(self) -> str:
+        seconds = time.perf_counter() - self._begun
+        busy, total = machine_ticks()
+        shares = ", ".join(
+            f"{name} {(cpu_seconds(pid) - self._cpu[name]) / seconds:.0%}"
+            for name, pid in self._processes.items()
+        )
+        machine = (busy - self._ticks[0]) / max(1, total - self._ticks[1])
+        return (
+            f"CPU over the measurement: the machine {machine:.0%} busy over its "
+            f"{os.cpu_count()} cores; of one core: {shares}"
+        )
 
 
 # --- one run ---
@@ -601,6 +652,13 @@ class Run:
         load = Load(setup.bootstrap, setup.touchpoints_topic, args.rate, args.customers, self.tag)
         self.load = load
         load.start()
+        cpu = CpuWatch(
+            {
+                **{child.name: child.process.pid for child in self.children},
+                "the load generator": load.pid or 0,
+                "this process": os.getpid(),
+            }
+        )
         load_started = time.perf_counter()
         measuring_from = load_started + args.warmup
         measuring_to = measuring_from + args.duration
@@ -610,6 +668,7 @@ class Run:
             counted = at >= measuring_from
             if counted and window is None:
                 window = (time.perf_counter(), load.sent)
+                cpu.start()
             time.sleep(max(0.0, at - time.perf_counter()))
             self._send_probe(counted)
             time.sleep(max(0.0, at + args.interval / 2 - time.perf_counter()))
@@ -622,6 +681,7 @@ class Run:
         if window is None:
             raise RuntimeError("nothing was measured: --duration is too short")
         rate = (load.sent - window[1]) / (time.perf_counter() - window[0])
+        self.notes.append(cpu.stop())
         self._drain()
         try:
             ingest_lag, decider_lag = lags(setup)

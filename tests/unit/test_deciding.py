@@ -1,0 +1,211 @@
+"""Deciding next-best-actions from positions, with no database: the rules' triggers,
+arbitration, the contact policy, consent and what reps did with earlier actions."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import pytest
+
+from consumers.deciding import ActionState, CustomerDecisions, Deciding
+from engine.actions import ActionOutcome
+from engine.definition import definition_from_mapping, load_definition
+from engine.errors import DefinitionError
+from engine.touchpoints import Touchpoint
+from projections.position import Position, StageMachine
+from tests.conftest import DAY, HOUR, T0, touchpoint
+
+DEFINITION = load_definition()
+
+
+def compiled(**policy: object) -> tuple[StageMachine, Deciding]:
+    """The default journey, with some of its action policy changed."""
+    document = DEFINITION.model_dump(by_alias=True, exclude_none=True)
+    document["actions"].update(policy)
+    definition = definition_from_mapping(document, origin="test")
+    return StageMachine(definition), Deciding(definition)
+
+
+MACHINE, DECIDING = compiled()
+
+
+def state_after(
+    touchpoints: Sequence[Touchpoint],
+    now: int,
+    machine: StageMachine = MACHINE,
+    deciding: Deciding = DECIDING,
+) -> tuple[Position, ActionState]:
+    marks = [machine.mark_touchpoint(tp) for tp in touchpoints]
+    state = ActionState("C-1")
+    for mark in marks:
+        deciding.observe(state, mark)
+    return machine.replay("C-1", marks, now), state
+
+
+def decide(
+    position: Position,
+    state: ActionState,
+    now: int,
+    deciding: Deciding = DECIDING,
+    owner_today: dict[str, int] | None = None,
+) -> CustomerDecisions:
+    return deciding.decide(position, state, now, owner_today or {})
+
+
+def rules(result: CustomerDecisions) -> list[str]:
+    return [d.candidate.rule for d in result.decisions]
+
+
+# A referred prospect, called by Kim, toured by someone else, then silence: two actions.
+REFERRED = [
+    touchpoint("r1", "referral", channel="email", referrer_location="A"),
+    touchpoint("c1", "call_outbound", channel="phone", rep_id="kim", at=T0 + DAY, location="B"),
+    touchpoint("t1", "tour", channel="visit", rep_id="lee", at=T0 + 2 * DAY, location="B"),
+]
+
+
+def test_a_visit_nobody_followed_up_asks_the_customers_rep_to_follow_up() -> None:
+    position, state = state_after(REFERRED[1:], T0 + 5 * DAY)
+
+    (decision,) = decide(position, state, T0 + 5 * DAY).decisions
+
+    c = decision.candidate
+    assert (c.rule, c.action_type, c.owner, c.channel) == (
+        "follow_up_visit",
+        "follow_up",
+        "kim",
+        "phone",
+    )
+    assert c.events == ("t1",)
+    assert c.due_at == T0 + 6 * DAY  # within the rule's 24 hours
+    assert c.score == {"value": 0.9, "urgency": 0.9, "fit": 0.8}
+    assert c.priority == 0.88
+    assert "3 days" in c.reason
+
+
+def test_fit_is_halved_on_a_channel_the_customer_never_used() -> None:
+    visit = touchpoint("v1", "visit", channel="visit", rep_id="kim")
+    position, state = state_after([visit], T0 + 3 * DAY)
+
+    (decision,) = decide(position, state, T0 + 3 * DAY).decisions
+
+    assert decision.candidate.channel == "phone"  # the rule's first choice
+    assert decision.candidate.score["fit"] == 0.4
+
+
+def test_arbitration_keeps_the_highest_priority_and_explains_what_it_beat() -> None:
+    machine, deciding = compiled(max_open=1)
+    position, state = state_after(REFERRED, T0 + 5 * DAY, machine, deciding)
+
+    result = decide(position, state, T0 + 5 * DAY, deciding)
+
+    (decision,) = result.decisions
+    assert decision.candidate.rule == "follow_up_visit"
+    (beaten,) = decision.explanation(deciding.policy)["beat"]
+    assert (beaten["rule"], beaten["held_by"]) == ("introduction_referral", "no free slot")
+    assert beaten["priority"] < decision.candidate.priority
+    # The slot frees when the rep is done; the introduction comes next.
+    done = ActionOutcome(
+        "o1", decision.candidate.action_id, "C-1", "done", None, None, "kim", T0 + 6 * DAY
+    )
+    deciding.apply_outcome(state, done)
+    assert rules(decide(position, state, T0 + 6 * DAY, deciding)) == ["introduction_referral"]
+
+
+def test_the_customers_daily_limit_holds_an_action_until_the_next_day() -> None:
+    machine, deciding = compiled(per_customer_per_day=1)
+    position, state = state_after(REFERRED, T0 + 5 * DAY, machine, deciding)
+
+    first = decide(position, state, T0 + 5 * DAY, deciding)
+
+    assert rules(first) == ["follow_up_visit"]
+    assert first.decisions[0].beaten[0]["held_by"] == "the customer's daily limit"
+    assert state.retry_at == (T0 + 6 * DAY) // DAY * DAY
+    assert rules(decide(position, state, T0 + 5 * DAY + HOUR, deciding)) == []
+    assert rules(decide(position, state, T0 + 6 * DAY, deciding)) == ["introduction_referral"]
+
+
+def test_an_owners_daily_limit_holds_their_actions() -> None:
+    machine, deciding = compiled(per_owner_per_day=3)
+    position, state = state_after(REFERRED, T0 + 5 * DAY, machine, deciding)
+
+    result = decide(position, state, T0 + 5 * DAY, deciding, owner_today={"kim": 2})
+
+    assert rules(result) == ["follow_up_visit"]
+    assert result.decisions[0].beaten[0]["held_by"] == "kim's daily limit"
+
+
+def test_an_action_is_never_decided_twice() -> None:
+    position, state = state_after(REFERRED, T0 + 5 * DAY)
+    first = decide(position, state, T0 + 5 * DAY)
+    for decision in first.decisions:
+        done = ActionOutcome(
+            "o", decision.candidate.action_id, "C-1", "done", None, None, None, T0 + 5 * DAY
+        )
+        DECIDING.apply_outcome(state, done)
+
+    assert len(first.decisions) == 2
+    assert decide(position, state, T0 + 6 * DAY).decisions == []
+
+
+def test_deciding_is_a_function_of_its_inputs() -> None:
+    position, state = state_after(REFERRED, T0 + 5 * DAY)
+    again = copy.deepcopy(state)
+
+    assert decide(position, state, T0 + 5 * DAY) == decide(position, again, T0 + 5 * DAY)
+    assert state == again
+
+
+def test_opting_out_withdraws_open_actions_and_stops_new_ones() -> None:
+    position, state = state_after(REFERRED, T0 + 5 * DAY)
+    (follow_up, _) = decide(position, state, T0 + 5 * DAY).decisions
+    DECIDING.observe(state, MACHINE.mark_touchpoint(touchpoint("x", "opted_out", channel="email")))
+
+    result = decide(position, state, T0 + 6 * DAY)
+
+    assert result.decisions == []
+    assert {(c.action_id, c.status) for c in result.closed} >= {
+        (follow_up.candidate.action_id, "withdrawn")
+    }
+    assert state.open == {}
+
+
+def test_an_unsubscribed_customer_is_not_offered_email() -> None:
+    views = [touchpoint(f"p{i}", "page_view", at=T0 + i * HOUR, page="pricing") for i in range(4)]
+    left = touchpoint("u1", "unsubscribed", channel="email", at=T0 + 5 * HOUR)
+    position, state = state_after(
+        [*views, touchpoint("e", "email_opened", channel="email"), left], T0 + DAY
+    )
+
+    (offer,) = decide(position, state, T0 + DAY).decisions
+
+    assert (offer.candidate.rule, offer.candidate.channel) == ("consultation_offer", "phone")
+
+
+def test_a_recent_negative_complaint_only() -> None:
+    complaint = touchpoint("k1", "complaint", channel="email", outcome="negative")
+    position, state = state_after([complaint], T0 + 20 * DAY)
+
+    assert decide(position, state, T0 + 20 * DAY).decisions == []  # older than 14 days
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"friction": "no_such"}, "actions.rules[0].friction: unknown friction 'no_such'"),
+        ({}, "actions.rules[0]: needs exactly one trigger"),
+        ({"friction": "loop", "entered": "aware"}, "needs exactly one trigger"),
+        ({"friction": "loop", "reason": "{nope}"}, "reason: unknown field {nope}"),
+        ({"friction": "loop", "channels": ["fax"]}, "channels: unknown channel 'fax'"),
+        ({"friction": "loop", "stages": ["nowhere"]}, "unknown stage 'nowhere'"),
+    ],
+)
+def test_a_bad_action_rule_is_refused_naming_the_key(rule: dict[str, object], message: str) -> None:
+    document = DEFINITION.model_dump(by_alias=True, exclude_none=True)
+    document["actions"]["rules"] = [
+        {"id": "r", "action": "call", "channels": ["phone"], "reason": "Call.", **rule}
+    ]
+
+    with pytest.raises(DefinitionError, match=message.replace("[", r"\[").replace("{", r"\{")):
+        definition_from_mapping(document, origin="test")
