@@ -62,7 +62,7 @@ TARGET_P99_MS = 250.0
 EVENTS_CHANNEL = "journeys_events"
 # Background pages: a customer's page view is counted by page for the loop friction, which
 # opens at the 4th view of the same page; cycling through these keeps every customer below it
-# for 3 x len(PAGES) rounds of --customers touchpoints (12 minutes at the defaults).
+# for 3 x len(PAGES) rounds of --customers touchpoints (8 minutes at the defaults).
 PAGES = (
     "home", "blog", "about", "careers", "docs", "faq", "news", "events",
     "team", "press", "partners", "legal", "privacy", "security", "status", "jobs",
@@ -682,7 +682,6 @@ class Run:
             raise RuntimeError("nothing was measured: --duration is too short")
         rate = (load.sent - window[1]) / (time.perf_counter() - window[0])
         self.notes.append(cpu.stop())
-        self._drain()
         try:
             ingest_lag, decider_lag = lags(setup)
         except Exception as exc:
@@ -692,6 +691,7 @@ class Run:
                 f"at the end of the measurement: {ingest_lag:,} touchpoints in the topic not "
                 f"yet recorded; {decider_lag:,} events in the log not yet decided on"
             )
+        self._drain()
         load.stop()
         overall_rate = load.sent / (time.perf_counter() - load_started)
         return self._result(rate, overall_rate)
@@ -857,7 +857,8 @@ def report(result: RunResult, args: argparse.Namespace, title: str) -> None:
     if result.stages:
         console.print(
             figures_table(
-                "where a probe's time goes (traced; stage ends seen by polling, so a few ms late)",
+                "where a probe's time goes (recorded and decided: seen on the event store's "
+                "notifications, a few ms late; relay sent: the action record's timestamp)",
                 list(result.stages.items()),
             )
         )
@@ -930,11 +931,15 @@ def main() -> None:
             overall_rate=statistics.median(r.overall_rate for r in results),
             stages={},
             notes=[
-                "p99 by run: "
-                + ", ".join(f"{r.pipeline.p99:.0f}" for r in results)
-                + " ms (floor "
-                + ", ".join(f"{r.floor.p99:.0f}" for r in results)
-                + " ms); samples and losses are totals"
+                "by run: p50 "
+                + ", ".join(f"{r.pipeline.p50:,.0f}" for r in results)
+                + " ms, p99 "
+                + ", ".join(f"{r.pipeline.p99:,.0f}" for r in results)
+                + " ms; the floor's p50 "
+                + ", ".join(f"{r.floor.p50:,.0f}" for r in results)
+                + " ms, p99 "
+                + ", ".join(f"{r.floor.p99:,.0f}" for r in results)
+                + " ms; samples and losses are totals",
             ],
         )
         report(median, args, f"median of {len(results)} runs")

@@ -60,8 +60,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """JOURNEY_DATA_DIR, JOURNEY_DEFINITION, JOURNEY_BATCH_SIZE, JOURNEY_PAGE_SIZE,
-        JOURNEY_DECIDER_PAGE_SIZE, JOURNEY_PARALLEL_ABOVE_BYTES, and the store: PostgreSQL when JOURNEY_DATABASE_URL or
-        POSTGRES_DBNAME is set, else SQLite."""
+        JOURNEY_DECIDER_PAGE_SIZE, JOURNEY_PARALLEL_ABOVE_BYTES, and the store: PostgreSQL
+        when JOURNEY_DATABASE_URL or POSTGRES_DBNAME is set, else SQLite."""
         definition = env.get("JOURNEY_DEFINITION")
         return cls(
             data_dir=Path(env.get("JOURNEY_DATA_DIR") or DEFAULT_DATA_DIR),

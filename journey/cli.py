@@ -158,9 +158,14 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
             out.rule(f"[bold]{story}[/bold]")
             _show_customer(engine, customer_id)
             out.print()
+        opened = engine.actions.actions(limit=None)
+        owners = len({action.owner for action in opened})
         out.print(
             f"Look up any customer with [bold]{_program()} customer C-000042[/bold]; "
-            f"the data is in {settings.data_dir}."
+            f"the data is in {settings.data_dir}.\n"
+            f"{len(opened)} next actions wait for {owners} owners: "
+            f"[bold]{_program()} actions[/bold] lists them, most important first, and "
+            f"[bold]{_program()} explain ID[/bold] says why."
         )
 
 
