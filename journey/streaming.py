@@ -271,12 +271,15 @@ def produce(
 def status(
     ctx: click.Context, bootstrap: str | None, topic: str | None, group: str | None, as_json: bool
 ) -> None:
-    """Per-partition position and lag of the ingest group, events recorded, dead letters."""
+    """Per-partition position and lag of the ingest group, events recorded, dead letters,
+    next actions decided and not yet published."""
     settings = kafka_settings(bootstrap, topic, group)
     with recording_engine(ctx, "status") as (engine, bookkeeping):
         recorded = bookkeeping.next_offsets(settings.group, settings.touchpoints_topic)
         events = engine.journeys.recorder.max_notification_id() or 0
         letters = bookkeeping.dead_letter_counts()
+        decided, unsent = engine.actions.outbox_counts()
+        decider_at = engine.actions.tracking()[0]
     ends, kafka_problem = _end_offsets(settings, {p for _, p in recorded})
     partitions = sorted(set(ends) | {p for _, p in recorded})
     rows = []
@@ -298,6 +301,7 @@ def status(
         "partitions": rows,
         "events": events,
         "dead_letters": letters,
+        "actions": {"decided": decided, "unpublished": unsent, "decider_at": decider_at},
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -314,6 +318,10 @@ def status(
     out.print(
         f"Dead letters: {letters['total']} ({letters['waiting']} waiting for a redrive, "
         f"{letters['unpublished']} not yet on {settings.dead_letter_topic})"
+    )
+    out.print(
+        f"Next actions: {decided} decided ({unsent} not yet published); "
+        f"the decider is at log position {decider_at}"
     )
 
 

@@ -25,6 +25,7 @@ from schemas.files import touchpoint_avro
 from tests import services
 
 JOURNEY = str(Path(sys.executable).with_name("journey"))
+TOUCHPOINT_IDS = "event_id NOT LIKE 'action:%%' AND event_id NOT LIKE 'outcome:%%'"
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
@@ -156,10 +157,16 @@ class Pipeline:
             return []
 
     def recorded_ids(self) -> list[str]:
-        return [row[0] for row in self.query("SELECT event_id FROM journeys_events_touchpoints")]
+        """The touchpoints recorded (the ledger also holds decisions' and outcomes' ids)."""
+        rows = self.query(
+            f"SELECT event_id FROM journeys_events_touchpoints WHERE {TOUCHPOINT_IDS}"
+        )
+        return [row[0] for row in rows]
 
     def recorded_count(self) -> int:
-        rows = self.query("SELECT count(*) FROM journeys_events_touchpoints")
+        rows = self.query(
+            f"SELECT count(*) FROM journeys_events_touchpoints WHERE {TOUCHPOINT_IDS}"
+        )
         return int(rows[0][0]) if rows else 0
 
     def touchpoint_events(self) -> int:
