@@ -11,8 +11,6 @@ so deciding again from the same position gives the same actions with the same id
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -69,8 +67,6 @@ class Decider:
         self._owner_days: dict[tuple[str, int], int] = {}
         self._position: int | None = None  # where this decider's memory is; None: unknown
         self._encode = wire_contract("NextAction").encode
-        # Called after each committed page with the decisions in it (the relay's cue).
-        self.on_commit: Callable[[list[Decision]], None] = lambda _: None
 
     def position(self) -> int:
         return self._store.tracking()[0]
@@ -93,14 +89,7 @@ class Decider:
             pages += 1
             decisions += len(made)
             position = entries[-1][0]
-            self.on_commit(made)
         return Decided(pages, decisions, position)
-
-    def follow(self, stop: Callable[[], bool], *, idle_s: float = 0.02) -> None:
-        """Decides as the log grows until `stop()`; polls every `idle_s` when idle."""
-        while not stop():
-            if not self.catch_up(max_pages=10).pages:
-                time.sleep(idle_s)
 
     def _forget(self) -> None:
         self._projector.forget()
