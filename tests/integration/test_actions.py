@@ -4,6 +4,7 @@ and changes nothing, and bad outcomes go to their dead-letter topic."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -64,6 +65,9 @@ def test_the_stories_actions_arrive_on_the_topic_exactly_as_expected(pipeline: P
     wait_until(lambda: pipeline.recorded_count() == len(touchpoints), "the stories recorded")
     assert pipeline.journey("tick", "--at", "2026-03-14T09:00:00Z").returncode == 0
 
+    kathrines_tool = pipeline.start(
+        "follow", "actions", "--follow", "--from-beginning", "--owner", "kathrine", "--json"
+    )
     pipeline.start("decide", "decide", "--follow")
     actions = actions_on_topic(pipeline, len(STORY_ACTIONS))
 
@@ -88,6 +92,19 @@ def test_the_stories_actions_arrive_on_the_topic_exactly_as_expected(pipeline: P
         "the outbox marked sent",
     )
     assert pipeline.log_end(pipeline.actions_topic) == len(STORY_ACTIONS)
+
+    # Kathrine's tool showed her two actions, and nobody else's.
+    def shown() -> list[dict[str, Any]]:
+        return [
+            json.loads(line) for line in kathrines_tool.log().splitlines() if line.startswith("{")
+        ]
+
+    wait_until(lambda: len(shown()) == 2, "Kathrine's actions shown as they arrive")
+    assert kathrines_tool.terminate() == 0
+    assert {(a["action_type"], a["owner"]) for a in shown()} == {
+        ("follow_up", "kathrine"),
+        ("introduction", "kathrine"),
+    }
 
 
 def test_bad_outcomes_go_to_the_dead_letter_topic_and_good_ones_close_their_action(
