@@ -14,10 +14,15 @@ Probes of the first --warmup seconds are not counted.
 
 With --trace (the default), a listener on the event store's notifications also notes when
 each probe's touchpoint was recorded and when its action was decided; with the relay's send
-time (the action record's Kafka timestamp) that splits the latency into its stages.
+time (the action record's Kafka timestamp) that splits the latency into its stages. The CPU
+that the machine, each process and the services used over the measurement is printed too: on
+a small shared machine that is what the figures hang on.
 
 Uses JOURNEY_DATABASE_URL and JOURNEY_KAFKA_BOOTSTRAP when set; otherwise the project's own
-PostgreSQL and Kafka (scripts/postgres.sh, scripts/kafka.sh). Logs go to bench/out/.
+PostgreSQL and Kafka (scripts/postgres.sh, scripts/kafka.sh), left running. The schema
+(--schema, dropped and made again at the start of each run) is kept afterwards to look into;
+the run's topics are deleted. Logs of the journey processes go to bench/out/. --journey runs
+another command in place of `journey` (an instrumented wrapper, say).
 
     .venv/bin/python bench/latency.py [--duration 40] [--warmup 5] [--rate 2000]
                                       [--interval 0.1] [--runs 1] [--no-trace]
@@ -333,7 +338,6 @@ class Tracer(threading.Thread):
         self._probes = probes
         self._halt = threading.Event()
         self.error: BaseException | None = None
-        self.queries = 0
 
     def run(self) -> None:
         try:
@@ -374,7 +378,6 @@ class Tracer(threading.Thread):
                     undecided[customer_id].decided = now
         except psycopg.errors.UndefinedTable:
             pass  # the journey processes have not made their tables yet
-        self.queries += 1
 
     def stop(self) -> None:
         self._halt.set()
@@ -384,13 +387,33 @@ class Tracer(threading.Thread):
 # --- where the CPU goes ---
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds a process has used so far (0 if it is gone)."""
+def cpu_seconds(pid: int, *, with_children: bool = False) -> float:
+    """User and system CPU seconds a process has used so far (0 if it is gone); with its live
+    children's and those it has waited for, if asked."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if with_children:
+        ticks += int(fields[13]) + int(fields[14])
+        seconds = ticks / os.sysconf("SC_CLK_TCK")
+        with suppress(OSError):
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            seconds += sum(cpu_seconds(int(child)) for child in children)
+        return seconds
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def service_pids() -> dict[str, int]:
+    """The project's own Kafka broker and PostgreSQL server, when they run from .services/."""
+    found = {}
+    with suppress(OSError, ValueError):
+        found["the Kafka broker"] = int((ROOT / ".services/kafka/pid").read_text().split()[0])
+    with suppress(OSError, ValueError):
+        postmaster = ROOT / ".services/postgres/data/postmaster.pid"
+        found["PostgreSQL (every session)"] = int(postmaster.read_text().split()[0])
+    return found
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -403,28 +426,35 @@ def machine_ticks() -> tuple[int, int]:
 class CpuWatch:
     """CPU used between `start` and `stop` by the machine and by some processes."""
 
-    def __init__(self, processes: dict[str, int]) -> None:
+    def __init__(self, processes: dict[str, int], services: dict[str, int]) -> None:
         self._processes = processes
+        self._services = services  # counted with their children
         self._begun = 0.0
         self._cpu: dict[str, float] = {}
         self._ticks = (0, 0)
 
+    def _now(self) -> dict[str, float]:
+        return {
+            **{name: cpu_seconds(pid) for name, pid in self._processes.items()},
+            **{name: cpu_seconds(pid, with_children=True) for name, pid in self._services.items()},
+        }
+
     def start(self) -> None:
         self._begun = time.perf_counter()
-        self._cpu = {name: cpu_seconds(pid) for name, pid in self._processes.items()}
+        self._cpu = self._now()
         self._ticks = machine_ticks()
 
     def stop(self) -> str:
         seconds = time.perf_counter() - self._begun
         busy, total = machine_ticks()
-        shares = ", ".join(
-            f"{name} {(cpu_seconds(pid) - self._cpu[name]) / seconds:.0%}"
-            for name, pid in self._processes.items()
-        )
+        used = {name: (cpu - self._cpu[name]) / seconds for name, cpu in self._now().items()}
+        cores = os.cpu_count() or 1
         machine = (busy - self._ticks[0]) / max(1, total - self._ticks[1])
+        used["everything else"] = max(0.0, machine * cores - sum(used.values()))
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in used.items())
         return (
-            f"CPU over the measurement: the machine {machine:.0%} busy over its "
-            f"{os.cpu_count()} cores; of one core: {shares}"
+            f"CPU over the measurement: the machine {machine:.0%} busy over its {cores} cores; "
+            f"in % of one core: {shares}"
         )
 
 
@@ -535,7 +565,7 @@ def start(setup: Setup, name: str, args: Sequence[str], journey: Sequence[str]) 
         process = subprocess.Popen(
             [*journey, *args], env=setup.env, stdout=log, stderr=subprocess.STDOUT
         )
-    return Child(f"journey {' '.join(args)}", process, log_path)
+    return Child(f"journey {name}", process, log_path)
 
 
 def lags(setup: Setup) -> tuple[int, int]:
@@ -657,7 +687,8 @@ class Run:
                 **{child.name: child.process.pid for child in self.children},
                 "the load generator": load.pid or 0,
                 "this process": os.getpid(),
-            }
+            },
+            service_pids(),
         )
         load_started = time.perf_counter()
         measuring_from = load_started + args.warmup
@@ -865,15 +896,17 @@ def report(result: RunResult, args: argparse.Namespace, title: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--duration", type=float, default=40.0, help="seconds measured")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of uncounted probes")
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between probes")
     parser.add_argument("--rate", type=float, default=2000.0, help="background touchpoints/s")
     parser.add_argument("--customers", type=int, default=20_000, help="background customers")
     parser.add_argument("--partitions", type=int, default=1, help="partitions of each topic")
-    parser.add_argument("--drain", type=float, default=15.0, help="seconds to wait for the last")
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument(
+        "--drain", type=float, default=15.0, help="seconds to wait for the last probes"
+    )
+    parser.add_argument("--runs", type=int, default=1, help="runs, each from scratch")
     parser.add_argument("--schema", default="bench_latency", help="PostgreSQL schema (dropped)")
     parser.add_argument(
         "--journey",

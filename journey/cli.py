@@ -23,6 +23,7 @@ from engine.touchpoints import Touchpoint, from_millis
 from journey import render
 from journey.actions import actions, decide, explain, outcome, outcomes
 from journey.analysis import diff_definition, replay, view
+from journey.api import serve
 from journey.bootstrap import (
     Engine,
     event_store_env,
@@ -32,6 +33,7 @@ from journey.console import catch_up, engine_for, now_ms, out, progress, say
 from journey.demo import STORIES, demo_customers, demo_touchpoints, recent_start
 from journey.ingest import IngestSummary, check_files, ingest_files
 from journey.intelligence import clock, friction, moments, tick
+from journey.report import report, write_report
 from journey.streaming import consume, dead_letters, produce, status
 from projections.timeline import timeline as project_timeline
 from schemas.codec import contract
@@ -160,12 +162,15 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
             out.print()
         opened = engine.actions.actions(limit=None)
         owners = len({action.owner for action in opened})
+        written = write_report(engine, settings.data_dir / "report.html")
         out.print(
             f"Look up any customer with [bold]{_program()} customer C-000042[/bold]; "
             f"the data is in {settings.data_dir}.\n"
             f"{len(opened)} next actions wait for {owners} owners: "
             f"[bold]{_program()} actions[/bold] lists them, most important first, and "
-            f"[bold]{_program()} explain ID[/bold] says why."
+            f"[bold]{_program()} explain ID[/bold] says why.\n"
+            f"Charts of every journey: open {written}. The sales page and the pipeline: "
+            f"[bold]{_program()} serve[/bold], then http://127.0.0.1:8000/."
         )
 
 
@@ -286,6 +291,8 @@ class _Counter:
 
 
 for command in (
+    serve,
+    report,
     decide,
     actions,
     explain,

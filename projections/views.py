@@ -113,6 +113,19 @@ FRICTION_GROUPS = ("kind", "stage", "channel", "owner")
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerRow:
+    """A customer as lists show them."""
+
+    customer_id: str
+    stage: str | None
+    stage_since: int | None
+    rep: str | None
+    touchpoints: int
+    last_at: int | None
+    open_frictions: int
+
+
+@dataclass(frozen=True, slots=True)
 class StageCount:
     stage: str
     reached: int  # customers who got at least this far on the ladder
@@ -208,6 +221,75 @@ class JourneyView(ABC):
             (key, int(pos or 0), int(neu or 0), int(neg or 0))
             for key, pos, neu, neg in self._fetch(sql.format(schema=self.table_prefix))
         ]
+
+    def customers(
+        self,
+        *,
+        stage: str | None = None,
+        rep: str | None = None,
+        friction: str | None = None,
+        prefix: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[int, list[CustomerRow]]:
+        """Customers in a stage, of a rep, with an open friction of a kind, or whose id
+        starts with `prefix`: how many in all, and one page of them, the longest in their
+        stage first."""
+        where, params = "WHERE TRUE", list[Any]()
+        if prefix:
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where, params = (
+                where + " AND p.customer_id LIKE %s ESCAPE '\\'",
+                [*params, f"{escaped}%"],
+            )
+        if stage is not None:
+            where, params = where + " AND p.stage = %s", [*params, stage]
+        if rep is not None:
+            where, params = where + " AND p.rep = %s", [*params, rep]
+        if friction is not None:
+            where += (
+                f" AND EXISTS (SELECT 1 FROM {self.table_prefix}journey_frictions f "
+                "WHERE f.customer_id = p.customer_id AND f.kind = %s AND f.resolved_at IS NULL)"
+            )
+            params = [*params, friction]
+        table = f"{self.table_prefix}journey_positions p"
+        total = self._fetch(f"SELECT COUNT(*) FROM {table} {where}", params)[0][0]
+        rows = self._fetch(
+            "SELECT p.customer_id, p.stage, p.stage_since, p.rep, p.touchpoints, p.last_at, "
+            f"p.open_frictions FROM {table} {where} "
+            "ORDER BY p.stage_since, p.customer_id LIMIT %s OFFSET %s",
+            [*params, limit, offset],
+        )
+        return int(total), [CustomerRow(*row) for row in rows]
+
+    def all_positions(self, chunk: int = 5_000) -> Iterator[Position]:
+        """Every customer's position, a chunk at a time."""
+        after = ""
+        while True:
+            rows = self._fetch(
+                f"SELECT customer_id, state FROM {self.table_prefix}journey_positions "
+                "WHERE customer_id > %s ORDER BY customer_id LIMIT %s",
+                [after, chunk],
+            )
+            for customer_id, state in rows:
+                yield Position.from_state(customer_id, orjson.loads(state))
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0]
+
+    def friction_matrix(
+        self, rows: str, columns: str, *, open_only: bool = True
+    ) -> list[tuple[str | None, str | None, int]]:
+        """Frictions (open ones only, unless asked) counted per two of kind, stage, channel
+        and owner."""
+        for by in (rows, columns):
+            if by not in FRICTION_GROUPS:
+                raise ValueError(f"frictions are counted by {', '.join(FRICTION_GROUPS)}")
+        found = self._fetch(
+            f"SELECT {rows}, {columns}, COUNT(*) FROM {self.table_prefix}journey_frictions "
+            f"{'WHERE resolved_at IS NULL' if open_only else ''} GROUP BY {rows}, {columns}"
+        )
+        return [(r, c, int(n)) for r, c, n in found]
 
     @abstractmethod
     def close(self) -> None: ...

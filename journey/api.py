@@ -1,0 +1,347 @@
+"""The HTTP API and the pages served beside it (`journey serve`): a customer's journey, lists
+of customers, the funnel and frictions, next actions and their outcomes, and touchpoint
+ingest with the same validation as Kafka. Its OpenAPI document is at /openapi.json."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Annotated, Any
+
+import click
+import uvicorn
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from consumers.outcomes import check_outcome, record_outcomes
+from engine.actions import STATUSES, outcome_from_record
+from engine.errors import InvalidTouchpoint, JourneyError, UnknownCustomer
+from engine.settings import Settings
+from engine.touchpoints import touchpoint_from_record
+from journey import render
+from journey.bootstrap import Engine, build_engine
+from journey.console import catch_up, now_ms, say
+from projections.timeline import timeline as project_timeline
+from projections.views import FRICTION_GROUPS
+
+MAX_INGEST = 10_000  # touchpoints per request
+
+
+class OutcomeIn(BaseModel):
+    """What a sales person did with an action."""
+
+    status: str = Field(description=f"One of {', '.join(STATUSES)}.")
+    reason: str | None = Field(None, description="Why, in the rep's words.")
+    snoozed_until: int | str | None = Field(
+        None, description="With snoozed: when it comes back (ISO 8601 or milliseconds)."
+    )
+    rep_id: str | None = Field(None, description="Who reports it.")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class _Engine:
+    """One engine for the server, used by one request at a time (the embedded store's
+    connections are not shared between threads), brought up to date before each read."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def current(self) -> Iterator[Engine]:
+        with self._lock:
+            if self._engine is None:
+                self._engine = build_engine(self._settings)
+            catch_up(self._engine)
+            yield self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+
+reading = APIRouter(prefix="/api")
+writing = APIRouter(prefix="/api")
+pages = APIRouter(include_in_schema=False)
+
+
+def create_app(
+    settings: Settings, *, token: str | None = None, ingest_token: str | None = None
+) -> FastAPI:
+    """The API; with `token`, every endpoint asks for `Authorization: Bearer <token>` (the
+    writing ones for `ingest_token` instead, if given)."""
+    app = FastAPI(
+        title="journey engine",
+        summary="Customer journeys, frictions, moments of truth and next-best-actions.",
+        version="1",
+    )
+    app.state.engines = _Engine(settings)
+    app.router.on_shutdown.append(app.state.engines.close)
+    app.include_router(reading, dependencies=[Depends(_bearer(token))])
+    app.include_router(writing, dependencies=[Depends(_bearer(ingest_token or token))])
+    app.include_router(pages)
+    app.add_exception_handler(JourneyError, _journey_error)  # type: ignore[arg-type]
+    return app
+
+
+def _bearer(expected: str | None) -> Callable[[Request], None]:
+    def check(request: Request) -> None:
+        if expected is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given, expected):
+            raise HTTPException(
+                401,
+                "a valid token is required: Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return check
+
+
+def _journey_error(request: Request, exc: JourneyError) -> JSONResponse:
+    status = 404 if isinstance(exc, UnknownCustomer) else 422
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+@contextmanager
+def _engine(request: Request) -> Iterator[Engine]:
+    engines: _Engine = request.app.state.engines
+    with engines.current() as engine:
+        yield engine
+
+
+@reading.get("/customers/{customer_id}", tags=["customers"])
+def customer(customer_id: str, request: Request) -> dict[str, Any]:
+    """A customer's journey: stage and stage history, timeline, frictions, moments of
+    truth, and next actions with their reasons."""
+    with _engine(request) as engine:
+        position = engine.view.position(customer_id)
+        if position is None:
+            raise UnknownCustomer(customer_id)
+        shown = render.customer_json(
+            engine.definition,
+            position,
+            project_timeline(engine.log.stream(customer_id)),
+            engine.view.clock(),
+            engine.actions.actions(customer_id=customer_id, open_only=False),
+        )
+        shown["stages"] = [
+            {"id": stage, "label": render.label(engine.definition, stage)}
+            for stage in engine.definition.ladder
+        ]
+        return shown
+
+
+@reading.get("/customers", tags=["customers"])
+def customers(
+    request: Request,
+    *,
+    stage: str | None = None,
+    rep: str | None = None,
+    friction: Annotated[str | None, Query(description="An open friction's kind.")] = None,
+    q: Annotated[str | None, Query(description="The start of a customer id.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Customers by stage, rep or open friction (or id), the longest in stage first."""
+    with _engine(request) as engine:
+        total, rows = engine.view.customers(
+            stage=stage, rep=rep, friction=friction, prefix=q, limit=limit, offset=offset
+        )
+    return {
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "customers": [
+            {
+                "customer_id": row.customer_id,
+                "stage": row.stage,
+                "stage_since": render.iso(row.stage_since),
+                "rep": row.rep,
+                "touchpoints": row.touchpoints,
+                "last_seen": render.iso(row.last_at),
+                "open_frictions": row.open_frictions,
+            }
+            for row in rows
+        ],
+    }
+
+
+@reading.get("/funnel", tags=["aggregates"])
+def funnel(request: Request) -> list[dict[str, Any]]:
+    """Per stage: customers who got at least this far, and who are there now."""
+    with _engine(request) as engine:
+        counts = engine.view.funnel(engine.definition.ladder)
+        return [
+            {
+                "stage": c.stage,
+                "label": render.label(engine.definition, c.stage),
+                "reached": c.reached,
+                "current": c.current,
+            }
+            for c in counts
+        ]
+
+
+@reading.get("/frictions", tags=["aggregates"])
+def frictions(
+    request: Request,
+    *,
+    rep: str | None = None,
+    kind: Annotated[str | None, Query(alias="type")] = None,
+    include_resolved: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Open frictions, worst first, by rep and type."""
+    with _engine(request) as engine:
+        rows = engine.view.frictions(
+            open_only=not include_resolved, owner=rep, kind=kind, limit=limit
+        )
+        return [render.friction_json(engine.definition, row) for row in rows]
+
+
+@reading.get("/frictions/counts", tags=["aggregates"])
+def friction_counts(
+    request: Request,
+    by: Annotated[str, Query(description=", ".join(FRICTION_GROUPS))] = "kind",
+    then: Annotated[str | None, Query(description="A second grouping.")] = None,
+) -> list[dict[str, Any]]:
+    """Open frictions counted by kind, stage, channel or owner (and a second of them)."""
+    for group in (by, then):
+        if group is not None and group not in FRICTION_GROUPS:
+            raise HTTPException(422, f"by: one of {', '.join(FRICTION_GROUPS)}, not {group!r}")
+    with _engine(request) as engine:
+        if then is None:
+            return [{by: key, "frictions": n} for key, n in engine.view.friction_counts(by)]
+        return [
+            {by: row, then: column, "frictions": n}
+            for row, column, n in engine.view.friction_matrix(by, then)
+        ]
+
+
+@reading.get("/actions", tags=["actions"])
+def actions(
+    request: Request,
+    owner: str | None = None,
+    customer: str | None = None,
+    include_closed: bool = False,
+) -> list[dict[str, Any]]:
+    """Next actions, the most important first."""
+    with _engine(request) as engine:
+        rows = engine.actions.actions(
+            owner=owner, customer_id=customer, open_only=not include_closed
+        )
+    return [render.action_json(row) for row in rows]
+
+
+@reading.get("/actions/{action_id}", tags=["actions"])
+def action(action_id: str, request: Request) -> dict[str, Any]:
+    """An action with its explanation."""
+    with _engine(request) as engine:
+        row = engine.actions.action(action_id)
+    if row is None:
+        raise HTTPException(404, f"no action {action_id!r} was decided")
+    return render.action_json(row, explained=True)
+
+
+@writing.post(
+    "/actions/{action_id}/outcome",
+    status_code=201,
+    tags=["actions"],
+    responses={404: {"model": Problem}, 422: {"model": Problem}},
+)
+def outcome(action_id: str, reported: OutcomeIn, request: Request) -> dict[str, Any]:
+    """Records what a sales person did with an action (accepted, done, dismissed,
+    snoozed), as a sales tool does on journey.action-outcomes."""
+    with _engine(request) as engine:
+        row = engine.actions.action(action_id)
+        if row is None:
+            raise HTTPException(404, f"no action {action_id!r} was decided")
+        recorded = outcome_from_record(
+            {
+                "event_id": str(uuid.uuid4()),
+                "action_id": action_id,
+                "customer_id": row.customer_id,
+                "status": reported.status,
+                "reason": reported.reason,
+                "snoozed_until": reported.snoozed_until,
+                "rep_id": reported.rep_id,
+                "occurred_at": now_ms(),
+            },
+            now_ms=now_ms(),
+        )
+        check_outcome(engine.actions, recorded)
+        record_outcomes(engine.journeys, [recorded])
+        catch_up(engine)
+        changed = engine.actions.action(action_id)
+    assert changed is not None
+    return render.action_json(changed)
+
+
+@writing.post("/touchpoints", status_code=202, tags=["ingest"], responses={422: {"model": Problem}})
+def ingest(
+    request: Request,
+    body: Annotated[
+        dict[str, Any] | list[dict[str, Any]],
+        Body(description="A touchpoint record, or a list of them, as on Kafka."),
+    ],
+) -> dict[str, int]:
+    """Records touchpoints, validated as on Kafka; a bad record refuses the request with
+    the field and the problem, and nothing of it is recorded."""
+    records = body if isinstance(body, list) else [body]
+    if len(records) > MAX_INGEST:
+        raise HTTPException(413, f"at most {MAX_INGEST} touchpoints per request")
+    now = now_ms()
+    touchpoints = []
+    for index, record in enumerate(records):
+        try:
+            touchpoints.append(touchpoint_from_record(record, now_ms=now))
+        except InvalidTouchpoint as exc:
+            where = f"[{index}]." if isinstance(body, list) else ""
+            raise HTTPException(422, f"{where}{exc}") from None
+    with _engine(request) as engine:
+        result = engine.journeys.record(touchpoints)
+    return {"recorded": result.recorded, "duplicates": result.duplicates}
+
+
+@pages.get("/", response_class=HTMLResponse)
+def sales_page() -> str:
+    return _page("customer.html")
+
+
+@pages.get("/pipeline", response_class=HTMLResponse)
+def pipeline_page() -> str:
+    return _page("pipeline.html")
+
+
+def _page(name: str) -> str:
+    return resources.files("journey").joinpath("web", name).read_text("utf-8")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the sales page (/), the pipeline (/pipeline) and the HTTP API (/docs) until
+    stopped. With JOURNEY_API_TOKEN set, every request needs it as a bearer token;
+    JOURNEY_INGEST_TOKEN, if set, is the one POST /api/touchpoints takes instead."""
+    settings = ctx.find_object(Settings) or Settings()
+    app = create_app(
+        settings,
+        token=os.environ.get("JOURNEY_API_TOKEN") or None,
+        ingest_token=os.environ.get("JOURNEY_INGEST_TOKEN") or None,
+    )
+    say(f"Serving the journeys on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
