@@ -527,8 +527,10 @@ def topics(bootstrap: str, names: Sequence[str], partitions: int) -> Iterator[No
         admin.create_topics([NewTopic(name, partitions, 1) for name in names])
         yield
     finally:
-        with suppress(Exception):
+        try:
             admin.delete_topics(list(names))
+        except Exception as exc:
+            console.print(f"[yellow]could not delete the topics {', '.join(names)}: {exc!r}[/]")
         admin.close()
 
 

@@ -1,0 +1,208 @@
+"""The HTTP API on the embedded store, as a sales tool or a channel system calls it: the
+stories' journeys, lists and aggregates, outcomes, ingest with its validation, and tokens."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from engine.settings import Settings
+from journey.api import create_app
+from journey.cli import cli
+from tests.stories import STORIES
+
+TOKEN = "s3cret"
+INGEST_TOKEN = "channel-systems-only"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("api")
+    stories = folder / "stories.jsonl"
+    stories.write_text("".join(json.dumps(r) + "\n" for story in STORIES.values() for r in story()))
+    for args in (["ingest", str(stories)], ["tick", "--at", "2026-03-14T09:00:00Z"]):
+        result = CliRunner().invoke(cli, ["--data-dir", str(folder / "data"), *args])
+        assert result.exit_code == 0, result.output
+    return folder / "data"
+
+
+@pytest.fixture
+def client(data_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(data_dir=data_dir))) as made:
+        yield made
+
+
+def test_a_customers_journey_has_stages_timeline_frictions_moments_and_actions(
+    client: TestClient,
+) -> None:
+    anna = client.get("/api/customers/S1-ANNA").json()
+
+    assert anna["stage"] == "evaluating"
+    assert [s["id"] for s in anna["stages"]][:4] == [
+        "aware",
+        "engaged",
+        "considering",
+        "evaluating",
+    ]
+    assert [t["event_id"] for t in anna["timeline"]] == [f"s1-{i}" for i in range(1, 7)]
+    assert {f["kind"] for f in anna["frictions"] if f["open"]} >= {"no_follow_up", "hand_off"}
+    assert {m["kind"] for m in anna["moments_of_truth"]} == {"first_human_contact", "first_visit"}
+    follow_up = next(a for a in anna["next_actions"] if a["action_type"] == "follow_up")
+    assert follow_up["owner"] == "kathrine"
+    assert "s1-6" in follow_up["reason"]
+
+
+def test_an_unknown_customer_is_a_404_naming_them(client: TestClient) -> None:
+    response = client.get("/api/customers/NOBODY")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "no touchpoints recorded for customer 'NOBODY'"}
+
+
+def test_customers_are_listed_by_stage_rep_friction_and_id(client: TestClient) -> None:
+    def ids(**query: Any) -> list[str]:
+        found = client.get("/api/customers", params=query).json()
+        assert found["total"] == len(found["customers"])
+        return sorted(c["customer_id"] for c in found["customers"])
+
+    assert ids(stage="considering") == ["S2-BEN", "S4-DAN"]
+    assert ids(rep="kathrine") == ["S1-ANNA"]
+    assert ids(friction="loop") == ["S4-DAN"]
+    assert ids(q="S3") == ["S3-CARLA"]
+    page = client.get("/api/customers", params={"limit": 2, "offset": 2}).json()
+    assert (page["total"], len(page["customers"])) == (6, 2)
+
+
+def test_funnel_and_friction_aggregates(client: TestClient) -> None:
+    funnel = {row["stage"]: row for row in client.get("/api/funnel").json()}
+    by_kind = client.get("/api/frictions/counts", params={"by": "kind"}).json()
+    matrix = client.get("/api/frictions/counts", params={"by": "owner", "then": "kind"}).json()
+
+    assert funnel["evaluating"]["current"] == 2
+    assert {"kind": "loop", "frictions": 1} in by_kind
+    assert {"owner": "kathrine", "kind": "hand_off", "frictions": 1} in matrix
+    assert client.get("/api/frictions/counts", params={"by": "colour"}).status_code == 422
+
+
+def test_an_outcome_closes_the_action_and_shows_in_the_journey(client: TestClient) -> None:
+    (call_back,) = client.get("/api/actions", params={"customer": "S2-BEN"}).json()
+
+    response = client.post(
+        f"/api/actions/{call_back['action_id']}/outcome",
+        json={"status": "dismissed", "reason": "he bought elsewhere", "rep_id": "kim"},
+    )
+
+    assert response.status_code == 201, response.text
+    assert client.get("/api/actions", params={"customer": "S2-BEN"}).json() == []
+    ben = client.get("/api/customers/S2-BEN").json()
+    assert [(a["status"], a["status_reason"]) for a in ben["next_actions"]] == [
+        ("dismissed", "he bought elsewhere")
+    ]
+    explained = client.get(f"/api/actions/{call_back['action_id']}").json()
+    assert explained["explanation"]["events"] == ["s2-4", "s2-5"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        ({"status": "finished"}, 422, "status: 'finished' is not one of"),
+        ({"status": "snoozed"}, 422, "snoozed_until: a snoozed action needs"),
+    ],
+)
+def test_a_bad_outcome_is_refused_naming_the_field(
+    client: TestClient, body: dict[str, Any], status: int, detail: str
+) -> None:
+    (action,) = client.get("/api/actions", params={"customer": "S4-DAN"}).json()
+
+    response = client.post(f"/api/actions/{action['action_id']}/outcome", json=body)
+
+    assert response.status_code == status
+    assert response.json()["detail"].startswith(detail)
+
+
+def test_an_outcome_for_an_unknown_action_is_a_404(client: TestClient) -> None:
+    response = client.post("/api/actions/nope/outcome", json={"status": "done"})
+
+    assert response.status_code == 404
+    assert response.json()["detail"] == "no action 'nope' was decided"
+
+
+def touchpoint(**overrides: Any) -> dict[str, Any]:
+    return {
+        "event_id": "api-1",
+        "customer_id": "API-1",
+        "channel": "web",
+        "type": "page_view",
+        "occurred_at": "2026-03-10T09:00:00Z",
+        "source": "web-analytics",
+        "attributes": {"page": "pricing"},
+        **overrides,
+    }
+
+
+def test_touchpoints_posted_are_recorded_once(client: TestClient) -> None:
+    first = client.post("/api/touchpoints", json=touchpoint())
+    again = client.post("/api/touchpoints", json=[touchpoint(), touchpoint(event_id="api-2")])
+
+    assert (first.status_code, first.json()) == (202, {"recorded": 1, "duplicates": 0})
+    assert again.json() == {"recorded": 1, "duplicates": 1}
+    assert client.get("/api/customers/API-1").json()["touchpoints"] == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (touchpoint(customer_id=""), "customer_id: is missing or empty"),
+        (touchpoint(channel="fax"), "channel: 'fax' is not one of web, email, phone, visit"),
+        (
+            [touchpoint(event_id="ok-1", customer_id="OK-1"), touchpoint(occurred_at="yesterday")],
+            "[1].occurred_at",
+        ),
+    ],
+)
+def test_a_bad_touchpoint_is_refused_naming_the_field_and_nothing_is_recorded(
+    client: TestClient, body: Any, detail: str
+) -> None:
+    response = client.post("/api/touchpoints", json=body)
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(detail)
+    assert client.get("/api/customers/OK-1").status_code == 404  # its good neighbour neither
+
+
+def test_the_openapi_document_describes_every_endpoint(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    assert {
+        "/api/customers",
+        "/api/customers/{customer_id}",
+        "/api/funnel",
+        "/api/frictions",
+        "/api/frictions/counts",
+        "/api/actions",
+        "/api/actions/{action_id}",
+        "/api/actions/{action_id}/outcome",
+        "/api/touchpoints",
+    } <= set(paths)
+
+
+def test_with_a_token_every_endpoint_asks_for_it(data_dir: Path) -> None:
+    app = create_app(Settings(data_dir=data_dir), token=TOKEN, ingest_token=INGEST_TOKEN)
+    with TestClient(app) as client:
+        reader = {"authorization": f"Bearer {TOKEN}"}
+        channel = {"authorization": f"Bearer {INGEST_TOKEN}"}
+
+        assert client.get("/api/funnel").status_code == 401
+        assert (
+            client.get("/api/funnel", headers={"authorization": "Bearer wrong"}).status_code == 401
+        )
+        assert client.get("/api/funnel", headers=reader).status_code == 200
+        assert client.post("/api/touchpoints", json=touchpoint(), headers=reader).status_code == 401
+        posted = client.post("/api/touchpoints", json=touchpoint(event_id="t-9"), headers=channel)
+        assert posted.status_code == 202
