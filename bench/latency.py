@@ -281,6 +281,8 @@ class Receiver(threading.Thread):
             group_id=None,
             enable_auto_commit=False,
             fetch_min_bytes=1,
+            # Its metadata requests must not make the topics again once they are deleted.
+            allow_auto_create_topics=False,
         )
         partitions = [TopicPartition(topic, p) for topic in topics for p in self._known(topic)]
         self._consumer.assign(partitions)
@@ -523,12 +525,21 @@ def fresh_schema(url: str, schema: str) -> None:
 def topics(bootstrap: str, names: Sequence[str], partitions: int) -> Iterator[None]:
     """Fresh topics for one run, deleted afterwards."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="latency-bench")
+    created = time.monotonic()
     try:
         admin.create_topics([NewTopic(name, partitions, 1) for name in names])
         yield
     finally:
         try:
             admin.delete_topics(list(names))
+            if time.monotonic() - created < 10:
+                # Topics deleted within seconds of being made and read come back a moment
+                # later (the broker, here); a run that failed at once deletes them again.
+                with suppress(TimeoutError):
+                    back = wait_for(
+                        lambda: set(names) & set(admin.list_topics()), "deleted topics", 5
+                    )
+                    admin.delete_topics(list(back))
         except Exception as exc:
             console.print(f"[yellow]could not delete the topics {', '.join(names)}: {exc!r}[/]")
         admin.close()

@@ -101,6 +101,20 @@ def _scripted(what: str, name: str) -> Iterator[Service]:
         subprocess.run([str(script), "stop"], capture_output=True, timeout=120, check=False)
 
 
+def chromium() -> str:
+    """Debian's Chromium, installed by the project's script if missing."""
+    script = ROOT / "scripts" / "chromium.sh"
+    try:
+        found = subprocess.run(
+            [str(script)], capture_output=True, text=True, timeout=900, check=True
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        stderr = getattr(exc, "stderr", "") or ""
+        unavailable("Chromium", f"scripts/chromium.sh failed: {exc} {stderr}".strip())
+        raise
+    return found.stdout.strip().splitlines()[-1]
+
+
 @contextmanager
 def fresh_schema(url: str) -> Iterator[str]:
     """A schema of its own for one test, dropped afterwards."""

@@ -1,0 +1,152 @@
+"""The sales page, the pipeline and the analyst report, driven in real headless Chromium
+(Debian's, through Playwright) against `journey serve` on 127.0.0.1. Screenshots of each are
+saved under test-artifacts/ to look at."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from journey.cli import cli
+from tests import services
+from tests.stories import STORIES
+
+JOURNEY = str(Path(sys.executable).with_name("journey"))
+ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("pages")
+    stories = folder / "stories.jsonl"
+    stories.write_text("".join(json.dumps(r) + "\n" for story in STORIES.values() for r in story()))
+    for args in (["ingest", str(stories)], ["tick", "--at", "2026-03-14T09:00:00Z"]):
+        result = CliRunner().invoke(cli, ["--data-dir", str(folder / "data"), *args])
+        assert result.exit_code == 0, result.output
+    return folder / "data"
+
+
+@pytest.fixture(scope="module")
+def server(data_dir: Path) -> Iterator[str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [JOURNEY, "--data-dir", str(data_dir), "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/openapi.json", timeout=2).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"journey serve did not answer: {process.stderr.read()!r}")  # type: ignore[union-attr]
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = services.chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def test_a_sales_person_finds_the_customer_and_dismisses_the_follow_up(
+    page: Page, server: str
+) -> None:
+    page.goto(server)
+    page.get_by_test_id("search").fill("S1")
+    page.get_by_test_id("result").first.click()
+
+    expect(page.get_by_test_id("current-stage")).to_have_text("Evaluating")
+    moments = page.get_by_test_id("moment")
+    expect(moments).to_have_count(2)
+    expect(moments.nth(1)).to_have_class("mot bad")  # the tour went badly
+    expect(page.locator("[data-channel=visit]")).to_have_count(1)
+    follow_up = page.locator("[data-testid=action][data-action-type=follow_up]")
+    expect(follow_up.get_by_test_id("reason")).to_contain_text("s1-6")
+    expect(page.get_by_test_id("friction")).to_have_count(4)
+    screenshot(page, "sales-page-before")
+
+    follow_up.get_by_test_id("dismiss-reason").fill("she signed with us at the fair")
+    follow_up.get_by_test_id("dismiss").click()
+
+    expect(page.locator("[data-testid=action][data-action-type=follow_up]")).to_have_count(0)
+    expect(page.get_by_test_id("closed-action")).to_contain_text(
+        "follow_up (kathrine) · dismissed: she signed with us at the fair"
+    )
+    screenshot(page, "sales-page-after")
+    recorded = json.load(
+        urllib.request.urlopen(f"{server}/api/actions?customer=S1-ANNA&include_closed=true")
+    )
+    statuses = {a["action_type"]: a["status"] for a in recorded}
+    assert statuses == {"follow_up": "dismissed", "introduction": "open"}
+
+
+def test_a_manager_sees_the_funnel_stalls_and_frictions_by_rep(page: Page, server: str) -> None:
+    page.goto(f"{server}/pipeline")
+
+    expect(page.get_by_test_id("funnel").get_by_test_id("bar-row")).to_have_count(7)
+    expect(page.get_by_test_id("funnel")).to_contain_text("Evaluating")
+    matrix = page.get_by_test_id("matrix")
+    expect(matrix.locator("tr")).not_to_have_count(0)
+    expect(matrix).to_contain_text("kathrine")
+    expect(matrix).to_contain_text("hand off")
+    screenshot(page, "pipeline")
+
+
+def test_the_report_draws_every_chart(page: Page, data_dir: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "report", "--out", str(report)])
+    assert result.exit_code == 0, result.output
+
+    page.goto(report.as_uri())
+
+    charts = page.locator(".js-plotly-plot")
+    expect(charts).to_have_count(5)
+    for index in range(5):
+        expect(charts.nth(index).locator(".main-svg").first).to_be_visible()
+    expect(page.locator("section[data-chart='1'] .sankey")).to_have_count(1)
+    screenshot(page, "report")
