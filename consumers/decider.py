@@ -19,6 +19,7 @@ import orjson
 from consumers.action_store import ActionStore, DeciderPage, StatusChange
 from consumers.deciding import ActionState, Deciding, Decision
 from engine.actions import ActionOutcome, CustomerActions
+from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
 from engine.journeys import TouchpointState
 from engine.recording import Journeys, StreamEvent
@@ -82,7 +83,10 @@ class Decider:
             if not entries:
                 break
             try:
-                made = self._decide_page(position, entries)
+                # A page makes no reference cycles; with the collector on, it would rescan
+                # every position and state held in memory, again and again.
+                with collector_paused():
+                    made = self._decide_page(position, entries)
             except BaseException:
                 self._forget()
                 raise

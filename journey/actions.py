@@ -75,7 +75,8 @@ def _follow(engine: Engine, relay: Relay | None, stopped: Any, wait: Any) -> Non
     unpublished = True  # the outbox may hold actions from before a restart
     while not stopped():
         try:
-            done = engine.decider.catch_up(max_pages=10)
+            # One page at a time: each page's actions are published as soon as it commits.
+            done = engine.decider.catch_up(max_pages=1)
         except UNAVAILABLE as exc:
             log.warning("PostgreSQL is unavailable (%s); deciding again in %.1f s", exc, delay)
             wait(delay)

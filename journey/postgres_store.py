@@ -62,13 +62,15 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         if not stored_events and not also:
             return []
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            # The companion writes go first: inserting the events takes the events table's
+            # lock, which every other writer waits for until this transaction ends.
+            for write in also:
+                write(curs)
             positions: Sequence[int] | None = []
             if stored_events:
                 self._insert_events(curs, stored_events, **kwargs)
                 self._insert_stored_events(curs, stored_events, **kwargs)
                 positions = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-            for write in also:
-                write(curs)
             return positions
 
     def _insert_events(
