@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from consumers.deciding import ActionState
+from engine.errors import JourneyError
 from engine.ledger import BatchWrite
 from projections.position import Position
 from projections.sql import Database
@@ -65,8 +66,9 @@ _ACTION_COLUMNS = (
 )
 
 
-class DeciderConflict(Exception):
-    """Another decider moved on from the position this one started its page at."""
+class DeciderConflict(JourneyError):
+    """Another decider moved on from the position this one started its page at: its work
+    stands, this one's page is dropped."""
 
 
 class ActionRow(NamedTuple):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from projections.timeline import timeline as project_timeline
 from projections.views import FRICTION_GROUPS
 
 MAX_INGEST = 10_000  # touchpoints per request
+OUTCOME_WAIT_S = 2.0
 
 
 class OutcomeIn(BaseModel):
@@ -282,8 +284,13 @@ def outcome(action_id: str, reported: OutcomeIn, request: Request) -> dict[str, 
             now_ms=now_ms(),
         )
         check_outcome(engine.actions, recorded)
-        record_outcomes(engine.journeys, [recorded])
+        at = record_outcomes(engine.journeys, [recorded]).last_position
         catch_up(engine)
+        # On PostgreSQL the decider runs as its own service: give it a moment to apply the
+        # outcome, so that the answer (and the page) shows the action as it now stands.
+        deadline = time.monotonic() + OUTCOME_WAIT_S
+        while at and engine.actions.tracking()[0] < at and time.monotonic() < deadline:
+            time.sleep(0.02)
         changed = engine.actions.action(action_id)
     assert changed is not None
     return render.action_json(changed)

@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from consumers.action_store import DeciderConflict
 from engine.settings import Settings
 from engine.touchpoints import millis
 from journey import render
@@ -61,7 +62,9 @@ def catch_up(engine: Engine) -> None:
     does that as a service). Deciding first leaves the views at the log's head, decisions
     included, so the next command finds nothing to catch up."""
     if engine.settings.store == "sqlite":
-        engine.decider.catch_up()
+        # Another process deciding (journey decide --follow) got there first: its work stands.
+        with suppress(DeciderConflict):
+            engine.decider.catch_up()
     lag = engine.runner.lag()
     if lag < 5_000:  # a moment's work: no progress bar
         engine.runner.catch_up()

@@ -1,0 +1,94 @@
+"""The HTTP API answers the same on every store: touchpoints posted, journeys, lists and
+aggregates read, and an outcome recorded."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from engine.settings import Settings
+from journey.api import create_app
+from journey.bootstrap import build_engine
+from tests.conftest import DAY, T0
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as made:
+        yield made
+
+
+@pytest.fixture
+def decider(settings: Settings) -> Iterator[None]:
+    """The decider at work beside the API, as `journey decide --follow` runs on servers (on
+    the embedded store, every command decides by itself)."""
+    if settings.store == "sqlite":
+        yield
+        return
+    engine = build_engine(settings)
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not stop.is_set():
+            if not engine.decider.catch_up().pages:
+                stop.wait(0.02)
+
+    worker = threading.Thread(target=follow)
+    worker.start()
+    yield
+    stop.set()
+    worker.join(timeout=30)
+    engine.close()
+
+
+def posted(
+    event_id: str, customer_id: str, kind: str, at: int, **extra: object
+) -> dict[str, object]:
+    return {
+        "event_id": event_id,
+        "customer_id": customer_id,
+        "channel": "visit" if kind in ("visit", "tour") else "web",
+        "type": kind,
+        "occurred_at": at,
+        "source": "crm",
+        **extra,
+    }
+
+
+@pytest.mark.usefixtures("decider")
+def test_the_api_serves_journeys_lists_and_outcomes(client: TestClient, settings: Settings) -> None:
+    body = [
+        posted("a1", "A_1", "page_view", T0, attributes={"page": "pricing"}),
+        posted("a2", "A_1", "visit", T0 + DAY, rep_id="kim"),
+        posted("b1", "AB1", "page_view", T0),
+    ]
+    assert client.post("/api/touchpoints", json=body).json() == {"recorded": 3, "duplicates": 0}
+    engine = build_engine(settings)
+    try:
+        engine.journeys.tick(T0 + 4 * DAY)  # the visit's follow-up window closes
+    finally:
+        engine.close()
+
+    def kims() -> list[dict[str, object]]:
+        found: list[dict[str, object]] = client.get("/api/actions", params={"owner": "kim"}).json()
+        return found
+
+    deadline = time.monotonic() + 30
+    while not kims() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    anna = client.get("/api/customers/A_1").json()
+    listed = client.get("/api/customers", params={"q": "A_"}).json()
+    matrix = client.get("/api/frictions/counts", params={"by": "owner", "then": "kind"}).json()
+    (follow_up,) = kims()
+    done = client.post(f"/api/actions/{follow_up['action_id']}/outcome", json={"status": "done"})
+
+    assert anna["stage"] == "evaluating"
+    assert [c["customer_id"] for c in listed["customers"]] == ["A_1"]  # "_" is no wildcard
+    assert {"owner": "kim", "kind": "no_follow_up", "frictions": 1} in matrix
+    assert follow_up["triggering_event_ids"] == ["a2"]
+    assert done.json()["status"] == "done"
+    assert client.get("/api/actions", params={"owner": "kim"}).json() == []
