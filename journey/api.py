@@ -135,7 +135,7 @@ def customer(customer_id: str, request: Request) -> dict[str, Any]:
             engine.definition,
             position,
             project_timeline(engine.log.stream(customer_id)),
-            engine.view.clock(),
+            engine.view.time_of(position),
             engine.actions.actions(customer_id=customer_id, open_only=False),
         )
         shown["stages"] = [

@@ -205,7 +205,7 @@ def _show_customer(engine: Engine, customer_id: str, *, as_json: bool = False) -
     if position is None:
         raise UnknownCustomer(customer_id)
     timeline = project_timeline(engine.log.stream(customer_id))
-    clock = engine.view.clock()
+    clock = engine.view.time_of(position)
     actions = engine.actions.actions(customer_id=customer_id, open_only=False)
     if as_json:
         click.echo(

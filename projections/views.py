@@ -172,6 +172,11 @@ class JourneyView(ABC):
     def ticked(self) -> int | None:
         """The time of the last clock event folded."""
 
+    def time_of(self, position: Position) -> int | None:
+        """A customer's journey time: their latest touchpoint or the last clock event,
+        whichever is later. Time in stage is counted to it, as the detectors count."""
+        return max((t for t in (position.last_at, self.ticked()) if t is not None), default=None)
+
     @abstractmethod
     def due_before(self, at: int) -> list[str]:
         """Customers for whom time alone changes something before `at`."""
