@@ -60,6 +60,12 @@ _TYPES = {
 
 # Statuses of an action in the view: open until a rep or the journey closes it.
 OPEN_STATUSES = ("open", "accepted", "snoozed")
+_UPSERT_CUSTOMERS = (
+    "INSERT INTO {t}journey_decider_customers (customer_id, due_at, retry_at, position, "
+    "actions) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (customer_id) DO UPDATE SET "
+    "due_at = excluded.due_at, retry_at = excluded.retry_at, position = excluded.position, "
+    "actions = excluded.actions"
+)
 _ACTION_COLUMNS = (
     "action_id, customer_id, owner, action_type, channel, rule, priority, status, decided_at, "
     "due_at, reason, status_at, status_reason, snoozed_until, log_position, record, explanation"
@@ -112,6 +118,7 @@ class DeciderPage:
     start: int  # the position the page began after; the write checks nobody moved it
     position: int
     ticked: int | None
+    # Every customer of the page, with both: a row is written whole.
     positions: dict[str, Position] = field(default_factory=dict)
     states: dict[str, ActionState] = field(default_factory=dict)
     owner_days: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -277,19 +284,7 @@ class ActionStore:
             )
             customers = _customer_rows(page)
             if customers:
-                cursor.executemany(
-                    statement(
-                        "INSERT INTO {t}journey_decider_customers "
-                        "(customer_id, due_at, retry_at, position, actions) "
-                        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (customer_id) DO UPDATE SET "
-                        "due_at = excluded.due_at, retry_at = excluded.retry_at, "
-                        "position = COALESCE(excluded.position, "
-                        "{t}journey_decider_customers.position), "
-                        "actions = COALESCE(excluded.actions, "
-                        "{t}journey_decider_customers.actions)"
-                    ),
-                    customers,
-                )
+                cursor.executemany(statement(_UPSERT_CUSTOMERS), customers)
             if page.owner_days:
                 cursor.executemany(
                     statement(
@@ -332,21 +327,22 @@ class ActionStore:
 
 
 def _customer_rows(page: DeciderPage) -> list[tuple[Any, ...]]:
-    """A row per customer whose position or action state changed; NULL keeps what is stored."""
+    """A row per customer of the page: their position and action state as they now stand."""
+    encode = orjson.dumps
     rows = []
-    for customer_id in page.positions.keys() | page.states.keys():
-        position = page.positions.get(customer_id)
-        state = page.states.get(customer_id)
+    for customer_id, position in sorted(page.positions.items()):
+        state = page.states[customer_id]
+        position_json = encode(position.to_state()).decode()
         rows.append(
             (
                 customer_id,
-                position.due if position is not None else None,
-                state.retry_at if state is not None else None,
-                orjson.dumps(position.to_state()).decode() if position is not None else None,
-                orjson.dumps(state.to_state()).decode() if state is not None else None,
+                position.due,
+                state.retry_at,
+                position_json,
+                encode(state.to_state()).decode(),
             )
         )
-    return sorted(rows, key=lambda row: row[0])
+    return rows
 
 
 def _action_row(row: Sequence[Any]) -> ActionRow:

@@ -29,7 +29,7 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers.bookkeeping import DeadLetter, Partition, PostgresBookkeeping, StoredDeadLetter
 from consumers.settings import KafkaSettings
-from engine.bulk import collector_paused
+from engine.bulk import collector_paused, settle_young_objects
 from engine.errors import DecodeError, InvalidTouchpoint
 from engine.ledger import BatchWrite
 from engine.recording import BatchRecorded, Journeys
@@ -179,6 +179,7 @@ class TouchpointIngest:
                 if batch and on_batch:
                     on_batch(self.totals)
                 del polled, batch
+                settle_young_objects()
                 if self._dead_letters_pending:
                     self._publish_dead_letters()
         except Stopped:

@@ -200,7 +200,8 @@ class JourneyProjector:
     def _ensure(self, customers: set[str]) -> None:
         """Puts these customers' positions in memory, loading those stored."""
         positions = self._positions
-        missing = list(customers - positions.keys())
+        # Not `customers - positions.keys()`: that copies every key held, for each page.
+        missing = [customer_id for customer_id in customers if customer_id not in positions]
         if not missing:
             return
         written = self._written
