@@ -19,7 +19,7 @@ import orjson
 from consumers.action_store import ActionStore, DeciderPage, StatusChange
 from consumers.deciding import ActionState, Deciding, Decision
 from engine.actions import ActionOutcome, CustomerActions
-from engine.bulk import collector_paused, settle_young_objects
+from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
 from engine.journeys import TouchpointState
 from engine.recording import Journeys, StreamEvent
@@ -90,7 +90,6 @@ class Decider:
             except BaseException:
                 self._forget()
                 raise
-            settle_young_objects()
             pages += 1
             decisions += len(made)
             position = entries[-1][0]

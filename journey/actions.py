@@ -12,11 +12,12 @@ import click
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
-from consumers.action_store import ActionRow
+from consumers.action_store import ActionRow, DeciderConflict
 from consumers.ingest import FIRST_BACKOFF_S, MAX_BACKOFF_S, UNAVAILABLE
 from consumers.outcomes import OutcomeIngest, check_outcome, record_outcomes
 from consumers.relay import ACTION_ID_HEADER, Relay, action_producer
 from engine.actions import STATUSES, outcome_from_record
+from engine.bulk import settle_young_objects
 from engine.errors import ConfigurationError, DecodeError
 from engine.settings import Settings
 from journey import render
@@ -82,6 +83,13 @@ def _follow(engine: Engine, relay: Relay | None, stopped: Any, wait: Any) -> Non
             wait(delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
             continue
+        except DeciderConflict as exc:
+            log.warning("another decider is at work (%s); its pages stand", exc)
+            wait(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+            continue
+        if done.pages:
+            settle_young_objects()  # a live process: keep the collector off what it holds
         unpublished = unpublished or done.decisions > 0
         if relay is not None and unpublished:
             try:
