@@ -25,7 +25,7 @@ _CHUNK = 500
 
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS {t}journey_decider_tracking (
-        name TEXT PRIMARY KEY, position BIGINT NOT NULL, ticked BIGINT)""",
+        name TEXT PRIMARY KEY, position BIGINT NOT NULL, ticked BIGINT, definition TEXT)""",
     """CREATE TABLE IF NOT EXISTS {t}journey_decider_customers (
         customer_id TEXT PRIMARY KEY, due_at BIGINT, retry_at BIGINT, position TEXT,
         actions TEXT)""",
@@ -118,6 +118,7 @@ class DeciderPage:
     start: int  # the position the page began after; the write checks nobody moved it
     position: int
     ticked: int | None
+    definition: str  # the digest of the journey definition the positions are folded with
     # Every customer of the page, with both: a row is written whole.
     positions: dict[str, Position] = field(default_factory=dict)
     states: dict[str, ActionState] = field(default_factory=dict)
@@ -148,6 +149,32 @@ class ActionStore:
 
     def ticked(self) -> int | None:
         return self.tracking()[1]
+
+    def definition(self) -> str | None:
+        """The digest of the journey definition the decider's positions were folded with."""
+        rows = self._db.fetch(
+            "SELECT definition FROM {t}journey_decider_tracking WHERE name = %s", (DECIDER,)
+        )
+        return rows[0][0] if rows else None
+
+    def refolded(self, positions: Iterable[Position], definition: str) -> None:
+        """Replaces the positions the decider keeps (folded again under another journey
+        definition), leaving the customers' action states and its log position as they are."""
+        rows = [
+            (position.due, orjson.dumps(position.to_state()).decode(), position.customer_id)
+            for position in positions
+        ]
+        with self._db.transaction():
+            for start in range(0, len(rows), _CHUNK):
+                self._db.execute_many(
+                    "UPDATE {t}journey_decider_customers SET due_at = %s, position = %s "
+                    "WHERE customer_id = %s",
+                    rows[start : start + _CHUNK],
+                )
+            self._db.execute(
+                "UPDATE {t}journey_decider_tracking SET definition = %s WHERE name = %s",
+                (definition, DECIDER),
+            )
 
     def load_positions(self, customer_ids: Iterable[str]) -> dict[str, Position]:
         return {
@@ -276,11 +303,12 @@ class ActionStore:
                 raise DeciderConflict(f"the decider is at {stored}, not {page.start}")
             cursor.execute(
                 statement(
-                    "INSERT INTO {t}journey_decider_tracking (name, position, ticked) "
-                    "VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
-                    "position = excluded.position, ticked = excluded.ticked"
+                    "INSERT INTO {t}journey_decider_tracking (name, position, ticked, definition) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+                    "position = excluded.position, ticked = excluded.ticked, "
+                    "definition = excluded.definition"
                 ),
-                (DECIDER, page.position, page.ticked),
+                (DECIDER, page.position, page.ticked, page.definition),
             )
             customers = _customer_rows(page)
             if customers:

@@ -11,6 +11,7 @@ so deciding again from the same position gives the same actions with the same id
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -21,16 +22,21 @@ from consumers.deciding import ActionState, Deciding, Decision
 from engine.actions import ActionOutcome, CustomerActions
 from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
+from engine.errors import JourneyError
 from engine.journeys import TouchpointState
 from engine.recording import Journeys, StreamEvent
-from engine.settings import DEFAULT_DECIDER_PAGE_SIZE
+from engine.settings import DEFAULT_DECIDER_PAGE_SIZE, DEFAULT_PAGE_SIZE
 from projections.log import DECIDER_TOPICS, JourneyLog
 from projections.position import Mark, Position
-from projections.runner import JourneyProjector, MarkedPage
+from projections.runner import JourneyProjector, MarkedPage, definition_digest, marked_pages
 from schemas.codec import wire_contract
 
 # How many customers' positions and action states stay in memory between pages.
 _MAX_CACHED = 50_000
+
+
+class DeciderOutOfDate(JourneyError):
+    """The decider's journeys were folded under another journey definition."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,8 @@ class Decider:
         self._owner_days: dict[tuple[str, int], int] = {}
         self._position: int | None = None  # where this decider's memory is; None: unknown
         self._encode = wire_contract("NextAction").encode
+        self._definition = definition
+        self._digest = definition_digest(definition)
 
     def position(self) -> int:
         return self._store.tracking()[0]
@@ -78,6 +86,12 @@ class Decider:
         position = self.position()
         if position != self._position:
             self._forget()  # another decider moved on, or this one never ran
+            folded_with = self._store.definition()
+            if position and folded_with != self._digest:
+                raise DeciderOutOfDate(
+                    "the decider's journeys were folded under another journey definition; "
+                    "fold them again under this one (journey decide --refold)"
+                )
         while max_pages is None or pages < max_pages:
             entries = self._log.entries(position, self._page_size, topics=DECIDER_TOPICS)
             if not entries:
@@ -94,6 +108,30 @@ class Decider:
             decisions += len(made)
             position = entries[-1][0]
         return Decided(pages, decisions, position)
+
+    def refold(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Folds the journeys the decider keeps again, under this definition, up to where it
+        has decided; decides nothing. Returns the number of customers folded."""
+        end = self.position()
+        projector = JourneyProjector(
+            self._definition,
+            lambda _: {},
+            self._log.stream,
+            lambda _: [],
+            lambda: None,
+            max_cached=None,
+        )
+        projector.forget(view_is_empty=True)
+        pages = marked_pages(self._log, projector.machine, 0, end, DEFAULT_PAGE_SIZE)
+        with collector_paused():
+            for page in pages:
+                if page:
+                    projector.fold(page)
+                    if progress is not None:
+                        progress(page[-1][0], end)
+        self._store.refolded(projector.positions.values(), self._digest)
+        self._forget()
+        return len(projector.positions)
 
     def _forget(self) -> None:
         self._projector.forget()
@@ -132,7 +170,9 @@ class Decider:
         customers = sorted(order, key=lambda c: (order[c], c))
         positions = self._projector.positions_of(customers)
         states = self._states_of(customers)
-        page = DeciderPage(start, entries[-1][0], ticked, positions=positions, states=states)
+        page = DeciderPage(
+            start, entries[-1][0], ticked, self._digest, positions=positions, states=states
+        )
         for customer_id, customer_marks in marks.items():
             for mark in customer_marks:
                 self._deciding.observe(states[customer_id], mark)

@@ -22,7 +22,15 @@ from engine.errors import ConfigurationError, DecodeError
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
-from journey.console import TIME, catch_up, engine_for, now_ms, out, say, stop_on_signals
+from journey.console import (
+    TIME,
+    catch_up,
+    engine_for,
+    now_ms,
+    out,
+    say,
+    stop_on_signals,
+)
 from journey.streaming import kafka_settings
 from schemas.codec import wire_contract
 
@@ -36,9 +44,22 @@ log = logging.getLogger("journey.decide")
     default=None,
     help="Publish decided actions to Kafka [on with PostgreSQL, off on the embedded store].",
 )
+@click.option(
+    "--refold",
+    is_flag=True,
+    help="First fold the decider's journeys again under the current journey definition, "
+    "after a change of its stages, frictions or moments; nothing is decided twice.",
+)
 @click.option("--bootstrap", help="Kafka's bootstrap servers [env JOURNEY_KAFKA_BOOTSTRAP].")
 @click.pass_context
-def decide(ctx: click.Context, follow: bool, publish: bool | None, bootstrap: str | None) -> None:
+def decide(
+    ctx: click.Context,
+    *,
+    follow: bool,
+    publish: bool | None,
+    refold: bool,
+    bootstrap: str | None,
+) -> None:
     """Decide next-best-actions for everything recorded, and publish them to
     journey.next-actions (the outbox relay).
 

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from consumers.action_store import ActionStore
-from consumers.decider import Decider
+from consumers.decider import Decider, DeciderOutOfDate
 from consumers.outcomes import check_outcome, record_outcomes
 from engine.actions import ActionOutcome, CustomerActions
+from engine.definition import definition_from_mapping
 from engine.errors import InvalidOutcome
 from engine.settings import Settings
 from journey.bootstrap import Engine, build_engine
@@ -207,3 +208,30 @@ def test_the_demo_history_decides_in_pages(engine: Engine) -> None:
 
     assert done.pages >= 1
     assert engine.actions.outbox_counts() == (done.decisions, done.decisions)
+
+
+def test_after_a_definition_change_the_decider_asks_to_refold_and_then_decides_on(
+    engine: Engine, settings: Settings
+) -> None:
+    engine.journeys.record([touchpoint("v1", "visit", channel="visit", rep_id="kim")])
+    engine.journeys.tick(T0 + 3 * DAY)
+    engine.decider.catch_up()
+    document = engine.definition.model_dump(by_alias=True, exclude_none=True)
+    # Visits now count as Considering, no longer Evaluating.
+    stages = {stage["id"]: stage for stage in document["stages"]}
+    stages["evaluating"]["enter"] = [{"types": ["demo"]}]
+    stages["considering"]["enter"] = [*stages["considering"]["enter"], {"types": ["visit"]}]
+    changed = definition_from_mapping(document, origin="test")
+    decider = Decider(engine.journeys, engine.actions, changed)
+
+    with pytest.raises(DeciderOutOfDate, match="journey decide --refold"):
+        decider.catch_up()
+
+    assert decider.refold() == 1
+    assert engine.actions.load_positions(["C-1"])["C-1"].stage == "considering"
+    engine.journeys.record(
+        [touchpoint("d1", "demo", channel="visit", rep_id="kim", at=T0 + 4 * DAY)]
+    )
+    decider.catch_up()
+    assert engine.actions.load_positions(["C-1"])["C-1"].stage == "evaluating"
+    assert len(engine.actions.actions(customer_id="C-1", open_only=False)) == 1  # nothing twice
