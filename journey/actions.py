@@ -28,6 +28,7 @@ from journey.console import (
     engine_for,
     now_ms,
     out,
+    progress,
     say,
     stop_on_signals,
 )
@@ -71,6 +72,16 @@ def decide(
     kafka = kafka_settings(bootstrap, None, None)
     stop = stop_on_signals()
     with engine_for(ctx) as engine:
+        if refold:
+            with progress() as bar:
+                task = bar.add_task("Folding journeys", total=None)
+                folded = engine.decider.refold(
+                    lambda done, total: bar.update(task, completed=done, total=total)
+                )
+            say(
+                f"{folded} journey{'s' if folded != 1 else ''} folded again "
+                "under the current definition"
+            )
         relay = (
             Relay(engine.actions, action_producer(kafka), kafka.actions_topic) if publish else None
         )

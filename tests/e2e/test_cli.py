@@ -322,3 +322,25 @@ def test_action_commands_explain_mistakes_in_one_line(
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_after_a_definition_change_the_decider_is_folded_again(tmp_path: Path) -> None:
+    story = write_jsonl(
+        tmp_path / "s1.jsonl", [json.dumps(record) for record in warm_referral_gone_cold()]
+    )
+    data_dir = tmp_path / "data"
+    assert journey("ingest", str(story), data_dir=data_dir).returncode == 0
+    default = Path(__file__).parents[2] / "engine" / "default_journey.toml"
+    changed = tmp_path / "changed.toml"
+    changed.write_text(default.read_text().replace("within_hours = 48", "within_hours = 24"))
+
+    refused = journey("--definition", str(changed), "actions", data_dir=data_dir)
+    refolded = journey("--definition", str(changed), "decide", "--refold", data_dir=data_dir)
+
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "error: the decider's journeys were folded under another journey definition; "
+        "fold them again under this one (journey decide --refold)"
+    ]
+    assert refolded.returncode == 0, refolded.stderr
+    assert "1 journey folded again under the current definition" in refolded.stderr
