@@ -26,13 +26,11 @@ _CHUNK = 500
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS {t}journey_decider_tracking (
         name TEXT PRIMARY KEY, position BIGINT NOT NULL, ticked BIGINT, definition TEXT)""",
+    # No index but the key: every page rewrites its customers' rows, which then stay where
+    # they are (PostgreSQL's HOT updates); due_at and retry_at are only asked at clock events.
     """CREATE TABLE IF NOT EXISTS {t}journey_decider_customers (
         customer_id TEXT PRIMARY KEY, due_at BIGINT, retry_at BIGINT, position TEXT,
-        actions TEXT)""",
-    """CREATE INDEX IF NOT EXISTS journey_decider_due
-        ON {t}journey_decider_customers (due_at)""",
-    """CREATE INDEX IF NOT EXISTS journey_decider_retry
-        ON {t}journey_decider_customers (retry_at)""",
+        actions TEXT) {room}""",
     """CREATE TABLE IF NOT EXISTS {t}journey_owner_days (
         owner TEXT NOT NULL, day BIGINT NOT NULL, actions INTEGER NOT NULL,
         PRIMARY KEY (owner, day))""",
@@ -54,8 +52,13 @@ _TABLES = (
         ON {t}journey_action_outbox (seq) WHERE sent_at IS NULL""",
 )
 _TYPES = {
-    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB"},
-    "postgres": {"serial": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA"},
+    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB", "room": ""},
+    # Room on each page for a row's next version beside it.
+    "postgres": {
+        "serial": "BIGSERIAL PRIMARY KEY",
+        "blob": "BYTEA",
+        "room": "WITH (fillfactor = 70)",
+    },
 }
 
 # Statuses of an action in the view: open until a rep or the journey closes it.
@@ -132,10 +135,11 @@ class ActionStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         types = _TYPES[db.dialect]
-        for statement in _TABLES:
-            db.execute(
-                statement.replace("{serial}", types["serial"]).replace("{blob}", types["blob"])
-            )
+        for template in _TABLES:
+            statement = template
+            for name, sql_type in types.items():
+                statement = statement.replace(f"{{{name}}}", sql_type)
+            db.execute(statement)
 
     # Reads, on the store's own connection.
 

@@ -164,7 +164,7 @@ class Decider:
         ticked = changes.ticked
         for position in changes.positions:
             order.setdefault(position.customer_id, last_tick)
-        if ticked is not None:
+        if ticked is not None and last_tick != start:  # the page holds a clock event
             for customer_id in self._retry_before(ticked):
                 order.setdefault(customer_id, last_tick)
         customers = sorted(order, key=lambda c: (order[c], c))
