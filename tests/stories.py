@@ -3,6 +3,8 @@ in the order they would arrive."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import DAY, HOUR, T0
@@ -192,3 +194,18 @@ STORIES = {
     "S5-EVA": late_visit_log,
     "S6-FIN": happy_path,
 }
+
+
+def recorded_stories(folder: Path) -> Path:
+    """A data directory with every story recorded through `journey ingest`, and the clock
+    moved twelve days past the first touchpoints (the tour's follow-up window has closed)."""
+    from click.testing import CliRunner
+
+    from journey.cli import cli
+
+    stories = folder / "stories.jsonl"
+    stories.write_text("".join(json.dumps(r) + "\n" for story in STORIES.values() for r in story()))
+    for args in (["ingest", str(stories)], ["tick", "--at", "2026-03-14T09:00:00Z"]):
+        result = CliRunner().invoke(cli, ["--data-dir", str(folder / "data"), *args])
+        assert result.exit_code == 0, result.output
+    return folder / "data"

@@ -3,19 +3,16 @@ stories' journeys, lists and aggregates, outcomes, ingest with its validation, a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from engine.settings import Settings
 from journey.api import create_app
-from journey.cli import cli
-from tests.stories import STORIES
+from tests.stories import recorded_stories
 
 TOKEN = "s3cret"
 INGEST_TOKEN = "channel-systems-only"
@@ -23,13 +20,7 @@ INGEST_TOKEN = "channel-systems-only"
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("api")
-    stories = folder / "stories.jsonl"
-    stories.write_text("".join(json.dumps(r) + "\n" for story in STORIES.values() for r in story()))
-    for args in (["ingest", str(stories)], ["tick", "--at", "2026-03-14T09:00:00Z"]):
-        result = CliRunner().invoke(cli, ["--data-dir", str(folder / "data"), *args])
-        assert result.exit_code == 0, result.output
-    return folder / "data"
+    return recorded_stories(tmp_path_factory.mktemp("api"))
 
 
 @pytest.fixture

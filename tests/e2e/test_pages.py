@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from journey.cli import cli
 from tests import services
-from tests.stories import STORIES
+from tests.stories import recorded_stories
 
 JOURNEY = str(Path(sys.executable).with_name("journey"))
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
@@ -36,13 +36,7 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("pages")
-    stories = folder / "stories.jsonl"
-    stories.write_text("".join(json.dumps(r) + "\n" for story in STORIES.values() for r in story()))
-    for args in (["ingest", str(stories)], ["tick", "--at", "2026-03-14T09:00:00Z"]):
-        result = CliRunner().invoke(cli, ["--data-dir", str(folder / "data"), *args])
-        assert result.exit_code == 0, result.output
-    return folder / "data"
+    return recorded_stories(tmp_path_factory.mktemp("pages"))
 
 
 @pytest.fixture(scope="module")
