@@ -18,7 +18,7 @@ from typing import Any, cast
 import orjson
 
 from consumers.action_store import ActionStore, DeciderPage, StatusChange
-from consumers.deciding import ActionState, Deciding, Decision
+from consumers.deciding import DAY_MS, ActionState, Deciding, Decision
 from engine.actions import ActionOutcome, CustomerActions
 from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
@@ -197,7 +197,7 @@ class Decider:
         """Decides for one customer, adding the decisions to the page and their events to
         `events`."""
         now = max(position.last_at or 0, page.ticked or 0)
-        day = now // 86_400_000
+        day = now // DAY_MS
         owners = self._owners(position)
         self._ensure_owner_days(owners, day)
         today = {owner: self._owner_days[owner, day] for owner in owners}

@@ -14,13 +14,13 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from engine.errors import InvalidOutcome
+from engine.errors import InvalidOutcome, InvalidTouchpoint
 from engine.touchpoints import (
     EARLIEST_MS,
     FUTURE_TOLERANCE_MS,
-    MAX_ID_LENGTH,
-    MAX_TEXT_LENGTH,
+    identifier_field,
     millis,
+    text_field,
 )
 
 _ACTIONS_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journey-engine:actions")
@@ -127,21 +127,17 @@ def outcome_from_record(record: Mapping[str, Any], *, now_ms: int) -> ActionOutc
 
 
 def _identifier(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidOutcome(name, "is missing or empty")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidOutcome(name, f"is longer than {MAX_ID_LENGTH} characters")
-    return value
+    try:
+        return identifier_field(value, name)
+    except InvalidTouchpoint as exc:
+        raise InvalidOutcome(exc.field, exc.problem) from None
 
 
 def _text(value: Any, name: str) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InvalidOutcome(name, f"must be text, not {type(value).__name__}")
-    if len(value) > MAX_TEXT_LENGTH:
-        raise InvalidOutcome(name, f"is longer than {MAX_TEXT_LENGTH} characters")
-    return value
+    try:
+        return text_field(value, name)
+    except InvalidTouchpoint as exc:
+        raise InvalidOutcome(exc.field, exc.problem) from None
 
 
 def _time(value: Any, name: str, *, optional: bool = False) -> int | None:

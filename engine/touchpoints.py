@@ -99,17 +99,17 @@ def touchpoint_from_record(record: Mapping[str, Any], *, now_ms: int) -> Touchpo
     elif type(attributes) is not dict or not _plain_attributes(attributes):
         attributes = _attributes(attributes)
     return Touchpoint(
-        _identifier(get("event_id"), "event_id"),
-        _identifier(get("customer_id"), "customer_id"),
+        identifier_field(get("event_id"), "event_id"),
+        identifier_field(get("customer_id"), "customer_id"),
         channel,
         kind,
         occurred_at,
         _required_text(get("source"), "source"),
-        _text(get("rep_id"), "rep_id"),
+        text_field(get("rep_id"), "rep_id"),
         outcome,
-        _text(get("email"), "email"),
-        _text(get("phone"), "phone"),
-        _text(get("cookie_id"), "cookie_id"),
+        text_field(get("email"), "email"),
+        text_field(get("phone"), "phone"),
+        text_field(get("cookie_id"), "cookie_id"),
         attributes,
     )
 
@@ -136,7 +136,7 @@ def _type(value: Any) -> str:
 
 
 def _outcome(value: Any) -> str | None:
-    outcome = _text(value, "outcome")
+    outcome = text_field(value, "outcome")
     if outcome is not None:
         outcome = outcome.lower()
         if outcome not in _OUTCOME_SET:
@@ -153,7 +153,8 @@ def _plain_attributes(attributes: dict[Any, Any]) -> bool:
     return True
 
 
-def _identifier(value: Any, name: str) -> str:
+def identifier_field(value: Any, name: str) -> str:
+    """An id field's text; raises InvalidTouchpoint naming the field if it is not one."""
     if (
         type(value) is str
         and 0 < len(value) <= MAX_ID_LENGTH
@@ -170,7 +171,9 @@ def _identifier(value: Any, name: str) -> str:
     return text
 
 
-def _text(value: Any, name: str) -> str | None:
+def text_field(value: Any, name: str) -> str | None:
+    """An optional text field, stripped (None if empty); raises InvalidTouchpoint naming the
+    field if it is not text."""
     if value is None:
         return None
     if type(value) is not str:
@@ -181,7 +184,7 @@ def _text(value: Any, name: str) -> str | None:
 
 
 def _required_text(value: Any, name: str) -> str:
-    text = _text(value, name)
+    text = text_field(value, name)
     if text is None:
         raise InvalidTouchpoint(name, "is missing or empty")
     return text
