@@ -14,6 +14,9 @@ from psycopg.sql import SQL, Identifier
 
 from engine.ledger import BatchWrite, TouchpointLedger
 
+# Up to this many ids, the ledger is asked with an array in one statement.
+_ASKED_AS_ARRAY = 1000
+
 
 class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
     """Records events and the ids of the touchpoints they carry in one transaction (inside the
@@ -43,6 +46,9 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         self._select_asked = SQL(
             "SELECT event_id FROM {}.{} JOIN journey_asked_ids USING (event_id)"
         ).format(schema, ids)
+        self._select_listed = SQL("SELECT event_id FROM {}.{} WHERE event_id = ANY(%s)").format(
+            schema, ids
+        )
         self._select_versions = SQL(
             "SELECT originator_id, MAX(originator_version) AS version FROM {}.{} "
             "WHERE originator_id = ANY(%s) GROUP BY originator_id"
@@ -110,8 +116,17 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         return list(range(last - len(stored_events) + 1, last + 1))
 
     def recorded_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        # The ids go in by binary COPY to a temporary table and are joined there: twice as
-        # fast as passing them as an array, which psycopg quotes one by one.
+        if len(event_ids) <= _ASKED_AS_ARRAY:
+            # One round trip; the index answers each id. Planned afresh each time, as the
+            # versions below: a plan kept from when the table was small would scan it whole
+            # once it is not.
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                curs.execute(self._select_listed, (list(event_ids),), prepare=False)
+                return {row["event_id"] for row in curs.fetchall()}
+        # Many ids go in by binary COPY to a temporary table and are joined there: twice as
+        # fast as passing them as an array, which psycopg quotes one by one. The table is
+        # analysed (a small sample is enough to count it), or the planner would guess its
+        # size and scan the whole ledger, however few the ids.
         with (
             self.datastore.get_connection() as conn,
             conn.transaction(),
@@ -122,12 +137,14 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
                 copy.set_types(["text"])
                 for event_id in event_ids:
                     copy.write_row((event_id,))
+            curs.execute("SET LOCAL default_statistics_target = 1")
+            curs.execute("ANALYZE journey_asked_ids")
             curs.execute(self._select_asked)
             return {row["event_id"] for row in curs.fetchall()}
 
     def stream_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._select_versions, (list(stream_ids),))
+            curs.execute(self._select_versions, (list(stream_ids),), prepare=False)
             return {row["originator_id"]: row["version"] for row in curs.fetchall()}
 
     def select_states(

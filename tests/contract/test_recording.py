@@ -11,6 +11,7 @@ from engine.errors import UnknownCustomer
 from engine.journeys import CustomerJourney
 from engine.recording import Journeys
 from engine.settings import Settings
+from engine.touchpoints import Touchpoint
 from journey.bootstrap import event_store_env
 from tests.conftest import T0, touchpoint
 
@@ -127,6 +128,22 @@ def test_a_large_batch_is_recorded_in_one_transaction(journeys: Journeys) -> Non
     assert result.recorded == 50_000
     assert result.last_position == journeys.recorder.max_notification_id()
     assert journeys.journey("C-7").version == 26  # started, then 25 touchpoints
+
+
+def test_a_large_batch_skips_what_earlier_batches_recorded(journeys: Journeys) -> None:
+    # Small and large batches ask the ledger in different ways; both must find every id.
+    def batch(first: int, last: int) -> list[Touchpoint]:
+        return [
+            touchpoint(f"e{i}", customer_id=f"C-{i % 300}", at=T0 + i) for i in range(first, last)
+        ]
+
+    journeys.record(batch(0, 10))
+    journeys.record(batch(10, 2_000))
+
+    result = journeys.record(batch(0, 4_000))
+
+    assert (result.recorded, result.duplicates) == (2_000, 2_000)
+    assert journeys.journey("C-7").version == 15  # started, then e7, e307, ..., e3907
 
 
 class _Refused(Exception):
