@@ -71,16 +71,18 @@ class Journeys(Application[UUID]):
         makes it look again. The writes in `also` commit with the batch, even an empty one."""
         return self.record_encoded(self._encoder.encode(touchpoints), also)
 
-    def record_encoded(
-        self, batch: Sequence[EncodedTouchpoint], also: Sequence[BatchWrite] = ()
-    ) -> BatchRecorded:
+    def record_encoded(self, batch: EncodedBatch, also: Sequence[BatchWrite] = ()) -> BatchRecorded:
         """`record` for touchpoints already encoded by this application's encoder."""
-        unique: dict[str, EncodedTouchpoint] = {}
-        for tp in batch:
-            unique.setdefault(tp.event_id, tp)
+        event_ids = batch.event_ids
+        if len(set(event_ids)) == len(event_ids):
+            unique = dict(zip(event_ids, range(len(event_ids)), strict=True))
+        else:  # the first of each id stands
+            unique = {}
+            for index, event_id in enumerate(event_ids):
+                unique.setdefault(event_id, index)
         for attempt in (1, 2):
             try:
-                return self._record_new(unique, len(batch), also)
+                return self._record_new(batch, unique, also)
             except IntegrityError:
                 # Another writer appended to one of these streams: forget what we believed.
                 self._versions.clear()
@@ -89,33 +91,38 @@ class Journeys(Application[UUID]):
         raise AssertionError("unreachable")
 
     def _record_new(
-        self, unique: dict[str, EncodedTouchpoint], offered: int, also: Sequence[BatchWrite]
+        self, batch: EncodedBatch, unique: dict[str, int], also: Sequence[BatchWrite]
     ) -> BatchRecorded:
         known = self._ledger.recorded_event_ids(list(unique)) if unique else set()
-        fresh = [tp for event_id, tp in unique.items() if event_id not in known]
-        duplicates = offered - len(fresh)
+        if known:
+            fresh = [index for event_id, index in unique.items() if event_id not in known]
+        else:
+            fresh = list(unique.values())
+        duplicates = len(batch.event_ids) - len(fresh)
         if not fresh:
             if also:
                 self.recorder.insert_events([], touchpoint_ids=[], also=also)
             return BatchRecorded(0, duplicates, None)
+        customer_ids, states = batch.customer_ids, batch.states
         # Keyed by customer id: str hashes are cached, UUID hashes are computed in Python.
-        self._learn_versions({tp.customer_id for tp in fresh})
+        self._learn_versions({customer_ids[index] for index in fresh})
         versions, streams = self._versions, self._streams
         started, now = self._encoder.started, self._clock()
         recorded_topic = self._encoder.recorded_topic
         stored: list[StoredEvent] = []
         next_versions: dict[str, int] = {}
-        for tp in fresh:
-            customer_id = tp.customer_id
+        for index in fresh:
+            customer_id = customer_ids[index]
             version = next_versions.get(customer_id) or versions[customer_id]
             if version == 0:
                 stored.append(started(streams[customer_id], customer_id, now))
                 version = 1
             version += 1
-            stored.append(StoredEvent(streams[customer_id], version, recorded_topic, tp.state))
+            stored.append(StoredEvent(streams[customer_id], version, recorded_topic, states[index]))
             next_versions[customer_id] = version
+        event_ids = batch.event_ids
         positions = self.recorder.insert_events(
-            stored, touchpoint_ids=[tp.event_id for tp in fresh], also=also
+            stored, touchpoint_ids=[event_ids[index] for index in fresh], also=also
         )
         versions.update(next_versions)
         return BatchRecorded(len(fresh), duplicates, positions[-1] if positions else None)
@@ -254,12 +261,18 @@ class StreamEvent(NamedTuple):
         return stream
 
 
-class EncodedTouchpoint(NamedTuple):
-    """A touchpoint in the stored form of its TouchpointRecorded event."""
+@dataclass(slots=True)
+class EncodedBatch:
+    """Touchpoints in the stored form of their TouchpointRecorded events, a list per field:
+    a batch of them crosses to another process many times faster than a tuple per
+    touchpoint."""
 
-    event_id: str
-    customer_id: str
-    state: bytes
+    event_ids: list[str]
+    customer_ids: list[str]
+    states: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
 
 
 class TouchpointEncoder:
@@ -285,13 +298,20 @@ class TouchpointEncoder:
         }
         return StoredEvent(sid, 1, self._started_topic, self._encode(state))
 
-    def encode(self, touchpoints: Iterable[Touchpoint]) -> list[EncodedTouchpoint]:
+    def encode(self, touchpoints: Iterable[Touchpoint]) -> EncodedBatch:
         now = self._clock()
         encode = self._encode
-        return [
-            EncodedTouchpoint(tp.event_id, tp.customer_id, encode(_event_state(tp, now)))
-            for tp in touchpoints
-        ]
+        batch = EncodedBatch([], [], [])
+        add_id, add_customer, add_state = (
+            batch.event_ids.append,
+            batch.customer_ids.append,
+            batch.states.append,
+        )
+        for tp in touchpoints:
+            add_id(tp.event_id)
+            add_customer(tp.customer_id)
+            add_state(encode(_event_state(tp, now)))
+        return batch
 
     def _encode(self, state: dict[str, Any]) -> bytes:
         data = self._transcoder.encode(state)

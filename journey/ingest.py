@@ -15,13 +15,13 @@ from pathlib import Path
 from engine.bulk import collector_paused
 from engine.errors import DecodeError, InvalidTouchpoint
 from engine.pipeline import from_another_process
-from engine.recording import EncodedTouchpoint, Journeys
+from engine.recording import EncodedBatch, Journeys
 from engine.settings import DEFAULT_PARALLEL_ABOVE_BYTES
 from engine.touchpoints import Touchpoint, touchpoint_from_record
 from schemas.files import file_format, read_records
 
 BadRecord = Callable[[str, str], None]  # (where, reason)
-Encode = Callable[[Iterable[Touchpoint]], list[EncodedTouchpoint]]
+Encode = Callable[[Iterable[Touchpoint]], EncodedBatch]
 
 
 @dataclass
@@ -40,7 +40,7 @@ def check_files(paths: Iterable[Path]) -> None:
             raise DecodeError(f"{path}: no such file")
 
 
-Batch = tuple[list[EncodedTouchpoint], list[tuple[str, str]]]  # good, encoded; bad: where, why
+Batch = tuple[EncodedBatch, list[tuple[str, str]]]  # good, encoded; bad: where, why
 
 
 def encoded_batches(
@@ -89,7 +89,7 @@ def ingest_files(
         summary.bad += 1
         on_bad(where, reason)
 
-    def record(batch: Sequence[EncodedTouchpoint]) -> None:
+    def record(batch: EncodedBatch) -> None:
         with collector_paused():
             result = journeys.record_encoded(batch)
         summary.read += len(batch)
