@@ -49,6 +49,7 @@ class Journeys(Application[UUID]):
         self._ledger: TouchpointLedger = self.recorder
         self._clock = clock or (lambda: datetime.now(UTC))
         self._versions: dict[str, int] = {}
+        self._expect_fresh = True  # the last batch held no touchpoint recorded before
         self._streams: dict[str, UUID | str] = {}
         self._encoder = TouchpointEncoder(self.mapper, self._clock)
 
@@ -80,20 +81,33 @@ class Journeys(Application[UUID]):
             unique = {}
             for index, event_id in enumerate(event_ids):
                 unique.setdefault(event_id, index)
-        for attempt in (1, 2):
+        # While batches hold only new touchpoints, the ledger is not asked first: its unique
+        # key refuses a touchpoint recorded before, and the batch is then recorded again,
+        # asking. So is every batch after one that held a touchpoint recorded before.
+        asking = (False, True, True) if self._expect_fresh else (True, True)
+        for attempt, ask_ledger in enumerate(asking, 1):
             try:
-                return self._record_new(batch, unique, also)
+                result = self._record_new(batch, unique, also, ask_ledger=ask_ledger)
             except IntegrityError:
-                # Another writer appended to one of these streams: forget what we believed.
+                # A touchpoint was recorded before, or another writer appended to one of these
+                # streams: forget what we believed.
                 self._versions.clear()
-                if attempt == 2:
+                if attempt == len(asking):
                     raise
+                continue
+            self._expect_fresh = result.duplicates == len(batch) - len(unique)
+            return result
         raise AssertionError("unreachable")
 
     def _record_new(
-        self, batch: EncodedBatch, unique: dict[str, int], also: Sequence[BatchWrite]
+        self,
+        batch: EncodedBatch,
+        unique: dict[str, int],
+        also: Sequence[BatchWrite],
+        *,
+        ask_ledger: bool,
     ) -> BatchRecorded:
-        known = self._ledger.recorded_event_ids(list(unique)) if unique else set()
+        known = self._ledger.recorded_event_ids(list(unique)) if unique and ask_ledger else ()
         if known:
             fresh = [index for event_id, index in unique.items() if event_id not in known]
         else:

@@ -10,7 +10,9 @@ from urllib.parse import unquote, urlsplit
 from engine.errors import ConfigurationError
 
 DEFAULT_DATA_DIR = ".journey"
-DEFAULT_BATCH_SIZE = 50_000
+# Each transaction rewrites the store's index pages that its touchpoints land on, nearly all of
+# them once the batch is large: fewer, larger transactions write far less.
+DEFAULT_BATCH_SIZE = 100_000
 DEFAULT_PAGE_SIZE = 50_000
 # The decider works in smaller pages: each is a transaction and a round of publishing, and a
 # live action waits for its page.

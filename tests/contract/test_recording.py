@@ -9,10 +9,12 @@ import pytest
 
 from engine.errors import UnknownCustomer
 from engine.journeys import CustomerJourney
+from engine.ledger import BatchWrite
 from engine.recording import Journeys
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint
 from journey.bootstrap import event_store_env
+from journey.postgres_store import PostgresJourneyRecorder
 from tests.conftest import T0, touchpoint
 
 
@@ -146,6 +148,17 @@ def test_a_large_batch_skips_what_earlier_batches_recorded(journeys: Journeys) -
     assert journeys.journey("C-7").version == 15  # started, then e7, e307, ..., e3907
 
 
+def mark_in_ledger(journeys: Journeys, marker: str) -> BatchWrite:
+    """A companion write whose effect can be read back: one more id in the ledger."""
+    recorder = journeys.recorder
+    if isinstance(recorder, PostgresJourneyRecorder):
+        table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}_touchpoints"'
+        sql = f"INSERT INTO {table} (event_id) VALUES (%s)"
+    else:
+        sql = "INSERT INTO recorded_touchpoints (event_id) VALUES (?)"
+    return lambda cursor: cursor.execute(sql, (marker,))
+
+
 class _Refused(Exception):
     pass
 
@@ -159,21 +172,20 @@ def test_a_batch_whose_companion_write_fails_leaves_nothing_behind(journeys: Jou
 
     assert touchpoint_events(journeys) == []
     # Neither the events nor the ledger kept the ids: the same batch records in full.
-    written: list[object] = []
     result = journeys.record(
-        [touchpoint("e1"), touchpoint("e2", customer_id="C-2")], also=[written.append]
+        [touchpoint("e1"), touchpoint("e2", customer_id="C-2")],
+        also=[mark_in_ledger(journeys, "marker")],
     )
     assert (result.recorded, result.duplicates) == (2, 0)
-    assert len(written) == 1
+    assert journeys.recorder.recorded_event_ids(["marker"]) == {"marker"}
 
 
 def test_companion_writes_commit_even_when_every_touchpoint_is_a_duplicate(
     journeys: Journeys,
 ) -> None:
     journeys.record([touchpoint("e1")])
-    written: list[object] = []
 
-    result = journeys.record([touchpoint("e1")], also=[written.append])
+    result = journeys.record([touchpoint("e1")], also=[mark_in_ledger(journeys, "marker")])
 
     assert (result.recorded, result.duplicates) == (0, 1)
-    assert len(written) == 1
+    assert journeys.recorder.recorded_event_ids(["marker"]) == {"marker"}
