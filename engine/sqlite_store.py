@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from engine.ledger import BatchWrite, TouchpointLedger
 
 # SQLite allows 32,766 host parameters per statement; stay well below.
 _CHUNK = 900
 _WRITER_CACHE_KIB = 128 * 1024
+# A transaction rewrites every index page its touchpoints land on; with SQLite's default of
+# 4 KiB, a large batch of new touchpoints rewrites nearly every page of both indexes. Larger
+# pages record such batches about a sixth faster.
+_PAGE_SIZE = 16 * 1024
 
 
 class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
     """Records events and the ids of the touchpoints they carry in one transaction."""
+
+    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
+        if not datastore.pool.is_sqlite_memory_mode:
+            _choose_page_size(datastore.pool.db_name)
+        super().__init__(datastore, **kwargs)
 
     def stream_key(self, stream_id: UUID) -> UUID | str:
         return stream_id.hex  # as the library stores it, without converting per event
@@ -113,3 +123,16 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
+
+
+def _choose_page_size(db_name: str) -> None:
+    """Gives a new store file larger pages. The size can be chosen only before the first table
+    is made and before the library turns on write-ahead logging, so an existing store keeps
+    the size it has."""
+    db = sqlite3.connect(db_name, uri=True, isolation_level=None)
+    try:
+        if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+            db.execute(f"PRAGMA page_size={_PAGE_SIZE}")
+            db.execute("PRAGMA journal_mode=WAL")
+    finally:
+        db.close()
