@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -13,17 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-import psycopg
 from eventsourcing.persistence import PersistenceError
-from kafka.errors import KafkaError
 
 from engine.errors import JourneyError, UnknownCustomer
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint, from_millis
 from journey import render
-from journey.actions import actions, decide, explain, outcome, outcomes
-from journey.analysis import diff_definition, replay, view
-from journey.api import serve
 from journey.bootstrap import (
     Engine,
     event_store_env,
@@ -32,15 +28,50 @@ from journey.bootstrap import (
 from journey.console import catch_up, engine_for, now_ms, out, progress, say
 from journey.demo import STORIES, demo_customers, demo_touchpoints, recent_start
 from journey.ingest import IngestSummary, check_files, ingest_files
-from journey.intelligence import clock, friction, moments, tick
-from journey.report import report, write_report
-from journey.streaming import consume, dead_letters, produce, status
 from projections.timeline import timeline as project_timeline
 from schemas.codec import contract
 from schemas.files import file_format, touchpoint_avro, write_csv, write_jsonl
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Loads the modules of the commands kept elsewhere only when one of them runs (or help
+    lists them): the web server, Kafka's client and the charts take longer to import than
+    most commands take to run."""
+
+    # command name -> "module:function"
+    elsewhere = {
+        "actions": "journey.actions:actions",
+        "clock": "journey.intelligence:clock",
+        "consume": "journey.streaming:consume",
+        "dead-letters": "journey.streaming:dead_letters",
+        "decide": "journey.actions:decide",
+        "diff-definition": "journey.analysis:diff_definition",
+        "explain": "journey.actions:explain",
+        "friction": "journey.intelligence:friction",
+        "moments": "journey.intelligence:moments",
+        "outcome": "journey.actions:outcome",
+        "outcomes": "journey.actions:outcomes",
+        "produce": "journey.streaming:produce",
+        "replay": "journey.analysis:replay",
+        "report": "journey.report:report",
+        "serve": "journey.api:serve",
+        "status": "journey.streaming:status",
+        "tick": "journey.intelligence:tick",
+        "view": "journey.analysis:view",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.elsewhere})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.elsewhere:
+            return super().get_command(ctx, cmd_name)
+        module, name = self.elsewhere[cmd_name].split(":")
+        command: click.Command = getattr(importlib.import_module(module), name)
+        return command
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -162,6 +193,8 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
             out.print()
         opened = engine.actions.actions(limit=None)
         owners = len({action.owner for action in opened})
+        from journey.report import write_report  # the charts' library takes long to load
+
         written = write_report(engine, settings.data_dir / "report.html")
         out.print(
             f"Look up any customer with [bold]{_program()} customer C-000042[/bold]; "
@@ -290,29 +323,6 @@ class _Counter:
             yield item
 
 
-for command in (
-    serve,
-    report,
-    decide,
-    actions,
-    explain,
-    outcome,
-    outcomes,
-    tick,
-    clock,
-    friction,
-    moments,
-    replay,
-    view,
-    diff_definition,
-    consume,
-    produce,
-    status,
-    dead_letters,
-):
-    cli.add_command(command)
-
-
 def main() -> None:
     """The console entry point: a user's mistake is one line on stderr and a non-zero exit."""
     try:
@@ -326,16 +336,29 @@ def main() -> None:
     except JourneyError as exc:
         say(f"error: {exc}")
         sys.exit(1)
-    except (PersistenceError, sqlite3.Error, psycopg.Error) as exc:
-        say(f"error: the store failed: {str(exc).splitlines()[0] if str(exc) else exc!r}")
-        sys.exit(1)
-    except KafkaError as exc:
-        say(f"error: Kafka failed: {exc}")
-        sys.exit(1)
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        say(f"error: {where}{exc.strerror or exc}")
+    except Exception as exc:
+        failed = _service_failed(exc)
+        if failed is None:
+            raise
+        say(f"error: {failed}")
         sys.exit(1)
     except KeyboardInterrupt:
         say("interrupted")
         sys.exit(130)
+
+
+def _service_failed(exc: Exception) -> str | None:
+    """The line for a failure of the store, Kafka or the file system; None for anything else.
+    PostgreSQL's and Kafka's errors can come only from their clients, if they were loaded."""
+    psycopg = sys.modules.get("psycopg")
+    kafka_errors = sys.modules.get("kafka.errors")
+    if isinstance(exc, PersistenceError | sqlite3.Error) or (
+        psycopg is not None and isinstance(exc, psycopg.Error)
+    ):
+        return f"the store failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+    if kafka_errors is not None and isinstance(exc, kafka_errors.KafkaError):
+        return f"Kafka failed: {exc}"
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return None
