@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from click.testing import CliRunner
 
+from journey.cli import cli
 from tests.stories import happy_path, warm_referral_gone_cold
 
 JOURNEY = str(Path(sys.executable).with_name("journey"))
@@ -344,3 +346,15 @@ def test_after_a_definition_change_the_decider_is_folded_again(tmp_path: Path) -
     ]
     assert refolded.returncode == 0, refolded.stderr
     assert "1 journey folded again under the current definition" in refolded.stderr
+
+
+def test_every_command_the_help_lists_shows_its_own_help() -> None:
+    runner = CliRunner()
+    listing = runner.invoke(cli, ["--help"], prog_name="journey").output
+    commands = [line.split()[0] for line in listing.split("Commands:")[1].splitlines() if line]
+    assert {"ingest", "consume", "decide", "serve", "report"} <= set(commands)
+
+    for command in commands:
+        result = runner.invoke(cli, [command, "--help"], prog_name="journey")
+        assert result.exit_code == 0, f"{command}: {result.output}"
+        assert result.output.startswith(f"Usage: journey {command} "), command
