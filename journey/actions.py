@@ -341,7 +341,8 @@ def _print_rows(rows: list[ActionRow]) -> None:
         due = f", due {render.iso(row.due_at)}" if row.due_at else ""
         out.print(
             f"[bold]{row.owner}[/]: {row.action_type} {row.customer_id} by {row.channel} "
-            f"(priority {row.priority:.2f}{due}) [dim]{row.status} {row.action_id}[/]",
+            f"(priority {row.priority:.2f}{due}) [dim]{render.action_status(row)} "
+            f"{row.action_id}[/]",
             highlight=False,
         )
         out.print(f"  {row.reason}", highlight=False, markup=False)

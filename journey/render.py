@@ -241,12 +241,18 @@ def customer_view(
     return Group(*parts, events)
 
 
+def action_status(action: ActionRow) -> str:
+    """The action's status as people read it: "snoozed until 2026-03-16T09:00:00Z: at a fair"."""
+    status = action.status
+    if status == "snoozed" and action.snoozed_until is not None:
+        status = f"snoozed until {iso(action.snoozed_until)}"
+    return f"{status}: {action.status_reason}" if action.status_reason else status
+
+
 def _actions_list(actions: Sequence[ActionRow]) -> Group:
     lines: list[Any] = [Text("Next actions", style="italic")]
     for action in actions:
-        status = action.status
-        if action.status_reason:
-            status = f"{status}: {action.status_reason}"
+        status = action_status(action)
         lines.append(
             Text.assemble(
                 f"  {when(action.decided_at)}  ",

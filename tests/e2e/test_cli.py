@@ -308,6 +308,34 @@ def test_a_rep_dismisses_an_action_and_sees_it_gone(tmp_path: Path) -> None:
     assert statuses["follow_up"] == ("dismissed", "called her from the fair")
 
 
+def test_a_snoozed_action_says_until_when(tmp_path: Path) -> None:
+    story = write_jsonl(
+        tmp_path / "s1.jsonl", [json.dumps(record) for record in warm_referral_gone_cold()]
+    )
+    data_dir = tmp_path / "data"
+    assert journey("ingest", str(story), data_dir=data_dir).returncode == 0
+    assert journey("tick", "--at", "2026-03-14T09:00:00Z", data_dir=data_dir).returncode == 0
+    listed = journey("actions", "--owner", "kathrine", "--json", data_dir=data_dir)
+    action_id = next(
+        a["action_id"]
+        for a in map(json.loads, listed.stdout.splitlines())
+        if a["action_type"] == "follow_up"
+    )
+
+    snoozed = journey(
+        *("outcome", action_id, "snoozed", "--until", "2026-03-16T09:00:00Z"),
+        *("--reason", "she is at a fair", "--rep", "kathrine"),
+        data_dir=data_dir,
+    )
+
+    assert snoozed.returncode == 0, snoozed.stderr
+    shown = journey("actions", "--owner", "kathrine", data_dir=data_dir)
+    assert "snoozed until 2026-03-16T09:00:00Z: she is at a fair" in shown.stdout
+    customer = journey("customer", "S1-ANNA", data_dir=data_dir).stdout
+    # (the customer view wraps its lines to the terminal's width)
+    assert "snoozed until 2026-03-16T09:00:00Z: she is at a fair" in " ".join(customer.split())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
