@@ -281,54 +281,50 @@ def test_ingest_with_tick_closes_the_follow_up_window_of_a_visit_days_ago(tmp_pa
     )
 
 
-def test_a_rep_dismisses_an_action_and_sees_it_gone(tmp_path: Path) -> None:
+def anna_days_after_her_visit(tmp_path: Path) -> Path:
+    """The data directory of story 1 (Anna's visit went unanswered), with the clock moved on
+    until the decider has given Kathrine actions for her."""
     story = write_jsonl(
         tmp_path / "s1.jsonl", [json.dumps(record) for record in warm_referral_gone_cold()]
     )
     data_dir = tmp_path / "data"
     assert journey("ingest", str(story), data_dir=data_dir).returncode == 0
     assert journey("tick", "--at", "2026-03-14T09:00:00Z", data_dir=data_dir).returncode == 0
+    return data_dir
 
-    def kathrines() -> list[dict[str, str]]:
-        listed = journey("actions", "--owner", "kathrine", "--json", data_dir=data_dir)
-        assert listed.returncode == 0, listed.stderr
-        return [json.loads(line) for line in listed.stdout.splitlines()]
 
-    follow_up = next(a for a in kathrines() if a["action_type"] == "follow_up")
-    dismissed = journey(
-        *("outcome", follow_up["action_id"], "dismissed"),
-        *("--reason", "called her from the fair", "--rep", "kathrine"),
-        data_dir=data_dir,
+def kathrines_actions(data_dir: Path) -> list[dict[str, str]]:
+    listed = journey("actions", "--owner", "kathrine", "--json", data_dir=data_dir)
+    assert listed.returncode == 0, listed.stderr
+    return [json.loads(line) for line in listed.stdout.splitlines()]
+
+
+def kathrine_reports_on_the_follow_up(data_dir: Path, *outcome: str) -> None:
+    follow_up = next(a for a in kathrines_actions(data_dir) if a["action_type"] == "follow_up")
+    reported = journey(
+        "outcome", follow_up["action_id"], *outcome, "--rep", "kathrine", data_dir=data_dir
     )
+    assert reported.returncode == 0, reported.stderr
 
-    assert dismissed.returncode == 0, dismissed.stderr
-    assert [a["action_type"] for a in kathrines()] == ["introduction"]
+
+def test_a_rep_dismisses_an_action_and_sees_it_gone(tmp_path: Path) -> None:
+    data_dir = anna_days_after_her_visit(tmp_path)
+
+    kathrine_reports_on_the_follow_up(data_dir, "dismissed", "--reason", "called her from the fair")
+
+    assert [a["action_type"] for a in kathrines_actions(data_dir)] == ["introduction"]
     shown = json.loads(journey("customer", "S1-ANNA", "--json", data_dir=data_dir).stdout)
     statuses = {a["action_type"]: (a["status"], a["status_reason"]) for a in shown["next_actions"]}
     assert statuses["follow_up"] == ("dismissed", "called her from the fair")
 
 
 def test_a_snoozed_action_says_until_when(tmp_path: Path) -> None:
-    story = write_jsonl(
-        tmp_path / "s1.jsonl", [json.dumps(record) for record in warm_referral_gone_cold()]
-    )
-    data_dir = tmp_path / "data"
-    assert journey("ingest", str(story), data_dir=data_dir).returncode == 0
-    assert journey("tick", "--at", "2026-03-14T09:00:00Z", data_dir=data_dir).returncode == 0
-    listed = journey("actions", "--owner", "kathrine", "--json", data_dir=data_dir)
-    action_id = next(
-        a["action_id"]
-        for a in map(json.loads, listed.stdout.splitlines())
-        if a["action_type"] == "follow_up"
+    data_dir = anna_days_after_her_visit(tmp_path)
+
+    kathrine_reports_on_the_follow_up(
+        data_dir, "snoozed", "--until", "2026-03-16T09:00:00Z", "--reason", "she is at a fair"
     )
 
-    snoozed = journey(
-        *("outcome", action_id, "snoozed", "--until", "2026-03-16T09:00:00Z"),
-        *("--reason", "she is at a fair", "--rep", "kathrine"),
-        data_dir=data_dir,
-    )
-
-    assert snoozed.returncode == 0, snoozed.stderr
     shown = journey("actions", "--owner", "kathrine", data_dir=data_dir)
     assert "snoozed until 2026-03-16T09:00:00Z: she is at a fair" in shown.stdout
     customer = journey("customer", "S1-ANNA", data_dir=data_dir).stdout
