@@ -106,19 +106,30 @@ class PostgresJourneyView(JourneyView):
             )
             if cursor.fetchone() is None:
                 raise ViewConflict(f"view {projection!r} is not behind {changes.position}")
-            cursor.executemany(
-                self._sql(
-                    "INSERT INTO {schema}.journey_positions VALUES "
-                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb) "
-                    "ON CONFLICT (customer_id) DO UPDATE "
-                    "SET stage = excluded.stage, stage_since = excluded.stage_since, "
-                    "peak_rank = excluded.peak_rank, first_at = excluded.first_at, "
-                    "last_at = excluded.last_at, touchpoints = excluded.touchpoints, "
-                    "rep = excluded.rep, due_at = excluded.due_at, "
-                    "open_frictions = excluded.open_frictions, state = excluded.state"
-                ),
-                (position_row(p, orjson.dumps(p.to_state()).decode()) for p in changes.positions),
-            )
+            if changes.positions:
+                # The page's positions go in by COPY to a temporary table and are upserted from
+                # there in one statement: a statement per position costs several times more.
+                cursor.execute(
+                    self._sql(
+                        "CREATE TEMPORARY TABLE IF NOT EXISTS journey_positions_page "
+                        "(LIKE {schema}.journey_positions) ON COMMIT DELETE ROWS"
+                    )
+                )
+                with cursor.copy("COPY journey_positions_page FROM STDIN") as copy:
+                    for p in changes.positions:
+                        copy.write_row(position_row(p, orjson.dumps(p.to_state()).decode()))
+                cursor.execute(
+                    self._sql(
+                        "INSERT INTO {schema}.journey_positions "
+                        "SELECT * FROM journey_positions_page "
+                        "ON CONFLICT (customer_id) DO UPDATE "
+                        "SET stage = excluded.stage, stage_since = excluded.stage_since, "
+                        "peak_rank = excluded.peak_rank, first_at = excluded.first_at, "
+                        "last_at = excluded.last_at, touchpoints = excluded.touchpoints, "
+                        "rep = excluded.rep, due_at = excluded.due_at, "
+                        "open_frictions = excluded.open_frictions, state = excluded.state"
+                    )
+                )
             for table, _, customers, rows in changes.details.tables():
                 target = SQL("{}.{}").format(self._schema, Identifier(table))
                 if customers:
