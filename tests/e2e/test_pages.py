@@ -76,7 +76,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, timezone_id="UTC")
     opened = context.new_page()
     yield opened
     context.close()
@@ -117,6 +117,25 @@ def test_a_sales_person_finds_the_customer_and_dismisses_the_follow_up(
     )
     statuses = {a["action_type"]: a["status"] for a in recorded}
     assert statuses == {"follow_up": "dismissed", "introduction": "open"}
+
+
+def test_a_sales_person_snoozes_an_action_until_a_day_they_choose(page: Page, server: str) -> None:
+    page.goto(f"{server}/?customer=S5-EVA")
+    follow_up = page.locator("[data-testid=action][data-action-type=follow_up]")
+
+    follow_up.get_by_test_id("snooze").click()
+    expect(page.locator("#message")).to_have_text(
+        "Choose when the action comes back, then snooze it."
+    )
+    follow_up.get_by_test_id("snooze-until").fill("2026-04-20T09:00")
+    follow_up.get_by_test_id("snooze").click()
+
+    snoozed = page.locator("[data-testid=action][data-action-type=follow_up]")
+    expect(snoozed).to_contain_text("snoozed until 2026-04-20 09:00")
+    recorded = json.load(urllib.request.urlopen(f"{server}/api/actions?customer=S5-EVA"))
+    assert [(a["status"], a["snoozed_until"]) for a in recorded] == [
+        ("snoozed", "2026-04-20T09:00:00Z")
+    ]
 
 
 def test_a_manager_sees_the_funnel_stalls_and_frictions_by_rep(page: Page, server: str) -> None:
