@@ -108,10 +108,7 @@ class Journeys(Application[UUID]):
         ask_ledger: bool,
     ) -> BatchRecorded:
         known = self._ledger.recorded_event_ids(list(unique)) if unique and ask_ledger else ()
-        if known:
-            fresh = [index for event_id, index in unique.items() if event_id not in known]
-        else:
-            fresh = list(unique.values())
+        fresh = [index for event_id, index in unique.items() if event_id not in known]
         duplicates = len(batch.event_ids) - len(fresh)
         if not fresh:
             if also:
