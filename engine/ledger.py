@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
+
+HEX_DIGITS = "0123456789abcdef"
 
 BatchWrite = Callable[[Any], None]
 """A write that commits or fails together with a batch of events (the offsets it was consumed
@@ -36,7 +39,31 @@ class TouchpointLedger(ABC):
 
     @abstractmethod
     def select_states(
-        self, after: int, limit: int, topics: Sequence[str], stop: int | None = None
+        self,
+        after: int,
+        limit: int,
+        topics: Sequence[str],
+        stop: int | None = None,
+        partition: Partition | None = None,
     ) -> list[tuple[int, bytes]]:
         """Positions and stored states of the events of some topics after a position, in log
-        order: a lean `select_notifications` for replaying the log by the million."""
+        order: a lean `select_notifications` for replaying the log by the million. With a
+        partition, only the events of its streams and those of its `everywhere` topics."""
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One of `count` shares of the log's streams, chosen by the last hex digit of the stream
+    id, so that a store can select a share in SQL. The events of `everywhere` topics (the
+    journey clock's, say) belong to every share."""
+
+    index: int
+    count: int
+    everywhere: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count <= len(HEX_DIGITS):
+            raise ValueError(f"no partition {self.index} of {self.count}")
+
+    def holds(self, stream_id: UUID) -> bool:
+        return (stream_id.int & 15) % self.count == self.index

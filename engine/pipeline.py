@@ -1,6 +1,7 @@
-"""Work in a second process, handed over through a short queue: one core prepares batches
-while the other records or folds them. Memory stays flat (the queue holds two batches), and
-the second process stops as soon as the first is gone, however it went."""
+"""Work in other processes, handed over through a short queue: one core prepares batches
+while another records or folds them, or each folds its own share. Memory stays flat (the
+queue holds two batches per process), and the other processes stop as soon as the first is
+gone, however it went."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import gc
 import multiprocessing
 import os
 import queue
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
 from engine.bulk import collector_paused
@@ -25,48 +26,75 @@ def from_another_process(
     """Yields what `produce(*args)` yields, computed in a second process. `produce` must be a
     module-level function and its arguments picklable; a JourneyError it raises is raised
     here with the same message. Closing the iterator early stops the second process."""
+    for _, item in from_other_processes(produce, [args], name=name):
+        yield item
+
+
+def from_other_processes(
+    produce: Callable[..., Iterator[T]], args_of_each: Sequence[tuple[Any, ...]], *, name: str
+) -> Generator[tuple[int, T], None, None]:
+    """Runs `produce(*args)` for each of `args_of_each` in a process of its own, and yields
+    (which, item) for what each yields, in the order they come. Ends when every process has
+    finished; the first failure stops them all."""
     context = multiprocessing.get_context("spawn")
-    messages: multiprocessing.Queue[tuple[str, Any]] = context.Queue(maxsize=_QUEUE_BATCHES)
-    worker = context.Process(
-        target=_run, args=(produce, args, messages, os.getpid()), daemon=True, name=name
+    messages: multiprocessing.Queue[tuple[int, str, Any]] = context.Queue(
+        maxsize=_QUEUE_BATCHES * len(args_of_each)
     )
-    worker.start()
+    count = len(args_of_each)
+    names = [name if count == 1 else f"{name} {n + 1} of {count}" for n in range(count)]
+    workers = [
+        context.Process(
+            target=_run,
+            args=(produce, args, messages, os.getpid(), which),
+            daemon=True,
+            name=names[which],
+        )
+        for which, args in enumerate(args_of_each)
+    ]
+    for worker in workers:
+        worker.start()
+    running = set(range(len(workers)))
     try:
-        while True:
+        while running:
             try:
                 with collector_paused():  # unpickling a batch makes many objects, no cycles
-                    kind, payload = messages.get(timeout=_POLL_SECONDS)
+                    which, kind, payload = messages.get(timeout=_POLL_SECONDS)
             except queue.Empty:
-                if worker.is_alive():
+                stopped = [n for n in running if not workers[n].is_alive()]
+                if not stopped:
                     continue
                 try:  # it may have sent its last words just before it ended
-                    kind, payload = messages.get(timeout=_POLL_SECONDS)
+                    which, kind, payload = messages.get(timeout=_POLL_SECONDS)
                 except queue.Empty:
+                    worker = workers[stopped[0]]
                     raise JourneyError(
-                        f"the {name} stopped unexpectedly (exit code {worker.exitcode})"
+                        f"the {worker.name} stopped unexpectedly (exit code {worker.exitcode})"
                     ) from None
             if kind == "item":
-                yield payload
+                yield which, payload
             elif kind == "failed":
                 raise JourneyError(payload)
             else:
-                return
+                running.discard(which)
     finally:
-        if worker.is_alive():
-            worker.terminate()
-        worker.join()
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+        for worker in workers:
+            worker.join()
 
 
 def _run(
     produce: Callable[..., Iterator[Any]],
     args: tuple[Any, ...],
-    messages: multiprocessing.Queue[tuple[str, Any]],
+    messages: multiprocessing.Queue[tuple[int, str, Any]],
     parent: int,
+    which: int,
 ) -> None:
     def send(message: tuple[str, Any]) -> None:
         while True:
             try:
-                messages.put(message, timeout=_POLL_SECONDS)
+                messages.put((which, *message), timeout=_POLL_SECONDS)
                 return
             except queue.Full:
                 if os.getppid() != parent:

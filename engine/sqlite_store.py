@@ -10,7 +10,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from engine.ledger import BatchWrite, TouchpointLedger
+from engine.ledger import HEX_DIGITS, BatchWrite, Partition, TouchpointLedger
 
 # SQLite allows 32,766 host parameters per statement; stay well below.
 _CHUNK = 900
@@ -77,16 +77,31 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
         return list(range(last - len(stored_events) + 1, last + 1))
 
     def select_states(
-        self, after: int, limit: int, topics: Sequence[str], stop: int | None = None
+        self,
+        after: int,
+        limit: int,
+        topics: Sequence[str],
+        stop: int | None = None,
+        partition: Partition | None = None,
     ) -> list[tuple[int, bytes]]:
+        shared: Sequence[str] = ()
+        share = ""
+        if partition is not None:
+            shared = partition.everywhere
+            # Stream ids are stored as hex: their last character picks the share.
+            share = (
+                f"AND (topic IN ({','.join('?' * len(shared))}) OR "
+                f"(instr('{HEX_DIGITS}', substr(originator_id, -1)) - 1) % {partition.count} "
+                f"= {partition.index}) "
+            )
         with self.datastore.transaction(commit=False) as c:
             cursor = c.sqlite_cursor
             cursor.row_factory = None  # plain tuples: no Row object per event
             cursor.execute(
                 f"SELECT rowid, state FROM {self.events_table_name} "
                 f"WHERE rowid > ? AND rowid <= ? AND topic IN ({','.join('?' * len(topics))}) "
-                "ORDER BY rowid LIMIT ?",
-                (after, stop if stop is not None else 2**63 - 1, *topics, limit),
+                f"{share}ORDER BY rowid LIMIT ?",
+                (after, stop if stop is not None else 2**63 - 1, *topics, *shared, limit),
             )
             rows: list[tuple[int, bytes]] = cursor.fetchall()
             return rows

@@ -10,9 +10,9 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from engine.ledger import BatchWrite, TouchpointLedger
+from engine.ledger import HEX_DIGITS, BatchWrite, Partition, TouchpointLedger
 
 # Up to this many ids, the ledger is asked with an array in one statement.
 _ASKED_AS_ARRAY = 1000
@@ -57,6 +57,14 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
             "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s "
             "AND notification_id <= %s AND topic = ANY(%s) ORDER BY notification_id LIMIT %s"
         ).format(schema, events)
+        # The last character of a stream id, as text, picks a partition's share.
+        self._select_share = SQL(
+            "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s "
+            "AND notification_id <= %s AND topic = ANY(%s) AND (topic = ANY(%s) OR "
+            f"(position(right(originator_id::text, 1) in '{HEX_DIGITS}') - 1) %% {{}} = {{}}) "
+            "ORDER BY notification_id LIMIT %s"
+        )
+        self._events = (schema, events)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -148,11 +156,21 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
             return {row["originator_id"]: row["version"] for row in curs.fetchall()}
 
     def select_states(
-        self, after: int, limit: int, topics: Sequence[str], stop: int | None = None
+        self,
+        after: int,
+        limit: int,
+        topics: Sequence[str],
+        stop: int | None = None,
+        partition: Partition | None = None,
     ) -> list[tuple[int, bytes]]:
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(
-                self._select_states,
-                (after, stop if stop is not None else 2**62, list(topics), limit),
+        last = stop if stop is not None else 2**62
+        statement: Composed = self._select_states
+        params: tuple[Any, ...] = (after, last, list(topics), limit)
+        if partition is not None:
+            statement = self._select_share.format(
+                *self._events, Literal(partition.count), Literal(partition.index)
             )
+            params = (after, last, list(topics), list(partition.everywhere), limit)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params)
             return [(row["notification_id"], bytes(row["state"])) for row in curs.fetchall()]

@@ -4,6 +4,7 @@ straight to plain data, without building an event object per row."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, TypedDict, cast
 
 import orjson
@@ -14,7 +15,7 @@ from eventsourcing.utils import get_topic
 from engine.actions import ActionOutcomes
 from engine.errors import ConfigurationError
 from engine.journeys import CustomerJourney, JourneyClock, TouchpointState, stream_id
-from engine.ledger import TouchpointLedger
+from engine.ledger import Partition, TouchpointLedger
 
 TOUCHPOINT_TOPIC = get_topic(CustomerJourney.TouchpointRecorded)
 TICK_TOPIC = get_topic(JourneyClock.Ticked)
@@ -57,11 +58,15 @@ class JourneyLog:
         limit: int,
         stop: int | None = None,
         topics: Sequence[str] = _FOLDED_TOPICS,
+        partition: Partition | None = None,
     ) -> list[tuple[int, TouchpointState | Tick]]:
         """Up to `limit` recorded touchpoints and clock events after a position, with their
         positions. A touchpoint has an `event_id`; a clock event has not. With
-        `topics=DECIDER_TOPICS`, outcomes too: they have an `action_id`."""
-        rows = self._recorder.select_states(after, limit, topics, stop)
+        `topics=DECIDER_TOPICS`, outcomes too: they have an `action_id`. With a partition,
+        only the touchpoints of its customers, and every clock event."""
+        if partition is not None and TICK_TOPIC not in partition.everywhere:
+            partition = replace(partition, everywhere=(*partition.everywhere, TICK_TOPIC))
+        rows = self._recorder.select_states(after, limit, topics, stop, partition)
         decode = self._decode
         if self._cipher or self._compressor:
             opened = self._open

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 import orjson
@@ -58,6 +59,7 @@ _TABLES = (
 class PostgresJourneyView(JourneyView):
     def __init__(self, conninfo: str, schema: str = "public") -> None:
         self._db = psycopg.connect(conninfo, autocommit=True)
+        self._opened_with = (conninfo, schema)
         self._schema = Identifier(schema)
         self.table_prefix = self._schema.as_string() + "."
         self._create()
@@ -149,6 +151,9 @@ class PostgresJourneyView(JourneyView):
                     ),
                     (changes.clock, changes.ticked),
                 )
+
+    def opener(self) -> Callable[[], JourneyView]:
+        return partial(PostgresJourneyView, *self._opened_with)
 
     def reset(self) -> None:
         self.drop()

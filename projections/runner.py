@@ -5,17 +5,19 @@ serves every store the same way: it reads the log through the store's `select_st
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import closing
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple, cast
 
 from eventsourcing.application import Application
 
 from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
-from engine.journeys import TouchpointState
-from engine.pipeline import from_another_process
+from engine.journeys import TouchpointState, stream_id
+from engine.ledger import Partition
+from engine.pipeline import from_another_process, from_other_processes
 from engine.recording import Journeys
 from engine.settings import DEFAULT_PAGE_SIZE
 from projections.log import JourneyLog, Tick
@@ -32,6 +34,7 @@ from projections.views import (
 Progress = Callable[[int, int], None]  # (events done so far, events to do)
 
 _MAX_CACHED_POSITIONS = 100_000
+_MAX_PARTITIONS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +64,17 @@ MarkedPage = list[tuple[int, str | None, Mark]]
 
 
 def marked_pages(
-    log: JourneyLog, machine: StageMachine, start: int, head: int, page_size: int
+    log: JourneyLog,
+    machine: StageMachine,
+    start: int,
+    head: int,
+    page_size: int,
+    *,
+    partition: Partition | None = None,
 ) -> Generator[MarkedPage, None, None]:
     """The log's touchpoints and clock events after `start` up to `head`, a page at a time,
-    reduced to what the fold needs. An empty page closes the range when its last events are
-    neither."""
+    reduced to what the fold needs; with a partition, only its customers' touchpoints. An
+    empty page closes the range when its last events are neither."""
     position = start
 
     def marked(log_position: int, entry: TouchpointState | Tick) -> tuple[int, str | None, Mark]:
@@ -78,7 +87,9 @@ def marked_pages(
         with collector_paused():
             page: MarkedPage = [
                 marked(log_position, entry)
-                for log_position, entry in log.entries(position, page_size, stop=head)
+                for log_position, entry in log.entries(
+                    position, page_size, stop=head, partition=partition
+                )
             ]
         yield page
         if not page:
@@ -94,6 +105,79 @@ def _marked_pages_of_store(
     try:
         yield from marked_pages(JourneyLog(app), StageMachine(definition), start, head, size)
     finally:
+        app.close()
+
+
+class ShareFolded(NamedTuple):
+    """What a partition's fold reports once its share is written."""
+
+    clock: int | None
+    ticked: int | None
+
+
+@dataclass(frozen=True)
+class Share:
+    """One partition's part of building views from the start of the log up to `head`."""
+
+    store_env: dict[str, str]
+    open_view: Callable[[], JourneyView]
+    definition: JourneyDefinition
+    partition: Partition
+    head: int
+    page_size: int
+    max_cached: int | None = _MAX_CACHED_POSITIONS
+
+
+def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
+    """Folds one partition's customers into views that hold none of them yet. Yields the log
+    position reached after each page, then `ShareFolded`. The share is written under a
+    projection name of its own, without the journey's position and clocks, which the runner
+    writes once every share is in."""
+    definition, partition = share.definition, share.partition
+    app = Journeys(share.store_env)
+    view = share.open_view()
+    try:
+        log = JourneyLog(app)
+
+        def due(at: int) -> list[str]:
+            return [c for c in view.due_before(at) if partition.holds(stream_id(c))]
+
+        projector = JourneyProjector(
+            definition,
+            view.load_positions,
+            log.stream,
+            due,
+            ticked=lambda: None,
+            max_cached=share.max_cached,
+        )
+        projector.forget(view_is_empty=True)
+        digest = definition_digest(definition)
+        name = f"{JOURNEY_PROJECTION}:{partition.index + 1}/{partition.count}"
+        held = _HeldBack(projector.severity)
+
+        def write_held() -> None:
+            if held:
+                changes = held.take()
+                view.commit(name, replace(changes, clock=None, ticked=None), digest)
+                projector.committed(changes)
+
+        projector.before_forgetting = write_held
+        clock: int | None = None
+        with collector_paused():
+            for page in marked_pages(
+                log, projector.machine, 0, share.head, share.page_size, partition=partition
+            ):
+                if not page:
+                    break
+                changes = projector.fold(page)
+                held.add(changes)
+                if changes.clock is not None:
+                    clock = max(clock or 0, changes.clock)
+                yield changes.position
+            write_held()
+        yield ShareFolded(clock, projector.ticked)
+    finally:
+        view.close()
         app.close()
 
 
@@ -180,6 +264,15 @@ class JourneyProjector:
             ticked=ticked,
             details=self._rows(changed.values()),
         )
+
+    @property
+    def max_cached(self) -> int | None:
+        return self._max_cached
+
+    @property
+    def ticked(self) -> int | None:
+        """The time of the last clock event folded."""
+        return self._ticked
 
     @property
     def positions(self) -> dict[str, Position]:
@@ -278,15 +371,19 @@ class ProjectionRunner:
         page_size: int = DEFAULT_PAGE_SIZE,
         store_env: Mapping[str, str] | None = None,
         parallel_above_events: int = 200_000,
+        partitions: int | None = None,
     ) -> None:
         """With `store_env`, a catch-up longer than `parallel_above_events` reads and marks
-        the log in a second process while this one folds and commits."""
+        the log in a second process while this one folds and commits; a build of views that
+        no reader sees yet, from the start of the log, folds in `partitions` processes (by
+        default one per core), each writing its share of the customers."""
         self._app = app
         self._view = view
         self._definition = definition
         self._digest = definition_digest(definition)
         self._store_env = store_env
         self._parallel_above_events = parallel_above_events
+        self._partitions = partitions or min(os.cpu_count() or 1, _MAX_PARTITIONS)
         self._committed = -1  # the last position this runner wrote; -1: none yet
         self._page_size = page_size
         self._log = JourneyLog(app)
@@ -320,10 +417,15 @@ class ProjectionRunner:
             # Another runner moved the view on since this one last wrote it.
             self._projector.forget()
         head = self._log.head()
-        if self._store_env is not None and head - start > self._parallel_above_events:
+        large = self._store_env is not None and head - start > self._parallel_above_events
+        if large and unseen and start == 0 and self._partitions > 1:
+            opener = self._view.opener()
+            if opener is not None:
+                return self._fold_in_partitions(opener, head, progress)
+        if large:
             pages = from_another_process(
                 _marked_pages_of_store,
-                dict(self._store_env),
+                dict(self._store_env or {}),
                 self._definition,
                 start,
                 head,
@@ -361,6 +463,48 @@ class ProjectionRunner:
             self._projector.before_forgetting = lambda: None
         done = self.catch_up(progress)
         return CatchUp(done.position - start, done.position)
+
+    def _fold_in_partitions(
+        self, open_view: Callable[[], JourneyView], head: int, progress: Progress | None
+    ) -> CatchUp:
+        """Builds empty views from the start of the log up to `head`, one process per
+        partition of the customers, then writes the journey's position and clocks."""
+        count = self._partitions
+        shares = [
+            (
+                Share(
+                    dict(self._store_env or {}),
+                    open_view,
+                    self._definition,
+                    Partition(index, count),
+                    head,
+                    self._page_size,
+                    self._projector.max_cached,
+                ),
+            )
+            for index in range(count)
+        ]
+        reached = [0] * count
+        clock: int | None = None
+        ticked: int | None = None
+        folded = from_other_processes(_fold_share, shares, name="partition fold")
+        with closing(folded):
+            for which, item in folded:
+                if isinstance(item, ShareFolded):
+                    reached[which] = head
+                    if item.clock is not None:
+                        clock = max(clock or 0, item.clock)
+                    if item.ticked is not None:
+                        ticked = max(ticked or 0, item.ticked)
+                else:
+                    reached[which] = item
+                if progress is not None:
+                    progress(sum(reached) // count, head)
+        self._projector.forget()
+        if not self._write(PageChanges([], clock, head, ticked=ticked)):
+            return self.catch_up(progress)
+        self._projector.forget()
+        return CatchUp(head, head)
 
     def _write(self, changes: PageChanges) -> bool:
         """Commits changes with their position; False if another runner got there first."""

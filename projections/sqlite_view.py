@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ _CHUNK = 900
 class SQLiteJourneyView(JourneyView):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # Views can always be rebuilt from the log: trade the last commit's durability for speed.
@@ -139,6 +141,9 @@ class SQLiteJourneyView(JourneyView):
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def opener(self) -> Callable[[], JourneyView]:
+        return partial(SQLiteJourneyView, self._path)
 
     def reset(self) -> None:
         # Dropping is much faster than deleting every row of a large view.

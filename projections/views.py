@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +152,11 @@ class JourneyView(ABC):
     @abstractmethod
     def reset(self) -> None:
         """Empties the views, so that they can be rebuilt from the start of the log."""
+
+    def opener(self) -> Callable[[], JourneyView] | None:
+        """Opens these views again, in another process (it is picklable); None: they cannot
+        be shared with another process."""
+        return None
 
     @abstractmethod
     def drop(self) -> None:

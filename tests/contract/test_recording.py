@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from engine.errors import UnknownCustomer
-from engine.journeys import CustomerJourney
-from engine.ledger import BatchWrite
+from engine.journeys import CustomerJourney, stream_id
+from engine.ledger import BatchWrite, Partition
 from engine.recording import Journeys
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint
 from journey.bootstrap import event_store_env
 from journey.postgres_store import PostgresJourneyRecorder
+from projections.log import JourneyLog
 from tests.conftest import T0, touchpoint
 
 
@@ -189,3 +190,27 @@ def test_companion_writes_commit_even_when_every_touchpoint_is_a_duplicate(
 
     assert (result.recorded, result.duplicates) == (0, 1)
     assert journeys.recorder.recorded_event_ids(["marker"]) == {"marker"}
+
+
+def test_each_touchpoint_is_in_the_partition_its_stream_is_held_by(journeys: Journeys) -> None:
+    """A partition of the log takes its customers' touchpoints, chosen in SQL, and every clock
+    event; together the partitions take the whole log once."""
+    journeys.record(
+        [touchpoint(f"e{i}", customer_id=f"C-{i % 40}", at=T0 + i) for i in range(200)]
+    )
+    journeys.tick(T0 + 1_000)
+    log = JourneyLog(journeys)
+    everything = log.entries(0, 10_000)
+
+    shares = [log.entries(0, 10_000, partition=Partition(n, 3)) for n in range(3)]
+
+    touchpoints = [[e for _, e in share if "event_id" in e] for share in shares]
+    for n, share in enumerate(touchpoints):
+        assert share, "forty customers spread over three partitions"
+        assert {Partition(n, 3).holds(stream_id(e["customer_id"])) for e in share} == {True}
+    assert sorted(e["event_id"] for share in touchpoints for e in share) == sorted(
+        e["event_id"] for _, e in everything if "event_id" in e
+    )
+    for share in shares:
+        assert [e["at"] for _, e in share if "event_id" not in e] == [T0 + 1_000]
+        assert [position for position, _ in share] == sorted(position for position, _ in share)

@@ -233,3 +233,51 @@ def test_holding_changes_back_for_an_unseen_view_builds_the_same_views(
     assert held.moment_outcomes() == paged.view.moment_outcomes()
     assert held.tracking("journey")[0] == paged.runner.position()
     held.close()
+
+
+@pytest.mark.parametrize("max_cached", [None, 12])
+def test_a_rebuild_folded_in_partitions_builds_the_same_views(
+    paged: Engine, tmp_path: Path, max_cached: int | None
+) -> None:
+    """Each partition folds and writes its own customers; the journey's position and clocks
+    are written once all are in. Also when positions must make room in memory."""
+    from journey.demo import demo_touchpoints
+
+    paged.journeys.record(list(demo_touchpoints(40, seed=5)))
+    paged.journeys.tick(T0 + 400 * DAY)
+    record_story(paged)
+    paged.journeys.record(
+        [touchpoint("a0", "visit", customer_id="A", channel="visit", at=T0 - DAY)]
+    )
+    paged.runner.catch_up()
+    built = SQLiteJourneyView(tmp_path / "partitioned.db")
+    runner = ProjectionRunner(
+        paged.journeys,
+        built,
+        paged.definition,
+        page_size=50,
+        store_env=event_store_env(paged.settings),
+        parallel_above_events=0,
+        partitions=3,
+    )
+    runner._projector._max_cached = max_cached
+    seen: list[tuple[int, int]] = []
+
+    done = runner.catch_up(lambda n, of: seen.append((n, of)), unseen=True)
+
+    assert done.position == paged.runner.position()
+    assert seen[-1] == (done.events, done.events)
+    for customer in [f"C-{n:06d}" for n in range(1, 41)] + ["A", "B"]:
+        assert built.position(customer) == paged.view.position(customer)
+        assert built.frictions(customer_id=customer, open_only=False) == paged.view.frictions(
+            customer_id=customer, open_only=False
+        )
+    assert built.funnel(paged.definition.ladder) == paged.view.funnel(paged.definition.ladder)
+    assert built.moment_outcomes() == paged.view.moment_outcomes()
+    assert (built.clock(), built.ticked()) == (paged.view.clock(), paged.view.ticked())
+    assert built.tracking("journey") == paged.view.tracking("journey")
+    paged.journeys.record([touchpoint("b3", "complaint", customer_id="B", at=T0 + 500 * DAY)])
+    assert runner.catch_up().events == 1
+    paged.runner.catch_up()
+    assert built.position("B") == paged.view.position("B")
+    built.close()
