@@ -38,6 +38,13 @@ class TouchpointLedger(ABC):
         """The last version of each stream that exists; absent streams are left out."""
 
     @abstractmethod
+    def select_stream_states(
+        self, stream_ids: Sequence[UUID], topic: str
+    ) -> dict[UUID, list[bytes]]:
+        """The stored states of these streams' events of one topic, each stream's in order;
+        streams with none are left out."""
+
+    @abstractmethod
     def select_states(
         self,
         after: int,

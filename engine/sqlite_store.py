@@ -106,6 +106,24 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
             rows: list[tuple[int, bytes]] = cursor.fetchall()
             return rows
 
+    def select_stream_states(
+        self, stream_ids: Sequence[UUID], topic: str
+    ) -> dict[UUID, list[bytes]]:
+        states: dict[UUID, list[bytes]] = {}
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            for chunk in _chunks([stream_id.hex for stream_id in stream_ids]):
+                cursor.execute(
+                    f"SELECT originator_id, state FROM {self.events_table_name} "
+                    f"WHERE originator_id IN ({','.join('?' * len(chunk))}) AND topic = ? "
+                    "ORDER BY originator_id, originator_version",
+                    (*chunk, topic),
+                )
+                for originator_id, state in cursor.fetchall():
+                    states.setdefault(UUID(originator_id), []).append(state)
+        return states
+
     def _max_rowid(self, c: SQLiteCursor) -> int:
         c.execute(self.select_max_notification_id_statement)
         return int(c.fetchone()[0] or 0)

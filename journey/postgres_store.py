@@ -57,6 +57,10 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
             "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s "
             "AND notification_id <= %s AND topic = ANY(%s) ORDER BY notification_id LIMIT %s"
         ).format(schema, events)
+        self._select_streams = SQL(
+            "SELECT originator_id, state FROM {}.{} WHERE originator_id = ANY(%s) "
+            "AND topic = %s ORDER BY originator_id, originator_version"
+        ).format(schema, events)
         # The last character of a stream id, as text, picks a partition's share.
         self._select_share = SQL(
             "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s "
@@ -154,6 +158,19 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._select_versions, (list(stream_ids),), prepare=False)
             return {row["originator_id"]: row["version"] for row in curs.fetchall()}
+
+    def select_stream_states(
+        self, stream_ids: Sequence[UUID], topic: str
+    ) -> dict[UUID, list[bytes]]:
+        states: dict[UUID, list[bytes]] = {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            # Planned for these streams: a plan cached while the table was small scans it.
+            curs.execute(self._select_streams, (list(stream_ids), topic), prepare=False)
+            for row in curs.fetchall():
+                originator_id = row["originator_id"]
+                stream = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+                states.setdefault(stream, []).append(bytes(row["state"]))
+        return states
 
     def select_states(
         self,

@@ -77,13 +77,18 @@ class JourneyLog:
 
     def stream(self, customer_id: str) -> list[TouchpointState]:
         """A customer's recorded touchpoints, in the order they arrived."""
-        stored = self._recorder.select_events(stream_id(customer_id))
-        decode = self._decode
-        return [
-            cast(TouchpointState, decode(self._open(event.state)))
-            for event in stored
-            if event.topic == TOUCHPOINT_TOPIC
-        ]
+        return self.streams([customer_id]).get(customer_id, [])
+
+    def streams(self, customer_ids: Sequence[str]) -> dict[str, list[TouchpointState]]:
+        """These customers' recorded touchpoints, each customer's in the order they arrived;
+        customers with none are left out."""
+        customers = {stream_id(customer_id): customer_id for customer_id in customer_ids}
+        stored = self._recorder.select_stream_states(list(customers), TOUCHPOINT_TOPIC)
+        decode, opened = self._decode, self._open
+        return {
+            customers[stream]: [cast(TouchpointState, decode(opened(state))) for state in states]
+            for stream, states in stored.items()
+        }
 
     def _open(self, state: bytes) -> bytes:
         if self._cipher:

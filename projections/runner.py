@@ -145,7 +145,7 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
         projector = JourneyProjector(
             definition,
             view.load_positions,
-            log.stream,
+            log.streams,
             due,
             ticked=lambda: None,
             max_cached=share.max_cached,
@@ -190,7 +190,7 @@ class JourneyProjector:
         self,
         definition: JourneyDefinition,
         load: Callable[[list[str]], dict[str, Position]],
-        stream: Callable[[str], list[TouchpointState]],
+        streams: Callable[[list[str]], dict[str, list[TouchpointState]]],
         due: Callable[[int], list[str]],
         ticked: Callable[[], int | None],
         *,
@@ -201,7 +201,7 @@ class JourneyProjector:
         self._max_cached = max_cached
         self.severity = {f.id: f.severity for f in definition.frictions}
         self._load = load
-        self._stream = stream
+        self._streams = streams
         self._due = due
         self._load_ticked = ticked
         self._ticked: int | None = None
@@ -251,9 +251,9 @@ class JourneyProjector:
                 waiting[customer_id] = [mark]
             else:
                 positions[customer_id] = changed[customer_id] = evolve(position, mark, now=ticked)
+        earlier = self._earlier([positions[customer_id] for customer_id in waiting])
         for customer_id, marks in waiting.items():
-            earlier = self._earlier(positions[customer_id])
-            replayed = self.machine.replay(customer_id, [*earlier, *marks], ticked)
+            replayed = self.machine.replay(customer_id, [*earlier[customer_id], *marks], ticked)
             positions[customer_id] = changed[customer_id] = replayed
         if self._written is not None:
             self._written.update(changed)
@@ -318,11 +318,17 @@ class JourneyProjector:
         """The rows of the frictions and moments views of customers whose details changed."""
         return DetailRows([p for p in changed if p.details_changed], self.severity)
 
-    def _earlier(self, position: Position) -> list[Mark]:
-        """The customer's touchpoints folded so far, in arrival order. They are the first of
+    def _earlier(self, positions: list[Position]) -> dict[str, list[Mark]]:
+        """Each customer's touchpoints folded so far, in arrival order. They are the first of
         the customer's stream, however far the log has moved on since."""
-        stream = self._stream(position.customer_id)[: position.touchpoints]
-        return [self.machine.mark(tp) for tp in stream]
+        if not positions:
+            return {}
+        streams = self._streams([position.customer_id for position in positions])
+        mark = self.machine.mark
+        return {
+            p.customer_id: [mark(tp) for tp in streams.get(p.customer_id, [])[: p.touchpoints]]
+            for p in positions
+        }
 
 
 class _HeldBack:
@@ -388,7 +394,7 @@ class ProjectionRunner:
         self._page_size = page_size
         self._log = JourneyLog(app)
         self._projector = JourneyProjector(
-            definition, view.load_positions, self._log.stream, view.due_before, view.ticked
+            definition, view.load_positions, self._log.streams, view.due_before, view.ticked
         )
 
     def position(self) -> int:

@@ -105,6 +105,14 @@ class SQLiteJourneyView(JourneyView):
 
     def commit(self, projection: str, changes: PageChanges, definition_digest: str) -> None:
         encode = orjson.dumps
+        # The rows are made before the write lock is taken: while one partition of a rebuild
+        # encodes its share, another one writes.
+        positions = [position_row(p, encode(p.to_state())) for p in changes.positions]
+        details = [
+            (table, columns, customers, list(rows))
+            for table, columns, customers, rows in changes.details.tables()
+            if customers
+        ]
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -115,16 +123,13 @@ class SQLiteJourneyView(JourneyView):
                 raise ViewConflict(
                     f"view {projection!r} is at {stored[0]}, not behind {changes.position}"
                 )
-            db.executemany(
-                _UPSERT_POSITION, (position_row(p, encode(p.to_state())) for p in changes.positions)
-            )
-            for table, columns, customers, rows in changes.details.tables():
-                if customers:
-                    db.executemany(
-                        f"DELETE FROM {table} WHERE customer_id = ?", [(c,) for c in customers]
-                    )
-                    marks = ",".join("?" * columns)
-                    db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+            db.executemany(_UPSERT_POSITION, positions)
+            for table, columns, customers, rows in details:
+                db.executemany(
+                    f"DELETE FROM {table} WHERE customer_id = ?", [(c,) for c in customers]
+                )
+                marks = ",".join("?" * columns)
+                db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
             if changes.clock is not None or changes.ticked is not None:
                 db.execute(
                     "INSERT INTO journey_clock VALUES (1, ?, ?) ON CONFLICT (id) "

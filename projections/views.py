@@ -28,8 +28,8 @@ class ViewOutOfDate(JourneyError):
 class DetailRows:
     """The customers whose frictions, moments of truth or outcome tallies changed: in each
     detail view, their rows are replaced by rows made from their positions. The rows are
-    made while they are written, so a page that changes every customer (a clock event) does
-    not hold them all at once."""
+    made when a view asks for them: while it writes them, or before it takes a lock that
+    other writers wait for."""
 
     positions: Sequence[Position] = ()
     severity: Mapping[str, int] = field(default_factory=dict)

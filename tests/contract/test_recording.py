@@ -195,9 +195,7 @@ def test_companion_writes_commit_even_when_every_touchpoint_is_a_duplicate(
 def test_each_touchpoint_is_in_the_partition_its_stream_is_held_by(journeys: Journeys) -> None:
     """A partition of the log takes its customers' touchpoints, chosen in SQL, and every clock
     event; together the partitions take the whole log once."""
-    journeys.record(
-        [touchpoint(f"e{i}", customer_id=f"C-{i % 40}", at=T0 + i) for i in range(200)]
-    )
+    journeys.record([touchpoint(f"e{i}", customer_id=f"C-{i % 40}", at=T0 + i) for i in range(200)])
     journeys.tick(T0 + 1_000)
     log = JourneyLog(journeys)
     everything = log.entries(0, 10_000)

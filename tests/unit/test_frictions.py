@@ -229,7 +229,7 @@ def test_the_projector_closes_windows_for_stored_customers_when_the_clock_ticks(
     projector = JourneyProjector(
         DEFINITION,
         store.load,
-        lambda customer_id: store.streams[customer_id],
+        lambda customers: {c: store.streams[c] for c in customers if c in store.streams},
         store.due,
         lambda: store.ticked,
     )
