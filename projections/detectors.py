@@ -228,7 +228,9 @@ class LoopDetector(Detector):
 
     def see(self, position: Position, mark: Mark) -> None:
         values = mark.values
-        key = "|".join((self.kind, mark.type, *(values[i] or "" for i in self._values)))
+        key = f"{self.kind}|{mark.type}"
+        for index in self._values:
+            key = f"{key}|{values[index] or ''}"
         step = position.steps.get(key)
         if step is None:
             position.steps[key] = [1, mark.event_id]

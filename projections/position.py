@@ -349,7 +349,7 @@ class StageMachine:
         needs `earlier`: the customer's earlier touchpoints, in the order they arrived; the
         fold then replays them all in occurrence order."""
         if not self.is_late(position, mark):
-            self._step(position, mark)
+            self.step(position, mark)
             if now is not None and now > mark.occurred_at:
                 self.advance(position, now)
             return position
@@ -362,7 +362,7 @@ class StageMachine:
         clock `now` (the latest clock event seen)."""
         position = Position(customer_id)
         for mark in sorted(marks, key=lambda m: m.occurred_at):  # stable: arrival breaks ties
-            self._step(position, mark)
+            self.step(position, mark)
         if now is not None:
             self.advance(position, now)
         position.details_changed = ALL_DETAILS
@@ -445,7 +445,8 @@ class StageMachine:
                 return True
         return False
 
-    def _step(self, position: Position, mark: Mark) -> None:
+    def step(self, position: Position, mark: Mark) -> None:
+        """Folds one touchpoint that is not late (see `is_late`) into the position."""
         at = mark.occurred_at
         if position.due is not None and position.due < at:
             self.advance(position, at)

@@ -57,12 +57,14 @@ _TABLES = (
 
 
 class PostgresJourneyView(JourneyView):
-    def __init__(self, conninfo: str, schema: str = "public") -> None:
+    def __init__(self, conninfo: str, schema: str = "public", *, create: bool = True) -> None:
+        """With `create`, makes the views' tables that do not exist yet."""
         self._db = psycopg.connect(conninfo, autocommit=True)
         self._opened_with = (conninfo, schema)
         self._schema = Identifier(schema)
         self.table_prefix = self._schema.as_string() + "."
-        self._create()
+        if create:
+            self._create()
 
     def _sql(self, text: str) -> psycopg.sql.Composed:
         return SQL(text).format(schema=self._schema)
@@ -153,7 +155,9 @@ class PostgresJourneyView(JourneyView):
                 )
 
     def opener(self) -> Callable[[], JourneyView]:
-        return partial(PostgresJourneyView, *self._opened_with)
+        # The tables exist; PostgreSQL's CREATE ... IF NOT EXISTS is not safe against the
+        # same statement in another session, as when several processes open them at once.
+        return partial(PostgresJourneyView, *self._opened_with, create=False)
 
     def reset(self) -> None:
         self.drop()

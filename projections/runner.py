@@ -20,7 +20,7 @@ from engine.ledger import Partition
 from engine.pipeline import from_another_process, from_other_processes
 from engine.recording import Journeys
 from engine.settings import DEFAULT_PAGE_SIZE
-from projections.log import JourneyLog, Tick
+from projections.log import JourneyLog
 from projections.position import Mark, Position, StageMachine
 from projections.views import (
     JOURNEY_PROJECTION,
@@ -76,21 +76,19 @@ def marked_pages(
     reduced to what the fold needs; with a partition, only its customers' touchpoints. An
     empty page closes the range when its last events are neither."""
     position = start
-
-    def marked(log_position: int, entry: TouchpointState | Tick) -> tuple[int, str | None, Mark]:
-        if "event_id" in entry:
-            tp = cast(TouchpointState, entry)
-            return log_position, tp["customer_id"], machine.mark(tp)
-        return log_position, None, Mark(entry["at"], "", ())
-
+    mark = machine.mark
     while position < head:
+        page: MarkedPage = []
+        add = page.append
         with collector_paused():
-            page: MarkedPage = [
-                marked(log_position, entry)
-                for log_position, entry in log.entries(
-                    position, page_size, stop=head, partition=partition
-                )
-            ]
+            for log_position, entry in log.entries(
+                position, page_size, stop=head, partition=partition
+            ):
+                if "event_id" in entry:
+                    tp = cast(TouchpointState, entry)
+                    add((log_position, tp["customer_id"], mark(tp)))
+                else:
+                    add((log_position, None, Mark(entry["at"], "", ())))
         yield page
         if not page:
             return
@@ -134,7 +132,8 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
     projection name of its own, without the journey's position and clocks, which the runner
     writes once every share is in."""
     definition, partition = share.definition, share.partition
-    app = Journeys(share.store_env)
+    # The store's tables exist; making them in several processes at once could fail.
+    app = Journeys({**share.store_env, "CREATE_TABLE": "no"})
     view = share.open_view()
     try:
         log = JourneyLog(app)
@@ -229,7 +228,7 @@ class JourneyProjector:
             self.before_forgetting()
             positions.clear()
         self._ensure(customers)
-        evolve, is_late = self.machine.evolve, self.machine.is_late
+        step, advance = self.machine.step, self.machine.advance
         changed: dict[str, Position] = {}
         # Customers with a touchpoint that arrived late: their touchpoints from that one on
         # wait, and each such customer is replayed once for the page, however many arrived
@@ -238,19 +237,26 @@ class JourneyProjector:
         clock = 0
         ticked = self._ticked
         for _, customer_id, mark in page:
+            at = mark.occurred_at
             if customer_id is None:
-                if ticked is None or mark.occurred_at > ticked:
-                    ticked = self._ticked = mark.occurred_at
+                if ticked is None or at > ticked:
+                    ticked = self._ticked = at
                     self._tick(ticked, changed, waiting)
                 continue
-            clock = max(clock, mark.occurred_at)
-            position = positions[customer_id]
+            clock = max(clock, at)
             if customer_id in waiting:
                 waiting[customer_id].append(mark)
-            elif is_late(position, mark):
+                continue
+            position = positions[customer_id]
+            # StageMachine.is_late, inlined: this loop runs for every event of a replay.
+            last, horizon = position.last_at, position.horizon
+            if (last is not None and at < last) or (horizon is not None and at < horizon):
                 waiting[customer_id] = [mark]
-            else:
-                positions[customer_id] = changed[customer_id] = evolve(position, mark, now=ticked)
+                continue
+            step(position, mark)
+            if ticked is not None and ticked > at:
+                advance(position, ticked)
+            changed[customer_id] = position
         earlier = self._earlier([positions[customer_id] for customer_id in waiting])
         for customer_id, marks in waiting.items():
             replayed = self.machine.replay(customer_id, [*earlier[customer_id], *marks], ticked)
