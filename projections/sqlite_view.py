@@ -106,8 +106,11 @@ class SQLiteJourneyView(JourneyView):
     def commit(self, projection: str, changes: PageChanges, definition_digest: str) -> None:
         encode = orjson.dumps
         # The rows are made before the write lock is taken: while one partition of a rebuild
-        # encodes its share, another one writes.
-        positions = [position_row(p, encode(p.to_state())) for p in changes.positions]
+        # encodes its share, another one writes. A copy of what orjson returns holds only the
+        # state, not the several kilobytes of buffer orjson allocated for it.
+        positions = [
+            position_row(p, bytes(memoryview(encode(p.to_state())))) for p in changes.positions
+        ]
         details = [
             (table, columns, customers, list(rows))
             for table, columns, customers, rows in changes.details.tables()
