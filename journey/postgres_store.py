@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from engine.ledger import HEX_DIGITS, BatchWrite, Partition, TouchpointLedger
@@ -61,12 +61,17 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
             "SELECT originator_id, state FROM {}.{} WHERE originator_id = ANY(%s) "
             "AND topic = %s ORDER BY originator_id, originator_version"
         ).format(schema, events)
-        # The last character of a stream id, as text, picks a partition's share.
+        # The last hex digit of a stream id picks a partition's share: the low half of the
+        # last byte of a uuid, or the last character of the id as text.
+        digit = (
+            "get_byte(uuid_send(originator_id), 15) & 15"
+            if self.datastore.originator_id_type == "uuid"
+            else f"position(right(originator_id, 1) in '{HEX_DIGITS}') - 1"
+        )
         self._select_share = SQL(
             "SELECT notification_id, state FROM {}.{} WHERE notification_id > %s "
             "AND notification_id <= %s AND topic = ANY(%s) AND (topic = ANY(%s) OR "
-            f"(position(right(originator_id::text, 1) in '{HEX_DIGITS}') - 1) %% {{}} = {{}}) "
-            "ORDER BY notification_id LIMIT %s"
+            f"({digit}) %% {{}} = {{}}) ORDER BY notification_id LIMIT %s"
         )
         self._events = (schema, events)
 
@@ -163,13 +168,15 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         self, stream_ids: Sequence[UUID], topic: str
     ) -> dict[UUID, list[bytes]]:
         states: dict[UUID, list[bytes]] = {}
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+        ):
             # Planned for these streams: a plan cached while the table was small scans it.
             curs.execute(self._select_streams, (list(stream_ids), topic), prepare=False)
-            for row in curs.fetchall():
-                originator_id = row["originator_id"]
+            for originator_id, state in curs.fetchall():
                 stream = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
-                states.setdefault(stream, []).append(bytes(row["state"]))
+                states.setdefault(stream, []).append(state)
         return states
 
     def select_states(
@@ -188,6 +195,11 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
                 *self._events, Literal(partition.count), Literal(partition.index)
             )
             params = (after, last, list(topics), list(partition.everywhere), limit)
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        # Binary: states arrive as they are stored, not as hex text to decode.
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+        ):
             curs.execute(statement, params)
-            return [(row["notification_id"], bytes(row["state"])) for row in curs.fetchall()]
+            rows: list[tuple[int, bytes]] = curs.fetchall()
+            return rows
