@@ -289,26 +289,27 @@ class StageMachine:
     def mark(self, tp: TouchpointState) -> Mark:
         """What the fold keeps of a recorded touchpoint."""
         attributes = tp["attributes"]
-        key = (
-            tp["type"],
-            tp["channel"],
-            tp["outcome"],
-            *map(attributes.get, self._attribute_names),
-        )
+        kind, channel, outcome = tp["type"], tp["channel"], tp["outcome"]
+        key = (kind, channel, outcome, *map(attributes.get, self._attribute_names))
         rules = self._matches.get(key)
         if rules is None:
-            rules = self.matching_rules(tp["type"], tp["channel"], tp["outcome"], attributes)
+            rules = self.matching_rules(kind, channel, outcome, attributes)
             if len(self._matches) < 100_000:
                 self._matches[key] = rules
-        return Mark(
-            tp["occurred_at"],
-            tp["event_id"],
-            rules,
-            tp["type"],
-            tp["channel"],
-            tp["outcome"],
-            tp["rep_id"],
-            tuple(map(attributes.get, self.value_names)),
+        # Made by tuple.__new__, without the constructor a NamedTuple has in Python: a replay
+        # marks every event of the log.
+        return tuple.__new__(
+            Mark,
+            (
+                tp["occurred_at"],
+                tp["event_id"],
+                rules,
+                kind,
+                channel,
+                outcome,
+                tp["rep_id"],
+                tuple(map(attributes.get, self.value_names)),
+            ),
         )
 
     def mark_touchpoint(self, tp: Touchpoint) -> Mark:
