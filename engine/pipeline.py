@@ -9,6 +9,7 @@ import gc
 import multiprocessing
 import os
 import queue
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -54,8 +55,18 @@ def from_other_processes(
     for worker in workers:
         worker.start()
     running = set(range(len(workers)))
+    looked = time.monotonic()
     try:
         while running:
+            if time.monotonic() - looked > _POLL_SECONDS:
+                # One may have died while the others keep the queue busy.
+                looked = time.monotonic()
+                for n in running:
+                    if workers[n].exitcode not in {None, 0}:
+                        raise JourneyError(
+                            f"the {workers[n].name} stopped unexpectedly "
+                            f"(exit code {workers[n].exitcode})"
+                        )
             try:
                 with collector_paused():  # unpickling a batch makes many objects, no cycles
                     which, kind, payload = messages.get(timeout=_POLL_SECONDS)
