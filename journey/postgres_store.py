@@ -198,8 +198,15 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         # Binary: states arrive as they are stored, not as hex text to decode.
         with (
             self.datastore.get_connection() as conn,
+            conn.transaction(),
             conn.cursor(row_factory=tuple_row, binary=True) as curs,
         ):
+            if partition is not None:
+                # The planner cannot tell how many events a share holds. Guessing few, it would
+                # scan and sort the whole table for a page instead of walking the log's index,
+                # with parallel workers that compete with the other shares' processes.
+                curs.execute("SET LOCAL enable_seqscan = off")
+                curs.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             curs.execute(statement, params)
             rows: list[tuple[int, bytes]] = curs.fetchall()
             return rows

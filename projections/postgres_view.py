@@ -110,7 +110,12 @@ class PostgresJourneyView(JourneyView):
             )
             if cursor.fetchone() is None:
                 raise ViewConflict(f"view {projection!r} is not behind {changes.position}")
-            if changes.positions:
+            if changes.positions and changes.first_write:
+                positions = self._sql("COPY {schema}.journey_positions FROM STDIN")
+                with cursor.copy(positions) as copy:
+                    for p in changes.positions:
+                        copy.write_row(position_row(p, orjson.dumps(p.to_state()).decode()))
+            elif changes.positions:
                 # The page's positions go in by COPY to a temporary table and are upserted from
                 # there in one statement: a statement per position costs several times more.
                 cursor.execute(
@@ -137,10 +142,11 @@ class PostgresJourneyView(JourneyView):
             for table, _, customers, rows in changes.details.tables():
                 target = SQL("{}.{}").format(self._schema, Identifier(table))
                 if customers:
-                    cursor.execute(
-                        SQL("DELETE FROM {} WHERE customer_id = ANY(%s)").format(target),
-                        (customers,),
-                    )
+                    if not changes.first_write:
+                        cursor.execute(
+                            SQL("DELETE FROM {} WHERE customer_id = ANY(%s)").format(target),
+                            (customers,),
+                        )
                     with cursor.copy(SQL("COPY {} FROM STDIN").format(target)) as copy:
                         for row in rows:
                             copy.write_row(row)

@@ -152,7 +152,7 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
         projector.forget(view_is_empty=True)
         digest = definition_digest(definition)
         name = f"{JOURNEY_PROJECTION}:{partition.index + 1}/{partition.count}"
-        held = _HeldBack(projector.severity)
+        held = _HeldBack(projector.severity, view_is_empty=True)
 
         def write_held() -> None:
             if held:
@@ -341,8 +341,11 @@ class _HeldBack:
     """Changes of several pages, merged: each customer's latest position, and the furthest
     log position and clocks."""
 
-    def __init__(self, severity: dict[str, int]) -> None:
+    def __init__(self, severity: dict[str, int], *, view_is_empty: bool = False) -> None:
+        """With `view_is_empty`, the views held none of the customers when the changes
+        started: the first time a customer's changes are taken, nothing of theirs is stored."""
         self._severity = severity
+        self._taken: set[str] | None = set() if view_is_empty else None
         self._positions: dict[str, Position] = {}
         self._clock: int | None = None
         self._ticked: int | None = None
@@ -360,12 +363,17 @@ class _HeldBack:
 
     def take(self) -> PageChanges:
         positions = list(self._positions.values())
+        taken = self._taken
+        first_write = taken is not None and taken.isdisjoint(self._positions)
+        if taken is not None:
+            taken.update(self._positions)
         changes = PageChanges(
             positions,
             self._clock,
             self._position,
             ticked=self._ticked,
             details=DetailRows([p for p in positions if p.details_changed], self._severity),
+            first_write=first_write,
         )
         self._positions, self._clock, self._position = {}, None, 0
         return changes
@@ -446,7 +454,7 @@ class ProjectionRunner:
             )
         else:
             pages = marked_pages(self._log, self._projector.machine, start, head, self._page_size)
-        held = _HeldBack(self._projector.severity)
+        held = _HeldBack(self._projector.severity, view_is_empty=start == 0)
 
         def write_held() -> None:
             if held:

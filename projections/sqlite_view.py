@@ -54,11 +54,12 @@ _TABLES = (
     "journey_moments",
     "journey_outcomes",
 )
-_UPSERT_POSITION = """
+_INSERT_POSITION = """
     INSERT INTO journey_positions (customer_id, stage, stage_since, peak_rank, first_at,
         last_at, touchpoints, rep, due_at, open_frictions, state)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (customer_id) DO UPDATE SET
+"""
+_UPSERT_POSITION = f"""{_INSERT_POSITION}    ON CONFLICT (customer_id) DO UPDATE SET
         stage = excluded.stage, stage_since = excluded.stage_since,
         peak_rank = excluded.peak_rank, first_at = excluded.first_at,
         last_at = excluded.last_at, touchpoints = excluded.touchpoints, rep = excluded.rep,
@@ -126,11 +127,12 @@ class SQLiteJourneyView(JourneyView):
                 raise ViewConflict(
                     f"view {projection!r} is at {stored[0]}, not behind {changes.position}"
                 )
-            db.executemany(_UPSERT_POSITION, positions)
+            db.executemany(_INSERT_POSITION if changes.first_write else _UPSERT_POSITION, positions)
             for table, columns, customers, rows in details:
-                db.executemany(
-                    f"DELETE FROM {table} WHERE customer_id = ?", [(c,) for c in customers]
-                )
+                if not changes.first_write:
+                    db.executemany(
+                        f"DELETE FROM {table} WHERE customer_id = ?", [(c,) for c in customers]
+                    )
                 marks = ",".join("?" * columns)
                 db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
             if changes.clock is not None or changes.ticked is not None:

@@ -89,6 +89,8 @@ class PageChanges:
     position: int
     ticked: int | None = None  # the time of the last clock event so far
     details: DetailRows = DetailRows()  # frictions, moments of truth, outcome tallies
+    # None of these customers has rows in the views yet: theirs are added, none replaced.
+    first_write: bool = False
 
 
 @dataclass(frozen=True, slots=True)
