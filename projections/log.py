@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, TypedDict, cast
 
+import msgspec
 import orjson
 from eventsourcing.application import Application
 from eventsourcing.persistence import JSONTranscoder
@@ -31,6 +32,24 @@ class Tick(TypedDict):
     at: int
 
 
+class Folded(msgspec.Struct, gc=False):
+    """What a fold reads of a stored touchpoint or clock event, decoded without the rest.
+    A clock event has no `event_id`; its time is `at`."""
+
+    event_id: str | None = None
+    customer_id: str = ""
+    occurred_at: int = 0
+    type: str = ""
+    channel: str = ""
+    outcome: str | None = None
+    rep_id: str | None = None
+    attributes: dict[str, str] = {}
+    at: int = 0
+
+
+_decode_folded = msgspec.json.Decoder(Folded).decode
+
+
 class JourneyLog:
     def __init__(self, app: Application[Any]) -> None:
         if not isinstance(app.recorder, TouchpointLedger):
@@ -40,11 +59,9 @@ class JourneyLog:
         mapper = app.mapper
         # The fold needs none of the types the transcoder revives (only the recording
         # timestamp is one), so data in the library's JSON format is read as plain JSON.
-        self._decode = (
-            orjson.loads
-            if isinstance(mapper.transcoder, JSONTranscoder)
-            else mapper.transcoder.decode
-        )
+        plain_json = isinstance(mapper.transcoder, JSONTranscoder)
+        self._decode = orjson.loads if plain_json else mapper.transcoder.decode
+        self._plain_json = plain_json
         self._compressor = mapper.compressor
         self._cipher = mapper.cipher
 
@@ -58,15 +75,11 @@ class JourneyLog:
         limit: int,
         stop: int | None = None,
         topics: Sequence[str] = _FOLDED_TOPICS,
-        partition: Partition | None = None,
     ) -> list[tuple[int, TouchpointState | Tick]]:
         """Up to `limit` recorded touchpoints and clock events after a position, with their
         positions. A touchpoint has an `event_id`; a clock event has not. With
-        `topics=DECIDER_TOPICS`, outcomes too: they have an `action_id`. With a partition,
-        only the touchpoints of its customers, and every clock event."""
-        if partition is not None and TICK_TOPIC not in partition.everywhere:
-            partition = replace(partition, everywhere=(*partition.everywhere, TICK_TOPIC))
-        rows = self._recorder.select_states(after, limit, topics, stop, partition)
+        `topics=DECIDER_TOPICS`, outcomes too: they have an `action_id`."""
+        rows = self._recorder.select_states(after, limit, topics, stop)
         decode = self._decode
         if self._cipher or self._compressor:
             opened = self._open
@@ -74,6 +87,22 @@ class JourneyLog:
         else:
             decoded = [(position, decode(state)) for position, state in rows]
         return cast(list[tuple[int, TouchpointState | Tick]], decoded)
+
+    def folded(
+        self, after: int, limit: int, stop: int | None = None, partition: Partition | None = None
+    ) -> list[tuple[int, Folded]]:
+        """`entries`, reduced to what a fold reads; with a partition, only the touchpoints of
+        its customers, and every clock event."""
+        if partition is not None and TICK_TOPIC not in partition.everywhere:
+            partition = replace(partition, everywhere=(*partition.everywhere, TICK_TOPIC))
+        rows = self._recorder.select_states(after, limit, _FOLDED_TOPICS, stop, partition)
+        if self._plain_json and not (self._cipher or self._compressor):
+            return [(position, _decode_folded(state)) for position, state in rows]
+        decode, opened = self._decode, self._open
+        return [
+            (position, msgspec.convert(decode(opened(state)), Folded, strict=False))
+            for position, state in rows
+        ]
 
     def stream(self, customer_id: str) -> list[TouchpointState]:
         """A customer's recorded touchpoints, in the order they arrived."""

@@ -288,8 +288,27 @@ class StageMachine:
 
     def mark(self, tp: TouchpointState) -> Mark:
         """What the fold keeps of a recorded touchpoint."""
-        attributes = tp["attributes"]
-        kind, channel, outcome = tp["type"], tp["channel"], tp["outcome"]
+        return self.mark_fields(
+            tp["occurred_at"],
+            tp["event_id"],
+            tp["type"],
+            tp["channel"],
+            tp["outcome"],
+            tp["rep_id"],
+            tp["attributes"],
+        )
+
+    def mark_fields(  # noqa: PLR0917 (a touchpoint's fields, one by one, for speed)
+        self,
+        occurred_at: int,
+        event_id: str,
+        kind: str,
+        channel: str,
+        outcome: str | None,
+        rep_id: str | None,
+        attributes: Mapping[str, str],
+    ) -> Mark:
+        """`mark`, from the fields it reads."""
         key = (kind, channel, outcome, *map(attributes.get, self._attribute_names))
         rules = self._matches.get(key)
         if rules is None:
@@ -301,13 +320,13 @@ class StageMachine:
         return tuple.__new__(
             Mark,
             (
-                tp["occurred_at"],
-                tp["event_id"],
+                occurred_at,
+                event_id,
                 rules,
                 kind,
                 channel,
                 outcome,
-                tp["rep_id"],
+                rep_id,
                 tuple(map(attributes.get, self.value_names)),
             ),
         )

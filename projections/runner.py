@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from eventsourcing.application import Application
 
@@ -76,19 +76,19 @@ def marked_pages(
     reduced to what the fold needs; with a partition, only its customers' touchpoints. An
     empty page closes the range when its last events are neither."""
     position = start
-    mark = machine.mark
+    mark = machine.mark_fields
     while position < head:
         page: MarkedPage = []
         add = page.append
         with collector_paused():
-            for log_position, entry in log.entries(
-                position, page_size, stop=head, partition=partition
-            ):
-                if "event_id" in entry:
-                    tp = cast(TouchpointState, entry)
-                    add((log_position, tp["customer_id"], mark(tp)))
-                else:
-                    add((log_position, None, Mark(entry["at"], "", ())))
+            for log_position, e in log.folded(position, page_size, stop=head, partition=partition):
+                if e.event_id is None:
+                    add((log_position, None, Mark(e.at, "", ())))
+                    continue
+                marked = mark(
+                    e.occurred_at, e.event_id, e.type, e.channel, e.outcome, e.rep_id, e.attributes
+                )
+                add((log_position, e.customer_id, marked))
         yield page
         if not page:
             return

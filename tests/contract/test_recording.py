@@ -198,17 +198,17 @@ def test_each_touchpoint_is_in_the_partition_its_stream_is_held_by(journeys: Jou
     journeys.record([touchpoint(f"e{i}", customer_id=f"C-{i % 40}", at=T0 + i) for i in range(200)])
     journeys.tick(T0 + 1_000)
     log = JourneyLog(journeys)
-    everything = log.entries(0, 10_000)
+    everything = log.folded(0, 10_000)
 
-    shares = [log.entries(0, 10_000, partition=Partition(n, 3)) for n in range(3)]
+    shares = [log.folded(0, 10_000, partition=Partition(n, 3)) for n in range(3)]
 
-    touchpoints = [[e for _, e in share if "event_id" in e] for share in shares]
+    touchpoints = [[e for _, e in share if e.event_id is not None] for share in shares]
     for n, share in enumerate(touchpoints):
         assert share, "forty customers spread over three partitions"
-        assert {Partition(n, 3).holds(stream_id(e["customer_id"])) for e in share} == {True}
-    assert sorted(e["event_id"] for share in touchpoints for e in share) == sorted(
-        e["event_id"] for _, e in everything if "event_id" in e
+        assert {Partition(n, 3).holds(stream_id(e.customer_id)) for e in share} == {True}
+    assert sorted(e.event_id for share in touchpoints for e in share) == sorted(
+        e.event_id for _, e in everything if e.event_id is not None
     )
     for share in shares:
-        assert [e["at"] for _, e in share if "event_id" not in e] == [T0 + 1_000]
+        assert [e.at for _, e in share if e.event_id is None] == [T0 + 1_000]
         assert [position for position, _ in share] == sorted(position for position, _ in share)
