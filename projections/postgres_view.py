@@ -20,13 +20,16 @@ from projections.views import (
     position_row,
 )
 
+# A position's state is JSON kept as text: only the engine reads it, and PostgreSQL would
+# spend more time parsing it into jsonb than writing the rest of the row. (Views made as jsonb
+# by an earlier release are read and written the same way.)
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS {schema}.journey_tracking (
         projection text PRIMARY KEY, position bigint NOT NULL, definition text)""",
     """CREATE TABLE IF NOT EXISTS {schema}.journey_positions (
         customer_id text PRIMARY KEY, stage text, stage_since bigint, peak_rank integer,
         first_at bigint, last_at bigint, touchpoints integer, rep text, due_at bigint,
-        open_frictions integer, state jsonb NOT NULL)""",
+        open_frictions integer, state text NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS journey_positions_stage ON {schema}.journey_positions (stage)",
     "CREATE INDEX IF NOT EXISTS journey_positions_due ON {schema}.journey_positions (due_at)",
     """CREATE TABLE IF NOT EXISTS {schema}.journey_clock (
