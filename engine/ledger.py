@@ -74,3 +74,8 @@ class Partition:
 
     def holds(self, stream_id: UUID) -> bool:
         return (stream_id.int & 15) % self.count == self.index
+
+    @property
+    def digits(self) -> str:
+        """The last hex digits of the stream ids this share holds."""
+        return HEX_DIGITS[self.index :: self.count]

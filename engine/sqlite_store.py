@@ -10,7 +10,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from engine.ledger import HEX_DIGITS, BatchWrite, Partition, TouchpointLedger
+from engine.ledger import BatchWrite, Partition, TouchpointLedger
 
 # SQLite allows 32,766 host parameters per statement; stay well below.
 _CHUNK = 900
@@ -89,10 +89,10 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
         if partition is not None:
             shared = partition.everywhere
             # Stream ids are stored as hex: their last character picks the share.
+            digits = ",".join(f"'{digit}'" for digit in partition.digits)
             share = (
-                f"AND (topic IN ({','.join('?' * len(shared))}) OR "
-                f"(instr('{HEX_DIGITS}', substr(originator_id, -1)) - 1) % {partition.count} "
-                f"= {partition.index}) "
+                f"AND (substr(originator_id, -1) IN ({digits}) OR "
+                f"topic IN ({','.join('?' * len(shared))})) "
             )
         with self.datastore.transaction(commit=False) as c:
             cursor = c.sqlite_cursor
