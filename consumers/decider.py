@@ -65,7 +65,7 @@ class Decider:
         self._projector = JourneyProjector(
             definition,
             store.load_positions,
-            self._log.streams,
+            self._log.folded_streams,
             store.due_before,
             store.ticked,
             max_cached=_MAX_CACHED,
@@ -116,7 +116,7 @@ class Decider:
         projector = JourneyProjector(
             self._definition,
             lambda _: {},
-            self._log.streams,
+            self._log.folded_streams,
             lambda _: [],
             lambda: None,
             max_cached=None,

@@ -3,7 +3,7 @@ straight to plain data, without building an event object per row."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypedDict, cast
 
@@ -61,9 +61,13 @@ class JourneyLog:
         # timestamp is one), so data in the library's JSON format is read as plain JSON.
         plain_json = isinstance(mapper.transcoder, JSONTranscoder)
         self._decode = orjson.loads if plain_json else mapper.transcoder.decode
-        self._plain_json = plain_json
         self._compressor = mapper.compressor
         self._cipher = mapper.cipher
+        self._folded: Callable[[bytes], Folded] = (
+            _decode_folded
+            if plain_json and not (self._cipher or self._compressor)
+            else self._folded_from_any
+        )
 
     def head(self) -> int:
         """The position of the last event recorded so far."""
@@ -96,13 +100,18 @@ class JourneyLog:
         if partition is not None and TICK_TOPIC not in partition.everywhere:
             partition = replace(partition, everywhere=(*partition.everywhere, TICK_TOPIC))
         rows = self._recorder.select_states(after, limit, _FOLDED_TOPICS, stop, partition)
-        if self._plain_json and not (self._cipher or self._compressor):
-            return [(position, _decode_folded(state)) for position, state in rows]
-        decode, opened = self._decode, self._open
-        return [
-            (position, msgspec.convert(decode(opened(state)), Folded, strict=False))
-            for position, state in rows
-        ]
+        fold = self._folded
+        return [(position, fold(state)) for position, state in rows]
+
+    def folded_streams(self, customer_ids: Sequence[str]) -> dict[str, list[Folded]]:
+        """`streams`, reduced to what a fold reads."""
+        customers = {stream_id(customer_id): customer_id for customer_id in customer_ids}
+        stored = self._recorder.select_stream_states(list(customers), TOUCHPOINT_TOPIC)
+        fold = self._folded
+        return {
+            customers[stream]: [fold(state) for state in states]
+            for stream, states in stored.items()
+        }
 
     def stream(self, customer_id: str) -> list[TouchpointState]:
         """A customer's recorded touchpoints, in the order they arrived."""
@@ -118,6 +127,9 @@ class JourneyLog:
             customers[stream]: [cast(TouchpointState, decode(opened(state))) for state in states]
             for stream, states in stored.items()
         }
+
+    def _folded_from_any(self, state: bytes) -> Folded:
+        return msgspec.convert(self._decode(self._open(state)), Folded, strict=False)
 
     def _open(self, state: bytes) -> bytes:
         if self._cipher:

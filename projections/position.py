@@ -47,6 +47,7 @@ from projections.detectors import (
     expire,
     resolve_all,
 )
+from projections.log import Folded
 
 DAY_MS = 86_400_000
 _DORMANT_RANK = -1
@@ -296,6 +297,12 @@ class StageMachine:
             tp["outcome"],
             tp["rep_id"],
             tp["attributes"],
+        )
+
+    def mark_folded(self, e: Folded) -> Mark:
+        """`mark`, from the fields a fold reads of the log."""
+        return self.mark_fields(
+            e.occurred_at, e.event_id or "", e.type, e.channel, e.outcome, e.rep_id, e.attributes
         )
 
     def mark_fields(  # noqa: PLR0917 (a touchpoint's fields, one by one, for speed)

@@ -15,12 +15,12 @@ from eventsourcing.application import Application
 
 from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
-from engine.journeys import TouchpointState, stream_id
+from engine.journeys import stream_id
 from engine.ledger import Partition
 from engine.pipeline import from_another_process, from_other_processes
 from engine.recording import Journeys
 from engine.settings import DEFAULT_PAGE_SIZE
-from projections.log import JourneyLog
+from projections.log import Folded, JourneyLog
 from projections.position import Mark, Position, StageMachine
 from projections.views import (
     JOURNEY_PROJECTION,
@@ -76,7 +76,7 @@ def marked_pages(
     reduced to what the fold needs; with a partition, only its customers' touchpoints. An
     empty page closes the range when its last events are neither."""
     position = start
-    mark = machine.mark_fields
+    mark = machine.mark_folded
     while position < head:
         page: MarkedPage = []
         add = page.append
@@ -84,11 +84,8 @@ def marked_pages(
             for log_position, e in log.folded(position, page_size, stop=head, partition=partition):
                 if e.event_id is None:
                     add((log_position, None, Mark(e.at, "", ())))
-                    continue
-                marked = mark(
-                    e.occurred_at, e.event_id, e.type, e.channel, e.outcome, e.rep_id, e.attributes
-                )
-                add((log_position, e.customer_id, marked))
+                else:
+                    add((log_position, e.customer_id, mark(e)))
         yield page
         if not page:
             return
@@ -144,7 +141,7 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
         projector = JourneyProjector(
             definition,
             view.load_positions,
-            log.streams,
+            log.folded_streams,
             due,
             ticked=lambda: None,
             max_cached=share.max_cached,
@@ -189,7 +186,7 @@ class JourneyProjector:
         self,
         definition: JourneyDefinition,
         load: Callable[[list[str]], dict[str, Position]],
-        streams: Callable[[list[str]], dict[str, list[TouchpointState]]],
+        streams: Callable[[list[str]], dict[str, list[Folded]]],
         due: Callable[[int], list[str]],
         ticked: Callable[[], int | None],
         *,
@@ -330,7 +327,7 @@ class JourneyProjector:
         if not positions:
             return {}
         streams = self._streams([position.customer_id for position in positions])
-        mark = self.machine.mark
+        mark = self.machine.mark_folded
         return {
             p.customer_id: [mark(tp) for tp in streams.get(p.customer_id, [])[: p.touchpoints]]
             for p in positions
@@ -408,7 +405,7 @@ class ProjectionRunner:
         self._page_size = page_size
         self._log = JourneyLog(app)
         self._projector = JourneyProjector(
-            definition, view.load_positions, self._log.streams, view.due_before, view.ticked
+            definition, view.load_positions, self._log.folded_streams, view.due_before, view.ticked
         )
 
     def position(self) -> int:

@@ -4,12 +4,14 @@ database: each detector of the default journey, and the projector's handling of 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import cast
+
+import msgspec
 
 from engine.definition import load_definition
-from engine.journeys import TouchpointState, touchpoint_fields
+from engine.journeys import touchpoint_fields
 from engine.touchpoints import Touchpoint
 from projections.detectors import OUTCOMES
+from projections.log import Folded
 from projections.position import Mark, Position, StageMachine
 from projections.runner import JourneyProjector, MarkedPage
 from tests.conftest import DAY, HOUR, T0, touchpoint
@@ -210,7 +212,7 @@ class _Store:
 
     def __init__(self) -> None:
         self.positions: dict[str, Position] = {}
-        self.streams: dict[str, list[TouchpointState]] = {}
+        self.streams: dict[str, list[Folded]] = {}
         self.ticked: int | None = None
 
     def load(self, ids: list[str]) -> dict[str, Position]:
@@ -235,7 +237,7 @@ def test_the_projector_closes_windows_for_stored_customers_when_the_clock_ticks(
     )
     tp = visit("v", T0)
     first: MarkedPage = [(1, "C-1", MACHINE.mark_touchpoint(tp))]
-    store.streams["C-1"] = [cast(TouchpointState, touchpoint_fields(tp))]
+    store.streams["C-1"] = [msgspec.convert(touchpoint_fields(tp), Folded)]
     changes = projector.fold(first)
     store.positions.update((p.customer_id, p) for p in changes.positions)
     projector.forget()  # a new process: only the store remembers
