@@ -25,7 +25,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from projections.position import Mark, Position, StageMachine
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ingest_file import OUT
+from processes import TreeRSS
 from rebuild import JOURNEY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,44 +204,6 @@ def head(store: Store) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # The engine: `journey rebuild`
-
-
-class TreeRSS(threading.Thread):
-    """Samples the summed RSS of a process and its descendants (rebuild reads the log in a
-    second process), every 50 ms; `peak` in MB."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.peak = 0.0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.05):
-            self.peak = max(self.peak, sum(map(_rss_kb, _tree(self.pid))) / 1024)
-
-
-def _tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        pids.append(current)
-        try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo.extend(int(child) for child in (task / "children").read_text().split())
-        except OSError:
-            pass
-    return pids
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 @dataclass(frozen=True)
