@@ -285,6 +285,11 @@ class EncodedBatch:
     def __len__(self) -> int:
         return len(self.event_ids)
 
+    def extend(self, more: EncodedBatch) -> None:
+        self.event_ids.extend(more.event_ids)
+        self.customer_ids.extend(more.customer_ids)
+        self.states.extend(more.states)
+
 
 class TouchpointEncoder:
     """Encodes journey events straight from touchpoints into their stored form, exactly as the

@@ -11,8 +11,9 @@ from engine.errors import ConfigurationError
 
 DEFAULT_DATA_DIR = ".journey"
 # Each transaction rewrites the store's index pages that its touchpoints land on, nearly all of
-# them once the batch is large: fewer, larger transactions write far less.
-DEFAULT_BATCH_SIZE = 100_000
+# them once the batch is large: fewer, larger transactions write far less. Twice as many per
+# transaction records a file about 4% faster, and costs a file's ingest about 90 MB more.
+DEFAULT_BATCH_SIZE = 50_000
 DEFAULT_PAGE_SIZE = 50_000
 # The decider works in smaller pages: each is a transaction and a round of publishing, and a
 # live action waits for its page.

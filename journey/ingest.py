@@ -21,6 +21,7 @@ from engine.touchpoints import Touchpoint, touchpoint_from_record
 from schemas.files import file_format, read_records
 
 BadRecord = Callable[[str, str], None]  # (where, reason)
+_ENCODED_AT_ONCE = 5_000
 Encode = Callable[[Iterable[Touchpoint]], EncodedBatch]
 
 
@@ -47,7 +48,9 @@ def encoded_batches(
     paths: Iterable[Path], encode: Encode, *, batch_size: int, now_ms: int
 ) -> Iterator[Batch]:
     """Reads, validates and encodes the files' records; each batch holds up to `batch_size`
-    records, good and bad, so that memory stays flat whatever the files hold."""
+    records, good and bad, so that memory stays flat whatever the files hold. Touchpoints are
+    encoded a few thousand at a time: a batch holds them only in their compact stored form."""
+    encoded = EncodedBatch([], [], [])
     good: list[Touchpoint] = []
     bad: list[tuple[str, str]] = []
     # Paused while the files are read (the records make no reference cycles); resumed when
@@ -62,11 +65,16 @@ def encoded_batches(
                         good.append(touchpoint_from_record(item.record, now_ms=now_ms))
                     except InvalidTouchpoint as exc:
                         bad.append((item.where, str(exc)))
-                if len(good) + len(bad) >= batch_size:
-                    yield encode(good), bad
-                    good, bad = [], []
-    if good or bad:
-        yield encode(good), bad
+                    if len(good) == _ENCODED_AT_ONCE:
+                        encoded.extend(encode(good))
+                        good = []
+                if len(encoded) + len(good) + len(bad) >= batch_size:
+                    encoded.extend(encode(good))
+                    yield encoded, bad
+                    encoded, good, bad = EncodedBatch([], [], []), [], []
+    if good or bad or encoded:
+        encoded.extend(encode(good))
+        yield encoded, bad
 
 
 def ingest_files(

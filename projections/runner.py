@@ -517,10 +517,9 @@ class ProjectionRunner:
                     reached[which] = item
                 if progress is not None:
                     progress(sum(reached) // count, head)
-        self._projector.forget()
         if not self._write(PageChanges([], clock, head, ticked=ticked)):
             return self.catch_up(progress)
-        self._projector.forget()
+        self._projector.forget()  # the positions are in the views, not in this process
         return CatchUp(head, head)
 
     def _write(self, changes: PageChanges) -> bool:

@@ -166,6 +166,35 @@ def test_ingest_names_each_bad_line_records_every_good_one_and_exits_non_zero(
     assert json.loads(shown.stdout)["touchpoints"] == 9
 
 
+def test_a_large_file_with_bad_lines_throughout_loses_no_good_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read in the second process, in batches smaller than the file, each encoded a few
+    thousand touchpoints at a time: every good line is recorded once, every bad one named."""
+    from itertools import islice
+
+    from journey.demo import demo_touchpoints
+    from schemas.files import touchpoint_json
+
+    monkeypatch.setenv("JOURNEY_PARALLEL_ABOVE_BYTES", "0")
+    monkeypatch.setenv("JOURNEY_BATCH_SIZE", "4000")
+    lines = [json.dumps(touchpoint_json(tp)) for tp in islice(demo_touchpoints(700), 12_000)]
+    bad_lines = range(2_500, len(lines), 2_500)
+    for number in bad_lines:  # each at its line number, counting those before it
+        lines.insert(number - 1, "{not json")
+    path = write_jsonl(tmp_path / "large.jsonl", lines)
+
+    result = journey("ingest", "--no-project", str(path), data_dir=tmp_path / "data")
+
+    assert result.returncode == 1
+    for number in bad_lines:
+        assert f"{path}:{number}: not valid JSON" in result.stderr
+    total = len(lines)
+    assert f"{total} records: 12000 recorded, 0 already recorded, {len(bad_lines)} bad" in (
+        result.stderr
+    )
+
+
 def test_ingesting_the_same_file_twice_records_nothing_new(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "fin.jsonl", [json.dumps(r) for r in happy_path()])
     journey("ingest", str(path), data_dir=tmp_path / "data")
