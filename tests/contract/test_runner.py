@@ -42,6 +42,28 @@ def record_story(engine: Engine) -> None:
     )
 
 
+def record_late_visit(engine: Engine) -> None:
+    """A visit of A's that happened a day before the story began, recorded after it."""
+    engine.journeys.record(
+        [touchpoint("a0", "visit", customer_id="A", channel="visit", at=T0 - DAY)]
+    )
+
+
+def in_other_processes(
+    engine: Engine, view: SQLiteJourneyView, *, page_size: int, partitions: int | None = None
+) -> ProjectionRunner:
+    """A runner that reads the log, or folds it, in other processes however short it is."""
+    return ProjectionRunner(
+        engine.journeys,
+        view,
+        engine.definition,
+        page_size=page_size,
+        store_env=event_store_env(engine.settings),
+        parallel_above_events=0,
+        partitions=partitions,
+    )
+
+
 def test_catching_up_builds_positions_timelines_and_the_funnel(paged: Engine) -> None:
     record_story(paged)
 
@@ -185,19 +207,10 @@ def test_a_replay_read_in_a_second_process_builds_the_same_views(
     paged: Engine, settings: Settings
 ) -> None:
     record_story(paged)
-    paged.journeys.record(
-        [touchpoint("a0", "visit", customer_id="A", channel="visit", at=T0 - DAY)]
-    )
+    record_late_visit(paged)
     paged.runner.catch_up()
     other = SQLiteJourneyView(settings.data_dir / "other.db")
-    runner = ProjectionRunner(
-        paged.journeys,
-        other,
-        paged.definition,
-        page_size=3,
-        store_env=event_store_env(paged.settings),
-        parallel_above_events=0,
-    )
+    runner = in_other_processes(paged, other, page_size=3)
 
     done = runner.catch_up()
 
@@ -246,20 +259,10 @@ def test_a_rebuild_folded_in_partitions_builds_the_same_views(
     paged.journeys.record(list(demo_touchpoints(40, seed=5)))
     paged.journeys.tick(T0 + 400 * DAY)
     record_story(paged)
-    paged.journeys.record(
-        [touchpoint("a0", "visit", customer_id="A", channel="visit", at=T0 - DAY)]
-    )
+    record_late_visit(paged)
     paged.runner.catch_up()
     built = SQLiteJourneyView(tmp_path / "partitioned.db")
-    runner = ProjectionRunner(
-        paged.journeys,
-        built,
-        paged.definition,
-        page_size=50,
-        store_env=event_store_env(paged.settings),
-        parallel_above_events=0,
-        partitions=3,
-    )
+    runner = in_other_processes(paged, built, page_size=50, partitions=3)
     runner._projector._max_cached = max_cached
     seen: list[tuple[int, int]] = []
 
