@@ -11,6 +11,7 @@ import os
 import queue
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing
 from typing import Any, TypeVar
 
 from engine.bulk import collector_paused
@@ -27,8 +28,9 @@ def from_another_process(
     """Yields what `produce(*args)` yields, computed in a second process. `produce` must be a
     module-level function and its arguments picklable; a JourneyError it raises is raised
     here with the same message. Closing the iterator early stops the second process."""
-    for _, item in from_other_processes(produce, [args], name=name):
-        yield item
+    with closing(from_other_processes(produce, [args], name=name)) as items:
+        for _, item in items:
+            yield item
 
 
 def from_other_processes(
@@ -52,11 +54,11 @@ def from_other_processes(
         )
         for which, args in enumerate(args_of_each)
     ]
-    for worker in workers:
-        worker.start()
     running = set(range(len(workers)))
     looked = time.monotonic()
     try:
+        for worker in workers:
+            worker.start()
         while running:
             if time.monotonic() - looked > _POLL_SECONDS:
                 # One may have died while the others keep the queue busy.
@@ -88,10 +90,11 @@ def from_other_processes(
             else:
                 running.discard(which)
     finally:
-        for worker in workers:
+        started = [worker for worker in workers if worker.pid is not None]
+        for worker in started:
             if worker.is_alive():
                 worker.terminate()
-        for worker in workers:
+        for worker in started:
             worker.join()
 
 

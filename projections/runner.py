@@ -5,6 +5,7 @@ serves every store the same way: it reads the log through the store's `select_st
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import closing
@@ -35,6 +36,14 @@ Progress = Callable[[int, int], None]  # (events done so far, events to do)
 
 _MAX_CACHED_POSITIONS = 100_000
 _MAX_PARTITIONS = 8
+_SHARE_HEADROOM = 1.25
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a container's, not the host's, where it can tell)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +409,7 @@ class ProjectionRunner:
         self._digest = definition_digest(definition)
         self._store_env = store_env
         self._parallel_above_events = parallel_above_events
-        self._partitions = partitions or min(os.cpu_count() or 1, _MAX_PARTITIONS)
+        self._partitions = partitions or min(_usable_cores(), _MAX_PARTITIONS)
         self._committed = -1  # the last position this runner wrote; -1: none yet
         self._page_size = page_size
         self._log = JourneyLog(app)
@@ -487,6 +496,14 @@ class ProjectionRunner:
         """Builds empty views from the start of the log up to `head`, one process per
         partition of the customers, then writes the journey's position and clocks."""
         count = self._partitions
+        # What a build that stopped may have left (the journey's position stays 0 until the
+        # end) goes first: each share takes the views as holding none of its customers.
+        self._view.reset()
+        cached = self._projector.max_cached
+        if cached is not None:
+            # Together the shares keep about as many positions as one process would, with room
+            # for one share holding a few more customers than the others.
+            cached = math.ceil(cached * _SHARE_HEADROOM / count)
         shares = [
             (
                 Share(
@@ -496,7 +513,7 @@ class ProjectionRunner:
                     Partition(index, count),
                     head,
                     self._page_size,
-                    self._projector.max_cached,
+                    cached,
                 ),
             )
             for index in range(count)

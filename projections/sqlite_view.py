@@ -66,17 +66,19 @@ _UPSERT_POSITION = f"""{_INSERT_POSITION}    ON CONFLICT (customer_id) DO UPDATE
         due_at = excluded.due_at, open_frictions = excluded.open_frictions, state = excluded.state
 """
 _CHUNK = 900
+_SHARED_WAIT_SECONDS = 600.0
 
 
 class SQLiteJourneyView(JourneyView):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, wait_seconds: float = 10.0) -> None:
+        """Waits up to `wait_seconds` for another writer of the file to finish."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # Views can always be rebuilt from the log: trade the last commit's durability for speed.
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute(f"PRAGMA busy_timeout={int(wait_seconds * 1000)}")
         # Positions of a few hundred thousand customers stay in memory instead of being read
         # back from the file for every page (the default cache is 2 MB).
         self._db.execute("PRAGMA cache_size=-131072")
@@ -153,7 +155,9 @@ class SQLiteJourneyView(JourneyView):
         db.execute("COMMIT")
 
     def opener(self) -> Callable[[], JourneyView]:
-        return partial(SQLiteJourneyView, self._path)
+        # The partitions of a rebuild take turns at the file's one writer: each writes up to
+        # a hundred thousand positions at a time, and may wait for several others to.
+        return partial(SQLiteJourneyView, self._path, wait_seconds=_SHARED_WAIT_SECONDS)
 
     def reset(self) -> None:
         # Dropping is much faster than deleting every row of a large view.
