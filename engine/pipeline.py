@@ -130,3 +130,8 @@ def _run(
         send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     send(("done", None))
+    # All that is left is to free what the work built, which can take longer than the last
+    # of the work, while the first process waits: leave once the last words are delivered.
+    messages.close()
+    messages.join_thread()
+    os._exit(0)
