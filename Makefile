@@ -8,16 +8,25 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
+# The fold's hottest modules, compiled with mypyc where a C compiler is found (plain Python
+# elsewhere); compiled again whenever they change.
+FOLD := projections/position.py projections/detectors.py
+COMPILED := $(VENV)/.compiled
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(STAMP)
+$(COMPILED): $(STAMP) $(FOLD) scripts/compile.py
+	$(BIN)/python scripts/compile.py
+	touch $@
+
+demo: $(COMPILED)
 	$(BIN)/journey demo
 
-lint: $(STAMP)
+lint: $(COMPILED)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
@@ -25,9 +34,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(COMPILED)
 	$(BIN)/python bench/ingest_file.py
 	$(BIN)/python bench/rebuild.py
 
 clean:
-	rm -rf $(VENV) .journey .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .journey .mypy_cache .ruff_cache .pytest_cache build projections/*.so

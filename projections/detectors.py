@@ -142,7 +142,7 @@ def join_or_open(position: Position, kind: str, mark: Mark) -> None:
 class Detector:
     """Reads the marks that match any of `patterns`."""
 
-    patterns: PatternIds = frozenset()
+    patterns: PatternIds  # set by each detector
 
     def see(self, position: Position, mark: Mark) -> None:
         raise NotImplementedError

@@ -19,6 +19,21 @@ HOUR = 3_600_000
 DAY = 24 * HOUR
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuses to test a compiled fold older than its source: the tests would run the code as
+    it was when it was compiled."""
+    root = Path(__file__).resolve().parent.parent
+    for module in ("projections/position.py", "projections/detectors.py"):
+        source = root / module
+        for library in source.parent.glob(f"{source.stem}*.so"):
+            if library.stat().st_mtime < source.stat().st_mtime:
+                pytest.exit(
+                    f"{module} changed after it was compiled: run `make test`, or "
+                    "`.venv/bin/python scripts/compile.py`",
+                    returncode=4,
+                )
+
+
 def touchpoint(
     event_id: str,
     type: str = "page_view",
