@@ -156,8 +156,8 @@ class JourneyView(ABC):
         """Empties the views, so that they can be rebuilt from the start of the log."""
 
     def opener(self) -> Callable[[], JourneyView] | None:
-        """Opens these views again, in another process (it is picklable); None: they cannot
-        be shared with another process."""
+        """Opens these views again in another process that helps build them (it is
+        picklable); None: they cannot be shared with another process."""
         return None
 
     @abstractmethod
