@@ -71,23 +71,19 @@ _PAGE_SIZE = 16 * 1024
 
 
 class SQLiteJourneyView(JourneyView):
-    def __init__(self, path: Path, *, wait_seconds: float = 10.0, building: bool = False) -> None:
-        """Waits up to `wait_seconds` for another writer of the file to finish. `building`:
-        one of several processes building the views, none of which moves the write-ahead log
-        into the file; the next commit of an ordinary connection does, once for them all."""
+    def __init__(self, path: Path, *, wait_seconds: float = 10.0) -> None:
+        """Waits up to `wait_seconds` for another writer of the file to finish."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
             # A new file gets larger pages, which must be chosen before write-ahead logging
-            # is on: a rebuild writes its rows about a seventh faster.
+            # is on: a rebuild's partitions write their rows about a seventh faster.
             self._db.execute(f"PRAGMA page_size={_PAGE_SIZE}")
         self._db.execute("PRAGMA journal_mode=WAL")
         # Views can always be rebuilt from the log: trade the last commit's durability for speed.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(f"PRAGMA busy_timeout={int(wait_seconds * 1000)}")
-        if building:
-            self._db.execute("PRAGMA wal_autocheckpoint=0")
         # Positions of a few hundred thousand customers stay in memory instead of being read
         # back from the file for every page (the default cache is 2 MB).
         self._db.execute("PRAGMA cache_size=-131072")
@@ -166,9 +162,7 @@ class SQLiteJourneyView(JourneyView):
     def opener(self) -> Callable[[], JourneyView]:
         # The partitions of a rebuild take turns at the file's one writer: each writes up to
         # a hundred thousand positions at a time, and may wait for several others to.
-        return partial(
-            SQLiteJourneyView, self._path, wait_seconds=_SHARED_WAIT_SECONDS, building=True
-        )
+        return partial(SQLiteJourneyView, self._path, wait_seconds=_SHARED_WAIT_SECONDS)
 
     def reset(self) -> None:
         # Dropping is much faster than deleting every row of a large view.
