@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict, TypeVar, cast
 
 import msgspec
 import orjson
@@ -24,6 +24,9 @@ OUTCOME_TOPIC = get_topic(ActionOutcomes.Reported)
 _FOLDED_TOPICS = (TOUCHPOINT_TOPIC, TICK_TOPIC)
 # The decider also reads what sales people did with its actions.
 DECIDER_TOPICS = (*_FOLDED_TOPICS, OUTCOME_TOPIC)
+
+
+T = TypeVar("T")
 
 
 class Tick(TypedDict):
@@ -104,29 +107,26 @@ class JourneyLog:
         return [(position, fold(state)) for position, state in rows]
 
     def folded_streams(self, customer_ids: Sequence[str]) -> dict[str, list[Folded]]:
-        """`streams`, reduced to what a fold reads."""
-        customers = {stream_id(customer_id): customer_id for customer_id in customer_ids}
-        stored = self._recorder.select_stream_states(list(customers), TOUCHPOINT_TOPIC)
-        fold = self._folded
-        return {
-            customers[stream]: [fold(state) for state in states]
-            for stream, states in stored.items()
-        }
+        """These customers' recorded touchpoints, reduced to what a fold reads, each
+        customer's in the order they arrived; customers with none are left out."""
+        return self._streams(customer_ids, self._folded)
 
     def stream(self, customer_id: str) -> list[TouchpointState]:
         """A customer's recorded touchpoints, in the order they arrived."""
-        return self.streams([customer_id]).get(customer_id, [])
+        return self._streams([customer_id], self._touchpoint).get(customer_id, [])
 
-    def streams(self, customer_ids: Sequence[str]) -> dict[str, list[TouchpointState]]:
-        """These customers' recorded touchpoints, each customer's in the order they arrived;
-        customers with none are left out."""
+    def _streams(
+        self, customer_ids: Sequence[str], decode: Callable[[bytes], T]
+    ) -> dict[str, list[T]]:
         customers = {stream_id(customer_id): customer_id for customer_id in customer_ids}
         stored = self._recorder.select_stream_states(list(customers), TOUCHPOINT_TOPIC)
-        decode, opened = self._decode, self._open
         return {
-            customers[stream]: [cast(TouchpointState, decode(opened(state))) for state in states]
+            customers[stream]: [decode(state) for state in states]
             for stream, states in stored.items()
         }
+
+    def _touchpoint(self, state: bytes) -> TouchpointState:
+        return cast(TouchpointState, self._decode(self._open(state)))
 
     def _folded_from_any(self, state: bytes) -> Folded:
         return msgspec.convert(self._decode(self._open(state)), Folded, strict=False)
