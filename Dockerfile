@@ -6,6 +6,7 @@ COPY engine engine
 COPY projections projections
 COPY schemas schemas
 COPY consumers consumers
+COPY stores stores
 COPY journey journey
 RUN pip install --no-cache-dir .
 RUN useradd --create-home journey

@@ -47,9 +47,10 @@ from engine.definition import load_definition
 from engine.journeys import CustomerJourney, JourneyClock, TouchpointState
 from engine.recording import Journeys
 from engine.settings import Settings
-from journey.bootstrap import event_store_env, postgres_conninfo
+from journey.bootstrap import event_store_env
 from projections.log import TICK_TOPIC, TOUCHPOINT_TOPIC
 from projections.position import Mark, Position, StageMachine
+from stores.postgres.database import conninfo as postgres_conninfo
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ingest_file import OUT

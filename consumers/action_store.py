@@ -23,44 +23,6 @@ from projections.sql import Database
 DECIDER = "decider"
 _CHUNK = 500
 
-_TABLES = (
-    """CREATE TABLE IF NOT EXISTS {t}journey_decider_tracking (
-        name TEXT PRIMARY KEY, position BIGINT NOT NULL, ticked BIGINT, definition TEXT)""",
-    # No index but the key: every page rewrites its customers' rows, which then stay where
-    # they are (PostgreSQL's HOT updates); due_at and retry_at are only asked at clock events.
-    """CREATE TABLE IF NOT EXISTS {t}journey_decider_customers (
-        customer_id TEXT PRIMARY KEY, due_at BIGINT, retry_at BIGINT, position TEXT,
-        actions TEXT) {room}""",
-    """CREATE TABLE IF NOT EXISTS {t}journey_owner_days (
-        owner TEXT NOT NULL, day BIGINT NOT NULL, actions INTEGER NOT NULL,
-        PRIMARY KEY (owner, day))""",
-    """CREATE TABLE IF NOT EXISTS {t}journey_next_actions (
-        action_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, owner TEXT NOT NULL,
-        action_type TEXT NOT NULL, channel TEXT NOT NULL, rule TEXT NOT NULL,
-        priority DOUBLE PRECISION NOT NULL, status TEXT NOT NULL, decided_at BIGINT NOT NULL,
-        due_at BIGINT, reason TEXT NOT NULL, status_at BIGINT, status_reason TEXT,
-        snoozed_until BIGINT, log_position BIGINT NOT NULL, record TEXT NOT NULL,
-        explanation TEXT NOT NULL)""",
-    """CREATE INDEX IF NOT EXISTS journey_next_actions_customer
-        ON {t}journey_next_actions (customer_id)""",
-    """CREATE INDEX IF NOT EXISTS journey_next_actions_owner
-        ON {t}journey_next_actions (owner, status)""",
-    """CREATE TABLE IF NOT EXISTS {t}journey_action_outbox (
-        seq {serial}, action_id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
-        value {blob} NOT NULL, sent_at BIGINT)""",
-    """CREATE INDEX IF NOT EXISTS journey_action_outbox_unsent
-        ON {t}journey_action_outbox (seq) WHERE sent_at IS NULL""",
-)
-_TYPES = {
-    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB", "room": ""},
-    # Room on each page for a row's next version beside it.
-    "postgres": {
-        "serial": "BIGSERIAL PRIMARY KEY",
-        "blob": "BYTEA",
-        "room": "WITH (fillfactor = 70)",
-    },
-}
-
 # Statuses of an action in the view: open until a rep or the journey closes it.
 OPEN_STATUSES = ("open", "accepted", "snoozed")
 _UPSERT_CUSTOMERS = (
@@ -133,13 +95,8 @@ class DeciderPage:
 
 class ActionStore:
     def __init__(self, db: Database) -> None:
+        """`db` holds the decider's tables (the store makes them)."""
         self._db = db
-        types = _TYPES[db.dialect]
-        for template in _TABLES:
-            statement = template
-            for name, sql_type in types.items():
-                statement = statement.replace(f"{{{name}}}", sql_type)
-            db.execute(statement)
 
     # Reads, on the store's own connection.
 

@@ -1,19 +1,14 @@
-"""What the Kafka consumers keep in PostgreSQL beside the events: how far each partition has
+"""What the Kafka consumers keep in the store beside the events: how far each partition has
 been recorded, and the dead letters met on the way. Both are written in the same transaction
 as the events they go with, so the database, not Kafka, says what has been consumed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import psycopg
-from psycopg.rows import dict_row
-from psycopg.sql import SQL, Composed, Identifier
-from psycopg.types.json import Jsonb
 
 from engine.ledger import BatchWrite
 
@@ -48,174 +43,39 @@ class StoredDeadLetter:
     redriven_at: datetime | None
 
 
-class PostgresBookkeeping:
-    """Consumed offsets per group and partition, and dead letters, in PostgreSQL."""
+class Bookkeeping(ABC):
+    """Consumed offsets per group and partition, and dead letters, beside the events."""
 
-    def __init__(self, conninfo: str, schema: str = "public") -> None:
-        self._conninfo = conninfo
-        self._offsets = Identifier(schema, "journey_consumer_offsets")
-        self._letters = Identifier(schema, "journey_dead_letters")
-        self._sql_upsert_offsets = self._sql(
-            "INSERT INTO {offsets} (group_id, topic, partition, next_offset) "
-            "SELECT %s, * FROM unnest(%s::text[], %s::int[], %s::bigint[]) "
-            "ON CONFLICT (group_id, topic, partition) DO UPDATE "
-            "SET next_offset = GREATEST({offsets}.next_offset, EXCLUDED.next_offset)"
-        )
-        self._sql_insert_letter = self._sql(
-            "INSERT INTO {letters} (topic, partition, record_offset, timestamp_ms, key, value, "
-            "headers, reason, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (topic, partition, record_offset) DO NOTHING"
-        )
-        self._sql_redriven = self._sql(
-            "UPDATE {letters} SET redriven_at = now() WHERE id = ANY(%s) AND redriven_at IS NULL"
-        )
-        with self._connect() as conn:
-            conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
-            conn.execute(
-                self._sql(
-                    "CREATE TABLE IF NOT EXISTS {offsets} (group_id text, topic text, "
-                    "partition int, next_offset bigint NOT NULL, "
-                    "PRIMARY KEY (group_id, topic, partition))"
-                )
-            )
-            conn.execute(
-                self._sql(
-                    "CREATE TABLE IF NOT EXISTS {letters} (id bigserial PRIMARY KEY, "
-                    "topic text NOT NULL, partition int NOT NULL, record_offset bigint NOT NULL, "
-                    "timestamp_ms bigint, key bytea, value bytea, headers jsonb NOT NULL, "
-                    "reason text NOT NULL, detail text NOT NULL, "
-                    "recorded_at timestamptz NOT NULL DEFAULT now(), "
-                    "published boolean NOT NULL DEFAULT false, redriven_at timestamptz, "
-                    "UNIQUE (topic, partition, record_offset))"
-                )
-            )
-
-    def _sql(self, template: str) -> Composed:
-        return SQL(template).format(offsets=self._offsets, letters=self._letters)
-
-    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
-        return psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
-
-    # Offsets
-
+    @abstractmethod
     def offsets_write(self, group: str, next_offsets: Mapping[Partition, int]) -> BatchWrite:
         """Moves the group's positions forward (never back) with the batch."""
-        topics = [topic for topic, _ in next_offsets]
-        partitions = [partition for _, partition in next_offsets]
-        offsets = list(next_offsets.values())
 
-        def write(cursor: psycopg.Cursor[Any]) -> None:
-            cursor.execute(self._sql_upsert_offsets, (group, topics, partitions, offsets))
-
-        return write
-
+    @abstractmethod
     def next_offsets(self, group: str, topic: str | None = None) -> dict[Partition, int]:
         """Where the group goes on reading each partition it has recorded from."""
-        query = self._sql(
-            "SELECT topic, partition, next_offset FROM {offsets} WHERE group_id = %s"
-            + (" AND topic = %s" if topic else "")
-        )
-        with self._connect() as conn:
-            rows = conn.execute(query, (group, topic) if topic else (group,)).fetchall()
-        return {(row["topic"], row["partition"]): row["next_offset"] for row in rows}
 
-    # Dead letters
-
+    @abstractmethod
     def dead_letters_write(self, letters: Sequence[DeadLetter]) -> BatchWrite:
         """Keeps dead letters with the batch they were met in; meeting one again adds nothing."""
-        rows = [
-            (
-                letter.topic,
-                letter.partition,
-                letter.offset,
-                letter.timestamp_ms,
-                letter.key,
-                letter.value,
-                Jsonb([[name.encode().hex(), value.hex()] for name, value in letter.headers]),
-                letter.reason,
-                letter.detail,
-            )
-            for letter in letters
-        ]
 
-        def write(cursor: psycopg.Cursor[Any]) -> None:
-            cursor.executemany(self._sql_insert_letter, rows)
-
-        return write
-
+    @abstractmethod
     def redriven_write(self, ids: Sequence[int]) -> BatchWrite:
         """Marks dead letters as recorded after all, with the batch that records them."""
 
-        def write(cursor: psycopg.Cursor[Any]) -> None:
-            cursor.execute(self._sql_redriven, (list(ids),))
-
-        return write
-
+    @abstractmethod
     def dead_letters(
         self, *, ids: Iterable[int] = (), waiting: bool = False, limit: int | None = None
     ) -> list[StoredDeadLetter]:
         """Dead letters, oldest first: those with `ids`, or all, or only those not redriven."""
-        chosen = list(ids)
-        conditions = []
-        if chosen:
-            conditions.append("id = ANY(%(ids)s)")
-        if waiting:
-            conditions.append("redriven_at IS NULL")
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        query = self._sql(
-            f"SELECT * FROM {{letters}}{where} ORDER BY id"
-            + (" LIMIT %(limit)s" if limit is not None else "")
-        )
-        with self._connect() as conn:
-            rows = conn.execute(query, {"ids": chosen, "limit": limit}).fetchall()
-        return [_stored(row) for row in rows]
 
-    @contextmanager
+    @abstractmethod
     def claim_unpublished(
         self, limit: int = 1000, *, topic: str
-    ) -> Iterator[tuple[list[StoredDeadLetter], Callable[[Sequence[int]], None]]]:
+    ) -> AbstractContextManager[tuple[list[StoredDeadLetter], Callable[[Sequence[int]], None]]]:
         """Dead letters consumed from `topic` not yet on its dead-letter topic, locked for
         this caller until the block ends (other callers skip them), and a function marking
         some as published."""
-        query = self._sql(
-            "SELECT * FROM {letters} WHERE NOT published AND topic = %s ORDER BY id LIMIT %s "
-            "FOR UPDATE SKIP LOCKED"
-        )
-        mark = self._sql("UPDATE {letters} SET published = true WHERE id = ANY(%s)")
-        with self._connect() as conn, conn.transaction():
-            letters = [_stored(row) for row in conn.execute(query, (topic, limit)).fetchall()]
 
-            def mark_published(ids: Sequence[int]) -> None:
-                if ids:
-                    conn.execute(mark, (list(ids),))
-
-            yield letters, mark_published
-
+    @abstractmethod
     def dead_letter_counts(self) -> dict[str, int]:
         """How many dead letters there are: in all, still waiting, and not yet published."""
-        query = self._sql(
-            "SELECT count(*) AS total, count(*) FILTER (WHERE redriven_at IS NULL) AS waiting, "
-            "count(*) FILTER (WHERE NOT published) AS unpublished FROM {letters}"
-        )
-        with self._connect() as conn:
-            row = conn.execute(query).fetchone()
-        return dict(row) if row else {"total": 0, "waiting": 0, "unpublished": 0}
-
-
-def _stored(row: dict[str, Any]) -> StoredDeadLetter:
-    letter = DeadLetter(
-        topic=row["topic"],
-        partition=row["partition"],
-        offset=row["record_offset"],
-        timestamp_ms=row["timestamp_ms"],
-        key=bytes(row["key"]) if row["key"] is not None else None,
-        value=bytes(row["value"]) if row["value"] is not None else None,
-        headers=tuple(
-            (bytes.fromhex(name).decode(), bytes.fromhex(value)) for name, value in row["headers"]
-        ),
-        reason=row["reason"],
-        detail=row["detail"],
-    )
-    return StoredDeadLetter(
-        row["id"], letter, row["recorded_at"], row["published"], row["redriven_at"]
-    )

@@ -27,7 +27,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from consumers.bookkeeping import DeadLetter, Partition, PostgresBookkeeping, StoredDeadLetter
+from consumers.bookkeeping import Bookkeeping, DeadLetter, Partition, StoredDeadLetter
 from consumers.settings import KafkaSettings
 from engine.bulk import collector_paused, settle_young_objects
 from engine.errors import DecodeError, InvalidTouchpoint
@@ -132,7 +132,7 @@ class TouchpointIngest:
     def __init__(
         self,
         journeys: Journeys,
-        bookkeeping: PostgresBookkeeping,
+        bookkeeping: Bookkeeping,
         settings: KafkaSettings,
         *,
         batch_size: int,
@@ -487,7 +487,7 @@ class RedriveReport:
 
 def redrive(
     journeys: Journeys,
-    bookkeeping: PostgresBookkeeping,
+    bookkeeping: Bookkeeping,
     letters: Sequence[StoredDeadLetter],
     *,
     max_bytes: int,

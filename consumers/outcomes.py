@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consumers.action_store import ActionStore
-from consumers.bookkeeping import PostgresBookkeeping
+from consumers.bookkeeping import Bookkeeping
 from consumers.ingest import Rejection, TouchpointIngest
 from consumers.settings import KafkaSettings
 from engine.actions import ActionOutcome, ActionOutcomes, outcome_from_record
@@ -63,7 +63,7 @@ class OutcomeIngest(TouchpointIngest):
     def __init__(
         self,
         journeys: Journeys,
-        bookkeeping: PostgresBookkeeping,
+        bookkeeping: Bookkeeping,
         settings: KafkaSettings,
         actions: ActionStore,
         *,

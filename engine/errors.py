@@ -50,3 +50,7 @@ class InvalidOutcome(JourneyError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+class StoreTooNew(ConfigurationError):
+    """The store was written by a newer release of the engine than this one."""

@@ -48,6 +48,7 @@ class _Commands(click.Group):
         "diff-definition": "journey.analysis:diff_definition",
         "explain": "journey.actions:explain",
         "friction": "journey.intelligence:friction",
+        "migrate": "journey.upgrade:migrate",
         "moments": "journey.intelligence:moments",
         "outcome": "journey.actions:outcome",
         "outcomes": "journey.actions:outcomes",

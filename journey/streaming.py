@@ -21,7 +21,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from rich.table import Table
 
-from consumers.bookkeeping import PostgresBookkeeping
+from consumers.bookkeeping import Bookkeeping
 from consumers.ingest import (
     FIRST_BACKOFF_S,
     MAX_BACKOFF_S,
@@ -78,9 +78,7 @@ def kafka_settings(bootstrap: str | None, topic: str | None, group: str | None) 
 
 
 @contextmanager
-def recording_engine(
-    ctx: click.Context, command: str
-) -> Iterator[tuple[Engine, PostgresBookkeeping]]:
+def recording_engine(ctx: click.Context, command: str) -> Iterator[tuple[Engine, Bookkeeping]]:
     settings = ctx.find_object(Settings) or Settings()
     bookkeeping = build_bookkeeping(settings, command)
     engine = build_engine(settings)
@@ -202,7 +200,7 @@ def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> Non
 
 def _when_postgres_answers(
     settings: Settings, stop: threading.Event
-) -> tuple[PostgresBookkeeping, Engine] | None:
+) -> tuple[Bookkeeping, Engine] | None:
     """The member's store, once PostgreSQL answers (None if asked to stop first)."""
     delay = FIRST_BACKOFF_S
     while not stop.is_set():

@@ -80,15 +80,6 @@ def load_projection(spec: str) -> Projection:
     return cls()
 
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS {t}custom_views (
-        name TEXT PRIMARY KEY, generation INTEGER NOT NULL, projection TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS {t}custom_tracking (
-        name TEXT NOT NULL, generation INTEGER NOT NULL, position BIGINT NOT NULL,
-        PRIMARY KEY (name, generation))""",
-)
-
-
 @dataclass(frozen=True, slots=True)
 class Generation:
     """One build of a projection's view; readers see the live one."""
@@ -105,10 +96,8 @@ class ProjectionViews:
     """The views of custom projections in one database."""
 
     def __init__(self, db: Database) -> None:
+        """`db` holds the projections' tables (the store makes them)."""
         self.db = db
-        with db.transaction():
-            for statement in _SCHEMA:
-                db.execute(statement)
 
     def live(self, name: str) -> Generation | None:
         rows = self.db.fetch("SELECT generation FROM {t}custom_views WHERE name = %s", (name,))

@@ -35,8 +35,8 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 from eventsourcing.tests import persistence
 
-from engine.sqlite_store import SQLiteJourneyRecorder
-from journey.postgres_store import PostgresJourneyRecorder
+from stores.postgres.events import PostgresJourneyRecorder
+from stores.sqlite.events import SQLiteJourneyRecorder
 from tests import services
 
 

@@ -21,8 +21,8 @@ from engine.touchpoints import Touchpoint
 from journey.bootstrap import build_engine
 from projections.position import Position, StageMachine
 from projections.runner import ProjectionRunner
-from projections.sqlite_view import SQLiteJourneyView
 from projections.timeline import timeline
+from stores.sqlite.views import SQLiteJourneyView
 from tests import services
 from tests.conftest import DAY, HOUR, T0
 

@@ -14,8 +14,8 @@ from engine.recording import Journeys
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint
 from journey.bootstrap import event_store_env
-from journey.postgres_store import PostgresJourneyRecorder
 from projections.log import JourneyLog
+from stores.postgres.events import PostgresJourneyRecorder
 from tests.conftest import T0, touchpoint
 
 

@@ -12,9 +12,9 @@ from engine.definition import load_definition, parse_definition
 from engine.settings import Settings
 from journey.bootstrap import Engine, build_engine, event_store_env
 from projections.runner import ProjectionRunner
-from projections.sqlite_view import SQLiteJourneyView
 from projections.timeline import timeline
 from projections.views import PageChanges, ViewConflict, ViewOutOfDate
+from stores.sqlite.views import SQLiteJourneyView
 from tests.conftest import DAY, T0, touchpoint
 
 

@@ -37,7 +37,7 @@ def test_a_recorded_touchpoint_reads_back_as_the_aggregate_event_would(tmp_path)
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(tmp_path / "events.db"),
-        "APPLICATION_RECORDER_TOPIC": "engine.sqlite_store:SQLiteJourneyRecorder",
+        "APPLICATION_RECORDER_TOPIC": "stores.sqlite.events:SQLiteJourneyRecorder",
     }
     tp = Touchpoint(
         "e1",

@@ -19,50 +19,15 @@ from projections.views import (
     funnel_counts,
     position_row,
 )
-
-# A position's state is JSON kept as text: only the engine reads it, and PostgreSQL would
-# spend more time parsing it into jsonb than writing the rest of the row. (Views made as jsonb
-# by an earlier release are read and written the same way.)
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS {schema}.journey_tracking (
-        projection text PRIMARY KEY, position bigint NOT NULL, definition text)""",
-    """CREATE TABLE IF NOT EXISTS {schema}.journey_positions (
-        customer_id text PRIMARY KEY, stage text, stage_since bigint, peak_rank integer,
-        first_at bigint, last_at bigint, touchpoints integer, rep text, due_at bigint,
-        open_frictions integer, state text NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS journey_positions_stage ON {schema}.journey_positions (stage)",
-    "CREATE INDEX IF NOT EXISTS journey_positions_due ON {schema}.journey_positions (due_at)",
-    """CREATE TABLE IF NOT EXISTS {schema}.journey_clock (
-        id integer PRIMARY KEY CHECK (id = 1), at bigint, ticked bigint)""",
-    """CREATE TABLE IF NOT EXISTS {schema}.journey_frictions (
-        customer_id text NOT NULL, friction_id text NOT NULL, kind text NOT NULL,
-        severity integer NOT NULL, stage text, channel text, rep_id text, owner text,
-        opened_at bigint NOT NULL, resolved_at bigint, events text NOT NULL,
-        PRIMARY KEY (customer_id, friction_id))""",
-    """CREATE INDEX IF NOT EXISTS journey_frictions_open
-        ON {schema}.journey_frictions (resolved_at, severity, opened_at)""",
-    """CREATE TABLE IF NOT EXISTS {schema}.journey_moments (
-        customer_id text NOT NULL, seq integer NOT NULL, kind text NOT NULL, at bigint NOT NULL,
-        event_id text NOT NULL, channel text, rep_id text, outcome text, resolved_at bigint,
-        resolved_by text, resolution text, PRIMARY KEY (customer_id, seq))""",
-    """CREATE TABLE IF NOT EXISTS {schema}.journey_outcomes (
-        customer_id text NOT NULL, channel text NOT NULL, positive integer, neutral integer,
-        negative integer, PRIMARY KEY (customer_id, channel))""",
-)
-_TABLES = (
-    "journey_tracking",
-    "journey_positions",
-    "journey_clock",
-    "journey_frictions",
-    "journey_moments",
-    "journey_outcomes",
-)
+from stores.migrations import forget
+from stores.postgres.database import PostgresDatabase, connect
+from stores.tables import VIEW_TABLES, open_part
 
 
 class PostgresJourneyView(JourneyView):
     def __init__(self, conninfo: str, schema: str = "public", *, create: bool = True) -> None:
         """With `create`, makes the views' tables that do not exist yet."""
-        self._db = psycopg.connect(conninfo, autocommit=True)
+        self._db = connect(conninfo)
         self._opened_with = (conninfo, schema)
         self._schema = Identifier(schema)
         self.table_prefix = self._schema.as_string() + "."
@@ -73,9 +38,11 @@ class PostgresJourneyView(JourneyView):
         return SQL(text).format(schema=self._schema)
 
     def _create(self) -> None:
-        with self._db.transaction():
-            for statement in _SCHEMA:
-                self._db.execute(self._sql(statement))
+        database = PostgresDatabase(*self._opened_with)
+        try:
+            open_part(database, "views")
+        finally:
+            database.close()
 
     def tracking(self, projection: str) -> tuple[int, str | None]:
         row = self._db.execute(
@@ -173,11 +140,14 @@ class PostgresJourneyView(JourneyView):
         self._create()
 
     def drop(self) -> None:
-        with self._db.transaction():
-            for table in _TABLES:
-                self._db.execute(
-                    SQL("DROP TABLE IF EXISTS {}.{}").format(self._schema, Identifier(table))
-                )
+        database = PostgresDatabase(*self._opened_with)
+        try:
+            with database.transaction():
+                for table in VIEW_TABLES:
+                    database.execute(f"DROP TABLE IF EXISTS {{t}}{table}")
+                forget(database, "views")
+        finally:
+            database.close()
 
     def position(self, customer_id: str) -> Position | None:
         return self.load_positions([customer_id]).get(customer_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -19,41 +18,10 @@ from projections.views import (
     funnel_counts,
     position_row,
 )
+from stores.migrations import forget
+from stores.sqlite.database import SQLiteDatabase, connect
+from stores.tables import VIEW_TABLES, open_part
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS projection_tracking (
-        projection TEXT PRIMARY KEY, position INTEGER NOT NULL, definition TEXT)""",
-    """CREATE TABLE IF NOT EXISTS journey_positions (
-        customer_id TEXT PRIMARY KEY, stage TEXT, stage_since INTEGER, peak_rank INTEGER,
-        first_at INTEGER, last_at INTEGER, touchpoints INTEGER, rep TEXT, due_at INTEGER,
-        open_frictions INTEGER, state BLOB NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS journey_positions_stage ON journey_positions (stage)",
-    "CREATE INDEX IF NOT EXISTS journey_positions_due ON journey_positions (due_at)",
-    """CREATE TABLE IF NOT EXISTS journey_clock (
-        id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER, ticked INTEGER)""",
-    """CREATE TABLE IF NOT EXISTS journey_frictions (
-        customer_id TEXT NOT NULL, friction_id TEXT NOT NULL, kind TEXT NOT NULL,
-        severity INTEGER NOT NULL, stage TEXT, channel TEXT, rep_id TEXT, owner TEXT,
-        opened_at INTEGER NOT NULL, resolved_at INTEGER, events TEXT NOT NULL,
-        PRIMARY KEY (customer_id, friction_id))""",
-    """CREATE INDEX IF NOT EXISTS journey_frictions_open
-        ON journey_frictions (resolved_at, severity, opened_at)""",
-    """CREATE TABLE IF NOT EXISTS journey_moments (
-        customer_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, at INTEGER NOT NULL,
-        event_id TEXT NOT NULL, channel TEXT, rep_id TEXT, outcome TEXT, resolved_at INTEGER,
-        resolved_by TEXT, resolution TEXT, PRIMARY KEY (customer_id, seq))""",
-    """CREATE TABLE IF NOT EXISTS journey_outcomes (
-        customer_id TEXT NOT NULL, channel TEXT NOT NULL, positive INTEGER, neutral INTEGER,
-        negative INTEGER, PRIMARY KEY (customer_id, channel))""",
-)
-_TABLES = (
-    "projection_tracking",
-    "journey_positions",
-    "journey_clock",
-    "journey_frictions",
-    "journey_moments",
-    "journey_outcomes",
-)
 _INSERT_POSITION = """
     INSERT INTO journey_positions (customer_id, stage, stage_since, peak_rank, first_at,
         last_at, touchpoints, rep, due_at, open_frictions, state)
@@ -72,22 +40,19 @@ _SHARED_WAIT_SECONDS = 600.0
 class SQLiteJourneyView(JourneyView):
     def __init__(self, path: Path, *, wait_seconds: float = 10.0) -> None:
         """Waits up to `wait_seconds` for another writer of the file to finish."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # Views can always be rebuilt from the log: trade the last commit's durability for speed.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(f"PRAGMA busy_timeout={int(wait_seconds * 1000)}")
+        # Views can always be rebuilt from the log: the connection trades the last commit's
+        # durability for speed.
+        self._db = connect(path, wait_seconds=wait_seconds)
+        self._tables = SQLiteDatabase(path, self._db)
         # Positions of a few hundred thousand customers stay in memory instead of being read
         # back from the file for every page (the default cache is 2 MB).
         self._db.execute("PRAGMA cache_size=-131072")
-        for statement in _SCHEMA:
-            self._db.execute(statement)
+        open_part(self._tables, "views")
 
     def tracking(self, projection: str) -> tuple[int, str | None]:
         row = self._db.execute(
-            "SELECT position, definition FROM projection_tracking WHERE projection = ?",
+            "SELECT position, definition FROM journey_tracking WHERE projection = ?",
             (projection,),
         ).fetchone()
         return (row[0], row[1]) if row else (0, None)
@@ -123,7 +88,7 @@ class SQLiteJourneyView(JourneyView):
         db.execute("BEGIN IMMEDIATE")
         try:
             stored = db.execute(
-                "SELECT position FROM projection_tracking WHERE projection = ?", (projection,)
+                "SELECT position FROM journey_tracking WHERE projection = ?", (projection,)
             ).fetchone()
             if stored is not None and stored[0] >= changes.position:
                 raise ViewConflict(
@@ -145,7 +110,7 @@ class SQLiteJourneyView(JourneyView):
                     (changes.clock, changes.ticked),
                 )
             db.execute(
-                "INSERT INTO projection_tracking VALUES (?, ?, ?) ON CONFLICT (projection) "
+                "INSERT INTO journey_tracking VALUES (?, ?, ?) ON CONFLICT (projection) "
                 "DO UPDATE SET position = excluded.position, definition = excluded.definition",
                 (projection, changes.position, definition_digest),
             )
@@ -161,18 +126,14 @@ class SQLiteJourneyView(JourneyView):
 
     def reset(self) -> None:
         # Dropping is much faster than deleting every row of a large view.
-        self._db.execute("BEGIN IMMEDIATE")
-        for table in _TABLES:
-            self._db.execute(f"DROP TABLE IF EXISTS {table}")
-        for statement in _SCHEMA:
-            self._db.execute(statement)
-        self._db.execute("COMMIT")
+        self.drop()
+        open_part(self._tables, "views")
 
     def drop(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        for table in _TABLES:
-            self._db.execute(f"DROP TABLE IF EXISTS {table}")
-        self._db.execute("COMMIT")
+        with self._tables.transaction():
+            for table in VIEW_TABLES:
+                self._db.execute(f"DROP TABLE IF EXISTS {table}")
+            forget(self._tables, "views")
 
     def position(self, customer_id: str) -> Position | None:
         return self.load_positions([customer_id]).get(customer_id)

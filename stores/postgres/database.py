@@ -1,0 +1,82 @@
+"""A PostgreSQL schema behind the database port, and how the engine reaches the server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg.sql import SQL, Identifier
+
+from engine.errors import StoreUnavailable
+from engine.settings import Settings
+from projections.sql import Database
+
+# Any fixed number: the advisory lock under which a schema's migrations are applied.
+_MIGRATION_LOCK = 0x6A6F75726E6D69
+
+
+def conninfo(settings: Settings) -> str:
+    pg = settings.postgres
+    return make_conninfo(
+        dbname=pg["POSTGRES_DBNAME"],
+        host=pg.get("POSTGRES_HOST", "127.0.0.1"),
+        port=pg.get("POSTGRES_PORT", "5432"),
+        user=pg.get("POSTGRES_USER"),
+        password=pg.get("POSTGRES_PASSWORD"),
+    )
+
+
+def connect(info: str) -> psycopg.Connection[Any]:
+    """An autocommit connection, or StoreUnavailable with the server's one-line reason."""
+    try:
+        return psycopg.connect(info, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
+
+
+class PostgresDatabase(Database):
+    dialect = "postgres"
+
+    def __init__(self, info: str, schema: str = "public") -> None:
+        self._db = connect(info)
+        self._schema = schema
+        self._prefix = Identifier(schema).as_string() + "."
+        self.where = f"PostgreSQL schema {schema}"
+
+    def statement(self, sql: str) -> SQL:
+        return SQL(sql.replace("{t}", self._prefix))
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._db.execute(self.statement(sql), params).fetchall()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._db.execute(self.statement(sql), params)
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._db.cursor() as cursor:
+            cursor.executemany(self.statement(sql), rows)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._db.transaction():
+            yield
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._db.transaction():
+            # Held until the transaction ends, however it ends.
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            yield
+
+    def has_table(self, name: str) -> bool:
+        row = self._db.execute(
+            "SELECT to_regclass(%s) IS NOT NULL",
+            (f"{Identifier(self._schema).as_string()}.{name}",),
+        ).fetchone()
+        return bool(row and row[0])
+
+    def close(self) -> None:
+        self._db.close()

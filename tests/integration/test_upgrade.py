@@ -1,0 +1,218 @@
+"""A store written by the previous release, opened by this one: every command works, the views
+read the same, and what cannot be rebuilt from the log (outcomes, the outbox, dead letters,
+Kafka offsets) is all there."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.errors import StoreTooNew
+from engine.settings import Settings
+from journey.bootstrap import build_engine
+from stores import open_store
+from stores.tables import PARTS
+from tests import services
+
+ROOT = Path(__file__).parents[2]
+PREVIOUS_RELEASE = "2632c64"  # 0.1.0, the last release before the store kept versions
+
+
+@pytest.fixture(scope="module")
+def previous_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The previous release's tree, taken from the repository's history."""
+    tree = tmp_path_factory.mktemp("previous-release")
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", PREVIOUS_RELEASE],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        services.unavailable(
+            f"the previous release {PREVIOUS_RELEASE}", archive.stderr.decode().strip()
+        )
+    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("dataset") / "touchpoints.jsonl"
+    journey(ROOT, {}, "generate", "--customers", "40", "--out", str(target))
+    return target
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of the `journey` command for a fresh store of each kind."""
+    base = {"JOURNEY_DATA_DIR": str(tmp_path / "data")}
+    if request.param == "sqlite":
+        yield base
+        return
+    url = request.getfixturevalue("postgres_url")
+    with services.fresh_schema(url) as schema:
+        yield {**base, "JOURNEY_DATABASE_URL": url, "POSTGRES_SCHEMA": schema}
+
+
+def journey(tree: Path, env: dict[str, str], *args: str) -> str:
+    """Runs the `journey` command of the code in `tree`, and returns what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "journey", *args],
+        cwd=tree,
+        env={**os.environ, **env, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"journey {' '.join(args)} ({tree}): {done.stderr}"
+    return done.stdout
+
+
+def json_lines(text: str) -> list[Any]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_a_store_of_the_previous_release_upgrades_keeping_everything(
+    previous_release: Path, dataset: Path, env: dict[str, str]
+) -> None:
+    old, new = previous_release, ROOT
+    postgres = "JOURNEY_DATABASE_URL" in env
+    journey(old, env, "ingest", str(dataset))
+    if postgres:
+        journey(old, env, "decide", "--no-publish")
+    actions = json_lines(journey(old, env, "actions", "--json"))
+    dismissed = actions[0]["action_id"]
+    journey(old, env, "outcome", dismissed, "dismissed", "--reason", "met them already")
+    if postgres:
+        journey(old, env, "decide", "--no-publish")
+        kept = write_bookkeeping(old, env)
+    customers = sorted({action["customer_id"] for action in actions})[:5]
+    reads = [
+        ("funnel", "--json"),
+        ("friction", "--all", "--json"),
+        ("moments", "--json"),
+        ("actions", "--all", "--json"),
+        *(("customer", customer, "--json") for customer in customers),
+    ]
+    before = {read: journey(old, env, *read) for read in reads}
+
+    planned = journey(new, env, "migrate", "--dry-run")
+    assert "would apply" in planned
+    assert journey(new, env, "migrate", "--dry-run") == planned, "a dry run changed the store"
+
+    after = {read: journey(new, env, *read) for read in reads}
+    assert after == before
+    outcome = journey(new, env, "explain", dismissed, "--json")
+    assert json.loads(outcome)["status"] == "dismissed"
+    journey(new, env, "migrate")  # what no command opened yet
+    up_to_date = journey(new, env, "migrate", "--dry-run").splitlines()
+    assert up_to_date, "no part of the store is versioned"
+    assert all(line.endswith("up to date") for line in up_to_date)
+
+    # Every command goes on working on the upgraded store.
+    journey(new, env, "ingest", str(dataset))  # nothing new: every event_id was recorded
+    journey(new, env, "tick")
+    ticked = journey(new, env, "funnel", "--json")
+    journey(new, env, "rebuild")
+    assert journey(new, env, "funnel", "--json") == ticked
+    if postgres:
+        assert read_bookkeeping(env) == kept
+
+
+def write_bookkeeping(old: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Kafka offsets and a dead letter as the previous release's consumer keeps them, and what
+    is in its outbox."""
+    script = """
+import json, os
+import psycopg
+from consumers.action_store import ActionStore
+from consumers.bookkeeping import DeadLetter
+from engine.settings import Settings
+from journey.bootstrap import _event_store_database, build_bookkeeping, postgres_conninfo
+
+settings = Settings.from_env(os.environ)
+books = build_bookkeeping(settings, "consume")
+letter = DeadLetter("journey.touchpoints", 1, 41, 1767225600000, b"C-9", b"\\x00garbage",
+                    (("trace", b"\\x01\\x02"),), "undecodable", "not an Avro message")
+db = _event_store_database(settings)
+with psycopg.connect(postgres_conninfo(settings)) as conn, conn.cursor() as cursor:
+    books.offsets_write("journey-ingest", {("journey.touchpoints", 0): 120,
+                                           ("journey.touchpoints", 1): 42})(cursor)
+    books.dead_letters_write([letter])(cursor)
+print(json.dumps(len(ActionStore(db).unsent(10_000))))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=old,
+        env={**os.environ, **env, "PYTHONPATH": str(old)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    unsent = json.loads(done.stdout)
+    assert unsent > 0, "the previous release left nothing in its outbox"
+    return {
+        "offsets": {("journey.touchpoints", 0): 120, ("journey.touchpoints", 1): 42},
+        "letters": [("journey.touchpoints", 1, 41, b"\x00garbage", (("trace", b"\x01\x02"),))],
+        "unsent": unsent,
+    }
+
+
+def read_bookkeeping(env: dict[str, str]) -> dict[str, Any]:
+    settings = Settings.from_env(env)
+    books = open_store(settings).bookkeeping("consume")
+    engine = build_engine(settings)
+    try:
+        unsent = len(engine.actions.unsent(10_000))
+    finally:
+        engine.close()
+    return {
+        "offsets": books.next_offsets("journey-ingest"),
+        "letters": [
+            (s.letter.topic, s.letter.partition, s.letter.offset, s.letter.value, s.letter.headers)
+            for s in books.dead_letters()
+        ],
+        "unsent": unsent,
+    }
+
+
+def test_a_store_of_a_newer_release_is_refused_with_one_line(env: dict[str, str]) -> None:
+    settings = Settings.from_env(env)
+    build_engine(settings).close()
+    database = open_store(settings).database()
+    latest = PARTS["store"][-1].version
+    try:
+        database.execute(
+            "UPDATE {t}journey_schema_versions SET version = %s WHERE part = 'store'",
+            (latest + 1,),
+        )
+    finally:
+        database.close()
+    with pytest.raises(StoreTooNew, match=f"store tables are at version {latest + 1}"):
+        build_engine(settings)
+    refused = subprocess.run(
+        [sys.executable, "-m", "journey", "funnel"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip().count("\n") == 0
+    assert "upgrade the engine" in refused.stderr
