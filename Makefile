@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 # The fold's hottest modules, compiled with mypyc where a C compiler is found (plain Python
 # elsewhere); compiled again whenever they change.
-FOLD := projections/position.py projections/detectors.py
+FOLD := projections/position.py projections/machine.py $(wildcard projections/detectors/*.py)
 COMPILED := $(VENV)/.compiled
 
 $(STAMP): pyproject.toml

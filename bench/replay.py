@@ -49,7 +49,8 @@ from engine.recording import Journeys
 from engine.settings import Settings
 from journey.bootstrap import event_store_env
 from projections.log import TICK_TOPIC, TOUCHPOINT_TOPIC
-from projections.position import Mark, Position, StageMachine
+from projections.machine import StageMachine
+from projections.position import Mark, Position
 from stores.postgres.database import conninfo as postgres_conninfo
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -111,6 +111,11 @@ class ActionStore:
     def ticked(self) -> int | None:
         return self.tracking()[1]
 
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Waits until the decider (in this process or another) has reached `position`;
+        False if it has not after `timeout` seconds."""
+        return self._db.wait(DECIDER, lambda: self.tracking()[0] >= position, timeout)
+
     def definition(self) -> str | None:
         """The digest of the journey definition the decider's positions were folded with."""
         rows = self._db.fetch(
@@ -252,6 +257,7 @@ class ActionStore:
     def write(self, page: DeciderPage) -> BatchWrite:
         """The page's writes, for the transaction that appends its decision events."""
         statement = self._db.statement
+        notice = self._db.notice(DECIDER)
 
         def run(cursor: Any) -> None:
             cursor.execute(
@@ -311,6 +317,8 @@ class ActionStore:
                     ),
                     page.outbox,
                 )
+            if notice is not None:
+                cursor.execute(*notice)  # delivered when the transaction commits
 
         return run
 

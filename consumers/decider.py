@@ -80,6 +80,15 @@ class Decider:
     def position(self) -> int:
         return self._store.tracking()[0]
 
+    def wait_for(self, position: int, timeout: float) -> int:
+        """Waits until the decider, in this process or another, has decided on the log up to
+        `position`, and returns where it is; TimeoutError after `timeout` seconds."""
+        if not self._store.wait_for(position, timeout):
+            raise TimeoutError(
+                f"the decider is at {self.position()}, not yet at {position}, after {timeout:g} s"
+            )
+        return self.position()
+
     def catch_up(self, *, max_pages: int | None = None) -> Decided:
         """Decides on everything recorded so far, a page per transaction."""
         pages = decisions = 0

@@ -369,7 +369,7 @@ class Deciding:
             (m.outcome for m in position.moments if trigger.events[:1] == (m.event_id,)), None
         )
         referral = next(
-            (position.referrals[r][0] for r in self._referral_rules if r in position.referrals),
+            (position.memory[r][0] for r in self._referral_rules if r in position.memory),
             None,
         )
         return {

@@ -7,10 +7,9 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from typing import Annotated, Any
 
@@ -288,9 +287,9 @@ def outcome(action_id: str, reported: OutcomeIn, request: Request) -> dict[str, 
         catch_up(engine)
         # On PostgreSQL the decider runs as its own service: give it a moment to apply the
         # outcome, so that the answer (and the page) shows the action as it now stands.
-        deadline = time.monotonic() + OUTCOME_WAIT_S
-        while at and engine.actions.tracking()[0] < at and time.monotonic() < deadline:
-            time.sleep(0.02)
+        if at:
+            with suppress(TimeoutError):
+                engine.decider.wait_for(at, OUTCOME_WAIT_S)
         changed = engine.actions.action(action_id)
     assert changed is not None
     return render.action_json(changed)

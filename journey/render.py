@@ -12,9 +12,8 @@ from rich.text import Text
 from consumers.action_store import ActionRow
 from engine.definition import JourneyDefinition
 from engine.touchpoints import from_millis
-from projections.detectors import Friction, Moment
 from projections.diff import DefinitionDiff
-from projections.position import Position
+from projections.position import Friction, Moment, Position
 from projections.timeline import TimelineEntry, reported_late
 from projections.views import FrictionRow, StageCount
 

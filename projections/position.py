@@ -1,57 +1,27 @@
-"""Where each customer stands in their journey: a pure fold over their touchpoints.
+"""Where a customer stands in their journey: the position a fold keeps per customer, what it
+is made of (stage history, frictions, moments of truth, the detectors' memory), and its stored
+form.
 
-Touchpoints count in the order they happened. One that arrives late (it happened before the
-latest one already seen) makes the fold replay all of the customer's touchpoints in
-occurrence order, so the result is the same whatever order they arrived in. The position
-itself stays small (stage history and rule counts, not the touchpoints), so it costs the same
-to keep for a customer with five touchpoints as for one with five thousand.
+The position stays small (stage history and rule counts, not the touchpoints), so it costs the
+same to keep for a customer with five touchpoints as for one with five thousand. The machine
+that folds touchpoints into it is `projections.machine`; the detectors of frictions and
+moments of truth are `projections.detectors`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
-from engine.definition import (
-    ANY_TYPE,
-    ChannelJump,
-    HandOff,
-    JourneyDefinition,
-    Loop,
-    Match,
-    Negative,
-    NoFollowUp,
-    ReferralMismatch,
-    Regression,
-    Stall,
-)
-from engine.journeys import TouchpointState, touchpoint_fields
-from engine.touchpoints import Touchpoint
-from projections.detectors import (
-    ALL_DETAILS,
-    FRICTIONS,
-    OUTCOMES,
-    Detector,
-    FollowUpDetector,
-    Friction,
-    HandOffDetector,
-    JumpDetector,
-    LoopDetector,
-    Moment,
-    MomentDetector,
-    NegativeDetector,
-    ReferralDetector,
-    Window,
-    add_friction,
-    expire,
-    resolve_all,
-)
-from projections.log import Folded
+# The stored form's version: 2 names its fields and keeps each detector's memory under its
+# rule id; 1 (release 0.1.0) used one-letter keys and a field per kind of memory.
+STATE_VERSION = 2
 
-DAY_MS = 86_400_000
-_DORMANT_RANK = -1
-_NO_RANK = -2
+# What changed in a position beyond its own row: which of the detail views to rewrite.
+FRICTIONS, MOMENTS, OUTCOMES = 1, 2, 4
+ALL_DETAILS = FRICTIONS | MOMENTS | OUTCOMES
+NO_RANK = -2  # the rank of a customer in no stage yet
 
 
 class StageEntry(NamedTuple):
@@ -74,12 +44,58 @@ class Mark(NamedTuple):
     values: tuple[str | None, ...] = ()  # the attributes the detectors name, in machine order
 
 
+class Friction(NamedTuple):
+    """A friction the customer met. `id` is deterministic (the detector and the touchpoint or
+    stage entry behind it), so a replay finds the same one. `events` are the touchpoints
+    behind it, the resolving one last once it resolved."""
+
+    id: str
+    kind: str
+    opened_at: int
+    resolved_at: int | None
+    events: tuple[str, ...]
+    stage: str | None
+    channel: str | None
+    rep_id: str | None
+
+    def resolve(self, at: int, event_id: str | None) -> Friction:
+        events = self.events if event_id is None else (*self.events, event_id)
+        return self._replace(resolved_at=at, events=events)
+
+
+class Moment(NamedTuple):
+    """A moment of truth: which touchpoint, how it went, and how it was resolved if the
+    definition asks."""
+
+    kind: str
+    at: int
+    event_id: str
+    channel: str
+    rep_id: str | None
+    outcome: str | None
+    resolved_at: int | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
+
+
+class Window(NamedTuple):
+    """A touchpoint waiting for its follow-up until `deadline`: when time passes it, the
+    machine opens the friction `kind`."""
+
+    kind: str
+    deadline: int
+    event_id: str
+    stage: str | None
+    channel: str
+    rep_id: str | None
+
+
 @dataclass(slots=True)
 class Position:
     customer_id: str
     stage: str | None = None
     since: int | None = None
-    peak_rank: int = _NO_RANK
+    peak_rank: int = NO_RANK
     first_at: int | None = None
     last_at: int | None = None
     touchpoints: int = 0
@@ -89,11 +105,9 @@ class Position:
     rep: str | None = None
     frictions: list[Friction] = field(default_factory=list)
     moments: list[Moment] = field(default_factory=list)
-    # What the detectors remember between touchpoints.
     windows: list[Window] = field(default_factory=list)
-    failures: dict[str, tuple[int, str]] = field(default_factory=dict)
-    steps: dict[str, list[Any]] = field(default_factory=dict)
-    referrals: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # What each detector remembers between touchpoints, under its rule id (JSON-ready).
+    memory: dict[str, Any] = field(default_factory=dict)
     # Touchpoints with an outcome, per channel: [positive, neutral, negative].
     outcomes: dict[str, list[int]] = field(default_factory=dict)
     # When time alone next changes something (a window closes, a stall, dormancy); None: never.
@@ -109,47 +123,47 @@ class Position:
     def to_state(self) -> dict[str, Any]:
         """A JSON-ready form; `from_state` reads it back."""
         return {
-            "p": self.peak_rank,
-            "f": self.first_at,
-            "l": self.last_at,
-            "n": self.touchpoints,
-            "h": [tuple(entry) for entry in self.history],
-            "c": list(self.counts.items()),
-            "r": self.rep,
-            "x": [tuple(friction) for friction in self.frictions],
-            "m": [tuple(moment) for moment in self.moments],
-            "w": [tuple(window) for window in self.windows],
-            "j": self.failures,
-            "s": self.steps,
-            "e": self.referrals,
-            "o": self.outcomes,
-            "d": self.due,
-            "z": self.horizon,
+            "version": STATE_VERSION,
+            "peak_rank": self.peak_rank,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+            "touchpoints": self.touchpoints,
+            "history": [tuple(entry) for entry in self.history],
+            "counts": list(self.counts.items()),
+            "rep": self.rep,
+            "frictions": [tuple(friction) for friction in self.frictions],
+            "moments": [tuple(moment) for moment in self.moments],
+            "windows": [tuple(window) for window in self.windows],
+            "memory": self.memory,
+            "outcomes": self.outcomes,
+            "due": self.due,
+            "horizon": self.horizon,
         }
 
     @classmethod
     def from_state(cls, customer_id: str, state: Mapping[str, Any]) -> Position:
-        history = [StageEntry(*entry) for entry in state["h"]]
+        """Reads what `to_state` wrote, in this version or an earlier one."""
+        if state.get("version") != STATE_VERSION:
+            state = _upcast(state)
+        history = [StageEntry(*entry) for entry in state["history"]]
         return cls(
             customer_id,
             stage=history[-1].stage if history else None,
             since=history[-1].entered_at if history else None,
-            peak_rank=state["p"],
-            first_at=state["f"],
-            last_at=state["l"],
-            touchpoints=state["n"],
+            peak_rank=state["peak_rank"],
+            first_at=state["first_at"],
+            last_at=state["last_at"],
+            touchpoints=state["touchpoints"],
             history=history,
-            counts={rule: count for rule, count in state["c"]},
-            rep=state["r"],
-            frictions=[_friction(f) for f in state["x"]],
-            moments=[Moment(*m) for m in state["m"]],
-            windows=[Window(*w) for w in state["w"]],
-            failures={kind: (at, event) for kind, (at, event) in state["j"].items()},
-            steps=state["s"],
-            referrals={kind: (value, event) for kind, (value, event) in state["e"].items()},
-            outcomes=state["o"],
-            due=state["d"],
-            horizon=state["z"],
+            counts={rule: count for rule, count in state["counts"]},
+            rep=state["rep"],
+            frictions=[_friction(f) for f in state["frictions"]],
+            moments=[Moment(*m) for m in state["moments"]],
+            windows=[Window(*w) for w in state["windows"]],
+            memory=state["memory"],
+            outcomes=state["outcomes"],
+            due=state["due"],
+            horizon=state["horizon"],
         )
 
     @property
@@ -163,404 +177,114 @@ class Position:
         return {1, -1} <= leaning
 
 
+def _upcast(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Version 1's one-letter keys, and its memory kept per kind (a channel jump's failed
+    step, a loop's steps keyed `rule|type|values`, a referral) under each rule's id."""
+    if "h" not in state:
+        raise ValueError(f"a position's state of unknown version {state.get('version')!r}")
+    memory: dict[str, Any] = {}
+    for rule, failure in state["j"].items():
+        memory[rule] = list(failure)
+    for key, step in state["s"].items():
+        rule, _, step_key = key.partition("|")
+        memory.setdefault(rule, {})[step_key] = list(step)
+    for rule, referral in state["e"].items():
+        memory[rule] = list(referral)
+    return {
+        "version": STATE_VERSION,
+        "peak_rank": state["p"],
+        "first_at": state["f"],
+        "last_at": state["l"],
+        "touchpoints": state["n"],
+        "history": state["h"],
+        "counts": state["c"],
+        "rep": state["r"],
+        "frictions": state["x"],
+        "moments": state["m"],
+        "windows": state["w"],
+        "memory": memory,
+        "outcomes": state["o"],
+        "due": state["d"],
+        "horizon": state["z"],
+    }
+
+
 def _friction(stored: Sequence[Any]) -> Friction:
     fid, kind, opened, resolved, events, stage, channel, rep = stored
     return Friction(fid, kind, opened, resolved, tuple(events), stage, channel, rep)
 
 
-@dataclass(frozen=True, slots=True)
-class _Rule:
-    index: int
-    stage: str
-    rank: int
-    min_count: int
-    from_stages: frozenset[str] | None
+# What the detectors and the machine do to a position's frictions.
 
 
-@dataclass(frozen=True, slots=True)
-class _Pattern:
-    types: frozenset[str] | None
-    channels: frozenset[str] | None
-    outcomes: frozenset[str | None] | None
-    attributes: tuple[tuple[str, str], ...]
-
-    def matches(self, channel: str, outcome: str | None, attributes: Mapping[str, str]) -> bool:
-        """Whether a touchpoint of one of `types` matches the rest."""
-        return (
-            (self.channels is None or channel in self.channels)
-            and (self.outcomes is None or outcome in self.outcomes)
-            and all(attributes.get(key) == value for key, value in self.attributes)
-        )
-
-    @classmethod
-    def of(cls, match: Match) -> _Pattern:
-        return cls(
-            types=None if ANY_TYPE in match.types else frozenset(match.types),
-            channels=frozenset(match.channels) if match.channels else None,
-            outcomes=frozenset(match.outcomes) if match.outcomes else None,
-            attributes=tuple(sorted(match.attributes.items())),
-        )
+def open_frictions(position: Position, kind: str) -> list[int]:
+    """Indexes of the customer's open frictions of one kind."""
+    frictions = position.frictions
+    if not frictions:
+        return []
+    return [
+        index
+        for index, friction in enumerate(frictions)
+        if friction.resolved_at is None and friction.kind == kind
+    ]
 
 
-class StageMachine:
-    """The journey definition compiled for folding many events fast: its stage rules, and the
-    detectors of its frictions and moments of truth."""
-
-    def __init__(self, definition: JourneyDefinition) -> None:
-        self.definition = definition
-        dormancy = definition.dormancy
-        self.dormant_stage = dormancy.stage if dormancy else None
-        self._dormant_after = int(dormancy.after_days * DAY_MS) if dormancy else 0
-        self._dormant_from = frozenset(dormancy.from_stages) if dormancy else frozenset()
-        self.ranks = {stage_id: rank for rank, stage_id in enumerate(definition.ladder)}
-        if self.dormant_stage:
-            self.ranks[self.dormant_stage] = _DORMANT_RANK
-        self._budgets = {
-            stage.id: int(stage.budget_days * DAY_MS)
-            for stage in definition.stages
-            if stage.budget_days
-        }
-        self._patterns: list[_Pattern] = []
-        self._pattern_ids: dict[_Pattern, int] = {}
-        # Entry rules come first: rule i is pattern i, and counts are kept per rule.
-        self._rules: list[_Rule] = []
-        for stage in definition.stages:
-            for rule in stage.enter:
-                self._rules.append(
-                    _Rule(
-                        index=len(self._rules),
-                        stage=stage.id,
-                        rank=self.ranks[stage.id],
-                        min_count=rule.min_count,
-                        from_stages=frozenset(rule.from_stages) if rule.from_stages else None,
-                    )
-                )
-                self._patterns.append(_Pattern.of(rule))
-        self._entry_rules = len(self._rules)
-        self.value_names: list[str] = []
-        self._stall: str | None = None
-        self._loops = tuple(f.id for f in definition.frictions if isinstance(f, Loop))
-        self._regression: str | None = None
-        detectors: list[Detector] = []
-        for friction in definition.frictions:
-            if isinstance(friction, NoFollowUp):
-                detectors.append(FollowUpDetector(friction, self._compile))
-            elif isinstance(friction, ChannelJump):
-                detectors.append(JumpDetector(friction, self._compile))
-            elif isinstance(friction, Loop):
-                detectors.append(LoopDetector(friction, self._compile, self._value_index))
-            elif isinstance(friction, HandOff):
-                detectors.append(HandOffDetector(friction, self._compile))
-            elif isinstance(friction, Negative):
-                detectors.append(NegativeDetector(friction, self._compile))
-            elif isinstance(friction, ReferralMismatch):
-                detectors.append(ReferralDetector(friction, self._compile, self._value_index))
-            elif isinstance(friction, Stall):
-                self._stall = self._stall or friction.id
-            elif isinstance(friction, Regression):
-                self._regression = self._regression or friction.id
-        detectors.extend(MomentDetector(moment, self._compile) for moment in definition.moments)
-        self._detectors = detectors
-        # Which detectors read a touchpoint depends only on the patterns it matches.
-        self._readers: dict[tuple[int, ...], tuple[Detector, ...]] = {}
-        # Only these attributes decide which patterns match; they key a cache of matches.
-        self._attribute_names = sorted({name for p in self._patterns for name, _ in p.attributes})
-        self._matches: dict[tuple[str | None, ...], tuple[int, ...]] = {}
-        self._any_type = [i for i, p in enumerate(self._patterns) if p.types is None]
-        self._by_type: dict[str, list[int]] = {}
-        for index, pattern in enumerate(self._patterns):
-            for kind in pattern.types or ():
-                self._by_type.setdefault(kind, []).append(index)
-
-    def _compile(self, matches: tuple[Match, ...]) -> frozenset[int]:
-        ids = set()
-        for match in matches:
-            pattern = _Pattern.of(match)
-            if pattern not in self._pattern_ids:
-                self._pattern_ids[pattern] = len(self._patterns)
-                self._patterns.append(pattern)
-            ids.add(self._pattern_ids[pattern])
-        return frozenset(ids)
-
-    def _value_index(self, attribute: str) -> int:
-        if attribute not in self.value_names:
-            self.value_names.append(attribute)
-        return self.value_names.index(attribute)
-
-    def mark(self, tp: TouchpointState) -> Mark:
-        """What the fold keeps of a recorded touchpoint."""
-        return self.mark_fields(
-            tp["occurred_at"],
-            tp["event_id"],
-            tp["type"],
-            tp["channel"],
-            tp["outcome"],
-            tp["rep_id"],
-            tp["attributes"],
-        )
-
-    def mark_folded(self, e: Folded) -> Mark:
-        """`mark`, from the fields a fold reads of the log."""
-        return self.mark_fields(
-            e.occurred_at, e.event_id or "", e.type, e.channel, e.outcome, e.rep_id, e.attributes
-        )
-
-    def mark_fields(  # noqa: PLR0917 (a touchpoint's fields, one by one, for speed)
-        self,
-        occurred_at: int,
-        event_id: str,
-        kind: str,
-        channel: str,
-        outcome: str | None,
-        rep_id: str | None,
-        attributes: Mapping[str, str],
-    ) -> Mark:
-        """`mark`, from the fields it reads."""
-        key = (kind, channel, outcome, *map(attributes.get, self._attribute_names))
-        rules = self._matches.get(key)
-        if rules is None:
-            rules = self.matching_rules(kind, channel, outcome, attributes)
-            if len(self._matches) < 100_000:
-                self._matches[key] = rules
-        # Made by tuple.__new__, without the constructor a NamedTuple has in Python: a replay
-        # marks every event of the log.
-        return tuple.__new__(
-            Mark,
-            (
-                occurred_at,
-                event_id,
-                rules,
-                kind,
-                channel,
-                outcome,
-                rep_id,
-                tuple(map(attributes.get, self.value_names)),
-            ),
-        )
-
-    def mark_touchpoint(self, tp: Touchpoint) -> Mark:
-        """`mark` for a touchpoint not yet recorded."""
-        return self.mark(cast(TouchpointState, touchpoint_fields(tp)))
-
-    def matching_rules(
-        self, kind: str, channel: str, outcome: str | None, attributes: Mapping[str, str]
-    ) -> tuple[int, ...]:
-        """The patterns a touchpoint matches, entry rules first."""
-        candidates = (*self._any_type, *self._by_type.get(kind, ()))
-        return tuple(
-            sorted(
-                index
-                for index in candidates
-                if self._patterns[index].matches(channel, outcome, attributes)
-            )
-        )
-
-    @staticmethod
-    def is_late(position: Position, mark: Mark) -> bool:
-        """Whether a touchpoint happened before what the position has already seen: a later
-        touchpoint, or a clock event that changed it."""
-        at = mark.occurred_at
-        return (position.last_at is not None and at < position.last_at) or (
-            position.horizon is not None and at < position.horizon
-        )
-
-    def evolve(
-        self,
-        position: Position,
-        mark: Mark,
-        earlier: Callable[[Position], Sequence[Mark]] | None = None,
-        now: int | None = None,
-    ) -> Position:
-        """The position after one more touchpoint, as of the journey clock `now` (the latest
-        clock event). Updates and returns `position`, which the caller owns. A late touchpoint
-        needs `earlier`: the customer's earlier touchpoints, in the order they arrived; the
-        fold then replays them all in occurrence order."""
-        if not self.is_late(position, mark):
-            self.step(position, mark)
-            if now is not None and now > mark.occurred_at:
-                self.advance(position, now)
-            return position
-        if earlier is None:
-            raise ValueError(f"a late touchpoint of {position.customer_id} needs the earlier ones")
-        return self.replay(position.customer_id, [*earlier(position), mark], now)
-
-    def replay(self, customer_id: str, marks: Iterable[Mark], now: int | None = None) -> Position:
-        """A customer's position from all their touchpoints, in any order, as of the journey
-        clock `now` (the latest clock event seen)."""
-        position = Position(customer_id)
-        for mark in sorted(marks, key=lambda m: m.occurred_at):  # stable: arrival breaks ties
-            self.step(position, mark)
-        if now is not None:
-            self.advance(position, now)
-        position.details_changed = ALL_DETAILS
-        return position
-
-    def advance(self, position: Position, now: int) -> bool:
-        """Lets time pass up to `now`: what falls due strictly before it happens, in the order
-        it falls due (windows close, stalls open, silence turns dormant). Whether anything did."""
-        moved = False
-        while position.due is not None and position.due < now:
-            moved = True
-            at = position.due
-            for window in [w for w in position.windows if w.deadline == at]:
-                expire(position, window)
-            stage, since = position.stage, position.since
-            if stage is not None and since is not None:
-                budget = self._budgets.get(stage)
-                if budget is not None and since + budget == at and self._stall is not None:
-                    add_friction(
-                        position,
-                        Friction(
-                            f"{self._stall}:{stage}:{since}",
-                            self._stall,
-                            at,
-                            None,
-                            (),
-                            stage,
-                            None,
-                            position.rep,
-                        ),
-                    )
-                last = position.last_at
-                if (
-                    self.dormant_stage is not None
-                    and stage in self._dormant_from
-                    and last is not None
-                    and last + self._dormant_after == at
-                ):
-                    self._enter(position, self.dormant_stage, at, None)
-            position.due = self._due(position, after=at)
-        if moved and (position.horizon is None or now > position.horizon):
-            position.horizon = now
-        return moved
-
-    def _due(self, position: Position, after: int | None = None) -> int | None:
-        """When time alone next changes this position (after `after`, which has been dealt with)."""
-        due: int | None = None
-        for window in position.windows:
-            if due is None or window.deadline < due:
-                due = window.deadline
-        stage, since = position.stage, position.since
-        if stage is not None and since is not None:
-            budget = self._budgets.get(stage)
-            if budget is not None and self._stall is not None:
-                stall = since + budget
-                if (due is None or stall < due) and not self._stalled(position):
-                    due = stall
-            last = position.last_at
-            if last is not None and stage in self._dormant_from:
-                dormant = last + self._dormant_after
-                if due is None or dormant < due:
-                    due = dormant
-        if after is not None and due is not None and due <= after:
-            # Rare: something else was due at the same moment; look again without it.
-            times = [w.deadline for w in position.windows]
-            if stage is not None and since is not None:
-                budget = self._budgets.get(stage)
-                if budget is not None and self._stall is not None and not self._stalled(position):
-                    times.append(since + budget)
-                if position.last_at is not None and stage in self._dormant_from:
-                    times.append(position.last_at + self._dormant_after)
-            later = [t for t in times if t > after]
-            return min(later) if later else None
-        return due
-
-    def _stalled(self, position: Position) -> bool:
-        stall = self._stall
-        for friction in position.frictions:
-            if friction.resolved_at is None and friction.kind == stall:
-                return True
-        return False
-
-    def step(self, position: Position, mark: Mark) -> None:
-        """Folds one touchpoint that is not late (see `is_late`) into the position."""
-        at = mark.occurred_at
-        if position.due is not None and position.due < at:
-            self.advance(position, at)
-        position.touchpoints += 1
-        if position.first_at is None:
-            position.first_at = at
-        last = position.last_at
-        if last is None or at > last:
-            position.last_at = at
-
-        counts = position.counts
-        stage = position.stage
-        current = self.ranks.get(stage, _NO_RANK) if stage else _NO_RANK
-        forward: _Rule | None = None
-        back: _Rule | None = None
-        entry_rules, rules = self._entry_rules, self._rules
-        for index in mark.rules:
-            if index >= entry_rules:
-                break
-            rule = rules[index]
-            count = counts.get(index, 0) + 1
-            counts[index] = count
-            if count < rule.min_count:
-                continue
-            if rule.from_stages is not None:
-                if stage in rule.from_stages and (back is None or rule.rank > back.rank):
-                    back = rule
-            elif rule.rank > current and (forward is None or rule.rank > forward.rank):
-                forward = rule
-        target = forward or back
-        if target is not None and target.stage != stage:
-            self._enter(position, target.stage, at, mark.event_id)
-
-        readers = self._readers.get(mark.rules)
-        if readers is None:
-            matched = set(mark.rules)
-            readers = self._readers[mark.rules] = tuple(
-                d for d in self._detectors if not d.patterns.isdisjoint(matched)
-            )
-        for detector in readers:
-            detector.see(position, mark)
-        outcome = mark.outcome
-        if outcome is not None:
-            tally = position.outcomes.get(mark.channel)
-            if tally is None:
-                tally = position.outcomes[mark.channel] = [0, 0, 0]
-            tally[_OUTCOME_INDEX[outcome]] += 1
-            position.details_changed |= OUTCOMES
-        position.due = self._due(position)
-
-    def _enter(self, position: Position, stage: str, at: int, event_id: str | None) -> None:
-        previous = position.stage
-        position.history.append(StageEntry(stage, at, event_id))
-        position.stage = stage
-        position.since = at
-        rank = self.ranks[stage]
-        position.peak_rank = max(position.peak_rank, rank)
-        position.steps.clear()
-        if self._stall is not None:
-            resolve_all(position, self._stall, at, event_id)
-        for loop in self._loops:
-            resolve_all(position, loop, at, event_id)
-        if self._regression is None or previous is None:
-            return
-        before = self.ranks.get(previous, _NO_RANK)
-        for index, friction in enumerate(position.frictions):
-            if (
-                friction.resolved_at is None
-                and friction.kind == self._regression
-                and self.ranks.get(friction.stage or "", _NO_RANK) <= rank
-            ):
-                position.frictions[index] = friction.resolve(at, event_id)
-                position.details_changed |= FRICTIONS
-        if 0 <= rank < before:
-            add_friction(
-                position,
-                Friction(
-                    f"{self._regression}:{event_id or at}",
-                    self._regression,
-                    at,
-                    None,
-                    (event_id,) if event_id else (),
-                    previous,
-                    None,
-                    position.rep,
-                ),
-            )
+def resolve_all(position: Position, kind: str, at: int, event_id: str | None) -> None:
+    frictions = position.frictions
+    if not frictions:
+        return
+    for index, friction in enumerate(frictions):
+        if friction.resolved_at is None and friction.kind == kind:
+            frictions[index] = friction.resolve(at, event_id)
+            position.details_changed |= FRICTIONS
 
 
-_OUTCOME_INDEX = {"positive": 0, "neutral": 1, "negative": 2}
+def add_friction(position: Position, friction: Friction) -> None:
+    position.frictions.append(friction)
+    position.details_changed |= FRICTIONS
+
+
+def open_at(
+    position: Position, kind: str, mark: Mark, events: tuple[str, ...], rep_id: str | None
+) -> None:
+    """Opens a friction at a touchpoint (which also names it), in the customer's stage."""
+    friction = Friction(
+        f"{kind}:{mark.event_id}",
+        kind,
+        mark.occurred_at,
+        None,
+        events,
+        position.stage,
+        mark.channel,
+        rep_id,
+    )
+    add_friction(position, friction)
+
+
+def join_or_open(position: Position, kind: str, mark: Mark) -> None:
+    """Adds the touchpoint to the open friction of this kind, or opens one at it."""
+    opened = open_frictions(position, kind)
+    if not opened:
+        open_at(position, kind, mark, (mark.event_id,), mark.rep_id)
+        return
+    friction = position.frictions[opened[-1]]
+    position.frictions[opened[-1]] = friction._replace(events=(*friction.events, mark.event_id))
+    position.details_changed |= FRICTIONS
+
+
+def expire(position: Position, window: Window) -> None:
+    """The window closed with no follow-up: the friction opens at its deadline."""
+    position.windows.remove(window)
+    add_friction(
+        position,
+        Friction(
+            f"{window.kind}:{window.event_id}",
+            window.kind,
+            window.deadline,
+            None,
+            (window.event_id,),
+            window.stage,
+            window.channel,
+            window.rep_id,
+        ),
+    )

@@ -22,7 +22,8 @@ from engine.pipeline import from_another_process, from_other_processes
 from engine.recording import Journeys
 from engine.settings import DEFAULT_PAGE_SIZE
 from projections.log import Folded, JourneyLog
-from projections.position import Mark, Position, StageMachine
+from projections.machine import StageMachine
+from projections.position import Mark, Position
 from projections.views import (
     JOURNEY_PROJECTION,
     DetailRows,
@@ -419,6 +420,16 @@ class ProjectionRunner:
 
     def position(self) -> int:
         return self._view.tracking(JOURNEY_PROJECTION)[0]
+
+    def wait_for(self, position: int, timeout: float) -> int:
+        """Waits until the views, brought up to date by this runner or another (in another
+        thread or process), reflect the log up to `position`, and returns where they are;
+        TimeoutError after `timeout` seconds."""
+        if not self._view.wait_for(JOURNEY_PROJECTION, position, timeout):
+            raise TimeoutError(
+                f"the views are at {self.position()}, not yet at {position}, after {timeout:g} s"
+            )
+        return self.position()
 
     def lag(self) -> int:
         return max(0, self._log.head() - self.position())

@@ -4,10 +4,14 @@ serves SQLite and PostgreSQL alike. Statements use `%s` parameters and name tabl
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+# How often a database that tells nobody of its commits is looked at again while waiting.
+LOOK_AGAIN_S = 0.02
 
 
 class Database(ABC):
@@ -41,5 +45,28 @@ class Database(ABC):
     @abstractmethod
     def has_table(self, name: str) -> bool: ...
 
+    def notice(self, channel: str) -> tuple[Any, tuple[Any, ...]] | None:
+        """A statement (and its parameters) that a writer runs in its transaction to tell
+        those waiting on `channel` that it committed; None where the database cannot."""
+        return None
+
+    def wait(self, channel: str, reached: Callable[[], bool], timeout: float) -> bool:
+        """Waits until `reached()` holds, looking again whenever a writer's notice on `channel`
+        arrives (or, where the database sends none, every few milliseconds); False if it
+        still does not hold after `timeout` seconds."""
+        return look_until(reached, timeout)
+
     @abstractmethod
     def close(self) -> None: ...
+
+
+def look_until(reached: Callable[[], bool], timeout: float) -> bool:
+    """Looks at `reached()` every few milliseconds until it holds (True) or `timeout` seconds
+    have passed (False): for databases that tell nobody of their commits."""
+    deadline = time.monotonic() + timeout
+    while not reached():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(LOOK_AGAIN_S, left))
+    return True

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 
 from engine.errors import JourneyError
-from projections.detectors import FRICTIONS, MOMENTS, OUTCOMES
-from projections.position import Position
+from projections.position import FRICTIONS, MOMENTS, OUTCOMES, Position
+from projections.sql import look_until
 
 JOURNEY_PROJECTION = "journey"
 
@@ -150,6 +150,11 @@ class JourneyView(ABC):
     def commit(self, projection: str, changes: PageChanges, definition_digest: str) -> None:
         """Writes a page's changes and its position in one transaction. Raises ViewConflict if
         the stored position is not behind the page's."""
+
+    def wait_for(self, projection: str, position: int, timeout: float) -> bool:
+        """Waits until a projection's views (written by this process or another) have reached
+        `position`; False if they have not after `timeout` seconds."""
+        return look_until(lambda: self.tracking(projection)[0] >= position, timeout)
 
     @abstractmethod
     def reset(self) -> None:

@@ -17,7 +17,17 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ("projections/position.py", "projections/detectors.py")
+# The position, the machine and every detector; not the detectors' package itself, which
+# finds its modules when it is imported.
+MODULES = (
+    "projections/position.py",
+    "projections/machine.py",
+    *sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "projections" / "detectors").glob("*.py")
+        if path.name != "__init__.py"
+    ),
+)
 
 
 def compiled(module: str) -> list[Path]:

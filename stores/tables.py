@@ -212,3 +212,13 @@ PARTS = {"store": STORE, "bookkeeping": BOOKKEEPING, "views": VIEWS, "projection
 def open_part(db: Database, part: str) -> list[Migration]:
     """Brings `part`'s tables in `db` up to this release, and returns what that applied."""
     return migrate(db, part, PARTS[part], TYPES[db.dialect])
+
+
+def opened(database: Database, part: str) -> Database:
+    """`database`, with `part`'s tables brought up to this release (closed if that fails)."""
+    try:
+        open_part(database, part)
+    except BaseException:
+        database.close()
+        raise
+    return database

@@ -23,15 +23,15 @@ def pytest_configure(config: pytest.Config) -> None:
     """Refuses to test a compiled fold older than its source: the tests would run the code as
     it was when it was compiled."""
     root = Path(__file__).resolve().parent.parent
-    for module in ("projections/position.py", "projections/detectors.py"):
-        source = root / module
-        for library in source.parent.glob(f"{source.stem}*.so"):
-            if library.stat().st_mtime < source.stat().st_mtime:
-                pytest.exit(
-                    f"{module} changed after it was compiled: run `make test`, or "
-                    "`.venv/bin/python scripts/compile.py`",
-                    returncode=4,
-                )
+    for library in (root / "projections").rglob("*.so"):
+        module = library.name.split(".")[0].removesuffix("__mypyc")
+        source = library.with_name(f"{module}.py")
+        if source.exists() and library.stat().st_mtime < source.stat().st_mtime:
+            pytest.exit(
+                f"{source.relative_to(root)} changed after it was compiled: run `make test`, "
+                "or `.venv/bin/python scripts/compile.py`",
+                returncode=4,
+            )
 
 
 def touchpoint(

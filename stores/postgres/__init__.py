@@ -20,7 +20,7 @@ from stores.postgres.bookkeeping import PostgresBookkeeping
 from stores.postgres.database import PostgresDatabase, connect, conninfo
 from stores.postgres.views import PostgresJourneyView
 from stores.store import Part, Store
-from stores.tables import open_part
+from stores.tables import opened
 
 # Any fixed number: the advisory lock that processes take while they make the tables.
 _SETUP_LOCK = 0x6A6F75726E6579
@@ -128,10 +128,4 @@ class PostgresStore(Store):
         return self.schema if generation == 1 else f"{self.schema}_views_{generation}"
 
     def _opened(self, schema: str, part: str) -> Database:
-        database = PostgresDatabase(self.conninfo, schema)
-        try:
-            open_part(database, part)
-        except BaseException:
-            database.close()
-            raise
-        return database
+        return opened(PostgresDatabase(self.conninfo, schema), part)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,6 +42,7 @@ class PostgresDatabase(Database):
     dialect = "postgres"
 
     def __init__(self, info: str, schema: str = "public") -> None:
+        self._info = info
         self._db = connect(info)
         self._schema = schema
         self._prefix = Identifier(schema).as_string() + "."
@@ -78,5 +80,35 @@ class PostgresDatabase(Database):
         ).fetchone()
         return bool(row and row[0])
 
+    def notice(self, channel: str) -> tuple[Any, tuple[Any, ...]]:
+        return SQL("SELECT pg_notify(%s, '')"), (self._channel(channel),)
+
+    def wait(self, channel: str, reached: Callable[[], bool], timeout: float) -> bool:
+        return wait_for_notice(self._info, self._channel(channel), reached, timeout)
+
+    def _channel(self, channel: str) -> str:
+        return notice_channel(self._schema, channel)
+
     def close(self) -> None:
         self._db.close()
+
+
+def notice_channel(schema: str, channel: str) -> str:
+    """The name of a channel of one schema: notices of another schema's writers do not count."""
+    return f"journey.{schema}.{channel}"[:63]
+
+
+def wait_for_notice(info: str, channel: str, reached: Callable[[], bool], timeout: float) -> bool:
+    """Waits until `reached()` holds, looking again at each notice on `channel`; False if it
+    still does not hold after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    with connect(info) as listener:
+        # Listening before looking: a commit between the look and the wait is not missed.
+        listener.execute(SQL("LISTEN {}").format(Identifier(channel)))
+        while not reached():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            for _ in listener.notifies(timeout=left, stop_after=1):
+                pass
+    return True

@@ -20,7 +20,12 @@ from projections.views import (
     position_row,
 )
 from stores.migrations import forget
-from stores.postgres.database import PostgresDatabase, connect
+from stores.postgres.database import (
+    PostgresDatabase,
+    connect,
+    notice_channel,
+    wait_for_notice,
+)
 from stores.tables import VIEW_TABLES, open_part
 
 
@@ -80,6 +85,8 @@ class PostgresJourneyView(JourneyView):
             )
             if cursor.fetchone() is None:
                 raise ViewConflict(f"view {projection!r} is not behind {changes.position}")
+            # Delivered when the transaction commits, to those waiting for a position.
+            cursor.execute("SELECT pg_notify(%s, '')", (self._channel(projection),))
             if changes.positions and changes.first_write:
                 positions = self._sql("COPY {schema}.journey_positions FROM STDIN")
                 with cursor.copy(positions) as copy:
@@ -129,6 +136,17 @@ class PostgresJourneyView(JourneyView):
                     ),
                     (changes.clock, changes.ticked),
                 )
+
+    def wait_for(self, projection: str, position: int, timeout: float) -> bool:
+        return wait_for_notice(
+            self._opened_with[0],
+            self._channel(projection),
+            lambda: self.tracking(projection)[0] >= position,
+            timeout,
+        )
+
+    def _channel(self, projection: str) -> str:
+        return notice_channel(self._opened_with[1], projection)
 
     def opener(self) -> Callable[[], JourneyView]:
         # The tables exist; PostgreSQL's CREATE ... IF NOT EXISTS is not safe against the

@@ -16,7 +16,7 @@ from projections.views import JourneyView
 from stores.sqlite.database import SQLiteDatabase
 from stores.sqlite.views import SQLiteJourneyView
 from stores.store import Part, Store
-from stores.tables import open_part
+from stores.tables import opened
 
 
 class SQLiteStore(Store):
@@ -32,10 +32,10 @@ class SQLiteStore(Store):
         }
 
     def database(self) -> Database:
-        return _opened(self.settings.events_path, "store")
+        return opened(SQLiteDatabase(self.settings.events_path), "store")
 
     def projection_database(self) -> Database:
-        return _opened(self.settings.projections_path, "projections")
+        return opened(SQLiteDatabase(self.settings.projections_path), "projections")
 
     def bookkeeping(self, command: str) -> Bookkeeping:
         raise ConfigurationError(
@@ -83,13 +83,3 @@ class SQLiteStore(Store):
     def _path(self, generation: int) -> Path:
         data_dir = self.settings.data_dir
         return data_dir / ("views.db" if generation == 1 else f"views-{generation}.db")
-
-
-def _opened(path: Path, part: str) -> Database:
-    database = SQLiteDatabase(path)
-    try:
-        open_part(database, part)
-    except BaseException:
-        database.close()
-        raise
-    return database

@@ -19,7 +19,8 @@ from engine.definition import load_definition
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint
 from journey.bootstrap import build_engine
-from projections.position import Position, StageMachine
+from projections.machine import StageMachine
+from projections.position import Position
 from projections.runner import ProjectionRunner
 from projections.timeline import timeline
 from stores.sqlite.views import SQLiteJourneyView

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -285,3 +288,45 @@ def test_a_rebuild_folded_in_partitions_builds_the_same_views(
     paged.runner.catch_up()
     assert built.position("B") == paged.view.position("B")
     built.close()
+
+
+def test_waiting_for_a_position_returns_once_another_process_reached_it(
+    paged: Engine, settings: Settings
+) -> None:
+    record_story(paged)
+    head = paged.log.head()
+    journey = Path(sys.executable).with_name("journey")
+    catching_up = subprocess.Popen(  # the views, then the decider, as servers run them
+        ["sh", "-c", f"{journey} funnel && {journey} decide --no-publish"],
+        env={**os.environ, **settings_env(settings)},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        assert paged.runner.wait_for(head, timeout=60) == head
+        assert paged.decider.wait_for(head, timeout=60) >= head
+    finally:
+        assert catching_up.wait(timeout=60) == 0
+
+
+def test_waiting_for_a_position_nobody_reaches_says_where_it_stopped(paged: Engine) -> None:
+    record_story(paged)
+    head = paged.runner.catch_up().position
+    beyond = head + 1
+
+    with pytest.raises(TimeoutError, match=f"the views are at {head}, not yet at {beyond}"):
+        paged.runner.wait_for(beyond, timeout=0.2)
+    with pytest.raises(TimeoutError, match=f"the decider is at 0, not yet at {beyond}"):
+        paged.decider.wait_for(beyond, timeout=0.2)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a `journey` command these settings."""
+    env = {"JOURNEY_DATA_DIR": str(settings.data_dir)}
+    if settings.store == "postgres":
+        pg = settings.postgres
+        env["JOURNEY_DATABASE_URL"] = (
+            f"postgresql://{pg['POSTGRES_USER']}:{pg.get('POSTGRES_PASSWORD', '')}@"
+            f"{pg['POSTGRES_HOST']}:{pg['POSTGRES_PORT']}/{pg['POSTGRES_DBNAME']}"
+        )
+        env["POSTGRES_SCHEMA"] = pg["POSTGRES_SCHEMA"]
+    return env

@@ -67,8 +67,15 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, st
 
 def journey(tree: Path, env: dict[str, str], *args: str) -> str:
     """Runs the `journey` command of the code in `tree`, and returns what it printed."""
-    done = subprocess.run(
-        [sys.executable, "-m", "journey", *args],
+    done = python(tree, env, "-m", "journey", *args)
+    assert done.returncode == 0, f"journey {' '.join(args)} ({tree}): {done.stderr}"
+    return done.stdout
+
+
+def python(tree: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Python with the code in `tree`, in the environment `env` adds to."""
+    return subprocess.run(
+        [sys.executable, *args],
         cwd=tree,
         env={**os.environ, **env, "PYTHONPATH": str(tree)},
         capture_output=True,
@@ -76,8 +83,6 @@ def journey(tree: Path, env: dict[str, str], *args: str) -> str:
         timeout=300,
         check=False,
     )
-    assert done.returncode == 0, f"journey {' '.join(args)} ({tree}): {done.stderr}"
-    return done.stdout
 
 
 def json_lines(text: str) -> list[Any]:
@@ -153,15 +158,7 @@ with psycopg.connect(postgres_conninfo(settings)) as conn, conn.cursor() as curs
     books.dead_letters_write([letter])(cursor)
 print(json.dumps(len(ActionStore(db).unsent(10_000))))
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=old,
-        env={**os.environ, **env, "PYTHONPATH": str(old)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = python(old, env, "-c", script)
     assert done.returncode == 0, done.stderr
     unsent = json.loads(done.stdout)
     assert unsent > 0, "the previous release left nothing in its outbox"
@@ -204,15 +201,7 @@ def test_a_store_of_a_newer_release_is_refused_with_one_line(env: dict[str, str]
         database.close()
     with pytest.raises(StoreTooNew, match=f"store tables are at version {latest + 1}"):
         build_engine(settings)
-    refused = subprocess.run(
-        [sys.executable, "-m", "journey", "funnel"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    refused = python(ROOT, env, "-m", "journey", "funnel")
     assert refused.returncode == 1
     assert refused.stderr.strip().count("\n") == 0
     assert "upgrade the engine" in refused.stderr

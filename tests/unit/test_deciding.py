@@ -13,7 +13,8 @@ from engine.actions import ActionOutcome
 from engine.definition import definition_from_mapping, load_definition
 from engine.errors import DefinitionError
 from engine.touchpoints import Touchpoint
-from projections.position import Position, StageMachine
+from projections.machine import StageMachine
+from projections.position import Position
 from tests.conftest import DAY, HOUR, T0, touchpoint
 
 DEFINITION = load_definition()

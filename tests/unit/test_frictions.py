@@ -10,9 +10,9 @@ import msgspec
 from engine.definition import load_definition
 from engine.journeys import touchpoint_fields
 from engine.touchpoints import Touchpoint
-from projections.detectors import OUTCOMES
 from projections.log import Folded
-from projections.position import Mark, Position, StageMachine
+from projections.machine import StageMachine
+from projections.position import OUTCOMES, Mark, Position
 from projections.runner import JourneyProjector, MarkedPage
 from tests.conftest import DAY, HOUR, T0, touchpoint
 

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 from engine.definition import load_definition, parse_definition
 from engine.touchpoints import Touchpoint
-from projections.position import Mark, Position, StageMachine
+from projections.machine import StageMachine
+from projections.position import Mark, Position
 from tests.conftest import DAY, HOUR, T0, touchpoint
 
 MACHINE = StageMachine(load_definition())
@@ -121,3 +122,39 @@ def test_a_position_survives_its_stored_form() -> None:
     restored = Position.from_state("C-1", position.to_state())
 
     assert restored == position
+
+
+def test_a_position_stored_by_release_0_1_0_reads_as_it_was() -> None:
+    """Release 0.1.0 stored a position with one-letter keys and kept a channel jump's failed
+    step, a loop's steps and a referral in a field per kind of memory."""
+    stored = {
+        "p": 2,
+        "f": T0,
+        "l": T0 + DAY,
+        "n": 3,
+        "h": [["aware", T0, "e1"], ["considering", T0 + DAY, "e3"]],
+        "c": [[0, 1], [4, 1]],
+        "r": "kim",
+        "x": [["loop:e1", "loop", T0 + 1, None, ["e1", "e2"], "aware", "web", None]],
+        "m": [["first_contact", T0, "e1", "web", None, "positive", None, None, None]],
+        "w": [["no_follow_up", T0 + 2 * DAY, "e3", "considering", "visit", "kim"]],
+        "j": {"channel_jump": [T0 + DAY, "e3"]},
+        "s": {"loop|page_view|pricing": [2, "e1"], "loop|page_view|": [1, "e2"]},
+        "e": {"referral_mismatch": ["Leeds", "e1"]},
+        "o": {"web": [1, 0, 0]},
+        "d": T0 + 2 * DAY,
+        "z": None,
+    }
+
+    position = Position.from_state("C-1", stored)
+
+    assert position.stage == "considering"
+    assert position.since == T0 + DAY
+    assert position.frictions[0].events == ("e1", "e2")
+    assert position.windows[0].deadline == T0 + 2 * DAY
+    assert position.memory == {
+        "channel_jump": [T0 + DAY, "e3"],
+        "loop": {"page_view|pricing": [2, "e1"], "page_view|": [1, "e2"]},
+        "referral_mismatch": ["Leeds", "e1"],
+    }
+    assert Position.from_state("C-1", position.to_state()) == position
