@@ -38,8 +38,11 @@ def dataset(touchpoints: int) -> Path:
         OUT.mkdir(exist_ok=True)
         customers = max(1, round(touchpoints / TOUCHPOINTS_PER_CUSTOMER))
         print(f"generating {path} ({customers} customers) ...", flush=True)
-        with path.open("w", encoding="utf-8") as handle:
+        # Written aside and renamed once whole: a run stopped halfway leaves no short dataset.
+        partial = path.with_suffix(".partial")
+        with partial.open("w", encoding="utf-8") as handle:
             write_jsonl(handle, islice(demo_touchpoints(customers, seed=1), touchpoints))
+        partial.rename(path)
     return path
 
 

@@ -89,9 +89,12 @@ def main() -> None:
 
     path = dataset(args.touchpoints)
     data_dir = OUT / f"store-{args.touchpoints}"
-    if not (data_dir / "events.db").exists():
+    if not data_dir.exists():
         print(f"recording {path} into {data_dir} ...", flush=True)
-        store(path, data_dir)
+        partial = data_dir.with_suffix(".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        store(path, partial)  # renamed once whole: a run stopped halfway leaves no short store
+        partial.rename(data_dir)
     rates, peaks, baselines = [], [], []
     sample_dir = Path(tempfile.mkdtemp(prefix="bench-rebuild-sample-"))
     try:

@@ -81,8 +81,9 @@ class Decider:
         return self._store.tracking()[0]
 
     def wait_for(self, position: int, timeout: float) -> int:
-        """Waits until the decider, in this process or another, has decided on the log up to
-        `position`, and returns where it is; TimeoutError after `timeout` seconds."""
+        """Waits until another decider (in another process, or another thread with an engine of
+        its own) has decided on the log up to `position`; returns where it is, or raises
+        TimeoutError after `timeout` seconds."""
         if not self._store.wait_for(position, timeout):
             raise TimeoutError(
                 f"the decider is at {self.position()}, not yet at {position}, after {timeout:g} s"

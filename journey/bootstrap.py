@@ -126,7 +126,7 @@ def migrate_store(settings: Settings, *, apply: bool) -> list[PartStatus]:
             version = stored_version(database, part.part)
             todo = pending(database, part.part, PARTS[part.part])
             if apply and todo:
-                open_part(database, part.part)
+                todo = open_part(database, part.part)  # what was left once the lock was held
         finally:
             database.close()
         statuses.append(PartStatus(part.where, part.part, version, todo))

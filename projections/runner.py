@@ -422,9 +422,9 @@ class ProjectionRunner:
         return self._view.tracking(JOURNEY_PROJECTION)[0]
 
     def wait_for(self, position: int, timeout: float) -> int:
-        """Waits until the views, brought up to date by this runner or another (in another
-        thread or process), reflect the log up to `position`, and returns where they are;
-        TimeoutError after `timeout` seconds."""
+        """Waits until the views, brought up to date by another runner (in another process, or
+        another thread with views of its own), reflect the log up to `position`; returns where
+        they are, or raises TimeoutError after `timeout` seconds."""
         if not self._view.wait_for(JOURNEY_PROJECTION, position, timeout):
             raise TimeoutError(
                 f"the views are at {self.position()}, not yet at {position}, after {timeout:g} s"

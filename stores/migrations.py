@@ -64,28 +64,51 @@ def migrate(
     if not pending(db, part, migrations):  # the usual case, without taking the lock
         return []
     with db.exclusive():
-        db.execute(
-            f"CREATE TABLE IF NOT EXISTS {{t}}{VERSIONS} "
-            "(part TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-        )
-        todo = pending(db, part, migrations)  # another process may have applied them
-        for migration in todo:
-            for step in migration.steps:
-                if db.dialect in step.dialects:
-                    db.execute(render(step.sql, types))
-        if todo:
-            db.execute(
-                f"INSERT INTO {{t}}{VERSIONS} (part, version) VALUES (%s, %s) "
-                "ON CONFLICT (part) DO UPDATE SET version = excluded.version",
-                (part, todo[-1].version),
-            )
-    return todo
+        return _apply(db, part, migrations, types)
+
+
+def recreate(
+    db: Database,
+    part: str,
+    tables: Sequence[str],
+    migrations: Sequence[Migration],
+    types: dict[str, str],
+) -> None:
+    """Drops `part`'s tables and makes them anew, in one transaction: a reader sees the
+    tables full or empty, never missing."""
+    with db.exclusive():
+        for table in tables:
+            db.execute(f"DROP TABLE IF EXISTS {{t}}{table}")
+        forget(db, part)
+        _apply(db, part, migrations, types)
 
 
 def forget(db: Database, part: str) -> None:
     """Forgets the version of `part`, whose tables were dropped: opening it makes them anew."""
     if db.has_table(VERSIONS):
         db.execute(f"DELETE FROM {{t}}{VERSIONS} WHERE part = %s", (part,))
+
+
+def _apply(
+    db: Database, part: str, migrations: Sequence[Migration], types: dict[str, str]
+) -> list[Migration]:
+    """Applies what `part` lacks, inside the caller's exclusive transaction."""
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {{t}}{VERSIONS} "
+        "(part TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+    )
+    todo = pending(db, part, migrations)  # another process may have applied them
+    for migration in todo:
+        for step in migration.steps:
+            if db.dialect in step.dialects:
+                db.execute(render(step.sql, types))
+    if todo:
+        db.execute(
+            f"INSERT INTO {{t}}{VERSIONS} (part, version) VALUES (%s, %s) "
+            "ON CONFLICT (part) DO UPDATE SET version = excluded.version",
+            (part, todo[-1].version),
+        )
+    return todo
 
 
 def render(sql: str, types: dict[str, str]) -> str:

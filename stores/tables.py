@@ -9,7 +9,7 @@ IF NOT EXISTS so that a store made before versions were kept is adopted as it is
 from __future__ import annotations
 
 from projections.sql import Database
-from stores.migrations import Migration, Step, migrate
+from stores.migrations import Migration, Step, migrate, recreate
 
 SQLITE, POSTGRES = ("sqlite",), ("postgres",)
 
@@ -100,7 +100,8 @@ BOOKKEEPING = (
             Step(
                 """CREATE TABLE IF NOT EXISTS {t}journey_consumer_offsets (
                 group_id TEXT, topic TEXT, partition INTEGER, next_offset BIGINT NOT NULL,
-                PRIMARY KEY (group_id, topic, partition))"""
+                PRIMARY KEY (group_id, topic, partition))""",
+                POSTGRES,
             ),
             Step(
                 """CREATE TABLE IF NOT EXISTS {t}journey_dead_letters (
@@ -109,7 +110,8 @@ BOOKKEEPING = (
                 headers JSONB NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
                 recorded_at TIMESTAMPTZ NOT NULL DEFAULT now(),
                 published BOOLEAN NOT NULL DEFAULT false, redriven_at TIMESTAMPTZ,
-                UNIQUE (topic, partition, record_offset))"""
+                UNIQUE (topic, partition, record_offset))""",
+                POSTGRES,
             ),
         ),
     ),
@@ -212,6 +214,11 @@ PARTS = {"store": STORE, "bookkeeping": BOOKKEEPING, "views": VIEWS, "projection
 def open_part(db: Database, part: str) -> list[Migration]:
     """Brings `part`'s tables in `db` up to this release, and returns what that applied."""
     return migrate(db, part, PARTS[part], TYPES[db.dialect])
+
+
+def views_emptied(database: Database) -> None:
+    """Drops the journey views' tables and makes them anew, empty, in one transaction."""
+    recreate(database, "views", VIEW_TABLES, VIEWS, TYPES[database.dialect])
 
 
 def opened(database: Database, part: str) -> Database:

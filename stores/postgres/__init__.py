@@ -113,6 +113,12 @@ class PostgresStore(Store):
             database.close()
 
     def parts(self) -> list[Part]:
+        with connect(self.conninfo) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+            ).fetchone()
+        if found is None:
+            return []  # nothing was ever stored here
         views = self._schema_of(self.live_generation())
         return [
             Part(f"schema {schema}", part, partial(PostgresDatabase, self.conninfo, schema))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -69,7 +70,9 @@ class PostgresDatabase(Database):
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         with self._db.transaction():
-            # Held until the transaction ends, however it ends.
+            # Given up after a minute (a session idle in a transaction on a table a migration
+            # touches would hang it for ever); held until the transaction ends.
+            self._db.execute("SET LOCAL lock_timeout = '60s'")
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             yield
 
@@ -94,13 +97,16 @@ class PostgresDatabase(Database):
 
 
 def notice_channel(schema: str, channel: str) -> str:
-    """The name of a channel of one schema: notices of another schema's writers do not count."""
-    return f"journey.{schema}.{channel}"[:63]
+    """The name of a channel of one schema (notices of another schema's writers do not count),
+    within PostgreSQL's 63 bytes whatever the schema's name."""
+    return f"journey.{hashlib.sha256(schema.encode()).hexdigest()[:16]}.{channel}"[:63]
 
 
 def wait_for_notice(info: str, channel: str, reached: Callable[[], bool], timeout: float) -> bool:
     """Waits until `reached()` holds, looking again at each notice on `channel`; False if it
     still does not hold after `timeout` seconds."""
+    if reached():
+        return True
     deadline = time.monotonic() + timeout
     with connect(info) as listener:
         # Listening before looking: a commit between the look and the wait is not missed.

@@ -12,6 +12,7 @@ from psycopg.sql import SQL, Identifier
 
 from projections.position import Position
 from projections.views import (
+    JOURNEY_PROJECTION,
     JourneyView,
     PageChanges,
     StageCount,
@@ -26,18 +27,22 @@ from stores.postgres.database import (
     notice_channel,
     wait_for_notice,
 )
-from stores.tables import VIEW_TABLES, open_part
+from stores.tables import VIEW_TABLES, open_part, views_emptied
 
 
 class PostgresJourneyView(JourneyView):
     def __init__(self, conninfo: str, schema: str = "public", *, create: bool = True) -> None:
-        """With `create`, makes the views' tables that do not exist yet."""
+        """With `create`, brings the views' tables up to this release first."""
         self._db = connect(conninfo)
         self._opened_with = (conninfo, schema)
         self._schema = Identifier(schema)
         self.table_prefix = self._schema.as_string() + "."
         if create:
-            self._create()
+            try:
+                self._create()
+            except BaseException:
+                self._db.close()
+                raise
 
     def _sql(self, text: str) -> psycopg.sql.Composed:
         return SQL(text).format(schema=self._schema)
@@ -85,8 +90,10 @@ class PostgresJourneyView(JourneyView):
             )
             if cursor.fetchone() is None:
                 raise ViewConflict(f"view {projection!r} is not behind {changes.position}")
-            # Delivered when the transaction commits, to those waiting for a position.
-            cursor.execute("SELECT pg_notify(%s, '')", (self._channel(projection),))
+            if projection == JOURNEY_PROJECTION:
+                # Delivered at commit to those waiting for a position (not for a rebuild's
+                # partitions: commits that notify take turns across the server).
+                cursor.execute("SELECT pg_notify(%s, '')", (self._channel(projection),))
             if changes.positions and changes.first_write:
                 positions = self._sql("COPY {schema}.journey_positions FROM STDIN")
                 with cursor.copy(positions) as copy:
@@ -149,13 +156,16 @@ class PostgresJourneyView(JourneyView):
         return notice_channel(self._opened_with[1], projection)
 
     def opener(self) -> Callable[[], JourneyView]:
-        # The tables exist; PostgreSQL's CREATE ... IF NOT EXISTS is not safe against the
-        # same statement in another session, as when several processes open them at once.
+        # The tables are as this release makes them: the processes that help build them need
+        # not look again.
         return partial(PostgresJourneyView, *self._opened_with, create=False)
 
     def reset(self) -> None:
-        self.drop()
-        self._create()
+        database = PostgresDatabase(*self._opened_with)
+        try:
+            views_emptied(database)
+        finally:
+            database.close()
 
     def drop(self) -> None:
         database = PostgresDatabase(*self._opened_with)

@@ -20,7 +20,7 @@ from projections.views import (
 )
 from stores.migrations import forget
 from stores.sqlite.database import SQLiteDatabase, connect
-from stores.tables import VIEW_TABLES, open_part
+from stores.tables import VIEW_TABLES, open_part, views_emptied
 
 _INSERT_POSITION = """
     INSERT INTO journey_positions (customer_id, stage, stage_since, peak_rank, first_at,
@@ -126,8 +126,7 @@ class SQLiteJourneyView(JourneyView):
 
     def reset(self) -> None:
         # Dropping is much faster than deleting every row of a large view.
-        self.drop()
-        open_part(self._tables, "views")
+        views_emptied(self._tables)
 
     def drop(self) -> None:
         with self._tables.transaction():

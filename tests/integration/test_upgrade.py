@@ -14,6 +14,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from engine.errors import StoreTooNew
@@ -205,3 +206,26 @@ def test_a_store_of_a_newer_release_is_refused_with_one_line(env: dict[str, str]
     assert refused.returncode == 1
     assert refused.stderr.strip().count("\n") == 0
     assert "upgrade the engine" in refused.stderr
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_migrating_a_store_that_was_never_written_changes_nothing(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    data_dir = tmp_path / "data"
+    env = {"JOURNEY_DATA_DIR": str(data_dir)}
+    schema = f"t_never_{os.getpid()}"
+    if kind == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        env |= {"JOURNEY_DATABASE_URL": url, "POSTGRES_SCHEMA": schema}
+
+    for command in (["migrate", "--dry-run"], ["migrate"]):
+        done = python(ROOT, env, "-m", "journey", *command)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == "nothing to migrate: the store is empty"
+
+    assert not data_dir.exists()
+    if kind == "postgres":
+        with psycopg.connect(env["JOURNEY_DATABASE_URL"]) as conn:
+            found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+            assert found.fetchone() is None
