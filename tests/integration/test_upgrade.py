@@ -129,6 +129,11 @@ def test_a_store_of_the_previous_release_upgrades_keeping_everything(
 
     # Every command goes on working on the upgraded store.
     journey(new, env, "ingest", str(dataset))  # nothing new: every event_id was recorded
+    journey(new, env, "decide", "--no-publish")
+    journey(new, env, "report", "--out", str(Path(env["JOURNEY_DATA_DIR"]).parent / "report.html"))
+    journey(new, env, "diff-definition", "default", "default")
+    journey(new, env, "replay", "--projection", "projections.examples:PricingInterest", "--once")
+    assert json_lines(journey(new, env, "view", "pricing_interest", "--json"))
     journey(new, env, "tick")
     ticked = journey(new, env, "funnel", "--json")
     journey(new, env, "rebuild")
