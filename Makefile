@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench fuzz clean
 
 # The fold's hottest modules, compiled with mypyc where a C compiler is found (plain Python
 # elsewhere); compiled again whenever they change.
@@ -33,6 +33,10 @@ lint: $(COMPILED)
 
 test: lint
 	$(BIN)/pytest
+
+# The generated-input tests with many more examples than `make test` runs.
+fuzz: $(COMPILED)
+	JOURNEY_FUZZ_EXAMPLES=20000 $(BIN)/pytest tests/unit/test_files_fuzz.py
 
 bench: $(COMPILED)
 	$(BIN)/python bench/ingest_file.py

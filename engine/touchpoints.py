@@ -122,14 +122,16 @@ _seen_types: set[str] = set()
 def _channel(value: Any) -> str:
     channel = _required_text(value, "channel").lower()
     if channel not in _CHANNEL_SET:
-        raise InvalidTouchpoint("channel", f"{channel!r} is not one of {', '.join(CHANNELS)}")
+        raise InvalidTouchpoint("channel", f"{_shown(channel)} is not one of {', '.join(CHANNELS)}")
     return channel
 
 
 def _type(value: Any) -> str:
     kind = _required_text(value, "type")
     if not _TYPE_PATTERN.match(kind):
-        raise InvalidTouchpoint("type", f"{kind!r} is not a lower-case name such as page_view")
+        raise InvalidTouchpoint(
+            "type", f"{_shown(kind)} is not a lower-case name such as page_view"
+        )
     if len(_seen_types) < 10_000:
         _seen_types.add(kind)
     return kind
@@ -140,7 +142,9 @@ def _outcome(value: Any) -> str | None:
     if outcome is not None:
         outcome = outcome.lower()
         if outcome not in _OUTCOME_SET:
-            raise InvalidTouchpoint("outcome", f"{outcome!r} is not one of {', '.join(OUTCOMES)}")
+            raise InvalidTouchpoint(
+                "outcome", f"{_shown(outcome)} is not one of {', '.join(OUTCOMES)}"
+            )
     return outcome
 
 
@@ -163,9 +167,9 @@ def identifier_field(value: Any, name: str) -> str:
         and "\x00" not in value
     ):
         return value
-    text = _required_text(value, name)
-    if len(text) > MAX_ID_LENGTH:
+    if type(value) is str and len(value.strip()) > MAX_ID_LENGTH:
         raise InvalidTouchpoint(name, f"longer than {MAX_ID_LENGTH} characters")
+    text = _required_text(value, name)
     if "\x00" in text:
         raise InvalidTouchpoint(name, "contains a NUL character")
     return text
@@ -200,9 +204,18 @@ def _occurred_at(value: Any, now_ms: int) -> int:
     elif isinstance(value, str):
         ms = _parse_time_text(value)
     else:
-        raise InvalidTouchpoint("occurred_at", f"expected a time, got {type(value).__name__}")
+        raise InvalidTouchpoint(
+            "occurred_at",
+            f"expected ISO-8601 text or whole milliseconds since 1970, got {_kind(value)}",
+        )
     if ms < EARLIEST_MS:
-        raise InvalidTouchpoint("occurred_at", f"{value!r} is before 1990 (milliseconds expected)")
+        seconds = isinstance(value, int) and EARLIEST_MS // 1000 <= ms < EARLIEST_MS
+        raise InvalidTouchpoint(
+            "occurred_at",
+            f"{value} looks like seconds, milliseconds since 1970 expected"
+            if seconds
+            else f"{_moment(ms)} is before 1990",
+        )
     if ms > now_ms + FUTURE_TOLERANCE_MS:
         raise InvalidTouchpoint("occurred_at", f"{_moment(ms)} is in the future")
     return ms
@@ -219,14 +232,44 @@ def _moment(ms: int) -> str:
 
 def _parse_time_text(text: str) -> int:
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= _MAX_MS_DIGITS:
         return int(text)
     try:
         return millis(datetime.fromisoformat(text))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise InvalidTouchpoint(
-            "occurred_at", f"{text!r} is neither ISO-8601 nor milliseconds since the epoch"
+            "occurred_at", f"{_shown(text)} is neither ISO-8601 nor milliseconds since 1970"
         ) from None
+
+
+# Milliseconds until the year 9999 take 15 digits; a longer number is no time.
+_MAX_MS_DIGITS = 16
+
+
+def _attribute(key: Any) -> str:
+    """An attribute's field name for a message; an odd name is quoted."""
+    name = str(key)
+    if name.isprintable() and " " not in name and 0 < len(name) <= 40:
+        return f"attributes.{name}"
+    return f"attributes[{_shown(name)}]"
+
+
+def _shown(text: str) -> str:
+    """A value for a one-line message: quoted, and cut short if long."""
+    return repr(text if len(text) <= 40 else f"{text[:40]}...")
+
+
+def _kind(value: Any) -> str:
+    """What a value is, as a record's author would name it."""
+    if value is True or value is False:
+        return "true or false"
+    if isinstance(value, float):
+        return f"the number {value:g}"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
 
 
 def _attributes(value: Any) -> dict[str, str]:
@@ -239,11 +282,9 @@ def _attributes(value: Any) -> dict[str, str]:
     attributes: dict[str, str] = {}
     for key, item in value.items():
         if not isinstance(item, str | int | float | bool):
-            raise InvalidTouchpoint(f"attributes.{key}", "expected text")
+            raise InvalidTouchpoint(_attribute(key), f"expected text, got {_kind(item)}")
         text = str(item)
         if len(text) > MAX_TEXT_LENGTH:
-            raise InvalidTouchpoint(
-                f"attributes.{key}", f"longer than {MAX_TEXT_LENGTH} characters"
-            )
+            raise InvalidTouchpoint(_attribute(key), f"longer than {MAX_TEXT_LENGTH} characters")
         attributes[str(key)] = text
     return attributes

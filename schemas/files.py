@@ -17,6 +17,7 @@ from engine.errors import DecodeError
 from engine.touchpoints import Touchpoint, from_millis
 from schemas.codec import contract
 
+BOM = "\ufeff".encode()  # the byte-order mark some programs begin UTF-8 files with
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".avro": "avro"}
 
 
@@ -66,7 +67,7 @@ def read_records(path: Path) -> Iterator[FileRecord]:
 
 def _json_records(path: Path, lines: IO[bytes]) -> Iterator[FileRecord]:
     loads = orjson.loads
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(_without_bom(lines), 1):
         try:
             record = loads(line)
         except orjson.JSONDecodeError as exc:
@@ -77,7 +78,7 @@ def _json_records(path: Path, lines: IO[bytes]) -> Iterator[FileRecord]:
         if type(record) is dict:
             yield FileRecord(path, number, record)
         else:
-            error = DecodeError(f"expected a JSON object, got {type(record).__name__}")
+            error = DecodeError(f"expected a JSON object, got {_json_kind(record)}")
             yield FileRecord(path, number, None, error)
 
 
@@ -85,7 +86,7 @@ def _csv_records(path: Path, source: IO[bytes]) -> Iterator[FileRecord]:
     undecodable: dict[int, str] = {}
 
     def text_lines() -> Iterator[str]:
-        for number, raw in enumerate(source, 1):
+        for number, raw in enumerate(_without_bom(source), 1):
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -119,6 +120,26 @@ def _csv_records(path: Path, source: IO[bytes]) -> Iterator[FileRecord]:
             yield FileRecord(path, number, _csv_record(header, row))
         except DecodeError as exc:
             yield FileRecord(path, number, None, exc)
+
+
+def _without_bom(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a text file, without the byte-order mark spreadsheets begin UTF-8 with."""
+    first = True
+    for line in lines:
+        yield line.removeprefix(BOM) if first else line
+        first = False
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    return "a number"
 
 
 def _csv_record(header: list[str], row: list[str]) -> dict[str, Any]:
