@@ -134,7 +134,7 @@ def test_json_lines_report_each_bad_line_by_number_and_keep_the_rest(tmp_path: P
     assert [(i.line, i.record["event_id"] if i.record else str(i.error)) for i in items] == [
         (1, "e-1"),
         (2, "not valid JSON: unexpected character, expected a string key (column 2)"),
-        (4, "expected a JSON object, got list"),
+        (4, "expected a JSON object, got a list"),
         (5, "e-2"),
     ]
 
