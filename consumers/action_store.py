@@ -112,7 +112,8 @@ class ActionStore:
         return self.tracking()[1]
 
     def wait_for(self, position: int, timeout: float) -> bool:
-        """Waits until the decider (in this process or another) has reached `position`;
+        """Waits until another decider (in another process, or on another connection) has
+        reached `position`;
         False if it has not after `timeout` seconds."""
         return self._db.wait(DECIDER, lambda: self.tracking()[0] >= position, timeout)
 

@@ -9,7 +9,7 @@ IF NOT EXISTS so that a store made before versions were kept is adopted as it is
 from __future__ import annotations
 
 from projections.sql import Database
-from stores.migrations import Migration, Step, migrate, recreate
+from stores.migrations import Migration, Step, forget, migrate, recreate
 
 SQLITE, POSTGRES = ("sqlite",), ("postgres",)
 
@@ -214,6 +214,14 @@ PARTS = {"store": STORE, "bookkeeping": BOOKKEEPING, "views": VIEWS, "projection
 def open_part(db: Database, part: str) -> list[Migration]:
     """Brings `part`'s tables in `db` up to this release, and returns what that applied."""
     return migrate(db, part, PARTS[part], TYPES[db.dialect])
+
+
+def views_dropped(database: Database) -> None:
+    """Drops the journey views' tables, and forgets their version, in one transaction."""
+    with database.transaction():
+        for table in VIEW_TABLES:
+            database.execute(f"DROP TABLE IF EXISTS {{t}}{table}")
+        forget(database, "views")
 
 
 def views_emptied(database: Database) -> None:

@@ -42,9 +42,12 @@ def connect(info: str) -> psycopg.Connection[Any]:
 class PostgresDatabase(Database):
     dialect = "postgres"
 
-    def __init__(self, info: str, schema: str = "public") -> None:
+    def __init__(
+        self, info: str, schema: str = "public", connection: psycopg.Connection[Any] | None = None
+    ) -> None:
+        """On `connection` (autocommit) if given, else on a connection of its own."""
         self._info = info
-        self._db = connect(info)
+        self._db = connection if connection is not None else connect(info)
         self._schema = schema
         self._prefix = Identifier(schema).as_string() + "."
         self.where = f"PostgreSQL schema {schema}"

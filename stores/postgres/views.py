@@ -20,39 +20,32 @@ from projections.views import (
     funnel_counts,
     position_row,
 )
-from stores.migrations import forget
 from stores.postgres.database import (
     PostgresDatabase,
     connect,
     notice_channel,
     wait_for_notice,
 )
-from stores.tables import VIEW_TABLES, open_part, views_emptied
+from stores.tables import open_part, views_dropped, views_emptied
 
 
 class PostgresJourneyView(JourneyView):
     def __init__(self, conninfo: str, schema: str = "public", *, create: bool = True) -> None:
         """With `create`, brings the views' tables up to this release first."""
         self._db = connect(conninfo)
+        self._tables = PostgresDatabase(conninfo, schema, self._db)  # on the same connection
         self._opened_with = (conninfo, schema)
         self._schema = Identifier(schema)
         self.table_prefix = self._schema.as_string() + "."
         if create:
             try:
-                self._create()
+                open_part(self._tables, "views")
             except BaseException:
                 self._db.close()
                 raise
 
     def _sql(self, text: str) -> psycopg.sql.Composed:
         return SQL(text).format(schema=self._schema)
-
-    def _create(self) -> None:
-        database = PostgresDatabase(*self._opened_with)
-        try:
-            open_part(database, "views")
-        finally:
-            database.close()
 
     def tracking(self, projection: str) -> tuple[int, str | None]:
         row = self._db.execute(
@@ -161,21 +154,10 @@ class PostgresJourneyView(JourneyView):
         return partial(PostgresJourneyView, *self._opened_with, create=False)
 
     def reset(self) -> None:
-        database = PostgresDatabase(*self._opened_with)
-        try:
-            views_emptied(database)
-        finally:
-            database.close()
+        views_emptied(self._tables)
 
     def drop(self) -> None:
-        database = PostgresDatabase(*self._opened_with)
-        try:
-            with database.transaction():
-                for table in VIEW_TABLES:
-                    database.execute(f"DROP TABLE IF EXISTS {{t}}{table}")
-                forget(database, "views")
-        finally:
-            database.close()
+        views_dropped(self._tables)
 
     def position(self, customer_id: str) -> Position | None:
         return self.load_positions([customer_id]).get(customer_id)

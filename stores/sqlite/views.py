@@ -18,9 +18,8 @@ from projections.views import (
     funnel_counts,
     position_row,
 )
-from stores.migrations import forget
 from stores.sqlite.database import SQLiteDatabase, connect
-from stores.tables import VIEW_TABLES, open_part, views_emptied
+from stores.tables import open_part, views_dropped, views_emptied
 
 _INSERT_POSITION = """
     INSERT INTO journey_positions (customer_id, stage, stage_since, peak_rank, first_at,
@@ -129,10 +128,7 @@ class SQLiteJourneyView(JourneyView):
         views_emptied(self._tables)
 
     def drop(self) -> None:
-        with self._tables.transaction():
-            for table in VIEW_TABLES:
-                self._db.execute(f"DROP TABLE IF EXISTS {table}")
-            forget(self._tables, "views")
+        views_dropped(self._tables)
 
     def position(self, customer_id: str) -> Position | None:
         return self.load_positions([customer_id]).get(customer_id)
