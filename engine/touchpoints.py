@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -181,7 +182,7 @@ def text_field(value: Any, name: str) -> str | None:
     if value is None:
         return None
     if type(value) is not str:
-        raise InvalidTouchpoint(name, f"expected text, got {type(value).__name__}")
+        raise InvalidTouchpoint(name, f"expected text, got {_kind(value)}")
     if len(value) > MAX_TEXT_LENGTH:
         raise InvalidTouchpoint(name, f"longer than {MAX_TEXT_LENGTH} characters")
     return value.strip() or None
@@ -263,8 +264,14 @@ def _kind(value: Any) -> str:
     """What a value is, as a record's author would name it."""
     if value is True or value is False:
         return "true or false"
+    if value is None:
+        return "null"
     if isinstance(value, float):
         return f"the number {value:g}"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, str):
+        return "text"
     if isinstance(value, list | tuple):
         return "a list"
     if isinstance(value, Mapping):
@@ -272,18 +279,33 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _attribute_text(key: Any, item: Any) -> str:
+    """An attribute's value as text, numbers and truth values in the form JSON writes them."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, bool):
+        return "true" if item else "false"
+    if isinstance(item, int):
+        return str(item)
+    if isinstance(item, float) and math.isfinite(item):
+        return repr(item)
+    raise InvalidTouchpoint(_attribute(key), f"expected text, got {_kind(item)}")
+
+
 def _attributes(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise InvalidTouchpoint("attributes", f"expected a map of text, got {type(value).__name__}")
+        raise InvalidTouchpoint(
+            "attributes", f"expected an object of text values, got {_kind(value)}"
+        )
     if len(value) > MAX_ATTRIBUTES:
         raise InvalidTouchpoint("attributes", f"more than {MAX_ATTRIBUTES} entries")
     attributes: dict[str, str] = {}
     for key, item in value.items():
-        if not isinstance(item, str | int | float | bool):
-            raise InvalidTouchpoint(_attribute(key), f"expected text, got {_kind(item)}")
-        text = str(item)
+        if item is None:
+            continue  # a null attribute is an absent one
+        text = _attribute_text(key, item)
         if len(text) > MAX_TEXT_LENGTH:
             raise InvalidTouchpoint(_attribute(key), f"longer than {MAX_TEXT_LENGTH} characters")
         attributes[str(key)] = text

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import fastavro
+from fastavro._read_common import SchemaResolutionError
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 from fastavro.types import Schema
 
@@ -92,10 +93,30 @@ class AvroContract:
                 record = next(records)
             except StopIteration:
                 return
+            except SchemaResolutionError:
+                raise DecodeError(
+                    f"written with the schema {_schema_name(reader.writer_schema)}, which is "
+                    f"not the {self.name} contract: {_field_names(reader.writer_schema)}"
+                ) from None
             except Exception as exc:
                 raise DecodeError(f"corrupt Avro container block: {exc}") from exc
             if isinstance(record, dict):
                 yield record
+
+
+def _schema_name(schema: Schema | None) -> str:
+    name = schema.get("name") if isinstance(schema, dict) else None
+    return repr(name) if isinstance(name, str) else "of another kind"
+
+
+def _field_names(schema: Schema | None) -> str:
+    """A foreign schema's fields, for a one-line message."""
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    if not isinstance(fields, list):
+        return "it is not a record"
+    names = [str(field.get("name")) for field in fields if isinstance(field, dict)]
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return f"its fields are {shown}"
 
 
 def schema_fingerprint(schema: Schema) -> int:

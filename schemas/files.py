@@ -76,50 +76,149 @@ def _json_records(path: Path, lines: IO[bytes]) -> Iterator[FileRecord]:
                 yield FileRecord(path, number, None, error)
             continue
         if type(record) is dict:
-            yield FileRecord(path, number, record)
+            # A key that appears twice is kept once by the parser: a line with more or fewer
+            # key-like spots than the record has keys is parsed again, slowly, to find out.
+            attributes = record.get("attributes")
+            keys = len(record) + (len(attributes) if type(attributes) is dict else 0)
+            if line.count(b'":') == keys or (repeated := _repeated_key(line)) is None:
+                yield FileRecord(path, number, record)
+            else:
+                error = DecodeError(f"the key {_shown_key(repeated)} appears twice")
+                yield FileRecord(path, number, None, error)
         else:
             error = DecodeError(f"expected a JSON object, got {_json_kind(record)}")
             yield FileRecord(path, number, None, error)
 
 
+def _repeated_key(line: bytes) -> str | None:
+    """A key that appears twice in one object of a JSON line, or None."""
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen = dict(items)
+        if len(seen) < len(items) and not repeated:
+            names = [name for name, _ in items]
+            repeated.append(next(name for name in names if names.count(name) > 1))
+        return seen
+
+    try:
+        json.loads(line, object_pairs_hook=pairs)
+    except ValueError:  # what orjson read, the standard parser may refuse
+        return None
+    return repeated[0] if repeated else None
+
+
+def _shown_key(key: str) -> str:
+    return repr(key if len(key) <= 40 else f"{key[:40]}...")
+
+
 def _csv_records(path: Path, source: IO[bytes]) -> Iterator[FileRecord]:
-    undecodable: dict[int, str] = {}
-
-    def text_lines() -> Iterator[str]:
-        for number, raw in enumerate(_without_bom(source), 1):
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                undecodable[number] = f"not UTF-8 text ({exc.reason})"
-                yield "\n"  # keeps the line count; reported with its number below
-
-    rows = csv.reader(text_lines())
     header: list[str] | None = None
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield FileRecord(path, rows.line_num, None, DecodeError(f"not valid CSV: {exc}"))
-            continue
-        number = rows.line_num
-        if number in undecodable:
-            yield FileRecord(path, number, None, DecodeError(undecodable.pop(number)))
-            continue
-        if header is None:
+    for number, row in _csv_rows(source):
+        if isinstance(row, DecodeError):
+            yield FileRecord(path, number, None, row)
+        elif header is None:
             header = row
-            continue
-        if not any(row):
-            continue
-        if len(row) != len(header):
+        elif len(row) != len(header):
             error = DecodeError(f"expected {len(header)} columns, found {len(row)}")
             yield FileRecord(path, number, None, error)
+        else:
+            try:
+                yield FileRecord(path, number, _csv_record(header, row))
+            except DecodeError as exc:
+                yield FileRecord(path, number, None, exc)
+
+
+# A quoted field may hold line breaks (a note, say), but no touchpoint spans more lines.
+_MAX_LINES_PER_ROW = 100
+
+
+def _csv_rows(source: IO[bytes]) -> Iterator[tuple[int, list[str] | DecodeError]]:
+    """The rows of a CSV file with the line each begins on, blank ones left out. A row ends at
+    the first line break outside quotes. A quote that stays open to the end of the file, or
+    for more lines than a touchpoint takes, or that swallows whole rows, is reported on the
+    line it opens, and the lines after that one are read again as rows of their own: a stray
+    quote costs one row, not the rows after it."""
+    lines = _text_lines(source)
+    again: list[tuple[int, str | DecodeError]] = []  # lines to read again, the next one last
+    width: int | None = None  # the header's
+
+    def next_line() -> tuple[int, str | DecodeError] | None:
+        return again.pop() if again else next(lines, None)
+
+    while (line := next_line()) is not None:
+        number, text = line
+        if isinstance(text, DecodeError):
+            yield number, text
             continue
+        if '"' not in text:
+            if text.strip():
+                row = text.rstrip("\r\n").split(",")
+                width = width or len(row)
+                yield number, row
+            continue
+        held = [text]
         try:
-            yield FileRecord(path, number, _csv_record(header, row))
-        except DecodeError as exc:
-            yield FileRecord(path, number, None, exc)
+            row = _csv_row(held)
+        except csv.Error as exc:
+            yield number, DecodeError(f"not valid CSV: {exc}")
+            continue
+        while _quote_open(row) and len(held) < _MAX_LINES_PER_ROW:
+            following = next_line()
+            if following is None:
+                break
+            if isinstance(following[1], DecodeError):
+                again.append(following)
+                break
+            held.append(following[1])
+            try:
+                row = _csv_row(held)
+            except csv.Error:  # the lines hold more than one row: the quote was a stray
+                break
+        if not _quote_open(row) and (len(held) == 1 or _spans_lines(row, held, width)):
+            width = width or len(row)
+            yield number, row
+            continue
+        yield number, DecodeError("a quote opened on this line is not closed in its row")
+        again.extend((number + offset, held[offset]) for offset in range(len(held) - 1, 0, -1))
+
+
+def _spans_lines(row: list[str], lines: list[str], width: int | None) -> bool:
+    """Whether a row read across lines is one: well quoted, of the header's width, and none of
+    the lines after its first a whole row by itself (those are a stray quote's doing)."""
+    try:  # a quote that closes a field spanning lines is followed by a comma or the row's end
+        next(csv.reader(("".join(lines),), strict=True))
+    except csv.Error:
+        return False
+    if width is None:
+        return True
+    if len(row) != width:
+        return False
+    for line in lines[1:]:
+        try:
+            alone = _csv_row([line])
+        except csv.Error:
+            continue
+        if len(alone) == width and not _quote_open(alone):
+            return False
+    return True
+
+
+def _csv_row(lines: list[str]) -> list[str]:
+    return next(csv.reader(("".join(lines),)))
+
+
+def _quote_open(row: list[str]) -> bool:
+    """Whether a row read so far ends inside a quoted field (one that holds the line break)."""
+    return bool(row) and row[-1].endswith("\n")
+
+
+def _text_lines(source: IO[bytes]) -> Iterator[tuple[int, str | DecodeError]]:
+    for number, raw in enumerate(_without_bom(source), 1):
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield number, DecodeError(f"not UTF-8 text ({exc.reason})")
 
 
 def _without_bom(lines: Iterable[bytes]) -> Iterator[bytes]:
@@ -152,9 +251,12 @@ def _csv_record(header: list[str], row: list[str]) -> dict[str, Any]:
             attributes[name.removeprefix("attributes.")] = value
         elif name == "attributes":
             try:
-                attributes.update(json.loads(value))
-            except (json.JSONDecodeError, TypeError, ValueError):
-                raise DecodeError("attributes: expected a JSON object") from None
+                parsed = orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                raise DecodeError(f"attributes: not valid JSON: {exc.msg}") from None
+            if type(parsed) is not dict:
+                raise DecodeError(f"attributes: expected a JSON object, got {_json_kind(parsed)}")
+            attributes.update(parsed)
         else:
             record[name] = value
     record["attributes"] = attributes

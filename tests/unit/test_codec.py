@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import pytest
 
 from engine.errors import DecodeError
@@ -151,6 +152,62 @@ def test_csv_reads_attribute_columns_and_names_short_rows(tmp_path: Path) -> Non
     assert items[0].record["attributes"] == {"page": "pricing"}
     assert items[1].where == f"{path}:3"
     assert "expected 12 columns, found 3" in str(items[1].error)
+
+
+def test_a_stray_quote_in_csv_costs_its_own_row_and_no_other(tmp_path: Path) -> None:
+    path = tmp_path / "typed.csv"
+    row = "e-{},C-1,web,page_view,2026-03-02T09:00:00Z,web,{}\n"
+    path.write_text(
+        "event_id,customer_id,channel,type,occurred_at,source,attributes.note\n"
+        + row.format(1, "")
+        + row.format(2, '"Asked for the offer')
+        + row.format(3, '"Called back.\nAsked for ""the offer"",\nin writing."')
+        + row.format(4, "")
+    )
+
+    items = list(read_records(path))
+
+    assert [(i.line, i.record["event_id"] if i.record else str(i.error)) for i in items] == [
+        (2, "e-1"),
+        (3, "a quote opened on this line is not closed in its row"),
+        (4, "e-3"),
+        (7, "e-4"),
+    ]
+    assert items[2].record is not None
+    assert items[2].record["attributes"] == {
+        "note": 'Called back.\nAsked for "the offer",\nin writing.'
+    }
+
+
+def test_json_that_a_parser_would_read_by_guessing_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "odd.jsonl"
+    path.write_text(
+        '{"event_id": "e-1", "customer_id": "C-1", "event_id": "e-2"}\n'
+        "e-3,C-1,web,page_view,2026-03-02T09:00:00Z,web,,,,,,\n"
+    )
+    csv_path = tmp_path / "odd.csv"
+    with csv_path.open("w", newline="") as out:
+        write_csv(out, [])
+        out.write('e-3,C-1,web,page_view,2026-03-02T09:00:00Z,web,,,,,,"{""score"":NaN}"\n')
+
+    errors = [str(i.error) for i in [*read_records(path), *read_records(csv_path)]]
+
+    assert errors[0] == "the key 'event_id' appears twice"
+    assert errors[2].startswith("attributes: not valid JSON")
+
+
+def test_an_avro_file_of_another_schema_is_named_in_one_short_line(tmp_path: Path) -> None:
+    path = tmp_path / "orders.avro"
+    order = {"type": "record", "name": "Order", "fields": [{"name": "id", "type": "string"}]}
+    with path.open("wb") as out:
+        fastavro.writer(out, order, [{"id": "o-1"}])
+
+    (item,) = read_records(path)
+
+    assert str(item.error) == (
+        "written with the schema 'Order', which is not the journey.Touchpoint contract: "
+        "its fields are id"
+    )
 
 
 def test_an_unknown_file_type_is_refused(tmp_path: Path) -> None:

@@ -110,18 +110,31 @@ def test_any_json_lines_file_reads_into_good_touchpoints_and_located_rejections(
         assert len(reason) < 500, reason
 
 
+# Lines a person may type into a CSV file by hand: stray and doubled quotes among the commas.
+hand_typed = st.text(alphabet=st.sampled_from('a1,"{}: \r'), max_size=30).map(lambda t: ("raw", t))
+# A good record whose note runs over several lines, which CSV quotes.
+noted = st.integers(0, 10**6).map(lambda n: ("noted", n))
+
+
 @FUZZ
-@given(content=st.lists(lines, max_size=12), bom=st.booleans())
+@given(content=st.lists(lines | hand_typed | noted, max_size=12), bom=st.booleans())
+@example(content=[("raw", 'x,"{'), ("noted", 1), ("good", 2), ("raw", '"'), ("good", 3)], bom=False)
 def test_any_csv_file_reads_into_good_touchpoints_and_located_rejections(
     tmp_path: Path, content: list[tuple[str, Any]], bom: bool
 ) -> None:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow((*CSV_COLUMNS, "attributes.note"))
     goods: set[str] = set()
     for number, (kind, value) in enumerate(content):
-        if kind == "good":
+        note = ""
+        if kind == "raw":
+            out.write(value + "\n")
+            continue
+        if kind in ("good", "noted"):
             record = good(value + number * 10**7)
+            if kind == "noted":
+                note = 'Called back.\nAsked for "the offer",\nin writing.'
             goods.add(record["event_id"])
         elif kind == "mutated":
             field, replacement = value
@@ -132,7 +145,7 @@ def test_any_csv_file_reads_into_good_touchpoints_and_located_rejections(
             record = {**good(-number - 1), "event_id": text, "customer_id": text}
         if isinstance(record.get("attributes"), dict):
             record["attributes"] = json.dumps(record["attributes"])
-        writer.writerow([record.get(column, "") for column in CSV_COLUMNS])
+        writer.writerow([*(record.get(column, "") for column in CSV_COLUMNS), note])
     path = tmp_path / "touchpoints.csv"
     path.write_bytes((BOM if bom else b"") + out.getvalue().encode())
 

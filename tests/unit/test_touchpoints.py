@@ -46,7 +46,7 @@ def test_times_may_be_milliseconds_or_iso_8601(occurred_at: Any) -> None:
         ({"attributes": {"a\nb": [1]}}, "attributes['a\\nb']", "expected text, got a list"),
         ({"occurred_at": NOW + 3 * 86_400_000}, "occurred_at", "in the future"),
         ({"source": 42}, "source", "expected text"),
-        ({"attributes": ["page"]}, "attributes", "expected a map"),
+        ({"attributes": ["page"]}, "attributes", "expected an object of text values"),
         ({"attributes": {"page": {"deep": 1}}}, "attributes.page", "expected text"),
     ],
 )
@@ -68,7 +68,17 @@ def test_text_is_trimmed_and_channels_and_outcomes_are_case_insensitive() -> Non
     assert (tp.customer_id, tp.channel, tp.outcome, tp.rep_id) == ("C-1", "email", "negative", None)
 
 
-def test_attribute_values_that_are_numbers_become_text() -> None:
-    tp = touchpoint_from_record(record(attributes={"wait_seconds": 840}), now_ms=NOW)
+def test_attribute_values_that_are_numbers_or_truth_values_become_text_as_json_writes_them() -> (
+    None
+):
+    attributes = {"wait_seconds": 840, "rating": 4.5, "consented": True, "left": None}
+    tp = touchpoint_from_record(record(attributes=attributes), now_ms=NOW)
 
-    assert tp.attributes == {"wait_seconds": "840"}
+    assert tp.attributes == {"wait_seconds": "840", "rating": "4.5", "consented": "true"}
+
+
+def test_an_attribute_that_is_no_finite_number_is_refused() -> None:
+    with pytest.raises(
+        InvalidTouchpoint, match=r"attributes\.score: expected text, got the number nan"
+    ):
+        touchpoint_from_record(record(attributes={"score": float("nan")}), now_ms=NOW)
