@@ -13,7 +13,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from consumers.settings import KafkaSettings
-from engine.errors import ConfigurationError, InvalidTouchpoint
+from engine.errors import InvalidTouchpoint, ServiceUnavailable
 from engine.touchpoints import touchpoint_from_record
 from schemas.codec import contract
 from schemas.files import read_records, touchpoint_avro
@@ -40,7 +40,7 @@ def touchpoint_producer(settings: KafkaSettings, **overrides: object) -> KafkaPr
     try:
         return KafkaProducer(**config)
     except KafkaError as exc:
-        raise ConfigurationError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
+        raise ServiceUnavailable(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
 
 
 def publish_files(

@@ -15,7 +15,7 @@ from kafka.errors import KafkaError
 
 from consumers.action_store import ActionStore
 from consumers.settings import KafkaSettings
-from engine.errors import ConfigurationError
+from engine.errors import ServiceUnavailable
 
 ACTION_ID_HEADER = "journey.action_id"
 
@@ -33,7 +33,7 @@ def action_producer(settings: KafkaSettings) -> KafkaProducer:
             bootstrap_timeout_ms=10_000,
         )
     except KafkaError as exc:
-        raise ConfigurationError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
+        raise ServiceUnavailable(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
 
 
 class Relay:

@@ -26,7 +26,11 @@ class ConfigurationError(JourneyError):
     """Settings that cannot be used."""
 
 
-class StoreUnavailable(ConfigurationError):
+class ServiceUnavailable(ConfigurationError):
+    """A server the engine needs (PostgreSQL, Kafka) cannot be reached (yet)."""
+
+
+class StoreUnavailable(ServiceUnavailable):
     """The store's server cannot be reached (yet)."""
 
 

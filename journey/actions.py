@@ -18,7 +18,7 @@ from consumers.outcomes import OutcomeIngest, check_outcome, record_outcomes
 from consumers.relay import ACTION_ID_HEADER, Relay, action_producer
 from engine.actions import STATUSES, outcome_from_record
 from engine.bulk import settle_young_objects
-from engine.errors import ConfigurationError, DecodeError
+from engine.errors import DecodeError, ServiceUnavailable
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
@@ -192,7 +192,7 @@ def _follow_topic(settings: Any, owner: str | None, from_beginning: bool, as_jso
             bootstrap_timeout_ms=5000,
         )
     except KafkaError as exc:
-        raise ConfigurationError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
+        raise ServiceUnavailable(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
     stop = stop_on_signals()
     say(
         f"Following {settings.actions_topic}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -9,6 +10,7 @@ import shutil
 import sqlite3
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import click
 from eventsourcing.persistence import PersistenceError
 
-from engine.errors import JourneyError, UnknownCustomer
+from engine.errors import JourneyError, ServiceUnavailable, StoreTooNew, UnknownCustomer
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint, from_millis
 from journey import render
@@ -25,7 +27,7 @@ from journey.bootstrap import (
     event_store_env,
     rebuild_beside,
 )
-from journey.console import catch_up, engine_for, now_ms, out, progress, say
+from journey.console import Exit, catch_up, engine_for, now_ms, out, progress, say
 from journey.demo import STORIES, demo_customers, demo_touchpoints, recent_start
 from journey.ingest import IngestSummary, check_files, ingest_files
 from projections.timeline import timeline as project_timeline
@@ -119,7 +121,7 @@ def ingest(
     """Record touchpoints from JSON lines, CSV or Avro files (optionally .gz).
 
     Bad records are reported as file:line and reason; every good one is recorded. The exit
-    status is 1 if any record was bad."""
+    status is 1 if any record was bad, 2 if a file is missing (then nothing is recorded)."""
     check_files(files)
     with engine_for(ctx) as engine:
         summary = _ingest(engine, list(files), batch_size or engine.settings.batch_size)
@@ -129,7 +131,7 @@ def ingest(
             catch_up(engine)
     _print_summary(summary)
     if summary.bad:
-        sys.exit(1)
+        sys.exit(Exit.BAD_RECORDS)
 
 
 def _ingest(
@@ -325,31 +327,41 @@ class _Counter:
 
 
 def main() -> None:
-    """The console entry point: a user's mistake is one line on stderr and a non-zero exit."""
+    """The console entry point: a user's mistake is one line on stderr, and the exit status
+    says whether records were bad, the command was wrong, or the engine failed."""
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         say("interrupted")
-        sys.exit(130)
+        sys.exit(Exit.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(Exit.USAGE)
+    except (ServiceUnavailable, StoreTooNew) as exc:
+        say(f"error: {exc}")
+        sys.exit(Exit.FAILED)
     except JourneyError as exc:
         say(f"error: {exc}")
-        sys.exit(1)
+        sys.exit(Exit.USAGE)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        say(f"error: {where}{exc.strerror or exc}")
+        sys.exit(Exit.USAGE if exc.errno in _PATH_MISTAKES else Exit.FAILED)
     except Exception as exc:
         failed = _service_failed(exc)
         if failed is None:
-            raise
+            traceback.print_exc()
+            failed = f"the engine failed ({type(exc).__name__}); please report the lines above"
         say(f"error: {failed}")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        say("interrupted")
-        sys.exit(130)
+        sys.exit(Exit.FAILED)
+
+
+# A path given that does not exist, is a directory, or may not be written: the user's to fix.
+_PATH_MISTAKES = frozenset((errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EEXIST))
 
 
 def _service_failed(exc: Exception) -> str | None:
-    """The line for a failure of the store, Kafka or the file system; None for anything else.
+    """The line for a failure of the store or Kafka; None for anything else.
     PostgreSQL's and Kafka's errors can come only from their clients, if they were loaded."""
     psycopg = sys.modules.get("psycopg")
     kafka_errors = sys.modules.get("kafka.errors")
@@ -359,7 +371,4 @@ def _service_failed(exc: Exception) -> str | None:
         return f"the store failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
     if kafka_errors is not None and isinstance(exc, kafka_errors.KafkaError):
         return f"Kafka failed: {exc}"
-    if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if exc.filename else ""
-        return f"{where}{exc.strerror or exc}"
     return None

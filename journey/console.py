@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
+from enum import IntEnum
 from typing import Any
 
 import click
@@ -28,6 +29,16 @@ from journey.bootstrap import Engine, build_engine
 
 out = render.console()
 err = render.console(stderr=True)
+
+
+class Exit(IntEnum):
+    """What a command's exit status tells a script that ran it."""
+
+    OK = 0
+    BAD_RECORDS = 1  # it ran, and some records it was given were bad (each was reported)
+    USAGE = 2  # it could not run as asked: a missing file, an unknown customer, a bad option
+    FAILED = 3  # the engine failed: the store, Kafka or the file system, or a fault of its own
+    INTERRUPTED = 130
 
 
 def say(line: str) -> None:

@@ -32,11 +32,11 @@ from consumers.ingest import (
 )
 from consumers.produce import publish_files, touchpoint_producer
 from consumers.settings import KafkaSettings
-from engine.errors import ConfigurationError, StoreUnavailable
+from engine.errors import ConfigurationError, ServiceUnavailable, StoreUnavailable
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
-from journey.console import say
+from journey.console import Exit, say
 from journey.ingest import check_files
 
 out = render.console()
@@ -249,7 +249,7 @@ def produce(
             on_bad=lambda where, reason: say(f"{where}: {reason}"),
         )
     except KafkaError as exc:
-        raise ConfigurationError(
+        raise ServiceUnavailable(
             f"publishing to Kafka at {settings.bootstrap} failed: {exc}"
         ) from None
     finally:
@@ -259,7 +259,7 @@ def produce(
         f"{settings.touchpoints_topic}, {summary.bad} bad"
     )
     if summary.bad:
-        raise SystemExit(1)
+        raise SystemExit(Exit.BAD_RECORDS)
 
 
 @click.command()
@@ -423,4 +423,4 @@ def redrive_command(ctx: click.Context, ids: tuple[int, ...]) -> None:
         f"already recorded, {len(report.still_dead)} still failing"
     )
     if report.still_dead:
-        raise SystemExit(1)
+        raise SystemExit(Exit.BAD_RECORDS)

@@ -221,5 +221,5 @@ def test_a_rebuild_under_a_new_definition_is_built_beside_the_live_views(
     stale = subprocess.run(
         [JOURNEY, "customer", "S1-ANNA"], capture_output=True, text=True, env=env, check=False
     )
-    assert stale.returncode == 1
+    assert stale.returncode == 2
     assert "another journey definition" in stale.stderr

@@ -56,12 +56,14 @@ def test_a_users_mistake_is_one_line_and_a_non_zero_exit(
 ) -> None:
     result = journey(*args, data_dir=tmp_path)
 
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [f"error: {message}"]
 
 
-def test_files_and_settings_that_cannot_be_used_are_one_line_too(tmp_path: Path) -> None:
+def test_files_settings_and_services_that_fail_are_one_line_and_an_exit_status_saying_whose(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "bad.toml").write_bytes(b"\xff\xfe")
     (tmp_path / "views").mkdir()
     (tmp_path / "views" / "views.db").write_text("not a database at all, not at all")
@@ -71,40 +73,47 @@ def test_files_and_settings_that_cannot_be_used_are_one_line_too(tmp_path: Path)
             [JOURNEY, "generate", "--out", str(tmp_path / "no" / "x.jsonl")],
             {},
             f"error: {tmp_path / 'no' / 'x.jsonl'}: No such file or directory",
+            2,
         ),
         (
             [JOURNEY, "--definition", str(tmp_path / "bad.toml"), "funnel"],
             {},
             f"error: {tmp_path / 'bad.toml'}: not UTF-8 text (invalid start byte)",
+            2,
         ),
         (
             [JOURNEY, "funnel"],
             {"JOURNEY_DATABASE_URL": "postgresql://u@h:port/db"},
             "error: JOURNEY_DATABASE_URL: the port is not a number",
+            2,
         ),
         (
             [JOURNEY, "--data-dir", str(tmp_path / "views"), "funnel"],
             {},
             "error: the store failed: file is not a database",
+            3,
         ),
         (
             [JOURNEY, "consume"],
             {},
             "error: journey consume works with the PostgreSQL store: set JOURNEY_DATABASE_URL",
+            2,
         ),
         (
             [JOURNEY, "dead-letters"],
             {},
             "error: journey dead-letters works with the PostgreSQL store: set JOURNEY_DATABASE_URL",
+            2,
         ),
         (
             [JOURNEY, "produce", str(touchpoints), "--bootstrap", "127.0.0.1:9"],
             {},
             "error: cannot reach Kafka at 127.0.0.1:9: KafkaTimeoutError: "
             "Unable to bootstrap from 127.0.0.1:9",
+            3,
         ),
     ]
-    for command, env, expected in cases:
+    for command, env, expected, status in cases:
         result = subprocess.run(
             command,
             capture_output=True,
@@ -113,7 +122,7 @@ def test_files_and_settings_that_cannot_be_used_are_one_line_too(tmp_path: Path)
             check=False,
             cwd=tmp_path,
         )
-        assert result.returncode == 1, command
+        assert result.returncode == status, command
         assert result.stderr.strip().replace("'", "") == expected, command
 
 
@@ -123,7 +132,7 @@ def test_a_bad_definition_names_the_key(tmp_path: Path) -> None:
 
     result = journey("--definition", str(definition), "funnel", data_dir=tmp_path)
 
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.startswith(
         f"error: {definition}: stages[0].min: Extra inputs are not permitted"
     )
@@ -193,6 +202,17 @@ def test_a_large_file_with_bad_lines_throughout_loses_no_good_one(
     assert f"{total} records: 12000 recorded, 0 already recorded, {len(bad_lines)} bad" in (
         result.stderr
     )
+
+
+def test_ingest_refuses_a_missing_file_before_recording_any_of_the_others(tmp_path: Path) -> None:
+    good = write_jsonl(tmp_path / "good.jsonl", [json.dumps(r) for r in happy_path()])
+
+    refused = journey("ingest", str(good), str(tmp_path / "missing.jsonl"), data_dir=tmp_path)
+    shown = journey("customer", happy_path()[0]["customer_id"], data_dir=tmp_path)
+
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == f"error: {tmp_path / 'missing.jsonl'}: no such file"
+    assert shown.returncode == 2  # nothing of good.jsonl was recorded
 
 
 def test_ingesting_the_same_file_twice_records_nothing_new(tmp_path: Path) -> None:
@@ -392,7 +412,7 @@ def test_after_a_definition_change_the_decider_is_folded_again(tmp_path: Path) -
     refused = journey("--definition", str(changed), "actions", data_dir=data_dir)
     refolded = journey("--definition", str(changed), "decide", "--refold", data_dir=data_dir)
 
-    assert refused.returncode == 1
+    assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
         "error: the decider's journeys were folded under another journey definition; "
         "fold them again under this one (journey decide --refold)"
