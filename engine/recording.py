@@ -13,6 +13,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic
 
+from engine.conflicts import Conflict, RecordedContents
 from engine.errors import ConfigurationError, UnknownCustomer
 from engine.journeys import CLOCK_ID, CustomerJourney, JourneyClock, stream_id
 from engine.ledger import BatchWrite, TouchpointLedger
@@ -27,11 +28,14 @@ _MAX_KNOWN_STREAMS = 500_000
 
 @dataclass(frozen=True, slots=True)
 class BatchRecorded:
-    """What one call to `Journeys.record` did."""
+    """What one call to `Journeys.record` did. A touchpoint recorded before, exactly as it is,
+    is a duplicate, and skipped; one whose `event_id` was recorded with other content is a
+    conflict, and refused."""
 
     recorded: int
     duplicates: int
     last_position: int | None
+    conflicts: tuple[Conflict, ...] = ()
 
 
 class Journeys(Application[UUID]):
@@ -52,6 +56,12 @@ class Journeys(Application[UUID]):
         self._expect_fresh = True  # the last batch held no touchpoint recorded before
         self._streams: dict[str, UUID | str] = {}
         self._encoder = TouchpointEncoder(self.mapper, self._clock)
+        self._contents = RecordedContents(
+            lambda streams: self._ledger.select_stream_states(
+                streams, self._encoder.recorded_topic
+            ),
+            self._encoder.decode,
+        )
 
     def construct_transcoder(self) -> Transcoder:
         if self.env.get("TRANSCODER_TOPIC"):
@@ -65,29 +75,41 @@ class Journeys(Application[UUID]):
         return self._encoder
 
     def record(
-        self, touchpoints: Iterable[Touchpoint], also: Sequence[BatchWrite] = ()
+        self,
+        touchpoints: Iterable[Touchpoint],
+        also: Sequence[BatchWrite] = (),
+        *,
+        all_or_none: bool = False,
     ) -> BatchRecorded:
-        """Records a batch in one transaction. A touchpoint whose `event_id` is already recorded,
-        or repeated within the batch, is skipped. Safe to retry: a conflicting writer only
-        makes it look again. The writes in `also` commit with the batch, even an empty one."""
-        return self.record_encoded(self._encoder.encode(touchpoints), also)
+        """Records a batch in one transaction. A touchpoint already recorded, or repeated within
+        the batch, is skipped; one whose `event_id` was taken by other content is refused
+        (see `BatchRecorded.conflicts`); with `all_or_none`, a conflict refuses the whole batch.
+        Safe to retry: a conflicting writer only makes it look again. The writes in `also`
+        commit with the batch, even an empty one."""
+        return self.record_encoded(self._encoder.encode(touchpoints), also, all_or_none=all_or_none)
 
-    def record_encoded(self, batch: EncodedBatch, also: Sequence[BatchWrite] = ()) -> BatchRecorded:
+    def record_encoded(
+        self, batch: EncodedBatch, also: Sequence[BatchWrite] = (), *, all_or_none: bool = False
+    ) -> BatchRecorded:
         """`record` for touchpoints already encoded by this application's encoder."""
         event_ids = batch.event_ids
+        repeats: list[int] = []
         if len(set(event_ids)) == len(event_ids):
             unique = dict(zip(event_ids, range(len(event_ids)), strict=True))
         else:  # the first of each id stands
             unique = {}
             for index, event_id in enumerate(event_ids):
-                unique.setdefault(event_id, index)
+                if unique.setdefault(event_id, index) != index:
+                    repeats.append(index)
         # While batches hold only new touchpoints, the ledger is not asked first: its unique
         # key refuses a touchpoint recorded before, and the batch is then recorded again,
         # asking. So is every batch after one that held a touchpoint recorded before.
         asking = (False, True, True) if self._expect_fresh else (True, True)
         for attempt, ask_ledger in enumerate(asking, 1):
             try:
-                result = self._record_new(batch, unique, also, ask_ledger=ask_ledger)
+                result = self._record_new(
+                    batch, unique, repeats, also, ask_ledger=ask_ledger, all_or_none=all_or_none
+                )
             except IntegrityError:
                 # A touchpoint was recorded before, or another writer appended to one of these
                 # streams: forget what we believed.
@@ -103,17 +125,33 @@ class Journeys(Application[UUID]):
         self,
         batch: EncodedBatch,
         unique: dict[str, int],
+        repeats: list[int],
         also: Sequence[BatchWrite],
         *,
         ask_ledger: bool,
+        all_or_none: bool,
     ) -> BatchRecorded:
-        known = self._ledger.recorded_event_ids(list(unique)) if unique and ask_ledger else ()
+        known = self._ledger.recorded_event_ids(list(unique)) if unique and ask_ledger else set()
+        conflicts: tuple[Conflict, ...] = ()
+        if known or repeats:
+            conflicts = tuple(
+                self._contents.conflicts(
+                    batch.event_ids,
+                    batch.customer_ids,
+                    batch.states,
+                    firsts=unique,
+                    repeats=repeats,
+                    known=known,
+                )
+            )
+        if conflicts and all_or_none:
+            return BatchRecorded(0, 0, None, conflicts)
         fresh = [index for event_id, index in unique.items() if event_id not in known]
-        duplicates = len(batch.event_ids) - len(fresh)
+        duplicates = len(batch.event_ids) - len(fresh) - len(conflicts)
         if not fresh:
             if also:
                 self.recorder.insert_events([], touchpoint_ids=[], also=also)
-            return BatchRecorded(0, duplicates, None)
+            return BatchRecorded(0, duplicates, None, conflicts)
         customer_ids, states = batch.customer_ids, batch.states
         # Keyed by customer id: str hashes are cached, UUID hashes are computed in Python.
         self._learn_versions({customer_ids[index] for index in fresh})
@@ -136,7 +174,12 @@ class Journeys(Application[UUID]):
             stored, touchpoint_ids=[event_ids[index] for index in fresh], also=also
         )
         versions.update(next_versions)
-        return BatchRecorded(len(fresh), duplicates, positions[-1] if positions else None)
+        if self._contents.keeps_any:
+            for index in fresh:
+                self._contents.recorded(customer_ids[index], event_ids[index], states[index])
+        return BatchRecorded(
+            len(fresh), duplicates, positions[-1] if positions else None, conflicts
+        )
 
     def _learn_versions(self, customer_ids: set[str]) -> None:
         """Looks up the last version of the streams this process does not know yet."""
@@ -336,6 +379,15 @@ class TouchpointEncoder:
         if self._cipher:
             data = self._cipher.encrypt(data)
         return data
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """A stored state back as a dict of its fields."""
+        if self._cipher:
+            data = self._cipher.decrypt(data)
+        if self._compressor:
+            data = self._compressor.decompress(data)
+        state: dict[str, Any] = self._transcoder.decode(data)
+        return state
 
 
 def _event_state(tp: Touchpoint, timestamp: datetime) -> dict[str, Any]:

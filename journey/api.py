@@ -295,7 +295,12 @@ def outcome(action_id: str, reported: OutcomeIn, request: Request) -> dict[str, 
     return render.action_json(changed)
 
 
-@writing.post("/touchpoints", status_code=202, tags=["ingest"], responses={422: {"model": Problem}})
+@writing.post(
+    "/touchpoints",
+    status_code=202,
+    tags=["ingest"],
+    responses={409: {"model": Problem}, 422: {"model": Problem}},
+)
 def ingest(
     request: Request,
     body: Annotated[
@@ -303,8 +308,9 @@ def ingest(
         Body(description="A touchpoint record, or a list of them, as on Kafka."),
     ],
 ) -> dict[str, int]:
-    """Records touchpoints, validated as on Kafka; a bad record refuses the request with
-    the field and the problem, and nothing of it is recorded."""
+    """Records touchpoints, validated as on Kafka; a bad record (422), or one whose event_id
+    was recorded with other content (409), refuses the request with the field and the
+    problem, and nothing of it is recorded."""
     records = body if isinstance(body, list) else [body]
     if len(records) > MAX_INGEST:
         raise HTTPException(413, f"at most {MAX_INGEST} touchpoints per request")
@@ -317,7 +323,11 @@ def ingest(
             where = f"[{index}]." if isinstance(body, list) else ""
             raise HTTPException(422, f"{where}{exc}") from None
     with _engine(request) as engine:
-        result = engine.journeys.record(touchpoints)
+        result = engine.journeys.record(touchpoints, all_or_none=True)
+    if result.conflicts:
+        conflict = result.conflicts[0]
+        where = f"[{conflict.index}]." if isinstance(body, list) else ""
+        raise HTTPException(409, f"{where}event_id: {conflict.reason}")
     return {"recorded": result.recorded, "duplicates": result.duplicates}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.bulk import collector_paused
@@ -41,7 +41,27 @@ def check_files(paths: Iterable[Path]) -> None:
             raise DecodeError(f"{path}: no such file")
 
 
-Batch = tuple[EncodedBatch, list[tuple[str, str]]]  # good, encoded; bad: where, why
+@dataclass
+class Origins:
+    """Where each touchpoint of a batch was read: a line number (or 'record N') each, and the
+    file of each run of them, which is far cheaper to keep and to pass between processes
+    than a text per touchpoint."""
+
+    lines: list[int | str] = field(default_factory=list)
+    files: list[tuple[int, Path]] = field(default_factory=list)  # (first index, path)
+
+    def add(self, path: Path, line: int | str) -> None:
+        if not self.files or self.files[-1][1] is not path:
+            self.files.append((len(self.lines), path))
+        self.lines.append(line)
+
+    def where(self, index: int) -> str:
+        path = next(path for first, path in reversed(self.files) if first <= index)
+        return f"{path}:{self.lines[index]}"
+
+
+# good, encoded; where each was read; bad: where, why
+Batch = tuple[EncodedBatch, Origins, list[tuple[str, str]]]
 
 
 def encoded_batches(
@@ -51,6 +71,7 @@ def encoded_batches(
     records, good and bad, so that memory stays flat whatever the files hold. Touchpoints are
     encoded a few thousand at a time: a batch holds them only in their compact stored form."""
     encoded = EncodedBatch([], [], [])
+    origins = Origins()
     good: list[Touchpoint] = []
     bad: list[tuple[str, str]] = []
     # Paused while the files are read (the records make no reference cycles); resumed when
@@ -65,16 +86,18 @@ def encoded_batches(
                         good.append(touchpoint_from_record(item.record, now_ms=now_ms))
                     except InvalidTouchpoint as exc:
                         bad.append((item.where, str(exc)))
+                    else:
+                        origins.add(item.path, item.line)
                     if len(good) == _ENCODED_AT_ONCE:
                         encoded.extend(encode(good))
                         good = []
                 if len(encoded) + len(good) + len(bad) >= batch_size:
                     encoded.extend(encode(good))
-                    yield encoded, bad
-                    encoded, good, bad = EncodedBatch([], [], []), [], []
+                    yield encoded, origins, bad
+                    encoded, origins, good, bad = EncodedBatch([], [], []), Origins(), [], []
     if good or bad or encoded:
         encoded.extend(encode(good))
-        yield encoded, bad
+        yield encoded, origins, bad
 
 
 def ingest_files(
@@ -97,12 +120,14 @@ def ingest_files(
         summary.bad += 1
         on_bad(where, reason)
 
-    def record(batch: EncodedBatch) -> None:
+    def record(batch: EncodedBatch, origins: Origins) -> None:
         with collector_paused():
             result = journeys.record_encoded(batch)
-        summary.read += len(batch)
+        summary.read += len(batch) - len(result.conflicts)
         summary.recorded += result.recorded
         summary.duplicates += result.duplicates
+        for conflict in result.conflicts:
+            bad(origins.where(conflict.index), f"event_id: {conflict.reason}")
         if on_batch is not None:
             on_batch(summary)
 
@@ -116,11 +141,11 @@ def ingest_files(
         batches = encoded_batches(
             paths, journeys.encoder().encode, batch_size=batch_size, now_ms=now_ms
         )
-    for batch, bad_records in batches:
+    for batch, origins, bad_records in batches:
         for where, reason in bad_records:
             bad(where, reason)
         if batch:
-            record(batch)
+            record(batch, origins)
     return summary
 
 

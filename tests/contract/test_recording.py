@@ -63,6 +63,83 @@ def test_the_same_event_id_in_a_later_batch_is_recorded_once(journeys: Journeys)
     assert [e.event_id for e in touchpoint_events(journeys)] == ["e1", "e2", "e3"]
 
 
+def test_an_event_id_recorded_before_with_other_content_is_refused_naming_what_differs(
+    store_env: dict[str, str],
+) -> None:
+    first = Journeys(store_env)
+    first.record([touchpoint("e1", page="pricing", source="web"), touchpoint("e2")])
+    first.close()
+    journeys = Journeys(store_env)  # a new process, that has read no stream yet
+
+    result = journeys.record(
+        [
+            touchpoint("e1", at=T0 + 60_000, page="pricing"),
+            touchpoint("e2", customer_id="C-2"),
+            touchpoint("e3"),
+        ]
+    )
+    journeys.close()
+
+    assert (result.recorded, result.duplicates) == (1, 0)
+    assert [(c.index, c.event_id) for c in result.conflicts] == [(0, "e1"), (1, "e2")]
+    assert result.conflicts[0].reason.startswith("conflicts with the touchpoint recorded on ")
+    assert result.conflicts[0].reason.endswith(": its occurred_at and attributes differ")
+    assert result.conflicts[1].reason == (
+        "conflicts with a touchpoint recorded for another customer"
+    )
+
+
+def test_the_same_touchpoint_again_is_a_repeat_whatever_the_order_of_its_attributes(
+    journeys: Journeys,
+) -> None:
+    journeys.record([touchpoint("e1", page="pricing", source="web")])
+
+    again = journeys.record([touchpoint("e1", source="web", page="pricing")])
+    once_more = journeys.record([touchpoint("e1", page="pricing", source="web")])
+
+    assert (again.recorded, again.duplicates, again.conflicts) == (0, 1, ())
+    assert (once_more.recorded, once_more.duplicates, once_more.conflicts) == (0, 1, ())
+
+
+def test_an_event_id_given_twice_in_a_batch_with_other_content_is_refused_the_second_time(
+    journeys: Journeys,
+) -> None:
+    result = journeys.record([touchpoint("e1"), touchpoint("e1", channel="phone")])
+
+    assert (result.recorded, result.duplicates) == (1, 0)
+    assert [(c.index, c.reason) for c in result.conflicts] == [
+        (1, "conflicts with the touchpoint given earlier with this event_id: its channel differs")
+    ]
+
+
+def test_a_batch_recorded_all_or_none_records_nothing_when_one_conflicts(
+    journeys: Journeys,
+) -> None:
+    journeys.record([touchpoint("e1")])
+
+    result = journeys.record([touchpoint("e2"), touchpoint("e1", type="call")], all_or_none=True)
+
+    assert (result.recorded, len(result.conflicts)) == (0, 1)
+    assert [e.event_id for e in touchpoint_events(journeys)] == ["e1"]
+
+
+def test_a_touchpoint_recorded_since_its_stream_was_read_is_still_told_apart(
+    store_env: dict[str, str],
+) -> None:
+    reader, other = Journeys(store_env), Journeys(store_env)
+    reader.record([touchpoint("e1")])
+    reader.record([touchpoint("e1")])  # reads and keeps C-1's stream
+    other.record([touchpoint("e2")])
+
+    repeat = reader.record([touchpoint("e2")])
+    conflict = reader.record([touchpoint("e2", outcome="negative")])
+    reader.close()
+    other.close()
+
+    assert (repeat.duplicates, repeat.conflicts) == (1, ())
+    assert [c.event_id for c in conflict.conflicts] == ["e2"]
+
+
 def test_the_same_event_id_after_a_restart_is_recorded_once(store_env: dict[str, str]) -> None:
     first = Journeys(store_env)
     first.record([touchpoint("e1"), touchpoint("e2", customer_id="C-2")])

@@ -146,6 +146,24 @@ def test_touchpoints_posted_are_recorded_once(client: TestClient) -> None:
     assert client.get("/api/customers/API-1").json()["touchpoints"] == 2
 
 
+def test_a_touchpoint_whose_event_id_names_another_is_a_409_and_nothing_is_recorded(
+    client: TestClient,
+) -> None:
+    client.post("/api/touchpoints", json=touchpoint())
+
+    response = client.post(
+        "/api/touchpoints",
+        json=[touchpoint(event_id="api-2"), touchpoint(attributes={"page": "contact"})],
+    )
+
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith(
+        "[1].event_id: conflicts with the touchpoint recorded on "
+    )
+    assert response.json()["detail"].endswith(": its attributes differ")
+    assert client.get("/api/customers/API-1").json()["touchpoints"] == 1
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [

@@ -215,6 +215,23 @@ def test_ingest_refuses_a_missing_file_before_recording_any_of_the_others(tmp_pa
     assert shown.returncode == 2  # nothing of good.jsonl was recorded
 
 
+def test_ingest_refuses_a_touchpoint_whose_event_id_was_recorded_with_other_content(
+    tmp_path: Path,
+) -> None:
+    first = happy_path()[0]
+    journey(
+        "ingest", str(write_jsonl(tmp_path / "a.jsonl", [json.dumps(first)])), data_dir=tmp_path
+    )
+    changed = {**first, "channel": "phone" if first["channel"] != "phone" else "web"}
+    path = write_jsonl(tmp_path / "b.jsonl", [json.dumps(first), json.dumps(changed)])
+
+    result = journey("ingest", str(path), data_dir=tmp_path)
+
+    assert result.returncode == 1
+    assert f"{path}:2: event_id: conflicts with the touchpoint given earlier" in result.stderr
+    assert "2 records: 0 recorded, 1 already recorded, 1 bad" in result.stderr
+
+
 def test_ingesting_the_same_file_twice_records_nothing_new(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "fin.jsonl", [json.dumps(r) for r in happy_path()])
     journey("ingest", str(path), data_dir=tmp_path / "data")
