@@ -11,6 +11,7 @@ from typing import Any
 import click
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
+from rich.text import Text
 
 from consumers.action_store import ActionRow, DeciderConflict
 from consumers.ingest import FIRST_BACKOFF_S, MAX_BACKOFF_S, UNAVAILABLE
@@ -340,9 +341,11 @@ def _print_rows(rows: list[ActionRow]) -> None:
     for row in rows:
         due = f", due {render.iso(row.due_at)}" if row.due_at else ""
         out.print(
-            f"[bold]{row.owner}[/]: {row.action_type} {row.customer_id} by {row.channel} "
-            f"(priority {row.priority:.2f}{due}) [dim]{render.action_status(row)} "
-            f"{row.action_id}[/]",
-            highlight=False,
+            Text.assemble(
+                (render.shown(row.owner), "bold"),
+                f": {row.action_type} {render.shown(row.customer_id)} by {row.channel} "
+                f"(priority {row.priority:.2f}{due}) ",
+                (f"{render.shown(render.action_status(row))} {row.action_id}", "dim"),
+            )
         )
-        out.print(f"  {row.reason}", highlight=False, markup=False)
+        out.print(f"  {row.reason}")

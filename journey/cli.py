@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 from eventsourcing.persistence import PersistenceError
+from rich.text import Text
 
 from engine.errors import JourneyError, ServiceUnavailable, StoreTooNew, UnknownCustomer
 from engine.settings import Settings
@@ -191,7 +192,7 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
         out.print()
         examples = _story_examples(customers, seed)
         for story, customer_id in examples:
-            out.rule(f"[bold]{story}[/bold]")
+            out.rule(Text(story, style="bold"))
             _show_customer(engine, customer_id)
             out.print()
         opened = engine.actions.actions(limit=None)
@@ -200,13 +201,15 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
 
         written = write_report(engine, settings.data_dir / "report.html")
         out.print(
-            f"Look up any customer with [bold]{_program()} customer C-000042[/bold]; "
-            f"the data is in {settings.data_dir}.\n"
-            f"{len(opened)} next actions wait for {owners} owners: "
-            f"[bold]{_program()} actions[/bold] lists them, most important first, and "
-            f"[bold]{_program()} explain ID[/bold] says why.\n"
-            f"Charts of every journey: open {written}. The sales page and the pipeline: "
-            f"[bold]{_program()} serve[/bold], then http://127.0.0.1:8000/."
+            Text.from_markup(
+                f"Look up any customer with [bold]{_program()} customer C-000042[/bold]; "
+                f"the data is in {settings.data_dir}.\n"
+                f"{len(opened)} next actions wait for {owners} owners: "
+                f"[bold]{_program()} actions[/bold] lists them, most important first, and "
+                f"[bold]{_program()} explain ID[/bold] says why.\n"
+                f"Charts of every journey: open {written}. The sales page and the pipeline: "
+                f"[bold]{_program()} serve[/bold], then http://127.0.0.1:8000/."
+            )
         )
 
 

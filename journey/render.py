@@ -19,6 +19,29 @@ from projections.views import FrictionRow, StageCount
 
 OUTCOME_STYLES = {"positive": "green", "negative": "red", "neutral": "yellow"}
 
+# Text from channel systems is shown, never obeyed: control characters (a terminal's escape
+# sequences, line breaks, the marks that reverse text direction) become visible symbols.
+_CONTROL_PICTURES = {
+    **{code: 0x2400 + code for code in range(0x20)},  # ␀ ... ␟, ␊ for a line break
+    0x7F: 0x2421,  # ␡
+    **{code: 0xFFFD for code in range(0x80, 0xA0)},
+    **{code: 0xFFFD for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F))},
+    **{code: 0xFFFD for code in range(0x2066, 0x206A)},
+}
+
+
+def shown(text: str) -> str:
+    """Text from outside, safe to write to a terminal: one line, nothing it could obey."""
+    return text.translate(_CONTROL_PICTURES)
+
+
+class _Console(Console):
+    """Prints text as it is: markup is not read from it (a customer's note can hold
+    brackets), and control characters are shown, not written (see `shown`)."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        return super().render_str(shown(text), **options)
+
 
 def when(ms: int | None) -> str:
     return "-" if ms is None else from_millis(ms).strftime("%Y-%m-%d %H:%M")
@@ -193,7 +216,7 @@ def customer_view(
         ladder.append(f"   ({label(definition, position.stage)})", style="bold yellow")
     in_stage = duration((clock or 0) - (position.since or 0)) if position.since else "-"
     headline = Text.assemble(
-        (f"Customer {position.customer_id}", "bold"),
+        (f"Customer {shown(position.customer_id)}", "bold"),
         f"  ·  {label(definition, position.stage)} for {in_stage} (since {when(position.since)})",
         f"  ·  {position.touchpoints} touchpoints, journey clock {when(clock)}",
     )
@@ -256,11 +279,11 @@ def _actions_list(actions: Sequence[ActionRow]) -> Group:
             Text.assemble(
                 f"  {when(action.decided_at)}  ",
                 (f"{action.action_type}", "bold" if action.is_open else "dim"),
-                f" by {action.channel}, owner {action.owner}  ",
+                f" by {action.channel}, owner {shown(action.owner)}  ",
                 (status, "green" if action.is_open else "dim"),
             )
         )
-        lines.append(Text(f"      {action.reason}", style="" if action.is_open else "dim"))
+        lines.append(Text(f"      {shown(action.reason)}", style="" if action.is_open else "dim"))
     return Group(*lines)
 
 
@@ -397,7 +420,7 @@ def _share(part: int, whole: int | None) -> str:
 
 
 def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return _Console(stderr=stderr, highlight=False, soft_wrap=False, markup=False)
 
 
 def outcome_json(key: str, row: Sequence[Any]) -> dict[str, Any]:

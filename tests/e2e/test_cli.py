@@ -232,6 +232,26 @@ def test_ingest_refuses_a_touchpoint_whose_event_id_was_recorded_with_other_cont
     assert "2 records: 0 recorded, 1 already recorded, 1 bad" in result.stderr
 
 
+def test_text_views_show_what_channel_systems_wrote_without_obeying_it(tmp_path: Path) -> None:
+    hostile = {
+        **happy_path()[0],
+        "customer_id": "C-1\nC-2",
+        "rep_id": "rep\x1b[1m",
+        "attributes": {"page": "\x1b]0;owned\x07\x1b[2J[bold]pricing[/bold]\u202e"},
+    }
+    path = write_jsonl(tmp_path / "hostile.jsonl", [json.dumps(hostile)])
+    journey("ingest", str(path), data_dir=tmp_path)
+
+    shown = journey("customer", "C-1\nC-2", data_dir=tmp_path)
+
+    assert shown.returncode == 0
+    assert "\x1b" not in shown.stdout
+    assert "\x07" not in shown.stdout
+    assert "\u202e" not in shown.stdout
+    assert shown.stdout.splitlines()[0].startswith("Customer C-1␊C-2")
+    assert "[bold]pricing[/bold]" in "".join(shown.stdout.split())  # cells fold over lines
+
+
 def test_ingesting_the_same_file_twice_records_nothing_new(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "fin.jsonl", [json.dumps(r) for r in happy_path()])
     journey("ingest", str(path), data_dir=tmp_path / "data")
