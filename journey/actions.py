@@ -13,7 +13,8 @@ from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from consumers.action_store import ActionRow, DeciderConflict
-from consumers.ingest import FIRST_BACKOFF_S, MAX_BACKOFF_S, UNAVAILABLE
+from consumers.broker import FIRST_BACKOFF_S, MAX_BACKOFF_S
+from consumers.ingest import UNAVAILABLE
 from consumers.outcomes import OutcomeIngest, check_outcome, record_outcomes
 from consumers.relay import ACTION_ID_HEADER, Relay, action_producer
 from engine.actions import STATUSES, outcome_from_record

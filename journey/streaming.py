@@ -22,14 +22,8 @@ from kafka.errors import KafkaError
 from rich.table import Table
 
 from consumers.bookkeeping import Bookkeeping
-from consumers.ingest import (
-    FIRST_BACKOFF_S,
-    MAX_BACKOFF_S,
-    UNAVAILABLE,
-    IngestTotals,
-    TouchpointIngest,
-    redrive,
-)
+from consumers.broker import FIRST_BACKOFF_S, MAX_BACKOFF_S
+from consumers.ingest import UNAVAILABLE, IngestTotals, TouchpointIngest, redrive
 from consumers.produce import publish_files, touchpoint_producer
 from consumers.settings import KafkaSettings
 from engine.errors import ConfigurationError, StoreUnavailable
