@@ -30,7 +30,7 @@ from engine.errors import ConfigurationError, StoreUnavailable
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
-from journey.console import say
+from journey.console import STOP_GRACE_S, leave_within, log_as_a_service, say
 from journey.ingest import check_files
 
 out = render.console()
@@ -157,11 +157,7 @@ def consume(
 
 def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> None:
     """One member of the ingest group, until SIGTERM or SIGINT."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
-    )
-    # The client's own reconnection chatter says nothing the consumer does not say itself.
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    log_as_a_service()
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -169,6 +165,7 @@ def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> Non
             logging.getLogger("journey.consume").info(
                 "%s: finishing the batch in hand", signal.Signals(signum).name
             )
+            leave_within(STOP_GRACE_S)
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)

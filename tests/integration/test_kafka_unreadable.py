@@ -1,10 +1,11 @@
 """Records the Kafka client itself cannot read (a header name that is not UTF-8, a record
-batch whose bytes were damaged on the broker's disk) become dead letters by offset, and every
-record around them is recorded once."""
+batch whose bytes were damaged on the broker's disk) become dead letters by offset, every
+record around them is recorded once, and SIGTERM ends a member whatever it is doing."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from kafka.structs import OffsetAndMetadata
 from journey.demo import demo_touchpoints
 from tests.integration.conftest import Pipeline, encoded, wait_until
 from tests.services import ROOT, Service
+
+GRACE_S = 20  # what a member is given to stop after SIGTERM (consumers.ingest.STOP_GRACE_S)
 
 
 class RawName(str):
@@ -154,3 +157,42 @@ def test_the_position_in_postgresql_is_applied_before_anything_is_fetched(
     assert member.terminate() == 0
     assert dead_letters(pipeline) == []
     assert f"partition {pipeline.topic}[0] starts at offset 1" in member.log()
+
+
+def test_sigterm_ends_a_member_reading_past_unreadable_records_at_once(
+    pipeline: Pipeline,
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap)
+    for number in range(200):
+        producer.send(pipeline.topic, value=b"%d" % number, headers=[(RawName(b"\xff"), b"")])
+        producer.flush()  # a batch each
+    producer.close()
+
+    member = pipeline.start_member("a", batch_size=10)
+    wait_until(lambda: "unreadable" in member.log(), "the member to meet them")
+    started = time.monotonic()
+    assert member.terminate() == 0
+    assert time.monotonic() - started < GRACE_S
+    assert "Traceback" not in member.log()
+
+
+@pytest.mark.parametrize(
+    ("variable", "nowhere", "said"),
+    [
+        ("JOURNEY_KAFKA_BOOTSTRAP", "127.0.0.1:9", "Kafka at 127.0.0.1:9 is unreachable"),
+        (
+            "JOURNEY_DATABASE_URL",
+            "postgresql://journey:journey@127.0.0.1:9/journey",
+            "PostgreSQL is unavailable",
+        ),
+    ],
+)
+def test_sigterm_ends_a_member_waiting_for_a_service_at_once(
+    pipeline: Pipeline, variable: str, nowhere: str, said: str
+) -> None:
+    member = pipeline.start("consume", "consume", **{variable: nowhere})
+    wait_until(lambda: said in member.log(), "the wait to be said")
+    started = time.monotonic()
+    assert member.terminate() == 0
+    assert time.monotonic() - started < GRACE_S
+    assert member.log().count(said) == 1 or variable == "JOURNEY_DATABASE_URL"
