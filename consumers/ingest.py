@@ -12,6 +12,7 @@ offsets only move forward.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -429,10 +430,12 @@ class TouchpointIngest:
                 delay = min(delay * 2, MAX_BACKOFF_S)
 
     def _publish_dead_letters(self) -> None:
-        """Copies dead letters to the dead-letter topic, original bytes untouched. The database
-        keeps them first, so none is lost while Kafka is away. Each member claims the letters
-        it publishes (the others skip them), and marks each one as it is acknowledged; one
-        sent just before a crash may be sent again, with the same `journey.dead_letter_id`."""
+        """Copies dead letters to the dead-letter topic, original bytes untouched; one larger
+        than the setting allows (or than the broker takes) goes as a reference to the row the
+        database keeps of it. The database keeps them first, so none is lost while Kafka is
+        away. Each member claims the letters it publishes (the others skip them), and marks
+        each one as it is acknowledged; one sent just before a crash may be sent again, with
+        the same `journey.dead_letter_id`."""
         if time.monotonic() < self._next_publish:
             return
         failed = 0
@@ -445,37 +448,16 @@ class TouchpointIngest:
                     self._dead_letters_pending = False
                     return
                 producer = self._producer or self._dead_letter_producer()
-                sent = []
-                for stored in pending:
-                    letter = stored.letter
-                    try:
-                        future = producer.send(
-                            self._dead_letter_topic,
-                            key=letter.key,
-                            # Kafka takes no record without both key and value.
-                            value=letter.value if letter.value or letter.key else b"",
-                            headers=dead_letter_headers(stored),
-                            timestamp_ms=letter.timestamp_ms,
-                        )
-                    except (KafkaError, ValueError, TypeError) as exc:
-                        failed += 1
-                        log.warning("dead letter %d cannot be published: %s", stored.id, exc)
-                        continue
-                    sent.append((stored.id, future))
-                producer.flush(timeout=10)
-                published = []
-                for letter_id, future in sent:
-                    try:
-                        future.get(timeout=1)
-                    except KafkaError as exc:
-                        failed += 1
-                        if exc.retriable:
-                            self._outage.down(exc)
-                        else:
-                            log.warning("dead letter %d was not published: %s", letter_id, exc)
-                    else:
-                        published.append(letter_id)
-                mark_published(published)
+                limit = self._settings.dead_letter_max_bytes
+                refused = self._send_letters(producer, pending, limit, mark_published)
+                if refused:
+                    # What the broker would not take whole goes as a reference, never retried
+                    # whole; from a new producer, as the one refused fails all that follows
+                    # to the partition with the same error.
+                    producer.close(timeout=5)
+                    self._producer = None
+                    producer = self._dead_letter_producer()
+                    failed = len(self._send_letters(producer, refused, 0, mark_published))
         except KafkaError as exc:
             failed += 1
             if exc.retriable:
@@ -488,12 +470,63 @@ class TouchpointIngest:
         # Letters that failed are tried again later, not on every poll.
         self._next_publish = time.monotonic() + (30.0 if failed else 0.0)
 
+    def _send_letters(
+        self,
+        producer: KafkaProducer,
+        letters: Sequence[StoredDeadLetter],
+        max_bytes: int,
+        mark_published: Callable[[Sequence[int]], None],
+    ) -> list[StoredDeadLetter]:
+        """Sends letters (as references above `max_bytes`) and marks those acknowledged;
+        returns those the broker or the client refused for what they are."""
+        refused: list[StoredDeadLetter] = []
+        sent = []
+        for stored in letters:
+            key, value, headers = dead_letter_message(stored, max_bytes)
+            try:
+                future = producer.send(
+                    self._dead_letter_topic,
+                    key=key,
+                    value=value,
+                    headers=headers,
+                    timestamp_ms=stored.letter.timestamp_ms,
+                )
+            except (KafkaError, ValueError, TypeError) as exc:
+                if isinstance(exc, KafkaError) and exc.retriable:
+                    raise
+                log.warning("dead letter %d cannot be published whole: %s", stored.id, exc)
+                refused.append(stored)
+                continue
+            sent.append((stored, future))
+        if not sent:
+            return refused
+        producer.flush(timeout=10)
+        published = []
+        away: KafkaError | None = None
+        for stored, future in sent:
+            try:
+                future.get(timeout=1)
+            except KafkaError as exc:
+                if exc.retriable:
+                    away = away or exc
+                    continue
+                log.warning("dead letter %d was not published whole: %s", stored.id, exc)
+                refused.append(stored)
+            else:
+                published.append(stored.id)
+        mark_published(published)
+        if away is not None:
+            raise away
+        return refused
+
     def _dead_letter_producer(self) -> KafkaProducer:
         self._producer = KafkaProducer(
             bootstrap_servers=self._settings.bootstrap,
             client_id=f"{self._client_id}-dlq",
             max_block_ms=5000,
             bootstrap_timeout_ms=5000,
+            # Room for the largest letter published whole, with its headers.
+            max_request_size=self._settings.dead_letter_max_bytes + 64 * 1024,
         )
         return self._producer
 
@@ -524,6 +557,47 @@ class _BrokerWatch:
         client = self._consumer._client
         brokers = client.cluster.brokers()
         return not brokers or any(client.connected(broker.node_id) for broker in brokers)
+
+
+def dead_letter_message(
+    stored: StoredDeadLetter, max_bytes: int
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """The key, value and headers a dead letter is published with: the record as it came
+    with the reason in headers; or, when that is larger than `max_bytes`, a reference to the
+    row the database keeps (its id, where the record came from, its size, the reason)."""
+    letter = stored.letter
+    headers = dead_letter_headers(stored)
+    size = (
+        len(letter.key or b"")
+        + len(letter.value or b"")
+        + sum(len(name.encode()) + len(value) for name, value in headers)
+    )
+    if size <= max_bytes:
+        # Kafka takes no record without both key and value.
+        return letter.key, letter.value if letter.value or letter.key else b"", headers
+    detail = letter.detail if len(letter.detail) <= 500 else f"{letter.detail[:500]}..."
+    reference = {
+        "dead_letter_id": stored.id,
+        "topic": letter.topic,
+        "partition": letter.partition,
+        "offset": letter.offset,
+        "bytes": size,
+        "reason": letter.reason,
+        "detail": detail,
+    }
+    return (
+        None,
+        json.dumps(reference).encode(),
+        [
+            ("journey.reason", letter.reason.encode()),
+            ("journey.error", detail.encode()),
+            ("journey.original_topic", letter.topic.encode()),
+            ("journey.original_partition", str(letter.partition).encode()),
+            ("journey.original_offset", str(letter.offset).encode()),
+            ("journey.dead_letter_id", str(stored.id).encode()),
+            ("journey.withheld_bytes", str(size).encode()),
+        ],
+    )
 
 
 def dead_letter_headers(stored: StoredDeadLetter) -> list[tuple[str, bytes]]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.structs import OffsetAndMetadata
 
 from journey.demo import demo_touchpoints
@@ -196,3 +198,52 @@ def test_sigterm_ends_a_member_waiting_for_a_service_at_once(
     assert member.terminate() == 0
     assert time.monotonic() - started < GRACE_S
     assert member.log().count(said) == 1 or variable == "JOURNEY_DATABASE_URL"
+
+
+@pytest.mark.parametrize("limit", [None, "3000000"])
+def test_a_dead_letter_too_large_for_its_topic_is_published_as_a_reference(
+    pipeline: Pipeline, limit: str | None
+) -> None:
+    # A topic that takes records of 4 MiB; its dead-letter topic keeps the broker's 1 MiB.
+    large = replace(pipeline, topic=f"{pipeline.topic}-large")
+    admin = KafkaAdminClient(bootstrap_servers=pipeline.bootstrap)
+    admin.create_topics(
+        [NewTopic(large.topic, 1, 1, topic_configs={"max.message.bytes": str(4 << 20)})]
+    )
+    admin.close()
+    good = list(demo_touchpoints(3, seed=43))[:4]
+    producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap, max_request_size=4 << 20)
+    for number, tp in enumerate(good):
+        producer.send(large.topic, key=tp.customer_id.encode(), value=encoded(tp))
+        if number == 1:
+            producer.send(large.topic, key=b"C-huge", value=b"\x01" * (2 << 20))
+    producer.flush()
+    producer.close()
+
+    member = large.start_member("a") if limit is None else large.start(
+        "consume", "consume", JOURNEY_DEAD_LETTER_MAX_BYTES=limit
+    )
+    wait_until(lambda: large.consumed_up_to() == len(good) + 1, "every record to be consumed")
+    wait_until(
+        lambda: not large.query("SELECT 1 FROM journey_dead_letters WHERE NOT published"),
+        "the dead letter to be published",
+    )
+    assert member.terminate() == 0
+
+    large.assert_recorded_once(good)
+    [published] = large.read_topic(f"{large.topic}.dlq", 1)
+    reference = json.loads(published.value)
+    [letter] = dead_letters(large)
+    assert reference["dead_letter_id"] == letter["id"]
+    assert (reference["topic"], reference["partition"], reference["offset"]) == (
+        large.topic,
+        0,
+        2,
+    )
+    assert reference["bytes"] > 2 << 20
+    assert reference["reason"] == letter["reason"] == "oversized"
+    assert dict(published.headers)["journey.withheld_bytes"] == str(reference["bytes"]).encode()
+    assert large.log_end(f"{large.topic}.dlq") == 1
+    assert member.log().count("cannot be published whole") + member.log().count(
+        "was not published whole"
+    ) == (0 if limit is None else 1)
