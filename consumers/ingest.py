@@ -217,6 +217,8 @@ class TouchpointIngest:
                         continue
                     if not self._read_past(consumer, reader, exc, stop):
                         return
+                    if on_batch:
+                        on_batch(self.totals)
                     continue
                 batch = self._positioned(consumer, polled, stop)
                 watch.check(heard=bool(polled))
