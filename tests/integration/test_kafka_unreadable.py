@@ -18,7 +18,7 @@ from journey.demo import demo_touchpoints
 from tests.integration.conftest import Pipeline, encoded, wait_until
 from tests.services import ROOT, Service
 
-GRACE_S = 20  # what a member is given to stop after SIGTERM (consumers.ingest.STOP_GRACE_S)
+GRACE_S = 20  # what a member is given to stop after SIGTERM (journey.console.STOP_GRACE_S)
 
 
 class RawName(str):
@@ -93,7 +93,7 @@ def segment(topic: str) -> Path:
 def test_a_record_batch_damaged_on_disk_is_dead_letters_by_offset(
     pipeline: Pipeline, kafka_service: Service
 ) -> None:
-    if kafka_service.script is None or not segment(pipeline.topic).exists():
+    if kafka_service.script is None:
         pytest.skip("the broker's data directory is not this checkout's")
     good = list(demo_touchpoints(5, seed=37))[:12]
     producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap)
@@ -111,6 +111,8 @@ def test_a_record_batch_damaged_on_disk_is_dead_letters_by_offset(
     producer.close()
     # Disk corruption: one byte of the middle batch's records, whose CRC no longer matches.
     path = segment(pipeline.topic)
+    if not path.exists():
+        pytest.skip(f"the broker keeps its data elsewhere than {path.parent.parent}")
     data = bytearray(path.read_bytes())
     at = data.index(b"DAMAGE-ME-1")
     data[at] ^= 0xFF
