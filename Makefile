@@ -37,6 +37,8 @@ test: lint
 # The generated-input tests with many more examples than `make test` runs.
 fuzz: $(COMPILED)
 	JOURNEY_FUZZ_EXAMPLES=20000 $(BIN)/pytest tests/unit/test_files_fuzz.py
+	# Each example goes through the broker (about two seconds): fewer of them.
+	JOURNEY_FUZZ_EXAMPLES=500 $(BIN)/pytest tests/integration/test_kafka_fuzz.py
 
 bench: $(COMPILED)
 	$(BIN)/python bench/ingest_file.py

@@ -12,8 +12,8 @@ offsets only move forward.
 
 from __future__ import annotations
 
+import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,11 +24,19 @@ import psycopg
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError
+from kafka.errors import CorruptRecordError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.bookkeeping import Bookkeeping, DeadLetter, Partition, StoredDeadLetter
+from consumers.broker import (
+    FIRST_BACKOFF_S,
+    MAX_BACKOFF_S,
+    BrokerOutage,
+    any_answers,
+    one_line,
+)
 from consumers.settings import KafkaSettings
+from consumers.unreadable import UnreadableReader
 from engine.bulk import collector_paused, settle_young_objects
 from engine.errors import DecodeError, InvalidTouchpoint
 from engine.ledger import BatchWrite
@@ -43,10 +51,9 @@ UNAVAILABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psyco
 # Recording a batch again is safe (each event_id is recorded once): worth retrying when other
 # writers keep moving the same customers' streams on.
 RETRYABLE = (*UNAVAILABLE, IntegrityError)
-FIRST_BACKOFF_S = 0.5
-MAX_BACKOFF_S = 30.0
 POLL_MS = 500
 SESSION_TIMEOUT_MS = 10_000
+MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -101,15 +108,20 @@ def dead_letter(record: Any, rejection: Rejection) -> DeadLetter:
 
 
 class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Remembers which partitions were just assigned, so that the consumer seeks them to the
-    offsets stored in the database before it records anything from them. The callbacks run on
-    the client's IO thread and must not block, so the seeking happens in the polling thread."""
+    """Pauses partitions as they are assigned, so that nothing is fetched from them until the
+    polling thread has sought them to the offsets stored in the database (Kafka's committed
+    offsets, which the client would start from, may lie before a record it cannot read). The
+    callbacks run on the client's IO thread and must not block: pausing only marks them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._unpositioned: set[TopicPartition] = set()
+        self.consumer: KafkaConsumer | None = None
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        assigned = set(assigned)
+        if self.consumer is not None and assigned:
+            self.consumer.pause(*assigned)
         with self._lock:
             self._unpositioned.update(assigned)
 
@@ -150,6 +162,11 @@ class TouchpointIngest:
         self._dead_letter_topic = settings.dead_letter_topic
         self._group = settings.group
         self._positions = _Positions()
+        self._outage = BrokerOutage(
+            settings.bootstrap,
+            log,
+            "waiting for it (positions are kept in PostgreSQL, so nothing is lost or read twice)",
+        )
         self._producer: KafkaProducer | None = None
         self._dead_letters_pending = True  # left unpublished by an earlier run, perhaps
         self._next_publish = 0.0
@@ -159,50 +176,111 @@ class TouchpointIngest:
         self, stop: threading.Event, on_batch: Callable[[IngestTotals], None] | None = None
     ) -> IngestTotals:
         """Consumes until `stop` is set, then finishes the batch in hand and returns."""
-        consumer = self._connect(stop)
-        if consumer is None:
-            return self.totals
-        watch = _BrokerWatch(consumer, self._settings.bootstrap)
+        reader = UnreadableReader(
+            self._settings.bootstrap, self._client_id, max_bytes=MAX_PARTITION_FETCH_BYTES
+        )
         try:
             while not stop.is_set():
-                with collector_paused():
-                    try:
-                        polled = consumer.poll(timeout_ms=POLL_MS, max_records=self._batch_size)
-                    except KafkaError as exc:
-                        watch.unreachable(exc)
-                        stop.wait(watch.backoff())
-                        continue
-                    batch = self._positioned(consumer, polled, stop)
-                    watch.check(heard=bool(polled))
-                    if batch:
-                        self._record(consumer, batch, stop)
-                if batch and on_batch:
-                    on_batch(self.totals)
-                del polled, batch
-                settle_young_objects()
-                if self._dead_letters_pending:
-                    self._publish_dead_letters()
+                consumer = self._connect(stop)
+                if consumer is None:
+                    break
+                try:
+                    self._consume(consumer, reader, stop, on_batch)
+                finally:
+                    consumer.close(autocommit=False)
         except Stopped:
             log.warning("stopped before the batch in hand was recorded; it will be read again")
         finally:
-            consumer.close(autocommit=False)
+            reader.close()
             if self._producer is not None:
                 self._producer.close(timeout=5)
         return self.totals
 
+    def _consume(
+        self,
+        consumer: KafkaConsumer,
+        reader: UnreadableReader,
+        stop: threading.Event,
+        on_batch: Callable[[IngestTotals], None] | None,
+    ) -> None:
+        """Polls and records until `stop` is set; returns early if the client must be built
+        again (it failed in a way that leaves it unable to go on)."""
+        watch = _BrokerWatch(consumer, self._outage)
+        while not stop.is_set():
+            with collector_paused():
+                try:
+                    polled = consumer.poll(timeout_ms=POLL_MS, max_records=self._batch_size)
+                except Exception as exc:  # whatever the client raises, the member goes on
+                    if isinstance(exc, KafkaError) and not isinstance(exc, CorruptRecordError):
+                        self._outage.down(exc)
+                        stop.wait(self._outage.backoff())
+                        continue
+                    if not self._read_past(consumer, reader, exc, stop):
+                        return
+                    if on_batch:
+                        on_batch(self.totals)
+                    continue
+                batch = self._positioned(consumer, polled, stop)
+                watch.check(heard=bool(polled))
+                if batch:
+                    self._record(consumer, batch, stop)
+            if batch and on_batch:
+                on_batch(self.totals)
+            del polled, batch
+            settle_young_objects()
+            if self._dead_letters_pending:
+                self._publish_dead_letters()
+
+    def _read_past(
+        self,
+        consumer: KafkaConsumer,
+        reader: UnreadableReader,
+        error: Exception,
+        stop: threading.Event,
+    ) -> bool:
+        """After the client failed to read what it fetched: reads the partitions' bytes at
+        their positions itself, records what reads and keeps what does not as dead letters by
+        offset, and seeks past them. False if the client must be built again (the failure
+        was not in the records, or the broker could not be asked)."""
+        what = one_line(error)
+        paused = consumer.paused()
+        positions = {}
+        try:
+            for tp in consumer.assignment() - paused:
+                position = consumer.position(tp, timeout_ms=5000)
+                if position is not None:
+                    positions[tp] = position
+            reads = reader.read(positions)
+        except KafkaError as exc:
+            self._outage.down(exc)
+            stop.wait(self._outage.backoff())
+            return False
+        if not reads:
+            log.warning(
+                "the Kafka client failed (%s), yet every partition reads at its position; "
+                "connecting again",
+                what,
+            )
+            stop.wait(self._outage.backoff())
+            return False
+        self._record(
+            consumer,
+            {tp: read.records for tp, read in reads.items()},
+            stop,
+            next_offsets={(tp.topic, tp.partition): read.next_offset for tp, read in reads.items()},
+            client_error=what if len(reads) == 1 else None,
+        )
+        for tp, read in reads.items():
+            consumer.seek(tp, read.next_offset)
+        return True
+
     def _connect(self, stop: threading.Event) -> KafkaConsumer | None:
-        delay = FIRST_BACKOFF_S
         while not stop.is_set():
             # A consumer that fails to bootstrap leaves its network thread and sockets behind;
             # try a plain connection first, so that a long outage leaks nothing.
-            if not _any_answers(self._settings.bootstrap):
-                log.warning(
-                    "Kafka at %s is unavailable; retrying in %.1f s",
-                    self._settings.bootstrap,
-                    delay,
-                )
-                stop.wait(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
+            if not any_answers(self._settings.bootstrap):
+                self._outage.down()
+                stop.wait(self._outage.backoff())
                 continue
             try:
                 consumer = KafkaConsumer(
@@ -216,7 +294,7 @@ class TouchpointIngest:
                     # What the client may hold fetched ahead of the batch in hand: enough to
                     # keep it busy, bounded so that memory stays flat when recording lags.
                     fetch_max_bytes=16 * 1024 * 1024,
-                    max_partition_fetch_bytes=4 * 1024 * 1024,
+                    max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
                     bootstrap_timeout_ms=5000,
                     group_instance_id=self._settings.instance,
                     # A member that dies is noticed after this long; one restarted under the
@@ -225,15 +303,10 @@ class TouchpointIngest:
                     heartbeat_interval_ms=SESSION_TIMEOUT_MS // 4,
                 )
             except KafkaError as exc:
-                log.warning(
-                    "Kafka at %s is unavailable (%s); retrying in %.1f s",
-                    self._settings.bootstrap,
-                    exc,
-                    delay,
-                )
-                stop.wait(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
+                self._outage.down(exc)
+                stop.wait(self._outage.backoff())
                 continue
+            self._positions.consumer = consumer
             consumer.subscribe([self._topic], listener=self._positions)
             log.info(
                 "consuming %s as group %s from %s",
@@ -271,6 +344,8 @@ class TouchpointIngest:
                 tp.partition,
                 "the beginning" if offset is None else f"offset {offset}",
             )
+        if fresh & assigned:
+            consumer.resume(*(fresh & assigned))
         return {tp: records for tp, records in polled.items() if tp not in fresh}
 
     def _record(
@@ -278,19 +353,32 @@ class TouchpointIngest:
         consumer: KafkaConsumer,
         batch: Mapping[TopicPartition, list[Any]],
         stop: threading.Event,
+        *,
+        next_offsets: Mapping[Partition, int] | None = None,
+        client_error: str | None = None,
     ) -> None:
+        """Records a batch with the offsets it goes on from (after its last record unless
+        told) and its dead letters, in one transaction. Records the client could not read
+        carry why (`unreadable`); the first of them gets the client's own error if given."""
         now_ms = self._clock_ms()
         good: list[Any] = []
         letters: list[DeadLetter] = []
-        next_offsets: dict[Partition, int] = {}
+        offsets: dict[Partition, int] = dict(next_offsets or {})
         for tp, records in batch.items():
             for record in records:
-                outcome = self._triage(record.value, now_ms)
+                unreadable = getattr(record, "unreadable", None)
+                if unreadable:
+                    detail, client_error = client_error or unreadable, None
+                    outcome = Rejection("unreadable", detail)
+                else:
+                    outcome = self._triage(record.value, now_ms)
                 if isinstance(outcome, Rejection):
                     letters.append(dead_letter(record, outcome))
                 else:
                     good.append(outcome)
-            next_offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
+            if records:
+                offsets.setdefault((tp.topic, tp.partition), records[-1].offset + 1)
+        next_offsets = offsets
         also: list[BatchWrite] = [self._bookkeeping.offsets_write(self._group, next_offsets)]
         if letters:
             also.append(self._bookkeeping.dead_letters_write(letters))
@@ -344,10 +432,12 @@ class TouchpointIngest:
                 delay = min(delay * 2, MAX_BACKOFF_S)
 
     def _publish_dead_letters(self) -> None:
-        """Copies dead letters to the dead-letter topic, original bytes untouched. The database
-        keeps them first, so none is lost while Kafka is away. Each member claims the letters
-        it publishes (the others skip them), and marks each one as it is acknowledged; one
-        sent just before a crash may be sent again, with the same `journey.dead_letter_id`."""
+        """Copies dead letters to the dead-letter topic, original bytes untouched; one larger
+        than the setting allows (or than the broker takes) goes as a reference to the row the
+        database keeps of it. The database keeps them first, so none is lost while Kafka is
+        away. Each member claims the letters it publishes (the others skip them), and marks
+        each one as it is acknowledged; one sent just before a crash may be sent again, with
+        the same `journey.dead_letter_id`."""
         if time.monotonic() < self._next_publish:
             return
         failed = 0
@@ -360,39 +450,76 @@ class TouchpointIngest:
                     self._dead_letters_pending = False
                     return
                 producer = self._producer or self._dead_letter_producer()
-                sent = []
-                for stored in pending:
-                    letter = stored.letter
-                    try:
-                        future = producer.send(
-                            self._dead_letter_topic,
-                            key=letter.key,
-                            # Kafka takes no record without both key and value.
-                            value=letter.value if letter.value or letter.key else b"",
-                            headers=dead_letter_headers(stored),
-                            timestamp_ms=letter.timestamp_ms,
-                        )
-                    except (KafkaError, ValueError, TypeError) as exc:
-                        failed += 1
-                        log.warning("dead letter %d cannot be published: %s", stored.id, exc)
-                        continue
-                    sent.append((stored.id, future))
-                producer.flush(timeout=10)
-                published = []
-                for letter_id, future in sent:
-                    try:
-                        future.get(timeout=1)
-                    except KafkaError as exc:
-                        failed += 1
-                        log.warning("dead letter %d was not published: %s", letter_id, exc)
-                    else:
-                        published.append(letter_id)
-                mark_published(published)
-        except (KafkaError, *UNAVAILABLE) as exc:
+                limit = self._settings.dead_letter_max_bytes
+                refused = self._send_letters(producer, pending, limit, mark_published)
+                if refused:
+                    # What the broker would not take whole goes as a reference, never retried
+                    # whole; from a new producer, as the one refused fails all that follows
+                    # to the partition with the same error.
+                    producer.close(timeout=5)
+                    self._producer = None
+                    producer = self._dead_letter_producer()
+                    failed = len(self._send_letters(producer, refused, 0, mark_published))
+        except KafkaError as exc:
+            failed += 1
+            if exc.retriable:
+                self._outage.down(exc)  # said once; the letters are kept meanwhile
+            else:
+                log.warning("could not publish dead letters yet (%s); they are kept", exc)
+        except UNAVAILABLE as exc:
             failed += 1
             log.warning("could not publish dead letters yet (%s); they are kept", exc)
         # Letters that failed are tried again later, not on every poll.
         self._next_publish = time.monotonic() + (30.0 if failed else 0.0)
+
+    def _send_letters(
+        self,
+        producer: KafkaProducer,
+        letters: Sequence[StoredDeadLetter],
+        max_bytes: int,
+        mark_published: Callable[[Sequence[int]], None],
+    ) -> list[StoredDeadLetter]:
+        """Sends letters (as references above `max_bytes`) and marks those acknowledged;
+        returns those the broker or the client refused for what they are."""
+        refused: list[StoredDeadLetter] = []
+        sent = []
+        for stored in letters:
+            key, value, headers = dead_letter_message(stored, max_bytes)
+            try:
+                future = producer.send(
+                    self._dead_letter_topic,
+                    key=key,
+                    value=value,
+                    headers=headers,
+                    timestamp_ms=stored.letter.timestamp_ms,
+                )
+            except (KafkaError, ValueError, TypeError) as exc:
+                if isinstance(exc, KafkaError) and exc.retriable:
+                    raise
+                log.warning("dead letter %d cannot be published whole: %s", stored.id, exc)
+                refused.append(stored)
+                continue
+            sent.append((stored, future))
+        if not sent:
+            return refused
+        producer.flush(timeout=10)
+        published = []
+        away: KafkaError | None = None
+        for stored, future in sent:
+            try:
+                future.get(timeout=1)
+            except KafkaError as exc:
+                if exc.retriable:
+                    away = away or exc
+                    continue
+                log.warning("dead letter %d was not published whole: %s", stored.id, exc)
+                refused.append(stored)
+            else:
+                published.append(stored.id)
+        mark_published(published)
+        if away is not None:
+            raise away
+        return refused
 
     def _dead_letter_producer(self) -> KafkaProducer:
         self._producer = KafkaProducer(
@@ -400,35 +527,21 @@ class TouchpointIngest:
             client_id=f"{self._client_id}-dlq",
             max_block_ms=5000,
             bootstrap_timeout_ms=5000,
+            # Room for the largest letter published whole, with its headers.
+            max_request_size=self._settings.dead_letter_max_bytes + 64 * 1024,
         )
         return self._producer
 
 
-def _any_answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """Whether any of the bootstrap servers accepts a TCP connection."""
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            socket.create_connection(
-                (host.strip("[]") or "127.0.0.1", int(port)), timeout_s
-            ).close()
-        except (OSError, ValueError):
-            continue
-        return True
-    return False
-
-
 class _BrokerWatch:
-    """Says, once, when the broker stops answering and when it is back. The client reconnects
-    by itself; the consumer only waits, since its positions are safe in the database."""
+    """Tells the outage when the consumer hears from the broker, or has not for a while. The
+    client reconnects by itself; the consumer only waits, its positions safe in the database."""
 
-    def __init__(self, consumer: KafkaConsumer, bootstrap: str, every_s: float = 2.0) -> None:
+    def __init__(self, consumer: KafkaConsumer, outage: BrokerOutage, every_s: float = 2.0) -> None:
         self._consumer = consumer
-        self._bootstrap = bootstrap
+        self._outage = outage
         self._every_s = every_s
         self._next_check = time.monotonic() + every_s
-        self._reachable = True
-        self._delay = FIRST_BACKOFF_S
 
     def check(self, *, heard: bool) -> None:
         now = time.monotonic()
@@ -436,26 +549,9 @@ class _BrokerWatch:
             return
         self._next_check = now + self._every_s
         if heard or self._any_broker_connected():
-            self._delay = FIRST_BACKOFF_S
-            if not self._reachable:
-                self._reachable = True
-                log.info("Kafka at %s is reachable again", self._bootstrap)
+            self._outage.up()
         else:
-            self.unreachable()
-
-    def unreachable(self, error: Exception | None = None) -> None:
-        if self._reachable:
-            self._reachable = False
-            log.warning(
-                "Kafka at %s is unreachable%s; waiting for it (positions are kept in "
-                "PostgreSQL, so nothing is lost or read twice)",
-                self._bootstrap,
-                f" ({error})" if error else "",
-            )
-
-    def backoff(self) -> float:
-        delay, self._delay = self._delay, min(self._delay * 2, MAX_BACKOFF_S)
-        return delay
+            self._outage.down()
 
     def _any_broker_connected(self) -> bool:
         # The consumer's network client is internal to kafka-python, which offers no public
@@ -463,6 +559,47 @@ class _BrokerWatch:
         client = self._consumer._client
         brokers = client.cluster.brokers()
         return not brokers or any(client.connected(broker.node_id) for broker in brokers)
+
+
+def dead_letter_message(
+    stored: StoredDeadLetter, max_bytes: int
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """The key, value and headers a dead letter is published with: the record as it came
+    with the reason in headers; or, when that is larger than `max_bytes`, a reference to the
+    row the database keeps (its id, where the record came from, its size, the reason)."""
+    letter = stored.letter
+    headers = dead_letter_headers(stored)
+    size = (
+        len(letter.key or b"")
+        + len(letter.value or b"")
+        + sum(len(name.encode()) + len(value) for name, value in headers)
+    )
+    if size <= max_bytes:
+        # Kafka takes no record without both key and value.
+        return letter.key, letter.value if letter.value or letter.key else b"", headers
+    detail = letter.detail if len(letter.detail) <= 500 else f"{letter.detail[:500]}..."
+    reference = {
+        "dead_letter_id": stored.id,
+        "topic": letter.topic,
+        "partition": letter.partition,
+        "offset": letter.offset,
+        "bytes": size,
+        "reason": letter.reason,
+        "detail": detail,
+    }
+    return (
+        None,
+        json.dumps(reference).encode(),
+        [
+            ("journey.reason", letter.reason.encode()),
+            ("journey.error", detail.encode()),
+            ("journey.original_topic", letter.topic.encode()),
+            ("journey.original_partition", str(letter.partition).encode()),
+            ("journey.original_offset", str(letter.offset).encode()),
+            ("journey.dead_letter_id", str(stored.id).encode()),
+            ("journey.withheld_bytes", str(size).encode()),
+        ],
+    )
 
 
 def dead_letter_headers(stored: StoredDeadLetter) -> list[tuple[str, bytes]]:

@@ -9,6 +9,7 @@ actions share a key, so one rep's tool sees them in the order they were decided.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -44,25 +45,33 @@ class Relay:
         self._producer = producer
         self._topic = topic
         self._batch = batch
+        # Sent and neither acknowledged nor failed yet, by outbox row: while Kafka is away the
+        # producer keeps trying them, and sending them again would publish them twice.
+        self._in_flight: dict[int, Any] = {}
 
     def publish_pending(self, timeout_s: float = 30.0) -> int:
         """Publishes what the outbox holds unsent, oldest first; returns how many. Raises
         KafkaError if the broker did not acknowledge them (they stay unsent)."""
         published = 0
         while rows := self._store.unsent(self._batch):
-            futures = [
-                self._producer.send(
-                    self._topic,
-                    key=owner.encode(),
-                    value=value,
-                    headers=[(ACTION_ID_HEADER, action_id.encode())],
-                )
-                for _, action_id, owner, value in rows
-            ]
+            futures = []
+            for seq, action_id, owner, value in rows:
+                future = self._in_flight.get(seq)
+                if future is None or future.failed():
+                    future = self._producer.send(
+                        self._topic,
+                        key=owner.encode(),
+                        value=value,
+                        headers=[(ACTION_ID_HEADER, action_id.encode())],
+                    )
+                    self._in_flight[seq] = future
+                futures.append(future)
             self._producer.flush(timeout=timeout_s)
             for future in futures:
                 future.get(timeout=timeout_s)
             self._store.mark_sent([seq for seq, *_ in rows], int(time.time() * 1000))
+            for seq, *_ in rows:
+                del self._in_flight[seq]
             published += len(rows)
             if len(rows) < self._batch:
                 break

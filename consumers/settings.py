@@ -14,6 +14,9 @@ DEFAULT_ACTIONS_TOPIC = "journey.next-actions"
 DEFAULT_OUTCOMES_TOPIC = "journey.action-outcomes"
 # A touchpoint is a few hundred bytes; anything this large is a mistake upstream.
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024
+# Under the broker's default largest message (1 MiB and a little): a dead letter larger than
+# this goes to its topic as a reference to the row PostgreSQL keeps of it.
+DEFAULT_DEAD_LETTER_MAX_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class KafkaSettings:
     instance: str | None = None
     actions_topic: str = DEFAULT_ACTIONS_TOPIC
     outcomes_topic: str = DEFAULT_OUTCOMES_TOPIC
+    dead_letter_max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES
 
     @property
     def dead_letter_topic(self) -> str:
@@ -39,17 +43,26 @@ class KafkaSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> KafkaSettings:
         """JOURNEY_KAFKA_BOOTSTRAP, JOURNEY_TOUCHPOINTS_TOPIC, JOURNEY_CONSUMER_GROUP,
-        JOURNEY_CONSUMER_INSTANCE, JOURNEY_MAX_RECORD_BYTES, JOURNEY_ACTIONS_TOPIC and
-        JOURNEY_OUTCOMES_TOPIC."""
-        size = env.get("JOURNEY_MAX_RECORD_BYTES") or str(DEFAULT_MAX_RECORD_BYTES)
-        if not size.isdigit() or int(size) < 1:
-            raise ConfigurationError(f"JOURNEY_MAX_RECORD_BYTES: {size!r} is not a positive number")
+        JOURNEY_CONSUMER_INSTANCE, JOURNEY_MAX_RECORD_BYTES, JOURNEY_ACTIONS_TOPIC,
+        JOURNEY_OUTCOMES_TOPIC and JOURNEY_DEAD_LETTER_MAX_BYTES."""
+        size = _positive(env, "JOURNEY_MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES)
+        dead_letter_size = _positive(
+            env, "JOURNEY_DEAD_LETTER_MAX_BYTES", DEFAULT_DEAD_LETTER_MAX_BYTES
+        )
         return cls(
             bootstrap=env.get("JOURNEY_KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP,
             touchpoints_topic=env.get("JOURNEY_TOUCHPOINTS_TOPIC") or DEFAULT_TOUCHPOINTS_TOPIC,
             group=env.get("JOURNEY_CONSUMER_GROUP") or DEFAULT_GROUP,
-            max_record_bytes=int(size),
+            max_record_bytes=size,
             instance=env.get("JOURNEY_CONSUMER_INSTANCE") or None,
             actions_topic=env.get("JOURNEY_ACTIONS_TOPIC") or DEFAULT_ACTIONS_TOPIC,
             outcomes_topic=env.get("JOURNEY_OUTCOMES_TOPIC") or DEFAULT_OUTCOMES_TOPIC,
+            dead_letter_max_bytes=dead_letter_size,
         )
+
+
+def _positive(env: Mapping[str, str], key: str, default: int) -> int:
+    text = env.get(key) or str(default)
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigurationError(f"{key}: {text!r} is not a positive number")
+    return int(text)

@@ -14,7 +14,8 @@ from kafka.errors import KafkaError
 from rich.text import Text
 
 from consumers.action_store import ActionRow, DeciderConflict
-from consumers.ingest import FIRST_BACKOFF_S, MAX_BACKOFF_S, UNAVAILABLE
+from consumers.broker import FIRST_BACKOFF_S, MAX_BACKOFF_S, BrokerOutage
+from consumers.ingest import UNAVAILABLE
 from consumers.outcomes import OutcomeIngest, check_outcome, record_outcomes
 from consumers.relay import ACTION_ID_HEADER, Relay, action_producer
 from engine.actions import STATUSES, outcome_from_record
@@ -27,6 +28,7 @@ from journey.console import (
     TIME,
     catch_up,
     engine_for,
+    log_as_a_service,
     now_ms,
     out,
     progress,
@@ -99,11 +101,15 @@ def decide(
             + (f", publishing to {kafka.actions_topic}" if relay else "")
             + "; Ctrl-C stops"
         )
-        _follow(engine, relay, stop.is_set, stop.wait)
+        log_as_a_service()
+        outage = BrokerOutage(kafka.bootstrap, log, "decided actions wait in the outbox")
+        _follow(engine, relay, stop.is_set, stop.wait, outage)
     say("Decider stopped")
 
 
-def _follow(engine: Engine, relay: Relay | None, stopped: Any, wait: Any) -> None:
+def _follow(
+    engine: Engine, relay: Relay | None, stopped: Any, wait: Any, outage: BrokerOutage
+) -> None:
     """Decides and publishes until stopped, waiting out outages of either service."""
     delay = FIRST_BACKOFF_S
     unpublished = True  # the outbox may hold actions from before a restart
@@ -128,7 +134,12 @@ def _follow(engine: Engine, relay: Relay | None, stopped: Any, wait: Any) -> Non
             try:
                 relay.publish_pending()
                 unpublished = False
-            except (KafkaError, *UNAVAILABLE) as exc:
+                outage.up()
+            except KafkaError as exc:
+                outage.down(exc)  # said once, however long it lasts
+                wait(outage.backoff())
+                continue
+            except UNAVAILABLE as exc:
                 log.warning("cannot publish actions yet (%s); they wait in the outbox", exc)
                 wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
@@ -328,6 +339,7 @@ def outcomes(ctx: click.Context, bootstrap: str | None) -> None:
     bookkeeping = build_bookkeeping(settings, "outcomes")
     engine = build_engine(settings)
     stop = stop_on_signals()
+    log_as_a_service()
     try:
         consumer = OutcomeIngest(engine.journeys, bookkeeping, kafka, engine.actions)
         say(f"Recording outcomes from {kafka.outcomes_topic}; Ctrl-C stops")

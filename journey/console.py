@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import threading
 import time
@@ -112,9 +114,45 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# How long a process that runs until stopped may take to finish after SIGTERM or Ctrl-C;
+# docker-compose gives it 30 s before it kills it.
+STOP_GRACE_S = 20.0
+
+
 def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or Ctrl-C, for commands that run until stopped."""
+    """An event set by SIGTERM or Ctrl-C, for commands that run until stopped; the process
+    ends within STOP_GRACE_S of the first signal, whatever it is waiting for."""
     stop = threading.Event()
+
+    def request_stop(*_: object) -> None:
+        if not stop.is_set():
+            leave_within(STOP_GRACE_S)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, request_stop)
     return stop
+
+
+def leave_within(grace_s: float) -> None:
+    """Ends the process `grace_s` seconds from now unless it ends by itself first. Nothing is
+    lost by it: what was not committed is read or published again on the next start."""
+
+    def leave() -> None:
+        logging.getLogger("journey").warning(
+            "did not finish within %.0f s of being asked to stop; leaving now", grace_s
+        )
+        os._exit(Exit.FAILED)
+
+    timer = threading.Timer(grace_s, leave)
+    timer.daemon = True
+    timer.start()
+
+
+def log_as_a_service() -> None:
+    """Timestamped lines on stderr from INFO up, as a process that runs until stopped logs;
+    the Kafka client's own reconnection chatter says nothing the process does not say."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)

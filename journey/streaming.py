@@ -22,21 +22,15 @@ from kafka.errors import KafkaError
 from rich.table import Table
 
 from consumers.bookkeeping import Bookkeeping
-from consumers.ingest import (
-    FIRST_BACKOFF_S,
-    MAX_BACKOFF_S,
-    UNAVAILABLE,
-    IngestTotals,
-    TouchpointIngest,
-    redrive,
-)
+from consumers.broker import FIRST_BACKOFF_S, MAX_BACKOFF_S
+from consumers.ingest import UNAVAILABLE, IngestTotals, TouchpointIngest, redrive
 from consumers.produce import publish_files, touchpoint_producer
 from consumers.settings import KafkaSettings
 from engine.errors import ConfigurationError, ServiceUnavailable, StoreUnavailable
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
-from journey.console import Exit, say
+from journey.console import STOP_GRACE_S, Exit, leave_within, log_as_a_service, say
 from journey.ingest import check_files
 
 out = render.console()
@@ -163,11 +157,7 @@ def consume(
 
 def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> None:
     """One member of the ingest group, until SIGTERM or SIGINT."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
-    )
-    # The client's own reconnection chatter says nothing the consumer does not say itself.
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    log_as_a_service()
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -175,6 +165,7 @@ def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> Non
             logging.getLogger("journey.consume").info(
                 "%s: finishing the batch in hand", signal.Signals(signum).name
             )
+            leave_within(STOP_GRACE_S)
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)

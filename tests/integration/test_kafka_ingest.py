@@ -4,6 +4,7 @@ letters, crashes, partitions moving between members, and SIGTERM."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -172,12 +173,16 @@ def test_a_kafka_outage_is_waited_out_with_nothing_lost_or_doubled(
         )
     finally:
         kafka_service.start()
+    back_at = time.monotonic()
     wait_until(lambda: "reachable again" in member.log(), "the broker to be seen again")
+    assert time.monotonic() - back_at < 30
     total = len(first) + pipeline.publish_touchpoints(rest)
     wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
     assert member.terminate() == 0
 
     pipeline.assert_recorded_once(produced)
+    assert member.log().count("is unreachable") == 1  # the outage said once,
+    assert member.log().count("reachable again") == 1  # and its end once
 
 
 def test_a_consumer_started_while_postgresql_is_down_waits_for_it(

@@ -92,3 +92,11 @@ def test_kafka_settings_come_from_the_environment() -> None:
 def test_a_record_size_that_is_not_a_positive_number_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="JOURNEY_MAX_RECORD_BYTES: '64k'"):
         KafkaSettings.from_env({"JOURNEY_MAX_RECORD_BYTES": "64k"})
+
+
+def test_the_dead_letter_topic_takes_letters_up_to_a_setting() -> None:
+    assert KafkaSettings.from_env({}).dead_letter_max_bytes == 1_000_000
+    settings = KafkaSettings.from_env({"JOURNEY_DEAD_LETTER_MAX_BYTES": "2000000"})
+    assert settings.dead_letter_max_bytes == 2_000_000
+    with pytest.raises(ConfigurationError, match="JOURNEY_DEAD_LETTER_MAX_BYTES: '0'"):
+        KafkaSettings.from_env({"JOURNEY_DEAD_LETTER_MAX_BYTES": "0"})
