@@ -40,8 +40,8 @@ FUZZ = settings(
 )
 FIELDS = ("event_id", "customer_id", "channel", "type", "occurred_at", "source", "rep_id",
           "outcome", "attributes")  # fmt: skip
-avro_values = st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.binary(
-    max_size=20
+avro_values = (
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.binary(max_size=20)
 )
 names = st.text(max_size=8).map(str.encode) | st.binary(max_size=8)
 headers = st.lists(st.tuples(names, st.binary(max_size=8)), max_size=3)

@@ -222,8 +222,10 @@ def test_a_dead_letter_too_large_for_its_topic_is_published_as_a_reference(
     producer.flush()
     producer.close()
 
-    member = large.start_member("a") if limit is None else large.start(
-        "consume", "consume", JOURNEY_DEAD_LETTER_MAX_BYTES=limit
+    member = (
+        large.start_member("a")
+        if limit is None
+        else large.start("consume", "consume", JOURNEY_DEAD_LETTER_MAX_BYTES=limit)
     )
     wait_until(lambda: large.consumed_up_to() == len(good) + 1, "every record to be consumed")
     wait_until(
