@@ -26,7 +26,7 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
-    reason: str  # undecodable, invalid or oversized
+    reason: str  # unreadable, undecodable, invalid, oversized or conflict
     detail: str
 
     @property

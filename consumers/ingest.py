@@ -38,9 +38,10 @@ from consumers.broker import (
 from consumers.settings import KafkaSettings
 from consumers.unreadable import UnreadableReader
 from engine.bulk import collector_paused, settle_young_objects
+from engine.conflicts import Conflict
 from engine.errors import DecodeError, InvalidTouchpoint
 from engine.ledger import BatchWrite
-from engine.recording import BatchRecorded, Journeys
+from engine.recording import BatchRecorded, Journeys, OnConflicts
 from engine.touchpoints import Touchpoint, touchpoint_from_record
 from schemas.codec import AvroContract, wire_contract
 
@@ -70,7 +71,7 @@ class Stopped(Exception):
 
 
 class Rejection(NamedTuple):
-    reason: str  # undecodable, invalid, oversized (or, for outcomes, unknown_action)
+    reason: str  # unreadable, undecodable, invalid, oversized, conflict (or unknown_action)
     detail: str
 
 
@@ -362,6 +363,7 @@ class TouchpointIngest:
         carry why (`unreadable`); the first of them gets the client's own error if given."""
         now_ms = self._clock_ms()
         good: list[Any] = []
+        consumed: list[Any] = []  # the record each of `good` came in
         letters: list[DeadLetter] = []
         offsets: dict[Partition, int] = dict(next_offsets or {})
         for tp, records in batch.items():
@@ -376,20 +378,31 @@ class TouchpointIngest:
                     letters.append(dead_letter(record, outcome))
                 else:
                     good.append(outcome)
+                    consumed.append(record)
             if records:
                 offsets.setdefault((tp.topic, tp.partition), records[-1].offset + 1)
         next_offsets = offsets
         also: list[BatchWrite] = [self._bookkeeping.offsets_write(self._group, next_offsets)]
         if letters:
             also.append(self._bookkeeping.dead_letters_write(letters))
+        conflicting: list[DeadLetter] = []
+
+        def conflicts_kept(conflicts: Sequence[Conflict]) -> list[BatchWrite]:
+            conflicting[:] = [
+                dead_letter(consumed[c.index], Rejection("conflict", f"event_id: {c.reason}"))
+                for c in conflicts
+            ]
+            return [self._bookkeeping.dead_letters_write(conflicting)]
+
         result: BatchRecorded = self._retrying(
-            lambda: self._write(good, also), stop, "record a batch"
+            lambda: self._write(good, also, conflicts_kept), stop, "record a batch"
         )
+        letters += conflicting
         for letter in letters:
             log.warning("dead letter %s: %s: %s", letter.where, letter.reason, letter.detail)
         totals = self.totals
         totals.batches += 1
-        totals.consumed += len(good) + len(letters)
+        totals.consumed += len(good) + len(letters) - len(conflicting)
         totals.recorded += result.recorded
         totals.duplicates += result.duplicates
         totals.dead += len(letters)
@@ -409,9 +422,12 @@ class TouchpointIngest:
         max_bytes = self._settings.max_record_bytes
         return triage(value, self._decoder, now_ms=now_ms, max_bytes=max_bytes)
 
-    def _write(self, good: list[Any], also: Sequence[BatchWrite]) -> BatchRecorded:
-        """Records a batch's good records with the writes in `also`, in one transaction."""
-        return self._journeys.record(good, also)
+    def _write(
+        self, good: list[Any], also: Sequence[BatchWrite], on_conflicts: OnConflicts
+    ) -> BatchRecorded:
+        """Records a batch's good records with the writes in `also`, and those `on_conflicts`
+        makes of the records refused as conflicts, in one transaction."""
+        return self._journeys.record(good, also, on_conflicts=on_conflicts)
 
     def _retrying(self, action: Callable[[], Any], stop: threading.Event, what: str) -> Any:
         delay = FIRST_BACKOFF_S
@@ -637,6 +653,7 @@ def redrive(
     report = RedriveReport()
     good: list[Touchpoint] = []
     passed: list[int] = []
+    letters_by_id = {stored.id: stored for stored in letters}
     for stored in letters:
         if stored.redriven_at is not None:
             continue
@@ -646,7 +663,15 @@ def redrive(
             passed.append(stored.id)
         else:
             report.still_dead.append((stored, f"{outcome[0]}: {outcome[1]}"))
-    if passed:
-        result = journeys.record(good, [bookkeeping.redriven_write(passed)])
+    while passed:  # a touchpoint refused as a conflict stays dead; the others go on
+        result = journeys.record(good, [bookkeeping.redriven_write(passed)], all_or_none=True)
         report.recorded, report.duplicates = result.recorded, result.duplicates
+        refused = {conflict.index: conflict.reason for conflict in result.conflicts}
+        if not refused:
+            break
+        for index, reason in refused.items():
+            stored = letters_by_id[passed[index]]
+            report.still_dead.append((stored, f"conflict: event_id: {reason}"))
+        good = [tp for index, tp in enumerate(good) if index not in refused]
+        passed = [letter for index, letter in enumerate(passed) if index not in refused]
     return report

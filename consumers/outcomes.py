@@ -16,7 +16,7 @@ from consumers.settings import KafkaSettings
 from engine.actions import ActionOutcome, ActionOutcomes, outcome_from_record
 from engine.errors import DecodeError, InvalidOutcome
 from engine.ledger import BatchWrite
-from engine.recording import BatchRecorded, Journeys, StreamEvent
+from engine.recording import BatchRecorded, Journeys, OnConflicts, StreamEvent
 from schemas.codec import wire_contract
 
 OUTCOMES_GROUP = "journey-outcomes"
@@ -96,5 +96,7 @@ class OutcomeIngest(TouchpointIngest):
             return Rejection(reason, str(exc))
         return outcome
 
-    def _write(self, good: list[Any], also: Sequence[BatchWrite]) -> BatchRecorded:
-        return record_outcomes(self._journeys, good, also)
+    def _write(
+        self, good: list[Any], also: Sequence[BatchWrite], on_conflicts: OnConflicts
+    ) -> BatchRecorded:
+        return record_outcomes(self._journeys, good, also)  # outcomes have no event_id

@@ -34,6 +34,11 @@ class TouchpointLedger(ABC):
         """Those of `event_ids` that are already recorded."""
 
     @abstractmethod
+    def recorded_count(self) -> int:
+        """How many touchpoints are recorded (the log's positions count other events too,
+        and PostgreSQL's skip numbers)."""
+
+    @abstractmethod
     def stream_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The last version of each stream that exists; absent streams are left out."""
 

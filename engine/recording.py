@@ -21,6 +21,8 @@ from engine.touchpoints import Touchpoint
 from engine.transcoding import OrjsonTranscoder
 
 Clock = Callable[[], datetime]
+# The writes to commit with a batch for the conflicts found in it.
+OnConflicts = Callable[[Sequence[Conflict]], Sequence[BatchWrite]]
 
 # How many streams' last versions are remembered between batches (about 100 bytes each).
 _MAX_KNOWN_STREAMS = 500_000
@@ -80,16 +82,28 @@ class Journeys(Application[UUID]):
         also: Sequence[BatchWrite] = (),
         *,
         all_or_none: bool = False,
+        on_conflicts: OnConflicts | None = None,
     ) -> BatchRecorded:
         """Records a batch in one transaction. A touchpoint already recorded, or repeated within
         the batch, is skipped; one whose `event_id` was taken by other content is refused
         (see `BatchRecorded.conflicts`); with `all_or_none`, a conflict refuses the whole batch.
         Safe to retry: a conflicting writer only makes it look again. The writes in `also`
-        commit with the batch, even an empty one."""
-        return self.record_encoded(self._encoder.encode(touchpoints), also, all_or_none=all_or_none)
+        commit with the batch, even an empty one, and so do those `on_conflicts` returns for
+        the conflicts found (the dead letters they make, say)."""
+        return self.record_encoded(
+            self._encoder.encode(touchpoints),
+            also,
+            all_or_none=all_or_none,
+            on_conflicts=on_conflicts,
+        )
 
     def record_encoded(
-        self, batch: EncodedBatch, also: Sequence[BatchWrite] = (), *, all_or_none: bool = False
+        self,
+        batch: EncodedBatch,
+        also: Sequence[BatchWrite] = (),
+        *,
+        all_or_none: bool = False,
+        on_conflicts: OnConflicts | None = None,
     ) -> BatchRecorded:
         """`record` for touchpoints already encoded by this application's encoder."""
         event_ids = batch.event_ids
@@ -108,7 +122,13 @@ class Journeys(Application[UUID]):
         for attempt, ask_ledger in enumerate(asking, 1):
             try:
                 result = self._record_new(
-                    batch, unique, repeats, also, ask_ledger=ask_ledger, all_or_none=all_or_none
+                    batch,
+                    unique,
+                    repeats,
+                    also,
+                    ask_ledger=ask_ledger,
+                    all_or_none=all_or_none,
+                    on_conflicts=on_conflicts,
                 )
             except IntegrityError:
                 # A touchpoint was recorded before, or another writer appended to one of these
@@ -130,6 +150,7 @@ class Journeys(Application[UUID]):
         *,
         ask_ledger: bool,
         all_or_none: bool,
+        on_conflicts: OnConflicts | None,
     ) -> BatchRecorded:
         known = self._ledger.recorded_event_ids(list(unique)) if unique and ask_ledger else set()
         conflicts: tuple[Conflict, ...] = ()
@@ -146,6 +167,8 @@ class Journeys(Application[UUID]):
             )
         if conflicts and all_or_none:
             return BatchRecorded(0, 0, None, conflicts)
+        if conflicts and on_conflicts is not None:
+            also = [*also, *on_conflicts(conflicts)]
         fresh = [index for event_id, index in unique.items() if event_id not in known]
         duplicates = len(batch.event_ids) - len(fresh) - len(conflicts)
         if not fresh:
@@ -277,6 +300,10 @@ class Journeys(Application[UUID]):
                 continue
             return positions[-1] if positions else None
         raise AssertionError("unreachable")
+
+    def recorded_count(self) -> int:
+        """How many touchpoints are recorded."""
+        return self._ledger.recorded_count()
 
     def recorded_ids(self, ledger_ids: Sequence[str]) -> set[str]:
         """Those of the ledger ids (touchpoints' event ids, `append`'s ids) already recorded."""

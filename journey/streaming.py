@@ -260,12 +260,13 @@ def produce(
 def status(
     ctx: click.Context, bootstrap: str | None, topic: str | None, group: str | None, as_json: bool
 ) -> None:
-    """Per-partition position and lag of the ingest group, events recorded, dead letters,
+    """Per-partition position and lag of the ingest group, touchpoints recorded, dead letters,
     next actions decided and not yet published."""
     settings = kafka_settings(bootstrap, topic, group)
     with recording_engine(ctx, "status") as (engine, bookkeeping):
         recorded = bookkeeping.next_offsets(settings.group, settings.touchpoints_topic)
-        events = engine.journeys.recorder.max_notification_id() or 0
+        touchpoints = engine.journeys.recorded_count()
+        log_position = engine.journeys.recorder.max_notification_id() or 0
         letters = bookkeeping.dead_letter_counts()
         decided, unsent = engine.actions.outbox_counts()
         decider_at = engine.actions.tracking()[0]
@@ -288,7 +289,8 @@ def status(
         "group": settings.group,
         "kafka": kafka_problem or "reachable",
         "partitions": rows,
-        "events": events,
+        "touchpoints": touchpoints,
+        "log_position": log_position,
         "dead_letters": letters,
         "actions": {"decided": decided, "unpublished": unsent, "decider_at": decider_at},
     }
@@ -303,7 +305,7 @@ def status(
     out.print(table)
     if kafka_problem:
         out.print(f"Kafka: {kafka_problem}")
-    out.print(f"Events recorded: {events}")
+    out.print(f"Touchpoints recorded: {touchpoints:,} (the log is at position {log_position:,})")
     out.print(
         f"Dead letters: {letters['total']} ({letters['waiting']} waiting for a redrive, "
         f"{letters['unpublished']} not yet on {settings.dead_letter_topic})"

@@ -49,6 +49,7 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         self._select_listed = SQL("SELECT event_id FROM {}.{} WHERE event_id = ANY(%s)").format(
             schema, ids
         )
+        self._count_ids = SQL("SELECT count(*) AS recorded FROM {}.{}").format(schema, ids)
         self._select_versions = SQL(
             "SELECT originator_id, MAX(originator_version) AS version FROM {}.{} "
             "WHERE originator_id = ANY(%s) GROUP BY originator_id"
@@ -131,6 +132,13 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         assert row is not None
         last = int(row["currval"])
         return list(range(last - len(stored_events) + 1, last + 1))
+
+    def recorded_count(self) -> int:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._count_ids)
+            row = curs.fetchone()
+            assert row is not None
+            return int(row["recorded"])
 
     def recorded_event_ids(self, event_ids: Sequence[str]) -> set[str]:
         if len(event_ids) <= _ASKED_AS_ARRAY:

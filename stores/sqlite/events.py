@@ -140,6 +140,11 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
                 found.update(row[0] for row in c.fetchall())
         return found
 
+    def recorded_count(self) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT count(*) FROM recorded_touchpoints")
+            return int(c.fetchone()[0])
+
     def stream_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
         versions: dict[UUID, int] = {}
         with self.datastore.transaction(commit=False) as c:

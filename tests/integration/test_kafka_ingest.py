@@ -68,6 +68,8 @@ def test_bad_records_become_dead_letters_and_their_neighbours_are_recorded(
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["kafka"] == "reachable"
+    assert report["touchpoints"] == len(good)  # touchpoints, not the log's last position
+    assert report["log_position"] > len(good)
     assert report["partitions"] == [
         {"partition": 0, "recorded_up_to": total, "end": total, "lag": 0}
     ]
@@ -88,6 +90,39 @@ def test_bad_records_become_dead_letters_and_their_neighbours_are_recorded(
     assert "3 dead letters: 0 recorded, 0 already recorded, 3 still failing" in again.stderr
     assert Counter(pipeline.recorded_ids())["big-1"] == 1
     assert pipeline.touchpoint_events() == len(good) + 1
+
+
+def test_a_touchpoint_whose_event_id_names_another_becomes_a_dead_letter_and_stays_one(
+    pipeline: Pipeline,
+) -> None:
+    first = touchpoint("k-1", page="pricing")
+    values = [
+        (b"C-1", encoded(first)),
+        (b"C-1", encoded(touchpoint("k-1", channel="phone", page="pricing"))),
+        (b"C-1", encoded(first)),  # the same again: a repeat, not a conflict
+        (b"C-1", encoded(touchpoint("k-2"))),
+    ]
+    total = pipeline.publish(values)
+
+    member = pipeline.start_member("a")
+    wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
+    assert member.terminate() == 0
+
+    assert sorted(pipeline.recorded_ids()) == ["k-1", "k-2"]
+    assert (
+        f"dead letter {pipeline.topic}[0]@1: conflict: event_id: conflicts with the touchpoint "
+        "given earlier with this event_id: its channel differs"
+    ) in member.log()
+    letters = [
+        json.loads(line) for line in pipeline.journey("dead-letters", "--json").stdout.splitlines()
+    ]
+    assert [(letter["offset"], letter["reason"]) for letter in letters] == [(1, "conflict")]
+    redriven = pipeline.journey("dead-letters", "redrive")
+    assert redriven.returncode == 1
+    assert "still fails: conflict: event_id: conflicts with the touchpoint recorded on" in (
+        redriven.stderr
+    )
+    assert pipeline.touchpoint_events() == 2
 
 
 @pytest.mark.parametrize("pipeline", [3], indirect=True)
