@@ -205,23 +205,37 @@ class ActionStore:
         owner: str | None = None,
         open_only: bool = True,
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[ActionRow]:
         """Actions, the most important first (open before closed, then priority)."""
-        sql = f"SELECT {_ACTION_COLUMNS} FROM {{t}}journey_next_actions WHERE TRUE"
-        params: list[Any] = []
-        if customer_id is not None:
-            sql, params = sql + " AND customer_id = %s", [*params, customer_id]
-        if owner is not None:
-            sql, params = sql + " AND owner = %s", [*params, owner]
-        if open_only:
-            sql += f" AND status IN ({', '.join(repr(s) for s in OPEN_STATUSES)})"
-        sql += (
+        where, params = _action_filter(customer_id, owner, open_only)
+        sql = (
+            f"SELECT {_ACTION_COLUMNS} FROM {{t}}journey_next_actions WHERE {where}"
             f" ORDER BY CASE WHEN status IN ({', '.join(repr(s) for s in OPEN_STATUSES)}) "
             "THEN 0 ELSE 1 END, priority DESC, decided_at, action_id"
         )
         if limit is not None:
-            sql, params = sql + " LIMIT %s", [*params, limit]
+            sql, params = sql + " LIMIT %s OFFSET %s", [*params, limit, offset]
         return [_action_row(row) for row in self._db.fetch(sql, params)]
+
+    def action_page(
+        self,
+        *,
+        customer_id: str | None = None,
+        owner: str | None = None,
+        open_only: bool = True,
+        limit: int,
+        offset: int = 0,
+    ) -> tuple[int, list[ActionRow]]:
+        """How many actions there are, and a page of them, the most important first."""
+        where, params = _action_filter(customer_id, owner, open_only)
+        rows = self._db.fetch(
+            f"SELECT count(*) FROM {{t}}journey_next_actions WHERE {where}", params
+        )
+        page = self.actions(
+            customer_id=customer_id, owner=owner, open_only=open_only, limit=limit, offset=offset
+        )
+        return int(rows[0][0]), page
 
     def unsent(self, limit: int) -> list[tuple[int, str, str, bytes]]:
         """Outbox rows not yet acknowledged by the broker, oldest first: (seq, action id,
@@ -345,3 +359,16 @@ def _customer_rows(page: DeciderPage) -> list[tuple[Any, ...]]:
 
 def _action_row(row: Sequence[Any]) -> ActionRow:
     return ActionRow._make([*row[:15], orjson.loads(row[15]), orjson.loads(row[16])])
+
+
+def _action_filter(
+    customer_id: str | None, owner: str | None, open_only: bool
+) -> tuple[str, list[Any]]:
+    where, params = "TRUE", list[Any]()
+    if customer_id is not None:
+        where, params = where + " AND customer_id = %s", [*params, customer_id]
+    if owner is not None:
+        where, params = where + " AND owner = %s", [*params, owner]
+    if open_only:
+        where += f" AND status IN ({', '.join(repr(s) for s in OPEN_STATUSES)})"
+    return where, params

@@ -155,6 +155,8 @@ def _plain_attributes(attributes: dict[Any, Any]) -> bool:
     for key, value in attributes.items():
         if type(key) is not str or type(value) is not str or len(value) > MAX_TEXT_LENGTH:
             return False
+        if "\x00" in value or "\x00" in key:
+            return False
     return True
 
 
@@ -185,6 +187,8 @@ def text_field(value: Any, name: str) -> str | None:
         raise InvalidTouchpoint(name, f"expected text, got {_kind(value)}")
     if len(value) > MAX_TEXT_LENGTH:
         raise InvalidTouchpoint(name, f"longer than {MAX_TEXT_LENGTH} characters")
+    if "\x00" in value:  # no database's text holds one
+        raise InvalidTouchpoint(name, "contains a NUL character")
     return value.strip() or None
 
 
@@ -306,6 +310,8 @@ def _attributes(value: Any) -> dict[str, str]:
         if item is None:
             continue  # a null attribute is an absent one
         text = _attribute_text(key, item)
+        if "\x00" in text or "\x00" in str(key):
+            raise InvalidTouchpoint(_attribute(key), "contains a NUL character")
         if len(text) > MAX_TEXT_LENGTH:
             raise InvalidTouchpoint(_attribute(key), f"longer than {MAX_TEXT_LENGTH} characters")
         attributes[str(key)] = text

@@ -16,8 +16,10 @@ from typing import Annotated, Any
 import click
 import uvicorn
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consumers.outcomes import check_outcome, record_outcomes
 from engine.actions import STATUSES, outcome_from_record
@@ -31,6 +33,7 @@ from projections.timeline import timeline as project_timeline
 from projections.views import FRICTION_GROUPS
 
 MAX_INGEST = 10_000  # touchpoints per request
+MAX_BODY_BYTES = 16 * 1024 * 1024
 OUTCOME_WAIT_S = 2.0
 
 
@@ -71,7 +74,10 @@ class _Engine:
             self._engine.close()
 
 
+# Who may call what: sales people read and report what they did with an action (the API
+# token); channel systems record touchpoints (the ingest token, if one is set).
 reading = APIRouter(prefix="/api")
+acting = APIRouter(prefix="/api")
 writing = APIRouter(prefix="/api")
 pages = APIRouter(include_in_schema=False)
 
@@ -79,8 +85,8 @@ pages = APIRouter(include_in_schema=False)
 def create_app(
     settings: Settings, *, token: str | None = None, ingest_token: str | None = None
 ) -> FastAPI:
-    """The API; with `token`, every endpoint asks for `Authorization: Bearer <token>` (the
-    writing ones for `ingest_token` instead, if given)."""
+    """The API; with `token`, every endpoint asks for `Authorization: Bearer <token>`
+    (POST /api/touchpoints for `ingest_token` instead, if given)."""
     app = FastAPI(
         title="journey engine",
         summary="Customer journeys, frictions, moments of truth and next-best-actions.",
@@ -88,9 +94,12 @@ def create_app(
     )
     app.state.engines = _Engine(settings)
     app.router.on_shutdown.append(app.state.engines.close)
-    app.include_router(reading, dependencies=[Depends(_bearer(token))])
-    app.include_router(writing, dependencies=[Depends(_bearer(ingest_token or token))])
+    text_only = Depends(_no_nul_characters)
+    app.include_router(reading, dependencies=[Depends(_bearer(token)), text_only])
+    app.include_router(acting, dependencies=[Depends(_bearer(token)), text_only])
+    app.include_router(writing, dependencies=[Depends(_bearer(ingest_token or token)), text_only])
     app.include_router(pages)
+    app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_exception_handler(JourneyError, _journey_error)  # type: ignore[arg-type]
     return app
 
@@ -108,6 +117,59 @@ def _bearer(expected: str | None) -> Callable[[Request], None]:
             )
 
     return check
+
+
+def _no_nul_characters(request: Request) -> None:
+    """A NUL character fits no id or text the engine keeps: named, not passed to a store."""
+    for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
+        if "\x00" in str(value) or "\x00" in name:
+            raise HTTPException(422, f"{_shown_name(name)}: contains a NUL character")
+
+
+def _shown_name(name: str) -> str:
+    return name if name.isidentifier() else repr(name.replace("\x00", "\\x00")[:40])
+
+
+class _BodyLimit:
+    """Refuses a request body larger than `max_bytes` with 413, before reading it whole (a
+    declared length is checked at once; a streamed body as it arrives)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self._app = app
+        self._max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received, refused = 0, False
+
+        async def counted() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self._max_bytes:
+                refused = True
+                await self._refuse(scope, receive, send)
+                return {"type": "http.disconnect"}  # the application reads no further
+            return message
+
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        with suppress(ClientDisconnect):
+            await self._app(scope, counted, unless_refused)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"the request body is larger than the {self._max_bytes:,} bytes allowed"
+        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
 
 
 def _journey_error(request: Request, exc: JourneyError) -> JSONResponse:
@@ -234,15 +296,28 @@ def friction_counts(
 @reading.get("/actions", tags=["actions"])
 def actions(
     request: Request,
+    response: Response,
+    *,
     owner: str | None = None,
     customer: str | None = None,
     include_closed: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
-    """Next actions, the most important first."""
+    """Next actions, the most important first, a page at a time: X-Total-Count says how
+    many there are, and a Link header (rel="next") where the next page is."""
     with _engine(request) as engine:
-        rows = engine.actions.actions(
-            owner=owner, customer_id=customer, open_only=not include_closed
+        total, rows = engine.actions.action_page(
+            owner=owner,
+            customer_id=customer,
+            open_only=not include_closed,
+            limit=limit,
+            offset=offset,
         )
+    response.headers["X-Total-Count"] = str(total)
+    if offset + len(rows) < total:
+        following = request.url.include_query_params(offset=offset + len(rows), limit=limit)
+        response.headers["Link"] = f'<{following}>; rel="next"'
     return [render.action_json(row) for row in rows]
 
 
@@ -256,7 +331,7 @@ def action(action_id: str, request: Request) -> dict[str, Any]:
     return render.action_json(row, explained=True)
 
 
-@writing.post(
+@acting.post(
     "/actions/{action_id}/outcome",
     status_code=201,
     tags=["actions"],
@@ -341,6 +416,11 @@ def pipeline_page() -> str:
     return _page("pipeline.html")
 
 
+@pages.get("/web/api.js")
+def page_script() -> Response:
+    return Response(_page("api.js"), media_type="text/javascript")
+
+
 def _page(name: str) -> str:
     return resources.files("journey").joinpath("web", name).read_text("utf-8")
 
@@ -352,7 +432,8 @@ def _page(name: str) -> str:
 def serve(ctx: click.Context, host: str, port: int) -> None:
     """Serve the sales page (/), the pipeline (/pipeline) and the HTTP API (/docs) until
     stopped. With JOURNEY_API_TOKEN set, every request needs it as a bearer token;
-    JOURNEY_INGEST_TOKEN, if set, is the one POST /api/touchpoints takes instead."""
+    JOURNEY_INGEST_TOKEN, if set, is the one POST /api/touchpoints takes instead (sales
+    people report outcomes with the API token)."""
     settings = ctx.find_object(Settings) or Settings()
     app = create_app(
         settings,

@@ -149,11 +149,15 @@ def test_touchpoints_posted_are_recorded_once(client: TestClient) -> None:
 def test_a_touchpoint_whose_event_id_names_another_is_a_409_and_nothing_is_recorded(
     client: TestClient,
 ) -> None:
-    client.post("/api/touchpoints", json=touchpoint())
+    first = touchpoint(event_id="api-9", customer_id="API-9")
+    client.post("/api/touchpoints", json=first)
 
     response = client.post(
         "/api/touchpoints",
-        json=[touchpoint(event_id="api-2"), touchpoint(attributes={"page": "contact"})],
+        json=[
+            touchpoint(event_id="api-10", customer_id="API-9"),
+            {**first, "attributes": {"page": "contact"}},
+        ],
     )
 
     assert response.status_code == 409
@@ -161,7 +165,7 @@ def test_a_touchpoint_whose_event_id_names_another_is_a_409_and_nothing_is_recor
         "[1].event_id: conflicts with the touchpoint recorded on "
     )
     assert response.json()["detail"].endswith(": its attributes differ")
-    assert client.get("/api/customers/API-1").json()["touchpoints"] == 1
+    assert client.get("/api/customers/API-9").json()["touchpoints"] == 1
 
 
 @pytest.mark.parametrize(
@@ -215,3 +219,86 @@ def test_with_a_token_every_endpoint_asks_for_it(data_dir: Path) -> None:
         assert client.post("/api/touchpoints", json=touchpoint(), headers=reader).status_code == 401
         posted = client.post("/api/touchpoints", json=touchpoint(event_id="t-9"), headers=channel)
         assert posted.status_code == 202
+        (action,) = client.get(
+            "/api/actions", params={"customer": "S3-CARLA"}, headers=reader
+        ).json()
+        outcome = f"/api/actions/{action['action_id']}/outcome"
+        assert client.post(outcome, json={"status": "accepted"}, headers=channel).status_code == 401
+        assert client.post(outcome, json={"status": "accepted"}, headers=reader).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/api/customers/C\x00-1", "customer_id"),
+        ("/api/customers?q=C\x00", "q"),
+        ("/api/customers?rep=a\x00b", "rep"),
+        ("/api/frictions?rep=a\x00b", "rep"),
+        ("/api/frictions?type=\x00", "type"),
+        ("/api/actions?owner=\x00", "owner"),
+        ("/api/actions?customer=\x00", "customer"),
+        ("/api/actions/a\x00", "action_id"),
+    ],
+)
+def test_a_nul_character_in_a_parameter_is_a_422_naming_it(
+    client: TestClient, path: str, name: str
+) -> None:
+    response = client.get(path.replace("\x00", "%00"))
+
+    assert (response.status_code, response.json()) == (
+        422,
+        {"detail": f"{name}: contains a NUL character"},
+    )
+
+
+def test_a_nul_character_in_a_body_is_a_422_naming_the_field(client: TestClient) -> None:
+    posted = client.post("/api/touchpoints", json=touchpoint(source="web\x00"))
+    (action,) = client.get("/api/actions", params={"customer": "S5-EVA"}).json()
+    reported = client.post(
+        f"/api/actions/{action['action_id']}/outcome", json={"status": "done", "reason": "\x00"}
+    )
+
+    assert (posted.status_code, posted.json()["detail"]) == (
+        422,
+        "source: contains a NUL character",
+    )
+    assert (reported.status_code, reported.json()["detail"]) == (
+        422,
+        "reason: contains a NUL character",
+    )
+
+
+def test_a_body_larger_than_allowed_is_a_413_whether_its_length_is_declared_or_not(
+    data_dir: Path,
+) -> None:
+    app = create_app(Settings(data_dir=data_dir))
+    body = b"[" + b" " * (17 * 1024 * 1024) + b"]"
+    with TestClient(app) as client:
+        declared = client.post(
+            "/api/touchpoints", content=body, headers={"content-type": "application/json"}
+        )
+        streamed = client.post(
+            "/api/touchpoints",
+            content=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
+            headers={"content-type": "application/json"},
+        )
+
+    for response in (declared, streamed):
+        assert response.status_code == 413
+        assert response.json() == {
+            "detail": "the request body is larger than the 16,777,216 bytes allowed"
+        }
+
+
+def test_actions_come_a_page_at_a_time_with_the_total_and_the_next_page(
+    client: TestClient,
+) -> None:
+    every = client.get("/api/actions", params={"include_closed": True, "limit": 1000}).json()
+
+    first = client.get("/api/actions", params={"include_closed": True, "limit": 2})
+    following = client.get(first.links["next"]["url"])
+
+    assert int(first.headers["x-total-count"]) == len(every) > 3
+    assert [a["action_id"] for a in first.json() + following.json()] == [
+        a["action_id"] for a in every[:4]
+    ]

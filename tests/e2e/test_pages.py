@@ -5,13 +5,16 @@ saved under test-artifacts/ to look at."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -39,8 +42,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return recorded_stories(tmp_path_factory.mktemp("pages"))
 
 
-@pytest.fixture(scope="module")
-def server(data_dir: Path) -> Iterator[str]:
+@contextmanager
+def serving(data_dir: Path, **env: str) -> Iterator[str]:
+    """`journey serve` on a free port of 127.0.0.1, until the block ends."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -48,6 +52,7 @@ def server(data_dir: Path) -> Iterator[str]:
         [JOURNEY, "--data-dir", str(data_dir), "serve", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env={**os.environ, **env},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -60,9 +65,24 @@ def server(data_dir: Path) -> Iterator[str]:
                 process.kill()
                 pytest.fail(f"journey serve did not answer: {process.stderr.read()!r}")  # type: ignore[union-attr]
             time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(data_dir: Path) -> Iterator[str]:
+    with serving(data_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def guarded(data_dir: Path) -> Iterator[str]:
+    """A server that asks for tokens: one for sales people, another for channel systems."""
+    with serving(data_dir, JOURNEY_API_TOKEN="sales-token", JOURNEY_INGEST_TOKEN="ingest") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +156,30 @@ def test_a_sales_person_snoozes_an_action_until_a_day_they_choose(page: Page, se
     assert [(a["status"], a["snoozed_until"]) for a in recorded] == [
         ("snoozed", "2026-04-20T09:00:00Z")
     ]
+
+
+def test_a_refused_token_is_asked_for_once_and_the_page_says_why(page: Page, guarded: str) -> None:
+    asked: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept("not-the-token")
+
+    page.on("dialog", answer)
+    page.goto(f"{guarded}/?customer=S1-ANNA")
+
+    expect(page.locator("#message")).to_contain_text("the engine refused the token given")
+    assert asked == ["This engine asks for a token:"]
+
+
+def test_a_sales_person_reports_an_outcome_with_the_sales_token(page: Page, guarded: str) -> None:
+    page.on("dialog", lambda dialog: dialog.accept("sales-token"))
+    page.goto(f"{guarded}/?customer=S4-DAN")
+    action = page.get_by_test_id("action").first
+
+    action.get_by_role("button", name="Done").click()
+
+    expect(page.get_by_test_id("closed-action").first).to_contain_text("done")
 
 
 def test_a_manager_sees_the_funnel_stalls_and_frictions_by_rep(page: Page, server: str) -> None:
