@@ -19,7 +19,9 @@ from engine.touchpoints import (
     EARLIEST_MS,
     FUTURE_TOLERANCE_MS,
     identifier_field,
+    kind_of,
     millis,
+    quoted,
     text_field,
 )
 
@@ -106,7 +108,8 @@ def outcome_from_record(record: Mapping[str, Any], *, now_ms: int) -> ActionOutc
     naming the first field that is wrong."""
     status = record.get("status")
     if status not in STATUSES:
-        raise InvalidOutcome("status", f"{status!r} is not one of {', '.join(STATUSES)}")
+        shown = quoted(status) if isinstance(status, str) else kind_of(status)
+        raise InvalidOutcome("status", f"{shown} is not one of {', '.join(STATUSES)}")
     snoozed_until = _time(record.get("snoozed_until"), "snoozed_until", optional=True)
     if status == "snoozed" and snoozed_until is None:
         raise InvalidOutcome("snoozed_until", "a snoozed action needs the time it comes back")
@@ -149,7 +152,7 @@ def _time(value: Any, name: str, *, optional: bool = False) -> int | None:
         try:
             value = millis(datetime.fromisoformat(value))
         except ValueError:
-            raise InvalidOutcome(name, f"{value!r} is not an ISO 8601 time") from None
+            raise InvalidOutcome(name, f"{quoted(value)} is not an ISO 8601 time") from None
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidOutcome(name, "is missing or not a time")
     if value < EARLIEST_MS:

@@ -123,7 +123,7 @@ _seen_types: set[str] = set()
 def _channel(value: Any) -> str:
     channel = _required_text(value, "channel").lower()
     if channel not in _CHANNEL_SET:
-        raise InvalidTouchpoint("channel", f"{_shown(channel)} is not one of {', '.join(CHANNELS)}")
+        raise InvalidTouchpoint("channel", f"{quoted(channel)} is not one of {', '.join(CHANNELS)}")
     return channel
 
 
@@ -131,7 +131,7 @@ def _type(value: Any) -> str:
     kind = _required_text(value, "type")
     if not _TYPE_PATTERN.match(kind):
         raise InvalidTouchpoint(
-            "type", f"{_shown(kind)} is not a lower-case name such as page_view"
+            "type", f"{quoted(kind)} is not a lower-case name such as page_view"
         )
     if len(_seen_types) < 10_000:
         _seen_types.add(kind)
@@ -144,7 +144,7 @@ def _outcome(value: Any) -> str | None:
         outcome = outcome.lower()
         if outcome not in _OUTCOME_SET:
             raise InvalidTouchpoint(
-                "outcome", f"{_shown(outcome)} is not one of {', '.join(OUTCOMES)}"
+                "outcome", f"{quoted(outcome)} is not one of {', '.join(OUTCOMES)}"
             )
     return outcome
 
@@ -184,7 +184,7 @@ def text_field(value: Any, name: str) -> str | None:
     if value is None:
         return None
     if type(value) is not str:
-        raise InvalidTouchpoint(name, f"expected text, got {_kind(value)}")
+        raise InvalidTouchpoint(name, f"expected text, got {kind_of(value)}")
     if len(value) > MAX_TEXT_LENGTH:
         raise InvalidTouchpoint(name, f"longer than {MAX_TEXT_LENGTH} characters")
     if "\x00" in value:  # no database's text holds one
@@ -211,7 +211,7 @@ def _occurred_at(value: Any, now_ms: int) -> int:
     else:
         raise InvalidTouchpoint(
             "occurred_at",
-            f"expected ISO-8601 text or whole milliseconds since 1970, got {_kind(value)}",
+            f"expected ISO-8601 text or whole milliseconds since 1970, got {kind_of(value)}",
         )
     if ms < EARLIEST_MS:
         seconds = isinstance(value, int) and EARLIEST_MS // 1000 <= ms < EARLIEST_MS
@@ -243,7 +243,7 @@ def _parse_time_text(text: str) -> int:
         return millis(datetime.fromisoformat(text))
     except (ValueError, OverflowError):
         raise InvalidTouchpoint(
-            "occurred_at", f"{_shown(text)} is neither ISO-8601 nor milliseconds since 1970"
+            "occurred_at", f"{quoted(text)} is neither ISO-8601 nor milliseconds since 1970"
         ) from None
 
 
@@ -256,15 +256,15 @@ def _attribute(key: Any) -> str:
     name = str(key)
     if name.isprintable() and " " not in name and 0 < len(name) <= 40:
         return f"attributes.{name}"
-    return f"attributes[{_shown(name)}]"
+    return f"attributes[{quoted(name)}]"
 
 
-def _shown(text: str) -> str:
+def quoted(text: str) -> str:
     """A value for a one-line message: quoted, and cut short if long."""
     return repr(text if len(text) <= 40 else f"{text[:40]}...")
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
     """What a value is, as a record's author would name it."""
     if value is True or value is False:
         return "true or false"
@@ -293,7 +293,7 @@ def _attribute_text(key: Any, item: Any) -> str:
         return str(item)
     if isinstance(item, float) and math.isfinite(item):
         return repr(item)
-    raise InvalidTouchpoint(_attribute(key), f"expected text, got {_kind(item)}")
+    raise InvalidTouchpoint(_attribute(key), f"expected text, got {kind_of(item)}")
 
 
 def _attributes(value: Any) -> dict[str, str]:
@@ -301,7 +301,7 @@ def _attributes(value: Any) -> dict[str, str]:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidTouchpoint(
-            "attributes", f"expected an object of text values, got {_kind(value)}"
+            "attributes", f"expected an object of text values, got {kind_of(value)}"
         )
     if len(value) > MAX_ATTRIBUTES:
         raise InvalidTouchpoint("attributes", f"more than {MAX_ATTRIBUTES} entries")

@@ -70,7 +70,7 @@ class AvroContract:
         try:
             record = fastavro.schemaless_reader(body, writer, reader)
         except Exception as exc:  # fastavro raises many kinds on corrupt input
-            raise DecodeError(f"corrupt {self.name} message: {exc or type(exc).__name__}") from exc
+            raise DecodeError(f"corrupt {self.name} message: {brief(exc)}") from exc
         if body.tell() != len(data):
             raise DecodeError(f"{len(data) - body.tell()} unexpected bytes after a {self.name}")
         if not isinstance(record, dict):
@@ -86,7 +86,7 @@ class AvroContract:
         try:
             reader = fastavro.reader(source, reader_schema=self.schema)
         except Exception as exc:
-            raise DecodeError(f"not an Avro container file of {self.name}: {exc}") from exc
+            raise DecodeError(f"not an Avro container file of {self.name}: {brief(exc)}") from exc
         records = iter(reader)
         while True:
             try:
@@ -99,9 +99,17 @@ class AvroContract:
                     f"not the {self.name} contract: {_field_names(reader.writer_schema)}"
                 ) from None
             except Exception as exc:
-                raise DecodeError(f"corrupt Avro container block: {exc}") from exc
+                raise DecodeError(f"corrupt Avro container block: {brief(exc)}") from exc
             if isinstance(record, dict):
                 yield record
+
+
+def brief(exc: BaseException, limit: int = 160) -> str:
+    """A library's error for a one-line message: its first line, cut short (fastavro's
+    messages can quote a whole schema)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def _schema_name(schema: Schema | None) -> str:
