@@ -30,8 +30,9 @@ from kafka.structs import OffsetAndMetadata
 from consumers.bookkeeping import Bookkeeping, DeadLetter, Partition, StoredDeadLetter
 from consumers.settings import KafkaSettings
 from engine.bulk import collector_paused, settle_young_objects
-from engine.errors import DecodeError, InvalidTouchpoint
+from engine.errors import DecodeError, InvalidTouchpoint, StoreUnavailable
 from engine.ledger import BatchWrite
+from engine.outage import Outage
 from engine.recording import BatchRecorded, Journeys
 from engine.touchpoints import Touchpoint, touchpoint_from_record
 from schemas.codec import AvroContract, wire_contract
@@ -39,7 +40,13 @@ from schemas.codec import AvroContract, wire_contract
 log = logging.getLogger("journey.consume")
 
 # Errors that mean "the database is away", worth waiting out; anything else is a fault.
-UNAVAILABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+UNAVAILABLE = (
+    StoreUnavailable,
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 # Recording a batch again is safe (each event_id is recorded once): worth retrying when other
 # writers keep moving the same customers' streams on.
 RETRYABLE = (*UNAVAILABLE, IntegrityError)
@@ -153,6 +160,7 @@ class TouchpointIngest:
         self._producer: KafkaProducer | None = None
         self._dead_letters_pending = True  # left unpublished by an earlier run, perhaps
         self._next_publish = 0.0
+        self._postgres = Outage(log, "PostgreSQL", "the batch in hand waits for it")
         self.totals = IngestTotals()
 
     def run(
@@ -329,19 +337,26 @@ class TouchpointIngest:
         delay = FIRST_BACKOFF_S
         while True:
             try:
-                return action()
+                result = action()
             except RETRYABLE as exc:
                 if stop.is_set():
                     raise Stopped from exc
+                if not isinstance(exc, IntegrityError):
+                    # An outage is said once, however long it lasts, and its end once.
+                    stop.wait(self._postgres.failed(exc))
+                    continue
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                problem = (
-                    f"another writer moved the same streams on ({reason})"
-                    if isinstance(exc, IntegrityError)
-                    else f"PostgreSQL is unavailable ({reason})"
+                log.warning(
+                    "another writer moved the same streams on (%s); will %s again in %.1f s",
+                    reason,
+                    what,
+                    delay,
                 )
-                log.warning("%s; will %s again in %.1f s", problem, what, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
+                continue
+            self._postgres.succeeded()
+            return result
 
     def _publish_dead_letters(self) -> None:
         """Copies dead letters to the dead-letter topic, original bytes untouched. The database

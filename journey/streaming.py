@@ -23,8 +23,6 @@ from rich.table import Table
 
 from consumers.bookkeeping import Bookkeeping
 from consumers.ingest import (
-    FIRST_BACKOFF_S,
-    MAX_BACKOFF_S,
     UNAVAILABLE,
     IngestTotals,
     TouchpointIngest,
@@ -32,7 +30,8 @@ from consumers.ingest import (
 )
 from consumers.produce import publish_files, touchpoint_producer
 from consumers.settings import KafkaSettings
-from engine.errors import ConfigurationError, StoreUnavailable
+from engine.errors import ConfigurationError
+from engine.outage import Outage
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
@@ -202,19 +201,12 @@ def _when_postgres_answers(
     settings: Settings, stop: threading.Event
 ) -> tuple[Bookkeeping, Engine] | None:
     """The member's store, once PostgreSQL answers (None if asked to stop first)."""
-    delay = FIRST_BACKOFF_S
-    while not stop.is_set():
-        try:
-            return build_bookkeeping(settings, "consume"), build_engine(settings)
-        except (StoreUnavailable, *UNAVAILABLE) as exc:
-            logging.getLogger("journey.consume").warning(
-                "PostgreSQL is unavailable (%s); will connect again in %.1f s",
-                str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
-                delay,
-            )
-            stop.wait(delay)
-            delay = min(delay * 2, MAX_BACKOFF_S)
-    return None
+    waiting = Outage(
+        logging.getLogger("journey.consume"), "PostgreSQL", "connecting when it answers"
+    )
+    return waiting.attempt(
+        lambda: (build_bookkeeping(settings, "consume"), build_engine(settings)), stop, UNAVAILABLE
+    )
 
 
 def _log_totals(totals: IngestTotals) -> None:
