@@ -7,6 +7,7 @@ processes that run for days wait the outage out instead of failing on a dead con
 from __future__ import annotations
 
 import hashlib
+import select
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +46,18 @@ def connect(info: str) -> psycopg.Connection[Any]:
         return psycopg.connect(info, autocommit=True)
     except psycopg.OperationalError as exc:
         raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
+
+
+def dropped(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server closed an idle connection (it went away, or restarted since): an
+    idle connection is sent nothing, unless it is told that. Asked without a round trip."""
+    if conn.broken or conn.closed:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def lost(exc: BaseException) -> bool:
@@ -86,9 +99,11 @@ class PostgresDatabase(Database):
         self.where = f"PostgreSQL schema {schema}"
 
     def connection(self) -> psycopg.Connection[Any]:
-        """The live connection: a new one if the server dropped the last, or StoreUnavailable.
-        Inside a transaction, the one it runs on, broken or not (it failed with it)."""
-        if self._db.broken and not self._transactions:
+        """The live connection: a new one if the server dropped the last (so the first
+        statement after a restart does not fail on it), or StoreUnavailable. Inside a
+        transaction, the one it runs on, broken or not (it failed with it)."""
+        if not self._transactions and dropped(self._db):
+            self._db.close()
             self._db = connect(self._info)
         return self._db
 

@@ -16,7 +16,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from engine.ledger import HEX_DIGITS, BatchWrite, Partition, TouchpointLedger
-from stores.postgres.database import lost, unavailable
+from stores.postgres.database import dropped, lost, unavailable
 
 # Up to this many ids, the ledger is asked with an array in one statement.
 _ASKED_AS_ARRAY = 1000
@@ -29,22 +29,32 @@ class JourneyDatastore(PostgresDatastore):
     again, and answers StoreUnavailable at once while there is none: the pool would wait its
     whole timeout each time, while it makes connections on a backoff that grows as long as the
     outage (up to minutes). When the server answers, the connections it dropped are replaced
-    at once, so the first statements after an outage do not fail on them one by one."""
+    at once, so the first statements after an outage do not fail on them one by one; so is a
+    connection the server closed while it sat in the pool, found before it is used."""
 
     _away = False
 
     @contextmanager
     def get_connection(self) -> Iterator[Connection[DictRow]]:
-        if self._away:
-            self._look()
-        try:
-            with super().get_connection() as conn:
-                yield conn
-        except OperationalError as exc:
-            if lost(exc.__cause__ or exc):
-                self._away = True
-                raise unavailable(exc) from exc
-            raise
+        for attempt in range(2):
+            if self._away:
+                self._look()
+            try:
+                with super().get_connection() as conn:
+                    if attempt == 0 and dropped(conn):
+                        # The server closed it while it was idle in the pool: it went away,
+                        # or restarted unseen. The pool replaces a connection it gets back
+                        # closed; look for the server, then take another.
+                        conn.close()
+                        self._away = True
+                        continue
+                    yield conn
+                    return
+            except OperationalError as exc:
+                if lost(exc.__cause__ or exc):
+                    self._away = True
+                    raise unavailable(exc) from exc
+                raise
 
     def _look(self) -> None:
         pool = self.pool
