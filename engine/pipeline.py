@@ -1,7 +1,7 @@
 """Work in other processes, handed over through a short queue: one core prepares batches
 while another records or folds them, or each folds its own share. Memory stays flat (the
 queue holds two batches per process), and the other processes stop as soon as the first is
-gone, however it went."""
+gone, however it went: each ends with it (engine.lifeline)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import gc
 import multiprocessing
 import os
 import queue
+import signal
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 from engine.bulk import collector_paused
 from engine.errors import JourneyError
+from engine.lifeline import end_with_parent
 
 T = TypeVar("T")
 _QUEUE_BATCHES = 2
@@ -105,6 +107,9 @@ def _run(
     parent: int,
     which: int,
 ) -> None:
+    # Nothing here is worth finishing once the first process is gone, however it went.
+    end_with_parent(parent, signal.SIGKILL)
+
     def send(message: tuple[str, Any]) -> None:
         while True:
             try:

@@ -31,6 +31,7 @@ from consumers.ingest import (
 from consumers.produce import publish_files, touchpoint_producer
 from consumers.settings import KafkaSettings
 from engine.errors import ConfigurationError
+from engine.lifeline import end_with_parent
 from engine.outage import Outage
 from engine.settings import Settings
 from journey import render
@@ -133,8 +134,9 @@ def consume(
     fork = multiprocessing.get_context("fork")
     members = [
         fork.Process(
-            target=run_member,
+            target=_member,
             args=(
+                os.getpid(),
                 settings,
                 replace(kafka, instance=f"{kafka.instance}-{number}") if kafka.instance else kafka,
                 size,
@@ -158,6 +160,13 @@ def consume(
     failed = [member.name for member in members if member.exitcode]
     if failed:
         raise ConfigurationError(f"{', '.join(failed)} stopped with an error (see above)")
+
+
+def _member(parent: int, settings: Settings, kafka: KafkaSettings, batch_size: int) -> None:
+    """A member in a process of its own, which finishes the batch in hand and ends when the
+    process that started it dies (even by kill -9): it would go on consuming unseen."""
+    end_with_parent(parent, signal.SIGTERM)
+    run_member(settings, kafka, batch_size)
 
 
 def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> None:
