@@ -16,7 +16,7 @@ from contextlib import closing
 from typing import Any, TypeVar
 
 from engine.bulk import collector_paused
-from engine.errors import JourneyError
+from engine.errors import JourneyError, StoreUnavailable
 from engine.lifeline import end_with_parent
 
 T = TypeVar("T")
@@ -29,7 +29,8 @@ def from_another_process(
 ) -> Generator[T, None, None]:
     """Yields what `produce(*args)` yields, computed in a second process. `produce` must be a
     module-level function and its arguments picklable; a JourneyError it raises is raised
-    here with the same message. Closing the iterator early stops the second process."""
+    here with the same message (a StoreUnavailable as a StoreUnavailable, so that it is
+    waited out). Closing the iterator early stops the second process."""
     with closing(from_other_processes(produce, [args], name=name)) as items:
         for _, item in items:
             yield item
@@ -89,6 +90,8 @@ def from_other_processes(
                 yield which, payload
             elif kind == "failed":
                 raise JourneyError(payload)
+            elif kind == "unavailable":  # waited out by those that wait out an outage
+                raise StoreUnavailable(payload)
             else:
                 running.discard(which)
     finally:
@@ -128,6 +131,9 @@ def _run(
     try:
         for item in produce(*args):
             send(("item", item))
+    except StoreUnavailable as exc:
+        send(("unavailable", str(exc)))
+        return
     except JourneyError as exc:
         send(("failed", str(exc)))
         return
