@@ -28,19 +28,14 @@ from kafka.errors import CorruptRecordError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumers.bookkeeping import Bookkeeping, DeadLetter, Partition, StoredDeadLetter
-from consumers.broker import (
-    FIRST_BACKOFF_S,
-    MAX_BACKOFF_S,
-    BrokerOutage,
-    any_answers,
-    one_line,
-)
+from consumers.broker import FIRST_BACKOFF_S, MAX_BACKOFF_S, any_answers, kafka_outage
 from consumers.settings import KafkaSettings
 from consumers.unreadable import UnreadableReader
 from engine.bulk import collector_paused, settle_young_objects
 from engine.conflicts import Conflict
-from engine.errors import DecodeError, InvalidTouchpoint
+from engine.errors import DecodeError, InvalidTouchpoint, StoreUnavailable
 from engine.ledger import BatchWrite
+from engine.outage import Outage, one_line
 from engine.recording import BatchRecorded, Journeys, OnConflicts
 from engine.touchpoints import Touchpoint, touchpoint_from_record
 from schemas.codec import AvroContract, wire_contract
@@ -48,7 +43,13 @@ from schemas.codec import AvroContract, wire_contract
 log = logging.getLogger("journey.consume")
 
 # Errors that mean "the database is away", worth waiting out; anything else is a fault.
-UNAVAILABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+UNAVAILABLE = (
+    StoreUnavailable,
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 # Recording a batch again is safe (each event_id is recorded once): worth retrying when other
 # writers keep moving the same customers' streams on.
 RETRYABLE = (*UNAVAILABLE, IntegrityError)
@@ -163,7 +164,7 @@ class TouchpointIngest:
         self._dead_letter_topic = settings.dead_letter_topic
         self._group = settings.group
         self._positions = _Positions()
-        self._outage = BrokerOutage(
+        self._outage = kafka_outage(
             settings.bootstrap,
             log,
             "waiting for it (positions are kept in PostgreSQL, so nothing is lost or read twice)",
@@ -171,6 +172,7 @@ class TouchpointIngest:
         self._producer: KafkaProducer | None = None
         self._dead_letters_pending = True  # left unpublished by an earlier run, perhaps
         self._next_publish = 0.0
+        self._postgres = Outage(log, "PostgreSQL", "the batch in hand waits for it")
         self.totals = IngestTotals()
 
     def run(
@@ -213,8 +215,7 @@ class TouchpointIngest:
                     polled = consumer.poll(timeout_ms=POLL_MS, max_records=self._batch_size)
                 except Exception as exc:  # whatever the client raises, the member goes on
                     if isinstance(exc, KafkaError) and not isinstance(exc, CorruptRecordError):
-                        self._outage.down(exc)
-                        stop.wait(self._outage.backoff())
+                        stop.wait(self._outage.failed(exc))
                         continue
                     if not self._read_past(consumer, reader, exc, stop):
                         return
@@ -253,8 +254,7 @@ class TouchpointIngest:
                     positions[tp] = position
             reads = reader.read(positions)
         except KafkaError as exc:
-            self._outage.down(exc)
-            stop.wait(self._outage.backoff())
+            stop.wait(self._outage.failed(exc))
             return False
         if not reads:
             log.warning(
@@ -262,7 +262,7 @@ class TouchpointIngest:
                 "connecting again",
                 what,
             )
-            stop.wait(self._outage.backoff())
+            stop.wait(self._outage.next_wait())
             return False
         self._record(
             consumer,
@@ -280,8 +280,7 @@ class TouchpointIngest:
             # A consumer that fails to bootstrap leaves its network thread and sockets behind;
             # try a plain connection first, so that a long outage leaks nothing.
             if not any_answers(self._settings.bootstrap):
-                self._outage.down()
-                stop.wait(self._outage.backoff())
+                stop.wait(self._outage.failed())
                 continue
             try:
                 consumer = KafkaConsumer(
@@ -304,8 +303,7 @@ class TouchpointIngest:
                     heartbeat_interval_ms=SESSION_TIMEOUT_MS // 4,
                 )
             except KafkaError as exc:
-                self._outage.down(exc)
-                stop.wait(self._outage.backoff())
+                stop.wait(self._outage.failed(exc))
                 continue
             self._positions.consumer = consumer
             consumer.subscribe([self._topic], listener=self._positions)
@@ -433,19 +431,26 @@ class TouchpointIngest:
         delay = FIRST_BACKOFF_S
         while True:
             try:
-                return action()
+                result = action()
             except RETRYABLE as exc:
                 if stop.is_set():
                     raise Stopped from exc
+                if not isinstance(exc, IntegrityError):
+                    # An outage is said once, however long it lasts, and its end once.
+                    stop.wait(self._postgres.failed(exc))
+                    continue
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                problem = (
-                    f"another writer moved the same streams on ({reason})"
-                    if isinstance(exc, IntegrityError)
-                    else f"PostgreSQL is unavailable ({reason})"
+                log.warning(
+                    "another writer moved the same streams on (%s); will %s again in %.1f s",
+                    reason,
+                    what,
+                    delay,
                 )
-                log.warning("%s; will %s again in %.1f s", problem, what, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
+                continue
+            self._postgres.succeeded()
+            return result
 
     def _publish_dead_letters(self) -> None:
         """Copies dead letters to the dead-letter topic, original bytes untouched; one larger
@@ -479,7 +484,7 @@ class TouchpointIngest:
         except KafkaError as exc:
             failed += 1
             if exc.retriable:
-                self._outage.down(exc)  # said once; the letters are kept meanwhile
+                self._outage.failed(exc)  # said once; the letters are kept meanwhile
             else:
                 log.warning("could not publish dead letters yet (%s); they are kept", exc)
         except UNAVAILABLE as exc:
@@ -553,7 +558,7 @@ class _BrokerWatch:
     """Tells the outage when the consumer hears from the broker, or has not for a while. The
     client reconnects by itself; the consumer only waits, its positions safe in the database."""
 
-    def __init__(self, consumer: KafkaConsumer, outage: BrokerOutage, every_s: float = 2.0) -> None:
+    def __init__(self, consumer: KafkaConsumer, outage: Outage, every_s: float = 2.0) -> None:
         self._consumer = consumer
         self._outage = outage
         self._every_s = every_s
@@ -565,9 +570,9 @@ class _BrokerWatch:
             return
         self._next_check = now + self._every_s
         if heard or self._any_broker_connected():
-            self._outage.up()
+            self._outage.succeeded()
         else:
-            self._outage.down()
+            self._outage.failed()
 
     def _any_broker_connected(self) -> bool:
         # The consumer's network client is internal to kafka-python, which offers no public

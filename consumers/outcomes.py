@@ -6,12 +6,13 @@ outcomes' dead-letter topic; the outcomes around it are recorded."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from consumers.action_store import ActionStore
+from consumers.action_store import ActionRow, ActionStore
 from consumers.bookkeeping import Bookkeeping
-from consumers.ingest import Rejection, TouchpointIngest
+from consumers.ingest import IngestTotals, Rejection, TouchpointIngest
 from consumers.settings import KafkaSettings
 from engine.actions import ActionOutcome, ActionOutcomes, outcome_from_record
 from engine.errors import DecodeError, InvalidOutcome
@@ -35,7 +36,11 @@ def outcome_event(outcome: ActionOutcome) -> StreamEvent:
 
 def check_outcome(actions: ActionStore, outcome: ActionOutcome) -> None:
     """Raises InvalidOutcome unless the outcome is about a known action of its customer."""
-    action = actions.action(outcome.action_id)
+    check_against(actions.action(outcome.action_id), outcome)
+
+
+def check_against(action: ActionRow | None, outcome: ActionOutcome) -> None:
+    """Raises InvalidOutcome unless `action`, the one the outcome names, is of its customer."""
     if action is None:
         raise InvalidOutcome("action_id", f"no action {outcome.action_id!r} was decided")
     if action.customer_id != outcome.customer_id:
@@ -77,6 +82,13 @@ class OutcomeIngest(TouchpointIngest):
         self._topic = settings.outcomes_topic
         self._dead_letter_topic = settings.outcomes_dead_letter_topic
         self._group = OUTCOMES_GROUP
+        self._stop = threading.Event()
+
+    def run(
+        self, stop: threading.Event, on_batch: Callable[[IngestTotals], None] | None = None
+    ) -> IngestTotals:
+        self._stop = stop  # for looking actions up, which waits out an outage as writes do
+        return super().run(stop, on_batch)
 
     def _triage(self, value: bytes | None, now_ms: int) -> Any:
         if value is None:
@@ -89,8 +101,11 @@ class OutcomeIngest(TouchpointIngest):
             return Rejection("undecodable", str(exc))
         except InvalidOutcome as exc:
             return Rejection("invalid", str(exc))
+        action = self._retrying(
+            lambda: self._actions.action(outcome.action_id), self._stop, "look up an action"
+        )
         try:
-            check_outcome(self._actions, outcome)
+            check_against(action, outcome)
         except InvalidOutcome as exc:
             reason = "unknown_action" if exc.field == "action_id" else "wrong_customer"
             return Rejection(reason, str(exc))

@@ -1,7 +1,7 @@
 """Work in other processes, handed over through a short queue: one core prepares batches
 while another records or folds them, or each folds its own share. Memory stays flat (the
 queue holds two batches per process), and the other processes stop as soon as the first is
-gone, however it went."""
+gone, however it went: each ends with it (engine.lifeline)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import gc
 import multiprocessing
 import os
 import queue
+import signal
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing
 from typing import Any, TypeVar
 
 from engine.bulk import collector_paused
-from engine.errors import JourneyError
+from engine.errors import JourneyError, StoreUnavailable
+from engine.lifeline import end_with_parent
 
 T = TypeVar("T")
 _QUEUE_BATCHES = 2
@@ -27,7 +29,8 @@ def from_another_process(
 ) -> Generator[T, None, None]:
     """Yields what `produce(*args)` yields, computed in a second process. `produce` must be a
     module-level function and its arguments picklable; a JourneyError it raises is raised
-    here with the same message. Closing the iterator early stops the second process."""
+    here with the same message (a StoreUnavailable as a StoreUnavailable, so that it is
+    waited out). Closing the iterator early stops the second process."""
     with closing(from_other_processes(produce, [args], name=name)) as items:
         for _, item in items:
             yield item
@@ -87,6 +90,8 @@ def from_other_processes(
                 yield which, payload
             elif kind == "failed":
                 raise JourneyError(payload)
+            elif kind == "unavailable":  # waited out by those that wait out an outage
+                raise StoreUnavailable(payload)
             else:
                 running.discard(which)
     finally:
@@ -105,6 +110,9 @@ def _run(
     parent: int,
     which: int,
 ) -> None:
+    # Nothing here is worth finishing once the first process is gone, however it went.
+    end_with_parent(parent, signal.SIGKILL)
+
     def send(message: tuple[str, Any]) -> None:
         while True:
             try:
@@ -123,6 +131,9 @@ def _run(
     try:
         for item in produce(*args):
             send(("item", item))
+    except StoreUnavailable as exc:
+        send(("unavailable", str(exc)))
+        return
     except JourneyError as exc:
         send(("failed", str(exc)))
         return

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
+from contextlib import closing
 from typing import Any
 
 import click
@@ -14,13 +16,14 @@ from kafka.errors import KafkaError
 from rich.text import Text
 
 from consumers.action_store import ActionRow, DeciderConflict
-from consumers.broker import FIRST_BACKOFF_S, MAX_BACKOFF_S, BrokerOutage
+from consumers.broker import FIRST_BACKOFF_S, MAX_BACKOFF_S
 from consumers.ingest import UNAVAILABLE
 from consumers.outcomes import OutcomeIngest, check_outcome, record_outcomes
 from consumers.relay import ACTION_ID_HEADER, Relay, action_producer
 from engine.actions import STATUSES, outcome_from_record
 from engine.bulk import settle_young_objects
 from engine.errors import DecodeError, ServiceUnavailable
+from engine.outage import Outage
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
@@ -28,7 +31,8 @@ from journey.console import (
     TIME,
     catch_up,
     engine_for,
-    log_as_a_service,
+    engine_when_store_answers,
+    log_to_stderr,
     now_ms,
     out,
     progress,
@@ -74,7 +78,15 @@ def decide(
     publish = settings.store == "postgres" if publish is None else publish
     kafka = kafka_settings(bootstrap, None, None)
     stop = stop_on_signals()
-    with engine_for(ctx) as engine:
+    postgres = Outage(log, "PostgreSQL", "deciding again when it answers")
+    if follow:
+        log_to_stderr()
+        engine = engine_when_store_answers(settings, stop, postgres)
+        if engine is None:
+            return
+    else:
+        engine = build_engine(settings)
+    with closing(engine):
         if refold:
             with progress() as bar:
                 task = bar.add_task("Folding journeys", total=None)
@@ -101,52 +113,57 @@ def decide(
             + (f", publishing to {kafka.actions_topic}" if relay else "")
             + "; Ctrl-C stops"
         )
-        log_as_a_service()
-        outage = BrokerOutage(kafka.bootstrap, log, "decided actions wait in the outbox")
-        _follow(engine, relay, stop.is_set, stop.wait, outage)
+        _follow(
+            engine,
+            relay,
+            stop,
+            postgres,
+            Outage(log, f"Kafka at {kafka.bootstrap}", "decided actions wait in the outbox"),
+        )
     say("Decider stopped")
 
 
 def _follow(
-    engine: Engine, relay: Relay | None, stopped: Any, wait: Any, outage: BrokerOutage
+    engine: Engine,
+    relay: Relay | None,
+    stop: threading.Event,
+    postgres: Outage,
+    kafka: Outage,
 ) -> None:
-    """Decides and publishes until stopped, waiting out outages of either service."""
+    """Decides and publishes until stopped, waiting out outages of either service (each said
+    once when it begins and once when it ends)."""
     delay = FIRST_BACKOFF_S
     unpublished = True  # the outbox may hold actions from before a restart
-    while not stopped():
+    while not stop.is_set():
         try:
             # One page at a time: each page's actions are published as soon as it commits.
             done = engine.decider.catch_up(max_pages=1)
         except UNAVAILABLE as exc:
-            log.warning("PostgreSQL is unavailable (%s); deciding again in %.1f s", exc, delay)
-            wait(delay)
-            delay = min(delay * 2, MAX_BACKOFF_S)
+            stop.wait(postgres.failed(exc))
             continue
         except DeciderConflict as exc:
             log.warning("another decider is at work (%s); its pages stand", exc)
-            wait(delay)
+            stop.wait(delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
             continue
+        postgres.succeeded()
         if done.pages:
             settle_young_objects()  # a live process: keep the collector off what it holds
         unpublished = unpublished or done.decisions > 0
         if relay is not None and unpublished:
             try:
                 relay.publish_pending()
-                unpublished = False
-                outage.up()
-            except KafkaError as exc:
-                outage.down(exc)  # said once, however long it lasts
-                wait(outage.backoff())
-                continue
             except UNAVAILABLE as exc:
-                log.warning("cannot publish actions yet (%s); they wait in the outbox", exc)
-                wait(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
+                stop.wait(postgres.failed(exc))
                 continue
+            except KafkaError as exc:
+                stop.wait(kafka.failed(exc))
+                continue
+            unpublished = False
+            kafka.succeeded()
         delay = FIRST_BACKOFF_S
         if not done.pages:
-            wait(0.02)
+            stop.wait(0.02)
 
 
 @click.command()
@@ -336,10 +353,14 @@ def outcomes(ctx: click.Context, bootstrap: str | None) -> None:
     settings = ctx.find_object(Settings) or Settings()
     require_postgres(settings, "outcomes")
     kafka = kafka_settings(bootstrap, None, None)
-    bookkeeping = build_bookkeeping(settings, "outcomes")
-    engine = build_engine(settings)
+    log_to_stderr()
     stop = stop_on_signals()
-    log_as_a_service()
+    built = Outage(logging.getLogger("journey.outcomes")).attempt(
+        lambda: (build_bookkeeping(settings, "outcomes"), build_engine(settings)), stop
+    )
+    if built is None:
+        return
+    bookkeeping, engine = built
     try:
         consumer = OutcomeIngest(engine.journeys, bookkeeping, kafka, engine.actions)
         say(f"Recording outcomes from {kafka.outcomes_topic}; Ctrl-C stops")

@@ -4,17 +4,19 @@ a new journey definition tried on history before switching to it."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
 import click
 
 from engine.definition import load_definition
-from engine.errors import UnknownCustomer
+from engine.errors import StoreUnavailable, UnknownCustomer
+from engine.outage import Outage
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import build_projection_views
-from journey.console import engine_for, out, progress, say, stop_on_signals
+from journey.console import engine_for, log_to_stderr, out, progress, say, stop_on_signals
 from projections.custom import CustomRunner, load_projection
 from projections.diff import diff_definitions
 
@@ -54,13 +56,24 @@ def replay(ctx: click.Context, spec: str, once: bool, every: float) -> None:
             say(f"Built {projection.name} from {events} events in {seconds:.1f} s")
             if once:
                 return
+            log_to_stderr()
             stop = stop_on_signals()
             say("Following the log; stop with Ctrl-C")
+            postgres = Outage(
+                logging.getLogger("journey.replay"), "PostgreSQL", "following again when it answers"
+            )
             while not stop.is_set():
-                if views.live(projection.name) != generation:
+                try:
+                    live = views.live(projection.name)
+                    if live == generation:
+                        runner.catch_up(generation)
+                except StoreUnavailable as exc:
+                    stop.wait(postgres.failed(exc))
+                    continue
+                postgres.succeeded()
+                if live != generation:
                     say(f"A newer build of {projection.name} is live; this one stops following")
                     break
-                runner.catch_up(generation)
                 stop.wait(every)
         finally:
             views.db.close()

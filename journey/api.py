@@ -4,6 +4,7 @@ ingest with the same validation as Kafka. Its OpenAPI document is at /openapi.js
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import threading
@@ -23,14 +24,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consumers.outcomes import check_outcome, record_outcomes
 from engine.actions import STATUSES, outcome_from_record
-from engine.errors import InvalidTouchpoint, JourneyError, UnknownCustomer
+from engine.errors import InvalidTouchpoint, JourneyError, StoreUnavailable, UnknownCustomer
+from engine.outage import LONGEST_WAIT_S, Outage
 from engine.settings import Settings
 from engine.touchpoints import touchpoint_from_record
 from journey import render
 from journey.bootstrap import Engine, build_engine
-from journey.console import catch_up, now_ms, say
+from journey.console import catch_up, log_to_stderr, now_ms, say
 from projections.timeline import timeline as project_timeline
 from projections.views import FRICTION_GROUPS
+
+log = logging.getLogger("journey.serve")
 
 MAX_INGEST = 10_000  # touchpoints per request
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -54,20 +58,28 @@ class Problem(BaseModel):
 
 class _Engine:
     """One engine for the server, used by one request at a time (the embedded store's
-    connections are not shared between threads), brought up to date before each read."""
+    connections are not shared between threads), brought up to date before each read.
+    While the store is unavailable, requests are answered 503 (said once in the log, and
+    once when it is back); its connections come back by themselves."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._engine: Engine | None = None
         self._lock = threading.Lock()
+        self._store = Outage(log, "PostgreSQL", "answering 503 until it is back")
 
     @contextmanager
     def current(self) -> Iterator[Engine]:
         with self._lock:
-            if self._engine is None:
-                self._engine = build_engine(self._settings)
-            catch_up(self._engine)
-            yield self._engine
+            try:
+                if self._engine is None:
+                    self._engine = build_engine(self._settings)
+                catch_up(self._engine)
+                yield self._engine
+            except StoreUnavailable as exc:
+                self._store.failed(exc)
+                raise
+            self._store.succeeded()
 
     def close(self) -> None:
         if self._engine is not None:
@@ -101,6 +113,7 @@ def create_app(
     app.include_router(pages)
     app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_exception_handler(JourneyError, _journey_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
     return app
 
 
@@ -175,6 +188,15 @@ class _BodyLimit:
 def _journey_error(request: Request, exc: JourneyError) -> JSONResponse:
     status = 404 if isinstance(exc, UnknownCustomer) else 422
     return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+    """503, not a traceback: the client may try again shortly, as the server itself does."""
+    return JSONResponse(
+        {"detail": f"{exc}; try again shortly"},
+        status_code=503,
+        headers={"Retry-After": str(round(LONGEST_WAIT_S))},
+    )
 
 
 @contextmanager
@@ -440,5 +462,6 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
         token=os.environ.get("JOURNEY_API_TOKEN") or None,
         ingest_token=os.environ.get("JOURNEY_INGEST_TOKEN") or None,
     )
+    log_to_stderr()
     say(f"Serving the journeys on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
     uvicorn.run(app, host=host, port=port, log_level="warning")

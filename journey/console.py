@@ -24,6 +24,7 @@ from rich.progress import (
 )
 
 from consumers.action_store import DeciderConflict
+from engine.outage import Outage
 from engine.settings import Settings
 from engine.touchpoints import millis
 from journey import render
@@ -55,6 +56,23 @@ def engine_for(ctx: click.Context) -> Iterator[Engine]:
         yield engine
     finally:
         engine.close()
+
+
+def engine_when_store_answers(
+    settings: Settings, stop: threading.Event, outage: Outage
+) -> Engine | None:
+    """For commands that run until stopped: the engine, once the store answers (the wait is
+    said once); None if stopped first."""
+    return outage.attempt(lambda: build_engine(settings), stop)
+
+
+def log_to_stderr() -> None:
+    """Timestamped log lines on stderr, for commands that run until stopped."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
+    # The Kafka client's own reconnection chatter says nothing the command does not say.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 def progress() -> Progress:
@@ -147,12 +165,3 @@ def leave_within(grace_s: float) -> None:
     timer = threading.Timer(grace_s, leave)
     timer.daemon = True
     timer.start()
-
-
-def log_as_a_service() -> None:
-    """Timestamped lines on stderr from INFO up, as a process that runs until stopped logs;
-    the Kafka client's own reconnection chatter says nothing the process does not say."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
-    )
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)

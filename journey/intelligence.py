@@ -4,11 +4,26 @@ moments of truth."""
 from __future__ import annotations
 
 import json
+import logging
+from contextlib import closing
 
 import click
 
+from engine.errors import StoreUnavailable
+from engine.outage import Outage
+from engine.settings import Settings
 from journey import render
-from journey.console import TIME, catch_up, engine_for, now_ms, out, say, stop_on_signals
+from journey.console import (
+    TIME,
+    catch_up,
+    engine_for,
+    engine_when_store_answers,
+    log_to_stderr,
+    now_ms,
+    out,
+    say,
+    stop_on_signals,
+)
 from projections.views import FRICTION_GROUPS
 
 
@@ -44,12 +59,23 @@ def tick(ctx: click.Context, at: int | None) -> None:
 )
 @click.pass_context
 def clock(ctx: click.Context, every: float) -> None:
-    """Tick the engine's clock every so often, until stopped (SIGTERM or Ctrl-C)."""
+    """Tick the engine's clock every so often, until stopped (SIGTERM or Ctrl-C). While
+    PostgreSQL is away it waits for it, and ticks as soon as it answers."""
+    log_to_stderr()
     stop = stop_on_signals()
-    with engine_for(ctx) as engine:
+    postgres = Outage(logging.getLogger("journey.clock"), "PostgreSQL", "ticking when it answers")
+    engine = engine_when_store_answers(ctx.find_object(Settings) or Settings(), stop, postgres)
+    if engine is None:
+        return
+    with closing(engine):
         say(f"Ticking every {every:g} s")
         while not stop.is_set():
-            engine.journeys.tick(now_ms())
+            try:
+                engine.journeys.tick(now_ms())
+            except StoreUnavailable as exc:
+                stop.wait(postgres.failed(exc))
+                continue
+            postgres.succeeded()
             stop.wait(every)
     say("Clock stopped")
 

@@ -22,15 +22,16 @@ from kafka.errors import KafkaError
 from rich.table import Table
 
 from consumers.bookkeeping import Bookkeeping
-from consumers.broker import FIRST_BACKOFF_S, MAX_BACKOFF_S
 from consumers.ingest import UNAVAILABLE, IngestTotals, TouchpointIngest, redrive
 from consumers.produce import publish_files, touchpoint_producer
 from consumers.settings import KafkaSettings
-from engine.errors import ConfigurationError, ServiceUnavailable, StoreUnavailable
+from engine.errors import ConfigurationError, ServiceUnavailable
+from engine.lifeline import end_with_parent
+from engine.outage import Outage
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
-from journey.console import STOP_GRACE_S, Exit, leave_within, log_as_a_service, say
+from journey.console import STOP_GRACE_S, Exit, leave_within, log_to_stderr, say
 from journey.ingest import check_files
 
 out = render.console()
@@ -128,8 +129,9 @@ def consume(
     fork = multiprocessing.get_context("fork")
     members = [
         fork.Process(
-            target=run_member,
+            target=_member,
             args=(
+                os.getpid(),
                 settings,
                 replace(kafka, instance=f"{kafka.instance}-{number}") if kafka.instance else kafka,
                 size,
@@ -155,9 +157,16 @@ def consume(
         raise ConfigurationError(f"{', '.join(failed)} stopped with an error (see above)")
 
 
+def _member(parent: int, settings: Settings, kafka: KafkaSettings, batch_size: int) -> None:
+    """A member in a process of its own, which finishes the batch in hand and ends when the
+    process that started it dies (even by kill -9): it would go on consuming unseen."""
+    end_with_parent(parent, signal.SIGTERM)
+    run_member(settings, kafka, batch_size)
+
+
 def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> None:
     """One member of the ingest group, until SIGTERM or SIGINT."""
-    log_as_a_service()
+    log_to_stderr()
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -193,19 +202,12 @@ def _when_postgres_answers(
     settings: Settings, stop: threading.Event
 ) -> tuple[Bookkeeping, Engine] | None:
     """The member's store, once PostgreSQL answers (None if asked to stop first)."""
-    delay = FIRST_BACKOFF_S
-    while not stop.is_set():
-        try:
-            return build_bookkeeping(settings, "consume"), build_engine(settings)
-        except (StoreUnavailable, *UNAVAILABLE) as exc:
-            logging.getLogger("journey.consume").warning(
-                "PostgreSQL is unavailable (%s); will connect again in %.1f s",
-                str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
-                delay,
-            )
-            stop.wait(delay)
-            delay = min(delay * 2, MAX_BACKOFF_S)
-    return None
+    waiting = Outage(
+        logging.getLogger("journey.consume"), "PostgreSQL", "connecting when it answers"
+    )
+    return waiting.attempt(
+        lambda: (build_bookkeeping(settings, "consume"), build_engine(settings)), stop, UNAVAILABLE
+    )
 
 
 def _log_totals(totals: IngestTotals) -> None:

@@ -242,32 +242,46 @@ class CustomRunner:
         touchpoints and clock events that was."""
         start = position = self._views.position(generation)
         head = self._log.head()
-        evolve, begin = self._projection.evolve, self._projection.start
         while position < head:
-            with collector_paused():
-                entries = self._log.entries(position, self._page_size, stop=head)
-                if not entries:
-                    break
-                touchpoints = [
-                    cast(TouchpointState, entry) for _, entry in entries if "event_id" in entry
-                ]
-                self._ensure(generation, {tp["customer_id"] for tp in touchpoints})
-                changed: dict[str, dict[str, Any]] = {}
-                for tp in touchpoints:
-                    customer = tp["customer_id"]
-                    state = self._states.get(customer)
-                    if state is None:
-                        state = self._states[customer] = begin(customer)
-                    evolve(state, tp)
-                    changed[customer] = state
-            position = entries[-1][0]
-            self._views.commit(generation, changed, position)
+            try:
+                folded = self._fold_page(generation, position, head)
+            except BaseException:
+                # States folded from a page that was not committed (the store went away, say)
+                # would fold it twice when it is read again: they are read back from the view.
+                self._states.clear()
+                raise
+            if folded is None:
+                break
+            position = folded
             if progress is not None:
                 progress(position - start, head - start)
         if position < head:  # the last events were neither touchpoints nor clock events
             self._views.commit(generation, {}, head)
             position = head
         return position - start
+
+    def _fold_page(self, generation: Generation, position: int, head: int) -> int | None:
+        """Folds and commits the page after `position`; returns where it ends (None: the log
+        holds nothing there)."""
+        evolve, begin = self._projection.evolve, self._projection.start
+        with collector_paused():
+            entries = self._log.entries(position, self._page_size, stop=head)
+            if not entries:
+                return None
+            touchpoints = [
+                cast(TouchpointState, entry) for _, entry in entries if "event_id" in entry
+            ]
+            self._ensure(generation, {tp["customer_id"] for tp in touchpoints})
+            changed: dict[str, dict[str, Any]] = {}
+            for tp in touchpoints:
+                customer = tp["customer_id"]
+                state = self._states.get(customer)
+                if state is None:
+                    state = self._states[customer] = begin(customer)
+                evolve(state, tp)
+                changed[customer] = state
+        self._views.commit(generation, changed, entries[-1][0])
+        return int(entries[-1][0])
 
     def _ensure(self, generation: Generation, customers: set[str]) -> None:
         missing = [c for c in customers if c not in self._states]

@@ -36,7 +36,7 @@ class PostgresStore(Store):
 
     def event_store_env(self) -> dict[str, str]:
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": "stores.postgres.events:JourneyPostgresFactory",
             "APPLICATION_RECORDER_TOPIC": "stores.postgres.events:PostgresJourneyRecorder",
             # Waiting for the events table's lock is given up after this many seconds (the
             # library waits for ever), so a stuck session elsewhere cannot hang a writer.

@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from consumers.bookkeeping import Bookkeeping, DeadLetter, Partition, StoredDeadLetter
 from engine.ledger import BatchWrite
-from stores.postgres.database import PostgresDatabase
+from stores.postgres.database import PostgresDatabase, connect, translated
 from stores.tables import open_part
 
 
@@ -49,7 +49,10 @@ class PostgresBookkeeping(Bookkeeping):
         return SQL(template).format(offsets=self._offsets, letters=self._letters)
 
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
-        return psycopg.connect(self._conninfo, autocommit=True, row_factory=dict_row)
+        # A connection per call: nothing is left broken when the server goes away.
+        conn = connect(self._conninfo)
+        conn.row_factory = dict_row
+        return conn
 
     # Offsets
 
@@ -64,6 +67,7 @@ class PostgresBookkeeping(Bookkeeping):
 
         return write
 
+    @translated()
     def next_offsets(self, group: str, topic: str | None = None) -> dict[Partition, int]:
         """Where the group goes on reading each partition it has recorded from."""
         query = self._sql(
@@ -106,6 +110,7 @@ class PostgresBookkeeping(Bookkeeping):
 
         return write
 
+    @translated()
     def dead_letters(
         self, *, ids: Iterable[int] = (), waiting: bool = False, limit: int | None = None
     ) -> list[StoredDeadLetter]:
@@ -137,7 +142,7 @@ class PostgresBookkeeping(Bookkeeping):
             "FOR UPDATE SKIP LOCKED"
         )
         mark = self._sql("UPDATE {letters} SET published = true WHERE id = ANY(%s)")
-        with self._connect() as conn, conn.transaction():
+        with translated(), self._connect() as conn, conn.transaction():
             letters = [_stored(row) for row in conn.execute(query, (topic, limit)).fetchall()]
 
             def mark_published(ids: Sequence[int]) -> None:
@@ -146,6 +151,7 @@ class PostgresBookkeeping(Bookkeeping):
 
             yield letters, mark_published
 
+    @translated()
     def dead_letter_counts(self) -> dict[str, int]:
         """How many dead letters there are: in all, still waiting, and not yet published."""
         query = self._sql(

@@ -1,8 +1,13 @@
-"""A PostgreSQL schema behind the database port, and how the engine reaches the server."""
+"""A PostgreSQL schema behind the database port, and how the engine reaches the server.
+
+A server that goes away (a restart, a failover, the network) is the engine's StoreUnavailable
+wherever the driver says so, and a connection it dropped is opened again on next use: the
+processes that run for days wait the outage out instead of failing on a dead connection."""
 
 from __future__ import annotations
 
 import hashlib
+import select
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +23,10 @@ from projections.sql import Database
 
 # Any fixed number: the advisory lock under which a schema's migrations are applied.
 _MIGRATION_LOCK = 0x6A6F75726E6D69
+# What the server says when it goes away or is not back yet: class 08 (connection exceptions),
+# and the shutdowns and start-up of class 57. Other operational errors (a lock or a statement
+# that timed out) are a statement's failure, not an outage.
+_GONE = ("57P01", "57P02", "57P03")
 
 
 def conninfo(settings: Settings) -> str:
@@ -39,51 +48,109 @@ def connect(info: str) -> psycopg.Connection[Any]:
         raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
 
 
+def dropped(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server closed an idle connection (it went away, or restarted since): an
+    idle connection is sent nothing, unless it is told that. Asked without a round trip."""
+    if conn.broken or conn.closed:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def lost(exc: BaseException) -> bool:
+    """Whether the driver's error says that the server is out of reach, rather than that a
+    statement failed."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _GONE
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StoreUnavailable(f"PostgreSQL is unavailable: {reason}")
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Raises StoreUnavailable for a driver's error that says the server is out of reach;
+    other errors pass as they are. Also a decorator."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        if lost(exc):
+            raise unavailable(exc) from exc
+        raise
+
+
 class PostgresDatabase(Database):
     dialect = "postgres"
 
-    def __init__(
-        self, info: str, schema: str = "public", connection: psycopg.Connection[Any] | None = None
-    ) -> None:
-        """On `connection` (autocommit) if given, else on a connection of its own."""
+    def __init__(self, info: str, schema: str = "public") -> None:
+        """On a connection of its own (autocommit), opened again if the server drops it."""
         self._info = info
-        self._db = connection if connection is not None else connect(info)
+        self._db = connect(info)
+        self._transactions = 0  # open on the connection: a new one would not be in them
         self._schema = schema
         self._prefix = Identifier(schema).as_string() + "."
         self.where = f"PostgreSQL schema {schema}"
 
+    def connection(self) -> psycopg.Connection[Any]:
+        """The live connection: a new one if the server dropped the last (so the first
+        statement after a restart does not fail on it), or StoreUnavailable. Inside a
+        transaction, the one it runs on, broken or not (it failed with it)."""
+        if not self._transactions and dropped(self._db):
+            self._db.close()
+            self._db = connect(self._info)
+        return self._db
+
     def statement(self, sql: str) -> SQL:
         return SQL(sql.replace("{t}", self._prefix))
 
+    @translated()
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._db.execute(self.statement(sql), params).fetchall()
+        return self.connection().execute(self.statement(sql), params).fetchall()
 
+    @translated()
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._db.execute(self.statement(sql), params)
+        self.connection().execute(self.statement(sql), params)
 
+    @translated()
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self._db.cursor() as cursor:
+        with self.connection().cursor() as cursor:
             cursor.executemany(self.statement(sql), rows)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self._db.transaction():
-            yield
+        with translated(), self.connection().transaction():
+            self._transactions += 1
+            try:
+                yield
+            finally:
+                self._transactions -= 1
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
-        with self._db.transaction():
+        with self.transaction():
             # Given up after a minute (a session idle in a transaction on a table a migration
             # touches would hang it for ever); held until the transaction ends.
             self._db.execute("SET LOCAL lock_timeout = '60s'")
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             yield
 
+    @translated()
     def has_table(self, name: str) -> bool:
-        row = self._db.execute(
-            "SELECT to_regclass(%s) IS NOT NULL",
-            (f"{Identifier(self._schema).as_string()}.{name}",),
-        ).fetchone()
+        row = (
+            self.connection()
+            .execute(
+                "SELECT to_regclass(%s) IS NOT NULL",
+                (f"{Identifier(self._schema).as_string()}.{name}",),
+            )
+            .fetchone()
+        )
         return bool(row and row[0])
 
     def notice(self, channel: str) -> tuple[Any, tuple[Any, ...]]:
@@ -111,7 +178,7 @@ def wait_for_notice(info: str, channel: str, reached: Callable[[], bool], timeou
     if reached():
         return True
     deadline = time.monotonic() + timeout
-    with connect(info) as listener:
+    with translated(), connect(info) as listener:
         # Listening before looking: a commit between the look and the wait is not missed.
         listener.execute(SQL("LISTEN {}").format(Identifier(channel)))
         while not reached():

@@ -2,20 +2,82 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from psycopg import Cursor
+import psycopg
+from eventsourcing.persistence import OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from eventsourcing.utils import Environment
+from psycopg import Connection, Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from engine.ledger import HEX_DIGITS, BatchWrite, Partition, TouchpointLedger
+from stores.postgres.database import dropped, lost, unavailable
 
 # Up to this many ids, the ledger is asked with an array in one statement.
 _ASKED_AS_ARRAY = 1000
+
+
+class JourneyDatastore(PostgresDatastore):
+    """The library's datastore, raising StoreUnavailable when the server is out of reach.
+
+    Once it has, it looks for the server with a connection of its own before it asks its pool
+    again, and answers StoreUnavailable at once while there is none: the pool would wait its
+    whole timeout each time, while it makes connections on a backoff that grows as long as the
+    outage (up to minutes). When the server answers, the connections it dropped are replaced
+    at once, so the first statements after an outage do not fail on them one by one; so is a
+    connection the server closed while it sat in the pool, found before it is used."""
+
+    _away = False
+
+    @contextmanager
+    def get_connection(self) -> Iterator[Connection[DictRow]]:
+        for attempt in range(2):
+            if self._away:
+                self._look()
+            try:
+                with super().get_connection() as conn:
+                    if attempt == 0 and dropped(conn):
+                        # The server closed it while it was idle in the pool: it went away,
+                        # or restarted unseen. The pool replaces a connection it gets back
+                        # closed; look for the server, then take another.
+                        conn.close()
+                        self._away = True
+                        continue
+                    yield conn
+                    return
+            except OperationalError as exc:
+                if lost(exc.__cause__ or exc):
+                    self._away = True
+                    raise unavailable(exc) from exc
+                raise
+
+    def _look(self) -> None:
+        pool = self.pool
+        kwargs = dict(pool.kwargs) if isinstance(pool.kwargs, dict) else {}
+        kwargs.pop("row_factory", None)
+        kwargs.setdefault("connect_timeout", 10)  # a host that drops packets is away too
+        conninfo = pool.conninfo if isinstance(pool.conninfo, str) else ""
+        try:
+            psycopg.connect(conninfo, **kwargs).close()
+        except psycopg.OperationalError as exc:
+            raise unavailable(exc) from exc
+        self.pool.check()
+        self._away = False
+
+
+class JourneyPostgresFactory(PostgresFactory):
+    """The library's PostgreSQL infrastructure, on a datastore that tells an outage apart."""
+
+    def __init__(self, env: Environment | dict[str, str] | None) -> None:
+        super().__init__(env)
+        # The library makes its datastore inline; ours differs only in how a connection is
+        # got, and holds nothing more.
+        self.datastore.__class__ = JourneyDatastore
 
 
 class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):

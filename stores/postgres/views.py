@@ -22,8 +22,8 @@ from projections.views import (
 )
 from stores.postgres.database import (
     PostgresDatabase,
-    connect,
     notice_channel,
+    translated,
     wait_for_notice,
 )
 from stores.tables import open_part, views_dropped, views_emptied
@@ -32,8 +32,7 @@ from stores.tables import open_part, views_dropped, views_emptied
 class PostgresJourneyView(JourneyView):
     def __init__(self, conninfo: str, schema: str = "public", *, create: bool = True) -> None:
         """With `create`, brings the views' tables up to this release first."""
-        self._db = connect(conninfo)
-        self._tables = PostgresDatabase(conninfo, schema, self._db)  # on the same connection
+        self._tables = PostgresDatabase(conninfo, schema)
         self._opened_with = (conninfo, schema)
         self._schema = Identifier(schema)
         self.table_prefix = self._schema.as_string() + "."
@@ -41,12 +40,18 @@ class PostgresJourneyView(JourneyView):
             try:
                 open_part(self._tables, "views")
             except BaseException:
-                self._db.close()
+                self._tables.close()
                 raise
+
+    @property
+    def _db(self) -> psycopg.Connection[Any]:
+        """The tables' connection, opened again if the server dropped it."""
+        return self._tables.connection()
 
     def _sql(self, text: str) -> psycopg.sql.Composed:
         return SQL(text).format(schema=self._schema)
 
+    @translated()
     def tracking(self, projection: str) -> tuple[int, str | None]:
         row = self._db.execute(
             self._sql(
@@ -56,6 +61,7 @@ class PostgresJourneyView(JourneyView):
         ).fetchone()
         return (row[0], row[1]) if row else (0, None)
 
+    @translated()
     def load_positions(self, customer_ids: Iterable[str]) -> dict[str, Position]:
         rows = self._db.execute(
             self._sql(
@@ -67,8 +73,10 @@ class PostgresJourneyView(JourneyView):
         ).fetchall()
         return {cid: Position.from_state(cid, orjson.loads(state)) for cid, state in rows}
 
+    @translated()
     def commit(self, projection: str, changes: PageChanges, definition_digest: str) -> None:
-        with self._db.transaction(), self._db.cursor() as cursor:
+        db = self._db
+        with db.transaction(), db.cursor() as cursor:
             # Moves the position first: a concurrent runner's commit waits here for ours (or
             # ours for theirs), and a position that would not move forward rolls it all back.
             cursor.execute(
@@ -137,6 +145,7 @@ class PostgresJourneyView(JourneyView):
                     (changes.clock, changes.ticked),
                 )
 
+    @translated()
     def wait_for(self, projection: str, position: int, timeout: float) -> bool:
         return wait_for_notice(
             self._opened_with[0],
@@ -162,6 +171,7 @@ class PostgresJourneyView(JourneyView):
     def position(self, customer_id: str) -> Position | None:
         return self.load_positions([customer_id]).get(customer_id)
 
+    @translated()
     def funnel(self, ladder: Sequence[str]) -> list[StageCount]:
         current: dict[str | None, int] = dict(
             self._db.execute(
@@ -177,18 +187,21 @@ class PostgresJourneyView(JourneyView):
         )
         return funnel_counts(ladder, current, peaks)
 
+    @translated()
     def clock(self) -> int | None:
         row = self._db.execute(
             self._sql("SELECT GREATEST(at, ticked) FROM {schema}.journey_clock WHERE id = 1")
         ).fetchone()
         return row[0] if row else None
 
+    @translated()
     def ticked(self) -> int | None:
         row = self._db.execute(
             self._sql("SELECT ticked FROM {schema}.journey_clock WHERE id = 1")
         ).fetchone()
         return row[0] if row else None
 
+    @translated()
     def due_before(self, at: int) -> list[str]:
         rows = self._db.execute(
             self._sql("SELECT customer_id FROM {schema}.journey_positions WHERE due_at < %s"),
@@ -196,8 +209,9 @@ class PostgresJourneyView(JourneyView):
         ).fetchall()
         return [row[0] for row in rows]
 
+    @translated()
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._db.execute(SQL(sql), params).fetchall()
 
     def close(self) -> None:
-        self._db.close()
+        self._tables.close()

@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,66 @@ class Member:
         return self.process.wait(timeout=60)
 
 
+class Watched:
+    """A process whose output (stdout and stderr) is read line by line as it comes, so that a
+    test waits for a line with a deadline instead of looking again and again."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self._lines: list[tuple[float, str]] = []  # (when it came, the line)
+        self._ended = False
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        # Until every process holding the pipe has ended: the command and its children.
+        for line in self.process.stdout:
+            with self._changed:
+                self._lines.append((time.monotonic(), line.rstrip("\n")))
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, *, times: int = 1, timeout: float = 60.0) -> float:
+        """When the line holding `text` for the `times`th time came (time.monotonic())."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                seen = [at for at, line in self._lines if text in line]
+                if len(seen) >= times:
+                    return seen[times - 1]
+                left = deadline - time.monotonic()
+                if left <= 0 or self._ended:
+                    pytest.fail(
+                        f"{'ended' if self._ended else f'no {text!r} after {timeout:.0f} s'}; "
+                        f"it said:\n{self.output}"
+                    )
+                self._changed.wait(left)
+
+    def count(self, text: str) -> int:
+        with self._changed:
+            return sum(text in line for _, line in self._lines)
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(line for _, line in self._lines)
+
+    def terminate(self) -> int:
+        """SIGTERM, then its exit status."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
 @dataclass
 class Pipeline:
     """A topic, a consumer group and a store, all fresh."""
@@ -75,6 +137,7 @@ class Pipeline:
     group: str
     workdir: Path
     members: list[Member] = field(default_factory=list)
+    watched: list[Watched] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -108,6 +171,13 @@ class Pipeline:
         member = Member(process, log_path)
         self.members.append(member)
         return member
+
+    def watch(self, *args: str, **env: str) -> Watched:
+        """Starts a `journey` command that runs until stopped, reading what it says as it
+        says it."""
+        watched = Watched([JOURNEY, *args], {**self.env, "PYTHONUNBUFFERED": "1", **env})
+        self.watched.append(watched)
+        return watched
 
     def journey(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -215,11 +285,12 @@ class Pipeline:
         return records
 
 
-@pytest.fixture
-def pipeline(
-    kafka_service: services.Service, postgres_url: str, tmp_path: Path, request: Any
+@contextmanager
+def fresh_pipeline(
+    kafka_service: services.Service, postgres_url: str, workdir: Path, partitions: int = 1
 ) -> Iterator[Pipeline]:
-    partitions = getattr(request, "param", 1)
+    """Topics, a group and a schema of their own; the commands started on them are killed
+    at the end."""
     name = f"t{uuid.uuid4().hex[:10]}"
     admin = KafkaAdminClient(bootstrap_servers=kafka_service.address)
     admin.create_topics(
@@ -230,10 +301,22 @@ def pipeline(
     )
     admin.close()
     with services.fresh_schema(postgres_url) as schema:
-        made = Pipeline(
-            kafka_service.address, postgres_url, schema, name, f"{name}-group", tmp_path
-        )
+        made = Pipeline(kafka_service.address, postgres_url, schema, name, f"{name}-group", workdir)
+        try:
+            yield made
+        finally:
+            for member in made.members:
+                if member.process.poll() is None:
+                    member.kill()
+            for watched in made.watched:
+                watched.kill()
+
+
+@pytest.fixture
+def pipeline(
+    kafka_service: services.Service, postgres_url: str, tmp_path: Path, request: Any
+) -> Iterator[Pipeline]:
+    with fresh_pipeline(
+        kafka_service, postgres_url, tmp_path, getattr(request, "param", 1)
+    ) as made:
         yield made
-        for member in made.members:
-            if member.process.poll() is None:
-                member.kill()

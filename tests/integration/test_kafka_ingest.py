@@ -203,21 +203,21 @@ def test_a_kafka_outage_is_waited_out_with_nothing_lost_or_doubled(
     kafka_service.stop()
     try:
         wait_until(
-            lambda: "Kafka at" in member.log() and "unreachable" in member.log(),
+            lambda: "Kafka at" in member.log() and "unavailable" in member.log(),
             "the outage to be seen",
         )
     finally:
         kafka_service.start()
     back_at = time.monotonic()
-    wait_until(lambda: "reachable again" in member.log(), "the broker to be seen again")
+    wait_until(lambda: "available again" in member.log(), "the broker to be seen again")
     assert time.monotonic() - back_at < 30
     total = len(first) + pipeline.publish_touchpoints(rest)
     wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
     assert member.terminate() == 0
 
     pipeline.assert_recorded_once(produced)
-    assert member.log().count("is unreachable") == 1  # the outage said once,
-    assert member.log().count("reachable again") == 1  # and its end once
+    assert member.log().count("is unavailable") == 1  # the outage said once,
+    assert member.log().count("available again") == 1  # and its end once
 
 
 def test_a_consumer_started_while_postgresql_is_down_waits_for_it(

@@ -18,8 +18,8 @@ from tests.integration.test_actions import ACTION_ID, actions_on_topic
 from tests.services import Service
 from tests.stories import STORIES
 
-UNREACHABLE = "is unreachable"
-BACK = "is reachable again"
+UNREACHABLE = "is unavailable"
+BACK = "is available again"
 
 
 def test_the_relay_and_the_outcomes_consumer_each_survive_a_kafka_restart(

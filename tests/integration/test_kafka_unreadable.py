@@ -78,7 +78,7 @@ def test_a_header_name_that_is_not_utf8_is_a_dead_letter_by_offset(pipeline: Pip
     assert "\n" not in str(letter["detail"])
     log = member.log()
     assert f"dead letter {pipeline.topic}[0]@10: unreadable: " in log
-    assert "unreachable" not in log
+    assert "unavailable" not in log
     [published] = pipeline.read_topic(f"{pipeline.topic}.dlq", 1)
     headers = dict(published.headers)
     assert published.value == encoded(good[0])
@@ -183,7 +183,7 @@ def test_sigterm_ends_a_member_reading_past_unreadable_records_at_once(
 @pytest.mark.parametrize(
     ("variable", "nowhere", "said"),
     [
-        ("JOURNEY_KAFKA_BOOTSTRAP", "127.0.0.1:9", "Kafka at 127.0.0.1:9 is unreachable"),
+        ("JOURNEY_KAFKA_BOOTSTRAP", "127.0.0.1:9", "Kafka at 127.0.0.1:9 is unavailable"),
         (
             "JOURNEY_DATABASE_URL",
             "postgresql://journey:journey@127.0.0.1:9/journey",

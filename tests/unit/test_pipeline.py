@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.errors import JourneyError
+from engine.errors import JourneyError, StoreUnavailable
 from engine.pipeline import from_other_processes
 
 
@@ -16,6 +16,8 @@ def work(how: str, n: int) -> Iterator[int]:
     yield from range(1, n + 1)
     if how == "fails":
         raise JourneyError(f"share {n} cannot go on")
+    if how == "loses the store":
+        raise StoreUnavailable("PostgreSQL is unavailable: terminating connection")
     if how == "dies":
         os._exit(3)
     while how == "forever":
@@ -35,6 +37,11 @@ def test_what_each_process_yields_arrives_in_its_order() -> None:
 def test_a_failure_in_one_process_is_raised_in_its_words() -> None:
     with pytest.raises(JourneyError, match="share 2 cannot go on"):
         list(from_other_processes(work, [("forever", 1), ("fails", 2)], name="share"))
+
+
+def test_a_store_gone_away_in_another_process_is_an_outage_here_too() -> None:
+    with pytest.raises(StoreUnavailable, match="terminating connection"):
+        list(from_other_processes(work, [("forever", 1), ("loses the store", 2)], name="share"))
 
 
 def test_a_process_that_dies_is_named_while_the_others_still_work() -> None:
