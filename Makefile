@@ -37,7 +37,9 @@ test: lint
 # The generated-input tests with many more examples than `make test` runs.
 fuzz: $(COMPILED)
 	JOURNEY_FUZZ_EXAMPLES=20000 $(BIN)/pytest tests/unit/test_files_fuzz.py tests/unit/test_boundaries_fuzz.py
-	# Each example goes through the broker (about two seconds): fewer of them.
+	# Each example goes through the API and a store (a few milliseconds): fewer of them.
+	JOURNEY_FUZZ_EXAMPLES=2000 $(BIN)/pytest tests/contract/test_api_fuzz.py
+	# Each example goes through the broker (about two seconds): fewer still.
 	JOURNEY_FUZZ_EXAMPLES=500 $(BIN)/pytest tests/integration/test_kafka_fuzz.py
 
 bench: $(COMPILED)

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import click
 import uvicorn
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
@@ -113,6 +114,7 @@ def create_app(
     app.include_router(pages)
     app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_exception_handler(JourneyError, _journey_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
     return app
 
@@ -183,6 +185,18 @@ class _BodyLimit:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = f"the request body is larger than the {self._max_bytes:,} bytes allowed"
         await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+
+def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A request that does not fit its endpoint, in the one shape every error has: the first
+    thing wrong, in one line, without echoing what was sent."""
+    first = exc.errors()[0]
+    where, *inside = first.get("loc") or ("request",)
+    # A body that may be one of several types has those types in its location: not a field.
+    named = [str(part) for part in inside if not any(mark in str(part) for mark in "[]")]
+    field = ".".join(named) if named else str(where)
+    message = str(first.get("msg", "is not valid")).splitlines()[0][:160]
+    return JSONResponse({"detail": f"{field}: {message}"}, status_code=422)
 
 
 def _journey_error(request: Request, exc: JourneyError) -> JSONResponse:

@@ -290,6 +290,22 @@ def test_a_body_larger_than_allowed_is_a_413_whether_its_length_is_declared_or_n
         }
 
 
+def test_a_request_that_does_not_fit_its_endpoint_is_refused_in_the_one_error_shape(
+    client: TestClient,
+) -> None:
+    paged = client.get("/api/actions", params={"limit": 0})
+    listed = client.post("/api/touchpoints", json=[1, 2])
+
+    assert (paged.status_code, paged.json()) == (
+        422,
+        {"detail": "limit: Input should be greater than or equal to 1"},
+    )
+    assert (listed.status_code, listed.json()) == (
+        422,
+        {"detail": "body: Input should be a valid dictionary"},
+    )
+
+
 def test_actions_come_a_page_at_a_time_with_the_total_and_the_next_page(
     client: TestClient,
 ) -> None:
