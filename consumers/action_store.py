@@ -264,6 +264,12 @@ class ActionStore:
         )
         return int(rows[0][0]), int(rows[0][1] or 0)
 
+    def unsent_count(self) -> int:
+        """Actions decided and not yet sent (cheap: the unsent rows have an index of their
+        own)."""
+        rows = self._db.fetch("SELECT COUNT(*) FROM {t}journey_action_outbox WHERE sent_at IS NULL")
+        return int(rows[0][0])
+
     def close(self) -> None:
         self._db.close()
 

@@ -29,6 +29,7 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers.bookkeeping import Bookkeeping, DeadLetter, Partition, StoredDeadLetter
 from consumers.broker import FIRST_BACKOFF_S, MAX_BACKOFF_S, any_answers, kafka_outage
+from consumers.metrics import ConsumerMetrics
 from consumers.settings import KafkaSettings
 from consumers.unreadable import UnreadableReader
 from engine.bulk import collector_paused, settle_young_objects
@@ -115,9 +116,10 @@ class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
     offsets, which the client would start from, may lie before a record it cannot read). The
     callbacks run on the client's IO thread and must not block: pausing only marks them."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: ConsumerMetrics) -> None:
         self._lock = threading.Lock()
         self._unpositioned: set[TopicPartition] = set()
+        self._metrics = metrics
         self.consumer: KafkaConsumer | None = None
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -128,8 +130,11 @@ class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
             self._unpositioned.update(assigned)
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        revoked = set(revoked)
         with self._lock:
             self._unpositioned.difference_update(revoked)
+        for tp in revoked:
+            self._metrics.forget_lag(tp.topic, tp.partition)
 
     def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
         self.on_partitions_revoked(lost)
@@ -142,6 +147,8 @@ class _Positions(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class TouchpointIngest:
     """A member of the ingest consumer group."""
+
+    metrics_name = "touchpoints"  # the `consumer` label of its metrics
 
     def __init__(
         self,
@@ -163,7 +170,8 @@ class TouchpointIngest:
         self._topic = settings.touchpoints_topic
         self._dead_letter_topic = settings.dead_letter_topic
         self._group = settings.group
-        self._positions = _Positions()
+        self._metrics = ConsumerMetrics.of(self.metrics_name)
+        self._positions = _Positions(self._metrics)
         self._outage = kafka_outage(
             settings.bootstrap,
             log,
@@ -174,6 +182,11 @@ class TouchpointIngest:
         self._next_publish = 0.0
         self._postgres = Outage(log, "PostgreSQL", "the batch in hand waits for it")
         self.totals = IngestTotals()
+
+    @property
+    def outages(self) -> tuple[Outage, Outage]:
+        """What the member knows of Kafka and PostgreSQL, for its health and readiness."""
+        return self._outage, self._postgres
 
     def run(
         self, stop: threading.Event, on_batch: Callable[[IngestTotals], None] | None = None
@@ -392,9 +405,15 @@ class TouchpointIngest:
             ]
             return [self._bookkeeping.dead_letters_write(conflicting)]
 
-        result: BatchRecorded = self._retrying(
-            lambda: self._write(good, also, conflicts_kept), stop, "record a batch"
-        )
+        metrics = self._metrics
+
+        def write() -> BatchRecorded:
+            started = time.perf_counter()
+            written = self._write(good, also, conflicts_kept)
+            metrics.commit.observe(time.perf_counter() - started)
+            return written
+
+        result: BatchRecorded = self._retrying(write, stop, "record a batch")
         letters += conflicting
         for letter in letters:
             log.warning("dead letter %s: %s: %s", letter.where, letter.reason, letter.detail)
@@ -404,6 +423,8 @@ class TouchpointIngest:
         totals.recorded += result.recorded
         totals.duplicates += result.duplicates
         totals.dead += len(letters)
+        self._count(len(good) + len(letters) - len(conflicting), result, letters)
+        self._count_lag(consumer, next_offsets)
         if letters:
             self._dead_letters_pending = True
         # Kafka's committed offsets only inform monitoring tools: the database is the truth.
@@ -414,6 +435,22 @@ class TouchpointIngest:
             },
             callback=lambda _offsets, _result: None,
         )
+
+    def _count(self, consumed: int, result: BatchRecorded, letters: Sequence[DeadLetter]) -> None:
+        """A batch's metrics: a few increments, not one per record."""
+        metrics = self._metrics
+        metrics.consumed.inc(consumed)
+        metrics.recorded.inc(result.recorded)
+        metrics.duplicate.inc(result.duplicates)
+        for letter in letters:
+            metrics.dead_letter(letter.reason)
+
+    def _count_lag(self, consumer: KafkaConsumer, next_offsets: Mapping[Partition, int]) -> None:
+        for (topic, partition), offset in next_offsets.items():
+            # The end of the log as the last fetch from the partition saw it: no request.
+            end = consumer.highwater(TopicPartition(topic, partition))
+            if end is not None:
+                self._metrics.lag(topic, partition, end - offset)
 
     def _triage(self, value: bytes | None, now_ms: int) -> Any:
         """A consumed value as what this consumer records, or a Rejection."""

@@ -65,6 +65,8 @@ class OutcomeIngest(TouchpointIngest):
     """A member of the outcomes consumer group: the ingest consumer's guarantees (offsets in
     the database, dead letters kept and published, outages waited out) for outcomes."""
 
+    metrics_name = "outcomes"
+
     def __init__(
         self,
         journeys: Journeys,

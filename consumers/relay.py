@@ -15,6 +15,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from consumers.action_store import ActionStore
+from consumers.metrics import ACTIONS_PUBLISHED, RELAY_PUBLISH
 from consumers.settings import KafkaSettings
 from engine.errors import ServiceUnavailable
 
@@ -54,6 +55,7 @@ class Relay:
         KafkaError if the broker did not acknowledge them (they stay unsent)."""
         published = 0
         while rows := self._store.unsent(self._batch):
+            started = time.perf_counter()
             futures = []
             for seq, action_id, owner, value in rows:
                 future = self._in_flight.get(seq)
@@ -69,6 +71,8 @@ class Relay:
             self._producer.flush(timeout=timeout_s)
             for future in futures:
                 future.get(timeout=timeout_s)
+            RELAY_PUBLISH.observe(time.perf_counter() - started)
+            ACTIONS_PUBLISHED.inc(len(rows))
             self._store.mark_sent([seq for seq, *_ in rows], int(time.time() * 1000))
             for seq, *_ in rows:
                 del self._in_flight[seq]

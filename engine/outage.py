@@ -44,16 +44,28 @@ class Outage:
         self._clock = clock
         self._next_s = first_s
         self._since: float | None = None
+        self._checked = clock()
+
+    @property
+    def service(self) -> str:
+        return self._service
 
     @property
     def ongoing(self) -> bool:
         return self._since is not None
 
+    @property
+    def checked_at(self) -> float:
+        """When the service was last tried, by the clock given: a process whose loop keeps
+        trying its services is alive, whether they answer or not."""
+        return self._checked
+
     def failed(self, exc: BaseException | None = None) -> float:
         """Notes that the service failed; says so if it was thought available. Returns how
         long to wait before trying again."""
+        self._checked = self._clock()
         if self._since is None:
-            self._since = self._clock()
+            self._since = self._checked
             self._log.warning(
                 "%s is unavailable%s; %s",
                 self._service,
@@ -70,6 +82,7 @@ class Outage:
 
     def succeeded(self) -> None:
         """Notes that the service answered; says so if it was thought unavailable."""
+        self._checked = self._clock()
         if self._since is None:
             return
         self._log.info(

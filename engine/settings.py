@@ -20,6 +20,8 @@ DEFAULT_PAGE_SIZE = 50_000
 DEFAULT_DECIDER_PAGE_SIZE = 2_000
 # Files larger than this in all are read in a second process while the first records.
 DEFAULT_PARALLEL_ABOVE_BYTES = 16 * 1024 * 1024
+DEFAULT_METRICS_HOST = "127.0.0.1"
+LOG_FORMATS = ("text", "json")
 # eventsourcing's own names for its PostgreSQL store; JOURNEY_DATABASE_URL fills them in.
 POSTGRES_KEYS = (
     "POSTGRES_DBNAME",
@@ -41,6 +43,11 @@ class Settings:
     page_size: int = DEFAULT_PAGE_SIZE
     decider_page_size: int = DEFAULT_DECIDER_PAGE_SIZE
     parallel_above_bytes: int = DEFAULT_PARALLEL_ABOVE_BYTES
+    # Where a process that runs until stopped serves /metrics, /healthz and /readyz; None: not
+    # at all. 0 takes a free port (the process logs which).
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_METRICS_HOST
+    log_format: str = "text"  # or "json": one object per line
 
     @property
     def store(self) -> str:
@@ -63,9 +70,15 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """JOURNEY_DATA_DIR, JOURNEY_DEFINITION, JOURNEY_BATCH_SIZE, JOURNEY_PAGE_SIZE,
-        JOURNEY_DECIDER_PAGE_SIZE, JOURNEY_PARALLEL_ABOVE_BYTES, and the store: PostgreSQL
-        when JOURNEY_DATABASE_URL or POSTGRES_DBNAME is set, else SQLite."""
+        JOURNEY_DECIDER_PAGE_SIZE, JOURNEY_PARALLEL_ABOVE_BYTES, JOURNEY_METRICS_PORT,
+        JOURNEY_METRICS_HOST, JOURNEY_LOG_FORMAT, and the store: PostgreSQL when
+        JOURNEY_DATABASE_URL or POSTGRES_DBNAME is set, else SQLite."""
         definition = env.get("JOURNEY_DEFINITION")
+        log_format = (env.get("JOURNEY_LOG_FORMAT") or "text").strip().lower()
+        if log_format not in LOG_FORMATS:
+            raise ConfigurationError(
+                f"JOURNEY_LOG_FORMAT: {log_format!r} is neither {' nor '.join(LOG_FORMATS)}"
+            )
         return cls(
             data_dir=Path(env.get("JOURNEY_DATA_DIR") or DEFAULT_DATA_DIR),
             definition_path=Path(definition) if definition else None,
@@ -78,7 +91,19 @@ class Settings:
             parallel_above_bytes=_whole(
                 env, "JOURNEY_PARALLEL_ABOVE_BYTES", DEFAULT_PARALLEL_ABOVE_BYTES
             ),
+            metrics_port=_port(env, "JOURNEY_METRICS_PORT"),
+            metrics_host=env.get("JOURNEY_METRICS_HOST") or DEFAULT_METRICS_HOST,
+            log_format=log_format,
         )
+
+
+def _port(env: Mapping[str, str], key: str) -> int | None:
+    if not env.get(key):
+        return None
+    port = _whole(env, key, 0)
+    if port > 65535:
+        raise ConfigurationError(f"{key}: {port} is not a port (0 to 65535)")
+    return port
 
 
 def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:

@@ -8,6 +8,7 @@ import logging
 import threading
 import uuid
 from contextlib import closing
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -18,8 +19,10 @@ from rich.text import Text
 from consumers.action_store import ActionRow, DeciderConflict
 from consumers.broker import FIRST_BACKOFF_S, MAX_BACKOFF_S
 from consumers.ingest import UNAVAILABLE
+from consumers.metrics import DECIDER_LAG, DECISIONS, OUTBOX_BACKLOG, PROJECTION_LAG, Every
 from consumers.outcomes import OutcomeIngest, check_outcome, record_outcomes
 from consumers.relay import ACTION_ID_HEADER, Relay, action_producer
+from consumers.settings import KafkaSettings
 from engine.actions import STATUSES, outcome_from_record
 from engine.bulk import settle_young_objects
 from engine.errors import DecodeError, ServiceUnavailable
@@ -33,12 +36,16 @@ from journey.console import (
     engine_for,
     engine_when_store_answers,
     log_to_stderr,
+    metrics_port_option,
     now_ms,
+    observed,
     out,
     progress,
     say,
     stop_on_signals,
+    with_metrics_port,
 )
+from journey.health import Health
 from journey.streaming import kafka_settings
 from schemas.codec import wire_contract
 
@@ -59,6 +66,7 @@ log = logging.getLogger("journey.decide")
     "after a change of its stages, frictions or moments; nothing is decided twice.",
 )
 @click.option("--bootstrap", help="Kafka's bootstrap servers [env JOURNEY_KAFKA_BOOTSTRAP].")
+@metrics_port_option
 @click.pass_context
 def decide(
     ctx: click.Context,
@@ -67,6 +75,7 @@ def decide(
     publish: bool | None,
     refold: bool,
     bootstrap: str | None,
+    metrics_port: int | None,
 ) -> None:
     """Decide next-best-actions for everything recorded, and publish them to
     journey.next-actions (the outbox relay).
@@ -74,18 +83,41 @@ def decide(
     Each decision commits with its log position and its outbox row; the relay marks a row
     sent once the broker acknowledges it, so nothing decided is lost and nothing is
     decided twice, whatever stops the process. Rebuilds and replays never come here."""
-    settings = ctx.find_object(Settings) or Settings()
+    settings = with_metrics_port(ctx.find_object(Settings) or Settings(), metrics_port)
+    if not follow:
+        settings = replace(settings, metrics_port=None)  # a run that ends serves nothing
     publish = settings.store == "postgres" if publish is None else publish
     kafka = kafka_settings(bootstrap, None, None)
     stop = stop_on_signals()
     postgres = Outage(log, "PostgreSQL", "deciding again when it answers")
     if follow:
-        log_to_stderr()
-        engine = engine_when_store_answers(settings, stop, postgres)
-        if engine is None:
-            return
-    else:
-        engine = build_engine(settings)
+        log_to_stderr(settings, "decide")
+    with observed(settings) as health:
+        health.watch(postgres)
+        if follow:
+            engine = engine_when_store_answers(settings, stop, postgres)
+            if engine is None:
+                return
+        else:
+            engine = build_engine(settings)
+        _decide(
+            engine, kafka, health, stop, postgres, follow=follow, refold=refold, publish=publish
+        )
+    if follow:
+        say("Decider stopped")
+
+
+def _decide(
+    engine: Engine,
+    kafka: KafkaSettings,
+    health: Health,
+    stop: threading.Event,
+    postgres: Outage,
+    *,
+    follow: bool,
+    refold: bool,
+    publish: bool,
+) -> None:
     with closing(engine):
         if refold:
             with progress() as bar:
@@ -113,14 +145,13 @@ def decide(
             + (f", publishing to {kafka.actions_topic}" if relay else "")
             + "; Ctrl-C stops"
         )
-        _follow(
-            engine,
-            relay,
-            stop,
-            postgres,
-            Outage(log, f"Kafka at {kafka.bootstrap}", "decided actions wait in the outbox"),
+        kafka_outage = Outage(
+            log, f"Kafka at {kafka.bootstrap}", "decided actions wait in the outbox"
         )
-    say("Decider stopped")
+        if relay is not None:
+            health.watch(kafka_outage)
+        health.started()
+        _follow(engine, relay, stop, postgres, kafka_outage)
 
 
 def _follow(
@@ -134,10 +165,13 @@ def _follow(
     once when it begins and once when it ends)."""
     delay = FIRST_BACKOFF_S
     unpublished = True  # the outbox may hold actions from before a restart
+    measure = Every(5.0)  # the lags and the backlog cost a query each
     while not stop.is_set():
         try:
             # One page at a time: each page's actions are published as soon as it commits.
             done = engine.decider.catch_up(max_pages=1)
+            if measure.due():
+                _measure(engine, done.position)
         except UNAVAILABLE as exc:
             stop.wait(postgres.failed(exc))
             continue
@@ -147,6 +181,8 @@ def _follow(
             delay = min(delay * 2, MAX_BACKOFF_S)
             continue
         postgres.succeeded()
+        if done.decisions:
+            DECISIONS.inc(done.decisions)
         if done.pages:
             settle_young_objects()  # a live process: keep the collector off what it holds
         unpublished = unpublished or done.decisions > 0
@@ -164,6 +200,15 @@ def _follow(
         delay = FIRST_BACKOFF_S
         if not done.pages:
             stop.wait(0.02)
+
+
+def _measure(engine: Engine, decided_up_to: int) -> None:
+    """The decider's lag and the outbox's backlog, and how far the journey views are behind
+    (the decider is the process that always runs beside them)."""
+    head = engine.log.head()
+    DECIDER_LAG.set(max(head - decided_up_to, 0))
+    PROJECTION_LAG.labels("journey").set(engine.runner.lag())
+    OUTBOX_BACKLOG.set(engine.actions.unsent_count())
 
 
 @click.command()
@@ -346,27 +391,33 @@ def outcome(
 
 @click.command()
 @click.option("--bootstrap", help="Kafka's bootstrap servers [env JOURNEY_KAFKA_BOOTSTRAP].")
+@metrics_port_option
 @click.pass_context
-def outcomes(ctx: click.Context, bootstrap: str | None) -> None:
+def outcomes(ctx: click.Context, bootstrap: str | None, metrics_port: int | None) -> None:
     """Record outcomes from journey.action-outcomes, each exactly once, until stopped; bad
     ones go to journey.action-outcomes.dlq with the reason."""
-    settings = ctx.find_object(Settings) or Settings()
+    settings = with_metrics_port(ctx.find_object(Settings) or Settings(), metrics_port)
     require_postgres(settings, "outcomes")
     kafka = kafka_settings(bootstrap, None, None)
-    log_to_stderr()
+    log_to_stderr(settings, "outcomes")
     stop = stop_on_signals()
-    built = Outage(logging.getLogger("journey.outcomes")).attempt(
-        lambda: (build_bookkeeping(settings, "outcomes"), build_engine(settings)), stop
-    )
-    if built is None:
-        return
-    bookkeeping, engine = built
-    try:
-        consumer = OutcomeIngest(engine.journeys, bookkeeping, kafka, engine.actions)
-        say(f"Recording outcomes from {kafka.outcomes_topic}; Ctrl-C stops")
-        totals = consumer.run(stop)
-    finally:
-        engine.close()
+    with observed(settings) as health:
+        waiting = Outage(logging.getLogger("journey.outcomes"))
+        health.watch(waiting)
+        built = waiting.attempt(
+            lambda: (build_bookkeeping(settings, "outcomes"), build_engine(settings)), stop
+        )
+        if built is None:
+            return
+        bookkeeping, engine = built
+        try:
+            consumer = OutcomeIngest(engine.journeys, bookkeeping, kafka, engine.actions)
+            health.watch(*consumer.outages)
+            health.started()
+            say(f"Recording outcomes from {kafka.outcomes_topic}; Ctrl-C stops")
+            totals = consumer.run(stop)
+        finally:
+            engine.close()
     say(f"{totals.recorded} outcomes recorded, {totals.dead} dead letters")
 
 

@@ -10,13 +10,24 @@ from pathlib import Path
 
 import click
 
+from consumers.metrics import PROJECTION_LAG
 from engine.definition import load_definition
 from engine.errors import StoreUnavailable, UnknownCustomer
 from engine.outage import Outage
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import build_projection_views
-from journey.console import engine_for, log_to_stderr, out, progress, say, stop_on_signals
+from journey.console import (
+    engine_for,
+    log_to_stderr,
+    metrics_port_option,
+    observed,
+    out,
+    progress,
+    say,
+    stop_on_signals,
+    with_metrics_port,
+)
 from projections.custom import CustomRunner, load_projection
 from projections.diff import diff_definitions
 
@@ -37,12 +48,15 @@ from projections.diff import diff_definitions
     show_default=True,
     help="Seconds between looks at the log while following.",
 )
+@metrics_port_option
 @click.pass_context
-def replay(ctx: click.Context, spec: str, once: bool, every: float) -> None:
+def replay(
+    ctx: click.Context, spec: str, once: bool, every: float, metrics_port: int | None
+) -> None:
     """Build a projection of your own from the start of history into a fresh view, switch
     readers to it, then keep it following the log until stopped (or --once)."""
     projection = load_projection(spec)
-    settings = ctx.find_object(Settings) or Settings()
+    settings = with_metrics_port(ctx.find_object(Settings) or Settings(), metrics_port)
     with engine_for(ctx) as engine:
         views = build_projection_views(settings)
         try:
@@ -56,25 +70,31 @@ def replay(ctx: click.Context, spec: str, once: bool, every: float) -> None:
             say(f"Built {projection.name} from {events} events in {seconds:.1f} s")
             if once:
                 return
-            log_to_stderr()
+            log_to_stderr(settings, "replay")
             stop = stop_on_signals()
-            say("Following the log; stop with Ctrl-C")
             postgres = Outage(
                 logging.getLogger("journey.replay"), "PostgreSQL", "following again when it answers"
             )
-            while not stop.is_set():
-                try:
-                    live = views.live(projection.name)
-                    if live == generation:
-                        runner.catch_up(generation)
-                except StoreUnavailable as exc:
-                    stop.wait(postgres.failed(exc))
-                    continue
-                postgres.succeeded()
-                if live != generation:
-                    say(f"A newer build of {projection.name} is live; this one stops following")
-                    break
-                stop.wait(every)
+            lag = PROJECTION_LAG.labels(projection.name)
+            with observed(settings) as health:
+                health.watch(postgres)
+                health.started()
+                say("Following the log; stop with Ctrl-C")
+                while not stop.is_set():
+                    try:
+                        live = views.live(projection.name)
+                        if live == generation:
+                            lag.set(max(engine.log.head() - views.position(generation), 0))
+                            # A long catch-up is the loop at work, not a stuck one.
+                            runner.catch_up(generation, lambda *_: health.beat())
+                    except StoreUnavailable as exc:
+                        stop.wait(postgres.failed(exc))
+                        continue
+                    postgres.succeeded()
+                    if live != generation:
+                        say(f"A newer build of {projection.name} is live; this one stops following")
+                        break
+                    stop.wait(every)
         finally:
             views.db.close()
 

@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from consumers.metrics import HTTP_REQUEST, PROJECTION_LAG, READY
 from consumers.outcomes import check_outcome, record_outcomes
 from engine.actions import STATUSES, outcome_from_record
 from engine.errors import InvalidTouchpoint, JourneyError, StoreUnavailable, UnknownCustomer
@@ -32,10 +34,12 @@ from engine.touchpoints import touchpoint_from_record
 from journey import render
 from journey.bootstrap import Engine, build_engine
 from journey.console import catch_up, log_to_stderr, now_ms, say
+from journey.health import metrics_text
 from projections.timeline import timeline as project_timeline
 from projections.views import FRICTION_GROUPS
 
 log = logging.getLogger("journey.serve")
+access_log = logging.getLogger("journey.access")
 
 MAX_INGEST = 10_000  # touchpoints per request
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -75,17 +79,46 @@ class _Engine:
             try:
                 if self._engine is None:
                     self._engine = build_engine(self._settings)
-                catch_up(self._engine)
+                _VIEWS_LAG.set(catch_up(self._engine))
                 yield self._engine
             except StoreUnavailable as exc:
                 self._store.failed(exc)
                 raise
             self._store.succeeded()
 
+    def ready(self) -> bool:
+        """Whether requests can be served: the store answered when last asked. Before any
+        request the engine is opened here, which asks it."""
+        if self._engine is None and self._lock.acquire(timeout=1.0):
+            try:
+                if self._engine is None:
+                    self._engine = build_engine(self._settings)
+                    self._store.succeeded()
+            except StoreUnavailable as exc:
+                self._store.failed(exc)
+            finally:
+                self._lock.release()
+        return self._engine is not None and not self._store.ongoing
+
+    @property
+    def waiting_for(self) -> list[str]:
+        return [self._store.service]
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
 
+
+_VIEWS_LAG = PROJECTION_LAG.labels("journey")
+
+
+# Health, readiness and metrics, for the orchestrator and Prometheus: outside /api and its
+# OpenAPI document, and without a token. Probes carry none, and a scrape needs none: the
+# metrics hold counts and route templates, no customer's data, and giving Prometheus the
+# sales people's token would let it read every journey.
+operating = APIRouter(include_in_schema=False)
+# Probes and scrapes come every few seconds: counted, not logged.
+_QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
 
 # Who may call what: sales people read and report what they did with an action (the API
 # token); channel systems record touchpoints (the ingest token, if one is set).
@@ -112,7 +145,9 @@ def create_app(
     app.include_router(acting, dependencies=[Depends(_bearer(token)), text_only])
     app.include_router(writing, dependencies=[Depends(_bearer(ingest_token or token)), text_only])
     app.include_router(pages)
+    app.include_router(operating)
     app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(_Observed)
     app.add_exception_handler(JourneyError, _journey_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
@@ -143,6 +178,53 @@ def _no_nul_characters(request: Request) -> None:
 
 def _shown_name(name: str) -> str:
     return name if name.isidentifier() else repr(name.replace("\x00", "\\x00")[:40])
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class _Observed:
+    """Times every request and logs it (method, route, status, duration), labelled by the
+    route's template (`/api/customers/{customer_id}`), never by the path: ids would make a
+    series each. Paths that match no route share one label."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts
+
+        async def noted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, noted)
+        finally:
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            HTTP_REQUEST.labels(method, route, str(status)).observe(seconds)
+            if route not in _QUIET:
+                access_log.info(
+                    "%s %s %d %.1f ms",
+                    method,
+                    route,
+                    status,
+                    seconds * 1000,
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 3),
+                    },
+                )
 
 
 class _BodyLimit:
@@ -442,6 +524,31 @@ def ingest(
     return {"recorded": result.recorded, "duplicates": result.duplicates}
 
 
+@operating.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The server answers: its event loop runs."""
+    return {"status": "alive"}
+
+
+@operating.get("/readyz")
+def readyz(request: Request) -> JSONResponse:
+    engines: _Engine = request.app.state.engines
+    if engines.ready():
+        return JSONResponse({"status": "ready"})
+    return JSONResponse(
+        {"status": "not ready", "waiting_for": engines.waiting_for},
+        status_code=503,
+        headers={"Retry-After": str(int(LONGEST_WAIT_S))},
+    )
+
+
+@operating.get("/metrics")
+def metrics(request: Request) -> Response:
+    engines: _Engine = request.app.state.engines
+    READY.set(1 if engines.ready() else 0)
+    return Response(metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 @pages.get("/", response_class=HTMLResponse)
 def sales_page() -> str:
     return _page("customer.html")
@@ -476,6 +583,11 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
         token=os.environ.get("JOURNEY_API_TOKEN") or None,
         ingest_token=os.environ.get("JOURNEY_INGEST_TOKEN") or None,
     )
-    log_to_stderr()
-    say(f"Serving the journeys on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    log_to_stderr(settings, "serve")
+    say(
+        f"Serving the journeys on http://{host}:{port}/ (API docs at /docs, metrics at "
+        "/metrics); Ctrl-C stops"
+    )
+    # Our logging, not uvicorn's: its records go out in the process's format, and the access
+    # log is the application's own (by route template).
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None, access_log=False)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
@@ -27,8 +29,9 @@ from consumers.action_store import DeciderConflict
 from engine.outage import Outage
 from engine.settings import Settings
 from engine.touchpoints import millis
-from journey import render
+from journey import logs, render
 from journey.bootstrap import Engine, build_engine
+from journey.health import Health, health_server
 
 out = render.console()
 err = render.console(stderr=True)
@@ -44,9 +47,17 @@ class Exit(IntEnum):
     INTERRUPTED = 130
 
 
+# Set once a process that runs until stopped logs JSON: what it says goes through the log too,
+# so that every line on its stderr is one object.
+_said_as_json = threading.Event()
+
+
 def say(line: str) -> None:
     """One plain line on stderr, never wrapped or styled, so that tools can read it."""
-    click.echo(line, err=True)
+    if _said_as_json.is_set():
+        logging.getLogger("journey").info(line)
+    else:
+        click.echo(line, err=True)
 
 
 @contextmanager
@@ -66,13 +77,42 @@ def engine_when_store_answers(
     return outage.attempt(lambda: build_engine(settings), stop)
 
 
-def log_to_stderr() -> None:
-    """Timestamped log lines on stderr, for commands that run until stopped."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
-    )
-    # The Kafka client's own reconnection chatter says nothing the command does not say.
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+def log_to_stderr(settings: Settings, command: str) -> None:
+    """Log lines on stderr, for commands that run until stopped: timestamped text, or one
+    JSON object per line with JOURNEY_LOG_FORMAT=json (naming `command` and the process)."""
+    process = multiprocessing.current_process().name
+    if process == "MainProcess":
+        process = f"journey-{command}"
+    logs.configure(settings.log_format, command, process)
+    if settings.log_format == "json":
+        _said_as_json.set()
+    else:
+        _said_as_json.clear()
+
+
+def metrics_port_option(function: Any) -> Any:
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        help="Serve /metrics, /healthz and /readyz on this port (0: any free one, logged) "
+        "[env JOURNEY_METRICS_PORT; none].",
+    )(function)
+
+
+def with_metrics_port(settings: Settings, port: int | None) -> Settings:
+    return settings if port is None else replace(settings, metrics_port=port)
+
+
+@contextmanager
+def observed(settings: Settings, *, stale_after_s: float | None = None) -> Iterator[Health]:
+    """The health of a process that runs until stopped, served with its metrics on
+    `settings.metrics_port` while the block runs (if a port is set)."""
+    health = Health() if stale_after_s is None else Health(stale_after_s=stale_after_s)
+    if settings.metrics_port is None:
+        yield health
+        return
+    with health_server(settings.metrics_host, settings.metrics_port, health):
+        yield health
 
 
 def progress() -> Progress:
@@ -87,11 +127,12 @@ def progress() -> Progress:
     )
 
 
-def catch_up(engine: Engine) -> None:
+def catch_up(engine: Engine) -> int:
     """Brings the views up to date (and refuses views they cannot be read from), and on the
     embedded store decides next actions too (with PostgreSQL, `journey decide --follow`
     does that as a service). Deciding first leaves the views at the log's head, decisions
-    included, so the next command finds nothing to catch up."""
+    included, so the next command finds nothing to catch up. Returns how far behind the
+    views were."""
     if engine.settings.store == "sqlite":
         # Another process deciding (journey decide --follow) got there first: its work stands.
         with suppress(DeciderConflict):
@@ -103,6 +144,7 @@ def catch_up(engine: Engine) -> None:
         with progress() as bar:
             task = bar.add_task("Building journeys", total=lag)
             engine.runner.catch_up(lambda done, total: bar.update(task, completed=done))
+    return lag
 
 
 class _Time(click.ParamType[int]):

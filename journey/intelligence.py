@@ -19,11 +19,15 @@ from journey.console import (
     engine_for,
     engine_when_store_answers,
     log_to_stderr,
+    metrics_port_option,
     now_ms,
+    observed,
     out,
     say,
     stop_on_signals,
+    with_metrics_port,
 )
+from journey.health import STALE_AFTER_S
 from projections.views import FRICTION_GROUPS
 
 
@@ -57,26 +61,32 @@ def tick(ctx: click.Context, at: int | None) -> None:
     show_default=True,
     help="Seconds between ticks.",
 )
+@metrics_port_option
 @click.pass_context
-def clock(ctx: click.Context, every: float) -> None:
+def clock(ctx: click.Context, every: float, metrics_port: int | None) -> None:
     """Tick the engine's clock every so often, until stopped (SIGTERM or Ctrl-C). While
     PostgreSQL is away it waits for it, and ticks as soon as it answers."""
-    log_to_stderr()
+    settings = with_metrics_port(ctx.find_object(Settings) or Settings(), metrics_port)
+    log_to_stderr(settings, "clock")
     stop = stop_on_signals()
     postgres = Outage(logging.getLogger("journey.clock"), "PostgreSQL", "ticking when it answers")
-    engine = engine_when_store_answers(ctx.find_object(Settings) or Settings(), stop, postgres)
-    if engine is None:
-        return
-    with closing(engine):
-        say(f"Ticking every {every:g} s")
-        while not stop.is_set():
-            try:
-                engine.journeys.tick(now_ms())
-            except StoreUnavailable as exc:
-                stop.wait(postgres.failed(exc))
-                continue
-            postgres.succeeded()
-            stop.wait(every)
+    # The loop tries PostgreSQL once per tick: stuck is when several ticks went missing.
+    with observed(settings, stale_after_s=max(STALE_AFTER_S, 3 * every)) as health:
+        health.watch(postgres)
+        engine = engine_when_store_answers(settings, stop, postgres)
+        if engine is None:
+            return
+        health.started()
+        with closing(engine):
+            say(f"Ticking every {every:g} s")
+            while not stop.is_set():
+                try:
+                    engine.journeys.tick(now_ms())
+                except StoreUnavailable as exc:
+                    stop.wait(postgres.failed(exc))
+                    continue
+                postgres.succeeded()
+                stop.wait(every)
     say("Clock stopped")
 
 

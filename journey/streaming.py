@@ -31,7 +31,16 @@ from engine.outage import Outage
 from engine.settings import Settings
 from journey import render
 from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
-from journey.console import STOP_GRACE_S, Exit, leave_within, log_to_stderr, say
+from journey.console import (
+    STOP_GRACE_S,
+    Exit,
+    leave_within,
+    log_to_stderr,
+    metrics_port_option,
+    observed,
+    say,
+    with_metrics_port,
+)
 from journey.ingest import check_files
 
 out = render.console()
@@ -99,6 +108,7 @@ def recording_engine(ctx: click.Context, command: str) -> Iterator[tuple[Engine,
     help="A stable name for this member of the group, so that a restart under the same name "
     "takes its partitions back at once [env JOURNEY_CONSUMER_INSTANCE].",
 )
+@metrics_port_option
 @click.pass_context
 def consume(
     ctx: click.Context,
@@ -109,13 +119,15 @@ def consume(
     batch_size: int | None,
     workers: int,
     instance: str | None,
+    metrics_port: int | None,
 ) -> None:
     """Record touchpoints from Kafka into PostgreSQL, each exactly once, until stopped.
 
     Each batch is recorded in one transaction with the offsets it was read up to; bad records
     go to the dead-letter topic and their neighbours are recorded. SIGTERM or Ctrl-C finishes
-    the batch in hand and exits 0. While PostgreSQL or Kafka is away it waits and retries."""
-    settings = ctx.find_object(Settings) or Settings()
+    the batch in hand and exits 0. While PostgreSQL or Kafka is away it waits and retries.
+    With --workers N and a metrics port P, the members serve on ports P to P+N-1."""
+    settings = with_metrics_port(ctx.find_object(Settings) or Settings(), metrics_port)
     kafka = kafka_settings(bootstrap, topic, group)
     if instance:
         kafka = replace(kafka, instance=instance)
@@ -132,7 +144,7 @@ def consume(
             target=_member,
             args=(
                 os.getpid(),
-                settings,
+                _member_settings(settings, number),
                 replace(kafka, instance=f"{kafka.instance}-{number}") if kafka.instance else kafka,
                 size,
             ),
@@ -157,6 +169,15 @@ def consume(
         raise ConfigurationError(f"{', '.join(failed)} stopped with an error (see above)")
 
 
+def _member_settings(settings: Settings, number: int) -> Settings:
+    """A member's settings: each serves its metrics on a port of its own, so that a scrape
+    tells them apart and a member that died shows as a target down."""
+    port = settings.metrics_port
+    if not port:  # none, or any free one
+        return settings
+    return replace(settings, metrics_port=port + number - 1)
+
+
 def _member(parent: int, settings: Settings, kafka: KafkaSettings, batch_size: int) -> None:
     """A member in a process of its own, which finishes the batch in hand and ends when the
     process that started it dies (even by kill -9): it would go on consuming unseen."""
@@ -166,7 +187,7 @@ def _member(parent: int, settings: Settings, kafka: KafkaSettings, batch_size: i
 
 def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> None:
     """One member of the ingest group, until SIGTERM or SIGINT."""
-    log_to_stderr()
+    log_to_stderr(settings, "consume")
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -179,35 +200,34 @@ def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> Non
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    built = _when_postgres_answers(settings, stop)
-    if built is None:
-        return
-    bookkeeping, engine = built
-    try:
-        ingest = TouchpointIngest(engine.journeys, bookkeeping, kafka, batch_size=batch_size)
-        last_report = [time.monotonic()]
+    with observed(settings) as health:
+        waiting = Outage(
+            logging.getLogger("journey.consume"), "PostgreSQL", "connecting when it answers"
+        )
+        health.watch(waiting)
+        built = waiting.attempt(
+            lambda: (build_bookkeeping(settings, "consume"), build_engine(settings)),
+            stop,
+            UNAVAILABLE,
+        )
+        if built is None:
+            return
+        bookkeeping, engine = built
+        try:
+            ingest = TouchpointIngest(engine.journeys, bookkeeping, kafka, batch_size=batch_size)
+            health.watch(*ingest.outages)
+            health.started()
+            last_report = [time.monotonic()]
 
-        def report(totals: IngestTotals) -> None:
-            if time.monotonic() - last_report[0] >= 5:
-                last_report[0] = time.monotonic()
-                _log_totals(totals)
+            def report(totals: IngestTotals) -> None:
+                if time.monotonic() - last_report[0] >= 5:
+                    last_report[0] = time.monotonic()
+                    _log_totals(totals)
 
-        totals = ingest.run(stop, on_batch=report)
-    finally:
-        engine.close()
+            totals = ingest.run(stop, on_batch=report)
+        finally:
+            engine.close()
     _log_totals(totals)
-
-
-def _when_postgres_answers(
-    settings: Settings, stop: threading.Event
-) -> tuple[Bookkeeping, Engine] | None:
-    """The member's store, once PostgreSQL answers (None if asked to stop first)."""
-    waiting = Outage(
-        logging.getLogger("journey.consume"), "PostgreSQL", "connecting when it answers"
-    )
-    return waiting.attempt(
-        lambda: (build_bookkeeping(settings, "consume"), build_engine(settings)), stop, UNAVAILABLE
-    )
 
 
 def _log_totals(totals: IngestTotals) -> None:
