@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -133,7 +134,7 @@ def create_app(
 ) -> FastAPI:
     """The API; with `token`, every endpoint asks for `Authorization: Bearer <token>`
     (POST /api/touchpoints for `ingest_token` instead, if given)."""
-    app = FastAPI(
+    app = FastAPIOffline(
         title="journey engine",
         summary="Customer journeys, frictions, moments of truth and next-best-actions.",
         version="1",

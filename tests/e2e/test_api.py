@@ -3,6 +3,7 @@ stories' journeys, lists and aggregates, outcomes, ingest with its validation, a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,19 @@ def test_the_openapi_document_describes_every_endpoint(client: TestClient) -> No
         "/api/actions/{action_id}/outcome",
         "/api/touchpoints",
     } <= set(paths)
+
+
+def test_the_api_documentation_is_served_whole_from_the_engine_without_the_internet(
+    client: TestClient,
+) -> None:
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        scripts = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', html)
+
+        assert scripts, page
+        for script in scripts:
+            assert script.startswith("/"), f"{page} loads {script} from elsewhere"
+            assert client.get(script).status_code == 200, script
 
 
 def test_with_a_token_every_endpoint_asks_for_it(data_dir: Path) -> None:
