@@ -1,5 +1,5 @@
-# The journey engine's command line, for the consumer service in docker-compose.yml.
-FROM python:3.11-slim
+# The journey engine's command line, for the engine's services in docker-compose.yml.
+FROM python:3.11.11-slim-bookworm
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY engine engine
