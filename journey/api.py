@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
@@ -142,9 +143,11 @@ def create_app(
     app.state.engines = _Engine(settings)
     app.router.on_shutdown.append(app.state.engines.close)
     text_only = Depends(_no_nul_characters)
-    app.include_router(reading, dependencies=[Depends(_bearer(token)), text_only])
-    app.include_router(acting, dependencies=[Depends(_bearer(token)), text_only])
-    app.include_router(writing, dependencies=[Depends(_bearer(ingest_token or token)), text_only])
+    sales = Depends(_bearer(token, _SALES_TOKEN))
+    app.include_router(reading, dependencies=[sales, text_only])
+    app.include_router(acting, dependencies=[sales, text_only])
+    ingest = Depends(_bearer(ingest_token or token, _INGEST_TOKEN))
+    app.include_router(writing, dependencies=[ingest, text_only])
     app.include_router(pages)
     app.include_router(operating)
     app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
@@ -155,12 +158,32 @@ def create_app(
     return app
 
 
-def _bearer(expected: str | None) -> Callable[[Request], None]:
-    def check(request: Request) -> None:
+# The tokens, as the OpenAPI document names them; asked for only when they are set.
+_SALES_TOKEN = HTTPBearer(
+    scheme_name="salesToken",
+    description="JOURNEY_API_TOKEN: reading journeys and reporting outcomes.",
+    auto_error=False,
+)
+_INGEST_TOKEN = HTTPBearer(
+    scheme_name="ingestToken",
+    description="JOURNEY_INGEST_TOKEN (or JOURNEY_API_TOKEN): posting touchpoints.",
+    auto_error=False,
+)
+
+
+def _bearer(
+    expected: str | None, scheme: HTTPBearer
+) -> Callable[[HTTPAuthorizationCredentials | None], None]:
+    # The scheme is given as a default, not in the annotation: annotations are read as text
+    # (from __future__), where a local name cannot be found.
+    def check(given: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:  # noqa: B008
         if expected is None:
             return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given, expected):
+        # Compared as bytes: a header may hold any character, and compare_digest refuses
+        # text that is not ASCII.
+        if given is None or not secrets.compare_digest(
+            given.credentials.encode(), expected.encode()
+        ):
             raise HTTPException(
                 401,
                 "a valid token is required: Authorization: Bearer <token>",

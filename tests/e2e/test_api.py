@@ -239,6 +239,24 @@ def test_with_a_token_every_endpoint_asks_for_it(data_dir: Path) -> None:
         outcome = f"/api/actions/{action['action_id']}/outcome"
         assert client.post(outcome, json={"status": "accepted"}, headers=channel).status_code == 401
         assert client.post(outcome, json={"status": "accepted"}, headers=reader).status_code == 201
+        odd = {"authorization": "Bearer s3cr\u00e9t".encode()}  # not ASCII
+        assert client.get("/api/funnel", headers=odd).status_code == 401
+
+
+def test_the_openapi_document_names_the_token_each_endpoint_takes(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+
+    schemes = document["components"]["securitySchemes"]
+    taken = {
+        (path, method): [name for need in operation["security"] for name in need]
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+
+    assert {schemes[name]["scheme"] for name in schemes} == {"bearer"}
+    assert taken[("/api/touchpoints", "post")] == ["ingestToken"]
+    assert taken[("/api/actions/{action_id}/outcome", "post")] == ["salesToken"]
+    assert taken[("/api/customers/{customer_id}", "get")] == ["salesToken"]
 
 
 @pytest.mark.parametrize(
