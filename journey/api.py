@@ -7,15 +7,16 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from importlib import resources
 from typing import Annotated, Any
 
+import anyio.to_thread
 import click
+import orjson
 import uvicorn
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,20 +24,22 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from consumers.metrics import HTTP_REQUEST, PROJECTION_LAG, READY
+from consumers.metrics import HTTP_REQUEST, READY
 from consumers.outcomes import check_outcome, record_outcomes
 from engine.actions import STATUSES, outcome_from_record
 from engine.errors import InvalidTouchpoint, JourneyError, StoreUnavailable, UnknownCustomer
-from engine.outage import LONGEST_WAIT_S, Outage
+from engine.outage import LONGEST_WAIT_S
 from engine.settings import Settings
 from engine.touchpoints import touchpoint_from_record
 from journey import render
-from journey.bootstrap import Engine, build_engine
-from journey.console import catch_up, log_to_stderr, now_ms, say
-from journey.health import metrics_text
+from journey.bootstrap import Engine
+from journey.console import log_to_stderr, now_ms, say
+from journey.health import Health, metrics_text
+from journey.serving import READERS, Answers, Follower, Readers, Stamp, ViewsBehind, wait_until_read
 from projections.timeline import timeline as project_timeline
 from projections.views import FRICTION_GROUPS
 
@@ -46,6 +49,7 @@ access_log = logging.getLogger("journey.access")
 MAX_INGEST = 10_000  # touchpoints per request
 MAX_BODY_BYTES = 16 * 1024 * 1024
 OUTCOME_WAIT_S = 2.0
+READ_WAIT_S = 5.0  # the longest a read given `after` waits for the views
 
 
 class OutcomeIn(BaseModel):
@@ -61,57 +65,6 @@ class OutcomeIn(BaseModel):
 
 class Problem(BaseModel):
     detail: str
-
-
-class _Engine:
-    """One engine for the server, used by one request at a time (the embedded store's
-    connections are not shared between threads), brought up to date before each read.
-    While the store is unavailable, requests are answered 503 (said once in the log, and
-    once when it is back); its connections come back by themselves."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._engine: Engine | None = None
-        self._lock = threading.Lock()
-        self._store = Outage(log, "PostgreSQL", "answering 503 until it is back")
-
-    @contextmanager
-    def current(self) -> Iterator[Engine]:
-        with self._lock:
-            try:
-                if self._engine is None:
-                    self._engine = build_engine(self._settings)
-                _VIEWS_LAG.set(catch_up(self._engine))
-                yield self._engine
-            except StoreUnavailable as exc:
-                self._store.failed(exc)
-                raise
-            self._store.succeeded()
-
-    def ready(self) -> bool:
-        """Whether requests can be served: the store answered when last asked. Before any
-        request the engine is opened here, which asks it."""
-        if self._engine is None and self._lock.acquire(timeout=1.0):
-            try:
-                if self._engine is None:
-                    self._engine = build_engine(self._settings)
-                    self._store.succeeded()
-            except StoreUnavailable as exc:
-                self._store.failed(exc)
-            finally:
-                self._lock.release()
-        return self._engine is not None and not self._store.ongoing
-
-    @property
-    def waiting_for(self) -> list[str]:
-        return [self._store.service]
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
-
-
-_VIEWS_LAG = PROJECTION_LAG.labels("journey")
 
 
 # Health, readiness and metrics, for the orchestrator and Prometheus: outside /api and its
@@ -140,11 +93,15 @@ def create_app(
         summary="Customer journeys, frictions, moments of truth and next-best-actions.",
         version="1",
     )
-    app.state.engines = _Engine(settings)
-    app.router.on_shutdown.append(app.state.engines.close)
+    app.state.readers = Readers(settings)
+    app.state.answers = Answers()
+    app.state.health = Health()
+    app.state.follower = Follower(settings, app.state.health)
+    app.router.on_startup.extend([_limit_threads, app.state.follower.start])
+    app.router.on_shutdown.extend([app.state.follower.stop, app.state.readers.close])
     text_only = Depends(_no_nul_characters)
     sales = Depends(_bearer(token, _SALES_TOKEN))
-    app.include_router(reading, dependencies=[sales, text_only])
+    app.include_router(reading, dependencies=[sales, text_only, Depends(_after)])
     app.include_router(acting, dependencies=[sales, text_only])
     ingest = Depends(_bearer(ingest_token or token, _INGEST_TOKEN))
     app.include_router(writing, dependencies=[ingest, text_only])
@@ -155,6 +112,7 @@ def create_app(
     app.add_exception_handler(JourneyError, _journey_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(ViewsBehind, _views_behind)  # type: ignore[arg-type]
     return app
 
 
@@ -173,10 +131,13 @@ _INGEST_TOKEN = HTTPBearer(
 
 def _bearer(
     expected: str | None, scheme: HTTPBearer
-) -> Callable[[HTTPAuthorizationCredentials | None], None]:
+) -> Callable[[HTTPAuthorizationCredentials | None], Awaitable[None]]:
     # The scheme is given as a default, not in the annotation: annotations are read as text
-    # (from __future__), where a local name cannot be found.
-    def check(given: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:  # noqa: B008
+    # (from __future__), where a local name cannot be found. Checks that wait for nothing are
+    # coroutines: the server runs them in its loop, not in a thread of their own.
+    async def check(
+        given: HTTPAuthorizationCredentials | None = Depends(scheme),  # noqa: B008
+    ) -> None:
         if expected is None:
             return
         # Compared as bytes: a header may hold any character, and compare_digest refuses
@@ -193,7 +154,7 @@ def _bearer(
     return check
 
 
-def _no_nul_characters(request: Request) -> None:
+async def _no_nul_characters(request: Request) -> None:
     """A NUL character fits no id or text the engine keeps: named, not passed to a store."""
     for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
         if "\x00" in str(value) or "\x00" in name:
@@ -319,33 +280,109 @@ def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
     )
 
 
+async def _limit_threads() -> None:
+    """As many request threads as engines to borrow: more would only queue on the
+    interpreter's lock, and make the slowest request slower."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = READERS
+
+
+def _views_behind(request: Request, exc: ViewsBehind) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"{exc}; try again shortly"}, status_code=503, headers={"Retry-After": "1"}
+    )
+
+
+async def _after(
+    request: Request,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="A log position a write returned (POST /api/touchpoints or an "
+            "outcome): the answer waits until the views include that write (and for "
+            "/api/actions, until the decisions do), and is 503 if they do not get there "
+            f"within {READ_WAIT_S:g} s.",
+        ),
+    ] = None,
+) -> None:
+    request.state.after = after
+
+
 @contextmanager
-def _engine(request: Request) -> Iterator[Engine]:
-    engines: _Engine = request.app.state.engines
-    with engines.current() as engine:
+def _engine(request: Request, *, decided: bool = False) -> Iterator[Engine]:
+    """An engine for this request, and with `after`, once the views (and with `decided`, the
+    next actions) include that position."""
+    readers: Readers = request.app.state.readers
+    with readers.borrowed() as engine:
+        after = getattr(request.state, "after", None)
+        if after is not None:
+            wait_until_read(engine, after, READ_WAIT_S, decided=decided)
         yield engine
 
 
-@reading.get("/customers/{customer_id}", tags=["customers"])
-def customer(customer_id: str, request: Request) -> dict[str, Any]:
+@reading.get("/customers/{customer_id}", tags=["customers"], response_model=dict[str, Any])
+async def customer(customer_id: str, request: Request) -> Response:
     """A customer's journey: stage and stage history, timeline, frictions, moments of
     truth, and next actions with their reasons."""
-    with _engine(request) as engine:
-        position = engine.view.position(customer_id)
-        if position is None:
-            raise UnknownCustomer(customer_id)
-        shown = render.customer_json(
-            engine.definition,
-            position,
-            project_timeline(engine.log.stream(customer_id)),
-            engine.view.time_of(position),
-            engine.actions.actions(customer_id=customer_id, open_only=False),
-        )
-        shown["stages"] = [
-            {"id": stage, "label": render.label(engine.definition, stage)}
-            for stage in engine.definition.ladder
-        ]
-        return shown
+    return await _answer(request, lambda engine: _customer(engine, customer_id))
+
+
+def _customer(engine: Engine, customer_id: str) -> dict[str, Any]:
+    position = engine.view.position(customer_id)
+    if position is None:
+        raise UnknownCustomer(customer_id)
+    shown = render.customer_json(
+        engine.definition,
+        position,
+        project_timeline(engine.log.stream(customer_id)),
+        engine.view.time_of(position),
+        engine.actions.actions(customer_id=customer_id, open_only=False),
+    )
+    shown["stages"] = [
+        {"id": stage, "label": render.label(engine.definition, stage)}
+        for stage in engine.definition.ladder
+    ]
+    return shown
+
+
+async def _answer(
+    request: Request, read: Callable[[Engine], Any], *, decided: bool = False
+) -> Response:
+    """The answer to a read: kept from an earlier one while the views and the decisions have
+    not moved on since the follower last looked, else read in a request thread (and kept).
+    Its ETag names where they stood, so a page that asks again with If-None-Match gets 304
+    while nothing changed."""
+    follower: Follower = request.app.state.follower
+    if follower.refused is not None:
+        raise follower.refused
+    answers: Answers = request.app.state.answers
+    key = request.url.path
+    stamp = follower.stamp
+    after = request.state.after
+    if stamp is not None and (after is None or stamp.includes(after, decided=decided)):
+        if _unchanged(request, stamp):
+            return Response(status_code=304, headers={"ETag": stamp.tag})
+        body = answers.get(key, stamp)
+        if body is not None:
+            return Response(body, media_type="application/json", headers={"ETag": stamp.tag})
+
+    def work() -> tuple[Stamp, bytes | None]:
+        with _engine(request, decided=decided) as engine:
+            # Where they stand before the read: the answer is at least as new.
+            now = Stamp(engine.runner.position(), engine.decider.position())
+            if _unchanged(request, now):
+                return now, None
+            return now, orjson.dumps(read(engine))
+
+    now, body = await run_in_threadpool(work)
+    if body is None:
+        return Response(status_code=304, headers={"ETag": now.tag})
+    answers.put(key, now, body)
+    return Response(body, media_type="application/json", headers={"ETag": now.tag})
+
+
+def _unchanged(request: Request, stamp: Stamp) -> bool:
+    return request.headers.get("if-none-match") == stamp.tag
 
 
 @reading.get("/customers", tags=["customers"])
@@ -448,7 +485,7 @@ def actions(
 ) -> list[dict[str, Any]]:
     """Next actions, the most important first, a page at a time: X-Total-Count says how
     many there are, and a Link header (rel="next") where the next page is."""
-    with _engine(request) as engine:
+    with _engine(request, decided=True) as engine:
         total, rows = engine.actions.action_page(
             owner=owner,
             customer_id=customer,
@@ -466,7 +503,7 @@ def actions(
 @reading.get("/actions/{action_id}", tags=["actions"])
 def action(action_id: str, request: Request) -> dict[str, Any]:
     """An action with its explanation."""
-    with _engine(request) as engine:
+    with _engine(request, decided=True) as engine:
         row = engine.actions.action(action_id)
     if row is None:
         raise HTTPException(404, f"no action {action_id!r} was decided")
@@ -501,9 +538,10 @@ def outcome(action_id: str, reported: OutcomeIn, request: Request) -> dict[str, 
         )
         check_outcome(engine.actions, recorded)
         at = record_outcomes(engine.journeys, [recorded]).last_position
-        catch_up(engine)
-        # On PostgreSQL the decider runs as its own service: give it a moment to apply the
-        # outcome, so that the answer (and the page) shows the action as it now stands.
+        request.app.state.follower.wake()
+        # The decider (the follower on the embedded store, a service of its own on PostgreSQL)
+        # is given a moment to apply the outcome, so that the answer (and the page) shows the
+        # action as it now stands.
         if at:
             with suppress(TimeoutError):
                 engine.decider.wait_for(at, OUTCOME_WAIT_S)
@@ -524,7 +562,7 @@ def ingest(
         dict[str, Any] | list[dict[str, Any]],
         Body(description="A touchpoint record, or a list of them, as on Kafka."),
     ],
-) -> dict[str, int]:
+) -> dict[str, int | None]:
     """Records touchpoints, validated as on Kafka; a bad record (422), or one whose event_id
     was recorded with other content (409), refuses the request with the field and the
     problem, and nothing of it is recorded."""
@@ -541,26 +579,36 @@ def ingest(
             raise HTTPException(422, f"{where}{exc}") from None
     with _engine(request) as engine:
         result = engine.journeys.record(touchpoints, all_or_none=True)
+    if result.recorded:
+        request.app.state.follower.wake()
     if result.conflicts:
         conflict = result.conflicts[0]
         where = f"[{conflict.index}]." if isinstance(body, list) else ""
         raise HTTPException(409, f"{where}event_id: {conflict.reason}")
-    return {"recorded": result.recorded, "duplicates": result.duplicates}
+    # Where the last one recorded stands in the log: a read given it as `after` includes it.
+    return {
+        "recorded": result.recorded,
+        "duplicates": result.duplicates,
+        "position": result.last_position,
+    }
 
 
 @operating.get("/healthz")
-def healthz() -> dict[str, str]:
-    """The server answers: its event loop runs."""
-    return {"status": "alive"}
+def healthz(request: Request) -> JSONResponse:
+    """The server answers, and the follower that keeps its views current is not stuck."""
+    health: Health = request.app.state.health
+    if health.alive():
+        return JSONResponse({"status": "alive"})
+    return JSONResponse({"status": "stuck"}, status_code=503)
 
 
 @operating.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
-    engines: _Engine = request.app.state.engines
-    if engines.ready():
+    waiting = _waiting_for(request)
+    if not waiting:
         return JSONResponse({"status": "ready"})
     return JSONResponse(
-        {"status": "not ready", "waiting_for": engines.waiting_for},
+        {"status": "not ready", "waiting_for": waiting},
         status_code=503,
         headers={"Retry-After": str(int(LONGEST_WAIT_S))},
     )
@@ -568,9 +616,19 @@ def readyz(request: Request) -> JSONResponse:
 
 @operating.get("/metrics")
 def metrics(request: Request) -> Response:
-    engines: _Engine = request.app.state.engines
-    READY.set(1 if engines.ready() else 0)
+    READY.set(0 if _waiting_for(request) else 1)
     return Response(metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _waiting_for(request: Request) -> list[str]:
+    """What the server waits for before it can answer: the store, as requests or the follower
+    last saw it, and the follower's start."""
+    health: Health = request.app.state.health
+    readers: Readers = request.app.state.readers
+    waiting = health.waiting_for()
+    if readers.store.ongoing and readers.store.service not in waiting:
+        waiting.append(readers.store.service)
+    return waiting
 
 
 @pages.get("/", response_class=HTMLResponse)

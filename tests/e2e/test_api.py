@@ -4,6 +4,7 @@ stories' journeys, lists and aggregates, outcomes, ingest with its validation, a
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,16 +143,54 @@ def test_touchpoints_posted_are_recorded_once(client: TestClient) -> None:
     first = client.post("/api/touchpoints", json=touchpoint())
     again = client.post("/api/touchpoints", json=[touchpoint(), touchpoint(event_id="api-2")])
 
-    assert (first.status_code, first.json()) == (202, {"recorded": 1, "duplicates": 0})
-    assert again.json() == {"recorded": 1, "duplicates": 1}
-    assert client.get("/api/customers/API-1").json()["touchpoints"] == 2
+    assert first.status_code == 202
+    assert (first.json()["recorded"], first.json()["duplicates"]) == (1, 0)
+    assert (again.json()["recorded"], again.json()["duplicates"]) == (1, 1)
+    read = client.get("/api/customers/API-1", params={"after": again.json()["position"]})
+    assert read.json()["touchpoints"] == 2
+
+
+def test_a_journey_read_again_is_the_same_until_something_is_recorded_and_then_new(
+    client: TestClient,
+) -> None:
+    first = client.post("/api/touchpoints", json=touchpoint(event_id="e-1", customer_id="E-1"))
+    read = client.get("/api/customers/E-1", params={"after": first.json()["position"]})
+    unchanged = client.get("/api/customers/E-1", headers={"If-None-Match": read.headers["ETag"]})
+    second = client.post("/api/touchpoints", json=touchpoint(event_id="e-2", customer_id="E-1"))
+    changed = client.get(
+        "/api/customers/E-1",
+        params={"after": second.json()["position"]},
+        headers={"If-None-Match": read.headers["ETag"]},
+    )
+
+    assert read.json()["touchpoints"] == 1
+    assert unchanged.status_code == 304
+    assert changed.status_code == 200
+    assert changed.json()["touchpoints"] == 2
+    assert changed.headers["ETag"] != read.headers["ETag"]
+
+
+def test_a_read_given_the_position_of_a_write_includes_it_and_says_so_when_it_cannot(
+    client: TestClient,
+) -> None:
+    posted = client.post("/api/touchpoints", json=touchpoint(event_id="w-1", customer_id="W-1"))
+    position = posted.json()["position"]
+
+    read = client.get("/api/customers/W-1", params={"after": position})
+    beyond = client.get("/api/customers/W-1", params={"after": position + 1_000_000})
+
+    assert read.status_code == 200
+    assert read.json()["touchpoints"] == 1
+    assert beyond.status_code == 503
+    assert beyond.headers["Retry-After"] == "1"
+    assert beyond.json()["detail"].startswith("the views are at ")
 
 
 def test_a_touchpoint_whose_event_id_names_another_is_a_409_and_nothing_is_recorded(
     client: TestClient,
 ) -> None:
     first = touchpoint(event_id="api-9", customer_id="API-9")
-    client.post("/api/touchpoints", json=first)
+    position = client.post("/api/touchpoints", json=first).json()["position"]
 
     response = client.post(
         "/api/touchpoints",
@@ -166,7 +205,10 @@ def test_a_touchpoint_whose_event_id_names_another_is_a_409_and_nothing_is_recor
         "[1].event_id: conflicts with the touchpoint recorded on "
     )
     assert response.json()["detail"].endswith(": its attributes differ")
-    assert client.get("/api/customers/API-9").json()["touchpoints"] == 1
+    later = client.post("/api/touchpoints", json=touchpoint(event_id="api-11", customer_id="L-1"))
+    read = client.get("/api/customers/API-9", params={"after": later.json()["position"]})
+    assert position < later.json()["position"]
+    assert read.json()["touchpoints"] == 1
 
 
 @pytest.mark.parametrize(
@@ -184,10 +226,15 @@ def test_a_bad_touchpoint_is_refused_naming_the_field_and_nothing_is_recorded(
     client: TestClient, body: Any, detail: str
 ) -> None:
     response = client.post("/api/touchpoints", json=body)
+    later = client.post(
+        "/api/touchpoints", json=touchpoint(event_id=str(uuid.uuid4()), customer_id="OK-2")
+    )
 
     assert response.status_code == 422
     assert response.json()["detail"].startswith(detail)
-    assert client.get("/api/customers/OK-1").status_code == 404  # its good neighbour neither
+    # Its good neighbour neither, though what was posted after it is read.
+    read = client.get("/api/customers/OK-1", params={"after": later.json()["position"]})
+    assert read.status_code == 404
 
 
 def test_the_openapi_document_describes_every_endpoint(client: TestClient) -> None:

@@ -1,0 +1,235 @@
+"""What `journey serve` reads with: engines that requests borrow, one request each at a time,
+and a follower that keeps the views current in the background.
+
+Requests read the committed views as they stand: none takes a lock that others wait on, and
+none brings the views up to date first. The follower does that as the log grows (and decides
+next actions too, on the embedded store, where no decider service runs). A caller that must
+see what it just wrote passes the log position its write returned, and its read waits until
+the views are there."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import NamedTuple
+
+from consumers.action_store import DeciderConflict
+from consumers.ingest import UNAVAILABLE
+from consumers.metrics import PROJECTION_LAG
+from engine.bulk import settle_young_objects
+from engine.errors import JourneyError, StoreUnavailable
+from engine.outage import LONGEST_WAIT_S, Outage
+from engine.settings import Settings
+from journey.bootstrap import Engine, build_engine
+from journey.health import Health
+
+log = logging.getLogger("journey.serve")
+
+# Engines requests borrow: enough to keep both cores and the database busy; more would only
+# queue on the interpreter's lock and hold connections the database counts.
+READERS = 6
+# How often the follower looks for what others recorded (another process, or another serve):
+# what this server records itself wakes it at once.
+LOOK_EVERY_S = 0.05
+# Answers kept at most (a customer's is a few kilobytes).
+MOST_ANSWERS = 10_000
+
+
+class Stamp(NamedTuple):
+    """Where the views and the decisions stood: an answer read then holds while both do."""
+
+    views: int
+    decided: int
+
+    @property
+    def tag(self) -> str:
+        """As an HTTP entity tag: weak, since equal answers may differ in their bytes."""
+        return f'W/"{self.views}-{self.decided}"'
+
+    def includes(self, position: int, *, decided: bool) -> bool:
+        return position <= self.views and (not decided or position <= self.decided)
+
+
+class ViewsBehind(JourneyError):
+    """The views did not reach the log position a reader asked for in time."""
+
+
+class Readers:
+    """Engines for request threads, opened when first needed and kept: a request borrows one
+    for its whole work and gives it back. While the store is unavailable, requests fail
+    with StoreUnavailable (said once in the log, and once when it is back)."""
+
+    def __init__(self, settings: Settings, size: int = READERS) -> None:
+        # One connection each: an engine serves one request at a time.
+        self._settings = (
+            dataclasses.replace(settings, postgres={**settings.postgres, "POSTGRES_POOL_SIZE": "1"})
+            if settings.postgres
+            else settings
+        )
+        self._idle: queue.SimpleQueue[Engine] = queue.SimpleQueue()
+        self._opened: list[Engine] = []
+        self._size = size
+        self._opening = threading.Lock()
+        self.store = Outage(log, "PostgreSQL", "answering 503 until it is back")
+
+    @contextmanager
+    def borrowed(self) -> Iterator[Engine]:
+        engine = self._take()
+        try:
+            yield engine
+        except StoreUnavailable as exc:
+            self.store.failed(exc)
+            raise
+        finally:
+            self._idle.put(engine)
+        self.store.succeeded()
+
+    def _take(self) -> Engine:
+        with suppress(queue.Empty):
+            return self._idle.get_nowait()
+        with self._opening:
+            if len(self._opened) < self._size:
+                try:
+                    engine = build_engine(self._settings)
+                except StoreUnavailable as exc:
+                    self.store.failed(exc)
+                    raise
+                self._opened.append(engine)
+                return engine
+        return self._idle.get()
+
+    def close(self) -> None:
+        for engine in self._opened:
+            engine.close()
+
+
+class Answers:
+    """Answers to reads, kept while the views and the decisions stay where they were (so a
+    floor of sales people reading the same customers costs one read each), and given up
+    all at once when either moves on: an answer is never older than the follower's last
+    look at them."""
+
+    def __init__(self, most: int = MOST_ANSWERS) -> None:
+        self._most = most
+        self._stamp: Stamp | None = None
+        self._kept: dict[str, bytes] = {}
+
+    def get(self, key: str, stamp: Stamp) -> bytes | None:
+        return self._kept.get(key) if stamp == self._stamp else None
+
+    def put(self, key: str, stamp: Stamp, body: bytes) -> None:
+        if stamp != self._stamp:
+            if self._stamp is not None and stamp < self._stamp:
+                return  # read before the views moved on: already out of date
+            self._stamp, self._kept = stamp, {}
+        if len(self._kept) >= self._most:
+            self._kept = {}
+        self._kept[key] = body
+
+
+class Follower:
+    """Keeps the views current in a thread of its own: brings them up to date, then waits
+    for the log to grow (or to be woken by a write of this server), until stopped. Waits out
+    outages of the store; reports its health to `health`."""
+
+    def __init__(self, settings: Settings, health: Health) -> None:
+        self._settings = settings
+        self._health = health
+        self._store = Outage(log, "PostgreSQL", "the views wait until it is back")
+        health.watch(self._store)
+        self._woken = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="views follower", daemon=True)
+        self._views_lag = PROJECTION_LAG.labels("journey")
+        self._engine: Engine | None = None
+        self.stamp: Stamp | None = None  # None until the first look, and during an outage
+        # Why the views cannot be kept up to date (built by another definition, say): every
+        # read is refused with it, rather than answered from views that are not the journey's.
+        self.refused: JourneyError | None = None
+
+    def start(self) -> None:
+        """Opens the store (so that a server that starts with it is ready at once) and starts
+        following; a store that does not answer yet is waited for in the thread."""
+        try:
+            self._engine = build_engine(self._settings)
+        except StoreUnavailable as exc:
+            self._store.failed(exc)
+        else:
+            self._health.started()
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Something was recorded: look at once rather than at the next look."""
+        self._woken.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._woken.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        engine = self._engine or self._store.attempt(
+            lambda: build_engine(self._settings), self._stop
+        )
+        if engine is None:
+            return
+        self._health.started()
+        try:
+            while not self._stop.is_set():
+                try:
+                    moved = self._follow(engine)
+                except UNAVAILABLE as exc:
+                    self.stamp = None
+                    self._stop.wait(self._store.failed(exc))
+                    continue
+                except JourneyError as exc:
+                    # Views built by another definition or release, say: readers are refused
+                    # with it until they are rebuilt; said once.
+                    if self.refused is None or str(self.refused) != str(exc):
+                        log.error("the views cannot be kept up to date: %s", exc)
+                    self.stamp, self.refused = None, exc
+                    self._stop.wait(LONGEST_WAIT_S)
+                    continue
+                self.refused = None
+                self._store.succeeded()
+                self._health.beat()
+                if moved:
+                    settle_young_objects()  # a live process: keep the collector off what it holds
+                    continue
+                self._woken.wait(LOOK_EVERY_S)
+                self._woken.clear()
+        finally:
+            engine.close()
+
+    def _follow(self, engine: Engine) -> bool:
+        """One pass; whether anything moved on."""
+        decided = 0
+        if engine.settings.store == "sqlite":
+            # Another process deciding (journey decide --follow) got there first: it stands.
+            with suppress(DeciderConflict):
+                decided = engine.decider.catch_up().pages
+        lag = engine.runner.lag()
+        self._views_lag.set(lag)
+        if lag:
+            # A long catch-up (the first after a large ingest) is work, not a stuck loop.
+            engine.runner.catch_up(lambda done, total: self._health.beat())
+            self._views_lag.set(engine.runner.lag())
+        self.stamp = Stamp(engine.runner.position(), engine.decider.position())
+        return bool(lag or decided)
+
+
+def wait_until_read(engine: Engine, position: int, timeout: float, *, decided: bool) -> None:
+    """Waits until the views (and with `decided`, the next actions) reflect the log up to
+    `position`; raises ViewsBehind when they do not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    try:
+        engine.runner.wait_for(position, timeout)
+        if decided:
+            engine.decider.wait_for(position, max(deadline - time.monotonic(), 0.0))
+    except TimeoutError as exc:
+        raise ViewsBehind(str(exc)) from None
