@@ -96,7 +96,7 @@ def create_app(
     app.state.readers = Readers(settings)
     app.state.answers = Answers()
     app.state.health = Health()
-    app.state.follower = Follower(settings, app.state.health)
+    app.state.follower = Follower(settings, app.state.health, app.state.answers)
     app.router.on_startup.extend([_limit_threads, app.state.follower.start])
     app.router.on_shutdown.extend([app.state.follower.stop, app.state.readers.close])
     text_only = Depends(_no_nul_characters)
@@ -324,7 +324,7 @@ def _engine(request: Request, *, decided: bool = False) -> Iterator[Engine]:
 async def customer(customer_id: str, request: Request) -> Response:
     """A customer's journey: stage and stage history, timeline, frictions, moments of
     truth, and next actions with their reasons."""
-    return await _answer(request, lambda engine: _customer(engine, customer_id))
+    return await _answer(request, customer_id)
 
 
 def _customer(engine: Engine, customer_id: str) -> dict[str, Any]:
@@ -345,40 +345,34 @@ def _customer(engine: Engine, customer_id: str) -> dict[str, Any]:
     return shown
 
 
-async def _answer(
-    request: Request, read: Callable[[Engine], Any], *, decided: bool = False
-) -> Response:
-    """The answer to a read: kept from an earlier one while the views and the decisions have
-    not moved on since the follower last looked, else read in a request thread (and kept).
-    Its ETag names where they stood, so a page that asks again with If-None-Match gets 304
-    while nothing changed."""
+async def _answer(request: Request, customer_id: str) -> Response:
+    """A customer's journey: kept from an earlier read while nothing of theirs has been
+    recorded since the follower last looked, else read in a request thread (and kept). Its
+    ETag names where the views and the decisions stood when it was read, so a page that
+    asks again with If-None-Match gets 304 while it holds."""
     follower: Follower = request.app.state.follower
     if follower.refused is not None:
         raise follower.refused
     answers: Answers = request.app.state.answers
-    key = request.url.path
-    stamp = follower.stamp
     after = request.state.after
-    if stamp is not None and (after is None or stamp.includes(after, decided=decided)):
+    kept = answers.get(customer_id)
+    if kept is not None and (after is None or kept[0].includes(after, decided=False)):
+        stamp, body = kept
         if _unchanged(request, stamp):
             return Response(status_code=304, headers={"ETag": stamp.tag})
-        body = answers.get(key, stamp)
-        if body is not None:
-            return Response(body, media_type="application/json", headers={"ETag": stamp.tag})
+        return Response(body, media_type="application/json", headers={"ETag": stamp.tag})
 
-    def work() -> tuple[Stamp, bytes | None]:
-        with _engine(request, decided=decided) as engine:
+    def work() -> tuple[Stamp, bytes]:
+        with _engine(request) as engine:
             # Where they stand before the read: the answer is at least as new.
             now = Stamp(engine.runner.position(), engine.decider.position())
-            if _unchanged(request, now):
-                return now, None
-            return now, orjson.dumps(read(engine))
+            return now, orjson.dumps(_customer(engine, customer_id))
 
-    now, body = await run_in_threadpool(work)
-    if body is None:
-        return Response(status_code=304, headers={"ETag": now.tag})
-    answers.put(key, now, body)
-    return Response(body, media_type="application/json", headers={"ETag": now.tag})
+    stamp, body = await run_in_threadpool(work)
+    answers.put(customer_id, stamp, body)
+    if _unchanged(request, stamp):
+        return Response(status_code=304, headers={"ETag": stamp.tag})
+    return Response(body, media_type="application/json", headers={"ETag": stamp.tag})
 
 
 def _unchanged(request: Request, stamp: Stamp) -> bool:

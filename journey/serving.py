@@ -14,9 +14,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 from consumers.action_store import DeciderConflict
 from consumers.ingest import UNAVAILABLE
@@ -27,6 +27,7 @@ from engine.outage import LONGEST_WAIT_S, Outage
 from engine.settings import Settings
 from journey.bootstrap import Engine, build_engine
 from journey.health import Health
+from projections.log import DECIDER_TOPICS
 
 log = logging.getLogger("journey.serve")
 
@@ -36,8 +37,12 @@ READERS = 6
 # How often the follower looks for what others recorded (another process, or another serve):
 # what this server records itself wakes it at once.
 LOOK_EVERY_S = 0.05
-# Answers kept at most (a customer's is a few kilobytes).
+# Answers kept at most (a customer's is a few kilobytes), and customers whose latest change
+# is remembered.
 MOST_ANSWERS = 10_000
+MOST_CHANGED = 200_000
+# Log entries the follower reads at a time to learn whose answers changed.
+LOOK_PAGE = 10_000
 
 
 class Stamp(NamedTuple):
@@ -109,27 +114,53 @@ class Readers:
 
 
 class Answers:
-    """Answers to reads, kept while the views and the decisions stay where they were (so a
-    floor of sales people reading the same customers costs one read each), and given up
-    all at once when either moves on: an answer is never older than the follower's last
-    look at them."""
+    """Customers' answers, each kept with where the views and the decisions stood when it was
+    read, and given again while nothing that could change it has been recorded since: no
+    touchpoint or outcome of that customer, and no clock event. So a floor of sales people
+    reading the same customers costs one read each, while touchpoints pour in for others.
 
-    def __init__(self, most: int = MOST_ANSWERS) -> None:
+    What was recorded is learnt from the follower's look at the log, so an answer is never
+    older than that look."""
+
+    def __init__(self, most: int = MOST_ANSWERS, most_changed: int = MOST_CHANGED) -> None:
         self._most = most
-        self._stamp: Stamp | None = None
-        self._kept: dict[str, bytes] = {}
+        self._most_changed = most_changed
+        self._kept: dict[str, tuple[Stamp, bytes]] = {}
+        # The position of each customer's latest touchpoint or outcome seen in the log; every
+        # customer changed at or before `_floor` (a clock event, or the start).
+        self._changed: dict[str, int] = {}
+        self._floor = 2**62  # until the follower's first look: nothing is known
 
-    def get(self, key: str, stamp: Stamp) -> bytes | None:
-        return self._kept.get(key) if stamp == self._stamp else None
+    def get(self, customer_id: str) -> tuple[Stamp, bytes] | None:
+        """The answer kept for a customer, and where it was read, if it still holds."""
+        kept = self._kept.get(customer_id)
+        if kept is None:
+            return None
+        changed = max(self._changed.get(customer_id, 0), self._floor)
+        return kept if changed <= min(kept[0]) else None
 
-    def put(self, key: str, stamp: Stamp, body: bytes) -> None:
-        if stamp != self._stamp:
-            if self._stamp is not None and stamp < self._stamp:
-                return  # read before the views moved on: already out of date
-            self._stamp, self._kept = stamp, {}
+    def put(self, customer_id: str, stamp: Stamp, body: bytes) -> None:
         if len(self._kept) >= self._most:
             self._kept = {}
-        self._kept[key] = body
+        self._kept[customer_id] = (stamp, body)
+
+    def seen(self, changes: Iterable[tuple[int, str | None]]) -> None:
+        """What the log holds since the last look: (position, customer) of each touchpoint
+        and outcome, (position, None) of each clock event."""
+        for position, customer_id in changes:
+            if customer_id is None:
+                self._floor = position
+            else:
+                self._changed[customer_id] = position
+        if len(self._changed) > self._most_changed:
+            # Forgotten who changed when: any of them may have, up to now.
+            self._floor = max(self._changed.values())
+            self._changed = {}
+
+    def start_at(self, position: int) -> None:
+        """The log's head when the follower first looked: whatever came before may have
+        changed anyone."""
+        self._floor = position
 
 
 class Follower:
@@ -137,9 +168,11 @@ class Follower:
     for the log to grow (or to be woken by a write of this server), until stopped. Waits out
     outages of the store; reports its health to `health`."""
 
-    def __init__(self, settings: Settings, health: Health) -> None:
+    def __init__(self, settings: Settings, health: Health, answers: Answers) -> None:
         self._settings = settings
         self._health = health
+        self._answers = answers
+        self._seen: int | None = None  # how far the log was looked at for changes
         self._store = Outage(log, "PostgreSQL", "the views wait until it is back")
         health.watch(self._store)
         self._woken = threading.Event()
@@ -147,7 +180,6 @@ class Follower:
         self._thread = threading.Thread(target=self._run, name="views follower", daemon=True)
         self._views_lag = PROJECTION_LAG.labels("journey")
         self._engine: Engine | None = None
-        self.stamp: Stamp | None = None  # None until the first look, and during an outage
         # Why the views cannot be kept up to date (built by another definition, say): every
         # read is refused with it, rather than answered from views that are not the journey's.
         self.refused: JourneyError | None = None
@@ -184,7 +216,6 @@ class Follower:
                 try:
                     moved = self._follow(engine)
                 except UNAVAILABLE as exc:
-                    self.stamp = None
                     self._stop.wait(self._store.failed(exc))
                     continue
                 except JourneyError as exc:
@@ -192,7 +223,7 @@ class Follower:
                     # with it until they are rebuilt; said once.
                     if self.refused is None or str(self.refused) != str(exc):
                         log.error("the views cannot be kept up to date: %s", exc)
-                    self.stamp, self.refused = None, exc
+                    self.refused = exc
                     self._stop.wait(LONGEST_WAIT_S)
                     continue
                 self.refused = None
@@ -219,8 +250,27 @@ class Follower:
             # A long catch-up (the first after a large ingest) is work, not a stuck loop.
             engine.runner.catch_up(lambda done, total: self._health.beat())
             self._views_lag.set(engine.runner.lag())
-        self.stamp = Stamp(engine.runner.position(), engine.decider.position())
+        self._look(engine)
         return bool(lag or decided)
+
+    def _look(self, engine: Engine) -> None:
+        """Tells the answers whose journeys changed in what was recorded since the last look."""
+        head = engine.log.head()
+        if self._seen is None:
+            # From where both the views and the decisions have got to: what came after may
+            # change an answer read from now on.
+            self._seen = min(engine.runner.position(), engine.decider.position())
+            self._answers.start_at(self._seen)
+        while self._seen < head:
+            entries = engine.log.entries(self._seen, LOOK_PAGE, head, DECIDER_TOPICS)
+            self._answers.seen(
+                (position, cast(Mapping[str, Any], entry).get("customer_id"))
+                for position, entry in entries
+            )
+            if len(entries) < LOOK_PAGE:
+                break
+            self._seen = entries[-1][0]
+        self._seen = head
 
 
 def wait_until_read(engine: Engine, position: int, timeout: float, *, decided: bool) -> None:
