@@ -4,8 +4,8 @@ a second, for this checkout's `journey serve` and for the one of --baseline (a g
 checked out beside it), in the same run, on the same data.
 
 Records --customers generated customers (`journey generate`, `journey ingest`, `journey
-decide`) in a fresh PostgreSQL schema, then for each server: starts it, reads for a few
-seconds to warm up (uncounted), and lets wrk read random customers for --duration
+decide`) in a fresh PostgreSQL schema, then for each server: starts it, reads every customer
+once (uncounted: a server that has run a while), and lets wrk read random customers for --duration
 seconds, first with one client (the latency of one read), then with --clients. Then starts
 `journey consume` and `journey decide --follow` and a process producing --rate page views a
 second (for other customers: the readers' customers are not written, but every view they
@@ -35,6 +35,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,29 @@ def wrk(port: int, script: Path, clients: int, seconds: float) -> Reads:
     )
 
 
+def warm(port: int, customers: list[str]) -> None:
+    """Every customer read once, eight at a time: a server that has run a while."""
+
+    def read(customer: str) -> None:
+        url = f"http://127.0.0.1:{port}/api/customers/{customer}"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            response.read()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(read, customers))
+
+
+def answers(port: int) -> tuple[float, float]:
+    """Customer answers served so far (kept, read), as the server's metrics count them; zero
+    for a server that does not count them."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counts = dict(
+        re.findall(r'^journey_customer_answers_total\{answer="(\w+)"\} (\S+)$', text, re.M)
+    )
+    return float(counts.get("kept", 0)), float(counts.get("read", 0))
+
+
 def read_script(customers: list[str]) -> Path:
     path = OUT / "api-reads.lua"
     ids = ",".join(f'"{customer}"' for customer in customers)
@@ -223,10 +247,11 @@ def record_customers(env: dict[str, str], url: str, schema: str, customers: int)
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, servers: list[Server], script: Path) -> None:
+    def __init__(self, args: argparse.Namespace, servers: list[Server], customers: list[str]):
         self.args = args
         self.servers = servers
-        self.script = script
+        self.customers = customers
+        self.script = read_script(customers)
         self.results: dict[tuple[str, str, int], list[Reads]] = {}
 
     def measure(self, phase: str) -> None:
@@ -234,16 +259,20 @@ class Bench:
         for round_ in range(self.args.rounds):
             for server in self.servers if round_ % 2 == 0 else reversed(self.servers):
                 with server.running(f"{phase}-{round_}"):
-                    wrk(server.port, self.script, 4, 3)  # warm-up: engines opened, first reads
+                    warm(server.port, self.customers)
                     for clients in (
                         (1, self.args.clients) if phase == "idle" else (self.args.clients,)
                     ):
+                        before = answers(server.port)
                         reads = wrk(server.port, self.script, clients, self.args.duration)
+                        after = answers(server.port)
                         self.results.setdefault((server.name, phase, clients), []).append(reads)
+                        kept, read = (after[0] - before[0]), (after[1] - before[1])
                         console.print(
                             f"  {phase:7} {server.name:22} {clients:3} clients: "
                             f"{reads.rps:8,.0f} req/s, p50 {reads.p50:6.1f} ms, "
                             f"p99 {reads.p99:6.1f} ms, {reads.failed} failed"
+                            + (f"; {kept / (kept + read):.0%} answers kept" if kept + read else "")
                         )
 
     def report(self, ingest_rate: float) -> None:
@@ -356,7 +385,7 @@ def main() -> None:
         ),
         Server("this checkout", [JOURNEY], ROOT, env, 18_102),
     ]
-    bench = Bench(args, servers, read_script(customers))
+    bench = Bench(args, servers, customers)
     try:
         bench.measure("idle")
         ingest_rate = loaded(bench, env, url, args.schema, args.rate)

@@ -78,6 +78,12 @@ HTTP_REQUEST = Histogram(
     "HTTP requests served, by method, route template and status.",
     ["method", "route", "status"],
 )
+CUSTOMER_ANSWERS = Counter(
+    "journey_customer_answers_total",
+    "Customer journeys served: kept from an earlier read (nothing of theirs changed since), "
+    "or read from the views.",
+    ["answer"],
+)
 READY = Gauge(
     "journey_ready",
     "1 when the process can do its work (the services it needs answer), else 0.",
@@ -149,6 +155,7 @@ def metric_names() -> set[str]:
         ACTIONS_PUBLISHED,
         RELAY_PUBLISH,
         HTTP_REQUEST,
+        CUSTOMER_ANSWERS,
         READY,
     ):
         for family in metric.describe():

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from consumers.metrics import HTTP_REQUEST, READY
+from consumers.metrics import CUSTOMER_ANSWERS, HTTP_REQUEST, READY
 from consumers.outcomes import check_outcome, record_outcomes
 from engine.actions import STATUSES, outcome_from_record
 from engine.errors import InvalidTouchpoint, JourneyError, StoreUnavailable, UnknownCustomer
@@ -358,6 +358,7 @@ async def _answer(request: Request, customer_id: str) -> Response:
     kept = answers.get(customer_id)
     if kept is not None and (after is None or kept[0].includes(after, decided=False)):
         stamp, body = kept
+        _KEPT.inc()
         if _unchanged(request, stamp):
             return Response(status_code=304, headers={"ETag": stamp.tag})
         return Response(body, media_type="application/json", headers={"ETag": stamp.tag})
@@ -369,10 +370,14 @@ async def _answer(request: Request, customer_id: str) -> Response:
             return now, orjson.dumps(_customer(engine, customer_id))
 
     stamp, body = await run_in_threadpool(work)
+    _READ.inc()
     answers.put(customer_id, stamp, body)
     if _unchanged(request, stamp):
         return Response(status_code=304, headers={"ETag": stamp.tag})
     return Response(body, media_type="application/json", headers={"ETag": stamp.tag})
+
+
+_KEPT, _READ = CUSTOMER_ANSWERS.labels("kept"), CUSTOMER_ANSWERS.labels("read")
 
 
 def _unchanged(request: Request, stamp: Stamp) -> bool:
