@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench fuzz clean
+.PHONY: demo test lint bench fuzz lock clean
 
 # The fold's hottest modules, compiled with mypyc where a C compiler is found (plain Python
 # elsewhere); compiled again whenever they change.
@@ -45,6 +45,22 @@ fuzz: $(COMPILED)
 bench: $(COMPILED)
 	$(BIN)/python bench/ingest_file.py
 	$(BIN)/python bench/rebuild.py
+
+# The image's dependencies, exact and hashed, for Linux and Python 3.11 whatever this machine
+# runs: requirements.lock (pyproject.toml's dependencies) and requirements-build.lock (what
+# compiles the fold and builds the project). Run after changing them; existing pins are kept
+# where they still fit (`make lock UPGRADE=--upgrade` takes the newest of everything). uv
+# rather than pip-compile: it resolves for the image's platform, where pip-compile resolves
+# for the Python that runs it.
+BUILD_TOOLS := mypy>=1.11 setuptools>=68
+LOCKING := --python-version 3.11 --python-platform linux --generate-hashes --quiet \
+	--custom-compile-command 'make lock' $(UPGRADE)
+
+lock: $(STAMP)
+	$(BIN)/pip install --quiet 'uv==0.13.8'
+	$(BIN)/uv pip compile $(LOCKING) pyproject.toml -o requirements.lock
+	printf '%s\n' $(foreach tool,$(BUILD_TOOLS),'$(tool)') \
+		| $(BIN)/uv pip compile $(LOCKING) - -o requirements-build.lock
 
 clean:
 	rm -rf $(VENV) .journey .mypy_cache .ruff_cache .pytest_cache build projections/*.so

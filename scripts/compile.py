@@ -3,6 +3,7 @@ or a replay folds about a third faster. Where no C compiler is found, or compili
 modules stay plain Python, which works the same way, only slower.
 
     .venv/bin/python scripts/compile.py
+    python scripts/compile.py --require    # the image's build: plain Python is a failure
 
 `make` runs it whenever one of the modules changed; run it yourself after editing them, or
 the engine keeps running what was compiled before (the tests refuse to run then).
@@ -38,13 +39,16 @@ def compiled(module: str) -> list[Path]:
     )
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    # Where the fold must be compiled (the image), falling back to plain Python fails instead.
+    required = "--require" in argv
+    fallback, outcome = (1, "it must be compiled") if required else (0, "it runs as plain Python")
     for module in MODULES:
         for stale in compiled(module):
             stale.unlink()
     if shutil.which("cc") is None:
-        print("no C compiler found: the fold runs as plain Python", file=sys.stderr)
-        return 0
+        print(f"no C compiler found for the fold: {outcome}", file=sys.stderr)
+        return fallback
     from mypyc.build import mypycify
     from setuptools import setup
 
@@ -61,8 +65,12 @@ def main() -> int:
         for module in MODULES:
             for partial in compiled(module):
                 partial.unlink()
-        print(f"compiling the fold failed ({exc}): it runs as plain Python", file=sys.stderr)
-        return 0
+        print(f"compiling the fold failed ({exc}): {outcome}", file=sys.stderr)
+        return fallback
+    missing = [module for module in MODULES if not compiled(module)]
+    if missing:
+        print(f"not compiled: {', '.join(missing)}: {outcome}", file=sys.stderr)
+        return fallback
     # A module whose code did not change is copied from the last build with that build's
     # time: mark each as made from the sources as they are now.
     for module in MODULES:
@@ -72,4 +80,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
