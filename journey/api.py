@@ -37,7 +37,7 @@ from engine.settings import Settings
 from engine.touchpoints import touchpoint_from_record
 from journey import render
 from journey.bootstrap import Engine
-from journey.console import log_to_stderr, now_ms, say
+from journey.console import log_to_stderr, now_ms, observed, say
 from journey.health import Health, metrics_text
 from journey.serving import READERS, Answers, Follower, Readers, Stamp, ViewsBehind, wait_until_read
 from projections.timeline import timeline as project_timeline
@@ -84,10 +84,15 @@ pages = APIRouter(include_in_schema=False)
 
 
 def create_app(
-    settings: Settings, *, token: str | None = None, ingest_token: str | None = None
+    settings: Settings,
+    *,
+    token: str | None = None,
+    ingest_token: str | None = None,
+    health: Health | None = None,
 ) -> FastAPI:
     """The API; with `token`, every endpoint asks for `Authorization: Bearer <token>`
-    (POST /api/touchpoints for `ingest_token` instead, if given)."""
+    (POST /api/touchpoints for `ingest_token` instead, if given). Its health is kept in
+    `health`, if given (served on a port of its own as well, say)."""
     app = FastAPIOffline(
         title="journey engine",
         summary="Customer journeys, frictions, moments of truth and next-best-actions.",
@@ -95,7 +100,8 @@ def create_app(
     )
     app.state.readers = Readers(settings)
     app.state.answers = Answers()
-    app.state.health = Health()
+    app.state.health = health or Health()
+    app.state.health.watch(app.state.readers.store)
     app.state.follower = Follower(settings, app.state.health, app.state.answers)
     app.router.on_startup.extend([_limit_threads, app.state.follower.start])
     app.router.on_shutdown.extend([app.state.follower.stop, app.state.readers.close])
@@ -623,11 +629,7 @@ def _waiting_for(request: Request) -> list[str]:
     """What the server waits for before it can answer: the store, as requests or the follower
     last saw it, and the follower's start."""
     health: Health = request.app.state.health
-    readers: Readers = request.app.state.readers
-    waiting = health.waiting_for()
-    if readers.store.ongoing and readers.store.service not in waiting:
-        waiting.append(readers.store.service)
-    return waiting
+    return health.waiting_for()
 
 
 @pages.get("/", response_class=HTMLResponse)
@@ -659,16 +661,25 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     JOURNEY_INGEST_TOKEN, if set, is the one POST /api/touchpoints takes instead (sales
     people report outcomes with the API token)."""
     settings = ctx.find_object(Settings) or Settings()
-    app = create_app(
-        settings,
-        token=os.environ.get("JOURNEY_API_TOKEN") or None,
-        ingest_token=os.environ.get("JOURNEY_INGEST_TOKEN") or None,
-    )
     log_to_stderr(settings, "serve")
-    say(
-        f"Serving the journeys on http://{host}:{port}/ (API docs at /docs, metrics at "
-        "/metrics); Ctrl-C stops"
-    )
-    # Our logging, not uvicorn's: its records go out in the process's format, and the access
-    # log is the application's own (by route template).
-    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None, access_log=False)
+    # With JOURNEY_METRICS_PORT set, /healthz, /readyz and /metrics are also served there, as
+    # by every other process that runs until stopped (the image's health check asks it).
+    with observed(settings) as health:
+        app = create_app(
+            settings,
+            token=os.environ.get("JOURNEY_API_TOKEN") or None,
+            ingest_token=os.environ.get("JOURNEY_INGEST_TOKEN") or None,
+            health=health,
+        )
+        # Said once started: the store opened, the follower following.
+        app.router.on_startup.append(
+            lambda: say(
+                f"Serving the journeys on http://{host}:{port}/ (API docs at /docs, metrics "
+                "at /metrics); Ctrl-C stops"
+            )
+        )
+        # Our logging, not uvicorn's: its records go out in the process's format, and the
+        # access log is the application's own (by route template).
+        uvicorn.run(
+            app, host=host, port=port, log_level="warning", log_config=None, access_log=False
+        )

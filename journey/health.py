@@ -63,9 +63,9 @@ class Health:
 
     def waiting_for(self) -> list[str]:
         """The services the process is waiting for; before it started, all of them."""
-        if not self._started:
-            return ["start"] + [outage.service for outage in self._outages if outage.ongoing]
-        return [outage.service for outage in self._outages if outage.ongoing]
+        # Each service once, though several parts of the process may wait for it.
+        waiting = list(dict.fromkeys(o.service for o in self._outages if o.ongoing))
+        return waiting if self._started else ["start", *waiting]
 
     def ready(self) -> bool:
         return not self.waiting_for()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -112,3 +113,17 @@ def test_every_long_running_process_logs_the_same_json_fields(pipeline: Pipeline
     # What the decider says on stopping goes through the same log.
     assert any(line["message"] == "Decider stopped" for line in decided)
     assert {frozenset(line) & LOG_FIELDS for line in consumed + decided} == {frozenset(LOG_FIELDS)}
+
+
+def test_the_api_serves_its_health_on_the_metrics_port_too(pipeline: Pipeline) -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        api_port = free.getsockname()[1]
+    server = pipeline.watch("serve", "--port", str(api_port), JOURNEY_METRICS_PORT="0")
+    port = metrics_port(server)
+    server.wait_for("Serving the journeys")
+
+    assert get(port, "/readyz") == (200, '{"status": "ready"}')
+    assert samples(port, "journey_ready") == {(): 1.0}
+    assert get(port, "/healthz")[0] == 200
+    server.terminate()
