@@ -60,6 +60,10 @@ class Stamp(NamedTuple):
         return position <= self.views and (not decided or position <= self.decided)
 
 
+class BeyondTheLog(JourneyError):
+    """A read asked to wait for a position no write has returned."""
+
+
 class ViewsBehind(JourneyError):
     """The views did not reach the log position a reader asked for in time."""
 
@@ -275,7 +279,11 @@ class Follower:
 
 def wait_until_read(engine: Engine, position: int, timeout: float, *, decided: bool) -> None:
     """Waits until the views (and with `decided`, the next actions) reflect the log up to
-    `position`; raises ViewsBehind when they do not within `timeout` seconds."""
+    `position`; raises ViewsBehind when they do not within `timeout` seconds. A position
+    no write has returned yet is refused at once, not waited for."""
+    head = engine.log.head()
+    if position > head:
+        raise BeyondTheLog(f"after: {position} is beyond the log, which ends at {head}")
     deadline = time.monotonic() + timeout
     try:
         engine.runner.wait_for(position, timeout)
