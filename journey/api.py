@@ -543,6 +543,8 @@ def outcome(action_id: str, reported: OutcomeIn, request: Request) -> dict[str, 
         )
         check_outcome(engine.actions, recorded)
         at = record_outcomes(engine.journeys, [recorded]).last_position
+        if at:
+            request.app.state.answers.seen([(at, row.customer_id)])
         request.app.state.follower.wake()
         # The decider (the follower on the embedded store, a service of its own on PostgreSQL)
         # is given a moment to apply the outcome, so that the answer (and the page) shows the
@@ -584,7 +586,9 @@ def ingest(
             raise HTTPException(422, f"{where}{exc}") from None
     with _engine(request) as engine:
         result = engine.journeys.record(touchpoints, all_or_none=True)
-    if result.recorded:
+    if result.last_position is not None:
+        at = result.last_position
+        request.app.state.answers.seen((at, touchpoint.customer_id) for touchpoint in touchpoints)
         request.app.state.follower.wake()
     if result.conflicts:
         conflict = result.conflicts[0]

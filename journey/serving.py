@@ -134,6 +134,8 @@ class Answers:
         # customer changed at or before `_floor` (a clock event, or the start).
         self._changed: dict[str, int] = {}
         self._floor = 2**62  # until the follower's first look: nothing is known
+        # The follower and the requests that record learn of changes; only they wait here.
+        self._learning = threading.Lock()
 
     def get(self, customer_id: str) -> tuple[Stamp, bytes] | None:
         """The answer kept for a customer, and where it was read, if it still holds."""
@@ -149,22 +151,25 @@ class Answers:
         self._kept[customer_id] = (stamp, body)
 
     def seen(self, changes: Iterable[tuple[int, str | None]]) -> None:
-        """What the log holds since the last look: (position, customer) of each touchpoint
-        and outcome, (position, None) of each clock event."""
-        for position, customer_id in changes:
-            if customer_id is None:
-                self._floor = position
-            else:
-                self._changed[customer_id] = position
-        if len(self._changed) > self._most_changed:
-            # Forgotten who changed when: any of them may have, up to now.
-            self._floor = max(self._changed.values())
-            self._changed = {}
+        """What was recorded: (position, customer) of each touchpoint and outcome, (position,
+        None) of each clock event; learnt from the log, or from this server's own writes at
+        once (so that a page reading after its write never gets the answer from before)."""
+        with self._learning:
+            for position, customer_id in changes:
+                if customer_id is None:
+                    self._floor = max(self._floor, position)
+                else:
+                    self._changed[customer_id] = max(self._changed.get(customer_id, 0), position)
+            if len(self._changed) > self._most_changed:
+                # Forgotten who changed when: any of them may have, up to now.
+                self._floor = max(self._floor, *self._changed.values())
+                self._changed = {}
 
     def start_at(self, position: int) -> None:
-        """The log's head when the follower first looked: whatever came before may have
-        changed anyone."""
-        self._floor = position
+        """Where the follower first looked at the log: whatever came before may have changed
+        anyone."""
+        with self._learning:
+            self._floor = position if self._floor == 2**62 else max(self._floor, position)
 
 
 class Follower:
