@@ -22,7 +22,9 @@ LONGEST_WAIT_S = 5.0
 
 
 class Outage:
-    """The state of one service for one process: available, or unavailable since when."""
+    """The state of one service for one process: available, or unavailable since when. Threads
+    of one process may share it (a server's requests and its follower): each change is said
+    once."""
 
     def __init__(
         self,
@@ -45,6 +47,7 @@ class Outage:
         self._next_s = first_s
         self._since: float | None = None
         self._checked = clock()
+        self._changing = threading.Lock()
 
     @property
     def service(self) -> str:
@@ -63,6 +66,10 @@ class Outage:
     def failed(self, exc: BaseException | None = None) -> float:
         """Notes that the service failed; says so if it was thought available. Returns how
         long to wait before trying again."""
+        with self._changing:
+            return self._failed(exc)
+
+    def _failed(self, exc: BaseException | None) -> float:
         self._checked = self._clock()
         if self._since is None:
             self._since = self._checked
@@ -85,11 +92,14 @@ class Outage:
         self._checked = self._clock()
         if self._since is None:
             return
-        self._log.info(
-            "%s is available again, after %.1f s", self._service, self._clock() - self._since
-        )
-        self._since = None
-        self._next_s = self._first_s
+        with self._changing:
+            if self._since is None:
+                return
+            self._log.info(
+                "%s is available again, after %.1f s", self._service, self._clock() - self._since
+            )
+            self._since = None
+            self._next_s = self._first_s
 
     def attempt(
         self,

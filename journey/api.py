@@ -102,7 +102,9 @@ def create_app(
     app.state.answers = Answers()
     app.state.health = health or Health()
     app.state.health.watch(app.state.readers.store)
-    app.state.follower = Follower(settings, app.state.health, app.state.answers)
+    app.state.follower = Follower(
+        settings, app.state.health, app.state.answers, app.state.readers.store
+    )
     app.router.on_startup.extend([_limit_threads, app.state.follower.start])
     app.router.on_shutdown.extend([app.state.follower.stop, app.state.readers.close])
     text_only = Depends(_no_nul_characters)

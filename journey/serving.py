@@ -177,13 +177,15 @@ class Follower:
     for the log to grow (or to be woken by a write of this server), until stopped. Waits out
     outages of the store; reports its health to `health`."""
 
-    def __init__(self, settings: Settings, health: Health, answers: Answers) -> None:
+    def __init__(
+        self, settings: Settings, health: Health, answers: Answers, store: Outage
+    ) -> None:
+        """`store` is the outage the requests keep too: one server, said once."""
         self._settings = settings
         self._health = health
         self._answers = answers
         self._seen: int | None = None  # how far the log was looked at for changes
-        self._store = Outage(log, "PostgreSQL", "the views wait until it is back")
-        health.watch(self._store)
+        self._store = store
         self._woken = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="views follower", daemon=True)

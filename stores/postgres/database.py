@@ -45,7 +45,7 @@ def connect(info: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(info, autocommit=True)
     except psycopg.OperationalError as exc:
-        raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}".splitlines()[0]) from None
+        raise unavailable(exc) from None
 
 
 def dropped(conn: psycopg.Connection[Any]) -> bool:
