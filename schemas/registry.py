@@ -73,7 +73,7 @@ class HttpSchemaRegistry(SchemaRegistry):
         try:
             response = self._client.get(f"{self._url}/schemas/ids/{schema_id}")
         except httpx.HTTPError as exc:  # refused, timed out, cut off
-            raise RegistryUnavailable(one_line(exc)) from exc
+            raise RegistryUnavailable(f"cannot reach {self.name}: {one_line(exc)}") from exc
         body = _json(response)
         if response.status_code == 404 and body.get("error_code") == SCHEMA_NOT_FOUND:
             raise UnknownSchema(f"schema id {schema_id} is not in the schema registry")
@@ -83,14 +83,17 @@ class HttpSchemaRegistry(SchemaRegistry):
             # record either: none of them makes a dead letter.
             said = body.get("message") or response.reason_phrase
             raise RegistryUnavailable(
-                f"GET /schemas/ids/{schema_id} answered {response.status_code} {said}"
+                f"cannot reach {self.name}: GET /schemas/ids/{schema_id} answered "
+                f"{response.status_code} {said}"
             )
         kind = body.get("schemaType") or "AVRO"
         if kind != "AVRO":
             raise UnknownSchema(f"schema id {schema_id} is a {kind} schema, not Avro")
         text = body.get("schema")
         if not isinstance(text, str):
-            raise RegistryUnavailable(f"GET /schemas/ids/{schema_id} answered without a schema")
+            raise RegistryUnavailable(
+                f"cannot reach {self.name}: GET /schemas/ids/{schema_id} answered without a schema"
+            )
         return text
 
     def close(self) -> None:
