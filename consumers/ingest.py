@@ -8,6 +8,10 @@ tools, but never trusted. A crash anywhere therefore leaves either the whole bat
 offsets recorded, or neither; and should two members ever read the same records (a partition
 moving while a batch is in flight), the touchpoint ledger records each `event_id` once and the
 offsets only move forward.
+
+Messages framed for a schema registry are read with the writer schema the registry holds.
+While the registry does not answer, the batch in hand waits for it, as it waits for
+PostgreSQL: a record is never made a dead letter because a service was away.
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ from consumers.settings import KafkaSettings
 from consumers.unreadable import UnreadableReader
 from engine.bulk import collector_paused, settle_young_objects
 from engine.conflicts import Conflict
-from engine.errors import DecodeError, InvalidTouchpoint, StoreUnavailable
+from engine.errors import DecodeError, InvalidTouchpoint, RegistryUnavailable, StoreUnavailable
 from engine.ledger import BatchWrite
 from engine.outage import Outage, one_line
 from engine.recording import BatchRecorded, Journeys, OnConflicts
 from engine.touchpoints import Touchpoint, touchpoint_from_record
 from schemas.codec import AvroContract, wire_contract
+from schemas.registry import SchemaRegistry
 
 log = logging.getLogger("journey.consume")
 
@@ -72,6 +77,16 @@ class Stopped(Exception):
     """Asked to stop while a batch could not be recorded; it will be read again."""
 
 
+class Sorted(NamedTuple):
+    """A batch's records sorted: what to record (and the record each came in), the dead
+    letters, and the offsets to go on from."""
+
+    good: list[Any]
+    consumed: list[Any]
+    letters: list[DeadLetter]
+    offsets: dict[Partition, int]
+
+
 class Rejection(NamedTuple):
     reason: str  # unreadable, undecodable, invalid, oversized, conflict (or unknown_action)
     detail: str
@@ -91,6 +106,8 @@ def triage(
         return Rejection("undecodable", str(exc))
     except InvalidTouchpoint as exc:
         return Rejection("invalid", str(exc))
+    except RegistryUnavailable:
+        raise  # no fault of the record: it waits for the registry
     except Exception as exc:  # a record must never stop the consumer, whatever it holds
         return Rejection("invalid", f"{type(exc).__name__}: {exc}")
 
@@ -159,6 +176,7 @@ class TouchpointIngest:
         batch_size: int,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         client_id: str = "journey-ingest",
+        registry: SchemaRegistry | None = None,
     ) -> None:
         self._journeys = journeys
         self._bookkeeping = bookkeeping
@@ -166,7 +184,8 @@ class TouchpointIngest:
         self._batch_size = batch_size
         self._clock_ms = clock_ms
         self._client_id = client_id
-        self._decoder = wire_contract("Touchpoint")
+        self._registry = registry
+        self._decoder = wire_contract("Touchpoint").reading_registry(registry)
         self._topic = settings.touchpoints_topic
         self._dead_letter_topic = settings.dead_letter_topic
         self._group = settings.group
@@ -181,12 +200,20 @@ class TouchpointIngest:
         self._dead_letters_pending = True  # left unpublished by an earlier run, perhaps
         self._next_publish = 0.0
         self._postgres = Outage(log, "PostgreSQL", "the batch in hand waits for it")
+        self._registry_outage = Outage(
+            log,
+            registry.name if registry else "the schema registry",
+            "the batch in hand waits for it (no record is made a dead letter meanwhile)",
+        )
         self.totals = IngestTotals()
 
     @property
-    def outages(self) -> tuple[Outage, Outage]:
-        """What the member knows of Kafka and PostgreSQL, for its health and readiness."""
-        return self._outage, self._postgres
+    def outages(self) -> tuple[Outage, ...]:
+        """What the member knows of Kafka, PostgreSQL and the schema registry (if it reads
+        through one), for its health and readiness."""
+        if self._registry is None:
+            return self._outage, self._postgres
+        return self._outage, self._postgres, self._registry_outage
 
     def run(
         self, stop: threading.Event, on_batch: Callable[[IngestTotals], None] | None = None
@@ -372,27 +399,9 @@ class TouchpointIngest:
         """Records a batch with the offsets it goes on from (after its last record unless
         told) and its dead letters, in one transaction. Records the client could not read
         carry why (`unreadable`); the first of them gets the client's own error if given."""
-        now_ms = self._clock_ms()
-        good: list[Any] = []
-        consumed: list[Any] = []  # the record each of `good` came in
-        letters: list[DeadLetter] = []
-        offsets: dict[Partition, int] = dict(next_offsets or {})
-        for tp, records in batch.items():
-            for record in records:
-                unreadable = getattr(record, "unreadable", None)
-                if unreadable:
-                    detail, client_error = client_error or unreadable, None
-                    outcome = Rejection("unreadable", detail)
-                else:
-                    outcome = self._triage(record.value, now_ms)
-                if isinstance(outcome, Rejection):
-                    letters.append(dead_letter(record, outcome))
-                else:
-                    good.append(outcome)
-                    consumed.append(record)
-            if records:
-                offsets.setdefault((tp.topic, tp.partition), records[-1].offset + 1)
-        next_offsets = offsets
+        good, consumed, letters, next_offsets = self._sorted(
+            batch, stop, next_offsets=next_offsets, client_error=client_error
+        )
         also: list[BatchWrite] = [self._bookkeeping.offsets_write(self._group, next_offsets)]
         if letters:
             also.append(self._bookkeeping.dead_letters_write(letters))
@@ -435,6 +444,55 @@ class TouchpointIngest:
             },
             callback=lambda _offsets, _result: None,
         )
+
+    def _sorted(
+        self,
+        batch: Mapping[TopicPartition, list[Any]],
+        stop: threading.Event,
+        *,
+        next_offsets: Mapping[Partition, int] | None,
+        client_error: str | None,
+    ) -> Sorted:
+        """Triages every record of a batch; while the schema registry does not answer, waits
+        for it and triages the batch again (what it did answer is kept)."""
+        while True:
+            try:
+                triaged = self._sort(batch, next_offsets, client_error)
+            except RegistryUnavailable as exc:
+                if stop.is_set():
+                    raise Stopped from exc
+                stop.wait(self._registry_outage.failed(exc))
+                continue
+            self._registry_outage.succeeded()
+            return triaged
+
+    def _sort(
+        self,
+        batch: Mapping[TopicPartition, list[Any]],
+        next_offsets: Mapping[Partition, int] | None,
+        client_error: str | None,
+    ) -> Sorted:
+        now_ms = self._clock_ms()
+        good: list[Any] = []
+        consumed: list[Any] = []  # the record each of `good` came in
+        letters: list[DeadLetter] = []
+        offsets: dict[Partition, int] = dict(next_offsets or {})
+        for tp, records in batch.items():
+            for record in records:
+                unreadable = getattr(record, "unreadable", None)
+                if unreadable:
+                    detail, client_error = client_error or unreadable, None
+                    outcome = Rejection("unreadable", detail)
+                else:
+                    outcome = self._triage(record.value, now_ms)
+                if isinstance(outcome, Rejection):
+                    letters.append(dead_letter(record, outcome))
+                else:
+                    good.append(outcome)
+                    consumed.append(record)
+            if records:
+                offsets.setdefault((tp.topic, tp.partition), records[-1].offset + 1)
+        return Sorted(good, consumed, letters, offsets)
 
     def _count(self, consumed: int, result: BatchRecorded, letters: Sequence[DeadLetter]) -> None:
         """A batch's metrics: a few increments, not one per record."""
@@ -687,11 +745,14 @@ def redrive(
     *,
     max_bytes: int,
     now_ms: int,
+    registry: SchemaRegistry | None = None,
 ) -> RedriveReport:
-    """Offers dead letters to the engine again (after a fix in the rules or the settings).
-    Those that now pass are recorded, and marked as redriven in the same transaction, so a
-    second redrive records nothing twice; those that still fail stay, with today's reason."""
-    decoder = wire_contract("Touchpoint")
+    """Offers dead letters to the engine again (after a fix in the rules or the settings,
+    such as a schema registry to read registry-framed records with). Those that now pass are
+    recorded, and marked as redriven in the same transaction, so a second redrive records
+    nothing twice; those that still fail stay, with today's reason. Raises
+    RegistryUnavailable, recording nothing, if the registry does not answer."""
+    decoder = wire_contract("Touchpoint").reading_registry(registry)
     report = RedriveReport()
     good: list[Touchpoint] = []
     passed: list[int] = []

@@ -19,6 +19,7 @@ from engine.errors import DecodeError, InvalidOutcome
 from engine.ledger import BatchWrite
 from engine.recording import BatchRecorded, Journeys, OnConflicts, StreamEvent
 from schemas.codec import wire_contract
+from schemas.registry import SchemaRegistry
 
 OUTCOMES_GROUP = "journey-outcomes"
 
@@ -75,12 +76,18 @@ class OutcomeIngest(TouchpointIngest):
         actions: ActionStore,
         *,
         batch_size: int = 500,
+        registry: SchemaRegistry | None = None,
     ) -> None:
         super().__init__(
-            journeys, bookkeeping, settings, batch_size=batch_size, client_id="journey-outcomes"
+            journeys,
+            bookkeeping,
+            settings,
+            batch_size=batch_size,
+            client_id="journey-outcomes",
+            registry=registry,
         )
         self._actions = actions
-        self._decoder = wire_contract("ActionOutcome")
+        self._decoder = wire_contract("ActionOutcome").reading_registry(registry)
         self._topic = settings.outcomes_topic
         self._dead_letter_topic = settings.outcomes_dead_letter_topic
         self._group = OUTCOMES_GROUP

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from engine.errors import ConfigurationError
+from schemas.registry import check_registry_url
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_TOUCHPOINTS_TOPIC = "journey.touchpoints"
@@ -31,6 +32,9 @@ class KafkaSettings:
     actions_topic: str = DEFAULT_ACTIONS_TOPIC
     outcomes_topic: str = DEFAULT_OUTCOMES_TOPIC
     dead_letter_max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES
+    # Where writer schemas are found for messages framed for a schema registry (a zero byte
+    # and a schema id); None: such messages are dead letters that say so.
+    schema_registry_url: str | None = None
 
     @property
     def dead_letter_topic(self) -> str:
@@ -44,7 +48,8 @@ class KafkaSettings:
     def from_env(cls, env: Mapping[str, str]) -> KafkaSettings:
         """JOURNEY_KAFKA_BOOTSTRAP, JOURNEY_TOUCHPOINTS_TOPIC, JOURNEY_CONSUMER_GROUP,
         JOURNEY_CONSUMER_INSTANCE, JOURNEY_MAX_RECORD_BYTES, JOURNEY_ACTIONS_TOPIC,
-        JOURNEY_OUTCOMES_TOPIC and JOURNEY_DEAD_LETTER_MAX_BYTES."""
+        JOURNEY_OUTCOMES_TOPIC, JOURNEY_DEAD_LETTER_MAX_BYTES and
+        JOURNEY_SCHEMA_REGISTRY_URL."""
         size = _positive(env, "JOURNEY_MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES)
         dead_letter_size = _positive(
             env, "JOURNEY_DEAD_LETTER_MAX_BYTES", DEFAULT_DEAD_LETTER_MAX_BYTES
@@ -58,7 +63,13 @@ class KafkaSettings:
             actions_topic=env.get("JOURNEY_ACTIONS_TOPIC") or DEFAULT_ACTIONS_TOPIC,
             outcomes_topic=env.get("JOURNEY_OUTCOMES_TOPIC") or DEFAULT_OUTCOMES_TOPIC,
             dead_letter_max_bytes=dead_letter_size,
+            schema_registry_url=_registry_url(env),
         )
+
+
+def _registry_url(env: Mapping[str, str]) -> str | None:
+    url = (env.get("JOURNEY_SCHEMA_REGISTRY_URL") or "").strip()
+    return check_registry_url("JOURNEY_SCHEMA_REGISTRY_URL", url) if url else None
 
 
 def _positive(env: Mapping[str, str], key: str, default: int) -> int:

@@ -34,6 +34,11 @@ class StoreUnavailable(ServiceUnavailable):
     """The store's server cannot be reached (yet)."""
 
 
+class RegistryUnavailable(ServiceUnavailable):
+    """The schema registry does not answer (yet): an outage to wait out, never a reason to
+    give up on the record that needed it."""
+
+
 class UnknownCustomer(JourneyError):
     """A customer the engine has never recorded a touchpoint for."""
 

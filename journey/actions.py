@@ -29,7 +29,13 @@ from engine.errors import DecodeError, ServiceUnavailable
 from engine.outage import Outage
 from engine.settings import Settings
 from journey import render
-from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
+from journey.bootstrap import (
+    Engine,
+    build_bookkeeping,
+    build_engine,
+    build_schema_registry,
+    require_postgres,
+)
 from journey.console import (
     TIME,
     catch_up,
@@ -410,13 +416,18 @@ def outcomes(ctx: click.Context, bootstrap: str | None, metrics_port: int | None
         if built is None:
             return
         bookkeeping, engine = built
+        registry = build_schema_registry(kafka)
         try:
-            consumer = OutcomeIngest(engine.journeys, bookkeeping, kafka, engine.actions)
+            consumer = OutcomeIngest(
+                engine.journeys, bookkeeping, kafka, engine.actions, registry=registry
+            )
             health.watch(*consumer.outages)
             health.started()
             say(f"Recording outcomes from {kafka.outcomes_topic}; Ctrl-C stops")
             totals = consumer.run(stop)
         finally:
+            if registry is not None:
+                registry.close()
             engine.close()
     say(f"{totals.recorded} outcomes recorded, {totals.dead} dead letters")
 

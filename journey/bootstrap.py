@@ -9,6 +9,7 @@ from datetime import datetime
 from consumers.action_store import ActionStore
 from consumers.bookkeeping import Bookkeeping
 from consumers.decider import Decider
+from consumers.settings import KafkaSettings
 from engine.definition import JourneyDefinition, load_definition
 from engine.errors import ConfigurationError
 from engine.recording import Journeys
@@ -17,6 +18,7 @@ from projections.custom import ProjectionViews
 from projections.log import JourneyLog
 from projections.runner import CatchUp, Progress, ProjectionRunner
 from projections.views import JourneyView
+from schemas.registry import HttpSchemaRegistry, SchemaRegistry
 from stores import Store, open_store
 from stores.migrations import Migration, pending, stored_version
 from stores.tables import PARTS, open_part
@@ -105,6 +107,13 @@ def require_postgres(settings: Settings, command: str) -> None:
 def build_bookkeeping(settings: Settings, command: str) -> Bookkeeping:
     """The consumers' offsets and dead letters; they live beside the events."""
     return open_store(settings).bookkeeping(command)
+
+
+def build_schema_registry(kafka: KafkaSettings) -> SchemaRegistry | None:
+    """The schema registry registry-framed messages are read through, if one is set."""
+    if kafka.schema_registry_url is None:
+        return None
+    return HttpSchemaRegistry(kafka.schema_registry_url)
 
 
 @dataclass(frozen=True, slots=True)

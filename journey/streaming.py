@@ -30,7 +30,13 @@ from engine.lifeline import end_with_parent
 from engine.outage import Outage
 from engine.settings import Settings
 from journey import render
-from journey.bootstrap import Engine, build_bookkeeping, build_engine, require_postgres
+from journey.bootstrap import (
+    Engine,
+    build_bookkeeping,
+    build_engine,
+    build_schema_registry,
+    require_postgres,
+)
 from journey.console import (
     STOP_GRACE_S,
     Exit,
@@ -213,8 +219,11 @@ def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> Non
         if built is None:
             return
         bookkeeping, engine = built
+        registry = build_schema_registry(kafka)
         try:
-            ingest = TouchpointIngest(engine.journeys, bookkeeping, kafka, batch_size=batch_size)
+            ingest = TouchpointIngest(
+                engine.journeys, bookkeeping, kafka, batch_size=batch_size, registry=registry
+            )
             health.watch(*ingest.outages)
             health.started()
             last_report = [time.monotonic()]
@@ -226,6 +235,8 @@ def run_member(settings: Settings, kafka: KafkaSettings, batch_size: int) -> Non
 
             totals = ingest.run(stop, on_batch=report)
         finally:
+            if registry is not None:
+                registry.close()
             engine.close()
     _log_totals(totals)
 
@@ -414,7 +425,8 @@ def dead_letters(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 def redrive_command(ctx: click.Context, ids: tuple[int, ...]) -> None:
     """Offer dead letters (all waiting ones, or those with IDS) to the engine again.
 
-    Run it after a fix, for example a larger JOURNEY_MAX_RECORD_BYTES. Those that now pass
+    Run it after a fix, for example a larger JOURNEY_MAX_RECORD_BYTES or a
+    JOURNEY_SCHEMA_REGISTRY_URL for registry-framed records. Those that now pass
     are recorded once, however often this runs; those that still fail stay, with the reason."""
     settings = kafka_settings(None, None, None)
     with recording_engine(ctx, "dead-letters redrive") as (engine, bookkeeping):
@@ -424,13 +436,19 @@ def redrive_command(ctx: click.Context, ids: tuple[int, ...]) -> None:
             raise ConfigurationError(
                 f"no waiting dead letter with id {', '.join(map(str, sorted(missing)))}"
             )
-        report = redrive(
-            engine.journeys,
-            bookkeeping,
-            letters,
-            max_bytes=settings.max_record_bytes,
-            now_ms=int(time.time() * 1000),
-        )
+        registry = build_schema_registry(settings)
+        try:
+            report = redrive(
+                engine.journeys,
+                bookkeeping,
+                letters,
+                max_bytes=settings.max_record_bytes,
+                now_ms=int(time.time() * 1000),
+                registry=registry,
+            )
+        finally:
+            if registry is not None:
+                registry.close()
     for stored, reason in report.still_dead:
         say(f"dead letter {stored.id} ({stored.letter.where}) still fails: {reason}")
     say(

@@ -12,7 +12,7 @@ import pytest
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint, millis
 from journey.bootstrap import Engine, build_engine
-from tests import services
+from tests import registry, services
 
 T0 = millis(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))  # a Monday
 HOUR = 3_600_000
@@ -92,6 +92,13 @@ def kafka_service() -> Iterator[services.Service]:
     Docker engine answers; else the project's own broker (scripts/kafka.sh). Under CI a
     missing broker fails the run instead of skipping."""
     yield from services.kafka()
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[registry.Registry]:
+    """A schema registry: JOURNEY_TEST_SCHEMA_REGISTRY_URL if given; else the tests' own
+    (tests/registry.py says why)."""
+    yield from registry.registry()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
