@@ -4,15 +4,17 @@ ingest with the same validation as Kafka. Its OpenAPI document is at /openapi.js
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from functools import partial
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import anyio.to_thread
 import click
@@ -23,8 +25,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,6 +41,21 @@ from engine.touchpoints import touchpoint_from_record
 from journey import render
 from journey.bootstrap import Engine
 from journey.console import log_to_stderr, now_ms, observed, say
+from journey.contract import (
+    PROBLEMS,
+    ActionPage,
+    CustomerPage,
+    ExplainedAction,
+    FrictionCountPage,
+    FrictionPage,
+    Journey,
+    Problem,
+    Recorded,
+    RecordedOutcome,
+    StageCount,
+    TouchpointRecord,
+    problem_body,
+)
 from journey.health import Health, metrics_text
 from journey.serving import READERS, Answers, Follower, Readers, Stamp, ViewsBehind, wait_until_read
 from projections.timeline import timeline as project_timeline
@@ -48,6 +66,8 @@ access_log = logging.getLogger("journey.access")
 
 MAX_INGEST = 10_000  # touchpoints per request
 MAX_BODY_BYTES = 16 * 1024 * 1024
+PAGE, MAX_PAGE = 100, 1000  # items a page holds unless asked, and at most
+PROBLEM_JSON = "application/problem+json"
 OUTCOME_WAIT_S = 2.0
 READ_WAIT_S = 5.0  # the longest a read given `after` waits for the views
 
@@ -61,10 +81,6 @@ class OutcomeIn(BaseModel):
         None, description="With snoozed: when it comes back (ISO 8601 or milliseconds)."
     )
     rep_id: str | None = Field(None, description="Who reports it.")
-
-
-class Problem(BaseModel):
-    detail: str
 
 
 # Health, readiness and metrics, for the orchestrator and Prometheus: outside /api and its
@@ -109,19 +125,67 @@ def create_app(
     app.router.on_shutdown.extend([app.state.follower.stop, app.state.readers.close])
     text_only = Depends(_no_nul_characters)
     sales = Depends(_bearer(token, _SALES_TOKEN))
-    app.include_router(reading, dependencies=[sales, text_only, Depends(_after)])
-    app.include_router(acting, dependencies=[sales, text_only])
+    errors = _errors(401, 422, 500, 503)
+    app.include_router(reading, dependencies=[sales, text_only, Depends(_after)], responses=errors)
+    app.include_router(acting, dependencies=[sales, text_only], responses=errors)
     ingest = Depends(_bearer(ingest_token or token, _INGEST_TOKEN))
-    app.include_router(writing, dependencies=[ingest, text_only])
+    app.include_router(writing, dependencies=[ingest, text_only], responses=errors)
     app.include_router(pages)
     app.include_router(operating)
     app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(_Observed)
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(JourneyError, _journey_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
     app.add_exception_handler(ViewsBehind, _views_behind)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+    app.openapi = partial(_document, app)  # type: ignore[method-assign]
     return app
+
+
+def _document(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with what FastAPI does not write itself: errors as problem
+    details, and the touchpoint record's schema."""
+    if app.openapi_schema is None:
+        document = FastAPI.openapi(app)
+        document["components"]["schemas"]["Touchpoint"] = TouchpointRecord.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status[0] in "45" and "application/json" in response.get("content", {}):
+                        content = response["content"]
+                        content[PROBLEM_JSON] = content.pop("application/json")
+    return app.openapi_schema or {}
+
+
+_ERROR_DOCS: dict[int, dict[str, Any]] = {
+    401: {
+        "description": "No token, or not the one this endpoint takes.",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
+    404: {"description": "Not found: `detail` says what."},
+    409: {"description": "An event_id was recorded before with other content."},
+    413: {"description": "The body is too large."},
+    422: {"description": "A field or parameter is not valid: `detail` names it."},
+    500: {"description": "A fault of the server, logged with `instance`."},
+    503: {
+        "description": "The store is unavailable, or the views did not reach `after` in time.",
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again.",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The errors an endpoint may answer, as its OpenAPI responses."""
+    return {status: {"model": Problem, **_ERROR_DOCS[status]} for status in statuses}
 
 
 # The tokens, as the OpenAPI document names them; asked for only when they are set.
@@ -259,7 +323,28 @@ class _BodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = f"the request body is larger than the {self._max_bytes:,} bytes allowed"
-        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+        await _problem(413, detail, scope["path"])(scope, receive, send)
+
+
+def _problem(
+    status: int,
+    detail: str,
+    instance: str | None,
+    *,
+    kind: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An error as problem details (RFC 9457): the one shape every error of the API has."""
+    return JSONResponse(
+        problem_body(status, detail, instance, kind),
+        status_code=status,
+        headers=headers,
+        media_type=PROBLEM_JSON,
+    )
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return _problem(exc.status_code, str(exc.detail), request.url.path, headers=exc.headers)
 
 
 def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -271,21 +356,37 @@ def _invalid_request(request: Request, exc: RequestValidationError) -> JSONRespo
     named = [str(part) for part in inside if not any(mark in str(part) for mark in "[]")]
     field = ".".join(named) if named else str(where)
     message = str(first.get("msg", "is not valid")).splitlines()[0][:160]
-    return JSONResponse({"detail": f"{field}: {message}"}, status_code=422)
+    return _problem(422, f"{field}: {message}", request.url.path)
 
 
 def _journey_error(request: Request, exc: JourneyError) -> JSONResponse:
     status = 404 if isinstance(exc, UnknownCustomer) else 422
-    return JSONResponse({"detail": str(exc)}, status_code=status)
+    return _problem(status, str(exc), request.url.path)
 
 
 def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
     """503, not a traceback: the client may try again shortly, as the server itself does."""
-    return JSONResponse(
-        {"detail": f"{exc}; try again shortly"},
-        status_code=503,
+    return _problem(
+        503,
+        f"{exc}; try again shortly",
+        request.url.path,
+        kind="store-unavailable",
         headers={"Retry-After": str(round(LONGEST_WAIT_S))},
     )
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """A fault of ours, in the shape of every other error; the log names it by the instance
+    the client is given."""
+    instance = f"urn:uuid:{uuid.uuid4()}"
+    log.error(
+        "unexpected error %s answering %s %s",
+        instance,
+        request.method,
+        request.url.path,
+        exc_info=exc,
+    )
+    return _problem(500, f"an unexpected error, logged as {instance}", instance)
 
 
 async def _limit_threads() -> None:
@@ -295,8 +396,12 @@ async def _limit_threads() -> None:
 
 
 def _views_behind(request: Request, exc: ViewsBehind) -> JSONResponse:
-    return JSONResponse(
-        {"detail": f"{exc}; try again shortly"}, status_code=503, headers={"Retry-After": "1"}
+    return _problem(
+        503,
+        f"{exc}; try again shortly",
+        request.url.path,
+        kind="views-behind",
+        headers={"Retry-After": "1"},
     )
 
 
@@ -328,7 +433,12 @@ def _engine(request: Request, *, decided: bool = False) -> Iterator[Engine]:
         yield engine
 
 
-@reading.get("/customers/{customer_id}", tags=["customers"], response_model=dict[str, Any])
+@reading.get(
+    "/customers/{customer_id}",
+    tags=["customers"],
+    response_model=Journey,
+    responses=_errors(404),
+)
 async def customer(customer_id: str, request: Request) -> Response:
     """A customer's journey: stage and stage history, timeline, frictions, moments of
     truth, and next actions with their reasons."""
@@ -345,6 +455,7 @@ def _customer(engine: Engine, customer_id: str) -> dict[str, Any]:
         project_timeline(engine.log.stream(customer_id)),
         engine.view.time_of(position),
         engine.actions.actions(customer_id=customer_id, open_only=False),
+        times=render.instant,
     )
     shown["stages"] = [
         {"id": stage, "label": render.label(engine.definition, stage)}
@@ -392,44 +503,87 @@ def _unchanged(request: Request, stamp: Stamp) -> bool:
     return request.headers.get("if-none-match") == stamp.tag
 
 
-@reading.get("/customers", tags=["customers"])
+class _Paging(NamedTuple):
+    limit: int
+    offset: int
+
+
+async def _paging(
+    limit: Annotated[
+        int,
+        Query(ge=1, le=MAX_PAGE, description=f"The most items a page holds (up to {MAX_PAGE})."),
+    ] = PAGE,
+    offset: Annotated[
+        int, Query(ge=0, description="How many items to skip: `next` gives the next page's.")
+    ] = 0,
+) -> _Paging:
+    return _Paging(limit, offset)
+
+
+Paging = Annotated[_Paging, Depends(_paging)]
+
+
+def _paged(request: Request, paging: _Paging, total: int, items: list[Any]) -> dict[str, Any]:
+    """A page of a list, in the one shape every list has, with the path of the next page."""
+    following = None
+    if paging.offset + len(items) < total:
+        url = request.url.include_query_params(
+            limit=paging.limit, offset=paging.offset + len(items)
+        )
+        following = f"{url.path}?{url.query}"
+    return {
+        "total": total,
+        "limit": paging.limit,
+        "offset": paging.offset,
+        "next": following,
+        "items": items,
+    }
+
+
+@reading.get("/customers", tags=["customers"], response_model=CustomerPage)
 def customers(
     request: Request,
+    paging: Paging,
     *,
     stage: str | None = None,
     rep: str | None = None,
     friction: Annotated[str | None, Query(description="An open friction's kind.")] = None,
     q: Annotated[str | None, Query(description="The start of a customer id.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    """Customers by stage, rep or open friction (or id), the longest in stage first."""
+    """Customers by stage, rep or open friction (or id), the longest in stage first, a page
+    at a time."""
     with _engine(request) as engine:
         total, rows = engine.view.customers(
-            stage=stage, rep=rep, friction=friction, prefix=q, limit=limit, offset=offset
+            stage=stage,
+            rep=rep,
+            friction=friction,
+            prefix=q,
+            limit=paging.limit,
+            offset=paging.offset,
         )
-    return {
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "customers": [
+    return _paged(
+        request,
+        paging,
+        total,
+        [
             {
                 "customer_id": row.customer_id,
                 "stage": row.stage,
-                "stage_since": render.iso(row.stage_since),
+                "stage_since": render.instant(row.stage_since),
                 "rep": row.rep,
                 "touchpoints": row.touchpoints,
-                "last_seen": render.iso(row.last_at),
+                "last_seen": render.instant(row.last_at),
                 "open_frictions": row.open_frictions,
             }
             for row in rows
         ],
-    }
+    )
 
 
-@reading.get("/funnel", tags=["aggregates"])
+@reading.get("/funnel", tags=["aggregates"], response_model=list[StageCount])
 def funnel(request: Request) -> list[dict[str, Any]]:
-    """Per stage: customers who got at least this far, and who are there now."""
+    """Per stage: customers who got at least this far, and who are there now. The ladder's
+    stages in order, then any other stage a customer is in: one whole answer, not paged."""
     with _engine(request) as engine:
         counts = engine.view.funnel(engine.definition.ladder)
         return [
@@ -443,85 +597,111 @@ def funnel(request: Request) -> list[dict[str, Any]]:
         ]
 
 
-@reading.get("/frictions", tags=["aggregates"])
+@reading.get("/frictions", tags=["aggregates"], response_model=FrictionPage)
 def frictions(
     request: Request,
+    paging: Paging,
     *,
     rep: str | None = None,
     kind: Annotated[str | None, Query(alias="type")] = None,
     include_resolved: bool = False,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict[str, Any]]:
-    """Open frictions, worst first, by rep and type."""
+) -> dict[str, Any]:
+    """Open frictions, worst first, by rep and type, a page at a time."""
     with _engine(request) as engine:
-        rows = engine.view.frictions(
-            open_only=not include_resolved, owner=rep, kind=kind, limit=limit
+        total, rows = engine.view.friction_page(
+            open_only=not include_resolved,
+            owner=rep,
+            kind=kind,
+            limit=paging.limit,
+            offset=paging.offset,
         )
-        return [render.friction_json(engine.definition, row) for row in rows]
+        return _paged(
+            request,
+            paging,
+            total,
+            [render.friction_json(engine.definition, row, times=render.instant) for row in rows],
+        )
 
 
-@reading.get("/frictions/counts", tags=["aggregates"])
+# The groupings, listed in the document but checked here, in the API's own words.
+_GROUPS = {"enum": list(FRICTION_GROUPS)}
+
+
+@reading.get(
+    "/frictions/counts",
+    tags=["aggregates"],
+    response_model=FrictionCountPage,
+    response_model_exclude_unset=True,
+)
 def friction_counts(
     request: Request,
-    by: Annotated[str, Query(description=", ".join(FRICTION_GROUPS))] = "kind",
-    then: Annotated[str | None, Query(description="A second grouping.")] = None,
-) -> list[dict[str, Any]]:
-    """Open frictions counted by kind, stage, channel or owner (and a second of them)."""
+    paging: Paging,
+    by: Annotated[str, Query(description="What to count by.", json_schema_extra=_GROUPS)] = "kind",
+    then: Annotated[
+        str | None, Query(description="A second grouping.", json_schema_extra=_GROUPS)
+    ] = None,
+) -> dict[str, Any]:
+    """Open frictions counted by kind, stage, channel or owner (and a second of them), the
+    most frictions first, a page at a time."""
     for group in (by, then):
         if group is not None and group not in FRICTION_GROUPS:
             raise HTTPException(422, f"by: one of {', '.join(FRICTION_GROUPS)}, not {group!r}")
     with _engine(request) as engine:
         if then is None:
-            return [{by: key, "frictions": n} for key, n in engine.view.friction_counts(by)]
-        return [
-            {by: row, then: column, "frictions": n}
-            for row, column, n in engine.view.friction_matrix(by, then)
-        ]
+            counts = [{by: key, "frictions": n} for key, n in engine.view.friction_counts(by)]
+        else:
+            counts = [
+                {by: row, then: column, "frictions": n}
+                for row, column, n in engine.view.friction_matrix(by, then)
+            ]
+    end = paging.offset + paging.limit
+    return _paged(request, paging, len(counts), counts[paging.offset : end])
 
 
-@reading.get("/actions", tags=["actions"])
+@reading.get("/actions", tags=["actions"], response_model=ActionPage)
 def actions(
     request: Request,
-    response: Response,
+    paging: Paging,
     *,
     owner: str | None = None,
     customer: str | None = None,
     include_closed: bool = False,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> list[dict[str, Any]]:
-    """Next actions, the most important first, a page at a time: X-Total-Count says how
-    many there are, and a Link header (rel="next") where the next page is."""
+) -> dict[str, Any]:
+    """Next actions, the most important first, a page at a time."""
     with _engine(request, decided=True) as engine:
         total, rows = engine.actions.action_page(
             owner=owner,
             customer_id=customer,
             open_only=not include_closed,
-            limit=limit,
-            offset=offset,
+            limit=paging.limit,
+            offset=paging.offset,
         )
-    response.headers["X-Total-Count"] = str(total)
-    if offset + len(rows) < total:
-        following = request.url.include_query_params(offset=offset + len(rows), limit=limit)
-        response.headers["Link"] = f'<{following}>; rel="next"'
-    return [render.action_json(row) for row in rows]
+    return _paged(
+        request, paging, total, [render.action_json(row, times=render.instant) for row in rows]
+    )
 
 
-@reading.get("/actions/{action_id}", tags=["actions"])
+@reading.get(
+    "/actions/{action_id}",
+    tags=["actions"],
+    response_model=ExplainedAction,
+    responses=_errors(404),
+)
 def action(action_id: str, request: Request) -> dict[str, Any]:
     """An action with its explanation."""
     with _engine(request, decided=True) as engine:
         row = engine.actions.action(action_id)
     if row is None:
         raise HTTPException(404, f"no action {action_id!r} was decided")
-    return render.action_json(row, explained=True)
+    return render.action_json(row, explained=True, times=render.instant)
 
 
 @acting.post(
     "/actions/{action_id}/outcome",
     status_code=201,
     tags=["actions"],
-    responses={404: {"model": Problem}, 422: {"model": Problem}},
+    response_model=RecordedOutcome,
+    responses=_errors(404, 413),
 )
 def outcome(action_id: str, reported: OutcomeIn, request: Request) -> dict[str, Any]:
     """Records what a sales person did with an action (accepted, done, dismissed,
@@ -556,20 +736,42 @@ def outcome(action_id: str, reported: OutcomeIn, request: Request) -> dict[str, 
                 engine.decider.wait_for(at, OUTCOME_WAIT_S)
         changed = engine.actions.action(action_id)
     assert changed is not None
-    return render.action_json(changed)
+    # Where the outcome stands in the log: a read given it as `after` includes it.
+    return {**render.action_json(changed, times=render.instant), "position": at}
+
+
+# The body as the document gives it: a touchpoint record, or a list of them. Taken as plain
+# JSON objects all the same, for the engine's own validation to decide, as it does on Kafka:
+# a model would coerce and refuse otherwise (a channel in capitals, a number as an
+# attribute's value, milliseconds or ISO text) and in other words.
+_TOUCHPOINTS = WithJsonSchema(
+    {
+        "description": "A touchpoint record, or a list of them, as on Kafka.",
+        "anyOf": [
+            {"$ref": "#/components/schemas/Touchpoint"},
+            {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/Touchpoint"},
+                "maxItems": MAX_INGEST,
+            },
+        ],
+    }
+)
 
 
 @writing.post(
     "/touchpoints",
     status_code=202,
     tags=["ingest"],
-    responses={409: {"model": Problem}, 422: {"model": Problem}},
+    response_model=Recorded,
+    responses=_errors(409, 413),
 )
 def ingest(
     request: Request,
     body: Annotated[
         dict[str, Any] | list[dict[str, Any]],
-        Body(description="A touchpoint record, or a list of them, as on Kafka."),
+        Body(),
+        _TOUCHPOINTS,
     ],
 ) -> dict[str, int | None]:
     """Records touchpoints, validated as on Kafka; a bad record (422), or one whose event_id
@@ -646,6 +848,19 @@ def sales_page() -> str:
 @pages.get("/pipeline", response_class=HTMLResponse)
 def pipeline_page() -> str:
     return _page("pipeline.html")
+
+
+@pages.get("/problems/{name}", response_class=HTMLResponse)
+def problem_page(name: str) -> str:
+    """What a problem's `type` means, for whoever follows it."""
+    found = PROBLEMS.get(name)
+    if found is None:
+        raise HTTPException(404, f"no problem type {name!r}")
+    title, meaning = html.escape(found.title), html.escape(found.meaning)
+    return (
+        f"<!doctype html><meta charset=utf-8><title>{title}</title>"
+        f"<h1>{title}</h1><p>HTTP {found.status}: {meaning}.</p>"
+    )
 
 
 @pages.get("/web/api.js")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from rich.console import Console, Group
@@ -51,6 +52,22 @@ def iso(ms: int | None) -> str | None:
     return None if ms is None else from_millis(ms).isoformat().replace("+00:00", "Z")
 
 
+_EPOCH = datetime(1970, 1, 1)  # naive: the times are UTC, written with a Z
+
+
+def instant(ms: int | None) -> str | None:
+    """A time as the HTTP API gives every time: ISO 8601 in UTC, always to the millisecond
+    (2026-03-02T09:00:00.000Z, as JavaScript's toISOString writes it), so that every time has
+    the same width, sorts as text, and says all the engine knows of it."""
+    if ms is None:
+        return None
+    return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + "Z"
+
+
+# How the JSON of a view writes its times: `iso` for the command line, `instant` for the API.
+TimeText = Callable[[int | None], str | None]
+
+
 def duration(ms: int) -> str:
     days, rest = divmod(max(ms, 0), 86_400_000)
     hours = rest // 3_600_000
@@ -72,22 +89,24 @@ def customer_json(
     timeline: Sequence[TimelineEntry],
     clock: int | None,
     actions: Sequence[ActionRow] = (),
+    *,
+    times: TimeText = iso,
 ) -> dict[str, Any]:
     history = position.history
     return {
         "customer_id": position.customer_id,
         "stage": position.stage,
         "stage_label": label(definition, position.stage),
-        "stage_since": iso(position.since),
+        "stage_since": times(position.since),
         "time_in_stage_hours": _hours_since(position.since, clock),
-        "as_of": iso(clock),
+        "as_of": times(clock),
         "touchpoints": position.touchpoints,
-        "first_seen": iso(position.first_at),
-        "last_seen": iso(position.last_at),
+        "first_seen": times(position.first_at),
+        "last_seen": times(position.last_at),
         "stage_history": [
             {
                 "stage": entry.stage,
-                "entered_at": iso(entry.entered_at),
+                "entered_at": times(entry.entered_at),
                 "event_id": entry.event_id,
                 "hours_in_stage": round(
                     ((nxt.entered_at if nxt else clock or entry.entered_at) - entry.entered_at)
@@ -98,17 +117,19 @@ def customer_json(
             for entry, nxt in zip(history, [*history[1:], None], strict=True)
         ],
         "rep": position.rep,
-        "frictions": [friction_json(definition, f, position.rep) for f in position.frictions],
-        "moments_of_truth": [moment_json(definition, m) for m in position.moments],
+        "frictions": [
+            friction_json(definition, f, position.rep, times=times) for f in position.frictions
+        ],
+        "moments_of_truth": [moment_json(definition, m, times=times) for m in position.moments],
         "channel_outcomes": {
             channel: dict(zip(("positive", "neutral", "negative"), tally, strict=True))
             for channel, tally in sorted(position.outcomes.items())
         },
         "inconsistent_channels": position.inconsistent_channels,
-        "next_actions": [action_json(action) for action in actions],
+        "next_actions": [action_json(action, times=times) for action in actions],
         "timeline": [
             {
-                "occurred_at": iso(t.occurred_at),
+                "occurred_at": times(t.occurred_at),
                 "event_id": t.event_id,
                 "channel": t.channel,
                 "type": t.type,
@@ -123,7 +144,9 @@ def customer_json(
     }
 
 
-def action_json(row: ActionRow, *, explained: bool = False) -> dict[str, Any]:
+def action_json(
+    row: ActionRow, *, explained: bool = False, times: TimeText = iso
+) -> dict[str, Any]:
     """A next action and what became of it."""
     shown: dict[str, Any] = {
         "action_id": row.action_id,
@@ -135,15 +158,19 @@ def action_json(row: ActionRow, *, explained: bool = False) -> dict[str, Any]:
         "priority": row.priority,
         "status": row.status,
         "reason": row.reason,
-        "decided_at": iso(row.decided_at),
-        "due_at": iso(row.due_at) if row.due_at else None,
+        "decided_at": times(row.decided_at),
+        "due_at": times(row.due_at) if row.due_at else None,
         "triggering_event_ids": row.record["triggering_event_ids"],
-        "status_at": iso(row.status_at) if row.status_at else None,
+        "status_at": times(row.status_at) if row.status_at else None,
         "status_reason": row.status_reason,
-        "snoozed_until": iso(row.snoozed_until) if row.snoozed_until else None,
+        "snoozed_until": times(row.snoozed_until) if row.snoozed_until else None,
     }
     if explained:
-        shown["explanation"] = row.explanation
+        explanation = row.explanation
+        shown["explanation"] = {
+            **explanation,
+            "triggered_at": times(explanation["triggered_at"]),
+        }
         shown["log_position"] = row.log_position
     return shown
 
@@ -154,7 +181,11 @@ def friction_label(definition: JourneyDefinition, kind: str) -> str:
 
 
 def friction_json(
-    definition: JourneyDefinition, friction: Friction | FrictionRow, owner: str | None = None
+    definition: JourneyDefinition,
+    friction: Friction | FrictionRow,
+    owner: str | None = None,
+    *,
+    times: TimeText = iso,
 ) -> dict[str, Any]:
     rule = definition.friction(friction.kind)
     return {
@@ -163,8 +194,8 @@ def friction_json(
         "label": rule.label if rule else friction.kind,
         "severity": rule.severity if rule else None,
         "open": friction.resolved_at is None,
-        "opened_at": iso(friction.opened_at),
-        "resolved_at": iso(friction.resolved_at),
+        "opened_at": times(friction.opened_at),
+        "resolved_at": times(friction.resolved_at),
         "stage": friction.stage,
         "channel": friction.channel,
         "rep_id": friction.rep_id,
@@ -174,17 +205,19 @@ def friction_json(
     }
 
 
-def moment_json(definition: JourneyDefinition, moment: Moment) -> dict[str, Any]:
+def moment_json(
+    definition: JourneyDefinition, moment: Moment, *, times: TimeText = iso
+) -> dict[str, Any]:
     rule = definition.moment(moment.kind)
     return {
         "kind": moment.kind,
         "label": rule.label if rule else moment.kind,
-        "at": iso(moment.at),
+        "at": times(moment.at),
         "event_id": moment.event_id,
         "channel": moment.channel,
         "rep_id": moment.rep_id,
         "outcome": moment.outcome,
-        "resolved_at": iso(moment.resolved_at),
+        "resolved_at": times(moment.resolved_at),
         "resolved_by": moment.resolved_by,
         "resolution": moment.resolution,
     }

@@ -220,6 +220,33 @@ class JourneyView(ABC):
         )
         return [friction_row(row) for row in self._fetch(sql, params)]
 
+    def friction_page(
+        self,
+        *,
+        open_only: bool = True,
+        owner: str | None = None,
+        kind: str | None = None,
+        limit: int,
+        offset: int = 0,
+    ) -> tuple[int, list[FrictionRow]]:
+        """How many frictions there are, and a page of them, worst first."""
+        where, params = friction_filter(
+            customer_id=None, open_only=open_only, owner=owner, kind=kind
+        )
+        total = self._fetch(
+            f"SELECT COUNT(*) FROM {self.table_prefix}journey_frictions WHERE {where}", params
+        )[0][0]
+        sql, params = frictions_query(
+            self.table_prefix,
+            customer_id=None,
+            open_only=open_only,
+            owner=owner,
+            kind=kind,
+            limit=limit,
+            offset=offset,
+        )
+        return int(total), [friction_row(row) for row in self._fetch(sql, params)]
+
     def friction_counts(self, by: str, *, open_only: bool = True) -> list[tuple[str | None, int]]:
         """How many frictions per kind, stage, channel or owner (one of FRICTION_GROUPS)."""
         rows = self._fetch(friction_counts_query(self.table_prefix, by, open_only))
@@ -304,7 +331,8 @@ class JourneyView(ABC):
                 raise ValueError(f"frictions are counted by {', '.join(FRICTION_GROUPS)}")
         found = self._fetch(
             f"SELECT {rows}, {columns}, COUNT(*) FROM {self.table_prefix}journey_frictions "
-            f"{'WHERE resolved_at IS NULL' if open_only else ''} GROUP BY {rows}, {columns}"
+            f"{'WHERE resolved_at IS NULL' if open_only else ''} GROUP BY {rows}, {columns} "
+            f"ORDER BY COUNT(*) DESC, COALESCE({rows}, ''), COALESCE({columns}, '')"
         )
         return [(r, c, int(n)) for r, c, n in found]
 
@@ -394,20 +422,32 @@ def frictions_query(
     owner: str | None,
     kind: str | None,
     limit: int | None,
+    offset: int = 0,
 ) -> tuple[str, list[Any]]:
-    sql, params = FRICTIONS_SQL.format(schema=schema), list[Any]()
-    if customer_id is not None:
-        sql, params = sql + " AND customer_id = %s", [*params, customer_id]
-    if open_only:
-        sql += " AND resolved_at IS NULL"
-    if owner is not None:
-        sql, params = sql + " AND (owner = %s OR rep_id = %s)", [*params, owner, owner]
-    if kind is not None:
-        sql, params = sql + " AND kind = %s", [*params, kind]
+    where, params = friction_filter(
+        customer_id=customer_id, open_only=open_only, owner=owner, kind=kind
+    )
+    sql = f"{FRICTIONS_SQL.format(schema=schema)} AND {where}"
     sql += " ORDER BY severity DESC, opened_at, customer_id, friction_id"
     if limit is not None:
-        sql, params = sql + " LIMIT %s", [*params, limit]
+        sql, params = sql + " LIMIT %s OFFSET %s", [*params, limit, offset]
     return sql, params
+
+
+def friction_filter(
+    *, customer_id: str | None, open_only: bool, owner: str | None, kind: str | None
+) -> tuple[str, list[Any]]:
+    """The frictions asked for, as an SQL condition and its parameters."""
+    where, params = "TRUE", list[Any]()
+    if customer_id is not None:
+        where, params = where + " AND customer_id = %s", [*params, customer_id]
+    if open_only:
+        where += " AND resolved_at IS NULL"
+    if owner is not None:
+        where, params = where + " AND (owner = %s OR rep_id = %s)", [*params, owner, owner]
+    if kind is not None:
+        where, params = where + " AND kind = %s", [*params, kind]
+    return where, params
 
 
 def friction_counts_query(schema: str, by: str, open_only: bool) -> str:

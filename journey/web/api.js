@@ -1,6 +1,7 @@
-// What both pages share: calling the engine's API with the token it asks for. The token is
-// asked for once: if none is given, or the one given is refused, every call says why instead
-// of asking again.
+// What both pages share: calling the engine's API with the token it asks for, and reading a
+// list whole, a page at a time. The token is asked for once: if none is given, or the one
+// given is refused, every call says why instead of asking again. Errors are problem details
+// (RFC 9457); their `detail` says what went wrong in one line.
 let token = sessionStorage.getItem("journey-token") || new URLSearchParams(location.search).get("token");
 if (token) sessionStorage.setItem("journey-token", token);
 let asked = false;
@@ -32,4 +33,15 @@ async function api(path, options = {}) {
     token = given;
     sessionStorage.setItem("journey-token", token);
   }
+}
+
+// Every item of a list: its pages, followed by their `next` until the last.
+async function apiAll(path) {
+  const items = [];
+  for (let next = path; next; ) {
+    const page = await api(next);
+    items.push(...page.items);
+    next = page.next;
+  }
+  return items;
 }

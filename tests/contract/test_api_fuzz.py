@@ -1,7 +1,7 @@
 """Whatever a client sends the HTTP API, on either store, it answers with a status that says
-whose the problem is and one short line, never a 500: generated touchpoint bodies (good
-records with a field replaced, and any JSON at all) and generated text in every parameter.
-Every good touchpoint of an accepted request is recorded, once."""
+whose the problem is and one short line, as problem details, never a 500: generated touchpoint
+bodies (good records with a field replaced, and any JSON at all) and generated text in every
+parameter. Every good touchpoint of an accepted request is recorded, once."""
 
 from __future__ import annotations
 
@@ -56,10 +56,14 @@ def record(number: int, **changes: Any) -> dict[str, Any]:
 def assert_answered(response: Any, allowed: set[int]) -> None:
     assert response.status_code in allowed, (response.status_code, response.text[:300])
     if response.status_code >= 400:
-        detail = response.json()["detail"]
-        text = detail if isinstance(detail, str) else str(detail)
-        assert "\n" not in text
-        assert len(text) < 600, text
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["status"] == response.status_code
+        assert {"type", "title", "detail"} <= set(problem)
+        detail = problem["detail"]
+        assert isinstance(detail, str)
+        assert "\n" not in detail
+        assert len(detail) < 600, detail
 
 
 @FUZZ

@@ -1,5 +1,5 @@
 """The HTTP API answers the same on every store: touchpoints posted, journeys, lists and
-aggregates read, and an outcome recorded."""
+aggregates read a page at a time, and an outcome recorded, with the position to read it at."""
 
 from __future__ import annotations
 
@@ -74,10 +74,10 @@ def test_the_api_serves_journeys_lists_and_outcomes(client: TestClient, settings
     finally:
         engine.close()
 
-    def kims() -> list[dict[str, object]]:
+    def kims(after: int) -> list[dict[str, object]]:
         found: list[dict[str, object]] = client.get(
-            "/api/actions", params={"owner": "kim", "after": head}
-        ).json()
+            "/api/actions", params={"owner": "kim", "after": after}
+        ).json()["items"]
         return found
 
     anna = client.get("/api/customers/A_1", params={"after": head}).json()
@@ -85,12 +85,16 @@ def test_the_api_serves_journeys_lists_and_outcomes(client: TestClient, settings
     matrix = client.get(
         "/api/frictions/counts", params={"by": "owner", "then": "kind", "after": head}
     ).json()
-    (follow_up,) = kims()
+    frictions = client.get("/api/frictions", params={"rep": "kim", "limit": 1, "after": head})
+    (follow_up,) = kims(head)
     done = client.post(f"/api/actions/{follow_up['action_id']}/outcome", json={"status": "done"})
 
     assert anna["stage"] == "evaluating"
-    assert [c["customer_id"] for c in listed["customers"]] == ["A_1"]  # "_" is no wildcard
-    assert {"owner": "kim", "kind": "no_follow_up", "frictions": 1} in matrix
+    assert anna["stage_since"] == "2026-03-03T09:00:00.000Z"
+    assert [c["customer_id"] for c in listed["items"]] == ["A_1"]  # "_" is no wildcard
+    assert {"owner": "kim", "kind": "no_follow_up", "frictions": 1} in matrix["items"]
+    assert frictions.json()["total"] == len(frictions.json()["items"]) == 1
     assert follow_up["triggering_event_ids"] == ["a2"]
     assert done.json()["status"] == "done"
-    assert client.get("/api/actions", params={"owner": "kim"}).json() == []
+    assert done.json()["position"] > head
+    assert kims(done.json()["position"]) == []

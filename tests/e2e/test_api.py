@@ -3,6 +3,8 @@ stories' journeys, lists and aggregates, outcomes, ingest with its validation, a
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -13,12 +15,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.settings import Settings
+from engine.touchpoints import EARLIEST_MS
 from journey import api
 from journey.api import create_app
+from tests.openapi import PROBLEM_JSON, answer_schema, mismatches, untyped
 from tests.stories import recorded_stories
 
 TOKEN = "s3cret"
 INGEST_TOKEN = "channel-systems-only"
+AVRO_TOUCHPOINT = Path(__file__).parents[2] / "schemas" / "journey.Touchpoint.avsc"
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +35,22 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def client(data_dir: Path) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(data_dir=data_dir))) as made:
         yield made
+
+
+def refused(response: Any) -> tuple[int, str]:
+    """An error's status and its one line, once it is checked to be problem details."""
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == response.status_code
+    assert problem["type"].startswith("/problems/")
+    assert problem["title"]
+    return response.status_code, problem["detail"]
+
+
+def items(response: Any) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["items"]
+    return found
 
 
 def test_a_customers_journey_has_stages_timeline_frictions_moments_and_actions(
@@ -55,28 +76,28 @@ def test_a_customers_journey_has_stages_timeline_frictions_moments_and_actions(
 def test_an_unknown_customer_is_a_404_naming_them(client: TestClient) -> None:
     response = client.get("/api/customers/NOBODY")
 
-    assert response.status_code == 404
-    assert response.json() == {"detail": "no touchpoints recorded for customer 'NOBODY'"}
+    assert refused(response) == (404, "no touchpoints recorded for customer 'NOBODY'")
+    assert response.json()["instance"] == "/api/customers/NOBODY"
 
 
 def test_customers_are_listed_by_stage_rep_friction_and_id(client: TestClient) -> None:
     def ids(**query: Any) -> list[str]:
         found = client.get("/api/customers", params=query).json()
-        assert found["total"] == len(found["customers"])
-        return sorted(c["customer_id"] for c in found["customers"])
+        assert found["total"] == len(found["items"])
+        return sorted(c["customer_id"] for c in found["items"])
 
     assert ids(stage="considering") == ["S2-BEN", "S4-DAN"]
     assert ids(rep="kathrine") == ["S1-ANNA"]
     assert ids(friction="loop") == ["S4-DAN"]
     assert ids(q="S3") == ["S3-CARLA"]
     page = client.get("/api/customers", params={"limit": 2, "offset": 2}).json()
-    assert (page["total"], len(page["customers"])) == (6, 2)
+    assert (page["total"], len(page["items"])) == (6, 2)
 
 
 def test_funnel_and_friction_aggregates(client: TestClient) -> None:
     funnel = {row["stage"]: row for row in client.get("/api/funnel").json()}
-    by_kind = client.get("/api/frictions/counts", params={"by": "kind"}).json()
-    matrix = client.get("/api/frictions/counts", params={"by": "owner", "then": "kind"}).json()
+    by_kind = items(client.get("/api/frictions/counts", params={"by": "kind"}))
+    matrix = items(client.get("/api/frictions/counts", params={"by": "owner", "then": "kind"}))
 
     assert funnel["evaluating"]["current"] == 2
     assert {"kind": "loop", "frictions": 1} in by_kind
@@ -85,7 +106,7 @@ def test_funnel_and_friction_aggregates(client: TestClient) -> None:
 
 
 def test_an_outcome_closes_the_action_and_shows_in_the_journey(client: TestClient) -> None:
-    (call_back,) = client.get("/api/actions", params={"customer": "S2-BEN"}).json()
+    (call_back,) = items(client.get("/api/actions", params={"customer": "S2-BEN"}))
 
     response = client.post(
         f"/api/actions/{call_back['action_id']}/outcome",
@@ -93,7 +114,15 @@ def test_an_outcome_closes_the_action_and_shows_in_the_journey(client: TestClien
     )
 
     assert response.status_code == 201, response.text
-    assert client.get("/api/actions", params={"customer": "S2-BEN"}).json() == []
+    assert response.json()["status"] == "dismissed"
+    assert (
+        items(
+            client.get(
+                "/api/actions", params={"customer": "S2-BEN", "after": response.json()["position"]}
+            )
+        )
+        == []
+    )
     ben = client.get("/api/customers/S2-BEN").json()
     assert [(a["status"], a["status_reason"]) for a in ben["next_actions"]] == [
         ("dismissed", "he bought elsewhere")
@@ -112,19 +141,19 @@ def test_an_outcome_closes_the_action_and_shows_in_the_journey(client: TestClien
 def test_a_bad_outcome_is_refused_naming_the_field(
     client: TestClient, body: dict[str, Any], status: int, detail: str
 ) -> None:
-    (action,) = client.get("/api/actions", params={"customer": "S4-DAN"}).json()
+    (action,) = items(client.get("/api/actions", params={"customer": "S4-DAN"}))
 
     response = client.post(f"/api/actions/{action['action_id']}/outcome", json=body)
 
-    assert response.status_code == status
-    assert response.json()["detail"].startswith(detail)
+    shown_status, shown = refused(response)
+    assert shown_status == status
+    assert shown.startswith(detail)
 
 
 def test_an_outcome_for_an_unknown_action_is_a_404(client: TestClient) -> None:
     response = client.post("/api/actions/nope/outcome", json={"status": "done"})
 
-    assert response.status_code == 404
-    assert response.json()["detail"] == "no action 'nope' was decided"
+    assert refused(response) == (404, "no action 'nope' was decided")
 
 
 def touchpoint(**overrides: Any) -> dict[str, Any]:
@@ -197,7 +226,7 @@ def test_a_read_given_the_position_of_a_write_includes_it_and_one_beyond_the_log
 
     assert read.status_code == 200
     assert read.json()["touchpoints"] == 1
-    assert beyond.status_code == 422
+    assert refused(beyond)[0] == 422
     assert beyond.json()["detail"].startswith(f"after: {position + 1_000_000} is beyond the log")
 
 
@@ -215,7 +244,7 @@ def test_a_touchpoint_whose_event_id_names_another_is_a_409_and_nothing_is_recor
         ],
     )
 
-    assert response.status_code == 409
+    assert refused(response)[0] == 409
     assert response.json()["detail"].startswith(
         "[1].event_id: conflicts with the touchpoint recorded on "
     )
@@ -245,7 +274,7 @@ def test_a_bad_touchpoint_is_refused_naming_the_field_and_nothing_is_recorded(
         "/api/touchpoints", json=touchpoint(event_id=str(uuid.uuid4()), customer_id="OK-2")
     )
 
-    assert response.status_code == 422
+    assert refused(response)[0] == 422
     assert response.json()["detail"].startswith(detail)
     # Its good neighbour neither, though what was posted after it is read.
     read = client.get("/api/customers/OK-1", params={"after": later.json()["position"]})
@@ -287,7 +316,12 @@ def test_with_a_token_every_endpoint_asks_for_it(data_dir: Path) -> None:
         reader = {"authorization": f"Bearer {TOKEN}"}
         channel = {"authorization": f"Bearer {INGEST_TOKEN}"}
 
-        assert client.get("/api/funnel").status_code == 401
+        anonymous = client.get("/api/funnel")
+        assert refused(anonymous) == (
+            401,
+            "a valid token is required: Authorization: Bearer <token>",
+        )
+        assert anonymous.headers["WWW-Authenticate"] == "Bearer"
         assert (
             client.get("/api/funnel", headers={"authorization": "Bearer wrong"}).status_code == 401
         )
@@ -295,9 +329,9 @@ def test_with_a_token_every_endpoint_asks_for_it(data_dir: Path) -> None:
         assert client.post("/api/touchpoints", json=touchpoint(), headers=reader).status_code == 401
         posted = client.post("/api/touchpoints", json=touchpoint(event_id="t-9"), headers=channel)
         assert posted.status_code == 202
-        (action,) = client.get(
-            "/api/actions", params={"customer": "S3-CARLA"}, headers=reader
-        ).json()
+        (action,) = items(
+            client.get("/api/actions", params={"customer": "S3-CARLA"}, headers=reader)
+        )
         outcome = f"/api/actions/{action['action_id']}/outcome"
         assert client.post(outcome, json={"status": "accepted"}, headers=channel).status_code == 401
         assert client.post(outcome, json={"status": "accepted"}, headers=reader).status_code == 201
@@ -339,27 +373,18 @@ def test_a_nul_character_in_a_parameter_is_a_422_naming_it(
 ) -> None:
     response = client.get(path.replace("\x00", "%00"))
 
-    assert (response.status_code, response.json()) == (
-        422,
-        {"detail": f"{name}: contains a NUL character"},
-    )
+    assert refused(response) == (422, f"{name}: contains a NUL character")
 
 
 def test_a_nul_character_in_a_body_is_a_422_naming_the_field(client: TestClient) -> None:
     posted = client.post("/api/touchpoints", json=touchpoint(source="web\x00"))
-    (action,) = client.get("/api/actions", params={"customer": "S5-EVA"}).json()
+    (action,) = items(client.get("/api/actions", params={"customer": "S5-EVA"}))
     reported = client.post(
         f"/api/actions/{action['action_id']}/outcome", json={"status": "done", "reason": "\x00"}
     )
 
-    assert (posted.status_code, posted.json()["detail"]) == (
-        422,
-        "source: contains a NUL character",
-    )
-    assert (reported.status_code, reported.json()["detail"]) == (
-        422,
-        "reason: contains a NUL character",
-    )
+    assert refused(posted) == (422, "source: contains a NUL character")
+    assert refused(reported) == (422, "reason: contains a NUL character")
 
 
 def test_a_body_larger_than_allowed_is_a_413_whether_its_length_is_declared_or_not(
@@ -378,10 +403,10 @@ def test_a_body_larger_than_allowed_is_a_413_whether_its_length_is_declared_or_n
         )
 
     for response in (declared, streamed):
-        assert response.status_code == 413
-        assert response.json() == {
-            "detail": "the request body is larger than the 16,777,216 bytes allowed"
-        }
+        assert refused(response) == (
+            413,
+            "the request body is larger than the 16,777,216 bytes allowed",
+        )
 
 
 def test_a_request_that_does_not_fit_its_endpoint_is_refused_in_the_one_error_shape(
@@ -389,26 +414,190 @@ def test_a_request_that_does_not_fit_its_endpoint_is_refused_in_the_one_error_sh
 ) -> None:
     paged = client.get("/api/actions", params={"limit": 0})
     listed = client.post("/api/touchpoints", json=[1, 2])
+    elsewhere = client.get("/api/nothing/here")
+    method = client.delete("/api/touchpoints")
 
-    assert (paged.status_code, paged.json()) == (
-        422,
-        {"detail": "limit: Input should be greater than or equal to 1"},
-    )
-    assert (listed.status_code, listed.json()) == (
-        422,
-        {"detail": "body: Input should be a valid dictionary"},
-    )
+    assert refused(paged) == (422, "limit: Input should be greater than or equal to 1")
+    assert refused(listed) == (422, "body: Input should be a valid dictionary")
+    assert refused(elsewhere) == (404, "Not Found")
+    assert refused(method) == (405, "Method Not Allowed")
 
 
-def test_actions_come_a_page_at_a_time_with_the_total_and_the_next_page(
+def test_every_answer_of_the_api_is_typed_and_described_in_its_document(
     client: TestClient,
 ) -> None:
-    every = client.get("/api/actions", params={"include_closed": True, "limit": 1000}).json()
+    document = client.get("/openapi.json").json()
+    answers = {
+        (path, method, status): response["content"]["application/json"]["schema"]
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for status, response in operation["responses"].items()
+        if status.startswith("2")
+    }
 
-    first = client.get("/api/actions", params={"include_closed": True, "limit": 2})
-    following = client.get(first.links["next"]["url"])
+    assert {path for path, _, _ in answers} == {
+        path for path in document["paths"] if path.startswith("/api/")
+    }
+    for where, schema in answers.items():
+        assert untyped(schema, document) == [], where
 
-    assert int(first.headers["x-total-count"]) == len(every) > 3
-    assert [a["action_id"] for a in first.json() + following.json()] == [
-        a["action_id"] for a in every[:4]
-    ]
+
+def test_every_error_an_endpoint_may_answer_is_documented_as_problem_details(
+    client: TestClient,
+) -> None:
+    document = client.get("/openapi.json").json()
+    problem = document["components"]["schemas"]["Problem"]
+
+    assert problem["required"] == ["type", "title", "status", "detail"]
+    assert untyped(problem, document) == []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            errors = {s: r for s, r in operation["responses"].items() if s[0] in "45"}
+            assert {"401", "422", "500", "503"} <= set(errors), (path, method)
+            for status, response in errors.items():
+                assert response["content"] == {
+                    PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                }, (path, method, status)
+            assert "Retry-After" in errors["503"]["headers"]
+
+
+def test_the_touchpoint_body_is_documented_as_the_touchpoint_record(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    body = document["paths"]["/api/touchpoints"]["post"]["requestBody"]["content"]
+    record = document["components"]["schemas"]["Touchpoint"]
+    (example,) = record["examples"]
+
+    assert [
+        option.get("$ref") or option["items"]["$ref"]
+        for option in body["application/json"]["schema"]["anyOf"]
+    ] == ["#/components/schemas/Touchpoint"] * 2
+    fields = json.loads(AVRO_TOUCHPOINT.read_text())["fields"]
+    assert set(record["properties"]) == {field["name"] for field in fields}
+    assert set(record["required"]) == {field["name"] for field in fields if "default" not in field}
+    assert client.post("/api/touchpoints", json=example).status_code == 202
+
+
+def every_answer(client: TestClient) -> dict[str, tuple[str, str, int, Any]]:
+    """One answer of each endpoint and each customer: (path, method, status, JSON) by name."""
+    answered: dict[str, tuple[str, str, int, Any]] = {}
+    customers = items(client.get("/api/customers"))
+    for listed in customers:
+        path = f"/api/customers/{listed['customer_id']}"
+        answered[path] = ("/api/customers/{customer_id}", "get", 200, client.get(path).json())
+    for path in ("/api/customers", "/api/frictions", "/api/frictions/counts", "/api/funnel"):
+        answered[path] = (path, "get", 200, client.get(path).json())
+    answered["actions"] = ("/api/actions", "get", 200, client.get("/api/actions").json())
+    matrix = client.get("/api/frictions/counts", params={"by": "stage", "then": "owner"})
+    answered["matrix"] = ("/api/frictions/counts", "get", 200, matrix.json())
+    action = answered["actions"][3]["items"][0]["action_id"]
+    explained = client.get(f"/api/actions/{action}").json()
+    answered["explained"] = ("/api/actions/{action_id}", "get", 200, explained)
+    snoozed = client.post(
+        f"/api/actions/{action}/outcome",
+        json={"status": "snoozed", "snoozed_until": 1_775_000_000_000},
+    )
+    answered["snoozed"] = ("/api/actions/{action_id}/outcome", "post", 201, snoozed.json())
+    customer = f"EVERY-{uuid.uuid4()}"
+    posted = client.post(
+        "/api/touchpoints",
+        json=touchpoint(event_id=customer, customer_id=customer, occurred_at=1_773_133_200_123),
+    )
+    answered["posted"] = ("/api/touchpoints", "post", 202, posted.json())
+    read = client.get(f"/api/customers/{customer}", params={"after": posted.json()["position"]})
+    answered["read"] = ("/api/customers/{customer_id}", "get", 200, read.json())
+    return answered
+
+
+def test_every_answer_holds_what_the_document_says_and_nothing_else(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+
+    for name, (path, method, status, body) in every_answer(client).items():
+        schema = answer_schema(document, path, method, status)
+        assert mismatches(body, schema, document) == [], name
+
+
+def test_no_answer_holds_a_time_in_milliseconds(client: TestClient) -> None:
+    def numbers(value: Any) -> Iterator[int]:
+        if isinstance(value, dict):
+            for item in value.values():
+                yield from numbers(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from numbers(item)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            yield value
+
+    answered = every_answer(client)
+    read = answered["read"][3]
+
+    for name, (_, _, _, body) in answered.items():
+        assert [n for n in numbers(body) if n >= EARLIEST_MS] == [], name
+    # Written as given, to the millisecond, as every time is.
+    assert read["timeline"][-1]["occurred_at"] == "2026-03-10T09:00:00.123Z"
+    assert answered["snoozed"][3]["snoozed_until"] == "2026-03-31T23:33:20.000Z"
+
+
+LISTS = {
+    "/api/customers": lambda item: item["customer_id"],
+    "/api/actions?include_closed=true": lambda item: item["action_id"],
+    "/api/frictions?include_resolved=true": lambda item: (item["customer_id"], item["id"]),
+    "/api/frictions/counts?by=owner&then=kind": lambda item: (item["owner"], item["kind"]),
+}
+
+
+@pytest.mark.parametrize("path", LISTS)
+def test_every_list_is_paged_the_same_and_its_next_pages_give_each_item_once(
+    client: TestClient, path: str
+) -> None:
+    joined = "&" if "?" in path else "?"
+    whole = client.get(f"{path}{joined}limit=1000").json()
+    walked, pages, following = [], 0, f"{path}{joined}limit=2"
+    while following is not None:
+        page = client.get(following).json()
+        assert (page["total"], page["limit"], page["offset"]) == (whole["total"], 2, len(walked))
+        assert 0 < len(page["items"]) <= 2
+        walked += page["items"]
+        pages, following = pages + 1, page["next"]
+
+    assert whole["next"] is None
+    assert len(whole["items"]) == whole["total"] > 4
+    assert walked == whole["items"]
+    key = LISTS[path]
+    assert len({key(item) for item in walked}) == len(walked)
+    assert pages == -(-whole["total"] // 2)
+
+
+def test_an_unexpected_fault_is_a_500_in_problem_details_naming_its_log_entry(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(Settings(data_dir=data_dir))
+
+    @app.get("/api/faulty")
+    def faulty() -> None:
+        raise RuntimeError("a fault")
+
+    with (
+        TestClient(app, raise_server_exceptions=False) as client,
+        caplog.at_level(logging.ERROR, logger="journey.serve"),
+    ):
+        response = client.get("/api/faulty")
+
+    status, detail = refused(response)
+    instance = response.json()["instance"]
+    assert status == 500
+    assert instance.startswith("urn:uuid:")
+    assert detail == f"an unexpected error, logged as {instance}"
+    assert "a fault" not in response.text
+    assert any(instance in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_each_problem_type_is_a_page_saying_what_it_means(client: TestClient) -> None:
+    described = client.get("/openapi.json").json()["components"]["schemas"]["Problem"]
+    types = re.findall(r"`(/problems/[a-z-]+)`", described["properties"]["type"]["description"])
+
+    assert "/problems/views-behind" in types
+    for problem in types:
+        page = client.get(problem)
+        assert page.status_code == 200
+        assert "<h1>" in page.text
+    assert refused(client.get("/problems/nonsense"))[0] == 404

@@ -135,7 +135,7 @@ def test_a_sales_person_finds_the_customer_and_dismisses_the_follow_up(
     recorded = json.load(
         urllib.request.urlopen(f"{server}/api/actions?customer=S1-ANNA&include_closed=true")
     )
-    statuses = {a["action_type"]: a["status"] for a in recorded}
+    statuses = {a["action_type"]: a["status"] for a in recorded["items"]}
     assert statuses == {"follow_up": "dismissed", "introduction": "open"}
 
 
@@ -153,9 +153,16 @@ def test_a_sales_person_snoozes_an_action_until_a_day_they_choose(page: Page, se
     snoozed = page.locator("[data-testid=action][data-action-type=follow_up]")
     expect(snoozed).to_contain_text("snoozed until 2026-04-20 09:00")
     recorded = json.load(urllib.request.urlopen(f"{server}/api/actions?customer=S5-EVA"))
-    assert [(a["status"], a["snoozed_until"]) for a in recorded] == [
-        ("snoozed", "2026-04-20T09:00:00Z")
+    assert [(a["status"], a["snoozed_until"]) for a in recorded["items"]] == [
+        ("snoozed", "2026-04-20T09:00:00.000Z")
     ]
+
+
+def test_a_customer_the_engine_does_not_know_is_named_on_the_page(page: Page, server: str) -> None:
+    page.goto(f"{server}/?customer=NOBODY")
+
+    expect(page.locator("#message")).to_have_text("no touchpoints recorded for customer 'NOBODY'")
+    expect(page.locator("#customer")).to_be_hidden()
 
 
 def test_a_refused_token_is_asked_for_once_and_the_page_says_why(page: Page, guarded: str) -> None:

@@ -268,8 +268,10 @@ def test_the_api_answers_503_while_postgresql_is_gone_and_200_once_it_is_back(
     for answer in restart.answered_during:
         assert answer.status_code == 503
         assert answer.headers["retry-after"].isdigit()
-        assert "\n" not in answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["type"] == "/problems/store-unavailable"
         assert answer.json()["detail"].startswith(GONE)
+        assert "\n" not in answer.json()["detail"]
     assert [answer.status_code for answer in restart.answered_after] == [200, 200]
 
 

@@ -1,0 +1,480 @@
+"""What the HTTP API answers and takes, field by field: the models its OpenAPI document is made
+of. Answers are built as plain data (journey.render) and checked against these models where
+FastAPI serialises them; a customer's journey, read most often and kept as bytes, is described
+by its model and not validated again on every read.
+
+Every time is ISO 8601 text in UTC to the millisecond (`render.instant`); every list but the
+funnel comes a page at a time, in the one envelope of `Page`; every error is a `Problem`
+(RFC 9457)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.touchpoints import (
+    EARLIEST_MS,
+    MAX_ATTRIBUTES,
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+)
+
+Time = Annotated[
+    str,
+    Field(
+        json_schema_extra={"format": "date-time", "examples": ["2026-03-02T09:00:00.000Z"]},
+    ),
+]
+Outcome = Literal["positive", "neutral", "negative"]
+POSITION = (
+    "The log position this request wrote (null if it wrote nothing new): pass it as `after` "
+    "to a read to read your own writes."
+)
+
+
+class Stage(BaseModel):
+    """A stage of the journey definition's ladder, in order."""
+
+    id: str = Field(description="The stage's id, as `stage` fields name it.")
+    label: str = Field(description="Its name for people.")
+
+
+class StageEntry(BaseModel):
+    """When the customer entered a stage, and what moved them there."""
+
+    stage: str = Field(description="The stage's id.")
+    entered_at: Time = Field(description="When they entered it (journey time).")
+    event_id: str | None = Field(
+        description="The touchpoint that moved them; null when silence did (dormancy)."
+    )
+    hours_in_stage: float = Field(
+        description="Hours in that stage: until the next entry, or until `as_of` for the "
+        "current one."
+    )
+
+
+class Friction(BaseModel):
+    """A friction a customer met: where their journey hurt."""
+
+    id: str = Field(description="Stable across replays: the detector and what opened it.")
+    kind: str = Field(description="The friction rule's id (no_follow_up, loop, stall, ...).")
+    label: str = Field(description="The rule's name for people.")
+    severity: int | None = Field(
+        description="1 (mild) to 5 (worst), from the journey definition; null for a kind the "
+        "definition no longer has."
+    )
+    open: bool = Field(description="False once it was resolved.")
+    opened_at: Time = Field(description="When it opened (journey time).")
+    resolved_at: Time | None = Field(description="When it was resolved; null while open.")
+    stage: str | None = Field(description="The customer's stage when it opened.")
+    channel: str | None = Field(description="The channel of the touchpoint behind it.")
+    rep_id: str | None = Field(description="The rep of the touchpoint behind it.")
+    owner: str | None = Field(description="Who should act on it: the customer's rep.")
+    events: list[str] = Field(
+        description="The touchpoints behind it (event ids), the resolving one last."
+    )
+
+
+class ListedFriction(Friction):
+    """A friction as lists give it: with its customer."""
+
+    customer_id: str = Field(description="The customer who met it.")
+
+
+class Moment(BaseModel):
+    """A moment of truth: a touchpoint that decides much of how the customer sees the
+    company, and how it went."""
+
+    kind: str = Field(description="The moment rule's id (first_human_contact, ...).")
+    label: str = Field(description="The rule's name for people.")
+    at: Time = Field(description="When it happened.")
+    event_id: str = Field(description="The touchpoint.")
+    channel: str = Field(description="Its channel.")
+    rep_id: str | None = Field(description="The rep who took part, if any.")
+    outcome: Outcome | None = Field(description="How it went, if the channel could tell.")
+    resolved_at: Time | None = Field(description="When it was resolved, if the rule asks.")
+    resolved_by: str | None = Field(description="The touchpoint that resolved it.")
+    resolution: str | None = Field(description="How it was resolved.")
+
+
+class OutcomeTally(BaseModel):
+    """Touchpoints with an outcome, per outcome."""
+
+    positive: int = Field(description="Touchpoints that went well.")
+    neutral: int = Field(description="Touchpoints that went neither well nor badly.")
+    negative: int = Field(description="Touchpoints that went badly.")
+
+
+class TimelineEntry(BaseModel):
+    """A touchpoint as the customer's timeline shows it (personal identifiers left out)."""
+
+    occurred_at: Time = Field(description="When it happened (not when it was reported).")
+    event_id: str = Field(description="The producer's id of the touchpoint.")
+    channel: str = Field(description="web, email, phone, visit, or other.")
+    type: str = Field(description="What happened: page_view, call_inbound, tour, ...")
+    outcome: Outcome | None = Field(description="How it went, if the channel could tell.")
+    rep_id: str | None = Field(description="The sales rep who took part, if any.")
+    source: str = Field(description="The system that reported it.")
+    attributes: dict[str, str] = Field(description="The channel's free details.")
+    arrival: int = Field(
+        description="Its place in the order the customer's touchpoints were recorded (1 for "
+        "the first): a touchpoint reported late has a higher one than its neighbours."
+    )
+
+
+class Action(BaseModel):
+    """A next-best-action: what someone should do for a customer, why, and what became of
+    it."""
+
+    action_id: str = Field(description="Stable: a decision made again has the same id.")
+    customer_id: str = Field(description="The customer it is for.")
+    owner: str = Field(description="Who should act: a rep, or a role such as branch_manager.")
+    action_type: str = Field(description="What to do: follow_up, recovery_call, ...")
+    channel: str = Field(description="How to reach the customer for it.")
+    rule: str = Field(description="The action rule that decided it.")
+    priority: float = Field(description="0 to 1; higher first.")
+    status: Literal["open", "accepted", "snoozed", "done", "dismissed", "resolved", "withdrawn"] = (
+        Field(
+            description="open, accepted or snoozed while it is to be done; done or dismissed as "
+            "a rep reported; resolved when what triggered it resolved, withdrawn when the "
+            "customer opted out."
+        )
+    )
+    reason: str = Field(description="Why, in words a rep can act on.")
+    decided_at: Time = Field(description="When it was decided (journey time).")
+    due_at: Time | None = Field(description="When it should be done by.")
+    triggering_event_ids: list[str] = Field(description="The touchpoints behind it.")
+    status_at: Time | None = Field(description="When its status last changed; null if open.")
+    status_reason: str | None = Field(description="Why, as the rep or the engine said.")
+    snoozed_until: Time | None = Field(description="With snoozed: when it comes back.")
+
+
+class Beaten(BaseModel):
+    """A candidate action this one won against, or that was held back."""
+
+    rule: str = Field(description="Its action rule.")
+    action_id: str = Field(description="The id it would have had.")
+    priority: float = Field(description="Its priority.")
+    held_by: str = Field(description="What held it back: a higher priority, a daily limit.")
+
+
+class Explanation(BaseModel):
+    """Why the action was decided, as the decider recorded it."""
+
+    rule: str = Field(description="The action rule.")
+    trigger: str = Field(description="What triggered it: a friction's id or a touchpoint's.")
+    triggered_at: Time = Field(description="When that happened.")
+    events: list[str] = Field(description="The touchpoints behind it.")
+    score: dict[str, float] = Field(description="The score's parts: value, urgency, fit.")
+    weights: dict[str, float] = Field(description="The definition's weight for each part.")
+    priority: float = Field(description="The weighted sum of the parts.")
+    beat: list[Beaten] = Field(description="The candidates it beat or held back.")
+
+
+class ExplainedAction(Action):
+    """An action with why it was decided."""
+
+    explanation: Explanation = Field(description="Why it was decided.")
+    log_position: int = Field(description="The log position the decision was made at.")
+
+
+class RecordedOutcome(Action):
+    """The action as it stands once the outcome is recorded."""
+
+    position: int | None = Field(description=POSITION)
+
+
+class Journey(BaseModel):
+    """A customer's journey: where they stand, how they got there, where it hurt, and what to
+    do next."""
+
+    customer_id: str = Field(description="The customer's id, as channel systems give it.")
+    stage: str | None = Field(description="The stage they are in now.")
+    stage_label: str = Field(description="Its name for people.")
+    stage_since: Time | None = Field(description="When they entered it.")
+    time_in_stage_hours: float | None = Field(description="Hours in it, until `as_of`.")
+    as_of: Time | None = Field(
+        description="The customer's journey time: their latest touchpoint or the engine's "
+        "clock, whichever is later."
+    )
+    touchpoints: int = Field(description="How many touchpoints were recorded for them.")
+    first_seen: Time | None = Field(description="Their earliest touchpoint.")
+    last_seen: Time | None = Field(description="Their latest touchpoint.")
+    stage_history: list[StageEntry] = Field(description="Every stage they entered, in order.")
+    rep: str | None = Field(description="Their rep: the rep of their first contact with one.")
+    frictions: list[Friction] = Field(description="Frictions they met, open and resolved.")
+    moments_of_truth: list[Moment] = Field(description="Their moments of truth, in order.")
+    channel_outcomes: dict[str, OutcomeTally] = Field(
+        description="Touchpoints with an outcome, per channel."
+    )
+    inconsistent_channels: bool = Field(
+        description="Whether the channels disagree: good on one, bad on another."
+    )
+    next_actions: list[Action] = Field(description="Their actions, open ones first.")
+    timeline: list[TimelineEntry] = Field(
+        description="Their touchpoints by when they happened, across channels."
+    )
+    stages: list[Stage] = Field(description="The journey's ladder, for drawing a stage bar.")
+
+
+class CustomerSummary(BaseModel):
+    """A customer as lists show them."""
+
+    customer_id: str = Field(description="The customer's id, as channel systems give it.")
+    stage: str | None = Field(description="The stage they are in now.")
+    stage_since: Time | None = Field(description="When they entered it.")
+    rep: str | None = Field(description="Their rep.")
+    touchpoints: int = Field(description="How many touchpoints were recorded for them.")
+    last_seen: Time | None = Field(description="Their latest touchpoint.")
+    open_frictions: int = Field(description="How many of their frictions are open.")
+
+
+class StageCount(BaseModel):
+    """A stage of the funnel."""
+
+    stage: str = Field(description="The stage's id.")
+    label: str = Field(description="Its name for people.")
+    reached: int = Field(
+        description="Customers who got at least this far on the ladder (for a stage off the "
+        "ladder: who are in it)."
+    )
+    current: int = Field(description="Customers in the stage now.")
+
+
+class FrictionCount(BaseModel):
+    """Open frictions of one group: the fields grouped by (`by`, and `then` if given) are
+    present, the others left out. A null key is frictions without one (no owner, say)."""
+
+    kind: str | None = Field(None, description="With by=kind or then=kind.")
+    stage: str | None = Field(None, description="With by=stage or then=stage.")
+    channel: str | None = Field(None, description="With by=channel or then=channel.")
+    owner: str | None = Field(None, description="With by=owner or then=owner.")
+    frictions: int = Field(description="How many open frictions the group has.")
+
+
+class Page(BaseModel):
+    """One page of a list. Ask for the next with `next` until it is null: each item comes
+    once, in the list's order."""
+
+    total: int = Field(description="How many items the list has in all, with these filters.")
+    limit: int = Field(description="The most items a page holds, as asked (`limit`).")
+    offset: int = Field(description="How many items come before this page (`offset`).")
+    next: str | None = Field(
+        description="The next page: a path and query on this server, to GET as it is (the "
+        "same filters, the next offset); null on the last page.",
+        examples=["/api/actions?owner=kathrine&limit=100&offset=100"],
+    )
+
+
+class CustomerPage(Page):
+    items: list[CustomerSummary] = Field(description="Customers, the longest in stage first.")
+
+
+class ActionPage(Page):
+    items: list[Action] = Field(description="Actions, the most important first.")
+
+
+class FrictionPage(Page):
+    items: list[ListedFriction] = Field(
+        description="Frictions, worst first (severity, then the oldest)."
+    )
+
+
+class FrictionCountPage(Page):
+    items: list[FrictionCount] = Field(description="Groups, the most frictions first.")
+
+
+class Recorded(BaseModel):
+    """What a POST of touchpoints did."""
+
+    recorded: int = Field(description="Touchpoints recorded now.")
+    duplicates: int = Field(
+        description="Touchpoints recorded before, exactly as they are: skipped."
+    )
+    position: int | None = Field(description=POSITION)
+
+
+class TouchpointRecord(BaseModel):
+    """A touchpoint as channel systems report it: the Avro contract `journey.Touchpoint`, in
+    JSON. Describes what to send; the engine's own validation decides, as on Kafka, and is
+    a little more lenient (a channel or outcome in any case, numbers and true or false as
+    attribute values, a null attribute as an absent one). Other fields are ignored."""
+
+    model_config = ConfigDict(
+        title="Touchpoint",
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "web-7f3a9c",
+                    "customer_id": "C-1",
+                    "channel": "web",
+                    "type": "page_view",
+                    "occurred_at": "2026-03-02T09:00:00.000Z",
+                    "source": "web-analytics",
+                    "attributes": {"page": "pricing"},
+                }
+            ]
+        },
+    )
+
+    event_id: str = Field(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="Made by the producer and unique for all time: the engine records a "
+        "touchpoint once per event_id, however often it is sent. Sent again with other "
+        "content, it is refused with 409.",
+    )
+    customer_id: str = Field(
+        min_length=1, max_length=MAX_ID_LENGTH, description="The customer (or prospect)."
+    )
+    channel: Literal["web", "email", "phone", "visit", "other"] = Field(
+        description="Where it happened: a visit is in person."
+    )
+    type: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,63}$",
+        description="What happened, a lower-case name: page_view, form_submitted, "
+        "email_opened, call_inbound, call_missed, visit, tour, demo, proposal_sent, "
+        "contract_signed, complaint, ...",
+    )
+    occurred_at: (
+        Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+        | Annotated[int, Field(ge=EARLIEST_MS)]
+    ) = Field(
+        description="When it happened (not when it was reported): ISO 8601 text (UTC unless "
+        "it names its offset) or whole milliseconds since 1970. Not before 1990, and at most "
+        "a day ahead of the server's clock.",
+        examples=["2026-03-02T09:00:00.000Z", 1772442000000],
+    )
+    source: str = Field(
+        min_length=1,
+        max_length=MAX_TEXT_LENGTH,
+        description="The system that reported it: web-analytics, crm, telephony, ...",
+    )
+    rep_id: str | None = Field(
+        None, max_length=MAX_TEXT_LENGTH, description="The sales rep who took part, if any."
+    )
+    outcome: Outcome | None = Field(
+        None, description="How it went for the customer, if the channel can tell."
+    )
+    email: str | None = Field(
+        None, max_length=MAX_TEXT_LENGTH, description="Personal: for identity resolution."
+    )
+    phone: str | None = Field(
+        None, max_length=MAX_TEXT_LENGTH, description="Personal: for identity resolution."
+    )
+    cookie_id: str | None = Field(
+        None, max_length=MAX_TEXT_LENGTH, description="Personal: the web analytics cookie."
+    )
+    attributes: dict[str, Annotated[str, Field(max_length=MAX_TEXT_LENGTH)]] = Field(
+        default_factory=dict,
+        max_length=MAX_ATTRIBUTES,
+        description="Free details of the channel: page=pricing, form=contact, location=B, "
+        "referred_by=C-17, wait_seconds=540.",
+    )
+
+
+class ProblemType(NamedTuple):
+    name: str
+    status: int
+    title: str
+    meaning: str
+
+    @property
+    def uri(self) -> str:
+        return f"/problems/{self.name}"
+
+
+PROBLEMS = {
+    p.name: p
+    for p in (
+        ProblemType(
+            "unauthorized",
+            401,
+            "A valid token is required",
+            "no token, or not the one this endpoint takes: send Authorization: Bearer <token>",
+        ),
+        ProblemType("not-found", 404, "Not found", "no such customer, action or path"),
+        ProblemType(
+            "method-not-allowed", 405, "Method not allowed", "the path takes other methods"
+        ),
+        ProblemType(
+            "conflict",
+            409,
+            "Conflicts with what was recorded",
+            "an event_id recorded before with other content: nothing of the request was recorded",
+        ),
+        ProblemType("too-large", 413, "Too large", "a body over 16 MiB or over 10,000 touchpoints"),
+        ProblemType(
+            "invalid",
+            422,
+            "Not valid",
+            "a field or parameter is wrong; `detail` names it: nothing of the request was recorded",
+        ),
+        ProblemType(
+            "unexpected",
+            500,
+            "Unexpected error",
+            "a fault of the server, logged with `instance`",
+        ),
+        ProblemType(
+            "store-unavailable",
+            503,
+            "The store is unavailable",
+            "PostgreSQL cannot be reached: try again after Retry-After seconds",
+        ),
+        ProblemType(
+            "views-behind",
+            503,
+            "The views are behind",
+            "the views did not reach `after` in time: try again after Retry-After seconds",
+        ),
+    )
+}
+BY_STATUS = {p.status: p for p in reversed(PROBLEMS.values())}  # 503: the store's
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = Field(
+        description="What kind of problem, as a URI reference; stable, for programs to tell "
+        "problems apart: " + ", ".join(f"`{p.uri}` ({p.meaning})" for p in PROBLEMS.values()),
+        examples=["/problems/not-found"],
+    )
+    title: str = Field(description="The kind of problem, for people; the same for each type.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(
+        description="This occurrence, in one line: the field and what is wrong with it, or "
+        "what was not found.",
+        examples=["[1].occurred_at: 'yesterday' is neither ISO-8601 nor milliseconds since 1970"],
+    )
+    instance: str | None = Field(
+        None,
+        description="The path asked for; for an unexpected error, an id the server's log "
+        "names it by.",
+    )
+
+
+def problem_body(
+    status: int, detail: str, instance: str | None, kind: str | None = None
+) -> dict[str, Any]:
+    """A problem's JSON; `kind` names its type, else the status does."""
+    found = PROBLEMS[kind] if kind else BY_STATUS.get(status)
+    shown: dict[str, Any] = {
+        "type": found.uri if found else "about:blank",
+        "title": found.title if found else _phrase(status),
+        "status": status,
+        "detail": detail,
+    }
+    if instance is not None:
+        shown["instance"] = instance
+    return shown
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
