@@ -177,9 +177,7 @@ class Follower:
     for the log to grow (or to be woken by a write of this server), until stopped. Waits out
     outages of the store; reports its health to `health`."""
 
-    def __init__(
-        self, settings: Settings, health: Health, answers: Answers, store: Outage
-    ) -> None:
+    def __init__(self, settings: Settings, health: Health, answers: Answers, store: Outage) -> None:
         """`store` is the outage the requests keep too: one server, said once."""
         self._settings = settings
         self._health = health
