@@ -5,7 +5,9 @@ Requests read the committed views as they stand: none takes a lock that others w
 none brings the views up to date first. The follower does that as the log grows (and decides
 next actions too, on the embedded store, where no decider service runs). A caller that must
 see what it just wrote passes the log position its write returned, and its read waits until
-the views are there."""
+the views are there. The follower also learns from the log whose journeys changed, so that a
+journey already read is answered again from memory until something of that customer is
+recorded."""
 
 from __future__ import annotations
 
