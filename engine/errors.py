@@ -47,6 +47,14 @@ class UnknownCustomer(JourneyError):
         self.customer_id = customer_id
 
 
+class UnknownAction(JourneyError):
+    """An action id the engine never decided."""
+
+    def __init__(self, action_id: str) -> None:
+        super().__init__(f"no action {action_id!r} was decided")
+        self.action_id = action_id
+
+
 class EncodeError(JourneyError):
     """A record that does not fit its schema."""
 

@@ -25,7 +25,7 @@ from consumers.relay import ACTION_ID_HEADER, Relay, action_producer
 from consumers.settings import KafkaSettings
 from engine.actions import STATUSES, outcome_from_record
 from engine.bulk import settle_young_objects
-from engine.errors import DecodeError, ServiceUnavailable
+from engine.errors import DecodeError, ServiceUnavailable, UnknownAction
 from engine.outage import Outage
 from engine.settings import Settings
 from journey import render
@@ -41,13 +41,16 @@ from journey.console import (
     catch_up,
     engine_for,
     engine_when_store_answers,
+    limit_option,
     log_to_stderr,
     metrics_port_option,
     now_ms,
     observed,
     out,
+    print_json,
     progress,
     say,
+    say_more,
     stop_on_signals,
     with_metrics_port,
 )
@@ -221,7 +224,13 @@ def _measure(engine: Engine, decided_up_to: int) -> None:
 @click.option("--owner", help="Only the actions of this owner (a rep id or a role).")
 @click.option("--customer", "customer_id", help="Only the actions for this customer.")
 @click.option("--all", "everything", is_flag=True, help="Closed actions too.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+@limit_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON array instead of text (with --follow: one object per line).",
+)
 @click.option(
     "--follow",
     is_flag=True,
@@ -236,6 +245,7 @@ def actions(
     owner: str | None,
     customer_id: str | None,
     everything: bool,
+    limit: int,
     as_json: bool,
     follow: bool,
     from_beginning: bool,
@@ -250,14 +260,14 @@ def actions(
         rows = engine.actions.actions(
             customer_id=customer_id, owner=owner, open_only=not everything
         )
+    shown = rows[:limit]
     if as_json:
-        for row in rows:
-            click.echo(json.dumps(render.action_json(row), ensure_ascii=False))
-        return
-    if not rows:
+        print_json([render.action_json(row) for row in shown])
+    elif not rows:
         say("No open actions" if not everything else "No actions")
-        return
-    _print_rows(rows)
+    else:
+        _print_rows(shown)
+    say_more(len(shown), len(rows), as_json=as_json)
 
 
 def _follow_topic(settings: Any, owner: str | None, from_beginning: bool, as_json: bool) -> None:
@@ -319,11 +329,9 @@ def explain(ctx: click.Context, action_id: str, as_json: bool) -> None:
         row = engine.actions.action(action_id)
         rule = engine.definition.action_rule(row.rule) if row else None
     if row is None:
-        raise click.BadParameter(f"no action {action_id!r} was decided", param_hint="ACTION_ID")
+        raise UnknownAction(action_id)
     if as_json:
-        click.echo(
-            json.dumps(render.action_json(row, explained=True), indent=2, ensure_ascii=False)
-        )
+        print_json(render.action_json(row, explained=True))
         return
     e = row.explanation
     score, weights = e["score"], e["weights"]
@@ -377,7 +385,7 @@ def outcome(
         catch_up(engine)
         row = engine.actions.action(action_id)
         if row is None:
-            raise click.BadParameter(f"no action {action_id!r} was decided", param_hint="ACTION_ID")
+            raise UnknownAction(action_id)
         record = {
             "event_id": str(uuid.uuid4()),
             "action_id": action_id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from itertools import islice
 from pathlib import Path
 
 import click
@@ -23,8 +24,10 @@ from journey.console import (
     metrics_port_option,
     observed,
     out,
+    print_json,
     progress,
     say,
+    say_more,
     stop_on_signals,
     with_metrics_port,
 )
@@ -103,7 +106,7 @@ def replay(
 @click.argument("name", required=False)
 @click.argument("customer_id", required=False)
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one per customer.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one per customer.")
 @click.pass_context
 def view(
     ctx: click.Context, name: str | None, customer_id: str | None, limit: int, as_json: bool
@@ -115,14 +118,16 @@ def view(
             for view_name, spec in views.names():
                 click.echo(f"{view_name}\t{spec}")
             return
-        states = list(views.states(name, customer_id, None if customer_id else limit))
+        found = views.states(name, customer_id)
+        states = list(islice(found, limit))
+        total = len(states) + sum(1 for _ in found)
         if customer_id is not None and not states:
             raise UnknownCustomer(customer_id)
         if as_json:
-            for customer, state in states:
-                click.echo(json.dumps({"customer_id": customer, **state}, ensure_ascii=False))
+            print_json([{"customer_id": customer, **state} for customer, state in states])
         else:
             out.print(render.states_table(name, states))
+        say_more(len(states), total, as_json=as_json)
     finally:
         views.db.close()
 

@@ -337,8 +337,13 @@ def main() -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         say("interrupted")
         sys.exit(Exit.INTERRUPTED)
+    except click.UsageError as exc:
+        # One line, as every other mistake: click's usage block would bury it.
+        hint = f" (see {exc.ctx.command_path} -h)" if exc.ctx is not None else ""
+        say(f"error: {' '.join(exc.format_message().split()).rstrip('.')}{hint}")
+        sys.exit(Exit.USAGE)
     except click.ClickException as exc:
-        exc.show()
+        say(f"error: {' '.join(exc.format_message().split())}")
         sys.exit(Exit.USAGE)
     except (ServiceUnavailable, StoreTooNew) as exc:
         say(f"error: {exc}")

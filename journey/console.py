@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -58,6 +59,34 @@ def say(line: str) -> None:
         logging.getLogger("journey").info(line)
     else:
         click.echo(line, err=True)
+
+
+def print_json(document: Any) -> None:
+    """What every --json prints: one JSON document, an array for a list of things and an
+    object for one thing, so that each command's output is read the same way."""
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def limit_option(function: Any) -> Any:
+    return click.option(
+        "--limit",
+        type=click.IntRange(1),
+        default=50,
+        show_default=True,
+        help="List at most this many; the last line says how many more there are.",
+    )(function)
+
+
+def say_more(shown: int, total: int, *, as_json: bool = False) -> None:
+    """The last line of a list cut at its limit; beside JSON it goes to stderr, so that what
+    is printed stays one document."""
+    line = render.and_more(shown, total)
+    if line is None:
+        return
+    if as_json:
+        say(line)
+    else:
+        out.print(line)
 
 
 @contextmanager

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from contextlib import closing
+from typing import Any
 
 import click
 
@@ -18,12 +20,14 @@ from journey.console import (
     catch_up,
     engine_for,
     engine_when_store_answers,
+    limit_option,
     log_to_stderr,
     metrics_port_option,
     now_ms,
     observed,
     out,
     say,
+    say_more,
     stop_on_signals,
     with_metrics_port,
 )
@@ -99,8 +103,8 @@ def clock(ctx: click.Context, every: float, metrics_port: int | None) -> None:
     type=click.Choice(FRICTION_GROUPS),
     help="Count frictions per kind, stage, channel or owner instead of listing them.",
 )
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@limit_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 @click.pass_context
 def friction(
     ctx: click.Context,
@@ -122,25 +126,33 @@ def friction(
         if by is not None:
             counts = engine.view.friction_counts(by, open_only=not everything)
             if as_json:
-                click.echo(json.dumps([{by: key, "frictions": n} for key, n in counts], indent=2))
+                click.echo(
+                    json.dumps([{by: key, "frictions": n} for key, n in counts[:limit]], indent=2)
+                )
             else:
                 what = "Open frictions" if not everything else "Frictions"
-                out.print(render.counts_table(f"{what} by {by}", by, counts))
+                out.print(render.counts_table(f"{what} by {by}", by, counts[:limit]))
+            say_more(min(limit, len(counts)), len(counts), as_json=as_json)
             return
-        rows = engine.view.frictions(open_only=not everything, owner=rep, kind=kind, limit=limit)
+        rows = engine.view.frictions(open_only=not everything, owner=rep, kind=kind)
+        shown = rows[:limit]
         if as_json:
-            listed = [render.friction_json(definition, row) for row in rows]
+            listed = [render.friction_json(definition, row) for row in shown]
             click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
         elif rows:
-            out.print(render.frictions_table(definition, rows, engine.view.clock()))
+            out.print(render.frictions_table(definition, shown, engine.view.clock()))
         else:
             say("No open frictions" if not everything else "No frictions")
+        say_more(len(shown), len(rows), as_json=as_json)
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@limit_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON object of arrays instead of tables."
+)
 @click.pass_context
-def moments(ctx: click.Context, as_json: bool) -> None:
+def moments(ctx: click.Context, limit: int, as_json: bool) -> None:
     """Moments of truth and how they went, per channel; and how consistent the experience is
     across channels and reps."""
     with engine_for(ctx) as engine:
@@ -155,23 +167,35 @@ def moments(ctx: click.Context, as_json: bool) -> None:
                 {
                     "moments": [
                         {"moment": m, "channel": c, "outcome": o, "count": n}
-                        for m, c, o, n in by_moment
+                        for m, c, o, n in by_moment[:limit]
                     ],
-                    "channels": [render.outcome_json("channel", row) for row in channels],
-                    "reps": [render.outcome_json("rep", row) for row in reps],
-                    "teams": [render.outcome_json("team", row) for row in teams],
+                    "channels": [render.outcome_json("channel", row) for row in channels[:limit]],
+                    "reps": [render.outcome_json("rep", row) for row in reps[:limit]],
+                    "teams": [render.outcome_json("team", row) for row in teams[:limit]],
                 },
                 indent=2,
             )
         )
+        for name, listed in (
+            ("moments", by_moment),
+            ("channels", channels),
+            ("reps", reps),
+            ("teams", teams),
+        ):
+            if len(listed) > limit:
+                say(f"{name}: {render.and_more(limit, len(listed))}")
         return
     tally: dict[tuple[str, str], list[int]] = {}
     for moment, channel, outcome, count in by_moment:
         counts = tally.setdefault((moment, channel), [0, 0, 0])
         counts[{"positive": 0, "neutral": 1}.get(outcome or "", 2 if outcome else 1)] += count
     rows = [(f"{m} · {c}", *counts) for (m, c), counts in sorted(tally.items())]
-    out.print(render.outcomes_table("Moments of truth by channel", "moment · channel", rows))
-    out.print(render.outcomes_table("Every outcome, by channel", "channel", channels))
-    out.print(render.outcomes_table("Moments of truth, by rep", "rep", reps))
-    if teams:
-        out.print(render.outcomes_table("Moments of truth, by team", "team", teams))
+    tables: list[tuple[str, str, Sequence[tuple[Any, ...]]]] = [
+        ("Moments of truth by channel", "moment · channel", rows),
+        ("Every outcome, by channel", "channel", channels),
+        ("Moments of truth, by rep", "rep", reps),
+        *([("Moments of truth, by team", "team", teams)] if teams else []),
+    ]
+    for title, heading, counted in tables:
+        out.print(render.outcomes_table(title, heading, counted[:limit]))
+        say_more(min(limit, len(counted)), len(counted))

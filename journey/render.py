@@ -6,7 +6,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -42,6 +44,114 @@ class _Console(Console):
 
     def render_str(self, text: str, **options: Any) -> Text:
         return super().render_str(shown(text), **options)
+
+
+Cell = str | Text
+
+
+class Listing:
+    """Rows shown as a table where the terminal is wide enough for every cell to stay whole,
+    and stacked where it is not: a row's first `head` cells on one line, the others indented
+    below it, wrapped between words. Either way no id and no word is cut; only the `wrap`
+    column of a table may wrap, and never narrower than its longest word."""
+
+    def __init__(
+        self,
+        title: str,
+        columns: Sequence[str],
+        *,
+        head: int,
+        wrap: str | None = None,
+        boxed: bool = False,
+        labelled: Sequence[str] = (),
+        right: Sequence[str] = (),
+    ) -> None:
+        self.title = title
+        self.columns = list(columns)
+        self.head = head
+        self.wrap = wrap
+        self.boxed = boxed
+        self.labelled = set(labelled)  # stacked, these cells say which column they are
+        self.right = set(right)  # numbers, aligned on the right in a table
+        self.rows: list[list[Cell]] = []
+
+    def add_row(self, *cells: Cell) -> None:
+        self.rows.append(list(cells))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table = self.table()
+        if self._width_needed(console, options, table) <= options.max_width:
+            yield table
+        else:
+            yield self.stacked(options.max_width)
+
+    def table(self) -> Table:
+        table = (
+            Table(title=self.title, title_justify="left")
+            if self.boxed
+            else Table(title=self.title, title_justify="left", box=None, padding=(0, 2))
+        )
+        for column in self.columns:
+            if column == self.wrap:
+                table.add_column(column, min_width=self._longest_word(column))
+            else:
+                table.add_column(
+                    column, no_wrap=True, justify="right" if column in self.right else "left"
+                )
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+    def stacked(self, width: int = 80) -> Group:
+        lines: list[Any] = [Text(self.title, style="italic")]
+        for row in self.rows:
+            cells = list(zip(self.columns, row, strict=True))
+            lines.append(Text("  ").join(_text(cell) for _, cell in cells[: self.head] if cell))
+            rest = [
+                Text.assemble(f"{column} " if column in self.labelled else "", _text(cell))
+                for column, cell in cells[self.head :]
+                if cell
+            ]
+            for line in _packed(rest, width - 4):
+                lines.append(Padding(line, (0, 0, 0, 4), expand=False))
+        return Group(*lines)
+
+    def _width_needed(self, console: Console, options: ConsoleOptions, table: Table) -> int:
+        """The table's width with every cell on one line, but the wrapping column at its
+        narrowest (its longest word)."""
+        natural = Measurement.get(console, options.update_width(100_000), table).maximum
+        if self.wrap is None:
+            return natural
+        index = self.columns.index(self.wrap)
+        widest = max((Text(str(row[index])).cell_len for row in self.rows), default=0)
+        return natural - widest + self._longest_word(self.wrap)
+
+    def _longest_word(self, column: str) -> int:
+        index = self.columns.index(column)
+        words = [*column.split(), *(word for row in self.rows for word in str(row[index]).split())]
+        return max(len(word) for word in words)
+
+
+def _text(cell: Cell) -> Text:
+    """A cell as text; what came from outside shown, never obeyed (see `shown`)."""
+    return Text(shown(cell)) if isinstance(cell, str) else cell
+
+
+def _packed(items: Sequence[Text], width: int) -> list[Text]:
+    """Items joined by " · " into lines of at most `width`, each item kept on one line
+    (unless it alone is wider)."""
+    lines: list[Text] = []
+    for item in items:
+        if lines and lines[-1].cell_len + 5 + item.cell_len <= width:
+            lines[-1].append("  ·  ").append_text(item)
+        else:
+            lines.append(item.copy())
+    return lines
+
+
+def and_more(shown: int, total: int) -> str | None:
+    """The last line of a list cut at its limit."""
+    return f"… and {total - shown} more" if total > shown else None
 
 
 def when(ms: int | None) -> str:
@@ -253,21 +363,19 @@ def customer_view(
         f"  ·  {label(definition, position.stage)} for {in_stage} (since {when(position.since)})",
         f"  ·  {position.touchpoints} touchpoints, journey clock {when(clock)}",
     )
-    stages = Table(title="Stage history", title_justify="left", box=None, padding=(0, 2))
-    for column in ("entered", "stage", "moved by"):
-        stages.add_column(column, no_wrap=True)
+    stages = Listing("Stage history", ("entered", "stage", "moved by"), head=3)
     for entry in position.history:
         stages.add_row(
             when(entry.entered_at),
             label(definition, entry.stage),
             entry.event_id or "silence (dormancy)",
         )
-    events = Table(
-        title="Timeline, by when it happened", title_justify="left", box=None, padding=(0, 2)
+    events = Listing(
+        "Timeline, by when it happened",
+        ("when", "channel", "what", "outcome", "rep", "details"),
+        head=5,
+        wrap="details",
     )
-    for column in ("when", "channel", "what", "outcome", "rep"):
-        events.add_column(column, no_wrap=True)
-    events.add_column("details", overflow="fold")
     for t, late in zip(timeline, reported_late(list(timeline)), strict=True):
         details = " ".join(f"{k}={v}" for k, v in t.attributes.items())
         if late:
@@ -320,10 +428,14 @@ def _actions_list(actions: Sequence[ActionRow]) -> Group:
     return Group(*lines)
 
 
-def _frictions_table(definition: JourneyDefinition, position: Position) -> Table:
-    table = Table(title="Frictions", title_justify="left", box=None, padding=(0, 2))
-    for column in ("opened", "friction", "status", "stage", "rep", "because of"):
-        table.add_column(column, no_wrap=column != "because of", overflow="fold")
+def _frictions_table(definition: JourneyDefinition, position: Position) -> Listing:
+    table = Listing(
+        "Frictions",
+        ("opened", "friction", "status", "stage", "rep", "because of"),
+        head=3,
+        wrap="because of",
+        labelled=("rep", "because of"),
+    )
     for f in sorted(position.frictions, key=lambda f: (f.resolved_at is not None, f.opened_at)):
         status = (
             Text("open", style="bold red")
@@ -341,10 +453,13 @@ def _frictions_table(definition: JourneyDefinition, position: Position) -> Table
     return table
 
 
-def _moments_table(definition: JourneyDefinition, position: Position) -> Table:
-    table = Table(title="Moments of truth", title_justify="left", box=None, padding=(0, 2))
-    for column in ("when", "moment", "outcome", "channel", "rep", "touchpoint", "resolved"):
-        table.add_column(column, no_wrap=True)
+def _moments_table(definition: JourneyDefinition, position: Position) -> Listing:
+    table = Listing(
+        "Moments of truth",
+        ("when", "moment", "outcome", "channel", "rep", "touchpoint", "resolved"),
+        head=3,
+        labelled=("rep", "touchpoint", "resolved"),
+    )
     for m in position.moments:
         rule = definition.moment(m.kind)
         resolved = f"{when(m.resolved_at)} ({m.resolution or '-'})" if m.resolved_at else ""
@@ -362,10 +477,15 @@ def _moments_table(definition: JourneyDefinition, position: Position) -> Table:
 
 def frictions_table(
     definition: JourneyDefinition, rows: Sequence[FrictionRow], clock: int | None
-) -> Table:
-    table = Table(title="Open frictions, worst first", title_justify="left")
-    for column in ("severity", "customer", "friction", "open for", "stage", "owner", "because of"):
-        table.add_column(column, no_wrap=column != "because of", overflow="fold")
+) -> Listing:
+    table = Listing(
+        "Open frictions, worst first",
+        ("severity", "customer", "friction", "open for", "stage", "owner", "because of"),
+        head=3,
+        wrap="because of",
+        boxed=True,
+        labelled=("open for", "owner", "because of"),
+    )
     for row in rows:
         table.add_row(
             str(row.severity),
@@ -388,12 +508,10 @@ def counts_table(title: str, heading: str, counts: Sequence[tuple[str | None, in
     return table
 
 
-def outcomes_table(title: str, heading: str, rows: Sequence[tuple[Any, ...]]) -> Table:
+def outcomes_table(title: str, heading: str, rows: Sequence[tuple[Any, ...]]) -> Listing:
     """Positive, neutral and negative counts per key, with the positive and negative shares."""
-    table = Table(title=title, title_justify="left")
-    table.add_column(heading)
-    for column in ("positive", "neutral", "negative", "positive %", "negative %"):
-        table.add_column(column, justify="right")
+    numbers = ("positive", "neutral", "negative", "positive %", "negative %")
+    table = Listing(title, (heading, *numbers), head=1, boxed=True, labelled=numbers, right=numbers)
     for key, positive, neutral, negative in rows:
         total = positive + neutral + negative
         table.add_row(

@@ -41,10 +41,13 @@ from journey.console import (
     STOP_GRACE_S,
     Exit,
     leave_within,
+    limit_option,
     log_to_stderr,
     metrics_port_option,
     observed,
+    print_json,
     say,
+    say_more,
     with_metrics_port,
 )
 from journey.ingest import check_files
@@ -374,39 +377,46 @@ def _end_offsets(settings: KafkaSettings, known: set[int]) -> tuple[dict[int, in
 
 @click.group("dead-letters", invoke_without_command=True)
 @click.option("--all", "show_all", is_flag=True, help="Include those already redriven.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+@limit_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 @click.pass_context
-def dead_letters(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+def dead_letters(ctx: click.Context, show_all: bool, limit: int, as_json: bool) -> None:
     """List the records the engine could not record (or redrive them: see `redrive`)."""
     if ctx.invoked_subcommand is not None:
         return
     settings = ctx.find_object(Settings) or Settings()
     letters = build_bookkeeping(settings, "dead-letters").dead_letters(waiting=not show_all)
+    shown = letters[:limit]
     if as_json:
-        for stored in letters:
-            letter = stored.letter
-            click.echo(
-                json.dumps(
-                    {
-                        "id": stored.id,
-                        "topic": letter.topic,
-                        "partition": letter.partition,
-                        "offset": letter.offset,
-                        "reason": letter.reason,
-                        "detail": letter.detail,
-                        "recorded_at": stored.recorded_at.isoformat(),
-                        "redriven_at": stored.redriven_at.isoformat()
-                        if stored.redriven_at
-                        else None,
-                        "value_hex": letter.value.hex() if letter.value is not None else None,
-                    }
-                )
-            )
+        print_json(
+            [
+                {
+                    "id": stored.id,
+                    "topic": stored.letter.topic,
+                    "partition": stored.letter.partition,
+                    "offset": stored.letter.offset,
+                    "reason": stored.letter.reason,
+                    "detail": stored.letter.detail,
+                    "recorded_at": stored.recorded_at.isoformat(),
+                    "redriven_at": stored.redriven_at.isoformat() if stored.redriven_at else None,
+                    "value_hex": stored.letter.value.hex()
+                    if stored.letter.value is not None
+                    else None,
+                }
+                for stored in shown
+            ]
+        )
+        say_more(len(shown), len(letters), as_json=True)
         return
-    table = Table(title="Dead letters")
-    for column in ("id", "where", "reason", "detail", "when", "redriven"):
-        table.add_column(column)
-    for stored in letters:
+    table = render.Listing(
+        "Dead letters",
+        ("id", "where", "reason", "detail", "when", "redriven"),
+        head=3,
+        wrap="detail",
+        boxed=True,
+        labelled=("redriven",),
+    )
+    for stored in shown:
         table.add_row(
             str(stored.id),
             stored.letter.where,
@@ -416,6 +426,7 @@ def dead_letters(ctx: click.Context, show_all: bool, as_json: bool) -> None:
             stored.redriven_at.strftime("%Y-%m-%d %H:%M:%S") if stored.redriven_at else "",
         )
     out.print(table)
+    say_more(len(shown), len(letters))
     say(f"{len(letters)} dead letters")
 
 

@@ -52,8 +52,8 @@ def journey(*args: str, env: dict[str, str]) -> str:
 
 
 def view(name: str, env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    lines = journey("view", name, "--json", "--limit", "1000", env=env).splitlines()
-    return {row.pop("customer_id"): row for row in map(json.loads, lines)}
+    rows = json.loads(journey("view", name, "--json", "--limit", "1000", env=env))
+    return {row.pop("customer_id"): row for row in rows}
 
 
 def follow(env: dict[str, str]) -> subprocess.Popen[str]:
@@ -133,7 +133,7 @@ def _view_or_empty(env: dict[str, str]) -> dict[str, dict[str, Any]]:
     )
     if result.returncode:
         return {}
-    return {row.pop("customer_id"): row for row in map(json.loads, result.stdout.splitlines())}
+    return {row.pop("customer_id"): row for row in json.loads(result.stdout)}
 
 
 def test_readers_see_the_previous_build_until_a_new_one_has_caught_up(

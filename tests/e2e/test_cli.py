@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from journey.cli import cli
-from tests.stories import happy_path, warm_referral_gone_cold
+from tests.stories import happy_path, recorded_stories, warm_referral_gone_cold
 
 JOURNEY = str(Path(sys.executable).with_name("journey"))
 T = TypeVar("T")
@@ -382,7 +382,8 @@ def anna_days_after_her_visit(tmp_path: Path) -> Path:
 def kathrines_actions(data_dir: Path) -> list[dict[str, str]]:
     listed = journey("actions", "--owner", "kathrine", "--json", data_dir=data_dir)
     assert listed.returncode == 0, listed.stderr
-    return [json.loads(line) for line in listed.stdout.splitlines()]
+    actions: list[dict[str, str]] = json.loads(listed.stdout)
+    return actions
 
 
 def kathrine_reports_on_the_follow_up(data_dir: Path, *outcome: str) -> None:
@@ -468,3 +469,74 @@ def test_every_command_the_help_lists_shows_its_own_help() -> None:
         result = runner.invoke(cli, [command, "--help"], prog_name="journey")
         assert result.exit_code == 0, f"{command}: {result.output}"
         assert result.output.startswith(f"Usage: journey {command} "), command
+
+
+@pytest.fixture(scope="module")
+def stories(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return recorded_stories(tmp_path_factory.mktemp("stories"))
+
+
+def at_80_columns(data_dir: Path, *args: str) -> Result:
+    return CliRunner().invoke(
+        cli, ["--data-dir", str(data_dir), *args], env={"COLUMNS": "80"}, catch_exceptions=False
+    )
+
+
+def test_at_80_columns_ids_details_and_moments_are_shown_whole(stories: Path) -> None:
+    shown = at_80_columns(stories, "customer", "S1-ANNA").output
+    frictions = at_80_columns(stories, "friction").output
+
+    assert max(len(line) for line in shown.splitlines()) <= 80
+    assert "referred_by=C-17 referrer_location=A" in shown
+    assert "location=B content=same as website" in shown
+    assert "First in-person visit or demo  negative" in shown
+    assert "…" not in shown
+    for customer in ("S1-ANNA", "S2-BEN", "S3-CARLA", "S4-DAN", "S5-EVA"):
+        assert customer in frictions
+    assert "…" not in frictions
+
+
+def test_a_list_stops_at_its_limit_and_says_how_many_more(stories: Path) -> None:
+    every = json.loads(at_80_columns(stories, "actions", "--json", "--limit", "1000").stdout)
+    listed = at_80_columns(stories, "actions", "--limit", "2")
+    as_json = at_80_columns(stories, "actions", "--json", "--limit", "2")
+
+    assert len(every) > 2
+    assert listed.stdout.splitlines()[-1] == f"… and {len(every) - 2} more"
+    assert [a["action_id"] for a in json.loads(as_json.stdout)] == [
+        a["action_id"] for a in every[:2]
+    ]
+    assert as_json.stderr.splitlines() == [f"… and {len(every) - 2} more"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["actions", "--all"], ["friction", "--all"], ["friction", "--by", "kind"], ["funnel"]],
+)
+def test_every_list_prints_one_json_array(stories: Path, args: list[str]) -> None:
+    listed = json.loads(at_80_columns(stories, *args, "--json").stdout)
+
+    assert isinstance(listed, list)
+    assert listed
+    assert all(isinstance(item, dict) for item in listed)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["explain", "nope"], "no action 'nope' was decided"),
+        (["outcome", "nope", "done"], "no action 'nope' was decided"),
+        (["actions", "--limit", "0"], "Invalid value for '--limit'"),
+        (["friction", "--by", "colour"], "Invalid value for '--by'"),
+        (["explain"], "Missing argument 'ACTION_ID' (see journey explain -h)"),
+    ],
+)
+def test_a_missing_action_or_a_bad_argument_is_one_line_and_exit_2(
+    stories: Path, args: list[str], message: str
+) -> None:
+    result = journey(*args, data_dir=stories)
+
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ")
+    assert message in line

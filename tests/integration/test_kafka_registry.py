@@ -28,7 +28,8 @@ def older_record(tp: Touchpoint) -> dict[str, Any]:
 def dead_letters(pipeline: Pipeline) -> list[dict[str, Any]]:
     listed = pipeline.journey("dead-letters", "--json")
     assert listed.returncode == 0, listed.stderr
-    return [json.loads(line) for line in listed.stdout.splitlines()]
+    letters: list[dict[str, Any]] = json.loads(listed.stdout)
+    return letters
 
 
 def test_registry_framed_touchpoints_are_recorded_and_unreadable_ones_are_dead_letters(

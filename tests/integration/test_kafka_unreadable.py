@@ -40,7 +40,8 @@ class RawName(str):
 def dead_letters(pipeline: Pipeline) -> list[dict[str, object]]:
     listed = pipeline.journey("dead-letters", "--json")
     assert listed.returncode == 0, listed.stderr
-    return [json.loads(line) for line in listed.stdout.splitlines()]
+    letters: list[dict[str, object]] = json.loads(listed.stdout)
+    return letters
 
 
 def test_a_header_name_that_is_not_utf8_is_a_dead_letter_by_offset(pipeline: Pipeline) -> None:
