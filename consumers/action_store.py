@@ -237,6 +237,22 @@ class ActionStore:
         )
         return int(rows[0][0]), page
 
+    def owners(self, at: int) -> list[tuple[str, int, int]]:
+        """Every owner actions were decided for, by name: (owner, actions to do at `at`, of
+        which overdue). To do: open or accepted, or snoozed until `at` or before."""
+        waiting = [s for s in OPEN_STATUSES if s != "snoozed"]
+        to_do = (
+            f"(status IN ({', '.join(repr(s) for s in waiting)}) "
+            "OR (status = 'snoozed' AND COALESCE(snoozed_until, 0) <= %s))"
+        )
+        rows = self._db.fetch(
+            f"SELECT owner, SUM(CASE WHEN {to_do} THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN {to_do} AND due_at < %s THEN 1 ELSE 0 END) "
+            "FROM {t}journey_next_actions GROUP BY owner ORDER BY owner",
+            (at, at, at),
+        )
+        return [(owner, int(n or 0), int(late or 0)) for owner, n, late in rows]
+
     def unsent(self, limit: int) -> list[tuple[int, str, str, bytes]]:
         """Outbox rows not yet acknowledged by the broker, oldest first: (seq, action id,
         owner, value)."""

@@ -55,6 +55,14 @@ class UnknownAction(JourneyError):
         self.action_id = action_id
 
 
+class UnknownOwner(JourneyError):
+    """An owner (a rep or a role) no action was ever decided for."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(f"no actions were ever decided for owner {owner!r}")
+        self.owner = owner
+
+
 class EncodeError(JourneyError):
     """A record that does not fit its schema."""
 

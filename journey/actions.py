@@ -29,6 +29,7 @@ from engine.errors import DecodeError, ServiceUnavailable, UnknownAction
 from engine.outage import Outage
 from engine.settings import Settings
 from journey import render
+from journey import worklist as work
 from journey.bootstrap import (
     Engine,
     build_bookkeeping,
@@ -315,6 +316,87 @@ def _print_live(action: dict[str, Any], headers: dict[str, bytes], as_json: bool
         f"by {action['channel']} (priority {action['priority']:.2f}{due}) "
         f"[{headers.get(ACTION_ID_HEADER, b'').decode()}]\n  {action['reason']}"
     )
+
+
+@click.command()
+@click.option("--owner", required=True, help="The rep (or role) whose day it is.")
+@limit_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@click.pass_context
+def worklist(ctx: click.Context, *, owner: str, limit: int, as_json: bool) -> None:
+    """A sales person's day: their actions to do, overdue first, then due today, then later,
+    with what to do, for whom, why and how urgent. "Now" is the journey's clock (the latest
+    time recorded), and days are UTC days."""
+    with engine_for(ctx) as engine:
+        catch_up(engine)
+        day = work.read_worklist(engine, owner, work.UTC_ZONE, now_ms())
+        labels = {a.action_id: work.label_of(engine.definition, a) for _, a in day.items}
+    listed = day.items[:limit]
+    if as_json:
+        print_json(
+            {
+                "owner": owner,
+                "as_of": render.iso(day.now),
+                "zone": "UTC",
+                "counts": work.counts_json(day),
+                "days": work.days_json(day),
+                "items": [
+                    {
+                        **render.action_json(action),
+                        "group": group,
+                        "label": labels[action.action_id],
+                    }
+                    for group, action in listed
+                ],
+            }
+        )
+    else:
+        _print_worklist(day, listed, labels)
+    say_more(len(listed), len(day.items), as_json=as_json)
+
+
+def _print_worklist(
+    day: work.Worklist, listed: list[tuple[str, ActionRow]], labels: dict[str, str]
+) -> None:
+    counts = work.counts_json(day)
+    out.print(
+        Text.assemble(
+            (f"{render.shown(day.owner)}'s day", "bold"),
+            f", as of {work.moment_text(day.now, day.zone)} (the journey's clock)",
+        )
+    )
+    out.print(
+        f"{counts['overdue']} overdue, {counts['today']} due today, {counts['later']} later"
+        + (f", {counts['snoozed']} snoozed till later" if counts["snoozed"] else "")
+    )
+    if day.days:
+        out.print("Due: " + ", ".join(f"{n} on {work.day_text(d)}" for d, n in day.days))
+    if not day.items:
+        out.print("Nothing to do.")
+    titles = {"overdue": "Overdue", "today": "Due today", "later": "Later"}
+    for group in work.GROUPS:
+        rows = [action for shown, action in listed if shown == group]
+        if not rows:
+            continue
+        table = render.Listing(
+            f"{titles[group]} ({counts[group]})",
+            ("due", "customer", "priority", "do", "by", "why", "action"),
+            head=3,
+            wrap="why",
+            labelled=("by", "action"),
+        )
+        for action in rows:
+            table.add_row(
+                work.moment_text(action.due_at, day.zone) if action.due_at else "no due time",
+                action.customer_id,
+                render.priority_level(action.priority),
+                labels[action.action_id],
+                action.channel,
+                action.reason,
+                action.action_id,
+            )
+        out.print(Text())
+        out.print(table)
 
 
 @click.command()

@@ -34,11 +34,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from consumers.metrics import CUSTOMER_ANSWERS, HTTP_REQUEST, READY
 from consumers.outcomes import check_outcome, record_outcomes
 from engine.actions import STATUSES, outcome_from_record
-from engine.errors import InvalidTouchpoint, JourneyError, StoreUnavailable, UnknownCustomer
+from engine.errors import (
+    InvalidTouchpoint,
+    JourneyError,
+    StoreUnavailable,
+    UnknownCustomer,
+    UnknownOwner,
+)
 from engine.outage import LONGEST_WAIT_S
 from engine.settings import Settings
 from engine.touchpoints import touchpoint_from_record
-from journey import render
+from journey import render, stages
+from journey import worklist as work
 from journey.bootstrap import Engine
 from journey.console import log_to_stderr, now_ms, observed, say
 from journey.contract import (
@@ -49,11 +56,13 @@ from journey.contract import (
     FrictionCountPage,
     FrictionPage,
     Journey,
+    OwnerPage,
     Problem,
     Recorded,
     RecordedOutcome,
     StageCount,
     TouchpointRecord,
+    WorklistPage,
     problem_body,
 )
 from journey.health import Health, metrics_text
@@ -360,7 +369,7 @@ def _invalid_request(request: Request, exc: RequestValidationError) -> JSONRespo
 
 
 def _journey_error(request: Request, exc: JourneyError) -> JSONResponse:
-    status = 404 if isinstance(exc, UnknownCustomer) else 422
+    status = 404 if isinstance(exc, UnknownCustomer | UnknownOwner) else 422
     return _problem(status, str(exc), request.url.path)
 
 
@@ -457,10 +466,8 @@ def _customer(engine: Engine, customer_id: str) -> dict[str, Any]:
         engine.actions.actions(customer_id=customer_id, open_only=False),
         times=render.instant,
     )
-    shown["stages"] = [
-        {"id": stage, "label": render.label(engine.definition, stage)}
-        for stage in engine.definition.ladder
-    ]
+    shown["stages"] = stages.stages_json(engine.definition, position)
+    shown["next_stage"] = stages.next_stage(engine.definition, position)
     return shown
 
 
@@ -679,6 +686,60 @@ def actions(
     return _paged(
         request, paging, total, [render.action_json(row, times=render.instant) for row in rows]
     )
+
+
+@reading.get("/owners", tags=["actions"], response_model=OwnerPage)
+def owners(request: Request, paging: Paging) -> dict[str, Any]:
+    """Everyone actions were decided for, by id, with how many actions they have to do and
+    how many of those are overdue, as of the journey's clock (see /api/worklist)."""
+    with _engine(request, decided=True) as engine:
+        now = engine.view.clock() or now_ms()
+        rows = engine.actions.owners(now)
+    end = paging.offset + paging.limit
+    listed = [
+        {"owner": owner, "to_do": to_do, "overdue": overdue}
+        for owner, to_do, overdue in rows[paging.offset : end]
+    ]
+    return {**_paged(request, paging, len(rows), listed), "as_of": render.instant(now)}
+
+
+@reading.get(
+    "/worklist",
+    tags=["actions"],
+    response_model=WorklistPage,
+    responses=_errors(404),
+)
+def worklist(
+    request: Request,
+    paging: Paging,
+    owner: Annotated[str, Query(description="A rep's id, or a role such as branch_manager.")],
+    zone: Annotated[
+        str,
+        Query(description="The time zone days begin in, an IANA name (Europe/Paris)."),
+    ] = "UTC",
+) -> dict[str, Any]:
+    """A sales person's day: their actions to do (open, accepted, or back from a snooze),
+    overdue first, then due today, then later, with how many fall due each day.
+
+    "Now" is the journey's clock, `as_of`: the latest time a touchpoint or a clock event
+    names, not the server's wall clock, so that history recorded at past times has a day of
+    its own. An owner no action was ever decided for is a 404."""
+    shown_zone = work.zone_named(zone)
+    with _engine(request, decided=True) as engine:
+        day = work.read_worklist(engine, owner, shown_zone, now_ms())
+        every = [
+            work.item_json(engine.definition, group, action, render.instant)
+            for group, action in day.items
+        ]
+    end = paging.offset + paging.limit
+    return {
+        **_paged(request, paging, len(every), every[paging.offset : end]),
+        "owner": owner,
+        "as_of": render.instant(day.now),
+        "zone": zone,
+        "counts": work.counts_json(day),
+        "days": work.days_json(day),
+    }
 
 
 @reading.get(

@@ -62,6 +62,7 @@ class _Commands(click.Group):
         "status": "journey.streaming:status",
         "tick": "journey.intelligence:tick",
         "view": "journey.analysis:view",
+        "worklist": "journey.actions:worklist",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

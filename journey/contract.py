@@ -39,6 +39,16 @@ class Stage(BaseModel):
 
     id: str = Field(description="The stage's id, as `stage` fields name it.")
     label: str = Field(description="Its name for people.")
+    description: str = Field(description="What being in it means, from the definition.")
+    entered_by: list[str] = Field(
+        description="What moves a customer into it, in words: one line per entry rule of "
+        "the definition (any one of them does)."
+    )
+    state: Literal["reached", "current", "skipped", "ahead"] = Field(
+        description="For this customer: current; reached (entered at some time); skipped "
+        "(before the current stage, or the furthest reached, and never entered); ahead (not "
+        "reached yet)."
+    )
 
 
 class StageEntry(BaseModel):
@@ -135,6 +145,10 @@ class Action(BaseModel):
     channel: str = Field(description="How to reach the customer for it.")
     rule: str = Field(description="The action rule that decided it.")
     priority: float = Field(description="0 to 1; higher first.")
+    priority_level: Literal["high", "medium", "low"] = Field(
+        description="The priority in a word: high from 0.8, medium from 0.6, low below (the "
+        "default policy's follow-ups and call backs are high, its thank-yous low)."
+    )
     status: Literal["open", "accepted", "snoozed", "done", "dismissed", "resolved", "withdrawn"] = (
         Field(
             description="open, accepted or snoozed while it is to be done; done or dismissed as "
@@ -217,6 +231,10 @@ class Journey(BaseModel):
         description="Their touchpoints by when they happened, across channels."
     )
     stages: list[Stage] = Field(description="The journey's ladder, for drawing a stage bar.")
+    next_stage: str | None = Field(
+        description="The ladder's stage after the current one (its `entered_by` says what "
+        "moves the customer there); null at the top, or off the ladder (dormant)."
+    )
 
 
 class CustomerSummary(BaseModel):
@@ -265,6 +283,67 @@ class Page(BaseModel):
         description="The next page: a path and query on this server, to GET as it is (the "
         "same filters, the next offset); null on the last page.",
         examples=["/api/actions?owner=kathrine&limit=100&offset=100"],
+    )
+
+
+class WorkItem(Action):
+    """An action on a sales person's worklist."""
+
+    group: Literal["overdue", "today", "later"] = Field(
+        description="overdue (due before `as_of`), today (due later on the day of `as_of`, "
+        "in `zone`), or later (another day, or no due time)."
+    )
+    label: str = Field(description="What to do, as the action rule names it.")
+
+
+class WorkCounts(BaseModel):
+    """How many actions the worklist holds, per group."""
+
+    overdue: int = Field(description="Due before `as_of`.")
+    today: int = Field(description="Due later on the day of `as_of`.")
+    later: int = Field(description="Due another day, or with no due time.")
+    snoozed: int = Field(description="Snoozed until after `as_of`: left out until then.")
+
+
+class DayCount(BaseModel):
+    """Actions of the worklist due on one day."""
+
+    day: str = Field(
+        description="The day, in `zone`.",
+        json_schema_extra={"format": "date", "examples": ["2026-03-14"]},
+    )
+    actions: int = Field(description="Actions due that day.")
+
+
+class Owner(BaseModel):
+    """Someone actions are decided for: a rep, or a role such as branch_manager."""
+
+    owner: str = Field(description="The owner's id, as actions name it.")
+    to_do: int = Field(
+        description="Actions to do as of `as_of`: open, accepted, or back from a snooze."
+    )
+    overdue: int = Field(description="Of those, due before `as_of`.")
+
+
+class OwnerPage(Page):
+    as_of: Time | None = Field(description="The journey's clock the counts are taken at.")
+    items: list[Owner] = Field(description="Owners, by id.")
+
+
+class WorklistPage(Page):
+    """A sales person's day: actions to do, overdue first, then due today, then later, as of
+    the journey's clock: the latest time a touchpoint or a clock event names (not the wall
+    clock: history recorded at past times has a day of its own)."""
+
+    owner: str = Field(description="Whose worklist.")
+    as_of: Time | None = Field(description='The journey\'s clock: "now" for this list.')
+    zone: str = Field(description="The time zone days begin in (IANA), as asked.")
+    counts: WorkCounts = Field(description="Actions per group, the whole list's.")
+    days: list[DayCount] = Field(
+        description="Actions due per day, in order; days before today hold the overdue ones."
+    )
+    items: list[WorkItem] = Field(
+        description="Overdue first, then today, then later; in each the earliest due first."
     )
 
 

@@ -149,6 +149,18 @@ def _packed(items: Sequence[Text], width: int) -> list[Text]:
     return lines
 
 
+# Priority in words. The default policy's rules score 0.88 to 0.93 for a follow-up, a call
+# back or a recovery call, 0.64 to 0.8 for an introduction or a call back to a customer who
+# never phoned, and below 0.6 for a consultation offer or a thank-you: the lines fall
+# between those, so a word says what kind of action it is, not a rounding of the number.
+HIGH, MEDIUM = 0.8, 0.6
+
+
+def priority_level(priority: float) -> str:
+    """high (0.8 and above), medium (0.6 and above) or low."""
+    return "high" if priority >= HIGH else "medium" if priority >= MEDIUM else "low"
+
+
 def and_more(shown: int, total: int) -> str | None:
     """The last line of a list cut at its limit."""
     return f"… and {total - shown} more" if total > shown else None
@@ -266,6 +278,7 @@ def action_json(
         "channel": row.channel,
         "rule": row.rule,
         "priority": row.priority,
+        "priority_level": priority_level(row.priority),
         "status": row.status,
         "reason": row.reason,
         "decided_at": times(row.decided_at),
