@@ -370,7 +370,14 @@ def _print_worklist(
         + (f", {counts['snoozed']} snoozed till later" if counts["snoozed"] else "")
     )
     if day.days:
-        out.print("Due: " + ", ".join(f"{n} on {work.day_text(d)}" for d, n in day.days))
+        line = "Due:"
+        for due, n in day.days:
+            said = f" {n} on {work.day_text(due)},"
+            if len(line) + len(said) > out.width:  # a day is never cut in two
+                out.print(line)
+                line = "    "
+            line += said
+        out.print(line.rstrip(","))
     if not day.items:
         out.print("Nothing to do.")
     titles = {"overdue": "Overdue", "today": "Due today", "later": "Later"}

@@ -186,6 +186,28 @@ def happy_path() -> list[dict[str, Any]]:
     ]
 
 
+def kathrines_morning() -> list[dict[str, Any]]:
+    """Two more of Kathrine's customers on the morning the other stories end (the journey's
+    clock is at 09:00 on 14 June): one to call back today, one to thank later this week."""
+    morning = T0 + 104 * DAY  # 2026-06-14T09:00Z, S6-FIN's referral
+    gus, hedda = "S7-GUS", "S8-HEDDA"
+    return [
+        tp("s7-1", gus, "phone", "call_outbound", morning - DAY, rep_id="kathrine"),
+        tp(
+            "s7-2",
+            gus,
+            "web",
+            "form_failed",
+            morning - 70 * 60_000,
+            outcome="negative",
+            attributes={"form": "quote"},
+        ),
+        tp("s7-3", gus, "phone", "call_inbound", morning - 50 * 60_000),
+        tp("s8-1", hedda, "phone", "call_outbound", morning - 2 * DAY, rep_id="kathrine"),
+        tp("s8-2", hedda, "email", "referral_given", morning - 30 * 60_000, outcome="positive"),
+    ]
+
+
 STORIES = {
     "S1-ANNA": warm_referral_gone_cold,
     "S2-BEN": digital_to_phone,

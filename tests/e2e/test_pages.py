@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from journey.cli import cli
 from tests import services
-from tests.stories import recorded_stories
+from tests.stories import kathrines_morning, recorded_stories
 
 JOURNEY = str(Path(sys.executable).with_name("journey"))
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
@@ -102,6 +102,24 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
+@pytest.fixture(scope="module")
+def morning(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The stories and Kathrine's morning: actions of hers overdue, due today and later."""
+    folder = tmp_path_factory.mktemp("morning")
+    data_dir = recorded_stories(folder)
+    more = folder / "morning.jsonl"
+    more.write_text("".join(json.dumps(record) + "\n" for record in kathrines_morning()))
+    result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "ingest", str(more)])
+    assert result.exit_code == 0, result.output
+    with serving(data_dir) as url:
+        yield url
+
+
+def opened(browser: Browser, width: int, zone: str = "UTC") -> Page:
+    context = browser.new_context(viewport={"width": width, "height": 900}, timezone_id=zone)
+    return context.new_page()
+
+
 def screenshot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
@@ -114,7 +132,7 @@ def test_a_sales_person_finds_the_customer_and_dismisses_the_follow_up(
     page.get_by_test_id("search").fill("S1")
     page.get_by_test_id("result").first.click()
 
-    expect(page.get_by_test_id("current-stage")).to_have_text("Evaluating")
+    expect(page.get_by_test_id("current-stage")).to_have_text("Evaluating● now")
     moments = page.get_by_test_id("moment")
     expect(moments).to_have_count(2)
     expect(moments.nth(1)).to_have_class("mot bad")  # the tour went badly
@@ -151,7 +169,7 @@ def test_a_sales_person_snoozes_an_action_until_a_day_they_choose(page: Page, se
     follow_up.get_by_test_id("snooze").click()
 
     snoozed = page.locator("[data-testid=action][data-action-type=follow_up]")
-    expect(snoozed).to_contain_text("snoozed until 2026-04-20 09:00")
+    expect(snoozed).to_contain_text("snoozed until Mon 20 Apr, 09:00 UTC")
     recorded = json.load(urllib.request.urlopen(f"{server}/api/actions?customer=S5-EVA"))
     assert [(a["status"], a["snoozed_until"]) for a in recorded["items"]] == [
         ("snoozed", "2026-04-20T09:00:00.000Z")
@@ -214,3 +232,98 @@ def test_the_report_draws_every_chart(page: Page, data_dir: Path, tmp_path: Path
         expect(charts.nth(index).locator(".main-svg").first).to_be_visible()
     expect(page.locator("section[data-chart='1'] .sankey")).to_have_count(1)
     screenshot(page, "report")
+
+
+def test_a_rep_opens_their_day_overdue_first_and_acting_on_the_top_item_takes_it_off(
+    browser: Browser, morning: str
+) -> None:
+    page = opened(browser, 1400, zone="Europe/Berlin")
+    page.goto(f"{morning}/?owner=kathrine")
+
+    expect(page.get_by_test_id("count-overdue")).to_have_text("2")
+    expect(page.get_by_test_id("count-today")).to_have_text("1")
+    expect(page.get_by_test_id("count-later")).to_have_text("1")
+    listed = page.get_by_test_id("action")
+    expect(listed).to_have_count(4)
+    groups = [
+        card.evaluate("node => node.closest('section').dataset.testid") for card in listed.all()
+    ]
+    assert groups == ["group-overdue", "group-overdue", "group-today", "group-later"]
+    today = page.get_by_test_id("group-today").get_by_test_id("action")
+    expect(today.get_by_test_id("customer-link")).to_have_text("S7-GUS")
+    expect(today).to_contain_text("Call back with context")
+    expect(today).to_contain_text("due Sun 14 Jun, 14:10 CEST")  # 12:10 UTC, in Berlin
+    expect(today.get_by_test_id("priority")).to_have_text("high")
+    expect(today.get_by_test_id("priority")).to_have_attribute("title", "priority 0.80 of 1")
+    expect(page.get_by_test_id("as-of")).to_contain_text("As of Sun 14 Jun, 11:00 CEST")
+    expect(page.get_by_test_id("day")).to_have_text(
+        ["Thu 12 Mar · 1", "Sun 15 Mar · 1", "Sun 14 Jun · 1", "Wed 17 Jun · 1"]
+    )
+
+    top = listed.first
+    top_id = top.get_attribute("data-action-id")
+    top.get_by_test_id("done").click()
+
+    expect(page.get_by_test_id("count-overdue")).to_have_text("1")
+    expect(page.locator(f"[data-action-id='{top_id}']")).to_have_count(0)
+    expect(page.get_by_test_id("action")).to_have_count(3)
+    recorded = json.load(urllib.request.urlopen(f"{morning}/api/actions/{top_id}"))
+    assert recorded["status"] == "done"
+    page.context.close()
+
+
+def test_the_rep_chosen_is_kept_in_the_address_and_their_customers_are_a_click_away(
+    page: Page, morning: str
+) -> None:
+    page.goto(morning)
+    expect(page.get_by_test_id("owner-link")).to_contain_text(["amira", "branch_manager"])
+
+    page.get_by_test_id("owner").select_option("kathrine")
+
+    expect(page).to_have_url(f"{morning}/?owner=kathrine")
+    expect(page.locator("#worklist-title")).to_have_text("kathrine's day")
+    page.get_by_test_id("group-later").get_by_test_id("customer-link").click()
+    expect(page).to_have_url(f"{morning}/?owner=kathrine&customer=S8-HEDDA")
+    expect(page.get_by_test_id("current-stage")).to_contain_text("Advocate")
+    page.go_back()
+    expect(page.locator("#worklist-title")).to_have_text("kathrine's day")
+
+
+def test_the_stage_bar_tells_reached_skipped_current_and_ahead_apart_and_what_moves_on(
+    page: Page, server: str
+) -> None:
+    page.goto(f"{server}/?customer=S1-ANNA")
+
+    stages = page.get_by_test_id("stagebar").locator("[data-stage]")
+    expect(stages).to_have_class(
+        ["reached", "skipped", "skipped", "current", "ahead", "ahead", "ahead"]
+    )
+    expect(stages.nth(1)).to_contain_text("skipped")  # in words, not by colour alone
+    expect(page.get_by_test_id("next-stage")).to_have_text(
+        "To move on to Deciding: a proposal sent or negotiation."
+    )
+    introduction = page.locator("[data-testid=action][data-action-type=introduction]")
+    expect(introduction.get_by_test_id("priority")).to_have_text("medium")
+    expect(introduction.get_by_test_id("priority")).to_have_attribute(
+        "title", "priority 0.73 of 1"
+    )
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_neither_view_scrolls_sideways_and_every_stage_stays_in_sight(
+    browser: Browser, morning: str, width: int
+) -> None:
+    page = opened(browser, width)
+    page.goto(f"{morning}/?owner=kathrine")
+    expect(page.get_by_test_id("group-today").get_by_test_id("action")).to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    screenshot(page, f"worklist-{width}")
+
+    page.goto(f"{morning}/?owner=kathrine&customer=S1-ANNA")
+    expect(page.get_by_test_id("current-stage")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    last = page.get_by_test_id("stagebar").locator("[data-stage=advocate]").bounding_box()
+    assert last is not None
+    assert 0 <= last["x"] <= last["x"] + last["width"] <= width
+    screenshot(page, f"customer-{width}")
+    page.context.close()
