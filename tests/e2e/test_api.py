@@ -19,7 +19,7 @@ from engine.touchpoints import EARLIEST_MS
 from journey import api
 from journey.api import create_app
 from tests.openapi import PROBLEM_JSON, answer_schema, mismatches, untyped
-from tests.stories import recorded_stories
+from tests.stories import kathrines_morning, recorded_stories
 
 TOKEN = "s3cret"
 INGEST_TOKEN = "channel-systems-only"
@@ -293,6 +293,8 @@ def test_the_openapi_document_describes_every_endpoint(client: TestClient) -> No
         "/api/actions",
         "/api/actions/{action_id}",
         "/api/actions/{action_id}/outcome",
+        "/api/owners",
+        "/api/worklist",
         "/api/touchpoints",
     } <= set(paths)
 
@@ -487,6 +489,9 @@ def every_answer(client: TestClient) -> dict[str, tuple[str, str, int, Any]]:
     for path in ("/api/customers", "/api/frictions", "/api/frictions/counts", "/api/funnel"):
         answered[path] = (path, "get", 200, client.get(path).json())
     answered["actions"] = ("/api/actions", "get", 200, client.get("/api/actions").json())
+    answered["owners"] = ("/api/owners", "get", 200, client.get("/api/owners").json())
+    day = client.get("/api/worklist", params={"owner": "kathrine", "zone": "Europe/Berlin"})
+    answered["worklist"] = ("/api/worklist", "get", 200, day.json())
     matrix = client.get("/api/frictions/counts", params={"by": "stage", "then": "owner"})
     answered["matrix"] = ("/api/frictions/counts", "get", 200, matrix.json())
     action = answered["actions"][3]["items"][0]["action_id"]
@@ -540,6 +545,7 @@ def test_no_answer_holds_a_time_in_milliseconds(client: TestClient) -> None:
 LISTS = {
     "/api/customers": lambda item: item["customer_id"],
     "/api/actions?include_closed=true": lambda item: item["action_id"],
+    "/api/owners": lambda item: item["owner"],
     "/api/frictions?include_resolved=true": lambda item: (item["customer_id"], item["id"]),
     "/api/frictions/counts?by=owner&then=kind": lambda item: (item["owner"], item["kind"]),
 }
@@ -601,3 +607,116 @@ def test_each_problem_type_is_a_page_saying_what_it_means(client: TestClient) ->
         assert page.status_code == 200
         assert "<h1>" in page.text
     assert refused(client.get("/problems/nonsense"))[0] == 404
+
+
+@pytest.fixture(scope="module")
+def morning_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stories, and Kathrine's morning: actions of hers overdue, due today and later."""
+    data_dir = recorded_stories(tmp_path_factory.mktemp("morning"))
+    with TestClient(create_app(Settings(data_dir=data_dir))) as made:
+        assert made.post("/api/touchpoints", json=kathrines_morning()).status_code == 202
+    return data_dir
+
+
+@pytest.fixture
+def morning(morning_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(data_dir=morning_dir))) as made:
+        yield made
+
+
+def worklist(client: TestClient, **query: Any) -> dict[str, Any]:
+    response = client.get("/api/worklist", params={"owner": "kathrine", **query})
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+def test_a_reps_worklist_is_overdue_first_then_today_then_later_by_the_journeys_clock(
+    morning: TestClient,
+) -> None:
+    day = worklist(morning)
+
+    assert day["as_of"] == "2026-06-14T09:00:00.000Z"  # the latest recorded, not the wall clock
+    assert [(a["group"], a["customer_id"], a["due_at"]) for a in day["items"]] == [
+        ("overdue", "S1-ANNA", "2026-03-12T09:00:00.000Z"),
+        ("overdue", "S1-ANNA", "2026-03-15T09:00:00.000Z"),
+        ("today", "S7-GUS", "2026-06-14T12:10:00.000Z"),
+        ("later", "S8-HEDDA", "2026-06-17T08:30:00.000Z"),
+    ]
+    assert [(a["label"], a["priority_level"]) for a in day["items"]] == [
+        ("Personal introduction through the referrer", "medium"),
+        ("Follow up after the visit", "high"),
+        ("Call back with context", "high"),
+        ("Thank them for the referral", "low"),
+    ]
+    assert day["counts"] == {"overdue": 2, "today": 1, "later": 1, "snoozed": 0}
+    assert [d["day"] for d in day["days"]] == [
+        "2026-03-12",
+        "2026-03-15",
+        "2026-06-14",
+        "2026-06-17",
+    ]
+
+
+def test_owners_are_listed_with_what_they_have_to_do_and_how_much_is_overdue(
+    morning: TestClient,
+) -> None:
+    owners = morning.get("/api/owners").json()
+
+    assert owners["as_of"] == "2026-06-14T09:00:00.000Z"
+    assert {o["owner"]: (o["to_do"], o["overdue"]) for o in owners["items"]} == {
+        "amira": (1, 1),
+        "branch_manager": (1, 1),
+        "inside_sales": (2, 2),
+        "jonas": (1, 0),
+        "kathrine": (4, 2),
+    }
+
+
+def test_the_day_begins_at_midnight_in_the_zone_asked_for(morning: TestClient) -> None:
+    # 09:00 UTC is 23:00 on Kiritimati (UTC+14): the call back due at 12:10 UTC is tomorrow.
+    day = worklist(morning, zone="Pacific/Kiritimati")
+
+    assert day["counts"] == {"overdue": 2, "today": 0, "later": 2, "snoozed": 0}
+    assert day["days"][2] == {"day": "2026-06-15", "actions": 1}
+
+
+def test_a_snoozed_action_leaves_the_worklist_until_the_journeys_clock_reaches_its_time(
+    morning: TestClient,
+) -> None:
+    (call_back,) = [a for a in worklist(morning)["items"] if a["customer_id"] == "S7-GUS"]
+    snoozed = morning.post(
+        f"/api/actions/{call_back['action_id']}/outcome",
+        json={"status": "snoozed", "snoozed_until": "2026-06-14T10:00:00Z"},
+    ).json()
+
+    later = worklist(morning, after=snoozed["position"])
+    assert (later["counts"]["today"], later["counts"]["snoozed"]) == (0, 1)
+    assert call_back["action_id"] not in [a["action_id"] for a in later["items"]]
+
+    ticked = morning.post(
+        "/api/touchpoints",
+        json=touchpoint(event_id="morning-1", customer_id="M-1", occurred_at="2026-06-14T10:30Z"),
+    ).json()
+    back = worklist(morning, after=ticked["position"])
+    assert back["as_of"] == "2026-06-14T10:30:00.000Z"
+    assert [(a["action_id"], a["status"]) for a in back["items"] if a["group"] == "today"] == [
+        (call_back["action_id"], "snoozed")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "detail"),
+    [
+        ({"owner": "kathrin"}, 404, "no actions were ever decided for owner 'kathrin'"),
+        ({"owner": "kathrine", "zone": "Mars/Olympus"}, 422, "zone: unknown time zone"),
+        ({}, 422, "owner: Field required"),
+    ],
+)
+def test_a_worklist_of_nobody_or_in_no_zone_is_refused_in_one_line(
+    client: TestClient, query: dict[str, str], status: int, detail: str
+) -> None:
+    found, said = refused(client.get("/api/worklist", params=query))
+
+    assert found == status
+    assert said.startswith(detail)

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from journey.cli import cli
-from tests.stories import happy_path, recorded_stories, warm_referral_gone_cold
+from tests.stories import happy_path, kathrines_morning, recorded_stories, warm_referral_gone_cold
 
 JOURNEY = str(Path(sys.executable).with_name("journey"))
 T = TypeVar("T")
@@ -529,6 +529,8 @@ def test_every_list_prints_one_json_array(stories: Path, args: list[str]) -> Non
         (["actions", "--limit", "0"], "Invalid value for '--limit'"),
         (["friction", "--by", "colour"], "Invalid value for '--by'"),
         (["explain"], "Missing argument 'ACTION_ID' (see journey explain -h)"),
+        (["worklist", "--owner", "kathrin"], "no actions were ever decided for owner 'kathrin'"),
+        (["worklist"], "Missing option '--owner'"),
     ],
 )
 def test_a_missing_action_or_a_bad_argument_is_one_line_and_exit_2(
@@ -540,3 +542,60 @@ def test_a_missing_action_or_a_bad_argument_is_one_line_and_exit_2(
     [line] = result.stderr.splitlines()
     assert line.startswith("error: ")
     assert message in line
+
+
+@pytest.fixture(scope="module")
+def morning(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stories, and Kathrine's morning: actions of hers overdue, due today and later."""
+    folder = tmp_path_factory.mktemp("morning")
+    data_dir = recorded_stories(folder)
+    more = write_jsonl(folder / "morning.jsonl", [json.dumps(r) for r in kathrines_morning()])
+    assert at_80_columns(data_dir, "ingest", str(more)).exit_code == 0
+    return data_dir
+
+
+def test_a_reps_worklist_at_80_columns_puts_overdue_first_and_shows_ids_whole(
+    morning: Path,
+) -> None:
+    day = json.loads(at_80_columns(morning, "worklist", "--owner", "kathrine", "--json").stdout)
+    shown = at_80_columns(morning, "worklist", "--owner", "kathrine").stdout
+    lines = shown.splitlines()
+
+    assert max(len(line) for line in lines) <= 80
+    assert lines[:2] == [
+        "kathrine's day, as of Sun 14 Jun 2026, 09:00 UTC (the journey's clock)",
+        "2 overdue, 1 due today, 1 later",
+    ]
+    headings = [line for line in lines if line.endswith(")") and not line.startswith(" ")]
+    assert headings[-3:] == ["Overdue (2)", "Due today (1)", "Later (1)"]
+    assert [item["group"] for item in day["items"]] == ["overdue", "overdue", "today", "later"]
+    for item in day["items"]:
+        assert item["action_id"] in shown
+        assert item["customer_id"] in shown
+    assert "Sun 14 Jun 2026, 12:10 UTC  S7-GUS  high" in lines
+    assert "Wed 17 Jun 2026, 08:30 UTC  S8-HEDDA  low" in lines
+    assert "…" not in shown
+
+
+def test_a_reps_worklist_stops_at_its_limit_and_its_json_is_one_document(morning: Path) -> None:
+    listed = at_80_columns(morning, "worklist", "--owner", "kathrine", "--limit", "2")
+    as_json = at_80_columns(morning, "worklist", "--owner", "kathrine", "--json", "--limit", "1")
+    day = json.loads(as_json.stdout)
+
+    assert listed.stdout.splitlines()[-1] == "… and 2 more"
+    assert "Due today" not in listed.stdout
+    assert as_json.stderr.splitlines() == ["… and 3 more"]
+    assert (day["owner"], day["as_of"], day["zone"]) == ("kathrine", "2026-06-14T09:00:00Z", "UTC")
+    assert day["counts"] == {"overdue": 2, "today": 1, "later": 1, "snoozed": 0}
+    assert [(d["day"], d["actions"]) for d in day["days"]] == [
+        ("2026-03-12", 1),
+        ("2026-03-15", 1),
+        ("2026-06-14", 1),
+        ("2026-06-17", 1),
+    ]
+    [top] = day["items"]
+    assert (top["priority"], top["priority_level"], top["label"]) == (
+        0.73,
+        "medium",
+        "Personal introduction through the referrer",
+    )

@@ -287,6 +287,9 @@ def test_the_rep_chosen_is_kept_in_the_address_and_their_customers_are_a_click_a
     expect(page.get_by_test_id("current-stage")).to_contain_text("Advocate")
     page.go_back()
     expect(page.locator("#worklist-title")).to_have_text("kathrine's day")
+    page.get_by_test_id("group-today").get_by_test_id("customer-link").click()
+    page.get_by_test_id("back-to-worklist").click()
+    expect(page).to_have_url(f"{morning}/?owner=kathrine")
 
 
 def test_the_stage_bar_tells_reached_skipped_current_and_ahead_apart_and_what_moves_on(
@@ -304,9 +307,7 @@ def test_the_stage_bar_tells_reached_skipped_current_and_ahead_apart_and_what_mo
     )
     introduction = page.locator("[data-testid=action][data-action-type=introduction]")
     expect(introduction.get_by_test_id("priority")).to_have_text("medium")
-    expect(introduction.get_by_test_id("priority")).to_have_attribute(
-        "title", "priority 0.73 of 1"
-    )
+    expect(introduction.get_by_test_id("priority")).to_have_attribute("title", "priority 0.73 of 1")
 
 
 @pytest.mark.parametrize("width", [1400, 390])
