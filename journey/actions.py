@@ -310,10 +310,10 @@ def _print_live(action: dict[str, Any], headers: dict[str, bytes], as_json: bool
     if as_json:
         click.echo(json.dumps(action, ensure_ascii=False))
         return
-    due = f", due {render.iso(action['due_at'])}" if action.get("due_at") else ""
+    due = f", due {render.when(action['due_at'])}" if action.get("due_at") else ""
     click.echo(
         f"{action['owner']}: {action['action_type']} {action['customer_id']} "
-        f"by {action['channel']} (priority {action['priority']:.2f}{due}) "
+        f"by {action['channel']} ({render.priority_level(action['priority'])} priority{due}) "
         f"[{headers.get(ACTION_ID_HEADER, b'').decode()}]\n  {action['reason']}"
     )
 
@@ -429,16 +429,16 @@ def explain(ctx: click.Context, action_id: str, as_json: bool) -> None:
         f"{row.status}",
         f"  {row.reason}",
         f"rule      {row.rule}" + (f" ({rule.label})" if rule and rule.label else ""),
-        f"trigger   {e['trigger']} at {render.iso(e['triggered_at'])}",
+        f"trigger   {e['trigger']} at {render.when(e['triggered_at'])}",
         f"events    {', '.join(e['events']) or 'none'}",
-        f"decided   {render.iso(row.decided_at)} (journey time), "
+        f"decided   {render.when(row.decided_at)} (journey time), "
         f"at log position {row.log_position}",
         "priority  "
         + " + ".join(f"{weights[p]:g} x {p} {score[p]:g}" for p in ("value", "urgency", "fit"))
-        + f" = {e['priority']:g}",
+        + f" = {e['priority']:g} ({render.priority_level(e['priority'])})",
     ]
     if row.due_at:
-        lines.append(f"due       {render.iso(row.due_at)}")
+        lines.append(f"due       {render.when(row.due_at)}")
     for beaten in e["beat"]:
         lines.append(
             f"beat      {beaten['rule']} (priority {beaten['priority']:g}), "
@@ -446,7 +446,7 @@ def explain(ctx: click.Context, action_id: str, as_json: bool) -> None:
         )
     if row.status_at is not None:
         why = f": {row.status_reason}" if row.status_reason else ""
-        lines.append(f"status    {row.status} at {render.iso(row.status_at)}{why}")
+        lines.append(f"status    {row.status} at {render.when(row.status_at)}{why}")
     click.echo("\n".join(lines))
 
 
@@ -531,12 +531,12 @@ def outcomes(ctx: click.Context, bootstrap: str | None, metrics_port: int | None
 
 def _print_rows(rows: list[ActionRow]) -> None:
     for row in rows:
-        due = f", due {render.iso(row.due_at)}" if row.due_at else ""
+        due = f", due {render.when(row.due_at)}" if row.due_at else ""
         out.print(
             Text.assemble(
                 (render.shown(row.owner), "bold"),
                 f": {row.action_type} {render.shown(row.customer_id)} by {row.channel} "
-                f"(priority {row.priority:.2f}{due}) ",
+                f"({render.priority_level(row.priority)} priority{due}) ",
                 (f"{render.shown(render.action_status(row))} {row.action_id}", "dim"),
             )
         )

@@ -15,6 +15,7 @@ from rich.text import Text
 from consumers.action_store import ActionRow
 from engine.definition import JourneyDefinition
 from engine.touchpoints import from_millis
+from journey.stages import stage_states
 from projections.diff import DefinitionDiff
 from projections.position import Friction, Moment, Position
 from projections.timeline import TimelineEntry, reported_late
@@ -149,8 +150,8 @@ def _packed(items: Sequence[Text], width: int) -> list[Text]:
     return lines
 
 
-# Priority in words. The default policy's rules score 0.88 to 0.93 for a follow-up, a call
-# back or a recovery call, 0.64 to 0.8 for an introduction or a call back to a customer who
+# Priority in words. The default policy's rules score 0.8 to 0.93 for a follow-up, a call
+# back or a recovery call, 0.64 to 0.74 for an introduction or a call back to a customer who
 # never phoned, and below 0.6 for a consultation offer or a thank-you: the lines fall
 # between those, so a word says what kind of action it is, not a rounding of the number.
 HIGH, MEDIUM = 0.8, 0.6
@@ -158,6 +159,8 @@ HIGH, MEDIUM = 0.8, 0.6
 
 def priority_level(priority: float) -> str:
     """high (0.8 and above), medium (0.6 and above) or low."""
+    # A weighted sum such as 0.5 x 0.9 + 0.3 x 0.9 + 0.2 x 0.4 is 0.8 give or take a bit.
+    priority += 1e-9
     return "high" if priority >= HIGH else "medium" if priority >= MEDIUM else "low"
 
 
@@ -167,7 +170,8 @@ def and_more(shown: int, total: int) -> str | None:
 
 
 def when(ms: int | None) -> str:
-    return "-" if ms is None else from_millis(ms).strftime("%Y-%m-%d %H:%M")
+    """A time as text views show it: in UTC, and saying so (2026-03-02 09:00 UTC)."""
+    return "-" if ms is None else from_millis(ms).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def iso(ms: int | None) -> str | None:
@@ -360,14 +364,16 @@ def customer_view(
     actions: Sequence[ActionRow] = (),
 ) -> Group:
     ladder = Text()
-    for index, stage_id in enumerate(definition.ladder):
+    for index, (stage_id, state) in enumerate(stage_states(definition, position).items()):
         if index:
             ladder.append(" ▸ ", style="dim")
-        current = stage_id == position.stage
-        ladder.append(
-            f" {label(definition, stage_id)} " if current else label(definition, stage_id),
-            style="bold reverse" if current else ("" if _reached(position, stage_id) else "dim"),
-        )
+        name = label(definition, stage_id)
+        if state == "current":
+            ladder.append(f" {name} ", style="bold reverse")
+        elif state == "skipped":  # said in words, not by a style alone
+            ladder.append(f"{name} (skipped)", style="dim italic")
+        else:
+            ladder.append(name, style="" if state == "reached" else "dim")
     if position.stage not in definition.ladder:
         ladder.append(f"   ({label(definition, position.stage)})", style="bold yellow")
     in_stage = duration((clock or 0) - (position.since or 0)) if position.since else "-"
@@ -418,10 +424,10 @@ def customer_view(
 
 
 def action_status(action: ActionRow) -> str:
-    """The action's status as people read it: "snoozed until 2026-03-16T09:00:00Z: at a fair"."""
+    """The action's status as people read it: "snoozed until 2026-03-16 09:00 UTC: at a fair"."""
     status = action.status
     if status == "snoozed" and action.snoozed_until is not None:
-        status = f"snoozed until {iso(action.snoozed_until)}"
+        status = f"snoozed until {when(action.snoozed_until)}"
     return f"{status}: {action.status_reason}" if action.status_reason else status
 
 

@@ -413,10 +413,10 @@ def test_a_snoozed_action_says_until_when(tmp_path: Path) -> None:
     )
 
     shown = journey("actions", "--owner", "kathrine", data_dir=data_dir)
-    assert "snoozed until 2026-03-16T09:00:00Z: she is at a fair" in shown.stdout
+    assert "snoozed until 2026-03-16 09:00 UTC: she is at a fair" in shown.stdout
     customer = journey("customer", "S1-ANNA", data_dir=data_dir).stdout
     # (the customer view wraps its lines to the terminal's width)
-    assert "snoozed until 2026-03-16T09:00:00Z: she is at a fair" in " ".join(customer.split())
+    assert "snoozed until 2026-03-16 09:00 UTC: she is at a fair" in " ".join(customer.split())
 
 
 @pytest.mark.parametrize(
