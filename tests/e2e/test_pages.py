@@ -267,6 +267,9 @@ def test_a_rep_opens_their_day_overdue_first_and_acting_on_the_top_item_takes_it
     expect(page.get_by_test_id("count-overdue")).to_have_text("1")
     expect(page.locator(f"[data-action-id='{top_id}']")).to_have_count(0)
     expect(page.get_by_test_id("action")).to_have_count(3)
+    expect(page.get_by_test_id("owner").locator("option:checked")).to_have_text(
+        "kathrine (3 to do, 1 overdue)"
+    )
     recorded = json.load(urllib.request.urlopen(f"{morning}/api/actions/{top_id}"))
     assert recorded["status"] == "done"
     page.context.close()
