@@ -234,6 +234,26 @@ def test_the_report_draws_every_chart(page: Page, data_dir: Path, tmp_path: Path
     screenshot(page, "report")
 
 
+@pytest.mark.parametrize("width", [1400, 390])
+def test_neither_view_scrolls_sideways_and_every_stage_stays_in_sight(
+    browser: Browser, morning: str, width: int
+) -> None:
+    page = opened(browser, width)
+    page.goto(f"{morning}/?owner=kathrine")
+    expect(page.get_by_test_id("group-today").get_by_test_id("action")).to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    screenshot(page, f"worklist-{width}")
+
+    page.goto(f"{morning}/?owner=kathrine&customer=S1-ANNA")
+    expect(page.get_by_test_id("current-stage")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    last = page.get_by_test_id("stagebar").locator("[data-stage=advocate]").bounding_box()
+    assert last is not None
+    assert 0 <= last["x"] <= last["x"] + last["width"] <= width
+    screenshot(page, f"customer-{width}")
+    page.context.close()
+
+
 def test_a_rep_opens_their_day_overdue_first_and_acting_on_the_top_item_takes_it_off(
     browser: Browser, morning: str
 ) -> None:
@@ -311,23 +331,3 @@ def test_the_stage_bar_tells_reached_skipped_current_and_ahead_apart_and_what_mo
     introduction = page.locator("[data-testid=action][data-action-type=introduction]")
     expect(introduction.get_by_test_id("priority")).to_have_text("medium")
     expect(introduction.get_by_test_id("priority")).to_have_attribute("title", "priority 0.73 of 1")
-
-
-@pytest.mark.parametrize("width", [1400, 390])
-def test_neither_view_scrolls_sideways_and_every_stage_stays_in_sight(
-    browser: Browser, morning: str, width: int
-) -> None:
-    page = opened(browser, width)
-    page.goto(f"{morning}/?owner=kathrine")
-    expect(page.get_by_test_id("group-today").get_by_test_id("action")).to_have_count(1)
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
-    screenshot(page, f"worklist-{width}")
-
-    page.goto(f"{morning}/?owner=kathrine&customer=S1-ANNA")
-    expect(page.get_by_test_id("current-stage")).to_be_visible()
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
-    last = page.get_by_test_id("stagebar").locator("[data-stage=advocate]").bounding_box()
-    assert last is not None
-    assert 0 <= last["x"] <= last["x"] + last["width"] <= width
-    screenshot(page, f"customer-{width}")
-    page.context.close()
