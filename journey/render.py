@@ -15,7 +15,7 @@ from rich.text import Text
 from consumers.action_store import ActionRow
 from engine.definition import JourneyDefinition
 from engine.touchpoints import from_millis
-from journey.stages import stage_states
+from journey.stages import entry_words, next_stage, stage_states
 from projections.diff import DefinitionDiff
 from projections.position import Friction, Moment, Position
 from projections.timeline import TimelineEntry, reported_late
@@ -407,7 +407,14 @@ def customer_view(
             t.rep_id or "",
             details,
         )
-    parts: list[Any] = [headline, ladder, Text(), stages, Text()]
+    parts: list[Any] = [headline, ladder]
+    following = next_stage(definition, position)
+    if following is not None:
+        moves = "; or ".join(
+            entry_words(definition, rule) for rule in definition.stage(following).enter
+        )
+        parts.append(Text(f"To move on to {label(definition, following)}: {moves}.", style="dim"))
+    parts += [Text(), stages, Text()]
     if position.frictions:
         parts += [_frictions_table(definition, position), Text()]
     if position.moments:

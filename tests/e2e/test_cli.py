@@ -599,3 +599,13 @@ def test_a_reps_worklist_stops_at_its_limit_and_its_json_is_one_document(morning
         "medium",
         "Personal introduction through the referrer",
     )
+
+
+def test_the_customer_view_says_which_stages_were_skipped_and_what_moves_them_on(
+    stories: Path,
+) -> None:
+    shown = " ".join(at_80_columns(stories, "customer", "S1-ANNA").stdout.split())
+
+    assert "Aware ▸ Engaged (skipped) ▸ Considering (skipped) ▸ Evaluating ▸ Deciding" in shown
+    assert "To move on to Deciding: a proposal sent or negotiation." in shown
+    assert "journey clock 2026-03-14 09:00 UTC" in shown
