@@ -46,6 +46,12 @@ class Decided:
     pages: int
     decisions: int
     position: int
+    ended: int = 0  # open actions the journey ended (superseded, expired, cancelled)
+
+    @property
+    def published(self) -> int:
+        """How many records it left in the outbox."""
+        return self.decisions + self.ended
 
 
 class Decider:
@@ -92,7 +98,7 @@ class Decider:
 
     def catch_up(self, *, max_pages: int | None = None) -> Decided:
         """Decides on everything recorded so far, a page per transaction."""
-        pages = decisions = 0
+        pages = decisions = ended = 0
         position = self.position()
         if position != self._position:
             self._forget()  # another decider moved on, or this one never ran
@@ -110,14 +116,15 @@ class Decider:
                 # A page makes no reference cycles; with the collector on, it would rescan
                 # every position and state held in memory, again and again.
                 with collector_paused():
-                    made = self._decide_page(position, entries)
+                    page = self._decide_page(position, entries)
             except BaseException:
                 self._forget()
                 raise
             pages += 1
-            decisions += len(made)
+            decisions += len(page.actions)
+            ended += len(page.ended)
             position = entries[-1][0]
-        return Decided(pages, decisions, position)
+        return Decided(pages, decisions, position, ended)
 
     def refold(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Folds the journeys the decider keeps again, under this definition, up to where it
@@ -149,7 +156,7 @@ class Decider:
         self._owner_days.clear()
         self._position = None
 
-    def _decide_page(self, start: int, entries: list[tuple[int, Any]]) -> list[Decision]:
+    def _decide_page(self, start: int, entries: list[tuple[int, Any]]) -> DeciderPage:
         machine = self._projector.machine
         marked: MarkedPage = []
         outcomes: list[ActionOutcome] = []
@@ -189,13 +196,13 @@ class Decider:
         for outcome in outcomes:
             self._apply(outcome, states, page)
         events: list[StreamEvent] = []
-        made: list[Decision] = []
         for customer_id in customers:
-            made += self._decide(positions[customer_id], states[customer_id], page, events)
+            self._decide(positions[customer_id], states[customer_id], page, events)
+        self._publish_ended(page, events)
         self._journeys.append(events, also=[self._store.write(page)])
         self._projector.committed(changes)
         self._position = page.position
-        return made
+        return page
 
     def _decide(
         self,
@@ -212,8 +219,9 @@ class Decider:
         self._ensure_owner_days(owners, day)
         today = {owner: self._owner_days[owner, day] for owner in owners}
         result = self._deciding.decide(position, state, now, today)
-        for closed in result.closed:
-            page.changes.append(StatusChange(closed.action_id, closed.status, closed.at))
+        for ended in result.ended:
+            page.changes.append(StatusChange(ended.action_id, ended.status, ended.at, ended.why))
+            page.ended.append((position.customer_id, ended))
         for decision in result.decisions:
             c = decision.candidate
             key = (c.owner, day)
@@ -241,7 +249,7 @@ class Decider:
                     orjson.dumps(explanation).decode(),
                 )
             )
-            page.outbox.append((c.action_id, c.owner, self._encode(record)))
+            page.outbox.append((c.action_id, "open", c.owner, self._encode(record)))
             events.append(
                 StreamEvent(
                     f"action:{c.action_id}",
@@ -257,6 +265,44 @@ class Decider:
                 )
             )
         return result.decisions
+
+    def _publish_ended(self, page: DeciderPage, events: list[StreamEvent]) -> None:
+        """Each action the journey ended on this page: an event, and its record again, with
+        its status, for the sales tools, which then drop it."""
+        if not page.ended:
+            return
+        records = self._store.records(ended.action_id for _, ended in page.ended)
+        for customer_id, ended in page.ended:
+            decided = records.get(ended.action_id)
+            if decided is None:
+                raise JourneyError(f"action {ended.action_id} ended but was never decided")
+            record = {
+                **decided,
+                "status": ended.status,
+                "status_reason": ended.why,
+                "status_at": ended.at,
+                "replaced_by": ended.replaced_by,
+            }
+            page.outbox.append(
+                (ended.action_id, ended.status, record["owner"], self._encode(record))
+            )
+            events.append(
+                StreamEvent(
+                    f"action:{ended.action_id}:{ended.status}",
+                    customer_id,
+                    CustomerActions,
+                    CustomerActions.Ended,
+                    {
+                        "action_id": ended.action_id,
+                        "customer_id": customer_id,
+                        "status": ended.status,
+                        "why": ended.why,
+                        "at": ended.at,
+                        "replaced_by": ended.replaced_by,
+                        "action": record,
+                    },
+                )
+            )
 
     def _apply(
         self, outcome: ActionOutcome, states: dict[str, ActionState], page: DeciderPage

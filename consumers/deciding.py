@@ -4,10 +4,14 @@ same log gives the same decisions.
 
 Each action rule of the journey definition proposes candidates from the customer's state
 (one per open friction, moment of truth or stage entry it watches). Arbitration keeps at most
-`max_open` open actions per customer, the highest priority first, and the contact policy
-holds back what would exceed a customer's or an owner's daily limit, what a rep dismissed
-recently, and everything for customers who opted out. An action whose triggering friction
-has resolved is closed; one that has not been decided yet is never decided.
+`max_open` open actions per customer, the highest priority first: a more important candidate
+supersedes the least important action nobody has taken up yet. The contact policy holds back
+what would exceed a customer's or an owner's daily limit, what a rep dismissed recently, and
+everything for customers who opted out or went dormant.
+
+The journey ends an open action by itself when it no longer makes sense: it is cancelled when
+its triggering friction resolves or the customer opts out or goes dormant, and it expires when
+its window passes with nothing done.
 """
 
 from __future__ import annotations
@@ -17,16 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from engine.actions import ActionOutcome, action_id
+from engine.actions import CANCELLED, EXPIRED, SUPERSEDED, ActionOutcome, action_id
 from engine.definition import ActionPolicy, ActionRule, JourneyDefinition, Match
 from projections.position import Mark, Position
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
-
-# Why an open action ended without an outcome from a rep.
-RESOLVED = "resolved"  # its triggering friction resolved
-WITHDRAWN = "withdrawn"  # the customer opted out of contact
 
 
 class OpenAction(NamedTuple):
@@ -36,6 +36,8 @@ class OpenAction(NamedTuple):
     priority: float
     status: str  # open, accepted or snoozed
     friction: str | None  # the friction it answers, if a friction rule decided it
+    # When it expires if nobody does it; None for an action decided before actions expired.
+    expires_at: int | None = None
 
 
 @dataclass(slots=True)
@@ -138,16 +140,20 @@ class Decision(NamedTuple):
         }
 
 
-class Closed(NamedTuple):
+class Ended(NamedTuple):
+    """An open action the journey ended: superseded, expired or cancelled, and why, in words."""
+
     action_id: str
-    status: str  # RESOLVED or WITHDRAWN
+    status: str
     at: int
+    why: str
+    replaced_by: str | None = None
 
 
 @dataclass(slots=True)
 class CustomerDecisions:
     decisions: list[Decision] = field(default_factory=list)
-    closed: list[Closed] = field(default_factory=list)
+    ended: list[Ended] = field(default_factory=list)
 
 
 class Deciding:
@@ -164,6 +170,8 @@ class Deciding:
         self._referral_rules = [
             f.id for f in definition.frictions if f.detector == "referral_mismatch"
         ]
+        self._dormant = definition.dormancy.stage if definition.dormancy else None
+        self._rules = {rule.id: rule for rule in definition.actions.rules}
 
     def observe(self, state: ActionState, mark: Mark) -> bool:
         """Takes what the decider needs from a touchpoint (channels, consent); True if the
@@ -196,6 +204,10 @@ class Deciding:
                 hours = self.policy.dismissed_suppression_hours
                 until = outcome.occurred_at + int(hours * HOUR_MS)
                 state.suppressed[action.rule] = max(state.suppressed.get(action.rule, 0), until)
+        elif outcome.status == "snoozed" and outcome.snoozed_until is not None:
+            # The action is due again when the snooze ends, and its window starts again then.
+            expires_at = outcome.snoozed_until + self._expiry_ms(action.rule)
+            state.open[outcome.action_id] = action._replace(status="snoozed", expires_at=expires_at)
         else:
             state.open[outcome.action_id] = action._replace(status=outcome.status)
         return action
@@ -210,7 +222,7 @@ class Deciding:
         """What to do next for one customer at `now` (the journey's time). `owner_today`
         counts each owner's new actions on now's day so far; the caller adds these."""
         result = CustomerDecisions()
-        self._close_moot(position, state, now, result)
+        self._end_moot(position, state, now, result)
         state.suppressed = {rule: until for rule, until in state.suppressed.items() if until > now}
         if state.opted_out:
             state.retry_at = None
@@ -226,24 +238,46 @@ class Deciding:
         quiet = [c for c in proposed if c.rule in state.suppressed]
         candidates = [c for c in proposed if c.rule not in state.suppressed]
         state.retry_at = min((state.suppressed[c.rule] for c in quiet), default=None)
-        slots = self.policy.max_open - len(state.open)
         chosen: list[Candidate] = []
         held: list[dict[str, Any]] = []
         counted: dict[str, int] = {}
         for candidate in candidates:
             why = None
-            if len(chosen) >= slots:
-                why = "no free slot"
-            elif state.today + len(chosen) >= self.policy.per_customer_per_day:
+            if state.today + len(chosen) >= self.policy.per_customer_per_day:
                 why = "the customer's daily limit"
             elif (
                 owner_today.get(candidate.owner, 0) + counted.get(candidate.owner, 0)
                 >= self.policy.per_owner_per_day
             ):
                 why = f"{candidate.owner}'s daily limit"
+            elif len(state.open) >= self.policy.max_open:
+                replaced = self._least_important(state, candidate)
+                if replaced is None:
+                    why = "no free slot"
+                else:
+                    del state.open[replaced.action_id]
+                    result.ended.append(
+                        Ended(
+                            replaced.action_id,
+                            SUPERSEDED,
+                            now,
+                            f"replaced by a more important action: {self._label(candidate)}",
+                            candidate.action_id,
+                        )
+                    )
             if why is None:
                 chosen.append(candidate)
                 counted[candidate.owner] = counted.get(candidate.owner, 0) + 1
+                state.open[candidate.action_id] = OpenAction(
+                    candidate.action_id,
+                    candidate.rule,
+                    candidate.owner,
+                    candidate.priority,
+                    "open",
+                    candidate.friction,
+                    candidate.due_at + self._expiry_ms(candidate.rule),
+                )
+                state.decided.append(candidate.action_id)
                 continue
             held.append(
                 {
@@ -258,22 +292,40 @@ class Deciding:
                 state.retry_at = min(state.retry_at or tomorrow, tomorrow)
         for candidate in chosen:
             result.decisions.append(Decision(candidate, now, tuple(held)))
-            state.open[candidate.action_id] = OpenAction(
-                candidate.action_id,
-                candidate.rule,
-                candidate.owner,
-                candidate.priority,
-                "open",
-                candidate.friction,
-            )
-            state.decided.append(candidate.action_id)
         state.today += len(chosen)
+        # Come back when the first open action expires.
+        expiries = [a.expires_at for a in state.open.values() if a.expires_at is not None]
+        if state.retry_at is not None:
+            expiries.append(state.retry_at)
+        state.retry_at = min(expiries, default=None)
         return result
+
+    def _least_important(self, state: ActionState, candidate: Candidate) -> OpenAction | None:
+        """The open action `candidate` would supersede: the least important one nobody has
+        taken up yet (a rep's accepted or snoozed action stays), if it is less important."""
+        untaken = [a for a in state.open.values() if a.status == "open"]
+        if not untaken:
+            return None
+        least = min(untaken, key=lambda a: (a.priority, a.action_id))
+        return least if least.priority < candidate.priority else None
+
+    def _expiry_ms(self, rule_id: str) -> int:
+        rule = self._rules.get(rule_id)
+        hours = rule.expires_hours if rule is not None else None
+        return int((hours or self.policy.expire_after_hours) * HOUR_MS)
+
+    def _label(self, candidate: Candidate) -> str:
+        rule = self._rules.get(candidate.rule)
+        label = rule.label if rule is not None and rule.label else candidate.action_type
+        return label[:1].lower() + label[1:]
 
     def candidates(self, position: Position, state: ActionState, now: int) -> Iterable[Candidate]:
         decided = set(state.decided)
         for rule in self.policy.rules:
-            if rule.stages is not None and position.stage not in rule.stages:
+            if rule.stages is None:
+                if position.stage is not None and position.stage == self._dormant:
+                    continue
+            elif position.stage not in rule.stages:
                 continue
             if rule.without_moments and any(
                 m.kind in rule.without_moments for m in position.moments
@@ -383,20 +435,31 @@ class Deciding:
             "referral": referral or "the referrer's",
         }
 
-    def _close_moot(
+    def _end_moot(
         self, position: Position, state: ActionState, now: int, result: CustomerDecisions
     ) -> None:
-        """Closes open actions that no longer apply."""
+        """Ends the open actions that no longer make sense, saying why."""
         still_open = {f.id for f in position.frictions if f.resolved_at is None}
+        kinds = {f.id: f.kind for f in position.frictions}
+        dormant = position.stage is not None and position.stage == self._dormant
         for action in list(state.open.values()):
             if state.opted_out:
-                status = WITHDRAWN
+                status, why = CANCELLED, "the customer opted out of contact"
+            elif dormant and not self._acts_when_dormant(action.rule):
+                status, why = CANCELLED, "the customer went dormant"
             elif action.friction is not None and action.friction not in still_open:
-                status = RESOLVED
+                label = self._labels.get(kinds.get(action.friction, ""), "unknown")
+                status, why = CANCELLED, f"the friction it answered resolved: {label}"
+            elif action.expires_at is not None and action.expires_at <= now:
+                status, why = EXPIRED, "nobody did it within its window"
             else:
                 continue
             del state.open[action.action_id]
-            result.closed.append(Closed(action.action_id, status, now))
+            result.ended.append(Ended(action.action_id, status, now, why))
+
+    def _acts_when_dormant(self, rule_id: str) -> bool:
+        rule = self._rules.get(rule_id)
+        return rule is not None and rule.stages is not None and self._dormant in rule.stages
 
 
 class _Trigger(NamedTuple):

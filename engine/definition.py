@@ -203,9 +203,10 @@ class ActionRule(ScoreParts):
     friction; none once it has resolved), a moment of truth `moment` (with one of
     `moment_outcomes`, if given), or having entered the stage `entered`. With `within_days`,
     the trigger must have happened that recently. `stages` and `without_moments` narrow it
-    further. The action goes out on the first of `channels` the customer has used themselves
-    (else the first one they have not opted out of), to `owner`: "rep" for the customer's rep,
-    or a role such as "branch_manager"."""
+    further; a dormant customer gets nothing unless `stages` names the dormant stage. The action
+    goes out on the first of `channels` the customer has used themselves (else the first one
+    they have not opted out of), to `owner`: "rep" for the customer's rep, or a role such as
+    "branch_manager"."""
 
     id: str = Field(pattern=_ID_PATTERN)
     action: str = Field(pattern=_ID_PATTERN)
@@ -220,6 +221,8 @@ class ActionRule(ScoreParts):
     channels: tuple[str, ...] = Field(min_length=1)
     owner: str = Field(default="rep", pattern=_ID_PATTERN)
     due_hours: float = Field(default=24, gt=0)
+    # How long after its due time an action nobody did expires (None: the policy's).
+    expires_hours: float | None = Field(default=None, gt=0)
     reason: str = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -259,6 +262,9 @@ class ActionPolicy(_Model):
     # After a rep dismisses an action, the same rule proposes nothing for that customer for
     # this long.
     dismissed_suppression_hours: float = Field(default=168, ge=0)
+    # An open action nobody did expires this long after its due time (or after the end of
+    # its snooze), unless its rule says otherwise.
+    expire_after_hours: float = Field(default=336, gt=0)
     # The owner of "rep" actions for customers who have no rep yet.
     unassigned_owner: str = Field(default="inside_sales", pattern=_ID_PATTERN)
     # Touchpoints that withdraw the customer's consent to any contact, and that give it back.

@@ -146,6 +146,7 @@ def _decide(
             published = relay.publish_pending() if relay else 0
             say(
                 f"{done.decisions} action{'s' if done.decisions != 1 else ''} decided"
+                + (f", {done.ended} ended" if done.ended else "")
                 + (f", {published} published to {kafka.actions_topic}" if relay else "")
             )
             return
@@ -194,7 +195,7 @@ def _follow(
             DECISIONS.inc(done.decisions)
         if done.pages:
             settle_young_objects()  # a live process: keep the collector off what it holds
-        unpublished = unpublished or done.decisions > 0
+        unpublished = unpublished or done.published > 0
         if relay is not None and unpublished:
             try:
                 relay.publish_pending()

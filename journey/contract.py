@@ -135,12 +135,13 @@ class Action(BaseModel):
     channel: str = Field(description="How to reach the customer for it.")
     rule: str = Field(description="The action rule that decided it.")
     priority: float = Field(description="0 to 1; higher first.")
-    status: Literal["open", "accepted", "snoozed", "done", "dismissed", "resolved", "withdrawn"] = (
-        Field(
-            description="open, accepted or snoozed while it is to be done; done or dismissed as "
-            "a rep reported; resolved when what triggered it resolved, withdrawn when the "
-            "customer opted out."
-        )
+    status: Literal[
+        "open", "accepted", "snoozed", "done", "dismissed", "superseded", "expired", "cancelled"
+    ] = Field(
+        description="open, accepted or snoozed while it is to be done; done or dismissed as a "
+        "rep reported; superseded when a more important action took its place, expired when "
+        "its window passed with nothing done, cancelled when what triggered it resolved or the "
+        "customer opted out or went dormant (status_reason says which)."
     )
     reason: str = Field(description="Why, in words a rep can act on.")
     decided_at: Time = Field(description="When it was decided (journey time).")

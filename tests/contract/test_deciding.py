@@ -20,6 +20,7 @@ from engine.settings import Settings
 from journey.bootstrap import Engine, build_engine
 from journey.demo import demo_touchpoints
 from projections.log import JourneyLog
+from schemas.codec import contract
 from tests.conftest import DAY, T0, touchpoint
 
 DECIDER_TABLES = (
@@ -53,7 +54,9 @@ def record_history(engine: Engine) -> None:
 def decided(store: ActionStore) -> list[tuple[Any, ...]]:
     """Every action with its record, explanation and status, and the outbox's bytes."""
     rows = store.actions(open_only=False)
-    outbox = {action_id: value for _, action_id, _, value in store.unsent(100_000)}
+    outbox: dict[str, tuple[bytes, ...]] = {}
+    for _, action_id, _, value in store.unsent(100_000):
+        outbox[action_id] = (*outbox.get(action_id, ()), value)
     return sorted((*row, outbox.get(row.action_id)) for row in rows)
 
 
@@ -156,7 +159,9 @@ def test_a_dismissed_action_closes_and_keeps_its_rule_quiet(engine: Engine) -> N
     assert again.decided_at == T0 + 11 * DAY
 
 
-def test_a_follow_up_closes_the_action_it_makes_moot(engine: Engine) -> None:
+def test_a_follow_up_cancels_the_action_it_makes_moot_and_publishes_it_again(
+    engine: Engine,
+) -> None:
     engine.journeys.record([touchpoint("v1", "visit", channel="visit", rep_id="kim")])
     engine.journeys.tick(T0 + 3 * DAY)
     engine.decider.catch_up()
@@ -166,7 +171,30 @@ def test_a_follow_up_closes_the_action_it_makes_moot(engine: Engine) -> None:
     engine.decider.catch_up()
 
     (action,) = engine.actions.actions(customer_id="C-1", open_only=False)
-    assert action.status == "resolved"
+    assert (action.status, action.status_reason) == (
+        "cancelled",
+        "the friction it answered resolved: Visit with no follow-up",
+    )
+    assert action.status_at == T0 + 3 * DAY + 1
+    stream = engine.journeys.recorder.select_events(CustomerActions.create_id("C-1"))
+    events = [engine.journeys.mapper.to_domain_event(stored) for stored in stream]
+    (ended,) = [e for e in events if isinstance(e, CustomerActions.Ended)]
+    assert (ended.action_id, ended.status, ended.at) == (
+        action.action_id,
+        "cancelled",
+        action.status_at,
+    )
+    published = [
+        contract("NextAction").decode(value) for _, _, _, value in engine.actions.unsent(100)
+    ]
+    assert [(r["action_id"], r["status"]) for r in published] == [
+        (action.action_id, "open"),
+        (action.action_id, "cancelled"),
+    ]
+    assert published[1]["status_reason"] == action.status_reason
+    assert {k: v for k, v in published[1].items() if not k.startswith(("status", "replaced"))} == {
+        k: v for k, v in published[0].items() if not k.startswith(("status", "replaced"))
+    }
 
 
 def test_an_outcome_must_name_an_action_of_its_customer(engine: Engine) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from consumers.deciding import ActionState, CustomerDecisions, Deciding
+from consumers.deciding import ActionState, CustomerDecisions, Deciding, Ended
 from engine.actions import ActionOutcome
 from engine.definition import definition_from_mapping, load_definition
 from engine.errors import DefinitionError
@@ -158,7 +158,7 @@ def test_deciding_is_a_function_of_its_inputs() -> None:
     assert state == again
 
 
-def test_opting_out_withdraws_open_actions_and_stops_new_ones() -> None:
+def test_opting_out_cancels_open_actions_and_stops_new_ones() -> None:
     position, state = state_after(REFERRED, T0 + 5 * DAY)
     (follow_up, _) = decide(position, state, T0 + 5 * DAY).decisions
     DECIDING.observe(state, MACHINE.mark_touchpoint(touchpoint("x", "opted_out", channel="email")))
@@ -166,8 +166,8 @@ def test_opting_out_withdraws_open_actions_and_stops_new_ones() -> None:
     result = decide(position, state, T0 + 6 * DAY)
 
     assert result.decisions == []
-    assert {(c.action_id, c.status) for c in result.closed} >= {
-        (follow_up.candidate.action_id, "withdrawn")
+    assert (follow_up.candidate.action_id, "cancelled", "the customer opted out of contact") in {
+        (e.action_id, e.status, e.why) for e in result.ended
     }
     assert state.open == {}
 
@@ -210,3 +210,94 @@ def test_a_bad_action_rule_is_refused_naming_the_key(rule: dict[str, object], me
 
     with pytest.raises(DefinitionError, match=message.replace("[", r"\[").replace("{", r"\{")):
         definition_from_mapping(document, origin="test")
+
+
+def test_a_more_important_action_supersedes_the_least_important_one_nobody_took_up() -> None:
+    machine, deciding = compiled(max_open=1)
+    position, state = state_after(REFERRED[:2], T0 + DAY + HOUR, machine, deciding)
+    (introduction,) = decide(position, state, T0 + DAY + HOUR, deciding).decisions
+    position, _ = state_after(REFERRED, T0 + 5 * DAY, machine, deciding)
+
+    result = decide(position, state, T0 + 5 * DAY, deciding)
+
+    (follow_up,) = result.decisions
+    assert follow_up.candidate.rule == "follow_up_visit"
+    assert result.ended == [
+        Ended(
+            introduction.candidate.action_id,
+            "superseded",
+            T0 + 5 * DAY,
+            "replaced by a more important action: follow up after the visit",
+            follow_up.candidate.action_id,
+        )
+    ]
+    assert list(state.open) == [follow_up.candidate.action_id]
+
+
+def test_an_action_a_rep_accepted_is_not_superseded() -> None:
+    machine, deciding = compiled(max_open=1)
+    position, state = state_after(REFERRED[:2], T0 + DAY + HOUR, machine, deciding)
+    (introduction,) = decide(position, state, T0 + DAY + HOUR, deciding).decisions
+    accepted = ActionOutcome(
+        "o1", introduction.candidate.action_id, "C-1", "accepted", None, None, "kim", T0 + DAY
+    )
+    deciding.apply_outcome(state, accepted)
+    position, _ = state_after(REFERRED, T0 + 5 * DAY, machine, deciding)
+
+    result = decide(position, state, T0 + 5 * DAY, deciding)
+
+    assert (result.decisions, result.ended) == ([], [])
+    assert list(state.open) == [introduction.candidate.action_id]
+
+
+def test_an_action_nobody_did_expires_when_its_window_passes_and_is_not_decided_again() -> None:
+    position, state = state_after(REFERRED[1:], T0 + 5 * DAY)
+    (follow_up,) = decide(position, state, T0 + 5 * DAY).decisions
+    expires_at = follow_up.candidate.due_at + 336 * HOUR
+
+    assert state.retry_at == expires_at  # the decider comes back to the customer then
+    assert decide(position, state, expires_at - 1).ended == []
+    result = decide(position, state, expires_at)
+
+    assert [(e.action_id, e.status, e.why) for e in result.ended] == [
+        (follow_up.candidate.action_id, "expired", "nobody did it within its window")
+    ]
+    assert result.decisions == []
+    assert state.open == {}
+
+
+def test_a_snooze_starts_an_actions_window_again_when_it_ends() -> None:
+    position, state = state_after(REFERRED[1:], T0 + 5 * DAY)
+    (follow_up,) = decide(position, state, T0 + 5 * DAY).decisions
+    until = T0 + 30 * DAY
+    snoozed = ActionOutcome(
+        "o1", follow_up.candidate.action_id, "C-1", "snoozed", None, until, "kim", T0 + 5 * DAY
+    )
+    DECIDING.apply_outcome(state, snoozed)
+
+    assert decide(position, state, T0 + 29 * DAY).ended == []
+    assert state.retry_at == until + 336 * HOUR
+    assert [e.status for e in decide(position, state, until + 336 * HOUR).ended] == ["expired"]
+
+
+def test_a_customer_who_goes_dormant_has_their_actions_cancelled_and_gets_no_new_ones() -> None:
+    position, state = state_after(REFERRED, T0 + 5 * DAY)
+    opened = decide(position, state, T0 + 5 * DAY).decisions
+    assert len(opened) == 2
+    dormant, _ = state_after(REFERRED, T0 + 70 * DAY)
+    assert dormant.stage == "dormant"
+
+    result = decide(dormant, state, T0 + 70 * DAY)
+
+    assert sorted((e.action_id, e.status, e.why) for e in result.ended) == sorted(
+        (d.candidate.action_id, "cancelled", "the customer went dormant") for d in opened
+    )
+    assert result.decisions == []
+    # What the rules would propose afresh: something while the customer is active, nothing
+    # once they are dormant.
+    assert proposed(position, T0 + 5 * DAY) != []
+    assert proposed(dormant, T0 + 70 * DAY) == []
+
+
+def proposed(position: Position, now: int) -> list[str]:
+    return [c.rule for c in DECIDING.candidates(position, ActionState("C-1"), now)]
