@@ -161,7 +161,7 @@ class Decider:
         marked: MarkedPage = []
         outcomes: list[ActionOutcome] = []
         order: dict[str, int] = {}  # customer -> the log position of their last entry
-        marks: dict[str, list[Mark]] = {}
+        marks: dict[str, list[tuple[Mark, dict[str, str]]]] = {}
         last_tick = start
         for log_position, entry in entries:
             if "action_id" in entry:
@@ -172,7 +172,7 @@ class Decider:
                 mark = machine.mark(cast(TouchpointState, entry))
                 customer_id = entry["customer_id"]
                 marked.append((log_position, customer_id, mark))
-                marks.setdefault(customer_id, []).append(mark)
+                marks.setdefault(customer_id, []).append((mark, entry["attributes"]))
                 order[customer_id] = log_position
             else:
                 marked.append((log_position, None, Mark(entry["at"], "", ())))
@@ -191,8 +191,8 @@ class Decider:
             start, entries[-1][0], ticked, self._digest, positions=positions, states=states
         )
         for customer_id, customer_marks in marks.items():
-            for mark in customer_marks:
-                self._deciding.observe(states[customer_id], mark)
+            for mark, attributes in customer_marks:
+                self._deciding.observe(states[customer_id], mark, attributes)
         for outcome in outcomes:
             self._apply(outcome, states, page)
         events: list[StreamEvent] = []
@@ -215,7 +215,7 @@ class Decider:
         `events`."""
         now = max(position.last_at or 0, page.ticked or 0)
         day = now // DAY_MS
-        owners = self._owners(position)
+        owners = self._owners(position, state)
         self._ensure_owner_days(owners, day)
         today = {owner: self._owner_days[owner, day] for owner in owners}
         result = self._deciding.decide(position, state, now, today)
@@ -319,10 +319,13 @@ class Decider:
             )
         )
 
-    def _owners(self, position: Position) -> set[str]:
+    def _owners(self, position: Position, state: ActionState) -> set[str]:
+        """Everyone who may be given an action for this customer."""
         policy = self._deciding.policy
         rep = position.rep or policy.unassigned_owner
-        return {rep if rule.owner == "rep" else rule.owner for rule in policy.rules}
+        hosts = {b.host for b in state.context.bookings.values() if b.host}
+        roles = {rule.owner for rule in policy.rules} - {"rep", "host"}
+        return {rep, *hosts, *roles}
 
     def _ensure_owner_days(self, owners: set[str], day: int) -> None:
         missing = [(owner, day) for owner in owners if (owner, day) not in self._owner_days]

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from consumers import briefs
+from consumers.briefs import Booking, Context
 from engine.actions import CANCELLED, EXPIRED, SUPERSEDED, ActionOutcome, action_id
 from engine.definition import ActionPolicy, ActionRule, JourneyDefinition, Match
 from projections.position import Mark, Position
@@ -54,9 +56,11 @@ class ActionState:
     day: int = 0  # the day `today` counts new actions of
     today: int = 0
     retry_at: int | None = None  # when held-back candidates may be decided
+    context: Context = field(default_factory=Context)  # what a brief before a meeting tells
 
     def to_state(self) -> dict[str, Any]:
         return {
+            "k": self.context.to_state(),
             "c": self.channels,
             "o": self.opted_out,
             "x": self.closed_channels,
@@ -80,6 +84,7 @@ class ActionState:
             day=state["t"][0],
             today=state["t"][1],
             retry_at=state["r"],
+            context=Context.from_state(state.get("k")),
         )
 
 
@@ -99,6 +104,7 @@ class Candidate(NamedTuple):
     triggered_at: int
     due_at: int
     friction: str | None
+    expires_at: int | None = None  # when it is moot, if its trigger says (a meeting held)
 
 
 class Decision(NamedTuple):
@@ -173,11 +179,15 @@ class Deciding:
         self._dormant = definition.dormancy.stage if definition.dormancy else None
         self._rules = {rule.id: rule for rule in definition.actions.rules}
 
-    def observe(self, state: ActionState, mark: Mark) -> bool:
-        """Takes what the decider needs from a touchpoint (channels, consent); True if the
-        state changed."""
-        changed = False
+    def observe(
+        self, state: ActionState, mark: Mark, attributes: Mapping[str, str] | None = None
+    ) -> bool:
+        """Takes what the decider needs from a touchpoint (channels, consent, and with its
+        attributes what a brief tells); True if the state changed."""
         policy = self.policy
+        changed = bool(attributes) and briefs.observe(
+            state.context, policy.briefing, mark, attributes or {}
+        )
         if mark.channel and mark.channel not in state.channels:
             state.channels.append(mark.channel)
             changed = True
@@ -275,7 +285,7 @@ class Deciding:
                     candidate.priority,
                     "open",
                     candidate.friction,
-                    candidate.due_at + self._expiry_ms(candidate.rule),
+                    candidate.expires_at or candidate.due_at + self._expiry_ms(candidate.rule),
                 )
                 state.decided.append(candidate.action_id)
                 continue
@@ -334,7 +344,7 @@ class Deciding:
             channel = self._channel(rule, state)
             if channel is None:
                 continue
-            for trigger in self._triggers(rule, position):
+            for trigger in self._triggers(rule, position, state, now):
                 if rule.within_days is not None and now - trigger.at > rule.within_days * DAY_MS:
                     continue
                 identity = action_id(position.customer_id, rule.id, trigger.id)
@@ -368,8 +378,17 @@ class Deciding:
             weights.value * rule.value + weights.urgency * rule.urgency + weights.fit * fit, 4
         )
         owner = rule.owner
+        if owner == "host":
+            owner = trigger.booking.host if trigger.booking and trigger.booking.host else "rep"
         if owner == "rep":
             owner = position.rep or self.policy.unassigned_owner
+        fields = self._reason_fields(rule, position, now, trigger)
+        due_at = now + int(rule.due_hours * HOUR_MS)
+        expires_at = None
+        if trigger.booking is not None:
+            fields |= self._brief_fields(trigger.booking, position, state, owner)
+            before = int(self.policy.briefing.due_before_hours * HOUR_MS)
+            due_at, expires_at = max(now, trigger.booking.at - before), trigger.booking.at
         return Candidate(
             identity,
             rule.id,
@@ -378,15 +397,33 @@ class Deciding:
             channel,
             priority,
             score,
-            rule.reason.format(**self._reason_fields(rule, position, now, trigger)),
+            rule.reason.format(**fields),
             trigger.events,
             trigger.id,
             trigger.at,
-            now + int(rule.due_hours * HOUR_MS),
+            due_at,
             trigger.id if rule.friction else None,
+            expires_at,
         )
 
-    def _triggers(self, rule: ActionRule, position: Position) -> list[_Trigger]:
+    def _brief_fields(
+        self, booking: Booking, position: Position, state: ActionState, host: str
+    ) -> dict[str, str]:
+        return {
+            "meeting": briefs.meeting(booking),
+            "meeting_at": briefs.day_and_time(booking.at),
+            "host": host,
+            "brief": briefs.brief(state.context, position, self._labels),
+        }
+
+    def _triggers(
+        self, rule: ActionRule, position: Position, state: ActionState, now: int
+    ) -> list[_Trigger]:
+        if rule.booked:
+            return [
+                _Trigger(b.event_id, b.booked_at, (b.event_id,), b.channel, "booked", booking=b)
+                for b in briefs.upcoming(state.context, now)
+            ]
         if rule.friction is not None:
             return [
                 _Trigger(f.id, f.opened_at, f.events, f.channel, rule.friction)
@@ -451,7 +488,10 @@ class Deciding:
                 label = self._labels.get(kinds.get(action.friction, ""), "unknown")
                 status, why = CANCELLED, f"the friction it answered resolved: {label}"
             elif action.expires_at is not None and action.expires_at <= now:
-                status, why = EXPIRED, "nobody did it within its window"
+                rule = self._rules.get(action.rule)
+                began = rule is not None and rule.booked
+                why = "the meeting it prepares for began" if began else "nobody did it in time"
+                status = EXPIRED
             else:
                 continue
             del state.open[action.action_id]
@@ -469,6 +509,7 @@ class _Trigger(NamedTuple):
     channel: str | None
     source: str  # the friction, moment or stage id
     outcome: str | None = None
+    booking: Booking | None = None  # the meeting, for a booked trigger
 
 
 def _matches(matches: Iterable[Match], mark: Mark) -> bool:

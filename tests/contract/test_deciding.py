@@ -17,11 +17,14 @@ from engine.actions import ActionOutcome, CustomerActions
 from engine.definition import definition_from_mapping
 from engine.errors import InvalidOutcome
 from engine.settings import Settings
+from engine.touchpoints import touchpoint_from_record
 from journey.bootstrap import Engine, build_engine
+from journey.console import now_ms
 from journey.demo import demo_touchpoints
 from projections.log import JourneyLog
 from schemas.codec import contract
-from tests.conftest import DAY, T0, touchpoint
+from tests.conftest import DAY, HOUR, T0, touchpoint
+from tests.stories import warm_referral_gone_cold
 
 DECIDER_TABLES = (
     "journey_decider_tracking",
@@ -263,3 +266,32 @@ def test_after_a_definition_change_the_decider_asks_to_refold_and_then_decides_o
     decider.catch_up()
     assert engine.actions.load_positions(["C-1"])["C-1"].stage == "evaluating"
     assert len(engine.actions.actions(customer_id="C-1", open_only=False)) == 1  # nothing twice
+
+
+def test_whoever_holds_a_booked_tour_gets_a_brief_due_before_it(engine: Engine) -> None:
+    story = [touchpoint_from_record(r, now_ms=now_ms()) for r in warm_referral_gone_cold()]
+    booked, tour = story[:-1], story[-1]
+    engine.journeys.record(booked)  # up to the reading, days before the tour
+    engine.decider.catch_up()
+
+    (brief,) = [
+        a for a in engine.actions.actions(customer_id="S1-ANNA") if a.rule == "meeting_brief"
+    ]
+    assert (brief.owner, brief.action_type) == ("peter", "brief")  # the stand-in, not kathrine
+    assert brief.due_at == tour.occurred_at - 2 * HOUR
+    assert brief.reason == (
+        "Before the tour at B on Mon 9 Mar 09:00 UTC, which peter holds: "
+        "They read programmes, amenities. C-17 referred them, from A. "
+        "They met kathrine (call outbound on Wed 4 Mar, positive). "
+        "Still open: Referral not used."
+    )
+
+    engine.journeys.record([tour])  # the tour begins, and nobody read the brief
+    engine.decider.catch_up()
+
+    (ended,) = [
+        a
+        for a in engine.actions.actions(customer_id="S1-ANNA", open_only=False)
+        if a.rule == "meeting_brief"
+    ]
+    assert (ended.status, ended.status_reason) == ("expired", "the meeting it prepares for began")

@@ -111,7 +111,7 @@ def test_the_stories_actions_arrive_on_the_topic_exactly_as_expected(pipeline: P
     # that the sales tools drop it.
     assert pipeline.journey("tick", "--at", "2026-08-14T09:00:00Z").returncode == 0
     ended = actions_on_topic(pipeline, 2 * len(STORY_ACTIONS))[len(STORY_ACTIONS) :]
-    dormant, expired = "the customer went dormant", "nobody did it within its window"
+    dormant, expired = "the customer went dormant", "nobody did it in time"
     assert sorted(
         (a["customer_id"], a["action_type"], a["status"], a["status_reason"]) for a in ended
     ) == [

@@ -7,6 +7,8 @@ import copy
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consumers.deciding import ActionState, CustomerDecisions, Deciding, Ended
 from engine.actions import ActionOutcome
@@ -39,8 +41,8 @@ def state_after(
 ) -> tuple[Position, ActionState]:
     marks = [machine.mark_touchpoint(tp) for tp in touchpoints]
     state = ActionState("C-1")
-    for mark in marks:
-        deciding.observe(state, mark)
+    for tp, mark in zip(touchpoints, marks, strict=True):
+        deciding.observe(state, mark, tp.attributes)
     return machine.replay("C-1", marks, now), state
 
 
@@ -198,6 +200,7 @@ def test_a_recent_negative_complaint_only() -> None:
         ({}, "actions.rules[0]: needs exactly one trigger"),
         ({"friction": "loop", "entered": "aware"}, "needs exactly one trigger"),
         ({"friction": "loop", "reason": "{nope}"}, "reason: unknown field {nope}"),
+        ({"friction": "loop", "reason": "{brief}"}, "{brief} is only known to a booked trigger"),
         ({"friction": "loop", "channels": ["fax"]}, "channels: unknown channel 'fax'"),
         ({"friction": "loop", "stages": ["nowhere"]}, "unknown stage 'nowhere'"),
     ],
@@ -260,7 +263,7 @@ def test_an_action_nobody_did_expires_when_its_window_passes_and_is_not_decided_
     result = decide(position, state, expires_at)
 
     assert [(e.action_id, e.status, e.why) for e in result.ended] == [
-        (follow_up.candidate.action_id, "expired", "nobody did it within its window")
+        (follow_up.candidate.action_id, "expired", "nobody did it in time")
     ]
     assert result.decisions == []
     assert state.open == {}
@@ -301,3 +304,45 @@ def test_a_customer_who_goes_dormant_has_their_actions_cancelled_and_gets_no_new
 
 def proposed(position: Position, now: int) -> list[str]:
     return [c.rule for c in DECIDING.candidates(position, ActionState("C-1"), now)]
+
+
+BOOKED = [
+    touchpoint("r1", "referral", channel="email", referred_by="C-17", referrer_location="A"),
+    touchpoint(
+        "c1",
+        "call_outbound",
+        channel="phone",
+        rep_id="kim",
+        at=T0 + DAY,
+        outcome="positive",
+        booked="demo",
+        booked_for="2026-03-09T14:00:00+01:00",
+        host="lee",
+        promised="a price list",
+    ),
+    touchpoint("p1", "page_view", at=T0 + 2 * DAY, page="pricing"),
+    touchpoint("p2", "page_view", at=T0 + 2 * DAY + HOUR, page="cases"),
+    touchpoint("p3", "page_view", at=T0 + 3 * DAY, page="pricing"),
+    touchpoint("d1", "content_download", at=T0 + 3 * DAY, asset="brochure"),
+]
+
+
+@given(st.permutations(BOOKED))
+def test_a_brief_says_the_same_whatever_order_the_touchpoints_arrived_in(
+    arrived: list[Touchpoint],
+) -> None:
+    position, state = state_after(arrived, T0 + 4 * DAY)
+
+    (brief,) = [
+        d
+        for d in decide(position, state, T0 + 4 * DAY).decisions
+        if d.candidate.rule == "meeting_brief"
+    ]
+
+    assert brief.candidate.owner == "lee"
+    assert brief.candidate.due_at == T0 + 7 * DAY + 2 * HOUR  # 13:00 UTC, two hours before
+    assert brief.candidate.reason == (
+        "Before the demo on Mon 9 Mar 13:00 UTC, which lee holds: "
+        "They read cases, pricing. They downloaded brochure. C-17 referred them, from A. "
+        "They met kim (call outbound on Tue 3 Mar, positive), who promised a price list."
+    )
