@@ -8,6 +8,7 @@ of each kind, so a customer's state stays small however long their history."""
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,24 +84,21 @@ def observe(
 ) -> bool:
     """Keeps what a brief needs from one touchpoint; True if the context changed."""
     changed = False
-    what = attributes.get(briefing.booked)
-    booked_for = _time(attributes.get(briefing.booked_for))
-    if what and booked_for is not None and mark.event_id not in context.bookings:
-        host = attributes.get(briefing.host) or None
-        place = attributes.get(briefing.place) or None
-        context.bookings[mark.event_id] = Booking(
-            mark.event_id, what, booked_for, host, place, mark.occurred_at, mark.channel
+    if briefing.booked in attributes:
+        changed = _book(context, briefing, mark, attributes)
+    if mark.type in briefing.read:
+        page = attributes.get(briefing.read_attribute)
+        if page:
+            changed |= _keep_newest(context.read, mark.occurred_at, page)
+    elif mark.type in briefing.downloaded:
+        asset = attributes.get(briefing.downloaded_attribute)
+        if asset:
+            changed |= _keep_newest(context.downloaded, mark.occurred_at, asset)
+    if context.referral is None and briefing.referred_by in attributes:
+        context.referral = (
+            attributes[briefing.referred_by],
+            attributes.get(briefing.referrer_place) or None,
         )
-        changed = True
-    page = attributes.get(briefing.read_attribute)
-    if page and mark.type in briefing.read:
-        changed |= _keep_newest(context.read, mark.occurred_at, page)
-    asset = attributes.get(briefing.downloaded_attribute)
-    if asset and mark.type in briefing.downloaded:
-        changed |= _keep_newest(context.downloaded, mark.occurred_at, asset)
-    referred_by = attributes.get(briefing.referred_by)
-    if referred_by and context.referral is None:
-        context.referral = (referred_by, attributes.get(briefing.referrer_place) or None)
         changed = True
     if mark.rep_id:
         met = Met(
@@ -111,12 +109,28 @@ def observe(
             mark.outcome,
             attributes.get(briefing.promised) or None,
         )
-        if met not in context.met:
-            context.met.append(met)
-            context.met.sort()
+        if met not in context.met and (len(context.met) < KEPT or met > context.met[0]):
+            insort(context.met, met)
             del context.met[:-KEPT]
             changed = True
     return changed
+
+
+def _book(context: Context, briefing: Briefing, mark: Mark, attributes: Mapping[str, str]) -> bool:
+    what = attributes[briefing.booked]
+    booked_for = _time(attributes.get(briefing.booked_for))
+    if not what or booked_for is None or mark.event_id in context.bookings:
+        return False
+    context.bookings[mark.event_id] = Booking(
+        mark.event_id,
+        what,
+        booked_for,
+        attributes.get(briefing.host) or None,
+        attributes.get(briefing.place) or None,
+        mark.occurred_at,
+        mark.channel,
+    )
+    return True
 
 
 def upcoming(context: Context, now: int) -> list[Booking]:
@@ -172,13 +186,18 @@ def _listed(items: Iterable[str]) -> str:
 
 def _keep_newest(kept: list[tuple[int, str]], at: int, text: str) -> bool:
     """Keeps `text` once, at the latest time it happened, and only the newest few."""
-    before = list(kept)
-    kept[:] = [(t, x) for t, x in kept if x != text or t > at]
-    if not any(x == text for _, x in kept):
-        kept.append((at, text))
-    kept.sort()
+    for index, (seen_at, seen) in enumerate(kept):
+        if seen == text:
+            if seen_at >= at:
+                return False
+            del kept[index]
+            break
+    else:
+        if len(kept) >= KEPT and (at, text) < kept[0]:
+            return False
+    insort(kept, (at, text))
     del kept[:-KEPT]
-    return kept != before
+    return True
 
 
 def _time(text: str | None) -> int | None:

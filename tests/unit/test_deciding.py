@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consumers import briefs
+from consumers.briefs import KEPT, Context
 from consumers.deciding import ActionState, CustomerDecisions, Deciding, Ended
 from engine.actions import ActionOutcome
 from engine.definition import definition_from_mapping, load_definition
@@ -346,3 +348,32 @@ def test_a_brief_says_the_same_whatever_order_the_touchpoints_arrived_in(
         "They read cases, pricing. They downloaded brochure. C-17 referred them, from A. "
         "They met kim (call outbound on Tue 3 Mar, positive), who promised a price list."
     )
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 20), st.sampled_from("abcdefgh"), st.sampled_from(["kim", ""])),
+        max_size=30,
+    ).flatmap(lambda seen: st.tuples(st.just(seen), st.permutations(seen)))
+)
+def test_what_a_brief_keeps_is_the_newest_whatever_the_arrival_order(
+    seen_and_arrived: tuple[list[tuple[int, str, str]], list[tuple[int, str, str]]],
+) -> None:
+    seen, arrived = seen_and_arrived
+    briefing = DEFINITION.actions.briefing
+
+    def kept(order: list[tuple[int, str, str]]) -> Context:
+        context = Context()
+        for at, page, rep in order:
+            mark = MACHINE.mark_touchpoint(
+                touchpoint(f"e{at}{page}", at=T0 + at * HOUR, rep_id=rep or None, page=page)
+            )
+            briefs.observe(context, briefing, mark, {"page": page})
+        return context
+
+    newest = sorted(
+        {page: max(at for at, p, _ in seen if p == page) for _, page, _ in seen}.items(),
+        key=lambda item: (item[1], item[0]),
+    )[-KEPT:]
+    assert kept(arrived) == kept(seen)
+    assert [(at - T0) // HOUR for at, _ in kept(arrived).read] == [at for _, at in newest]
