@@ -1,6 +1,7 @@
 """Briefs before meetings. The decider keeps, per customer, what a person meeting them should
 know: the meetings booked and not yet held, what the customer read and downloaded, who
-referred them and from where, and the reps they met and what was promised. A brief puts that
+referred them and from where, the reps they met and what was promised, and the place they
+deal with (which a referral through them proposes). A brief puts that
 in words, with the open frictions.
 
 What is kept is ordered by when it happened, not when it arrived, and bounded: the newest few
@@ -51,8 +52,9 @@ class Context:
     bookings: dict[str, Booking] = field(default_factory=dict)
     read: list[tuple[int, str]] = field(default_factory=list)
     downloaded: list[tuple[int, str]] = field(default_factory=list)
-    referral: tuple[str, str | None] | None = None
+    referral: tuple[int, str, str | None] | None = None  # the first: when, by whom, from where
     met: list[Met] = field(default_factory=list)
+    place: tuple[int, str] | None = None  # the place their latest touchpoint naming one named
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -61,6 +63,7 @@ class Context:
             "d": self.downloaded,
             "f": self.referral,
             "m": [list(m) for m in self.met],
+            "p": self.place,
         }
 
     @classmethod
@@ -74,8 +77,9 @@ class Context:
             bookings={b[0]: Booking(*b) for b in state["b"]},
             read=[(at, text) for at, text in state["r"]],
             downloaded=[(at, text) for at, text in state["d"]],
-            referral=None if referral is None else (referral[0], referral[1]),
+            referral=None if referral is None else (referral[0], referral[1], referral[2]),
             met=[Met(*m) for m in state["m"]],
+            place=None if state.get("p") is None else (state["p"][0], state["p"][1]),
         )
 
 
@@ -94,11 +98,14 @@ def observe(
         asset = attributes.get(briefing.downloaded_attribute)
         if asset:
             changed |= _keep_newest(context.downloaded, mark.occurred_at, asset)
-    if context.referral is None and briefing.referred_by in attributes:
-        context.referral = (
-            attributes[briefing.referred_by],
-            attributes.get(briefing.referrer_place) or None,
-        )
+    place = attributes.get(briefing.place)
+    if place and (context.place is None or (mark.occurred_at, place) > context.place):
+        context.place = (mark.occurred_at, place)
+        changed = True
+    referred_by = attributes.get(briefing.referred_by)
+    if referred_by and (context.referral is None or mark.occurred_at < context.referral[0]):
+        where = attributes.get(briefing.referrer_place) or None
+        context.referral = (mark.occurred_at, referred_by, where)
         changed = True
     if mark.rep_id:
         met = Met(
@@ -148,7 +155,7 @@ def brief(context: Context, position: Position, labels: Mapping[str, str]) -> st
     if context.downloaded:
         parts.append(f"They downloaded {_listed(text for _, text in context.downloaded)}.")
     if context.referral is not None:
-        referred_by, place = context.referral
+        _, referred_by, place = context.referral
         parts.append(f"{referred_by} referred them" + (f", from {place}." if place else "."))
     if context.met:
         parts.append(f"They met {_listed(_met(m) for m in context.met)}.")

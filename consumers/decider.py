@@ -18,7 +18,7 @@ from typing import Any, cast
 import orjson
 
 from consumers.action_store import ActionStore, DeciderPage, StatusChange
-from consumers.deciding import DAY_MS, ActionState, Deciding, Decision
+from consumers.deciding import DAY_MS, ActionState, Deciding, Decision, Referrer
 from engine.actions import ActionOutcome, CustomerActions
 from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
@@ -196,8 +196,22 @@ class Decider:
         for outcome in outcomes:
             self._apply(outcome, states, page)
         events: list[StreamEvent] = []
+        referrers = self._referrers(page)
+        thanked: dict[str, int] = {}  # referrers to decide for again, and from when
         for customer_id in customers:
-            self._decide(positions[customer_id], states[customer_id], page, events)
+            position, state = positions[customer_id], states[customer_id]
+            referrer = referrers.get(customer_id)
+            self._decide(position, state, page, events, referrer)
+            if referrer is not None and self._deciding.note_referred(
+                page.states[referrer.customer_id], position
+            ):
+                thanked[referrer.customer_id] = max(
+                    thanked.get(referrer.customer_id, 0), position.last_at or 0
+                )
+        for customer_id, since in sorted(thanked.items()):
+            self._decide(
+                page.positions[customer_id], page.states[customer_id], page, events, at=since
+            )
         self._publish_ended(page, events)
         self._journeys.append(events, also=[self._store.write(page)])
         self._projector.committed(changes)
@@ -210,15 +224,18 @@ class Decider:
         state: ActionState,
         page: DeciderPage,
         events: list[StreamEvent],
+        referrer: Referrer | None = None,
+        *,
+        at: int = 0,
     ) -> list[Decision]:
-        """Decides for one customer, adding the decisions to the page and their events to
-        `events`."""
-        now = max(position.last_at or 0, page.ticked or 0)
+        """Decides for one customer at their time (or `at`, if later), adding the decisions
+        to the page and their events to `events`."""
+        now = max(position.last_at or 0, page.ticked or 0, at)
         day = now // DAY_MS
         owners = self._owners(position, state)
         self._ensure_owner_days(owners, day)
         today = {owner: self._owner_days[owner, day] for owner in owners}
-        result = self._deciding.decide(position, state, now, today)
+        result = self._deciding.decide(position, state, now, today, referrer)
         for ended in result.ended:
             page.changes.append(StatusChange(ended.action_id, ended.status, ended.at, ended.why))
             page.ended.append((position.customer_id, ended))
@@ -265,6 +282,33 @@ class Decider:
                 )
             )
         return result.decisions
+
+    def _referrers(self, page: DeciderPage) -> dict[str, Referrer]:
+        """For each customer of the page referred by a customer the engine knows, that
+        referrer; their position and state join the page, to be written with it."""
+        named = {
+            customer_id: state.context.referral[1]
+            for customer_id, state in page.states.items()
+            if state.context.referral is not None
+        }
+        if not named:
+            return {}
+        wanted = sorted(set(named.values()))
+        positions = self._projector.positions_of(wanted)
+        known = {c for c in wanted if positions[c].first_at is not None}
+        if not known:
+            return {}
+        page_states = self._states_of(sorted(known))
+        found = {}
+        for customer_id, referrer_id in named.items():
+            if referrer_id not in known:
+                continue
+            position, state = positions[referrer_id], page_states[referrer_id]
+            place = state.context.place[1] if state.context.place else None
+            found[customer_id] = Referrer(referrer_id, place, position.rep, position.stage)
+            page.states.setdefault(referrer_id, state)
+            page.positions.setdefault(referrer_id, position)
+        return found
 
     def _publish_ended(self, page: DeciderPage, events: list[StreamEvent]) -> None:
         """Each action the journey ended on this page: an event, and its record again, with

@@ -57,10 +57,13 @@ class ActionState:
     today: int = 0
     retry_at: int | None = None  # when held-back candidates may be decided
     context: Context = field(default_factory=Context)  # what a brief before a meeting tells
+    # Those they referred who entered a stage a rule watches: [customer, stage, trigger, at].
+    referred: list[list[Any]] = field(default_factory=list)
 
     def to_state(self) -> dict[str, Any]:
         return {
             "k": self.context.to_state(),
+            "h": self.referred,
             "c": self.channels,
             "o": self.opted_out,
             "x": self.closed_channels,
@@ -85,7 +88,17 @@ class ActionState:
             today=state["t"][1],
             retry_at=state["r"],
             context=Context.from_state(state.get("k")),
+            referred=list(state.get("h", ())),
         )
+
+
+class Referrer(NamedTuple):
+    """The customer who referred this one, as the engine knows them."""
+
+    customer_id: str
+    place: str | None  # where they deal with the company
+    rep: str | None
+    stage: str | None
 
 
 class Candidate(NamedTuple):
@@ -177,6 +190,10 @@ class Deciding:
             f.id for f in definition.frictions if f.detector == "referral_mismatch"
         ]
         self._dormant = definition.dormancy.stage if definition.dormancy else None
+        # Stages that, entered by someone a customer referred, may give that customer an action.
+        self.referred_stages = {
+            rule.referred_entered for rule in definition.actions.rules if rule.referred_entered
+        }
         self._rules = {rule.id: rule for rule in definition.actions.rules}
 
     def observe(
@@ -228,9 +245,11 @@ class Deciding:
         state: ActionState,
         now: int,
         owner_today: Mapping[str, int],
+        referrer: Referrer | None = None,
     ) -> CustomerDecisions:
         """What to do next for one customer at `now` (the journey's time). `owner_today`
-        counts each owner's new actions on now's day so far; the caller adds these."""
+        counts each owner's new actions on now's day so far; the caller adds these.
+        `referrer` is the known customer who referred them, if any."""
         result = CustomerDecisions()
         self._end_moot(position, state, now, result)
         state.suppressed = {rule: until for rule, until in state.suppressed.items() if until > now}
@@ -241,7 +260,7 @@ class Deciding:
         if state.day != day:
             state.day, state.today = day, 0
         proposed = sorted(
-            self.candidates(position, state, now),
+            self.candidates(position, state, now, referrer),
             key=lambda c: (-c.priority, c.rule, c.action_id),
         )
         # A dismissed rule stays quiet for a while; its proposals come back when that ends.
@@ -329,7 +348,13 @@ class Deciding:
         label = rule.label if rule is not None and rule.label else candidate.action_type
         return label[:1].lower() + label[1:]
 
-    def candidates(self, position: Position, state: ActionState, now: int) -> Iterable[Candidate]:
+    def candidates(
+        self,
+        position: Position,
+        state: ActionState,
+        now: int,
+        referrer: Referrer | None = None,
+    ) -> Iterable[Candidate]:
         decided = set(state.decided)
         for rule in self.policy.rules:
             if rule.stages is None:
@@ -344,7 +369,7 @@ class Deciding:
             channel = self._channel(rule, state)
             if channel is None:
                 continue
-            for trigger in self._triggers(rule, position, state, now):
+            for trigger in self._triggers(rule, position, state, now, referrer):
                 if rule.within_days is not None and now - trigger.at > rule.within_days * DAY_MS:
                     continue
                 identity = action_id(position.customer_id, rule.id, trigger.id)
@@ -358,6 +383,7 @@ class Deciding:
                     channel=channel,
                     trigger=trigger,
                     identity=identity,
+                    referrer=referrer,
                 )
 
     def _candidate(
@@ -370,6 +396,7 @@ class Deciding:
         channel: str,
         trigger: _Trigger,
         identity: str,
+        referrer: Referrer | None,
     ) -> Candidate:
         weights = self.policy.weights
         fit = rule.fit if channel in state.channels else rule.fit / 2
@@ -383,6 +410,7 @@ class Deciding:
         if owner == "rep":
             owner = position.rep or self.policy.unassigned_owner
         fields = self._reason_fields(rule, position, now, trigger)
+        fields |= self._referral_fields(state, referrer, trigger, fields["referral"])
         due_at = now + int(rule.due_hours * HOUR_MS)
         expires_at = None
         if trigger.booking is not None:
@@ -402,9 +430,34 @@ class Deciding:
             trigger.id,
             trigger.at,
             due_at,
-            trigger.id if rule.friction else None,
+            trigger.id if rule.friction and not trigger.related else None,
             expires_at,
         )
+
+    def note_referred(self, state: ActionState, referred: Position) -> bool:
+        """Someone this customer referred moved: True if they entered a stage a rule watches
+        (once per entry)."""
+        if referred.stage not in self.referred_stages or not referred.history:
+            return False
+        entry = referred.history[-1]
+        trigger = f"{referred.customer_id}:{entry.event_id or entry.entered_at}"
+        if any(seen[2] == trigger for seen in state.referred):
+            return False
+        state.referred.append([referred.customer_id, entry.stage, trigger, entry.entered_at])
+        return True
+
+    def _referral_fields(
+        self, state: ActionState, referrer: Referrer | None, trigger: _Trigger, referral: str
+    ) -> dict[str, str]:
+        referred_by = state.context.referral[1] if state.context.referral else None
+        fields = {
+            "referrer": referred_by or "the referrer",
+            "referrer_rep": (referrer.rep if referrer else None) or "their rep",
+            "referred": trigger.id.split(":", 1)[0] if trigger.source == "referred" else "",
+        }
+        if referrer is not None and referrer.place and referral == "the referrer's":
+            fields["referral"] = referrer.place  # the referral did not say; their history does
+        return fields
 
     def _brief_fields(
         self, booking: Booking, position: Position, state: ActionState, host: str
@@ -417,19 +470,33 @@ class Deciding:
         }
 
     def _triggers(
-        self, rule: ActionRule, position: Position, state: ActionState, now: int
+        self,
+        rule: ActionRule,
+        position: Position,
+        state: ActionState,
+        now: int,
+        referrer: Referrer | None = None,
     ) -> list[_Trigger]:
+        if rule.referred_entered:
+            return [
+                _Trigger(trigger, at, (), None, "referred")
+                for _, stage, trigger, at in state.referred
+                if stage == rule.referred_entered
+            ]
         if rule.booked:
             return [
                 _Trigger(b.event_id, b.booked_at, (b.event_id,), b.channel, "booked", booking=b)
                 for b in briefs.upcoming(state.context, now)
             ]
         if rule.friction is not None:
-            return [
+            found = [
                 _Trigger(f.id, f.opened_at, f.events, f.channel, rule.friction)
                 for f in position.frictions
                 if f.kind == rule.friction and f.resolved_at is None
             ]
+            if rule.friction in self._referral_rules and referrer is not None:
+                found += self._unused_referral(rule.friction, position, state, referrer)
+            return found
         if rule.moment is not None:
             return [
                 _Trigger(m.event_id, m.at, (m.event_id,), m.channel, rule.moment, m.outcome)
@@ -443,6 +510,25 @@ class Deciding:
         events = (entry.event_id,) if entry.event_id else ()
         trigger_id = entry.event_id or f"{entry.stage}@{entry.entered_at}"
         return [_Trigger(trigger_id, entry.entered_at, events, None, entry.stage)]
+
+    def _unused_referral(
+        self, kind: str, position: Position, state: ActionState, referrer: Referrer
+    ) -> list[_Trigger]:
+        """A referral the customer's own touchpoints could not judge (it did not say where the
+        referrer is), judged by the referrer's history: they were offered another place than
+        the referrer's."""
+        offered, referral = state.context.place, state.context.referral
+        if (
+            any(f.kind == kind for f in position.frictions)  # the referral said; the fold judged
+            or referrer.place is None
+            or offered is None
+            or referral is None
+            or offered[0] < referral[0]
+            or offered[1] == referrer.place
+        ):
+            return []
+        trigger = f"{kind}:{referrer.customer_id}:{offered[1]}"
+        return [_Trigger(trigger, offered[0], (), None, kind, related=True)]
 
     def _channel(self, rule: ActionRule, state: ActionState) -> str | None:
         """The first of the rule's channels the customer used themselves, else the first they
@@ -510,6 +596,7 @@ class _Trigger(NamedTuple):
     source: str  # the friction, moment or stage id
     outcome: str | None = None
     booking: Booking | None = None  # the meeting, for a booked trigger
+    related: bool = False  # found through another customer (a referrer), not a friction
 
 
 def _matches(matches: Iterable[Match], mark: Mark) -> bool:

@@ -190,10 +190,14 @@ REASON_FIELDS = {
     "host": "for a booked trigger: who holds the meeting",
     "brief": "for a booked trigger: what the customer read and downloaded, who referred "
     "them, the reps they met and what was promised, and the open frictions",
+    "referrer": "the customer who referred them, by id, or 'the referrer'",
+    "referrer_rep": "the referrer's rep, if the referrer is a known customer, or 'their rep'",
+    "referred": "for a referred_entered trigger: the customer they referred",
 }
 
 
 MEETING_FIELDS = {"meeting", "meeting_at", "host", "brief"}
+TRIGGERS = ("friction", "moment", "entered", "booked", "referred_entered")
 
 
 class Briefing(_Model):
@@ -234,7 +238,8 @@ class ActionRule(ScoreParts):
     friction; none once it has resolved), a moment of truth `moment` (with one of
     `moment_outcomes`, if given), having entered the stage `entered`, or `booked`: a meeting
     booked and not yet held (see `Briefing`), with the action due before it and owned by
-    "host", the person holding it. With `within_days`,
+    "host", the person holding it; or `referred_entered`: someone the customer referred (a
+    referral naming them, `Briefing.referred_by`) entered that stage. With `within_days`,
     the trigger must have happened that recently. `stages` and `without_moments` narrow it
     further; a dormant customer gets nothing unless `stages` names the dormant stage. The action
     goes out on the first of `channels` the customer has used themselves (else the first one
@@ -249,6 +254,7 @@ class ActionRule(ScoreParts):
     moment_outcomes: tuple[str, ...] | None = None
     entered: str | None = None
     booked: bool = False
+    referred_entered: str | None = None
     within_days: float | None = Field(default=None, gt=0)
     stages: tuple[str, ...] | None = None
     without_moments: tuple[str, ...] = ()
@@ -261,11 +267,9 @@ class ActionRule(ScoreParts):
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Self:
-        triggers = [
-            name for name in ("friction", "moment", "entered", "booked") if getattr(self, name)
-        ]
+        triggers = [name for name in TRIGGERS if getattr(self, name)]
         if len(triggers) != 1:
-            raise ValueError("needs exactly one trigger: friction, moment, entered or booked")
+            raise ValueError(f"needs exactly one trigger: {', '.join(TRIGGERS)}")
         for channel in self.channels:
             if channel not in CHANNELS:
                 raise ValueError(f"channels: unknown channel {channel!r}")
@@ -394,7 +398,7 @@ class JourneyDefinition(_Model):
             for moment_id in (rule.moment, *rule.without_moments):
                 if moment_id is not None and moment_id not in moments:
                     raise ValueError(f"{where}: unknown moment of truth {moment_id!r}")
-            for stage_id in (rule.entered, *(rule.stages or ())):
+            for stage_id in (rule.entered, rule.referred_entered, *(rule.stages or ())):
                 if stage_id is not None and stage_id not in stage_ids:
                     raise ValueError(f"{where}: unknown stage {stage_id!r}")
 

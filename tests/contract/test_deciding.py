@@ -295,3 +295,74 @@ def test_whoever_holds_a_booked_tour_gets_a_brief_due_before_it(engine: Engine) 
         if a.rule == "meeting_brief"
     ]
     assert (ended.status, ended.status_reason) == ("expired", "the meeting it prepares for began")
+
+
+def test_a_referral_by_a_known_customer_proposes_their_place_and_thanks_them_on_signing(
+    engine: Engine,
+) -> None:
+    # Maria's customer C-17 deals with location A; they refer S-NEW without saying where.
+    engine.journeys.record(
+        [
+            touchpoint(
+                "m1", "visit", customer_id="C-17", channel="visit", rep_id="maria", location="A"
+            ),
+            touchpoint(
+                "m2",
+                "contract_signed",
+                customer_id="C-17",
+                channel="visit",
+                rep_id="maria",
+                at=T0 + HOUR,
+                location="A",
+            ),
+            touchpoint(
+                "n1",
+                "referral",
+                customer_id="S-NEW",
+                channel="email",
+                at=T0 + DAY,
+                referred_by="C-17",
+            ),
+            touchpoint(
+                "n2",
+                "call_outbound",
+                customer_id="S-NEW",
+                channel="phone",
+                rep_id="kim",
+                at=T0 + 2 * DAY,
+                location="B",
+            ),
+        ]
+    )
+    engine.decider.catch_up()
+
+    (introduction,) = engine.actions.actions(customer_id="S-NEW")
+    assert (introduction.rule, introduction.owner) == ("introduction_referral", "kim")
+    assert "Propose A, with an introduction through C-17 and maria." in introduction.reason
+    assert engine.actions.actions(customer_id="C-17") == []
+
+    engine.journeys.record(
+        [
+            touchpoint(
+                "n3",
+                "contract_signed",
+                customer_id="S-NEW",
+                channel="visit",
+                rep_id="kim",
+                at=T0 + 9 * DAY,
+            )
+        ]
+    )
+    engine.decider.catch_up()
+
+    (thanks,) = engine.actions.actions(customer_id="C-17")
+    assert (thanks.rule, thanks.owner, thanks.action_type) == (
+        "thank_referrer",
+        "maria",
+        "thank_you",
+    )
+    assert thanks.reason == "S-NEW, whom they referred, signed on 2026-03-11. Thank them."
+    assert thanks.decided_at == T0 + 9 * DAY
+    engine.journeys.record([touchpoint("n4", "page_view", customer_id="S-NEW", at=T0 + 10 * DAY)])
+    engine.decider.catch_up()
+    assert len(engine.actions.actions(customer_id="C-17", open_only=False)) == 1  # thanked once
