@@ -310,11 +310,18 @@ def _print_live(action: dict[str, Any], headers: dict[str, bytes], as_json: bool
     if as_json:
         click.echo(json.dumps(action, ensure_ascii=False))
         return
+    shown_id = headers.get(ACTION_ID_HEADER, b"").decode()
+    if action.get("status", "open") != "open":  # the journey ended it: a tool drops it
+        click.echo(
+            f"{action['owner']}: {action['action_type']} {action['customer_id']} "
+            f"{action['status']}: {action['status_reason']} [{shown_id}]"
+        )
+        return
     due = f", due {render.iso(action['due_at'])}" if action.get("due_at") else ""
     click.echo(
         f"{action['owner']}: {action['action_type']} {action['customer_id']} "
         f"by {action['channel']} (priority {action['priority']:.2f}{due}) "
-        f"[{headers.get(ACTION_ID_HEADER, b'').decode()}]\n  {action['reason']}"
+        f"[{shown_id}]\n  {action['reason']}"
     )
 
 

@@ -130,6 +130,15 @@ def test_the_stories_actions_arrive_on_the_topic_exactly_as_expected(pipeline: P
         assert action["header"] == decided["action_id"]
         assert action["reason"] == decided["reason"]
         assert action["status_at"] >= decided["due_at"]
+    # A rep following their actions in the terminal sees both end, and why.
+    kathrines_day = pipeline.start(
+        "follow-text", "actions", "--follow", "--from-beginning", "--owner", "kathrine"
+    )
+    wait_until(
+        lambda: kathrines_day.log().count(f"cancelled: {dormant}") == 2,
+        "Kathrine's ended actions shown",
+    )
+    assert kathrines_day.terminate() == 0
 
 
 def test_bad_outcomes_go_to_the_dead_letter_topic_and_good_ones_close_their_action(
