@@ -355,10 +355,11 @@ class Deciding:
         now: int,
         referrer: Referrer | None = None,
     ) -> Iterable[Candidate]:
-        decided = set(state.decided)
+        decided: set[str] | None = None
+        dormant = position.stage is not None and position.stage == self._dormant
         for rule in self.policy.rules:
             if rule.stages is None:
-                if position.stage is not None and position.stage == self._dormant:
+                if dormant:
                     continue
             elif position.stage not in rule.stages:
                 continue
@@ -366,10 +367,15 @@ class Deciding:
                 m.kind in rule.without_moments for m in position.moments
             ):
                 continue
+            triggers = self._triggers(rule, position, state, now, referrer)
+            if not triggers:  # most rules, most of the time
+                continue
             channel = self._channel(rule, state)
             if channel is None:
                 continue
-            for trigger in self._triggers(rule, position, state, now, referrer):
+            if decided is None:
+                decided = set(state.decided)
+            for trigger in triggers:
                 if rule.within_days is not None and now - trigger.at > rule.within_days * DAY_MS:
                     continue
                 identity = action_id(position.customer_id, rule.id, trigger.id)
