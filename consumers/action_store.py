@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from consumers.deciding import ActionState
+from consumers.deciding import ActionState, Ended
 from engine.errors import JourneyError
 from engine.ledger import BatchWrite
 from projections.position import Position
@@ -90,7 +90,9 @@ class DeciderPage:
     owner_days: dict[tuple[str, int], int] = field(default_factory=dict)
     actions: list[tuple[Any, ...]] = field(default_factory=list)  # new rows of the view
     changes: list[StatusChange] = field(default_factory=list)
-    outbox: list[tuple[str, str, bytes]] = field(default_factory=list)  # id, owner, value
+    ended: list[tuple[str, Ended]] = field(default_factory=list)  # customer id, and what
+    # Each action's versions to publish: id, status, owner, value.
+    outbox: list[tuple[str, str, str, bytes]] = field(default_factory=list)
 
 
 class ActionStore:
@@ -253,6 +255,20 @@ class ActionStore:
         )
         return [(owner, int(n or 0), int(late or 0)) for owner, n, late in rows]
 
+    def records(self, action_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The NextAction records of these actions, as they were decided."""
+        ids = list(action_ids)
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows = self._db.fetch(
+                "SELECT action_id, record FROM {t}journey_next_actions "
+                f"WHERE action_id IN ({','.join(['%s'] * len(chunk))})",
+                chunk,
+            )
+            found.update((action_id, orjson.loads(record)) for action_id, record in rows)
+        return found
+
     def unsent(self, limit: int) -> list[tuple[int, str, str, bytes]]:
         """Outbox rows not yet acknowledged by the broker, oldest first: (seq, action id,
         owner, value)."""
@@ -274,11 +290,12 @@ class ActionStore:
                 )
 
     def outbox_counts(self) -> tuple[int, int]:
-        """(actions in the outbox, of which not yet sent)."""
+        """(actions decided, records not yet sent: decisions and the ends of actions)."""
         rows = self._db.fetch(
-            "SELECT COUNT(*), COUNT(*) - COUNT(sent_at) FROM {t}journey_action_outbox"
+            "SELECT SUM(CASE WHEN status = 'open' THEN 1 ELSE 0 END), COUNT(*) - COUNT(sent_at) "
+            "FROM {t}journey_action_outbox"
         )
-        return int(rows[0][0]), int(rows[0][1] or 0)
+        return int(rows[0][0] or 0), int(rows[0][1] or 0)
 
     def unsent_count(self) -> int:
         """Actions decided and not yet sent (cheap: the unsent rows have an index of their
@@ -349,8 +366,8 @@ class ActionStore:
             if page.outbox:
                 cursor.executemany(
                     statement(
-                        "INSERT INTO {t}journey_action_outbox (action_id, owner, value) "
-                        "VALUES (%s, %s, %s) ON CONFLICT (action_id) DO NOTHING"
+                        "INSERT INTO {t}journey_action_outbox (action_id, status, owner, value) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT (action_id, status) DO NOTHING"
                     ),
                     page.outbox,
                 )

@@ -18,7 +18,7 @@ from typing import Any, cast
 import orjson
 
 from consumers.action_store import ActionStore, DeciderPage, StatusChange
-from consumers.deciding import DAY_MS, ActionState, Deciding, Decision
+from consumers.deciding import DAY_MS, ActionState, Deciding, Decision, Referrer
 from engine.actions import ActionOutcome, CustomerActions
 from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
@@ -46,6 +46,12 @@ class Decided:
     pages: int
     decisions: int
     position: int
+    ended: int = 0  # open actions the journey ended (superseded, expired, cancelled)
+
+    @property
+    def published(self) -> int:
+        """How many records it left in the outbox."""
+        return self.decisions + self.ended
 
 
 class Decider:
@@ -92,7 +98,7 @@ class Decider:
 
     def catch_up(self, *, max_pages: int | None = None) -> Decided:
         """Decides on everything recorded so far, a page per transaction."""
-        pages = decisions = 0
+        pages = decisions = ended = 0
         position = self.position()
         if position != self._position:
             self._forget()  # another decider moved on, or this one never ran
@@ -110,14 +116,15 @@ class Decider:
                 # A page makes no reference cycles; with the collector on, it would rescan
                 # every position and state held in memory, again and again.
                 with collector_paused():
-                    made = self._decide_page(position, entries)
+                    page = self._decide_page(position, entries)
             except BaseException:
                 self._forget()
                 raise
             pages += 1
-            decisions += len(made)
+            decisions += len(page.actions)
+            ended += len(page.ended)
             position = entries[-1][0]
-        return Decided(pages, decisions, position)
+        return Decided(pages, decisions, position, ended)
 
     def refold(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Folds the journeys the decider keeps again, under this definition, up to where it
@@ -149,12 +156,12 @@ class Decider:
         self._owner_days.clear()
         self._position = None
 
-    def _decide_page(self, start: int, entries: list[tuple[int, Any]]) -> list[Decision]:
+    def _decide_page(self, start: int, entries: list[tuple[int, Any]]) -> DeciderPage:
         machine = self._projector.machine
         marked: MarkedPage = []
         outcomes: list[ActionOutcome] = []
         order: dict[str, int] = {}  # customer -> the log position of their last entry
-        marks: dict[str, list[Mark]] = {}
+        marks: dict[str, list[tuple[Mark, dict[str, str]]]] = {}
         last_tick = start
         for log_position, entry in entries:
             if "action_id" in entry:
@@ -165,7 +172,7 @@ class Decider:
                 mark = machine.mark(cast(TouchpointState, entry))
                 customer_id = entry["customer_id"]
                 marked.append((log_position, customer_id, mark))
-                marks.setdefault(customer_id, []).append(mark)
+                marks.setdefault(customer_id, []).append((mark, entry["attributes"]))
                 order[customer_id] = log_position
             else:
                 marked.append((log_position, None, Mark(entry["at"], "", ())))
@@ -184,18 +191,32 @@ class Decider:
             start, entries[-1][0], ticked, self._digest, positions=positions, states=states
         )
         for customer_id, customer_marks in marks.items():
-            for mark in customer_marks:
-                self._deciding.observe(states[customer_id], mark)
+            for mark, attributes in customer_marks:
+                self._deciding.observe(states[customer_id], mark, attributes)
         for outcome in outcomes:
             self._apply(outcome, states, page)
         events: list[StreamEvent] = []
-        made: list[Decision] = []
+        referrers = self._referrers(page)
+        thanked: dict[str, int] = {}  # referrers to decide for again, and from when
         for customer_id in customers:
-            made += self._decide(positions[customer_id], states[customer_id], page, events)
+            position, state = positions[customer_id], states[customer_id]
+            referrer = referrers.get(customer_id)
+            self._decide(position, state, page, events, referrer)
+            if referrer is not None and self._deciding.note_referred(
+                page.states[referrer.customer_id], position
+            ):
+                thanked[referrer.customer_id] = max(
+                    thanked.get(referrer.customer_id, 0), position.last_at or 0
+                )
+        for customer_id, since in sorted(thanked.items()):
+            self._decide(
+                page.positions[customer_id], page.states[customer_id], page, events, at=since
+            )
+        self._publish_ended(page, events)
         self._journeys.append(events, also=[self._store.write(page)])
         self._projector.committed(changes)
         self._position = page.position
-        return made
+        return page
 
     def _decide(
         self,
@@ -203,17 +224,21 @@ class Decider:
         state: ActionState,
         page: DeciderPage,
         events: list[StreamEvent],
+        referrer: Referrer | None = None,
+        *,
+        at: int = 0,
     ) -> list[Decision]:
-        """Decides for one customer, adding the decisions to the page and their events to
-        `events`."""
-        now = max(position.last_at or 0, page.ticked or 0)
+        """Decides for one customer at their time (or `at`, if later), adding the decisions
+        to the page and their events to `events`."""
+        now = max(position.last_at or 0, page.ticked or 0, at)
         day = now // DAY_MS
-        owners = self._owners(position)
+        owners = self._owners(position, state)
         self._ensure_owner_days(owners, day)
         today = {owner: self._owner_days[owner, day] for owner in owners}
-        result = self._deciding.decide(position, state, now, today)
-        for closed in result.closed:
-            page.changes.append(StatusChange(closed.action_id, closed.status, closed.at))
+        result = self._deciding.decide(position, state, now, today, referrer)
+        for ended in result.ended:
+            page.changes.append(StatusChange(ended.action_id, ended.status, ended.at, ended.why))
+            page.ended.append((position.customer_id, ended))
         for decision in result.decisions:
             c = decision.candidate
             key = (c.owner, day)
@@ -241,7 +266,7 @@ class Decider:
                     orjson.dumps(explanation).decode(),
                 )
             )
-            page.outbox.append((c.action_id, c.owner, self._encode(record)))
+            page.outbox.append((c.action_id, "open", c.owner, self._encode(record)))
             events.append(
                 StreamEvent(
                     f"action:{c.action_id}",
@@ -258,6 +283,71 @@ class Decider:
             )
         return result.decisions
 
+    def _referrers(self, page: DeciderPage) -> dict[str, Referrer]:
+        """For each customer of the page referred by a customer the engine knows, that
+        referrer; their position and state join the page, to be written with it."""
+        named = {
+            customer_id: state.context.referral[1]
+            for customer_id, state in page.states.items()
+            if state.context.referral is not None
+        }
+        if not named:
+            return {}
+        wanted = sorted(set(named.values()))
+        positions = self._projector.positions_of(wanted)
+        known = {c for c in wanted if positions[c].first_at is not None}
+        if not known:
+            return {}
+        page_states = self._states_of(sorted(known))
+        found = {}
+        for customer_id, referrer_id in named.items():
+            if referrer_id not in known:
+                continue
+            position, state = positions[referrer_id], page_states[referrer_id]
+            place = state.context.place[1] if state.context.place else None
+            found[customer_id] = Referrer(referrer_id, place, position.rep, position.stage)
+            page.states.setdefault(referrer_id, state)
+            page.positions.setdefault(referrer_id, position)
+        return found
+
+    def _publish_ended(self, page: DeciderPage, events: list[StreamEvent]) -> None:
+        """Each action the journey ended on this page: an event, and its record again, with
+        its status, for the sales tools, which then drop it."""
+        if not page.ended:
+            return
+        records = self._store.records(ended.action_id for _, ended in page.ended)
+        for customer_id, ended in page.ended:
+            decided = records.get(ended.action_id)
+            if decided is None:
+                raise JourneyError(f"action {ended.action_id} ended but was never decided")
+            record = {
+                **decided,
+                "status": ended.status,
+                "status_reason": ended.why,
+                "status_at": ended.at,
+                "replaced_by": ended.replaced_by,
+            }
+            page.outbox.append(
+                (ended.action_id, ended.status, record["owner"], self._encode(record))
+            )
+            events.append(
+                StreamEvent(
+                    f"action:{ended.action_id}:{ended.status}",
+                    customer_id,
+                    CustomerActions,
+                    CustomerActions.Ended,
+                    {
+                        "action_id": ended.action_id,
+                        "customer_id": customer_id,
+                        "status": ended.status,
+                        "why": ended.why,
+                        "at": ended.at,
+                        "replaced_by": ended.replaced_by,
+                        "action": record,
+                    },
+                )
+            )
+
     def _apply(
         self, outcome: ActionOutcome, states: dict[str, ActionState], page: DeciderPage
     ) -> None:
@@ -273,10 +363,13 @@ class Decider:
             )
         )
 
-    def _owners(self, position: Position) -> set[str]:
+    def _owners(self, position: Position, state: ActionState) -> set[str]:
+        """Everyone who may be given an action for this customer."""
         policy = self._deciding.policy
         rep = position.rep or policy.unassigned_owner
-        return {rep if rule.owner == "rep" else rule.owner for rule in policy.rules}
+        hosts = {b.host for b in state.context.bookings.values() if b.host}
+        roles = {rule.owner for rule in policy.rules} - {"rep", "host"}
+        return {rep, *hosts, *roles}
 
     def _ensure_owner_days(self, owners: set[str], day: int) -> None:
         missing = [(owner, day) for owner in owners if (owner, day) not in self._owner_days]

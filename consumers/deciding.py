@@ -4,10 +4,14 @@ same log gives the same decisions.
 
 Each action rule of the journey definition proposes candidates from the customer's state
 (one per open friction, moment of truth or stage entry it watches). Arbitration keeps at most
-`max_open` open actions per customer, the highest priority first, and the contact policy
-holds back what would exceed a customer's or an owner's daily limit, what a rep dismissed
-recently, and everything for customers who opted out. An action whose triggering friction
-has resolved is closed; one that has not been decided yet is never decided.
+`max_open` open actions per customer, the highest priority first: a more important candidate
+supersedes the least important action nobody has taken up yet. The contact policy holds back
+what would exceed a customer's or an owner's daily limit, what a rep dismissed recently, and
+everything for customers who opted out or went dormant.
+
+The journey ends an open action by itself when it no longer makes sense: it is cancelled when
+its triggering friction resolves or the customer opts out or goes dormant, and it expires when
+its window passes with nothing done.
 """
 
 from __future__ import annotations
@@ -17,16 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from engine.actions import ActionOutcome, action_id
+from consumers import briefs
+from consumers.briefs import Booking, Context
+from engine.actions import CANCELLED, EXPIRED, SUPERSEDED, ActionOutcome, action_id
 from engine.definition import ActionPolicy, ActionRule, JourneyDefinition, Match
 from projections.position import Mark, Position
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
-
-# Why an open action ended without an outcome from a rep.
-RESOLVED = "resolved"  # its triggering friction resolved
-WITHDRAWN = "withdrawn"  # the customer opted out of contact
 
 
 class OpenAction(NamedTuple):
@@ -36,6 +38,8 @@ class OpenAction(NamedTuple):
     priority: float
     status: str  # open, accepted or snoozed
     friction: str | None  # the friction it answers, if a friction rule decided it
+    # When it expires if nobody does it; None for an action decided before actions expired.
+    expires_at: int | None = None
 
 
 @dataclass(slots=True)
@@ -52,9 +56,14 @@ class ActionState:
     day: int = 0  # the day `today` counts new actions of
     today: int = 0
     retry_at: int | None = None  # when held-back candidates may be decided
+    context: Context = field(default_factory=Context)  # what a brief before a meeting tells
+    # Those they referred who entered a stage a rule watches: [customer, stage, trigger, at].
+    referred: list[list[Any]] = field(default_factory=list)
 
     def to_state(self) -> dict[str, Any]:
         return {
+            "k": self.context.to_state(),
+            "h": self.referred,
             "c": self.channels,
             "o": self.opted_out,
             "x": self.closed_channels,
@@ -78,7 +87,18 @@ class ActionState:
             day=state["t"][0],
             today=state["t"][1],
             retry_at=state["r"],
+            context=Context.from_state(state.get("k")),
+            referred=list(state.get("h", ())),
         )
+
+
+class Referrer(NamedTuple):
+    """The customer who referred this one, as the engine knows them."""
+
+    customer_id: str
+    place: str | None  # where they deal with the company
+    rep: str | None
+    stage: str | None
 
 
 class Candidate(NamedTuple):
@@ -97,6 +117,7 @@ class Candidate(NamedTuple):
     triggered_at: int
     due_at: int
     friction: str | None
+    expires_at: int | None = None  # when it is moot, if its trigger says (a meeting held)
 
 
 class Decision(NamedTuple):
@@ -138,16 +159,20 @@ class Decision(NamedTuple):
         }
 
 
-class Closed(NamedTuple):
+class Ended(NamedTuple):
+    """An open action the journey ended: superseded, expired or cancelled, and why, in words."""
+
     action_id: str
-    status: str  # RESOLVED or WITHDRAWN
+    status: str
     at: int
+    why: str
+    replaced_by: str | None = None
 
 
 @dataclass(slots=True)
 class CustomerDecisions:
     decisions: list[Decision] = field(default_factory=list)
-    closed: list[Closed] = field(default_factory=list)
+    ended: list[Ended] = field(default_factory=list)
 
 
 class Deciding:
@@ -164,12 +189,22 @@ class Deciding:
         self._referral_rules = [
             f.id for f in definition.frictions if f.detector == "referral_mismatch"
         ]
+        self._dormant = definition.dormancy.stage if definition.dormancy else None
+        # Stages that, entered by someone a customer referred, may give that customer an action.
+        self.referred_stages = {
+            rule.referred_entered for rule in definition.actions.rules if rule.referred_entered
+        }
+        self._rules = {rule.id: rule for rule in definition.actions.rules}
 
-    def observe(self, state: ActionState, mark: Mark) -> bool:
-        """Takes what the decider needs from a touchpoint (channels, consent); True if the
-        state changed."""
-        changed = False
+    def observe(
+        self, state: ActionState, mark: Mark, attributes: Mapping[str, str] | None = None
+    ) -> bool:
+        """Takes what the decider needs from a touchpoint (channels, consent, and with its
+        attributes what a brief tells); True if the state changed."""
         policy = self.policy
+        changed = bool(attributes) and briefs.observe(
+            state.context, policy.briefing, mark, attributes or {}
+        )
         if mark.channel and mark.channel not in state.channels:
             state.channels.append(mark.channel)
             changed = True
@@ -196,6 +231,10 @@ class Deciding:
                 hours = self.policy.dismissed_suppression_hours
                 until = outcome.occurred_at + int(hours * HOUR_MS)
                 state.suppressed[action.rule] = max(state.suppressed.get(action.rule, 0), until)
+        elif outcome.status == "snoozed" and outcome.snoozed_until is not None:
+            # The action is due again when the snooze ends, and its window starts again then.
+            expires_at = outcome.snoozed_until + self._expiry_ms(action.rule)
+            state.open[outcome.action_id] = action._replace(status="snoozed", expires_at=expires_at)
         else:
             state.open[outcome.action_id] = action._replace(status=outcome.status)
         return action
@@ -206,11 +245,13 @@ class Deciding:
         state: ActionState,
         now: int,
         owner_today: Mapping[str, int],
+        referrer: Referrer | None = None,
     ) -> CustomerDecisions:
         """What to do next for one customer at `now` (the journey's time). `owner_today`
-        counts each owner's new actions on now's day so far; the caller adds these."""
+        counts each owner's new actions on now's day so far; the caller adds these.
+        `referrer` is the known customer who referred them, if any."""
         result = CustomerDecisions()
-        self._close_moot(position, state, now, result)
+        self._end_moot(position, state, now, result)
         state.suppressed = {rule: until for rule, until in state.suppressed.items() if until > now}
         if state.opted_out:
             state.retry_at = None
@@ -219,31 +260,53 @@ class Deciding:
         if state.day != day:
             state.day, state.today = day, 0
         proposed = sorted(
-            self.candidates(position, state, now),
+            self.candidates(position, state, now, referrer),
             key=lambda c: (-c.priority, c.rule, c.action_id),
         )
         # A dismissed rule stays quiet for a while; its proposals come back when that ends.
         quiet = [c for c in proposed if c.rule in state.suppressed]
         candidates = [c for c in proposed if c.rule not in state.suppressed]
         state.retry_at = min((state.suppressed[c.rule] for c in quiet), default=None)
-        slots = self.policy.max_open - len(state.open)
         chosen: list[Candidate] = []
         held: list[dict[str, Any]] = []
         counted: dict[str, int] = {}
         for candidate in candidates:
             why = None
-            if len(chosen) >= slots:
-                why = "no free slot"
-            elif state.today + len(chosen) >= self.policy.per_customer_per_day:
+            if state.today + len(chosen) >= self.policy.per_customer_per_day:
                 why = "the customer's daily limit"
             elif (
                 owner_today.get(candidate.owner, 0) + counted.get(candidate.owner, 0)
                 >= self.policy.per_owner_per_day
             ):
                 why = f"{candidate.owner}'s daily limit"
+            elif len(state.open) >= self.policy.max_open:
+                replaced = self._least_important(state, candidate)
+                if replaced is None:
+                    why = "no free slot"
+                else:
+                    del state.open[replaced.action_id]
+                    result.ended.append(
+                        Ended(
+                            replaced.action_id,
+                            SUPERSEDED,
+                            now,
+                            f"replaced by a more important action: {self._label(candidate)}",
+                            candidate.action_id,
+                        )
+                    )
             if why is None:
                 chosen.append(candidate)
                 counted[candidate.owner] = counted.get(candidate.owner, 0) + 1
+                state.open[candidate.action_id] = OpenAction(
+                    candidate.action_id,
+                    candidate.rule,
+                    candidate.owner,
+                    candidate.priority,
+                    "open",
+                    candidate.friction,
+                    candidate.expires_at or candidate.due_at + self._expiry_ms(candidate.rule),
+                )
+                state.decided.append(candidate.action_id)
                 continue
             held.append(
                 {
@@ -258,31 +321,61 @@ class Deciding:
                 state.retry_at = min(state.retry_at or tomorrow, tomorrow)
         for candidate in chosen:
             result.decisions.append(Decision(candidate, now, tuple(held)))
-            state.open[candidate.action_id] = OpenAction(
-                candidate.action_id,
-                candidate.rule,
-                candidate.owner,
-                candidate.priority,
-                "open",
-                candidate.friction,
-            )
-            state.decided.append(candidate.action_id)
         state.today += len(chosen)
+        # Come back when the first open action expires.
+        expiries = [a.expires_at for a in state.open.values() if a.expires_at is not None]
+        if state.retry_at is not None:
+            expiries.append(state.retry_at)
+        state.retry_at = min(expiries, default=None)
         return result
 
-    def candidates(self, position: Position, state: ActionState, now: int) -> Iterable[Candidate]:
-        decided = set(state.decided)
+    def _least_important(self, state: ActionState, candidate: Candidate) -> OpenAction | None:
+        """The open action `candidate` would supersede: the least important one nobody has
+        taken up yet (a rep's accepted or snoozed action stays), if it is less important."""
+        untaken = [a for a in state.open.values() if a.status == "open"]
+        if not untaken:
+            return None
+        least = min(untaken, key=lambda a: (a.priority, a.action_id))
+        return least if least.priority < candidate.priority else None
+
+    def _expiry_ms(self, rule_id: str) -> int:
+        rule = self._rules.get(rule_id)
+        hours = rule.expires_hours if rule is not None else None
+        return int((hours or self.policy.expire_after_hours) * HOUR_MS)
+
+    def _label(self, candidate: Candidate) -> str:
+        rule = self._rules.get(candidate.rule)
+        label = rule.label if rule is not None and rule.label else candidate.action_type
+        return label[:1].lower() + label[1:]
+
+    def candidates(
+        self,
+        position: Position,
+        state: ActionState,
+        now: int,
+        referrer: Referrer | None = None,
+    ) -> Iterable[Candidate]:
+        decided: set[str] | None = None
+        dormant = position.stage is not None and position.stage == self._dormant
         for rule in self.policy.rules:
-            if rule.stages is not None and position.stage not in rule.stages:
+            if rule.stages is None:
+                if dormant:
+                    continue
+            elif position.stage not in rule.stages:
                 continue
             if rule.without_moments and any(
                 m.kind in rule.without_moments for m in position.moments
             ):
                 continue
+            triggers = self._triggers(rule, position, state, now, referrer)
+            if not triggers:  # most rules, most of the time
+                continue
             channel = self._channel(rule, state)
             if channel is None:
                 continue
-            for trigger in self._triggers(rule, position):
+            if decided is None:
+                decided = set(state.decided)
+            for trigger in triggers:
                 if rule.within_days is not None and now - trigger.at > rule.within_days * DAY_MS:
                     continue
                 identity = action_id(position.customer_id, rule.id, trigger.id)
@@ -296,6 +389,7 @@ class Deciding:
                     channel=channel,
                     trigger=trigger,
                     identity=identity,
+                    referrer=referrer,
                 )
 
     def _candidate(
@@ -308,6 +402,7 @@ class Deciding:
         channel: str,
         trigger: _Trigger,
         identity: str,
+        referrer: Referrer | None,
     ) -> Candidate:
         weights = self.policy.weights
         fit = rule.fit if channel in state.channels else rule.fit / 2
@@ -316,8 +411,18 @@ class Deciding:
             weights.value * rule.value + weights.urgency * rule.urgency + weights.fit * fit, 4
         )
         owner = rule.owner
+        if owner == "host":
+            owner = trigger.booking.host if trigger.booking and trigger.booking.host else "rep"
         if owner == "rep":
             owner = position.rep or self.policy.unassigned_owner
+        fields = self._reason_fields(rule, position, now, trigger)
+        fields |= self._referral_fields(state, referrer, trigger, fields["referral"])
+        due_at = now + int(rule.due_hours * HOUR_MS)
+        expires_at = None
+        if trigger.booking is not None:
+            fields |= self._brief_fields(trigger.booking, position, state, owner)
+            before = int(self.policy.briefing.due_before_hours * HOUR_MS)
+            due_at, expires_at = max(now, trigger.booking.at - before), trigger.booking.at
         return Candidate(
             identity,
             rule.id,
@@ -326,21 +431,78 @@ class Deciding:
             channel,
             priority,
             score,
-            rule.reason.format(**self._reason_fields(rule, position, now, trigger)),
+            rule.reason.format(**fields),
             trigger.events,
             trigger.id,
             trigger.at,
-            now + int(rule.due_hours * HOUR_MS),
-            trigger.id if rule.friction else None,
+            due_at,
+            trigger.id if rule.friction and not trigger.related else None,
+            expires_at,
         )
 
-    def _triggers(self, rule: ActionRule, position: Position) -> list[_Trigger]:
-        if rule.friction is not None:
+    def note_referred(self, state: ActionState, referred: Position) -> bool:
+        """Someone this customer referred moved: True if they entered a stage a rule watches
+        (once per entry)."""
+        if referred.stage not in self.referred_stages or not referred.history:
+            return False
+        entry = referred.history[-1]
+        trigger = f"{referred.customer_id}:{entry.event_id or entry.entered_at}"
+        if any(seen[2] == trigger for seen in state.referred):
+            return False
+        state.referred.append([referred.customer_id, entry.stage, trigger, entry.entered_at])
+        return True
+
+    def _referral_fields(
+        self, state: ActionState, referrer: Referrer | None, trigger: _Trigger, referral: str
+    ) -> dict[str, str]:
+        referred_by = state.context.referral[1] if state.context.referral else None
+        fields = {
+            "referrer": referred_by or "the referrer",
+            "referrer_rep": (referrer.rep if referrer else None) or "their rep",
+            "referred": trigger.id.split(":", 1)[0] if trigger.source == "referred" else "",
+        }
+        if referrer is not None and referrer.place and referral == "the referrer's":
+            fields["referral"] = referrer.place  # the referral did not say; their history does
+        return fields
+
+    def _brief_fields(
+        self, booking: Booking, position: Position, state: ActionState, host: str
+    ) -> dict[str, str]:
+        return {
+            "meeting": briefs.meeting(booking),
+            "meeting_at": briefs.day_and_time(booking.at),
+            "host": host,
+            "brief": briefs.brief(state.context, position, self._labels),
+        }
+
+    def _triggers(
+        self,
+        rule: ActionRule,
+        position: Position,
+        state: ActionState,
+        now: int,
+        referrer: Referrer | None = None,
+    ) -> list[_Trigger]:
+        if rule.referred_entered:
             return [
+                _Trigger(trigger, at, (), None, "referred")
+                for _, stage, trigger, at in state.referred
+                if stage == rule.referred_entered
+            ]
+        if rule.booked:
+            return [
+                _Trigger(b.event_id, b.booked_at, (b.event_id,), b.channel, "booked", booking=b)
+                for b in briefs.upcoming(state.context, now)
+            ]
+        if rule.friction is not None:
+            found = [
                 _Trigger(f.id, f.opened_at, f.events, f.channel, rule.friction)
                 for f in position.frictions
                 if f.kind == rule.friction and f.resolved_at is None
             ]
+            if rule.friction in self._referral_rules and referrer is not None:
+                found += self._unused_referral(rule.friction, position, state, referrer)
+            return found
         if rule.moment is not None:
             return [
                 _Trigger(m.event_id, m.at, (m.event_id,), m.channel, rule.moment, m.outcome)
@@ -354,6 +516,25 @@ class Deciding:
         events = (entry.event_id,) if entry.event_id else ()
         trigger_id = entry.event_id or f"{entry.stage}@{entry.entered_at}"
         return [_Trigger(trigger_id, entry.entered_at, events, None, entry.stage)]
+
+    def _unused_referral(
+        self, kind: str, position: Position, state: ActionState, referrer: Referrer
+    ) -> list[_Trigger]:
+        """A referral the customer's own touchpoints could not judge (it did not say where the
+        referrer is), judged by the referrer's history: they were offered another place than
+        the referrer's."""
+        offered, referral = state.context.place, state.context.referral
+        if (
+            any(f.kind == kind for f in position.frictions)  # the referral said; the fold judged
+            or referrer.place is None
+            or offered is None
+            or referral is None
+            or offered[0] < referral[0]
+            or offered[1] == referrer.place
+        ):
+            return []
+        trigger = f"{kind}:{referrer.customer_id}:{offered[1]}"
+        return [_Trigger(trigger, offered[0], (), None, kind, related=True)]
 
     def _channel(self, rule: ActionRule, state: ActionState) -> str | None:
         """The first of the rule's channels the customer used themselves, else the first they
@@ -383,20 +564,34 @@ class Deciding:
             "referral": referral or "the referrer's",
         }
 
-    def _close_moot(
+    def _end_moot(
         self, position: Position, state: ActionState, now: int, result: CustomerDecisions
     ) -> None:
-        """Closes open actions that no longer apply."""
+        """Ends the open actions that no longer make sense, saying why."""
         still_open = {f.id for f in position.frictions if f.resolved_at is None}
+        kinds = {f.id: f.kind for f in position.frictions}
+        dormant = position.stage is not None and position.stage == self._dormant
         for action in list(state.open.values()):
             if state.opted_out:
-                status = WITHDRAWN
+                status, why = CANCELLED, "the customer opted out of contact"
+            elif dormant and not self._acts_when_dormant(action.rule):
+                status, why = CANCELLED, "the customer went dormant"
             elif action.friction is not None and action.friction not in still_open:
-                status = RESOLVED
+                label = self._labels.get(kinds.get(action.friction, ""), "unknown")
+                status, why = CANCELLED, f"the friction it answered resolved: {label}"
+            elif action.expires_at is not None and action.expires_at <= now:
+                rule = self._rules.get(action.rule)
+                began = rule is not None and rule.booked
+                why = "the meeting it prepares for began" if began else "nobody did it in time"
+                status = EXPIRED
             else:
                 continue
             del state.open[action.action_id]
-            result.closed.append(Closed(action.action_id, status, now))
+            result.ended.append(Ended(action.action_id, status, now, why))
+
+    def _acts_when_dormant(self, rule_id: str) -> bool:
+        rule = self._rules.get(rule_id)
+        return rule is not None and rule.stages is not None and self._dormant in rule.stages
 
 
 class _Trigger(NamedTuple):
@@ -406,6 +601,8 @@ class _Trigger(NamedTuple):
     channel: str | None
     source: str  # the friction, moment or stage id
     outcome: str | None = None
+    booking: Booking | None = None  # the meeting, for a booked trigger
+    related: bool = False  # found through another customer (a referrer), not a friction
 
 
 def _matches(matches: Iterable[Match], mark: Mark) -> bool:

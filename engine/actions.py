@@ -32,6 +32,12 @@ _ACTION_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journey-engine:action")
 # What sales people report: accepted (will do), done, dismissed (will not do), snoozed (later).
 STATUSES = ("accepted", "done", "dismissed", "snoozed")
 
+# How the journey itself ends an open action: a more important one took its place, its window
+# passed with nothing done, or what it answered went away (the friction closed, the customer
+# opted out or went dormant).
+SUPERSEDED, EXPIRED, CANCELLED = "superseded", "expired", "cancelled"
+ENDINGS = (SUPERSEDED, EXPIRED, CANCELLED)
+
 
 def action_id(customer_id: str, rule_id: str, trigger: str) -> str:
     """An action's id: the same customer, rule and triggering event always give the same id,
@@ -54,6 +60,19 @@ class CustomerActions(Aggregate):
         customer_id: str
         action: dict[str, Any]
         explanation: dict[str, Any]
+
+    class Ended(Aggregate.Event):
+        """The journey ended an open action (`status`: superseded, expired or cancelled), for
+        the reason `why` in words, at `at` (event time); `replaced_by` names the action that
+        superseded it. `action` is the NextAction record as published again, with its status."""
+
+        action_id: str
+        customer_id: str
+        status: str
+        why: str
+        at: int
+        replaced_by: str | None
+        action: dict[str, Any]
 
     @staticmethod
     def create_id(customer_id: str) -> UUID:

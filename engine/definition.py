@@ -185,7 +185,42 @@ REASON_FIELDS = {
     "outcome": "how that touchpoint went (positive, neutral, negative, or 'unknown')",
     "rep": "the customer's rep, or 'nobody yet'",
     "referral": "what the customer's referrer has (the referral rule's attribute), if anything",
+    "meeting": "for a booked trigger: what was booked and where, such as 'tour at B'",
+    "meeting_at": "for a booked trigger: when the meeting is, such as 'Tue 10 Mar 09:00 UTC'",
+    "host": "for a booked trigger: who holds the meeting",
+    "brief": "for a booked trigger: what the customer read and downloaded, who referred "
+    "them, the reps they met and what was promised, and the open frictions",
+    "referrer": "the customer who referred them, by id, or 'the referrer'",
+    "referrer_rep": "the referrer's rep, if the referrer is a known customer, or 'their rep'",
+    "referred": "for a referred_entered trigger: the customer they referred",
 }
+
+
+MEETING_FIELDS = {"meeting", "meeting_at", "host", "brief"}
+TRIGGERS = ("friction", "moment", "entered", "booked", "referred_entered")
+
+
+class Briefing(_Model):
+    """What books a meeting and what the brief before it tells. A touchpoint whose `booked`
+    attribute names what was booked (a tour, a demo, a meeting) books it for the time in its
+    `booked_for` attribute (ISO 8601), held by `host` (a rep id; else the customer's rep) at
+    `place`. The brief tells what the customer read (the `read_attribute` of `read` touchpoints)
+    and downloaded, who referred them and from where, the reps they met and what they promised,
+    and the open frictions."""
+
+    booked: str = "booked"
+    booked_for: str = "booked_for"
+    host: str = "host"
+    place: str = "location"
+    read: tuple[str, ...] = ("page_view",)
+    read_attribute: str = "page"
+    downloaded: tuple[str, ...] = ("content_download",)
+    downloaded_attribute: str = "asset"
+    referred_by: str = "referred_by"
+    referrer_place: str = "referrer_location"
+    promised: str = "promised"
+    # The brief is due this long before the meeting.
+    due_before_hours: float = Field(default=2, gt=0)
 
 
 class ScoreParts(_Model):
@@ -201,11 +236,15 @@ class ActionRule(ScoreParts):
 
     The trigger is exactly one of: an open friction of the rule `friction` (one action per
     friction; none once it has resolved), a moment of truth `moment` (with one of
-    `moment_outcomes`, if given), or having entered the stage `entered`. With `within_days`,
+    `moment_outcomes`, if given), having entered the stage `entered`, or `booked`: a meeting
+    booked and not yet held (see `Briefing`), with the action due before it and owned by
+    "host", the person holding it; or `referred_entered`: someone the customer referred (a
+    referral naming them, `Briefing.referred_by`) entered that stage. With `within_days`,
     the trigger must have happened that recently. `stages` and `without_moments` narrow it
-    further. The action goes out on the first of `channels` the customer has used themselves
-    (else the first one they have not opted out of), to `owner`: "rep" for the customer's rep,
-    or a role such as "branch_manager"."""
+    further; a dormant customer gets nothing unless `stages` names the dormant stage. The action
+    goes out on the first of `channels` the customer has used themselves (else the first one
+    they have not opted out of), to `owner`: "rep" for the customer's rep, or a role such as
+    "branch_manager"."""
 
     id: str = Field(pattern=_ID_PATTERN)
     action: str = Field(pattern=_ID_PATTERN)
@@ -214,19 +253,23 @@ class ActionRule(ScoreParts):
     moment: str | None = None
     moment_outcomes: tuple[str, ...] | None = None
     entered: str | None = None
+    booked: bool = False
+    referred_entered: str | None = None
     within_days: float | None = Field(default=None, gt=0)
     stages: tuple[str, ...] | None = None
     without_moments: tuple[str, ...] = ()
     channels: tuple[str, ...] = Field(min_length=1)
     owner: str = Field(default="rep", pattern=_ID_PATTERN)
     due_hours: float = Field(default=24, gt=0)
+    # How long after its due time an action nobody did expires (None: the policy's).
+    expires_hours: float | None = Field(default=None, gt=0)
     reason: str = Field(min_length=1)
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Self:
-        triggers = [name for name in ("friction", "moment", "entered") if getattr(self, name)]
+        triggers = [name for name in TRIGGERS if getattr(self, name)]
         if len(triggers) != 1:
-            raise ValueError("needs exactly one trigger: friction, moment or entered")
+            raise ValueError(f"needs exactly one trigger: {', '.join(TRIGGERS)}")
         for channel in self.channels:
             if channel not in CHANNELS:
                 raise ValueError(f"channels: unknown channel {channel!r}")
@@ -237,6 +280,9 @@ class ActionRule(ScoreParts):
             names = {name for _, name, _, _ in string.Formatter().parse(self.reason) if name}
         except ValueError as exc:
             raise ValueError(f"reason: {exc}") from None
+        meeting = sorted(names & MEETING_FIELDS)
+        if meeting and not self.booked:
+            raise ValueError(f"reason: {{{meeting[0]}}} is only known to a booked trigger")
         unknown = sorted(names - REASON_FIELDS.keys())
         if unknown:
             raise ValueError(
@@ -259,6 +305,9 @@ class ActionPolicy(_Model):
     # After a rep dismisses an action, the same rule proposes nothing for that customer for
     # this long.
     dismissed_suppression_hours: float = Field(default=168, ge=0)
+    # An open action nobody did expires this long after its due time (or after the end of
+    # its snooze), unless its rule says otherwise.
+    expire_after_hours: float = Field(default=336, gt=0)
     # The owner of "rep" actions for customers who have no rep yet.
     unassigned_owner: str = Field(default="inside_sales", pattern=_ID_PATTERN)
     # Touchpoints that withdraw the customer's consent to any contact, and that give it back.
@@ -266,6 +315,7 @@ class ActionPolicy(_Model):
     opt_in: tuple[Match, ...] = ()
     # Per channel, touchpoints after which that channel is not used for actions.
     channel_opt_out: dict[str, tuple[Match, ...]] = Field(default_factory=dict)
+    briefing: Briefing = Briefing()
     rules: tuple[ActionRule, ...] = ()
 
     @model_validator(mode="after")
@@ -348,7 +398,7 @@ class JourneyDefinition(_Model):
             for moment_id in (rule.moment, *rule.without_moments):
                 if moment_id is not None and moment_id not in moments:
                     raise ValueError(f"{where}: unknown moment of truth {moment_id!r}")
-            for stage_id in (rule.entered, *(rule.stages or ())):
+            for stage_id in (rule.entered, rule.referred_entered, *(rule.stages or ())):
                 if stage_id is not None and stage_id not in stage_ids:
                     raise ValueError(f"{where}: unknown stage {stage_id!r}")
 

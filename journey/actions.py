@@ -147,6 +147,7 @@ def _decide(
             published = relay.publish_pending() if relay else 0
             say(
                 f"{done.decisions} action{'s' if done.decisions != 1 else ''} decided"
+                + (f", {done.ended} ended" if done.ended else "")
                 + (f", {published} published to {kafka.actions_topic}" if relay else "")
             )
             return
@@ -195,7 +196,7 @@ def _follow(
             DECISIONS.inc(done.decisions)
         if done.pages:
             settle_young_objects()  # a live process: keep the collector off what it holds
-        unpublished = unpublished or done.decisions > 0
+        unpublished = unpublished or done.published > 0
         if relay is not None and unpublished:
             try:
                 relay.publish_pending()
@@ -310,11 +311,18 @@ def _print_live(action: dict[str, Any], headers: dict[str, bytes], as_json: bool
     if as_json:
         click.echo(json.dumps(action, ensure_ascii=False))
         return
+    shown_id = headers.get(ACTION_ID_HEADER, b"").decode()
+    if action.get("status", "open") != "open":  # the journey ended it: a tool drops it
+        click.echo(
+            f"{action['owner']}: {action['action_type']} {action['customer_id']} "
+            f"{action['status']}: {action['status_reason']} [{shown_id}]"
+        )
+        return
     due = f", due {render.when(action['due_at'])}" if action.get("due_at") else ""
     click.echo(
         f"{action['owner']}: {action['action_type']} {action['customer_id']} "
         f"by {action['channel']} ({render.priority_level(action['priority'])} priority{due}) "
-        f"[{headers.get(ACTION_ID_HEADER, b'').decode()}]\n  {action['reason']}"
+        f"[{shown_id}]\n  {action['reason']}"
     )
 
 

@@ -29,8 +29,9 @@ from journey.bootstrap import (
     rebuild_beside,
 )
 from journey.console import Exit, catch_up, engine_for, now_ms, out, progress, say
-from journey.demo import STORIES, demo_customers, demo_touchpoints, recent_start
+from journey.demo import demo_customers, demo_touchpoints, recent_start
 from journey.ingest import IngestSummary, check_files, ingest_files
+from journey.showcase import story_examples
 from projections.timeline import timeline as project_timeline
 from schemas.codec import contract
 from schemas.files import file_format, touchpoint_avro, write_csv, write_jsonl
@@ -191,12 +192,13 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
             render.funnel_table(engine.definition, engine.view.funnel(engine.definition.ladder))
         )
         out.print()
-        examples = _story_examples(customers, seed)
-        for story, customer_id in examples:
-            out.rule(Text(story, style="bold"))
-            _show_customer(engine, customer_id)
-            out.print()
         opened = engine.actions.actions(limit=None)
+        for example in story_examples(engine, demo_customers(customers, seed), opened):
+            out.rule(Text(example.story, style="bold"))
+            out.print(Text(example.summary(str(from_millis(now).date())), style="italic"))
+            if example.customer_id is not None:
+                _show_customer(engine, example.customer_id)
+            out.print()
         owners = len({action.owner for action in opened})
         from journey.report import write_report  # the charts' library takes long to load
 
@@ -219,13 +221,6 @@ def _program() -> str:
     if shutil.which("journey"):
         return "journey"
     return os.path.relpath(sys.argv[0]) if sys.argv and sys.argv[0] else "journey"
-
-
-def _story_examples(customers: int, seed: int) -> list[tuple[str, str]]:
-    first: dict[str, str] = {}
-    for customer in demo_customers(customers, seed):
-        first.setdefault(customer.story, customer.customer_id)
-    return [(name, first[name]) for name, _, _ in STORIES if name in first]
 
 
 @cli.command()

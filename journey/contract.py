@@ -149,12 +149,13 @@ class Action(BaseModel):
         description="The priority in a word: high from 0.8, medium from 0.6, low below (the "
         "default policy's follow-ups and call backs are high, its thank-yous low)."
     )
-    status: Literal["open", "accepted", "snoozed", "done", "dismissed", "resolved", "withdrawn"] = (
-        Field(
-            description="open, accepted or snoozed while it is to be done; done or dismissed as "
-            "a rep reported; resolved when what triggered it resolved, withdrawn when the "
-            "customer opted out."
-        )
+    status: Literal[
+        "open", "accepted", "snoozed", "done", "dismissed", "superseded", "expired", "cancelled"
+    ] = Field(
+        description="open, accepted or snoozed while it is to be done; done or dismissed as a "
+        "rep reported; superseded when a more important action took its place, expired when "
+        "its window passed with nothing done, cancelled when what triggered it resolved or the "
+        "customer opted out or went dormant (status_reason says which)."
     )
     reason: str = Field(description="Why, in words a rep can act on.")
     decided_at: Time = Field(description="When it was decided (journey time).")

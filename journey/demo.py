@@ -77,6 +77,9 @@ def _warm_referral_gone_cold(j: _Journey) -> None:
     rng, other = j.rng, rng_other_rep(j)
     home, offered = rng.sample(LOCATIONS, 2)
     j.add("email", "referral", referred_by=f"C-REF{rng.randrange(100):02d}", referrer_location=home)
+    # The tour is booked for five days after the call, at ten, and a colleague will hold it.
+    call_at = j.at + 48 * HOUR
+    tour_at = (call_at // DAY + 5) * DAY + 10 * HOUR
     j.add(
         "phone",
         "call_outbound",
@@ -84,6 +87,8 @@ def _warm_referral_gone_cold(j: _Journey) -> None:
         rep=j.rep,
         outcome="positive",
         booked="tour",
+        booked_for=datetime.fromtimestamp(tour_at / 1000, UTC).isoformat(),
+        host=other,
         location=offered,
     )
     j.add("web", "page_view", after=24, page="amenities")
@@ -92,7 +97,7 @@ def _warm_referral_gone_cold(j: _Journey) -> None:
     j.add(
         "visit",
         "tour",
-        after=96,
+        after=max(0.0, (tour_at - j.at) / HOUR),
         rep=other,
         outcome=rng.choice(("neutral", "negative")),
         location=offered,

@@ -88,6 +88,52 @@ STORE = (
             ),
         ),
     ),
+    Migration(
+        2,
+        "actions the journey ends are published again with their status: the outbox keeps a "
+        "row per action and status; resolved and withdrawn actions read as cancelled",
+        (
+            Step(
+                "ALTER TABLE {t}journey_action_outbox "
+                "ADD COLUMN status TEXT NOT NULL DEFAULT 'open'",
+                POSTGRES,
+            ),
+            Step(
+                "ALTER TABLE {t}journey_action_outbox "
+                "DROP CONSTRAINT IF EXISTS journey_action_outbox_action_id_key",
+                POSTGRES,
+            ),
+            Step("ALTER TABLE {t}journey_action_outbox ADD UNIQUE (action_id, status)", POSTGRES),
+            # SQLite cannot drop a constraint: the table is copied, keeping every row's seq.
+            Step(
+                """CREATE TABLE {t}journey_action_outbox_2 (
+                seq {serial}, action_id TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',
+                owner TEXT NOT NULL, value {blob} NOT NULL, sent_at BIGINT,
+                UNIQUE (action_id, status))""",
+                SQLITE,
+            ),
+            Step(
+                """INSERT INTO {t}journey_action_outbox_2 (seq, action_id, owner, value, sent_at)
+                SELECT seq, action_id, owner, value, sent_at FROM {t}journey_action_outbox""",
+                SQLITE,
+            ),
+            Step("DROP TABLE {t}journey_action_outbox", SQLITE),
+            Step("ALTER TABLE {t}journey_action_outbox_2 RENAME TO journey_action_outbox", SQLITE),
+            Step(
+                """CREATE INDEX IF NOT EXISTS journey_action_outbox_unsent
+                ON {t}journey_action_outbox (seq) WHERE sent_at IS NULL""",
+                SQLITE,
+            ),
+            Step(
+                """UPDATE {t}journey_next_actions SET status = 'cancelled',
+                status_reason = 'the friction it answered resolved' WHERE status = 'resolved'"""
+            ),
+            Step(
+                """UPDATE {t}journey_next_actions SET status = 'cancelled',
+                status_reason = 'the customer opted out of contact' WHERE status = 'withdrawn'"""
+            ),
+        ),
+    ),
 )
 
 # What the Kafka consumers keep beside the events: how far each partition has been recorded

@@ -4,6 +4,7 @@ in the order they would arrive."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,10 @@ def tp(
     return record
 
 
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
 def warm_referral_gone_cold() -> list[dict[str, Any]]:
     c = "S1-ANNA"
     return [
@@ -51,7 +56,13 @@ def warm_referral_gone_cold() -> list[dict[str, Any]]:
             T0 + 2 * DAY,
             rep_id="kathrine",
             outcome="positive",
-            attributes={"booked": "tour", "location": "B"},
+            # Kathrine books the tour for the day Peter stands in for her at location B.
+            attributes={
+                "booked": "tour",
+                "location": "B",
+                "booked_for": iso(T0 + 7 * DAY),
+                "host": "peter",
+            },
         ),
         tp("s1-3", c, "web", "page_view", T0 + 3 * DAY, attributes={"page": "amenities"}),
         tp("s1-4", c, "web", "page_view", T0 + 3 * DAY + HOUR, attributes={"page": "programmes"}),

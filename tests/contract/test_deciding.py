@@ -17,10 +17,14 @@ from engine.actions import ActionOutcome, CustomerActions
 from engine.definition import definition_from_mapping
 from engine.errors import InvalidOutcome
 from engine.settings import Settings
+from engine.touchpoints import touchpoint_from_record
 from journey.bootstrap import Engine, build_engine
+from journey.console import now_ms
 from journey.demo import demo_touchpoints
 from projections.log import JourneyLog
-from tests.conftest import DAY, T0, touchpoint
+from schemas.codec import contract
+from tests.conftest import DAY, HOUR, T0, touchpoint
+from tests.stories import warm_referral_gone_cold
 
 DECIDER_TABLES = (
     "journey_decider_tracking",
@@ -53,7 +57,9 @@ def record_history(engine: Engine) -> None:
 def decided(store: ActionStore) -> list[tuple[Any, ...]]:
     """Every action with its record, explanation and status, and the outbox's bytes."""
     rows = store.actions(open_only=False)
-    outbox = {action_id: value for _, action_id, _, value in store.unsent(100_000)}
+    outbox: dict[str, tuple[bytes, ...]] = {}
+    for _, action_id, _, value in store.unsent(100_000):
+        outbox[action_id] = (*outbox.get(action_id, ()), value)
     return sorted((*row, outbox.get(row.action_id)) for row in rows)
 
 
@@ -156,7 +162,9 @@ def test_a_dismissed_action_closes_and_keeps_its_rule_quiet(engine: Engine) -> N
     assert again.decided_at == T0 + 11 * DAY
 
 
-def test_a_follow_up_closes_the_action_it_makes_moot(engine: Engine) -> None:
+def test_a_follow_up_cancels_the_action_it_makes_moot_and_publishes_it_again(
+    engine: Engine,
+) -> None:
     engine.journeys.record([touchpoint("v1", "visit", channel="visit", rep_id="kim")])
     engine.journeys.tick(T0 + 3 * DAY)
     engine.decider.catch_up()
@@ -166,7 +174,30 @@ def test_a_follow_up_closes_the_action_it_makes_moot(engine: Engine) -> None:
     engine.decider.catch_up()
 
     (action,) = engine.actions.actions(customer_id="C-1", open_only=False)
-    assert action.status == "resolved"
+    assert (action.status, action.status_reason) == (
+        "cancelled",
+        "the friction it answered resolved: Visit with no follow-up",
+    )
+    assert action.status_at == T0 + 3 * DAY + 1
+    stream = engine.journeys.recorder.select_events(CustomerActions.create_id("C-1"))
+    events = [engine.journeys.mapper.to_domain_event(stored) for stored in stream]
+    (ended,) = [e for e in events if isinstance(e, CustomerActions.Ended)]
+    assert (ended.action_id, ended.status, ended.at) == (
+        action.action_id,
+        "cancelled",
+        action.status_at,
+    )
+    published = [
+        contract("NextAction").decode(value) for _, _, _, value in engine.actions.unsent(100)
+    ]
+    assert [(r["action_id"], r["status"]) for r in published] == [
+        (action.action_id, "open"),
+        (action.action_id, "cancelled"),
+    ]
+    assert published[1]["status_reason"] == action.status_reason
+    assert {k: v for k, v in published[1].items() if not k.startswith(("status", "replaced"))} == {
+        k: v for k, v in published[0].items() if not k.startswith(("status", "replaced"))
+    }
 
 
 def test_an_outcome_must_name_an_action_of_its_customer(engine: Engine) -> None:
@@ -235,3 +266,103 @@ def test_after_a_definition_change_the_decider_asks_to_refold_and_then_decides_o
     decider.catch_up()
     assert engine.actions.load_positions(["C-1"])["C-1"].stage == "evaluating"
     assert len(engine.actions.actions(customer_id="C-1", open_only=False)) == 1  # nothing twice
+
+
+def test_whoever_holds_a_booked_tour_gets_a_brief_due_before_it(engine: Engine) -> None:
+    story = [touchpoint_from_record(r, now_ms=now_ms()) for r in warm_referral_gone_cold()]
+    booked, tour = story[:-1], story[-1]
+    engine.journeys.record(booked)  # up to the reading, days before the tour
+    engine.decider.catch_up()
+
+    (brief,) = [
+        a for a in engine.actions.actions(customer_id="S1-ANNA") if a.rule == "meeting_brief"
+    ]
+    assert (brief.owner, brief.action_type) == ("peter", "brief")  # the stand-in, not kathrine
+    assert brief.due_at == tour.occurred_at - 2 * HOUR
+    assert brief.reason == (
+        "Before the tour at B on Mon 9 Mar 09:00 UTC, which peter holds: "
+        "They read programmes, amenities. C-17 referred them, from A. "
+        "They met kathrine (call outbound on Wed 4 Mar, positive). "
+        "Still open: Referral not used."
+    )
+
+    engine.journeys.record([tour])  # the tour begins, and nobody read the brief
+    engine.decider.catch_up()
+
+    (ended,) = [
+        a
+        for a in engine.actions.actions(customer_id="S1-ANNA", open_only=False)
+        if a.rule == "meeting_brief"
+    ]
+    assert (ended.status, ended.status_reason) == ("expired", "the meeting it prepares for began")
+
+
+def test_a_referral_by_a_known_customer_proposes_their_place_and_thanks_them_on_signing(
+    engine: Engine,
+) -> None:
+    # Maria's customer C-17 deals with location A; they refer S-NEW without saying where.
+    engine.journeys.record(
+        [
+            touchpoint(
+                "m1", "visit", customer_id="C-17", channel="visit", rep_id="maria", location="A"
+            ),
+            touchpoint(
+                "m2",
+                "contract_signed",
+                customer_id="C-17",
+                channel="visit",
+                rep_id="maria",
+                at=T0 + HOUR,
+                location="A",
+            ),
+            touchpoint(
+                "n1",
+                "referral",
+                customer_id="S-NEW",
+                channel="email",
+                at=T0 + DAY,
+                referred_by="C-17",
+            ),
+            touchpoint(
+                "n2",
+                "call_outbound",
+                customer_id="S-NEW",
+                channel="phone",
+                rep_id="kim",
+                at=T0 + 2 * DAY,
+                location="B",
+            ),
+        ]
+    )
+    engine.decider.catch_up()
+
+    (introduction,) = engine.actions.actions(customer_id="S-NEW")
+    assert (introduction.rule, introduction.owner) == ("introduction_referral", "kim")
+    assert "Propose A, with an introduction through C-17 and maria." in introduction.reason
+    assert engine.actions.actions(customer_id="C-17") == []
+
+    engine.journeys.record(
+        [
+            touchpoint(
+                "n3",
+                "contract_signed",
+                customer_id="S-NEW",
+                channel="visit",
+                rep_id="kim",
+                at=T0 + 9 * DAY,
+            )
+        ]
+    )
+    engine.decider.catch_up()
+
+    (thanks,) = engine.actions.actions(customer_id="C-17")
+    assert (thanks.rule, thanks.owner, thanks.action_type) == (
+        "thank_referrer",
+        "maria",
+        "thank_you",
+    )
+    assert thanks.reason == "S-NEW, whom they referred, signed on 2026-03-11. Thank them."
+    assert thanks.decided_at == T0 + 9 * DAY
+    engine.journeys.record([touchpoint("n4", "page_view", customer_id="S-NEW", at=T0 + 10 * DAY)])
+    engine.decider.catch_up()
+    assert len(engine.actions.actions(customer_id="C-17", open_only=False)) == 1  # thanked once

@@ -16,10 +16,13 @@ from tests.conftest import DAY, T0
 
 def test_each_owners_counts_are_what_their_worklist_holds(engine: Engine) -> None:
     engine.journeys.record(list(demo_touchpoints(customers=60, seed=5, start=T0)))
-    engine.journeys.tick(T0 + 20 * DAY)
     engine.decider.catch_up()
-    first, second, third = engine.actions.actions()[:3]
-    now = T0 + 20 * DAY
+    engine.runner.catch_up()
+    now = engine.view.clock()
+    assert now is not None
+    # The latest due, so that no window of theirs passes while the test looks.
+    latest = sorted(engine.actions.actions(), key=lambda a: -(a.due_at or 0))
+    first, second, third = latest[:3]
     record_outcomes(
         engine.journeys,
         [
@@ -42,4 +45,8 @@ def test_each_owners_counts_are_what_their_worklist_holds(engine: Engine) -> Non
         day = worklist(owner, [a for a in every if a.owner == owner], now, ZoneInfo("UTC"))
         groups = Counter(group for group, _ in day.items)
         assert (to_do, overdue) == (len(day.items), groups["overdue"]), owner
-    assert sum(to_do for _, to_do, _ in counted) == len(engine.actions.actions()) - 1
+    statuses = {a.action_id: (a.status, a.snoozed_until) for a in every}
+    assert statuses[second.action_id] == ("snoozed", now + DAY)  # counted from tomorrow
+    assert statuses[third.action_id] == ("snoozed", now - DAY)  # counted again
+    waiting = [a for a in engine.actions.actions() if a.action_id != second.action_id]
+    assert sum(to_do for _, to_do, _ in counted) == len(waiting)

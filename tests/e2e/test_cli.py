@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from click.testing import CliRunner, Result
@@ -280,16 +281,90 @@ def test_csv_and_avro_files_are_ingested_like_json_lines(tmp_path: Path) -> None
         assert funnel[0] == {"stage": "aware", "label": "Aware", "reached": 5, "current": 0}
 
 
-def test_the_demo_runs_on_the_embedded_store_and_shows_the_funnel_and_stories(
-    tmp_path: Path,
-) -> None:
-    result = journey("demo", "--customers", "120", data_dir=tmp_path / "demo")
-
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The demo's data directory and what it printed."""
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    result = journey("demo", "--customers", "120", data_dir=data_dir)
     assert result.returncode == 0, result.stderr
-    assert "Journey funnel" in result.stdout
-    for story in ("warm referral gone cold", "happy path", "late visit log"):
-        assert story in result.stdout
     assert "Traceback" not in result.stderr
+    return data_dir, result.stdout
+
+
+def test_the_demo_runs_on_the_embedded_store_and_shows_the_funnel_and_stories(
+    demo: tuple[Path, str],
+) -> None:
+    _, shown = demo
+
+    assert "Journey funnel" in shown
+    for story in ("warm referral gone cold", "happy path", "late visit log"):
+        assert story in shown
+
+
+def _open_frictions(customer: dict[str, Any]) -> set[tuple[str, str | None]]:
+    return {(f["kind"], f["stage"]) for f in customer["frictions"] if f["open"]}
+
+
+def _moments(customer: dict[str, Any]) -> set[tuple[str, str | None]]:
+    return {(m["kind"], m["outcome"]) for m in customer["moments_of_truth"]}
+
+
+def _a_visit_reported_late(customer: dict[str, Any]) -> bool:
+    timeline = customer["timeline"]
+    return any(
+        visit["channel"] == "visit"
+        and any(
+            t["arrival"] < visit["arrival"] and t["occurred_at"] > visit["occurred_at"]
+            for t in timeline
+        )
+        for visit in timeline
+    )
+
+
+# What makes each story, in what `journey customer --json` shows of its example customer.
+STORY_SHOWN: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "warm referral gone cold": lambda c: (
+        {kind for kind, _ in _open_frictions(c)} >= {"referral_unused", "no_follow_up"}
+    ),
+    "digital to phone after a failed step": lambda c: (
+        "channel_jump" in {kind for kind, _ in _open_frictions(c)}
+    ),
+    "bank customer on two channels": lambda c: ("first_complaint", "negative") in _moments(c),
+    "repeated pricing views, no contact": lambda c: (
+        c["stage"] == "considering" and "loop" in {kind for kind, _ in _open_frictions(c)}
+    ),
+    "late visit log": _a_visit_reported_late,
+    "happy path": lambda c: (
+        [s["stage"] for s in c["stage_history"]]
+        == ["aware", "engaged", "considering", "evaluating", "deciding", "customer", "advocate"]
+    ),
+    "browser": lambda c: "first_human_contact" not in {kind for kind, _ in _moments(c)},
+    "stalled evaluation": lambda c: ("stall", "evaluating") in _open_frictions(c),
+}
+
+
+def test_the_demo_shows_for_each_story_a_customer_whose_journey_shows_it(
+    demo: tuple[Path, str],
+) -> None:
+    data_dir, shown = demo
+    examples: dict[str, str | None] = {}
+    story = None
+    for line in shown.splitlines():
+        if match := re.fullmatch(r"─+ (.+?) ─+", line.strip()):
+            story = match[1]
+        elif story is not None and line.startswith("No example"):
+            examples[story] = None
+        elif story is not None and (shown_customer := re.match(r"Customer (C-\d{6}) ", line)):
+            examples.setdefault(story, shown_customer[1])
+
+    assert set(examples) == set(STORY_SHOWN)
+    for story, customer_id in examples.items():
+        assert customer_id is not None, f"no example of {story}"
+        looked_up = CliRunner().invoke(
+            cli, ["--data-dir", str(data_dir), "customer", customer_id, "--json"]
+        )
+        assert looked_up.exit_code == 0, looked_up.output
+        assert STORY_SHOWN[story](json.loads(looked_up.output)), f"{customer_id}: {story}"
 
 
 def test_the_file_reader_stops_when_ingest_is_killed(tmp_path: Path) -> None:

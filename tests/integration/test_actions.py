@@ -1,6 +1,7 @@
 """Next-best-actions through the real broker and PostgreSQL: the stories' actions arrive on the
-actions topic exactly as expected, killing the decider or its relay anywhere loses nothing
-and changes nothing, and bad outcomes go to their dead-letter topic."""
+actions topic exactly as expected, and again, ended, once they no longer make sense; killing
+the decider or its relay anywhere loses nothing and changes nothing, and bad outcomes go to
+their dead-letter topic."""
 
 from __future__ import annotations
 
@@ -105,6 +106,39 @@ def test_the_stories_actions_arrive_on_the_topic_exactly_as_expected(pipeline: P
         ("follow_up", "kathrine"),
         ("introduction", "kathrine"),
     }
+
+    # Months pass and nobody acts: each action is published again, ended, saying why, so
+    # that the sales tools drop it.
+    assert pipeline.journey("tick", "--at", "2026-08-14T09:00:00Z").returncode == 0
+    ended = actions_on_topic(pipeline, 2 * len(STORY_ACTIONS))[len(STORY_ACTIONS) :]
+    dormant, expired = "the customer went dormant", "nobody did it in time"
+    assert sorted(
+        (a["customer_id"], a["action_type"], a["status"], a["status_reason"]) for a in ended
+    ) == [
+        ("S1-ANNA", "follow_up", "cancelled", dormant),
+        ("S1-ANNA", "introduction", "cancelled", dormant),
+        ("S2-BEN", "call_back", "cancelled", dormant),
+        ("S3-CARLA", "recovery_call", "expired", expired),
+        ("S4-DAN", "consultation_offer", "cancelled", dormant),
+        ("S5-EVA", "follow_up", "cancelled", dormant),
+        ("S6-FIN", "thank_you", "expired", expired),
+    ]
+    by_id = {a["action_id"]: a for a in actions}
+    for action in ended:
+        decided = by_id[action["action_id"]]
+        assert action["key"] == decided["owner"]  # the same rep's tool, in order
+        assert action["header"] == decided["action_id"]
+        assert action["reason"] == decided["reason"]
+        assert action["status_at"] >= decided["due_at"]
+    # A rep following their actions in the terminal sees both end, and why.
+    kathrines_day = pipeline.start(
+        "follow-text", "actions", "--follow", "--from-beginning", "--owner", "kathrine"
+    )
+    wait_until(
+        lambda: kathrines_day.log().count(f"cancelled: {dormant}") == 2,
+        "Kathrine's ended actions shown",
+    )
+    assert kathrines_day.terminate() == 0
 
 
 def test_bad_outcomes_go_to_the_dead_letter_topic_and_good_ones_close_their_action(

@@ -70,6 +70,53 @@ def test_a_reader_on_this_version_reads_a_channel_it_does_not_know_as_other() ->
     assert "campaign" not in decoded
 
 
+# The NextAction fields the lifecycle added; a sales tool built before them reads without.
+LIFECYCLE_FIELDS = ("status", "status_reason", "status_at", "replaced_by")
+
+
+def next_action_before_statuses() -> Any:
+    schema = copy.deepcopy(load_contract_schema("NextAction"))
+    schema["fields"] = [f for f in schema["fields"] if f["name"] not in LIFECYCLE_FIELDS]
+    return schema
+
+
+def next_action(**overrides: Any) -> dict[str, Any]:
+    return {
+        "action_id": "a-1",
+        "customer_id": "C-1",
+        "owner": "kim",
+        "action_type": "follow_up",
+        "channel": "phone",
+        "rule": "follow_up_visit",
+        "priority": 0.88,
+        "score": {"value": 0.9},
+        "reason": "Follow up.",
+        "triggering_event_ids": ["t1"],
+        "decided_at": WHEN,
+        "due_at": None,
+        **overrides,
+    }
+
+
+def test_a_sales_tool_built_before_statuses_reads_an_ended_action_and_one_after_reads_old() -> None:
+    now = contract("NextAction")
+    before = AvroContract(next_action_before_statuses(), also_written_with=[now.schema])
+    ended = next_action(status="expired", status_reason="nobody did it", status_at=WHEN)
+
+    read_by_old = before.decode(now.encode(ended))
+    read_by_new = AvroContract(now.schema, also_written_with=[before.schema]).decode(
+        before.encode(next_action())
+    )
+
+    assert read_by_old == next_action()
+    assert {k: read_by_new[k] for k in LIFECYCLE_FIELDS} == {
+        "status": "open",
+        "status_reason": None,
+        "status_at": None,
+        "replaced_by": None,
+    }
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

@@ -7,8 +7,12 @@ import copy
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from consumers.deciding import ActionState, CustomerDecisions, Deciding
+from consumers import briefs
+from consumers.briefs import KEPT, Context
+from consumers.deciding import ActionState, CustomerDecisions, Deciding, Ended
 from engine.actions import ActionOutcome
 from engine.definition import definition_from_mapping, load_definition
 from engine.errors import DefinitionError
@@ -39,8 +43,8 @@ def state_after(
 ) -> tuple[Position, ActionState]:
     marks = [machine.mark_touchpoint(tp) for tp in touchpoints]
     state = ActionState("C-1")
-    for mark in marks:
-        deciding.observe(state, mark)
+    for tp, mark in zip(touchpoints, marks, strict=True):
+        deciding.observe(state, mark, tp.attributes)
     return machine.replay("C-1", marks, now), state
 
 
@@ -158,7 +162,7 @@ def test_deciding_is_a_function_of_its_inputs() -> None:
     assert state == again
 
 
-def test_opting_out_withdraws_open_actions_and_stops_new_ones() -> None:
+def test_opting_out_cancels_open_actions_and_stops_new_ones() -> None:
     position, state = state_after(REFERRED, T0 + 5 * DAY)
     (follow_up, _) = decide(position, state, T0 + 5 * DAY).decisions
     DECIDING.observe(state, MACHINE.mark_touchpoint(touchpoint("x", "opted_out", channel="email")))
@@ -166,8 +170,8 @@ def test_opting_out_withdraws_open_actions_and_stops_new_ones() -> None:
     result = decide(position, state, T0 + 6 * DAY)
 
     assert result.decisions == []
-    assert {(c.action_id, c.status) for c in result.closed} >= {
-        (follow_up.candidate.action_id, "withdrawn")
+    assert (follow_up.candidate.action_id, "cancelled", "the customer opted out of contact") in {
+        (e.action_id, e.status, e.why) for e in result.ended
     }
     assert state.open == {}
 
@@ -198,6 +202,7 @@ def test_a_recent_negative_complaint_only() -> None:
         ({}, "actions.rules[0]: needs exactly one trigger"),
         ({"friction": "loop", "entered": "aware"}, "needs exactly one trigger"),
         ({"friction": "loop", "reason": "{nope}"}, "reason: unknown field {nope}"),
+        ({"friction": "loop", "reason": "{brief}"}, "{brief} is only known to a booked trigger"),
         ({"friction": "loop", "channels": ["fax"]}, "channels: unknown channel 'fax'"),
         ({"friction": "loop", "stages": ["nowhere"]}, "unknown stage 'nowhere'"),
     ],
@@ -210,3 +215,165 @@ def test_a_bad_action_rule_is_refused_naming_the_key(rule: dict[str, object], me
 
     with pytest.raises(DefinitionError, match=message.replace("[", r"\[").replace("{", r"\{")):
         definition_from_mapping(document, origin="test")
+
+
+def test_a_more_important_action_supersedes_the_least_important_one_nobody_took_up() -> None:
+    machine, deciding = compiled(max_open=1)
+    position, state = state_after(REFERRED[:2], T0 + DAY + HOUR, machine, deciding)
+    (introduction,) = decide(position, state, T0 + DAY + HOUR, deciding).decisions
+    position, _ = state_after(REFERRED, T0 + 5 * DAY, machine, deciding)
+
+    result = decide(position, state, T0 + 5 * DAY, deciding)
+
+    (follow_up,) = result.decisions
+    assert follow_up.candidate.rule == "follow_up_visit"
+    assert result.ended == [
+        Ended(
+            introduction.candidate.action_id,
+            "superseded",
+            T0 + 5 * DAY,
+            "replaced by a more important action: follow up after the visit",
+            follow_up.candidate.action_id,
+        )
+    ]
+    assert list(state.open) == [follow_up.candidate.action_id]
+
+
+def test_an_action_a_rep_accepted_is_not_superseded() -> None:
+    machine, deciding = compiled(max_open=1)
+    position, state = state_after(REFERRED[:2], T0 + DAY + HOUR, machine, deciding)
+    (introduction,) = decide(position, state, T0 + DAY + HOUR, deciding).decisions
+    accepted = ActionOutcome(
+        "o1", introduction.candidate.action_id, "C-1", "accepted", None, None, "kim", T0 + DAY
+    )
+    deciding.apply_outcome(state, accepted)
+    position, _ = state_after(REFERRED, T0 + 5 * DAY, machine, deciding)
+
+    result = decide(position, state, T0 + 5 * DAY, deciding)
+
+    assert (result.decisions, result.ended) == ([], [])
+    assert list(state.open) == [introduction.candidate.action_id]
+
+
+def test_an_action_nobody_did_expires_when_its_window_passes_and_is_not_decided_again() -> None:
+    position, state = state_after(REFERRED[1:], T0 + 5 * DAY)
+    (follow_up,) = decide(position, state, T0 + 5 * DAY).decisions
+    expires_at = follow_up.candidate.due_at + 336 * HOUR
+
+    assert state.retry_at == expires_at  # the decider comes back to the customer then
+    assert decide(position, state, expires_at - 1).ended == []
+    result = decide(position, state, expires_at)
+
+    assert [(e.action_id, e.status, e.why) for e in result.ended] == [
+        (follow_up.candidate.action_id, "expired", "nobody did it in time")
+    ]
+    assert result.decisions == []
+    assert state.open == {}
+
+
+def test_a_snooze_starts_an_actions_window_again_when_it_ends() -> None:
+    position, state = state_after(REFERRED[1:], T0 + 5 * DAY)
+    (follow_up,) = decide(position, state, T0 + 5 * DAY).decisions
+    until = T0 + 30 * DAY
+    snoozed = ActionOutcome(
+        "o1", follow_up.candidate.action_id, "C-1", "snoozed", None, until, "kim", T0 + 5 * DAY
+    )
+    DECIDING.apply_outcome(state, snoozed)
+
+    assert decide(position, state, T0 + 29 * DAY).ended == []
+    assert state.retry_at == until + 336 * HOUR
+    assert [e.status for e in decide(position, state, until + 336 * HOUR).ended] == ["expired"]
+
+
+def test_a_customer_who_goes_dormant_has_their_actions_cancelled_and_gets_no_new_ones() -> None:
+    position, state = state_after(REFERRED, T0 + 5 * DAY)
+    opened = decide(position, state, T0 + 5 * DAY).decisions
+    assert len(opened) == 2
+    dormant, _ = state_after(REFERRED, T0 + 70 * DAY)
+    assert dormant.stage == "dormant"
+
+    result = decide(dormant, state, T0 + 70 * DAY)
+
+    assert sorted((e.action_id, e.status, e.why) for e in result.ended) == sorted(
+        (d.candidate.action_id, "cancelled", "the customer went dormant") for d in opened
+    )
+    assert result.decisions == []
+    # What the rules would propose afresh: something while the customer is active, nothing
+    # once they are dormant.
+    assert proposed(position, T0 + 5 * DAY) != []
+    assert proposed(dormant, T0 + 70 * DAY) == []
+
+
+def proposed(position: Position, now: int) -> list[str]:
+    return [c.rule for c in DECIDING.candidates(position, ActionState("C-1"), now)]
+
+
+BOOKED = [
+    touchpoint("r1", "referral", channel="email", referred_by="C-17", referrer_location="A"),
+    touchpoint(
+        "c1",
+        "call_outbound",
+        channel="phone",
+        rep_id="kim",
+        at=T0 + DAY,
+        outcome="positive",
+        booked="demo",
+        booked_for="2026-03-09T14:00:00+01:00",
+        host="lee",
+        promised="a price list",
+    ),
+    touchpoint("p1", "page_view", at=T0 + 2 * DAY, page="pricing"),
+    touchpoint("p2", "page_view", at=T0 + 2 * DAY + HOUR, page="cases"),
+    touchpoint("p3", "page_view", at=T0 + 3 * DAY, page="pricing"),
+    touchpoint("d1", "content_download", at=T0 + 3 * DAY, asset="brochure"),
+]
+
+
+@given(st.permutations(BOOKED))
+def test_a_brief_says_the_same_whatever_order_the_touchpoints_arrived_in(
+    arrived: list[Touchpoint],
+) -> None:
+    position, state = state_after(arrived, T0 + 4 * DAY)
+
+    (brief,) = [
+        d
+        for d in decide(position, state, T0 + 4 * DAY).decisions
+        if d.candidate.rule == "meeting_brief"
+    ]
+
+    assert brief.candidate.owner == "lee"
+    assert brief.candidate.due_at == T0 + 7 * DAY + 2 * HOUR  # 13:00 UTC, two hours before
+    assert brief.candidate.reason == (
+        "Before the demo on Mon 9 Mar 13:00 UTC, which lee holds: "
+        "They read cases, pricing. They downloaded brochure. C-17 referred them, from A. "
+        "They met kim (call outbound on Tue 3 Mar, positive), who promised a price list."
+    )
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 20), st.sampled_from("abcdefgh"), st.sampled_from(["kim", ""])),
+        max_size=30,
+    ).flatmap(lambda seen: st.tuples(st.just(seen), st.permutations(seen)))
+)
+def test_what_a_brief_keeps_is_the_newest_whatever_the_arrival_order(
+    seen_and_arrived: tuple[list[tuple[int, str, str]], list[tuple[int, str, str]]],
+) -> None:
+    seen, arrived = seen_and_arrived
+    briefing = DEFINITION.actions.briefing
+
+    def kept(order: list[tuple[int, str, str]]) -> Context:
+        context = Context()
+        for at, page, rep in order:
+            mark = MACHINE.mark_touchpoint(
+                touchpoint(f"e{at}{page}", at=T0 + at * HOUR, rep_id=rep or None, page=page)
+            )
+            briefs.observe(context, briefing, mark, {"page": page})
+        return context
+
+    newest = sorted(
+        {page: max(at for at, p, _ in seen if p == page) for _, page, _ in seen}.items(),
+        key=lambda item: (item[1], item[0]),
+    )[-KEPT:]
+    assert kept(arrived) == kept(seen)
+    assert [(at - T0) // HOUR for at, _ in kept(arrived).read] == [at for _, at in newest]
