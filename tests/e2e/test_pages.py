@@ -331,3 +331,12 @@ def test_the_stage_bar_tells_reached_skipped_current_and_ahead_apart_and_what_mo
     introduction = page.locator("[data-testid=action][data-action-type=introduction]")
     expect(introduction.get_by_test_id("priority")).to_have_text("medium")
     expect(introduction.get_by_test_id("priority")).to_have_attribute("title", "priority 0.73 of 1")
+
+
+def test_a_rep_nobody_knows_is_named_on_the_page(page: Page, server: str) -> None:
+    page.goto(f"{server}/?owner=kathrin")
+
+    expect(page.locator("#message")).to_have_text(
+        "no actions were ever decided for owner 'kathrin'"
+    )
+    expect(page.get_by_test_id("worklist")).to_be_hidden()
