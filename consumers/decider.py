@@ -343,7 +343,6 @@ class Decider:
                         "why": ended.why,
                         "at": ended.at,
                         "replaced_by": ended.replaced_by,
-                        "action": record,
                     },
                 )
             )
