@@ -188,10 +188,11 @@ def read_script(customers: list[str]) -> Path:
     return path
 
 
-def baseline_checkout(ref: str) -> Path:
-    """`ref` checked out beside this one, with this checkout's compiled fold where the fold's
-    sources are the same (else the baseline folds in plain Python, and is said to)."""
-    path = OUT / "api-baseline"
+def baseline_checkout(ref: str, name: str = "api-baseline") -> Path:
+    """`ref` checked out beside this one (as bench/out/`name`), with this checkout's compiled
+    fold where the fold's sources are the same (else the baseline folds in plain Python, and
+    is said to)."""
+    path = OUT / name
     if path.exists():
         subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
     subprocess.run(

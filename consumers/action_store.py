@@ -269,6 +269,20 @@ class ActionStore:
             found.update((action_id, orjson.loads(record)) for action_id, record in rows)
         return found
 
+    def due_times(self, action_ids: Iterable[str]) -> dict[str, int]:
+        """When these actions were due (or decided, if they had no due time)."""
+        ids = list(action_ids)
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows = self._db.fetch(
+                "SELECT action_id, COALESCE(due_at, decided_at) FROM {t}journey_next_actions "
+                f"WHERE action_id IN ({','.join(['%s'] * len(chunk))})",
+                chunk,
+            )
+            found.update((action_id, int(due)) for action_id, due in rows)
+        return found
+
     def unsent(self, limit: int) -> list[tuple[int, str, str, bytes]]:
         """Outbox rows not yet acknowledged by the broker, oldest first: (seq, action id,
         owner, value)."""

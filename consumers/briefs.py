@@ -103,7 +103,9 @@ def observe(
         context.place = (mark.occurred_at, place)
         changed = True
     referred_by = attributes.get(briefing.referred_by)
-    if referred_by and (context.referral is None or mark.occurred_at < context.referral[0]):
+    if referred_by and (
+        context.referral is None or (mark.occurred_at, referred_by) < context.referral[:2]
+    ):
         where = attributes.get(briefing.referrer_place) or None
         context.referral = (mark.occurred_at, referred_by, where)
         changed = True

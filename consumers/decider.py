@@ -294,16 +294,20 @@ class Decider:
         if not named:
             return {}
         wanted = sorted(set(named.values()))
-        positions = self._projector.positions_of(wanted)
+        positions = {c: page.positions[c] for c in wanted if c in page.positions}
+        elsewhere = [c for c in wanted if c not in positions]
+        if elsewhere:
+            positions.update(self._projector.positions_of(elsewhere))
         known = {c for c in wanted if positions[c].first_at is not None}
         if not known:
             return {}
-        page_states = self._states_of(sorted(known))
+        states = {c: page.states[c] for c in known if c in page.states}
+        states.update(self._states_of(sorted(known - states.keys())))
         found = {}
         for customer_id, referrer_id in named.items():
             if referrer_id not in known:
                 continue
-            position, state = positions[referrer_id], page_states[referrer_id]
+            position, state = positions[referrer_id], states[referrer_id]
             place = state.context.place[1] if state.context.place else None
             found[customer_id] = Referrer(referrer_id, place, position.rep, position.stage)
             page.states.setdefault(referrer_id, state)
@@ -315,9 +319,14 @@ class Decider:
         its status, for the sales tools, which then drop it."""
         if not page.ended:
             return
-        records = self._store.records(ended.action_id for _, ended in page.ended)
+        on_page = {row[0]: orjson.loads(row[15]) for row in page.actions}
+        records = self._store.records(
+            e.action_id for _, e in page.ended if e.action_id not in on_page
+        )
+        # A sales tool hears that an action ended before it hears of what replaced it.
+        earlier: list[tuple[str, str, str, bytes]] = []
         for customer_id, ended in page.ended:
-            decided = records.get(ended.action_id)
+            decided = on_page.get(ended.action_id) or records.get(ended.action_id)
             if decided is None:
                 raise JourneyError(f"action {ended.action_id} ended but was never decided")
             record = {
@@ -327,9 +336,11 @@ class Decider:
                 "status_at": ended.at,
                 "replaced_by": ended.replaced_by,
             }
-            page.outbox.append(
-                (ended.action_id, ended.status, record["owner"], self._encode(record))
-            )
+            row = (ended.action_id, ended.status, record["owner"], self._encode(record))
+            if ended.action_id in on_page:
+                page.outbox.append(row)  # after its own decision
+            else:
+                earlier.append(row)
             events.append(
                 StreamEvent(
                     f"action:{ended.action_id}:{ended.status}",
@@ -343,16 +354,18 @@ class Decider:
                         "why": ended.why,
                         "at": ended.at,
                         "replaced_by": ended.replaced_by,
-                        "action": record,
                     },
                 )
             )
+        page.outbox[:0] = earlier
 
     def _apply(
         self, outcome: ActionOutcome, states: dict[str, ActionState], page: DeciderPage
     ) -> None:
         state = states[outcome.customer_id]
-        self._deciding.apply_outcome(state, outcome)
+        was_open = self._deciding.apply_outcome(state, outcome) is not None
+        if not was_open and outcome.status in ("accepted", "snoozed"):
+            return  # the journey ended it already: taking it up late does not reopen it
         page.changes.append(
             StatusChange(
                 outcome.action_id,
@@ -383,6 +396,16 @@ class Decider:
         missing = [c for c in customers if c not in states]
         if missing:
             loaded = self._store.load_states(missing)
+            undated = [
+                action.action_id
+                for state in loaded.values()
+                for action in state.open.values()
+                if action.expires_at is None
+            ]
+            if undated:  # decided by a release whose actions did not expire
+                due = self._store.due_times(undated)
+                for state in loaded.values():
+                    self._deciding.date_expiries(state, due)
             for customer_id in missing:
                 states[customer_id] = loaded.get(customer_id) or ActionState(customer_id)
         return {customer_id: states[customer_id] for customer_id in customers}

@@ -38,7 +38,8 @@ class OpenAction(NamedTuple):
     priority: float
     status: str  # open, accepted or snoozed
     friction: str | None  # the friction it answers, if a friction rule decided it
-    # When it expires if nobody does it; None for an action decided before actions expired.
+    # When it expires if nobody does it; None for an action stored by a release before
+    # actions expired, until the decider loads it and dates it (`Deciding.date_expiries`).
     expires_at: int | None = None
 
 
@@ -232,8 +233,12 @@ class Deciding:
                 until = outcome.occurred_at + int(hours * HOUR_MS)
                 state.suppressed[action.rule] = max(state.suppressed.get(action.rule, 0), until)
         elif outcome.status == "snoozed" and outcome.snoozed_until is not None:
-            # The action is due again when the snooze ends, and its window starts again then.
+            # The action is due again when the snooze ends, and its window starts again then;
+            # a brief still ends when its meeting begins.
             expires_at = outcome.snoozed_until + self._expiry_ms(action.rule)
+            rule = self._rules.get(action.rule)
+            if rule is not None and rule.booked and action.expires_at is not None:
+                expires_at = action.expires_at
             state.open[outcome.action_id] = action._replace(status="snoozed", expires_at=expires_at)
         else:
             state.open[outcome.action_id] = action._replace(status=outcome.status)
@@ -251,7 +256,7 @@ class Deciding:
         counts each owner's new actions on now's day so far; the caller adds these.
         `referrer` is the known customer who referred them, if any."""
         result = CustomerDecisions()
-        self._end_moot(position, state, now, result)
+        self._end_moot(position, state, now, result, referrer)
         state.suppressed = {rule: until for rule, until in state.suppressed.items() if until > now}
         if state.opted_out:
             state.retry_at = None
@@ -328,6 +333,14 @@ class Deciding:
             expiries.append(state.retry_at)
         state.retry_at = min(expiries, default=None)
         return result
+
+    def date_expiries(self, state: ActionState, due: Mapping[str, int]) -> None:
+        """Gives open actions decided without an expiry the one their rule gives, counted
+        from when they were due."""
+        for action in list(state.open.values()):
+            if action.expires_at is None and action.action_id in due:
+                expires_at = due[action.action_id] + self._expiry_ms(action.rule)
+                state.open[action.action_id] = action._replace(expires_at=expires_at)
 
     def _least_important(self, state: ActionState, candidate: Candidate) -> OpenAction | None:
         """The open action `candidate` would supersede: the least important one nobody has
@@ -436,21 +449,25 @@ class Deciding:
             trigger.id,
             trigger.at,
             due_at,
-            trigger.id if rule.friction and not trigger.related else None,
+            trigger.id if rule.friction else None,
             expires_at,
         )
 
     def note_referred(self, state: ActionState, referred: Position) -> bool:
         """Someone this customer referred moved: True if they entered a stage a rule watches
-        (once per entry)."""
-        if referred.stage not in self.referred_stages or not referred.history:
-            return False
-        entry = referred.history[-1]
-        trigger = f"{referred.customer_id}:{entry.event_id or entry.entered_at}"
-        if any(seen[2] == trigger for seen in state.referred):
-            return False
-        state.referred.append([referred.customer_id, entry.stage, trigger, entry.entered_at])
-        return True
+        that was not noted yet (each entry once, however the log was paged)."""
+        noted = False
+        seen = {entry[2] for entry in state.referred}
+        for entry in referred.history:
+            if entry.stage not in self.referred_stages:
+                continue
+            trigger = f"{referred.customer_id}:{entry.stage}:{entry.event_id or entry.entered_at}"
+            if trigger not in seen:
+                noted_entry = [referred.customer_id, entry.stage, trigger, entry.entered_at]
+                state.referred.append(noted_entry)
+                seen.add(trigger)
+                noted = True
+        return noted
 
     def _referral_fields(
         self, state: ActionState, referrer: Referrer | None, trigger: _Trigger, referral: str
@@ -459,7 +476,7 @@ class Deciding:
         fields = {
             "referrer": referred_by or "the referrer",
             "referrer_rep": (referrer.rep if referrer else None) or "their rep",
-            "referred": trigger.id.split(":", 1)[0] if trigger.source == "referred" else "",
+            "referred": trigger.subject or "",
         }
         if referrer is not None and referrer.place and referral == "the referrer's":
             fields["referral"] = referrer.place  # the referral did not say; their history does
@@ -485,8 +502,8 @@ class Deciding:
     ) -> list[_Trigger]:
         if rule.referred_entered:
             return [
-                _Trigger(trigger, at, (), None, "referred")
-                for _, stage, trigger, at in state.referred
+                _Trigger(trigger, at, (), None, "referred", subject=referred)
+                for referred, stage, trigger, at in state.referred
                 if stage == rule.referred_entered
             ]
         if rule.booked:
@@ -533,8 +550,8 @@ class Deciding:
             or offered[1] == referrer.place
         ):
             return []
-        trigger = f"{kind}:{referrer.customer_id}:{offered[1]}"
-        return [_Trigger(trigger, offered[0], (), None, kind, related=True)]
+        trigger = f"{kind}:{referrer.customer_id}"
+        return [_Trigger(trigger, offered[0], (), None, kind)]
 
     def _channel(self, rule: ActionRule, state: ActionState) -> str | None:
         """The first of the rule's channels the customer used themselves, else the first they
@@ -565,11 +582,21 @@ class Deciding:
         }
 
     def _end_moot(
-        self, position: Position, state: ActionState, now: int, result: CustomerDecisions
+        self,
+        position: Position,
+        state: ActionState,
+        now: int,
+        result: CustomerDecisions,
+        referrer: Referrer | None,
     ) -> None:
         """Ends the open actions that no longer make sense, saying why."""
         still_open = {f.id for f in position.frictions if f.resolved_at is None}
         kinds = {f.id: f.kind for f in position.frictions}
+        if referrer is not None:  # a referral judged by the referrer's history is open too
+            for kind in self._referral_rules:
+                for trigger in self._unused_referral(kind, position, state, referrer):
+                    still_open.add(trigger.id)
+                    kinds[trigger.id] = kind
         dormant = position.stage is not None and position.stage == self._dormant
         for action in list(state.open.values()):
             if state.opted_out:
@@ -577,7 +604,8 @@ class Deciding:
             elif dormant and not self._acts_when_dormant(action.rule):
                 status, why = CANCELLED, "the customer went dormant"
             elif action.friction is not None and action.friction not in still_open:
-                label = self._labels.get(kinds.get(action.friction, ""), "unknown")
+                kind = kinds.get(action.friction) or action.friction.split(":", 1)[0]
+                label = self._labels.get(kind, kind)
                 status, why = CANCELLED, f"the friction it answered resolved: {label}"
             elif action.expires_at is not None and action.expires_at <= now:
                 rule = self._rules.get(action.rule)
@@ -602,7 +630,7 @@ class _Trigger(NamedTuple):
     source: str  # the friction, moment or stage id
     outcome: str | None = None
     booking: Booking | None = None  # the meeting, for a booked trigger
-    related: bool = False  # found through another customer (a referrer), not a friction
+    subject: str | None = None  # the other customer it is about, for a referred_entered one
 
 
 def _matches(matches: Iterable[Match], mark: Mark) -> bool:

@@ -64,7 +64,7 @@ class CustomerActions(Aggregate):
     class Ended(Aggregate.Event):
         """The journey ended an open action (`status`: superseded, expired or cancelled), for
         the reason `why` in words, at `at` (event time); `replaced_by` names the action that
-        superseded it. `action` is the NextAction record as published again, with its status."""
+        superseded it. The NextAction record published again is the decided one with these."""
 
         action_id: str
         customer_id: str
@@ -72,7 +72,6 @@ class CustomerActions(Aggregate):
         why: str
         at: int
         replaced_by: str | None
-        action: dict[str, Any]
 
     @staticmethod
     def create_id(customer_id: str) -> UUID:

@@ -91,7 +91,8 @@ STORE = (
     Migration(
         2,
         "actions the journey ends are published again with their status: the outbox keeps a "
-        "row per action and status; resolved and withdrawn actions read as cancelled",
+        "row per action and status; resolved and withdrawn actions read as cancelled; open "
+        "actions expire",
         (
             Step(
                 "ALTER TABLE {t}journey_action_outbox "
@@ -131,6 +132,13 @@ STORE = (
             Step(
                 """UPDATE {t}journey_next_actions SET status = 'cancelled',
                 status_reason = 'the customer opted out of contact' WHERE status = 'withdrawn'"""
+            ),
+            # Customers with open actions are looked at again at the next clock event, when
+            # their actions get the expiry they were decided without. (%% is one % to the
+            # PostgreSQL driver, and two wildcards, the same as one, to SQLite.)
+            Step(
+                """UPDATE {t}journey_decider_customers SET retry_at = 0
+                WHERE actions LIKE '%%"a":[[%%'"""
             ),
         ),
     ),

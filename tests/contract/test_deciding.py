@@ -14,10 +14,10 @@ from consumers.action_store import ActionStore
 from consumers.decider import Decider, DeciderOutOfDate
 from consumers.outcomes import check_outcome, record_outcomes
 from engine.actions import ActionOutcome, CustomerActions
-from engine.definition import definition_from_mapping
+from engine.definition import definition_from_mapping, load_definition
 from engine.errors import InvalidOutcome
 from engine.settings import Settings
-from engine.touchpoints import touchpoint_from_record
+from engine.touchpoints import Touchpoint, touchpoint_from_record
 from journey.bootstrap import Engine, build_engine
 from journey.console import now_ms
 from journey.demo import demo_touchpoints
@@ -297,43 +297,46 @@ def test_whoever_holds_a_booked_tour_gets_a_brief_due_before_it(engine: Engine) 
     assert (ended.status, ended.status_reason) == ("expired", "the meeting it prepares for began")
 
 
+def referred_by_a_known_customer() -> list[Touchpoint]:
+    """Maria's customer C-17 deals with location A; they refer S-NEW without saying where,
+    and Kim offers S-NEW location B."""
+    return [
+        touchpoint(
+            "m1", "visit", customer_id="C-17", channel="visit", rep_id="maria", location="A"
+        ),
+        touchpoint(
+            "m2",
+            "contract_signed",
+            customer_id="C-17",
+            channel="visit",
+            rep_id="maria",
+            at=T0 + HOUR,
+            location="A",
+        ),
+        touchpoint(
+            "n1",
+            "referral",
+            customer_id="S-NEW",
+            channel="email",
+            at=T0 + DAY,
+            referred_by="C-17",
+        ),
+        touchpoint(
+            "n2",
+            "call_outbound",
+            customer_id="S-NEW",
+            channel="phone",
+            rep_id="kim",
+            at=T0 + 2 * DAY,
+            location="B",
+        ),
+    ]
+
+
 def test_a_referral_by_a_known_customer_proposes_their_place_and_thanks_them_on_signing(
     engine: Engine,
 ) -> None:
-    # Maria's customer C-17 deals with location A; they refer S-NEW without saying where.
-    engine.journeys.record(
-        [
-            touchpoint(
-                "m1", "visit", customer_id="C-17", channel="visit", rep_id="maria", location="A"
-            ),
-            touchpoint(
-                "m2",
-                "contract_signed",
-                customer_id="C-17",
-                channel="visit",
-                rep_id="maria",
-                at=T0 + HOUR,
-                location="A",
-            ),
-            touchpoint(
-                "n1",
-                "referral",
-                customer_id="S-NEW",
-                channel="email",
-                at=T0 + DAY,
-                referred_by="C-17",
-            ),
-            touchpoint(
-                "n2",
-                "call_outbound",
-                customer_id="S-NEW",
-                channel="phone",
-                rep_id="kim",
-                at=T0 + 2 * DAY,
-                location="B",
-            ),
-        ]
-    )
+    engine.journeys.record(referred_by_a_known_customer())
     engine.decider.catch_up()
 
     (introduction,) = engine.actions.actions(customer_id="S-NEW")
@@ -366,3 +369,163 @@ def test_a_referral_by_a_known_customer_proposes_their_place_and_thanks_them_on_
     engine.journeys.record([touchpoint("n4", "page_view", customer_id="S-NEW", at=T0 + 10 * DAY)])
     engine.decider.catch_up()
     assert len(engine.actions.actions(customer_id="C-17", open_only=False)) == 1  # thanked once
+
+
+@pytest.mark.parametrize("page_size", [1, 1000])
+def test_a_referrer_is_thanked_once_however_the_log_is_paged(
+    engine: Engine, page_size: int
+) -> None:
+    decider = Decider(engine.journeys, engine.actions, engine.definition, page_size=page_size)
+    engine.journeys.record(
+        [
+            touchpoint("m1", "visit", customer_id="C-17", channel="visit", rep_id="maria"),
+            touchpoint(
+                "n1",
+                "referral",
+                customer_id="S-NEW",
+                channel="email",
+                at=T0 + DAY,
+                referred_by="C-17",
+            ),
+            touchpoint(
+                "n2",
+                "contract_signed",
+                customer_id="S-NEW",
+                channel="visit",
+                rep_id="kim",
+                at=T0 + 2 * DAY,
+            ),
+            # Signed, then at once an advocate: the signing still counts.
+            touchpoint(
+                "n3",
+                "referral_given",
+                customer_id="S-NEW",
+                channel="email",
+                at=T0 + 2 * DAY + HOUR,
+            ),
+        ]
+    )
+
+    decider.catch_up()
+
+    rules = [a.rule for a in engine.actions.actions(customer_id="C-17", open_only=False)]
+    assert rules == ["thank_referrer"]
+
+
+def test_an_action_superseded_on_the_page_that_decided_it_is_published_after_it(
+    settings: Settings,
+) -> None:
+    # One slot: the referrer's thank-you for their referral is decided, and on the same page
+    # the more important thanks for the signing takes its place.
+    document = load_definition().model_dump(by_alias=True, exclude_none=True)
+    document["actions"]["max_open"] = 1
+    engine = build_engine(settings)
+    decider = Decider(
+        engine.journeys, engine.actions, definition_from_mapping(document, origin="test")
+    )
+    try:
+        engine.journeys.record(
+            [
+                touchpoint(
+                    "m1", "contract_signed", customer_id="C-17", channel="visit", rep_id="maria"
+                ),
+                touchpoint(
+                    "m2", "referral_given", customer_id="C-17", channel="email", at=T0 + HOUR
+                ),
+                touchpoint(
+                    "n1",
+                    "referral",
+                    customer_id="S-NEW",
+                    channel="email",
+                    at=T0 + DAY,
+                    referred_by="C-17",
+                ),
+                touchpoint(
+                    "n2",
+                    "contract_signed",
+                    customer_id="S-NEW",
+                    channel="visit",
+                    rep_id="kim",
+                    at=T0 + 2 * DAY,
+                ),
+            ]
+        )
+        decider.catch_up()
+
+        actions = engine.actions.actions(customer_id="C-17", open_only=False)
+        assert sorted((a.rule, a.status) for a in actions) == [
+            ("thank_referrer", "open"),
+            ("thank_you_referral", "superseded"),
+        ]
+        superseded = next(a for a in actions if a.status == "superseded")
+        published = [
+            (action_id, contract("NextAction").decode(value)["status"])
+            for _, action_id, _, value in engine.actions.unsent(100)
+        ]
+        mine = [p for p in published if p[0] == superseded.action_id]
+        assert mine == [(superseded.action_id, "open"), (superseded.action_id, "superseded")]
+    finally:
+        engine.close()
+
+
+def test_taking_up_an_action_the_journey_ended_does_not_open_it_again(engine: Engine) -> None:
+    engine.journeys.record([touchpoint("v1", "visit", channel="visit", rep_id="kim")])
+    engine.journeys.tick(T0 + 3 * DAY)
+    engine.decider.catch_up()
+    (action,) = engine.actions.actions(customer_id="C-1")
+    engine.journeys.record(
+        [touchpoint("c1", "call_outbound", channel="phone", rep_id="kim", at=T0 + 3 * DAY + 1)]
+    )
+    engine.decider.catch_up()  # the follow-up happened: the action is cancelled
+
+    late = ActionOutcome("o1", action.action_id, "C-1", "accepted", None, None, "kim", T0 + 4 * DAY)
+    record_outcomes(engine.journeys, [late])
+    engine.decider.catch_up()
+
+    assert engine.actions.actions(customer_id="C-1") == []
+    ended = engine.actions.action(action.action_id)
+    assert ended is not None
+    assert ended.status == "cancelled"
+
+
+def test_an_introduction_found_through_the_referrer_ends_once_their_place_is_offered(
+    engine: Engine,
+) -> None:
+    engine.journeys.record(referred_by_a_known_customer())
+    engine.decider.catch_up()
+    (introduction,) = engine.actions.actions(customer_id="S-NEW")
+    offers = [
+        touchpoint(
+            "n3",
+            "call_outbound",
+            customer_id="S-NEW",
+            channel="phone",
+            rep_id="kim",
+            at=T0 + 3 * DAY,
+            location="C",
+        ),
+        touchpoint(
+            "n4",
+            "tour",
+            customer_id="S-NEW",
+            channel="visit",
+            rep_id="kim",
+            at=T0 + 4 * DAY,
+            location="A",
+        ),
+    ]
+
+    engine.journeys.record(offers[:1])  # offered yet another place: still one introduction
+    engine.decider.catch_up()
+    assert [a.action_id for a in engine.actions.actions(customer_id="S-NEW")] == [
+        introduction.action_id
+    ]
+    engine.journeys.record(offers[1:])  # the referrer's place, at last
+    engine.decider.catch_up()
+
+    ended = engine.actions.action(introduction.action_id)
+    assert ended is not None
+    assert (ended.status, ended.status_reason) == (
+        "cancelled",
+        "the friction it answered resolved: Referral not used",
+    )

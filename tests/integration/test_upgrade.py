@@ -157,6 +157,13 @@ def test_a_store_of_the_previous_release_upgrades_keeping_everything(
     assert journey(new, env, "funnel", "--json") == ticked
     if postgres:
         assert read_bookkeeping(env) == kept
+        journey(new, env, "decide", "--no-publish")
+    # The clock is now far past the history: the previous release's open actions, decided
+    # before actions expired, have expired or been cancelled since, saying why.
+    assert json.loads(journey(new, env, "actions", "--json")) == []
+    ended = json.loads(journey(new, env, "actions", "--all", "--json", "--limit", "100000"))
+    assert {a["status"] for a in ended if a["action_id"] != dismissed} <= {"expired", "cancelled"}
+    assert all(a["status_reason"] for a in ended)
 
 
 def cancelled(action: dict[str, Any]) -> dict[str, Any]:

@@ -377,3 +377,23 @@ def test_what_a_brief_keeps_is_the_newest_whatever_the_arrival_order(
     )[-KEPT:]
     assert kept(arrived) == kept(seen)
     assert [(at - T0) // HOUR for at, _ in kept(arrived).read] == [at for _, at in newest]
+
+
+def test_a_snoozed_brief_still_ends_when_its_meeting_begins() -> None:
+    position, state = state_after(BOOKED, T0 + 4 * DAY)
+    (brief,) = [
+        d
+        for d in decide(position, state, T0 + 4 * DAY).decisions
+        if d.candidate.rule == "meeting_brief"
+    ]
+    meeting = T0 + 7 * DAY + 4 * HOUR  # 14:00 at +01:00
+    snoozed = ActionOutcome(
+        "o1", brief.candidate.action_id, "C-1", "snoozed", None, meeting - HOUR, "lee", T0 + 5 * DAY
+    )
+    DECIDING.apply_outcome(state, snoozed)
+
+    ended = decide(position, state, meeting).ended
+
+    assert [(e.action_id, e.status, e.why) for e in ended] == [
+        (brief.candidate.action_id, "expired", "the meeting it prepares for began")
+    ]
