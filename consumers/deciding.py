@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from consumers import reasons
 from engine.actions import ActionOutcome, action_id
 from engine.definition import ActionPolicy, ActionRule, JourneyDefinition, Match
-from projections.position import Mark, Position
+from projections.position import Friction, Mark, Position, Touch
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -164,6 +165,7 @@ class Deciding:
         self._referral_rules = [
             f.id for f in definition.frictions if f.detector == "referral_mismatch"
         ]
+        self._follow_up_rules = {f.id for f in definition.frictions if f.detector == "no_follow_up"}
 
     def observe(self, state: ActionState, mark: Mark) -> bool:
         """Takes what the decider needs from a touchpoint (channels, consent); True if the
@@ -337,13 +339,30 @@ class Deciding:
     def _triggers(self, rule: ActionRule, position: Position) -> list[_Trigger]:
         if rule.friction is not None:
             return [
-                _Trigger(f.id, f.opened_at, f.events, f.channel, rule.friction)
+                _Trigger(
+                    f.id,
+                    f.opened_at,
+                    f.events,
+                    f.channel,
+                    rule.friction,
+                    touch=f.touch,
+                    since=self._silent_since(f),
+                )
                 for f in position.frictions
                 if f.kind == rule.friction and f.resolved_at is None
             ]
         if rule.moment is not None:
             return [
-                _Trigger(m.event_id, m.at, (m.event_id,), m.channel, rule.moment, m.outcome)
+                _Trigger(
+                    m.event_id,
+                    m.at,
+                    (m.event_id,),
+                    m.channel,
+                    rule.moment,
+                    m.outcome,
+                    m.touch,
+                    m.at,
+                )
                 for m in position.moments
                 if m.kind == rule.moment
                 and (rule.moment_outcomes is None or m.outcome in rule.moment_outcomes)
@@ -353,7 +372,25 @@ class Deciding:
         entry = position.history[-1]
         events = (entry.event_id,) if entry.event_id else ()
         trigger_id = entry.event_id or f"{entry.stage}@{entry.entered_at}"
-        return [_Trigger(trigger_id, entry.entered_at, events, None, entry.stage)]
+        return [
+            _Trigger(
+                trigger_id,
+                entry.entered_at,
+                events,
+                None,
+                entry.stage,
+                touch=entry.touch,
+                since=entry.entered_at,
+            )
+        ]
+
+    def _silent_since(self, friction: Friction) -> int:
+        """When the silence a friction's reason names began: for a follow-up that never came,
+        the touchpoint still waiting for it (anything that answered it would have resolved
+        the friction); for any other friction, when it opened."""
+        if friction.kind in self._follow_up_rules and friction.touch is not None:
+            return friction.touch.at
+        return friction.opened_at
 
     def _channel(self, rule: ActionRule, state: ActionState) -> str | None:
         """The first of the rule's channels the customer used themselves, else the first they
@@ -365,22 +402,34 @@ class Deciding:
     def _reason_fields(
         self, rule: ActionRule, position: Position, now: int, trigger: _Trigger
     ) -> dict[str, str]:
-        outcome = trigger.outcome or next(
-            (m.outcome for m in position.moments if trigger.events[:1] == (m.event_id,)), None
+        touch = trigger.touch
+        outcome = (
+            trigger.outcome
+            or (touch.outcome if touch is not None else None)
+            or next(
+                (m.outcome for m in position.moments if trigger.events[:1] == (m.event_id,)),
+                None,
+            )
         )
         referral = next(
             (position.memory[r][0] for r in self._referral_rules if r in position.memory),
             None,
         )
+        at = touch.at if touch is not None else trigger.at
         return {
             "label": self._labels.get(trigger.source, trigger.source),
             "events": ", ".join(trigger.events) or "none",
             "when": datetime.fromtimestamp(trigger.at / 1000, UTC).strftime("%Y-%m-%d"),
-            "silence": _duration(now - (position.last_at or now)),
+            "silence": reasons.duration(now - trigger.since),
             "channel": trigger.channel or "unknown channel",
             "outcome": outcome or "unknown",
             "rep": position.rep or "nobody yet",
             "referral": referral or "the referrer's",
+            "touchpoint": reasons.touchpoint(touch, trigger.at, now),
+            "what": reasons.what(touch),
+            "day": reasons.day(at, now),
+            "time": reasons.day_and_time(at, now),
+            "place": (touch.place if touch is not None else None) or "elsewhere",
         }
 
     def _close_moot(
@@ -406,6 +455,8 @@ class _Trigger(NamedTuple):
     channel: str | None
     source: str  # the friction, moment or stage id
     outcome: str | None = None
+    touch: Touch | None = None  # the touchpoint that matters, if the position knows it
+    since: int = 0  # when the silence the reason names began
 
 
 def _matches(matches: Iterable[Match], mark: Mark) -> bool:
@@ -418,11 +469,3 @@ def _matches(matches: Iterable[Match], mark: Mark) -> bool:
             continue
         return True
     return False
-
-
-def _duration(ms: int) -> str:
-    hours = max(0, ms) // HOUR_MS
-    if hours < 48:
-        return f"{hours} hour{'s' if hours != 1 else ''}"
-    days = hours // 24
-    return f"{days} days"

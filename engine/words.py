@@ -1,0 +1,66 @@
+"""Touchpoints in words, for the people who read reasons and timelines: what a touchpoint type
+is called, where it happened, and which page, file or form it was about. Nothing here depends
+on a locale or a clock, so the same touchpoint always reads the same."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# The attributes that say where a touchpoint happened, the first one present wins.
+PLACE_ATTRIBUTES = ("location", "branch", "office")
+# The attributes that say what a touchpoint was about (the page viewed, the file downloaded,
+# the form filled in), the first one present wins.
+DETAIL_ATTRIBUTES = ("page", "title", "url", "file", "document", "form", "link", "topic")
+# Both, in this order: what the fold keeps of each touchpoint to put it in words later.
+WORD_ATTRIBUTES = (*PLACE_ATTRIBUTES, *DETAIL_ATTRIBUTES)
+DETAIL_LENGTH = 60
+
+# What a sales person calls each touchpoint type of the default journey; any other type reads
+# as its name with spaces.
+_KINDS = {
+    "call_inbound": "call to us",
+    "call_outbound": "call from us",
+    "call_missed": "missed call",
+    "contract_signed": "signed contract",
+    "content_download": "download",
+    "demo_requested": "demo request",
+    "email_bounced": "bounced email",
+    "email_clicked": "email click",
+    "email_inbound": "email to us",
+    "email_opened": "opened email",
+    "email_outbound": "email from us",
+    "form_failed": "failed form",
+    "form_submitted": "form",
+    "page_view": "page view",
+    "proposal_sent": "proposal",
+    "referral_given": "referral they gave",
+    "webinar_attended": "webinar",
+}
+
+
+def kind_words(kind: str) -> str:
+    """A touchpoint type as people say it: "missed call" for call_missed."""
+    return _KINDS.get(kind) or kind.replace("_", " ").strip() or "touchpoint"
+
+
+def place(attributes: Mapping[str, str | None]) -> str | None:
+    """Where the touchpoint happened, if its attributes say."""
+    return _first(attributes, PLACE_ATTRIBUTES)
+
+
+def detail(attributes: Mapping[str, str | None]) -> str | None:
+    """What the touchpoint was about (a page, a file, a form), if its attributes say;
+    shortened to DETAIL_LENGTH characters."""
+    return _first(attributes, DETAIL_ATTRIBUTES)
+
+
+def _first(attributes: Mapping[str, str | None], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = attributes.get(name)
+        if value:
+            value = " ".join(value.split())
+            if len(value) > DETAIL_LENGTH:
+                value = value[: DETAIL_LENGTH - 1].rstrip() + "…"
+            if value:
+                return value
+    return None
