@@ -7,12 +7,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 # The attributes that say where a touchpoint happened, the first one present wins.
-PLACE_ATTRIBUTES = ("location", "branch", "office")
+# Typed as any length, so that the compiled fold (scripts/compile.py) keeps reading them
+# here rather than the length they had when it was compiled.
+PLACE_ATTRIBUTES: tuple[str, ...] = ("location", "branch", "office")
 # The attributes that say what a touchpoint was about (the page viewed, the file downloaded,
-# the form filled in), the first one present wins.
-DETAIL_ATTRIBUTES = ("page", "title", "url", "file", "document", "form", "link", "topic")
+# the form filled in, the email's subject), the first one present wins.
+DETAIL_ATTRIBUTES: tuple[str, ...] = (
+    "page",
+    "title",
+    "url",
+    "asset",
+    "file",
+    "form",
+    "subject",
+    "link",
+    "topic",
+    "product",
+    "campaign",
+)
 # Both, in this order: what the fold keeps of each touchpoint to put it in words later.
-WORD_ATTRIBUTES = (*PLACE_ATTRIBUTES, *DETAIL_ATTRIBUTES)
+WORD_ATTRIBUTES: tuple[str, ...] = (*PLACE_ATTRIBUTES, *DETAIL_ATTRIBUTES)
 DETAIL_LENGTH = 60
 
 # What a sales person calls each touchpoint type of the default journey; any other type reads
