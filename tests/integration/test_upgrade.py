@@ -86,6 +86,15 @@ def python(tree: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
     )
 
 
+def without_timeline_words(shown: str) -> Any:
+    """A customer as the previous release showed them: this one adds what each touchpoint
+    was in words, and its detail, to their timeline."""
+    customer = json.loads(shown)
+    for entry in customer["timeline"]:
+        del entry["what"], entry["detail"]
+    return customer
+
+
 def json_lines(text: str) -> list[Any]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -124,6 +133,8 @@ def test_a_store_of_the_previous_release_upgrades_keeping_everything(
 
     after = {read: journey(new, env, *read) for read in reads}
     after[everything] = json.dumps(json.loads(journey(new, env, *everything, "--limit", "100000")))
+    for read in reads[4:]:  # the customers
+        before[read], after[read] = json.loads(before[read]), without_timeline_words(after[read])
     assert after == before
     outcome = journey(new, env, "explain", dismissed, "--json")
     assert json.loads(outcome)["status"] == "dismissed"
