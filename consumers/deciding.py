@@ -429,7 +429,7 @@ class Deciding:
             "what": reasons.what(touch),
             "day": reasons.day(at, now),
             "time": reasons.day_and_time(at, now),
-            "place": (touch.place if touch is not None else None) or "elsewhere",
+            "place": reasons.place(touch),
         }
 
     def _close_moot(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from engine.words import kind_words
+from engine.words import kind_words, shown
 from projections.position import Touch
 
 HOUR_MS = 3_600_000
@@ -41,7 +41,8 @@ def what(touch: Touch | None) -> str:
     if touch is None:
         return "touchpoint"
     kind = kind_words(touch.type)
-    return f"{kind} '{touch.detail}'" if touch.detail else kind
+    detail = shown(touch.detail)
+    return f"{kind} '{detail}'" if detail else kind
 
 
 def touchpoint(touch: Touch | None, at: int, now: int) -> str:
@@ -50,11 +51,17 @@ def touchpoint(touch: Touch | None, at: int, now: int) -> str:
     if touch is None:
         return f"{what(touch)} on {day(at, now)}"
     words = what(touch)
-    if touch.place:
-        words += f" at {touch.place}"
+    place = shown(touch.place)
+    if place:
+        words += f" at {place}"
     if touch.rep_id:
         words += f" with {touch.rep_id}"
     return f"{words} on {day(touch.at, now)}"
+
+
+def place(touch: Touch | None) -> str:
+    """Where the touchpoint happened, or "elsewhere" if it does not say."""
+    return (shown(touch.place) if touch is not None else None) or "elsewhere"
 
 
 def _utc(at: int) -> datetime:

@@ -27,7 +27,8 @@ DETAIL_ATTRIBUTES: tuple[str, ...] = (
 )
 # Both, in this order: what the fold keeps of each touchpoint to put it in words later.
 WORD_ATTRIBUTES: tuple[str, ...] = (*PLACE_ATTRIBUTES, *DETAIL_ATTRIBUTES)
-DETAIL_LENGTH = 60
+DETAIL_LENGTH = 60  # what is shown of a place or a detail
+KEPT_LENGTH = 100  # what the journey position keeps of one
 
 # What a sales person calls each touchpoint type of the default journey; any other type reads
 # as its name with spaces.
@@ -59,22 +60,23 @@ def kind_words(kind: str) -> str:
 
 def place(attributes: Mapping[str, str | None]) -> str | None:
     """Where the touchpoint happened, if its attributes say."""
-    return _first(attributes, PLACE_ATTRIBUTES)
+    return shown(_first(attributes, PLACE_ATTRIBUTES))
 
 
 def detail(attributes: Mapping[str, str | None]) -> str | None:
-    """What the touchpoint was about (a page, a file, a form), if its attributes say;
-    shortened to DETAIL_LENGTH characters."""
-    return _first(attributes, DETAIL_ATTRIBUTES)
+    """What the touchpoint was about (a page, a file, a form), if its attributes say."""
+    return shown(_first(attributes, DETAIL_ATTRIBUTES))
+
+
+def shown(value: str | None) -> str | None:
+    """An attribute's value as it is shown: on one line, at most DETAIL_LENGTH characters."""
+    if value is None:
+        return None
+    value = " ".join(value.split())
+    if len(value) > DETAIL_LENGTH:
+        value = value[: DETAIL_LENGTH - 1].rstrip() + "…"
+    return value or None
 
 
 def _first(attributes: Mapping[str, str | None], names: tuple[str, ...]) -> str | None:
-    for name in names:
-        value = attributes.get(name)
-        if value:
-            value = " ".join(value.split())
-            if len(value) > DETAIL_LENGTH:
-                value = value[: DETAIL_LENGTH - 1].rstrip() + "…"
-            if value:
-                return value
-    return None
+    return next((value for name in names if (value := attributes.get(name))), None)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from engine.words import WORD_ATTRIBUTES, detail, place
+from engine.words import DETAIL_ATTRIBUTES, KEPT_LENGTH, PLACE_ATTRIBUTES
 
 # The stored form's version: 3 adds the touchpoint behind each friction, moment of truth and
 # window (`Touch`, optional: a version 2 state reads as it is, without them); 2 names its
@@ -27,12 +27,15 @@ _WITHOUT_TOUCHES = 2
 FRICTIONS, MOMENTS, OUTCOMES = 1, 2, 4
 ALL_DETAILS = FRICTIONS | MOMENTS | OUTCOMES
 NO_RANK = -2  # the rank of a customer in no stage yet
+# Where a mark's values hold the attributes a Touch keeps (see `Mark.values`).
+_PLACES = len(PLACE_ATTRIBUTES)
+_WORDS = _PLACES + len(DETAIL_ATTRIBUTES)
 
 
 class Touch(NamedTuple):
     """What the reasons say of the touchpoint behind a friction or a moment of truth: what
     it was, when it happened, how it went, who was there and where, and which page, file or
-    form it was about (see engine.words)."""
+    form it was about (see engine.words; kept as given, cut at KEPT_LENGTH)."""
 
     type: str
     at: int
@@ -44,17 +47,21 @@ class Touch(NamedTuple):
 
 
 def touch(mark: Mark) -> Touch:
-    """The words' part of a touchpoint."""
-    words = dict(zip(WORD_ATTRIBUTES, mark.values, strict=False))
-    return Touch(
-        mark.type,
-        mark.occurred_at,
-        mark.channel,
-        mark.outcome,
-        mark.rep_id,
-        place(words),
-        detail(words),
-    )
+    """The words' part of a touchpoint: the first place and the first detail it has."""
+    values = mark.values
+    where: str | None = None
+    about: str | None = None
+    for index in range(min(_WORDS, len(values))):
+        value = values[index]
+        if not value:
+            continue
+        if index < _PLACES:
+            if where is None:
+                where = value[:KEPT_LENGTH]
+        else:
+            about = value[:KEPT_LENGTH]
+            break
+    return Touch(mark.type, mark.occurred_at, mark.channel, mark.outcome, mark.rep_id, where, about)
 
 
 def _plain(touched: Touch | None) -> tuple[Any, ...] | None:

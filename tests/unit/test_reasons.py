@@ -83,6 +83,19 @@ def test_a_loop_of_page_views_says_which_page() -> None:
     assert "(page view 'pricing', Thu 5 Mar)" in reason
 
 
+def test_a_long_detail_is_shown_on_one_line_and_cut_short() -> None:
+    link = "Offices in\n the   city centre: " + "x" * 200
+    clicks = [
+        touchpoint(f"c{i}", "email_clicked", channel="email", at=T0 + i * DAY, link=link)
+        for i in range(4)
+    ]
+
+    reason = reasons_after(clicks, T0 + 4 * DAY)["consultation_offer"]
+
+    shown = "Offices in the city centre: " + "x" * 31 + "…"
+    assert f"(email click '{shown}', Thu 5 Mar)" in reason
+
+
 def test_a_channel_jump_names_the_step_that_failed() -> None:
     failed = touchpoint("f1", "form_failed", outcome="negative", form="quote")
     called = touchpoint("c1", "call_inbound", channel="phone", at=T0 + 20 * MINUTE)
