@@ -16,8 +16,9 @@ from typing import Any, NamedTuple
 
 from engine.words import DETAIL_ATTRIBUTES, KEPT_LENGTH, PLACE_ATTRIBUTES
 
-# The stored form's version: 3 adds the touchpoint behind each friction, moment of truth and
-# window (`Touch`, optional: a version 2 state reads as it is, without them); 2 names its
+# The stored form's version: 3 adds the touchpoint behind each friction, moment of truth,
+# window and stage entry, and behind a channel jump's failed step in its memory (`Touch`,
+# optional: a version 2 state reads as it is, without them); 2 names its
 # fields and keeps each detector's memory under its rule id; 1 (release 0.1.0) used
 # one-letter keys and a field per kind of memory.
 STATE_VERSION = 3
@@ -33,9 +34,10 @@ _WORDS = _PLACES + len(DETAIL_ATTRIBUTES)
 
 
 class Touch(NamedTuple):
-    """What the reasons say of the touchpoint behind a friction or a moment of truth: what
-    it was, when it happened, how it went, who was there and where, and which page, file or
-    form it was about (see engine.words; kept as given, cut at KEPT_LENGTH)."""
+    """What the reasons say of the touchpoint behind a friction, a moment of truth, a window
+    or a stage entry: what it was, when it happened, how it went, who was there and where,
+    and which page, file or form it was about (see engine.words; kept as given, cut at
+    KEPT_LENGTH)."""
 
     type: str
     at: int
@@ -99,7 +101,9 @@ class Mark(NamedTuple):
 class Friction(NamedTuple):
     """A friction the customer met. `id` is deterministic (the detector and the touchpoint or
     stage entry behind it), so a replay finds the same one. `events` are the touchpoints
-    behind it, the resolving one last once it resolved."""
+    behind it, the resolving one last once it resolved. `touch` is the touchpoint that
+    matters: the one nobody followed up, the step that failed before a channel jump, or the
+    one at which it opened; None for a stall, and for frictions stored before version 3."""
 
     id: str
     kind: str
@@ -129,7 +133,7 @@ class Moment(NamedTuple):
     resolved_at: int | None = None
     resolved_by: str | None = None
     resolution: str | None = None
-    touch: Touch | None = None
+    touch: Touch | None = None  # its touchpoint (from version 3)
 
 
 class Window(NamedTuple):

@@ -203,3 +203,18 @@ def test_what_a_friction_keeps_of_its_touchpoint_survives_the_stored_form() -> N
     assert follow_up.touch == Touch("tour", T0, "visit", "neutral", "kim", "B", None)
     assert restored.history[-1].touch is not None
     assert restored == position
+
+
+def test_a_failed_step_remembered_by_version_2_still_opens_a_channel_jump() -> None:
+    """Version 2 remembered a failed step as [when, which touchpoint], without its Touch."""
+    failed = fold([touchpoint("f1", "form_failed", outcome="negative", form="quote")])
+    stored = {**failed.to_state(), "version": 2, "memory": {"channel_jump": [T0, "f1"]}}
+    position = Position.from_state("C-1", stored)
+
+    call = touchpoint("c1", "call_inbound", channel="phone", at=T0 + 10 * 60_000)
+    MACHINE.step(position, MACHINE.mark_touchpoint(call))
+
+    (jump,) = [f for f in position.frictions if f.kind == "channel_jump"]
+    assert jump.events == ("f1", "c1")
+    assert jump.touch is not None
+    assert (jump.touch.type, jump.touch.at) == ("call_inbound", T0 + 10 * 60_000)
