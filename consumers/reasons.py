@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from engine.words import kind_words, shown
+from engine.words import kind_words, shown, where
 from projections.position import Touch
 
 HOUR_MS = 3_600_000
@@ -46,14 +46,15 @@ def what(touch: Touch | None) -> str:
 
 
 def touchpoint(touch: Touch | None, at: int, now: int) -> str:
-    """The touchpoint, where, with whom and when: "tour at B with peter on Mon 7 Dec"; `at`
+    """The touchpoint, where (see engine.words.where), with whom and when: "tour at B with
+    peter on Mon 7 Dec"; `at`
     is the time to name if there is no touchpoint to speak of."""
     if touch is None:
         return f"{what(touch)} on {day(at, now)}"
     words = what(touch)
     place = shown(touch.place)
     if place:
-        words += f" at {place}"
+        words += f" {where(touch.channel, place)}"
     if touch.rep_id:
         words += f" with {touch.rep_id}"
     return f"{words} on {day(touch.at, now)}"

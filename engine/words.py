@@ -68,6 +68,12 @@ def detail(attributes: Mapping[str, str | None]) -> str | None:
     return shown(_first(attributes, DETAIL_ATTRIBUTES))
 
 
+def where(channel: str, place: str) -> str:
+    """A place as a touchpoint names it: "at B" in person, "about B" on another channel (a
+    call that booked a tour at B)."""
+    return f"at {place}" if channel == "visit" else f"about {place}"
+
+
 def shown(value: str | None) -> str | None:
     """An attribute's value as it is shown: on one line, at most DETAIL_LENGTH characters."""
     if value is None:

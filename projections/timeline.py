@@ -41,7 +41,7 @@ class TimelineEntry:
         parts = []
         place = words.place(self.attributes)
         if place:
-            parts.append(f"at {place}")
+            parts.append(words.where(self.channel, place))
         about = words.detail(self.attributes)
         if about:
             parts.append(about)
