@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-$(COMPILED): $(STAMP) $(FOLD) scripts/compile.py
+$(COMPILED): $(STAMP) $(FOLD) engine/words.py scripts/compile.py
 	$(BIN)/python scripts/compile.py
 	touch $@
 

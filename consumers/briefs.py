@@ -12,16 +12,16 @@ from __future__ import annotations
 from bisect import insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
+from consumers import reasons
 from engine.definition import Briefing
 from engine.touchpoints import millis
+from engine.words import kind_words
 from projections.position import Mark, Position
 
 KEPT = 5  # of each kind of thing a brief names
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class Booking(NamedTuple):
@@ -149,8 +149,8 @@ def upcoming(context: Context, now: int) -> list[Booking]:
     return sorted(context.bookings.values(), key=lambda b: (b.at, b.event_id))
 
 
-def brief(context: Context, position: Position, labels: Mapping[str, str]) -> str:
-    """What whoever meets the customer should know, in a few sentences."""
+def brief(context: Context, position: Position, labels: Mapping[str, str], now: int) -> str:
+    """What whoever meets the customer should know, in a few sentences, on `now`."""
     parts = []
     if context.read:
         parts.append(f"They read {_listed(text for _, text in context.read)}.")
@@ -160,7 +160,7 @@ def brief(context: Context, position: Position, labels: Mapping[str, str]) -> st
         _, referred_by, place = context.referral
         parts.append(f"{referred_by} referred them" + (f", from {place}." if place else "."))
     if context.met:
-        parts.append(f"They met {_listed(_met(m) for m in context.met)}.")
+        parts.append(f"They met {_listed(_met(m, now) for m in context.met)}.")
     open_frictions = [f for f in position.frictions if f.resolved_at is None]
     if open_frictions:
         parts.append(f"Still open: {_listed(labels.get(f.kind, f.kind) for f in open_frictions)}.")
@@ -171,22 +171,10 @@ def meeting(booking: Booking) -> str:
     return booking.what + (f" at {booking.place}" if booking.place else "")
 
 
-def day(ms: int) -> str:
-    """A day as a sales person says it: Tue 10 Mar."""
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return f"{_DAYS[moment.weekday()]} {moment.day} {_MONTHS[moment.month - 1]}"
-
-
-def day_and_time(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return f"{day(ms)} {moment:%H:%M} UTC"
-
-
-def _met(met: Met) -> str:
-    words = met.type.replace("_", " ")
+def _met(met: Met, now: int) -> str:
     how = f", {met.outcome}" if met.outcome else ""
     promise = f", who promised {met.promised}" if met.promised else ""
-    return f"{met.rep} ({words} on {day(met.at)}{how}){promise}"
+    return f"{met.rep} ({kind_words(met.type)} on {reasons.day(met.at, now)}{how}){promise}"
 
 
 def _listed(items: Iterable[str]) -> str:

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from consumers import briefs
+from consumers import briefs, reasons
 from consumers.briefs import Booking, Context
 from engine.actions import CANCELLED, EXPIRED, SUPERSEDED, ActionOutcome, action_id
 from engine.definition import ActionPolicy, ActionRule, JourneyDefinition, Match
-from projections.position import Mark, Position
+from projections.position import Friction, Mark, Position, Touch
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -196,6 +196,7 @@ class Deciding:
             rule.referred_entered for rule in definition.actions.rules if rule.referred_entered
         }
         self._rules = {rule.id: rule for rule in definition.actions.rules}
+        self._follow_up_rules = {f.id for f in definition.frictions if f.detector == "no_follow_up"}
 
     def observe(
         self, state: ActionState, mark: Mark, attributes: Mapping[str, str] | None = None
@@ -433,7 +434,7 @@ class Deciding:
         due_at = now + int(rule.due_hours * HOUR_MS)
         expires_at = None
         if trigger.booking is not None:
-            fields |= self._brief_fields(trigger.booking, position, state, owner)
+            fields |= self._brief_fields(trigger.booking, position, state, owner, now)
             before = int(self.policy.briefing.due_before_hours * HOUR_MS)
             due_at, expires_at = max(now, trigger.booking.at - before), trigger.booking.at
         return Candidate(
@@ -483,13 +484,13 @@ class Deciding:
         return fields
 
     def _brief_fields(
-        self, booking: Booking, position: Position, state: ActionState, host: str
+        self, booking: Booking, position: Position, state: ActionState, host: str, now: int
     ) -> dict[str, str]:
         return {
             "meeting": briefs.meeting(booking),
-            "meeting_at": briefs.day_and_time(booking.at),
+            "meeting_at": reasons.day_and_time(booking.at, now),
             "host": host,
-            "brief": briefs.brief(state.context, position, self._labels),
+            "brief": briefs.brief(state.context, position, self._labels, now),
         }
 
     def _triggers(
@@ -502,18 +503,34 @@ class Deciding:
     ) -> list[_Trigger]:
         if rule.referred_entered:
             return [
-                _Trigger(trigger, at, (), None, "referred", subject=referred)
+                _Trigger(trigger, at, (), None, "referred", subject=referred, since=at)
                 for referred, stage, trigger, at in state.referred
                 if stage == rule.referred_entered
             ]
         if rule.booked:
             return [
-                _Trigger(b.event_id, b.booked_at, (b.event_id,), b.channel, "booked", booking=b)
+                _Trigger(
+                    b.event_id,
+                    b.booked_at,
+                    (b.event_id,),
+                    b.channel,
+                    "booked",
+                    booking=b,
+                    since=b.booked_at,
+                )
                 for b in briefs.upcoming(state.context, now)
             ]
         if rule.friction is not None:
             found = [
-                _Trigger(f.id, f.opened_at, f.events, f.channel, rule.friction)
+                _Trigger(
+                    f.id,
+                    f.opened_at,
+                    f.events,
+                    f.channel,
+                    rule.friction,
+                    touch=f.touch,
+                    since=self._silent_since(f),
+                )
                 for f in position.frictions
                 if f.kind == rule.friction and f.resolved_at is None
             ]
@@ -522,7 +539,16 @@ class Deciding:
             return found
         if rule.moment is not None:
             return [
-                _Trigger(m.event_id, m.at, (m.event_id,), m.channel, rule.moment, m.outcome)
+                _Trigger(
+                    m.event_id,
+                    m.at,
+                    (m.event_id,),
+                    m.channel,
+                    rule.moment,
+                    m.outcome,
+                    touch=m.touch,
+                    since=m.at,
+                )
                 for m in position.moments
                 if m.kind == rule.moment
                 and (rule.moment_outcomes is None or m.outcome in rule.moment_outcomes)
@@ -532,7 +558,25 @@ class Deciding:
         entry = position.history[-1]
         events = (entry.event_id,) if entry.event_id else ()
         trigger_id = entry.event_id or f"{entry.stage}@{entry.entered_at}"
-        return [_Trigger(trigger_id, entry.entered_at, events, None, entry.stage)]
+        return [
+            _Trigger(
+                trigger_id,
+                entry.entered_at,
+                events,
+                None,
+                entry.stage,
+                touch=entry.touch,
+                since=entry.entered_at,
+            )
+        ]
+
+    def _silent_since(self, friction: Friction) -> int:
+        """When the silence a friction's reason names began: for a follow-up that never came,
+        the touchpoint still waiting for it (anything that answered it would have resolved
+        the friction); for any other friction, when it opened."""
+        if friction.kind in self._follow_up_rules and friction.touch is not None:
+            return friction.touch.at
+        return friction.opened_at
 
     def _unused_referral(
         self, kind: str, position: Position, state: ActionState, referrer: Referrer
@@ -551,7 +595,7 @@ class Deciding:
         ):
             return []
         trigger = f"{kind}:{referrer.customer_id}"
-        return [_Trigger(trigger, offered[0], (), None, kind)]
+        return [_Trigger(trigger, offered[0], (), None, kind, since=offered[0])]
 
     def _channel(self, rule: ActionRule, state: ActionState) -> str | None:
         """The first of the rule's channels the customer used themselves, else the first they
@@ -563,22 +607,34 @@ class Deciding:
     def _reason_fields(
         self, rule: ActionRule, position: Position, now: int, trigger: _Trigger
     ) -> dict[str, str]:
-        outcome = trigger.outcome or next(
-            (m.outcome for m in position.moments if trigger.events[:1] == (m.event_id,)), None
+        touch = trigger.touch
+        outcome = (
+            trigger.outcome
+            or (touch.outcome if touch is not None else None)
+            or next(
+                (m.outcome for m in position.moments if trigger.events[:1] == (m.event_id,)),
+                None,
+            )
         )
         referral = next(
             (position.memory[r][0] for r in self._referral_rules if r in position.memory),
             None,
         )
+        at = touch.at if touch is not None else trigger.at
         return {
             "label": self._labels.get(trigger.source, trigger.source),
             "events": ", ".join(trigger.events) or "none",
             "when": datetime.fromtimestamp(trigger.at / 1000, UTC).strftime("%Y-%m-%d"),
-            "silence": _duration(now - (position.last_at or now)),
+            "silence": reasons.duration(now - trigger.since),
             "channel": trigger.channel or "unknown channel",
             "outcome": outcome or "unknown",
             "rep": position.rep or "nobody yet",
             "referral": referral or "the referrer's",
+            "touchpoint": reasons.touchpoint(touch, trigger.at, now),
+            "what": reasons.what(touch),
+            "day": reasons.day(at, now),
+            "time": reasons.day_and_time(at, now),
+            "place": reasons.place(touch),
         }
 
     def _end_moot(
@@ -631,6 +687,8 @@ class _Trigger(NamedTuple):
     outcome: str | None = None
     booking: Booking | None = None  # the meeting, for a booked trigger
     subject: str | None = None  # the other customer it is about, for a referred_entered one
+    touch: Touch | None = None  # the touchpoint that matters, if the position knows it
+    since: int = 0  # when the silence the reason names began
 
 
 def _matches(matches: Iterable[Match], mark: Mark) -> bool:
@@ -643,11 +701,3 @@ def _matches(matches: Iterable[Match], mark: Mark) -> bool:
             continue
         return True
     return False
-
-
-def _duration(ms: int) -> str:
-    hours = max(0, ms) // HOUR_MS
-    if hours < 48:
-        return f"{hours} hour{'s' if hours != 1 else ''}"
-    days = hours // 24
-    return f"{days} days"

@@ -175,24 +175,40 @@ class MomentOfTruth(_Model):
     resolved_by: tuple[Match, ...] = ()
 
 
-# What an action rule's `reason` may name, filled in when the action is decided.
+# What an action rule's `reason` may name, filled in when the action is decided. "The
+# touchpoint" is the one that matters to the trigger: for a follow-up that never came, the
+# touchpoint still waiting for it; for a failed step then a jump to another channel, the step
+# that failed; for any other friction, the touchpoint at which it opened; for a moment of
+# truth, its touchpoint; for a stage, the touchpoint that moved the customer into it. Days
+# are on the journey's clock in UTC, in English.
 REASON_FIELDS = {
     "label": "the label of the friction, moment of truth or stage behind the action",
-    "events": "the ids of the touchpoints behind it, comma-separated",
-    "when": "the day it happened (or, for a friction, became true), as YYYY-MM-DD",
-    "silence": "how long the customer has heard nothing, such as '5 days'",
-    "channel": "the channel of the touchpoint behind it",
+    "touchpoint": "the touchpoint, where, with whom and on which day, such as "
+    "'tour at B with peter on Mon 7 Dec'",
+    "what": "what the touchpoint was and what it was about, such as \"page view 'pricing'\"",
+    "day": "the day of the touchpoint, such as 'Mon 7 Dec' (with the year if not this year)",
+    "time": "the day and time of the touchpoint, such as 'Mon 7 Dec at 14:05 UTC'",
+    "place": "where the touchpoint happened (its location or branch), or 'elsewhere'",
+    "silence": "how long the customer has heard nothing since it mattered, such as '5 days': "
+    "for a follow-up that never came, since the touchpoint waiting for it; for any other "
+    "friction, since it opened; for a moment of truth, since it happened; for a stage, since "
+    "the customer entered it",
+    "channel": "the channel of the touchpoint behind it (for a channel jump, the one they "
+    "turned to)",
     "outcome": "how that touchpoint went (positive, neutral, negative, or 'unknown')",
     "rep": "the customer's rep, or 'nobody yet'",
     "referral": "what the customer's referrer has (the referral rule's attribute), if anything",
     "meeting": "for a booked trigger: what was booked and where, such as 'tour at B'",
-    "meeting_at": "for a booked trigger: when the meeting is, such as 'Tue 10 Mar 09:00 UTC'",
+    "meeting_at": "for a booked trigger: when the meeting is, such as 'Tue 10 Mar at 09:00 UTC'",
     "host": "for a booked trigger: who holds the meeting",
     "brief": "for a booked trigger: what the customer read and downloaded, who referred "
     "them, the reps they met and what was promised, and the open frictions",
     "referrer": "the customer who referred them, by id, or 'the referrer'",
     "referrer_rep": "the referrer's rep, if the referrer is a known customer, or 'their rep'",
     "referred": "for a referred_entered trigger: the customer they referred",
+    "when": "the day the trigger happened (for a friction, became true), as YYYY-MM-DD",
+    "events": "the ids of the touchpoints behind it, comma-separated (the action's "
+    "triggering_event_ids show them without naming them in the reason)",
 }
 
 

@@ -124,6 +124,11 @@ class TimelineEntry(BaseModel):
     event_id: str = Field(description="The producer's id of the touchpoint.")
     channel: str = Field(description="web, email, phone, visit, or other.")
     type: str = Field(description="What happened: page_view, call_inbound, tour, ...")
+    what: str = Field(description="What happened, in words: page view, call to us, tour, ...")
+    detail: str | None = Field(
+        description="Where it happened and what it was about, from its attributes: the page "
+        "viewed, the file downloaded, the form, 'at B' for a location; null if they say neither."
+    )
     outcome: Outcome | None = Field(description="How it went, if the channel could tell.")
     rep_id: str | None = Field(description="The sales rep who took part, if any.")
     source: str = Field(description="The system that reported it.")

@@ -259,6 +259,8 @@ def customer_json(
                 "event_id": t.event_id,
                 "channel": t.channel,
                 "type": t.type,
+                "what": t.what,
+                "detail": t.detail,
                 "outcome": t.outcome,
                 "rep_id": t.rep_id,
                 "source": t.source,
@@ -402,7 +404,7 @@ def customer_view(
         events.add_row(
             when(t.occurred_at),
             t.channel,
-            t.type,
+            t.what,
             Text(t.outcome or "", style=OUTCOME_STYLES.get(t.outcome or "", "")),
             t.rep_id or "",
             details,

@@ -16,6 +16,7 @@ from typing import cast
 from engine.definition import ANY_TYPE, JourneyDefinition, Match
 from engine.journeys import TouchpointState, touchpoint_fields
 from engine.touchpoints import Touchpoint
+from engine.words import WORD_ATTRIBUTES
 from projections.detectors import Detector, detector_for
 from projections.log import Folded
 from projections.position import (
@@ -27,9 +28,11 @@ from projections.position import (
     Mark,
     Position,
     StageEntry,
+    Touch,
     add_friction,
     expire,
     resolve_all,
+    touch,
 )
 
 DAY_MS = 86_400_000
@@ -106,7 +109,8 @@ class StageMachine:
                 )
                 self._patterns.append(_Pattern.of(rule))
         self._entry_rules = len(self._rules)
-        self.value_names: list[str] = []
+        # The attributes reasons name come first (see `Mark.values`).
+        self.value_names: list[str] = list(WORD_ATTRIBUTES)
         # Stalls and regressions follow stages and time alone: the machine keeps them itself.
         by_kind = {f.detector: f.id for f in reversed(definition.frictions)}
         self._stall: str | None = by_kind.get("stall")
@@ -362,7 +366,7 @@ class StageMachine:
                 forward = rule
         target = forward or back
         if target is not None and target.stage != stage:
-            self._enter(position, target.stage, at, mark.event_id)
+            self._enter(position, target.stage, at, mark.event_id, touch(mark))
 
         readers = self._readers.get(mark.rules)
         if readers is None:
@@ -381,9 +385,16 @@ class StageMachine:
             position.details_changed |= OUTCOMES
         position.due = self._due(position)
 
-    def _enter(self, position: Position, stage: str, at: int, event_id: str | None) -> None:
+    def _enter(
+        self,
+        position: Position,
+        stage: str,
+        at: int,
+        event_id: str | None,
+        touched: Touch | None = None,
+    ) -> None:
         previous = position.stage
-        position.history.append(StageEntry(stage, at, event_id))
+        position.history.append(StageEntry(stage, at, event_id, touched))
         position.stage = stage
         position.since = at
         rank = self.ranks[stage]
@@ -415,6 +426,7 @@ class StageMachine:
                     previous,
                     None,
                     position.rep,
+                    touched,
                 ),
             )
 

@@ -14,20 +14,72 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-# The stored form's version: 2 names its fields and keeps each detector's memory under its
-# rule id; 1 (release 0.1.0) used one-letter keys and a field per kind of memory.
-STATE_VERSION = 2
+from engine.words import DETAIL_ATTRIBUTES, KEPT_LENGTH, PLACE_ATTRIBUTES
+
+# The stored form's version: 3 adds the touchpoint behind each friction, moment of truth,
+# window and stage entry, and behind a channel jump's failed step in its memory (`Touch`,
+# optional: a version 2 state reads as it is, without them); 2 names its
+# fields and keeps each detector's memory under its rule id; 1 (release 0.1.0) used
+# one-letter keys and a field per kind of memory.
+STATE_VERSION = 3
+_WITHOUT_TOUCHES = 2
 
 # What changed in a position beyond its own row: which of the detail views to rewrite.
 FRICTIONS, MOMENTS, OUTCOMES = 1, 2, 4
 ALL_DETAILS = FRICTIONS | MOMENTS | OUTCOMES
 NO_RANK = -2  # the rank of a customer in no stage yet
+# Where a mark's values hold the attributes a Touch keeps (see `Mark.values`).
+_PLACES = len(PLACE_ATTRIBUTES)
+_WORDS = _PLACES + len(DETAIL_ATTRIBUTES)
+
+
+class Touch(NamedTuple):
+    """What the reasons say of the touchpoint behind a friction, a moment of truth, a window
+    or a stage entry: what it was, when it happened, how it went, who was there and where,
+    and which page, file or form it was about (see engine.words; kept as given, cut at
+    KEPT_LENGTH)."""
+
+    type: str
+    at: int
+    channel: str
+    outcome: str | None
+    rep_id: str | None
+    place: str | None
+    detail: str | None
+
+
+def touch(mark: Mark) -> Touch:
+    """The words' part of a touchpoint: the first place and the first detail it has."""
+    values = mark.values
+    where: str | None = None
+    about: str | None = None
+    for index in range(min(_WORDS, len(values))):
+        value = values[index]
+        if not value:
+            continue
+        if index < _PLACES:
+            if where is None:
+                where = value[:KEPT_LENGTH]
+        else:
+            about = value[:KEPT_LENGTH]
+            break
+    return Touch(mark.type, mark.occurred_at, mark.channel, mark.outcome, mark.rep_id, where, about)
+
+
+def _plain(touched: Touch | None) -> tuple[Any, ...] | None:
+    """A touch as its stored form keeps it (a JSON encoder sees a tuple, not a Touch)."""
+    return None if touched is None else tuple(touched)
+
+
+def _touch(stored: Sequence[Any] | None) -> Touch | None:
+    return None if stored is None else Touch(*stored)
 
 
 class StageEntry(NamedTuple):
     stage: str
     entered_at: int
     event_id: str | None  # the touchpoint that moved the customer; None for dormancy
+    touch: Touch | None = None  # that touchpoint in words' terms (from version 3)
 
 
 class Mark(NamedTuple):
@@ -41,13 +93,17 @@ class Mark(NamedTuple):
     channel: str = ""
     outcome: str | None = None
     rep_id: str | None = None
-    values: tuple[str | None, ...] = ()  # the attributes the detectors name, in machine order
+    # The attributes the detectors name, in machine order: engine.words' WORD_ATTRIBUTES
+    # first, which `touch` reads.
+    values: tuple[str | None, ...] = ()
 
 
 class Friction(NamedTuple):
     """A friction the customer met. `id` is deterministic (the detector and the touchpoint or
     stage entry behind it), so a replay finds the same one. `events` are the touchpoints
-    behind it, the resolving one last once it resolved."""
+    behind it, the resolving one last once it resolved. `touch` is the touchpoint that
+    matters: the one nobody followed up, the step that failed before a channel jump, or the
+    one at which it opened; None for a stall, and for frictions stored before version 3."""
 
     id: str
     kind: str
@@ -57,6 +113,7 @@ class Friction(NamedTuple):
     stage: str | None
     channel: str | None
     rep_id: str | None
+    touch: Touch | None = None
 
     def resolve(self, at: int, event_id: str | None) -> Friction:
         events = self.events if event_id is None else (*self.events, event_id)
@@ -76,6 +133,7 @@ class Moment(NamedTuple):
     resolved_at: int | None = None
     resolved_by: str | None = None
     resolution: str | None = None
+    touch: Touch | None = None  # its touchpoint (from version 3)
 
 
 class Window(NamedTuple):
@@ -88,6 +146,7 @@ class Window(NamedTuple):
     stage: str | None
     channel: str
     rep_id: str | None
+    touch: Touch | None = None  # the touchpoint waiting for its follow-up
 
 
 @dataclass(slots=True)
@@ -128,12 +187,12 @@ class Position:
             "first_at": self.first_at,
             "last_at": self.last_at,
             "touchpoints": self.touchpoints,
-            "history": [tuple(entry) for entry in self.history],
+            "history": [(*entry[:-1], _plain(entry.touch)) for entry in self.history],
             "counts": list(self.counts.items()),
             "rep": self.rep,
-            "frictions": [tuple(friction) for friction in self.frictions],
-            "moments": [tuple(moment) for moment in self.moments],
-            "windows": [tuple(window) for window in self.windows],
+            "frictions": [(*f[:-1], _plain(f.touch)) for f in self.frictions],
+            "moments": [(*m[:-1], _plain(m.touch)) for m in self.moments],
+            "windows": [(*w[:-1], _plain(w.touch)) for w in self.windows],
             "memory": self.memory,
             "outcomes": self.outcomes,
             "due": self.due,
@@ -143,9 +202,9 @@ class Position:
     @classmethod
     def from_state(cls, customer_id: str, state: Mapping[str, Any]) -> Position:
         """Reads what `to_state` wrote, in this version or an earlier one."""
-        if state.get("version") != STATE_VERSION:
+        if state.get("version") not in (STATE_VERSION, _WITHOUT_TOUCHES):
             state = _upcast(state)
-        history = [StageEntry(*entry) for entry in state["history"]]
+        history = [StageEntry(*_with_touch(entry, 3)) for entry in state["history"]]
         return cls(
             customer_id,
             stage=history[-1].stage if history else None,
@@ -158,8 +217,8 @@ class Position:
             counts={rule: count for rule, count in state["counts"]},
             rep=state["rep"],
             frictions=[_friction(f) for f in state["frictions"]],
-            moments=[Moment(*m) for m in state["moments"]],
-            windows=[Window(*w) for w in state["windows"]],
+            moments=[_moment(m) for m in state["moments"]],
+            windows=[_window(w) for w in state["windows"]],
             memory=state["memory"],
             outcomes=state["outcomes"],
             due=state["due"],
@@ -210,8 +269,25 @@ def _upcast(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _friction(stored: Sequence[Any]) -> Friction:
-    fid, kind, opened, resolved, events, stage, channel, rep = stored
-    return Friction(fid, kind, opened, resolved, tuple(events), stage, channel, rep)
+    fid, kind, opened, resolved, events, stage, channel, rep, *rest = stored
+    touched = _touch(rest[0]) if rest else None
+    return Friction(fid, kind, opened, resolved, tuple(events), stage, channel, rep, touched)
+
+
+def _moment(stored: Sequence[Any]) -> Moment:
+    return Moment(*_with_touch(stored, 9))
+
+
+def _window(stored: Sequence[Any]) -> Window:
+    return Window(*_with_touch(stored, 6))
+
+
+def _with_touch(stored: Sequence[Any], at: int) -> list[Any]:
+    """A stored record's fields with its touch (last, at `at`, if stored) read back."""
+    fields = list(stored)
+    if len(fields) > at:
+        fields[at] = _touch(fields[at])
+    return fields
 
 
 # What the detectors and the machine do to a position's frictions.
@@ -245,9 +321,16 @@ def add_friction(position: Position, friction: Friction) -> None:
 
 
 def open_at(
-    position: Position, kind: str, mark: Mark, events: tuple[str, ...], rep_id: str | None
+    position: Position,
+    kind: str,
+    mark: Mark,
+    events: tuple[str, ...],
+    rep_id: str | None,
+    *,
+    touched: Touch | None = None,
 ) -> None:
-    """Opens a friction at a touchpoint (which also names it), in the customer's stage."""
+    """Opens a friction at a touchpoint (which also names it), in the customer's stage;
+    `touched` is the touchpoint that matters, if not that one."""
     friction = Friction(
         f"{kind}:{mark.event_id}",
         kind,
@@ -257,6 +340,7 @@ def open_at(
         position.stage,
         mark.channel,
         rep_id,
+        touched or touch(mark),
     )
     add_friction(position, friction)
 
@@ -286,5 +370,6 @@ def expire(position: Position, window: Window) -> None:
             window.stage,
             window.channel,
             window.rep_id,
+            window.touch,
         ),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from engine import words
 from engine.journeys import TouchpointState
 
 
@@ -27,6 +28,24 @@ class TimelineEntry:
     rep_id: str | None
     source: str
     attributes: Mapping[str, str]
+
+    @property
+    def what(self) -> str:
+        """What happened, in words: "page view", "missed call"."""
+        return words.kind_words(self.type)
+
+    @property
+    def detail(self) -> str | None:
+        """Where it happened and what it was about, from its attributes: "pricing" for a page
+        view, "at B" for a tour, "guide.pdf" for a download; None if they say neither."""
+        parts = []
+        place = words.place(self.attributes)
+        if place:
+            parts.append(words.where(self.channel, place))
+        about = words.detail(self.attributes)
+        if about:
+            parts.append(about)
+        return ", ".join(parts) or None
 
 
 def timeline(touchpoints: Iterable[TouchpointState]) -> list[TimelineEntry]:

@@ -68,10 +68,14 @@ def _ids(positions: list[Position]) -> list[str]:
     return [p.customer_id for p in positions]
 
 
+# A moment's fields the moments view has columns for: all but its touch.
+_MOMENT_COLUMNS = 9
+
+
 def _moment_rows(positions: list[Position]) -> Iterator[tuple[Any, ...]]:
     for p in positions:
         for index, moment in enumerate(p.moments):
-            yield (p.customer_id, index, *moment)
+            yield (p.customer_id, index, *moment[:_MOMENT_COLUMNS])
 
 
 def _outcome_rows(positions: list[Position]) -> Iterator[tuple[Any, ...]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from engine.definition import NoFollowUp
 from projections.detectors.base import HOUR_MS, Compile, Detector, ValueIndex, register
-from projections.position import Mark, Position, Window, resolve_all
+from projections.position import Mark, Position, Window, resolve_all, touch
 
 
 class FollowUpDetector(Detector):
@@ -34,6 +34,7 @@ class FollowUpDetector(Detector):
                     position.stage,
                     mark.channel,
                     mark.rep_id,
+                    touch(mark),
                 )
             )
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from engine.definition import Loop
 from projections.detectors.base import Compile, Detector, ValueIndex, register
-from projections.position import Friction, Mark, Position, add_friction, resolve_all
+from projections.position import Friction, Mark, Position, add_friction, resolve_all, touch
 
 
 class LoopDetector(Detector):
@@ -43,6 +43,7 @@ class LoopDetector(Detector):
                     position.stage,
                     mark.channel,
                     mark.rep_id,
+                    touch(mark),
                 ),
             )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.definition import MomentOfTruth
 from projections.detectors.base import Compile, Detector, ValueIndex, register
-from projections.position import MOMENTS, Mark, Moment, Position
+from projections.position import MOMENTS, Mark, Moment, Position, touch
 
 
 class MomentDetector(Detector):
@@ -38,6 +38,7 @@ class MomentDetector(Detector):
                 mark.channel,
                 mark.rep_id,
                 mark.outcome,
+                touch=touch(mark),
             )
         )
         position.details_changed |= MOMENTS

@@ -280,9 +280,9 @@ def test_whoever_holds_a_booked_tour_gets_a_brief_due_before_it(engine: Engine) 
     assert (brief.owner, brief.action_type) == ("peter", "brief")  # the stand-in, not kathrine
     assert brief.due_at == tour.occurred_at - 2 * HOUR
     assert brief.reason == (
-        "Before the tour at B on Mon 9 Mar 09:00 UTC, which peter holds: "
+        "Before the tour at B on Mon 9 Mar at 09:00 UTC, which peter holds: "
         "They read programmes, amenities. C-17 referred them, from A. "
-        "They met kathrine (call outbound on Wed 4 Mar, positive). "
+        "They met kathrine (call from us on Wed 4 Mar, positive). "
         "Still open: Referral not used."
     )
 
@@ -364,7 +364,7 @@ def test_a_referral_by_a_known_customer_proposes_their_place_and_thanks_them_on_
         "maria",
         "thank_you",
     )
-    assert thanks.reason == "S-NEW, whom they referred, signed on 2026-03-11. Thank them."
+    assert thanks.reason == "S-NEW, whom they referred, signed on Wed 11 Mar. Thank them."
     assert thanks.decided_at == T0 + 9 * DAY
     engine.journeys.record([touchpoint("n4", "page_view", customer_id="S-NEW", at=T0 + 10 * DAY)])
     engine.decider.catch_up()

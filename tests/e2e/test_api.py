@@ -66,11 +66,17 @@ def test_a_customers_journey_has_stages_timeline_frictions_moments_and_actions(
         "evaluating",
     ]
     assert [t["event_id"] for t in anna["timeline"]] == [f"s1-{i}" for i in range(1, 7)]
+    assert [(t["what"], t["detail"]) for t in anna["timeline"]][2:] == [
+        ("page view", "amenities"),
+        ("page view", "programmes"),
+        ("page view", "amenities"),
+        ("tour", "at B"),
+    ]
     assert {f["kind"] for f in anna["frictions"] if f["open"]} >= {"no_follow_up", "hand_off"}
     assert {m["kind"] for m in anna["moments_of_truth"]} == {"first_human_contact", "first_visit"}
     follow_up = next(a for a in anna["next_actions"] if a["action_type"] == "follow_up")
     assert follow_up["owner"] == "kathrine"
-    assert "s1-6" in follow_up["reason"]
+    assert "their tour at B with peter on Mon 9 Mar" in follow_up["reason"]
 
 
 def test_an_unknown_customer_is_a_404_naming_them(client: TestClient) -> None:

@@ -138,7 +138,9 @@ def test_a_sales_person_finds_the_customer_and_dismisses_the_follow_up(
     expect(moments.nth(1)).to_have_class("mot bad")  # the tour went badly
     expect(page.locator("[data-channel=visit]")).to_have_count(1)
     follow_up = page.locator("[data-testid=action][data-action-type=follow_up]")
-    expect(follow_up.get_by_test_id("reason")).to_contain_text("s1-6")
+    expect(follow_up.get_by_test_id("reason")).to_contain_text("tour at B with peter on Mon 9 Mar")
+    # The timeline says which page they read.
+    expect(page.get_by_test_id("touchpoint").nth(2)).to_contain_text("page view · amenities")
     expect(page.get_by_test_id("friction")).to_have_count(4)
     screenshot(page, "sales-page-before")
 

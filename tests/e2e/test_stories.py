@@ -209,11 +209,17 @@ def test_the_warm_referral_gone_cold_asks_kathrine_to_follow_up_and_propose_loca
     assert (follow_up["action_type"], follow_up["owner"]) == ("follow_up", "kathrine")
     assert follow_up["priority"] > actions["introduction_referral"]["priority"]
     assert follow_up["triggering_event_ids"] == ["s1-6"]
-    assert "s1-6" in follow_up["reason"]  # the tour
-    assert "5 days" in follow_up["reason"]  # and the silence since
+    # The tour, where, with whom, when and how it went, and the silence since it.
+    assert follow_up["reason"] == (
+        "Nobody followed up their tour at B with peter on Mon 9 Mar (negative), and they have "
+        "heard nothing for 5 days since. Get back to them."
+    )
     introduction = actions["introduction_referral"]
     assert (introduction["action_type"], introduction["owner"]) == ("introduction", "kathrine")
-    assert "Propose A" in introduction["reason"]
+    assert introduction["reason"] == (
+        "They came by referral from a customer at A but were offered B (call from us about "
+        "B with kathrine on Wed 4 Mar). Propose A, with an introduction through the referrer."
+    )
 
 
 def test_digital_to_phone_gets_a_call_back_with_context(data_dir: Path) -> None:
@@ -223,7 +229,8 @@ def test_digital_to_phone_gets_a_call_back_with_context(data_dir: Path) -> None:
     assert (call_back["action_type"], call_back["channel"]) == ("call_back", "phone")
     assert call_back["owner"] == "inside_sales"  # Ben has no rep yet
     assert call_back["triggering_event_ids"] == ["s2-4", "s2-5"]
-    assert "failed" in call_back["reason"]
+    # What they tried online, and when.
+    assert "(failed form 'quote', Mon 2 Mar at 09:16 UTC)" in call_back["reason"]
 
 
 def test_the_bank_customer_gets_a_recovery_call_from_the_branch_manager(data_dir: Path) -> None:
@@ -232,6 +239,7 @@ def test_the_bank_customer_gets_a_recovery_call_from_the_branch_manager(data_dir
     (recovery,) = actions.values()
     assert (recovery["action_type"], recovery["owner"]) == ("recovery_call", "branch_manager")
     assert recovery["triggering_event_ids"] == ["s3-6"]
+    assert "complaint 'phone_service', by email on Sun 8 Mar" in recovery["reason"]
 
 
 def test_repeated_pricing_views_get_a_consultation_offer_by_email(data_dir: Path) -> None:
@@ -239,12 +247,17 @@ def test_repeated_pricing_views_get_a_consultation_offer_by_email(data_dir: Path
 
     (offer,) = actions.values()
     assert (offer["action_type"], offer["channel"]) == ("consultation_offer", "email")
+    assert "page view 'pricing'" in offer["reason"]
 
 
 def test_the_late_visit_is_followed_up_by_the_rep_who_made_it(data_dir: Path) -> None:
     actions = open_actions(customer(data_dir, "S5-EVA"))
 
     assert {(a["action_type"], a["owner"]) for a in actions.values()} == {("follow_up", "amira")}
+    # The silence counts from the visit, not from the emails they opened since.
+    (follow_up,) = actions.values()
+    assert "their visit with amira on Mon 2 Mar (positive)" in follow_up["reason"]
+    assert "heard nothing for 11 days since" in follow_up["reason"]
 
 
 def test_the_happy_path_gets_nothing_but_a_thank_you_for_the_referral(data_dir: Path) -> None:
@@ -254,6 +267,19 @@ def test_the_happy_path_gets_nothing_but_a_thank_you_for_the_referral(data_dir: 
         ("thank_you", "jonas", "open")
     ]
     assert fin["next_actions"][0]["triggering_event_ids"] == ["s6-10"]
+    assert "advocate on Sun 14 Jun with the referral they gave" in fin["next_actions"][0]["reason"]
+
+
+def test_no_reason_cites_an_event_id(data_dir: Path) -> None:
+    event_ids = {r["event_id"] for story in STORIES.values() for r in story()}
+    reasons = [
+        a["reason"]
+        for story in STORIES.values()
+        for a in customer(data_dir, story()[0]["customer_id"])["next_actions"]
+    ]
+
+    assert len(reasons) == 7
+    assert not [(r, e) for r in reasons for e in event_ids if e in r]
 
 
 def test_explain_shows_the_rule_the_events_and_the_score(data_dir: Path) -> None:

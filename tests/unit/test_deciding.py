@@ -344,9 +344,9 @@ def test_a_brief_says_the_same_whatever_order_the_touchpoints_arrived_in(
     assert brief.candidate.owner == "lee"
     assert brief.candidate.due_at == T0 + 7 * DAY + 2 * HOUR  # 13:00 UTC, two hours before
     assert brief.candidate.reason == (
-        "Before the demo on Mon 9 Mar 13:00 UTC, which lee holds: "
+        "Before the demo on Mon 9 Mar at 13:00 UTC, which lee holds: "
         "They read cases, pricing. They downloaded brochure. C-17 referred them, from A. "
-        "They met kim (call outbound on Tue 3 Mar, positive), who promised a price list."
+        "They met kim (call from us on Tue 3 Mar, positive), who promised a price list."
     )
 
 

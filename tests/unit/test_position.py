@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import orjson
+
 from engine.definition import load_definition, parse_definition
 from engine.touchpoints import Touchpoint
 from projections.machine import StageMachine
-from projections.position import Mark, Position
+from projections.position import Mark, Position, StageEntry, Touch
 from tests.conftest import DAY, HOUR, T0, touchpoint
 
 MACHINE = StageMachine(load_definition())
@@ -158,3 +160,61 @@ def test_a_position_stored_by_release_0_1_0_reads_as_it_was() -> None:
         "referral_mismatch": ["Leeds", "e1"],
     }
     assert Position.from_state("C-1", position.to_state()) == position
+
+
+def test_a_position_stored_as_version_2_reads_without_touchpoints_and_folds_on() -> None:
+    """Version 2 kept no touchpoint with frictions, moments, windows or stage entries."""
+    stored = {
+        "version": 2,
+        "peak_rank": 3,
+        "first_at": T0,
+        "last_at": T0,
+        "touchpoints": 1,
+        "history": [["aware", T0, "t1"], ["evaluating", T0, "t1"]],
+        "counts": [[0, 1], [6, 1]],
+        "rep": "kim",
+        "frictions": [],
+        "moments": [["first_visit", T0, "t1", "visit", "kim", "neutral", None, None, None]],
+        "windows": [["no_follow_up", T0 + 2 * DAY, "t1", "evaluating", "visit", "kim"]],
+        "memory": {"channel_jump": [T0, "t0"]},
+        "outcomes": {"visit": [0, 1, 0]},
+        "due": T0 + 2 * DAY,
+        "horizon": None,
+    }
+
+    position = Position.from_state("C-1", stored)
+    assert position.history[-1] == StageEntry("evaluating", T0, "t1", None)
+    assert position.moments[0].touch is None
+    MACHINE.advance(position, T0 + 3 * DAY)
+
+    (friction,) = position.frictions
+    assert (friction.kind, friction.events, friction.touch) == ("no_follow_up", ("t1",), None)
+    assert position.to_state()["version"] == 3
+    assert Position.from_state("C-1", position.to_state()) == position
+
+
+def test_what_a_friction_keeps_of_its_touchpoint_survives_the_stored_form() -> None:
+    tour = touchpoint("t1", "tour", channel="visit", rep_id="kim", outcome="neutral", location="B")
+    position = fold([tour, touchpoint("p1", at=T0 + 3 * DAY, page="pricing")])
+
+    restored = Position.from_state("C-1", orjson.loads(orjson.dumps(position.to_state())))
+
+    (follow_up,) = [f for f in restored.frictions if f.kind == "no_follow_up"]
+    assert follow_up.touch == Touch("tour", T0, "visit", "neutral", "kim", "B", None)
+    assert restored.history[-1].touch is not None
+    assert restored == position
+
+
+def test_a_failed_step_remembered_by_version_2_still_opens_a_channel_jump() -> None:
+    """Version 2 remembered a failed step as [when, which touchpoint], without its Touch."""
+    failed = fold([touchpoint("f1", "form_failed", outcome="negative", form="quote")])
+    stored = {**failed.to_state(), "version": 2, "memory": {"channel_jump": [T0, "f1"]}}
+    position = Position.from_state("C-1", stored)
+
+    call = touchpoint("c1", "call_inbound", channel="phone", at=T0 + 10 * 60_000)
+    MACHINE.step(position, MACHINE.mark_touchpoint(call))
+
+    (jump,) = [f for f in position.frictions if f.kind == "channel_jump"]
+    assert jump.events == ("f1", "c1")
+    assert jump.touch is not None
+    assert (jump.touch.type, jump.touch.at) == ("call_inbound", T0 + 10 * 60_000)

@@ -44,3 +44,28 @@ def test_the_timeline_leaves_personal_identifiers_out() -> None:
     (entry,) = timeline([state("e1", T0)])
 
     assert "x@example.com" not in repr(entry)
+
+
+def described(type_: str, channel: str = "web", **attributes: str) -> tuple[str, str | None]:
+    entry = state("e1", T0)
+    (shown,) = timeline([{**entry, "type": type_, "channel": channel, "attributes": attributes}])
+    return shown.what, shown.detail
+
+
+def test_each_touchpoint_says_in_words_what_it_was_and_what_it_was_about() -> None:
+    assert described("page_view", page="pricing", url="/pricing") == ("page view", "pricing")
+    assert described("page_view", url="/offices/b") == ("page view", "/offices/b")
+    assert described("content_download", asset="whitepaper") == ("download", "whitepaper")
+    assert described("tour", "visit", location="B", content="as on the website") == (
+        "tour",
+        "at B",
+    )
+    assert described("call_outbound", "phone", location="B", booked="tour") == (
+        "call from us",
+        "about B",
+    )
+    assert described("call_missed") == ("missed call", None)
+    assert described("webinar_registered", title="Hybrid offices") == (
+        "webinar registered",
+        "Hybrid offices",
+    )
