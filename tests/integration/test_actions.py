@@ -245,7 +245,15 @@ def test_killing_the_decider_or_its_relay_anywhere_loses_no_action_and_changes_n
                 f"SELECT action_id, record FROM {reference}.journey_next_actions"
             )
         }
+        # Each action as decided, and again as the journey ended it.
+        expected_versions = {
+            (row[0], row[1])
+            for row in pipeline.query(
+                f"SELECT action_id, status FROM {reference}.journey_action_outbox"
+            )
+        }
     assert len(expected) > 100
+    assert len(expected_versions) > len(expected)
 
     rng = random.Random(20261123)
     decided = "SELECT count(*) FROM journey_next_actions"
@@ -272,14 +280,14 @@ def test_killing_the_decider_or_its_relay_anywhere_loses_no_action_and_changes_n
     assert finish.returncode == 0, finish.stderr
 
     assert kills >= 3
-    assert table_count(pipeline, sent) == len(expected)
+    assert table_count(pipeline, sent) == len(expected_versions)
     published = actions_on_topic(pipeline, pipeline.log_end(pipeline.actions_topic))
-    versions: dict[str, set[bytes]] = defaultdict(set)
+    versions: dict[tuple[str, str], set[bytes]] = defaultdict(set)
     for action in published:
         assert action["header"] == action["action_id"]
-        versions[action["action_id"]].add(action["bytes"])
-    assert set(versions) == set(expected)  # every decided action is on the topic
-    assert all(len(values) == 1 for values in versions.values())  # never two contents per id
+        versions[action["action_id"], action["status"]].add(action["bytes"])
+    assert set(versions) == expected_versions  # every decision and every ending is on the topic
+    assert all(len(values) == 1 for values in versions.values())  # never two contents for one
     decided_rows = {
         row[0]: row[1]
         for row in pipeline.query("SELECT action_id, record FROM journey_next_actions")
