@@ -217,8 +217,9 @@ def test_the_warm_referral_gone_cold_asks_kathrine_to_follow_up_and_propose_loca
     introduction = actions["introduction_referral"]
     assert (introduction["action_type"], introduction["owner"]) == ("introduction", "kathrine")
     assert introduction["reason"] == (
-        "They came by referral from a customer at A but were offered B (call from us about "
-        "B with kathrine on Wed 4 Mar). Propose A, with an introduction through the referrer."
+        "They came by referral from C-17, a customer at A, but were offered B (call from us "
+        "about B with kathrine on Wed 4 Mar). Propose A, with an introduction through C-17 and "
+        "their rep."
     )
 
 
