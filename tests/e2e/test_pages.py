@@ -142,6 +142,10 @@ def test_a_sales_person_finds_the_customer_and_dismisses_the_follow_up(
     # The timeline says which page they read.
     expect(page.get_by_test_id("touchpoint").nth(2)).to_contain_text("page view · amenities")
     expect(page.get_by_test_id("friction")).to_have_count(4)
+    # Frictions name their touchpoints as the timeline does, never by event id.
+    expect(page.get_by_test_id("frictions")).to_contain_text("Visit with no follow-up")
+    expect(page.get_by_test_id("frictions")).to_contain_text("· tour · at B")
+    expect(page.get_by_test_id("frictions")).not_to_contain_text("s1-")
     screenshot(page, "sales-page-before")
 
     follow_up.get_by_test_id("dismiss-reason").fill("she signed with us at the fair")
