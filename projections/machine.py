@@ -16,7 +16,7 @@ from typing import cast
 from engine.definition import ANY_TYPE, JourneyDefinition, Match
 from engine.journeys import TouchpointState, touchpoint_fields
 from engine.touchpoints import Touchpoint
-from engine.words import WORD_ATTRIBUTES
+from engine.words import KEPT_LENGTH, PLACE_ATTRIBUTES, WORD_ATTRIBUTES
 from projections.detectors import Detector, detector_for
 from projections.log import Folded
 from projections.position import (
@@ -24,6 +24,7 @@ from projections.position import (
     FRICTIONS,
     NO_RANK,
     OUTCOMES,
+    WORDS,
     Friction,
     Mark,
     Position,
@@ -109,8 +110,8 @@ class StageMachine:
                 )
                 self._patterns.append(_Pattern.of(rule))
         self._entry_rules = len(self._rules)
-        # The attributes reasons name come first (see `Mark.values`).
-        self.value_names: list[str] = list(WORD_ATTRIBUTES)
+        # The attributes the detectors read; a mark's values hold them after the two words.
+        self.value_names: list[str] = []
         # Stalls and regressions follow stages and time alone: the machine keeps them itself.
         by_kind = {f.detector: f.id for f in reversed(definition.frictions)}
         self._stall: str | None = by_kind.get("stall")
@@ -146,7 +147,7 @@ class StageMachine:
     def _value_index(self, attribute: str) -> int:
         if attribute not in self.value_names:
             self.value_names.append(attribute)
-        return self.value_names.index(attribute)
+        return WORDS + self.value_names.index(attribute)
 
     def mark(self, tp: TouchpointState) -> Mark:
         """What the fold keeps of a recorded touchpoint."""
@@ -195,7 +196,7 @@ class StageMachine:
                 channel,
                 outcome,
                 rep_id,
-                tuple(map(attributes.get, self.value_names)),
+                (*_place_and_detail(attributes), *map(attributes.get, self.value_names)),
             ),
         )
 
@@ -432,3 +433,28 @@ class StageMachine:
 
 
 _OUTCOME_INDEX = {"positive": 0, "neutral": 1, "negative": 2}
+
+
+_RANKS = {name: rank for rank, name in enumerate(WORD_ATTRIBUTES)}
+
+
+def _place_and_detail(attributes: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """Where a touchpoint happened and what it was about, as the fold keeps them (the first
+    of each kind of attribute that is present, cut at KEPT_LENGTH). Goes through the
+    touchpoint's own few attributes rather than asking for every name; here, to be
+    compiled with the fold."""
+    place = detail = None
+    place_rank = detail_rank = len(WORD_ATTRIBUTES)
+    for name, value in attributes.items():
+        rank = _RANKS.get(name)
+        if rank is None or not value:
+            continue
+        if rank < len(PLACE_ATTRIBUTES):
+            if rank < place_rank:
+                place, place_rank = value, rank
+        elif rank < detail_rank:
+            detail, detail_rank = value, rank
+    return (
+        None if place is None else place[:KEPT_LENGTH],
+        None if detail is None else detail[:KEPT_LENGTH],
+    )

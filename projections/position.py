@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from engine.words import DETAIL_ATTRIBUTES, KEPT_LENGTH, PLACE_ATTRIBUTES
-
 # The stored form's version: 3 adds the touchpoint behind each friction, moment of truth,
 # window and stage entry, and behind a channel jump's failed step in its memory (`Touch`,
 # optional: a version 2 state reads as it is, without them); 2 names its
@@ -28,16 +26,15 @@ _WITHOUT_TOUCHES = 2
 FRICTIONS, MOMENTS, OUTCOMES = 1, 2, 4
 ALL_DETAILS = FRICTIONS | MOMENTS | OUTCOMES
 NO_RANK = -2  # the rank of a customer in no stage yet
-# Where a mark's values hold the attributes a Touch keeps (see `Mark.values`).
-_PLACES = len(PLACE_ATTRIBUTES)
-_WORDS = _PLACES + len(DETAIL_ATTRIBUTES)
+# A mark's values begin with the touchpoint's place and detail (see `Mark.values`).
+WORDS = 2
 
 
 class Touch(NamedTuple):
     """What the reasons say of the touchpoint behind a friction, a moment of truth, a window
     or a stage entry: what it was, when it happened, how it went, who was there and where,
     and which page, file or form it was about (see engine.words; kept as given, cut at
-    KEPT_LENGTH)."""
+    engine.words.KEPT_LENGTH)."""
 
     type: str
     at: int
@@ -51,18 +48,7 @@ class Touch(NamedTuple):
 def touch(mark: Mark) -> Touch:
     """The words' part of a touchpoint: the first place and the first detail it has."""
     values = mark.values
-    where: str | None = None
-    about: str | None = None
-    for index in range(min(_WORDS, len(values))):
-        value = values[index]
-        if not value:
-            continue
-        if index < _PLACES:
-            if where is None:
-                where = value[:KEPT_LENGTH]
-        else:
-            about = value[:KEPT_LENGTH]
-            break
+    where, about = (values[0], values[1]) if len(values) >= WORDS else (None, None)
     return Touch(mark.type, mark.occurred_at, mark.channel, mark.outcome, mark.rep_id, where, about)
 
 
@@ -93,8 +79,8 @@ class Mark(NamedTuple):
     channel: str = ""
     outcome: str | None = None
     rep_id: str | None = None
-    # The attributes the detectors name, in machine order: engine.words' WORD_ATTRIBUTES
-    # first, which `touch` reads.
+    # The touchpoint's place and detail (engine.words.place_and_detail), which `touch`
+    # reads, then the attributes the detectors name, in machine order.
     values: tuple[str | None, ...] = ()
 
 
