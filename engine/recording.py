@@ -261,28 +261,29 @@ class Journeys(Application[UUID]):
         for attempt in (1, 2):
             known = self._ledger.recorded_event_ids(list(unique)) if unique else set()
             fresh = [event for ledger_id, event in unique.items() if ledger_id not in known]
-            streams = {event.stream_id for event in fresh}
+            stream_ids = [event.stream_id for event in fresh]  # a uuid5 each: made once
+            streams = set(stream_ids)
             versions = self._ledger.stream_versions(list(streams)) if streams else {}
             now = self._clock()
             built: list[Any] = []
-            for event in fresh:
-                version = versions.get(event.stream_id, 0)
+            for event, stream in zip(fresh, stream_ids, strict=True):
+                version = versions.get(stream, 0)
                 if version == 0:
                     started: Any = event.aggregate.Started  # type: ignore[attr-defined]
                     built.append(
                         started(
                             originator_topic=get_topic(event.aggregate),
-                            originator_id=event.stream_id,
+                            originator_id=stream,
                             originator_version=1,
                             timestamp=now,
                             customer_id=event.customer_id,
                         )
                     )
                     version = 1
-                versions[event.stream_id] = version + 1
+                versions[stream] = version + 1
                 built.append(
                     event.kind(
-                        originator_id=event.stream_id,
+                        originator_id=stream,
                         originator_version=version + 1,
                         timestamp=now,
                         **event.fields,
