@@ -395,7 +395,11 @@ class StageMachine:
         touched: Touch | None = None,
     ) -> None:
         previous = position.stage
-        position.history.append(StageEntry(stage, at, event_id, touched))
+        history = position.history
+        if history and history[-1].touch is not None:
+            # Only the latest entry's touchpoint is ever put in words: the others keep none.
+            history[-1] = history[-1]._replace(touch=None)
+        history.append(StageEntry(stage, at, event_id, touched))
         position.stage = stage
         position.since = at
         rank = self.ranks[stage]

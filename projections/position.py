@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 # The stored form's version: 3 adds the touchpoint behind each friction, moment of truth,
-# window and stage entry, and behind a channel jump's failed step in its memory (`Touch`,
-# optional: a version 2 state reads as it is, without them); 2 names its
+# window and stage entry (each touch once, in `touches`, named by its place there), and
+# behind a channel jump's failed step in its memory (`Touch`, optional: a version 2 state
+# reads as it is, without them); 2 names its
 # fields and keeps each detector's memory under its rule id; 1 (release 0.1.0) used
 # one-letter keys and a field per kind of memory.
 STATE_VERSION = 3
@@ -52,13 +53,32 @@ def touch(mark: Mark) -> Touch:
     return Touch(mark.type, mark.occurred_at, mark.channel, mark.outcome, mark.rep_id, where, about)
 
 
-def _plain(touched: Touch | None) -> tuple[Any, ...] | None:
-    """A touch as its stored form keeps it (a JSON encoder sees a tuple, not a Touch)."""
-    return None if touched is None else tuple(touched)
+class _Touches:
+    """The touches of a position as its stored form keeps them: each once, in a table, and
+    named by their place in it wherever they are behind something (the first visit is a
+    moment of truth, a stage entry and a window at once)."""
+
+    def __init__(self) -> None:
+        self.table: list[tuple[Any, ...]] = []
+        self._places: dict[Touch, int] = {}
+
+    def ref(self, touched: Touch | None) -> int | None:
+        if touched is None:
+            return None
+        place = self._places.get(touched)
+        if place is None:
+            place = self._places[touched] = len(self.table)
+            self.table.append(tuple(touched))
+        return place
 
 
-def _touch(stored: Sequence[Any] | None) -> Touch | None:
-    return None if stored is None else Touch(*stored)
+def _touch(stored: Any, table: Sequence[Touch]) -> Touch | None:
+    """A touch read back: by its place in the table, or written out whole."""
+    if stored is None:
+        return None
+    if isinstance(stored, int):
+        return table[stored]
+    return Touch(*stored)
 
 
 class StageEntry(NamedTuple):
@@ -167,18 +187,20 @@ class Position:
 
     def to_state(self) -> dict[str, Any]:
         """A JSON-ready form; `from_state` reads it back."""
+        touches = _Touches()
         return {
             "version": STATE_VERSION,
             "peak_rank": self.peak_rank,
             "first_at": self.first_at,
             "last_at": self.last_at,
             "touchpoints": self.touchpoints,
-            "history": [(*entry[:-1], _plain(entry.touch)) for entry in self.history],
+            "history": [(*entry[:-1], touches.ref(entry.touch)) for entry in self.history],
             "counts": list(self.counts.items()),
             "rep": self.rep,
-            "frictions": [(*f[:-1], _plain(f.touch)) for f in self.frictions],
-            "moments": [(*m[:-1], _plain(m.touch)) for m in self.moments],
-            "windows": [(*w[:-1], _plain(w.touch)) for w in self.windows],
+            "frictions": [(*f[:-1], touches.ref(f.touch)) for f in self.frictions],
+            "moments": [(*m[:-1], touches.ref(m.touch)) for m in self.moments],
+            "windows": [(*w[:-1], touches.ref(w.touch)) for w in self.windows],
+            "touches": touches.table,
             "memory": self.memory,
             "outcomes": self.outcomes,
             "due": self.due,
@@ -190,7 +212,8 @@ class Position:
         """Reads what `to_state` wrote, in this version or an earlier one."""
         if state.get("version") not in (STATE_VERSION, _WITHOUT_TOUCHES):
             state = _upcast(state)
-        history = [StageEntry(*_with_touch(entry, 3)) for entry in state["history"]]
+        table = [Touch(*stored) for stored in state.get("touches", ())]
+        history = [StageEntry(*_with_touch(entry, 3, table)) for entry in state["history"]]
         return cls(
             customer_id,
             stage=history[-1].stage if history else None,
@@ -202,9 +225,9 @@ class Position:
             history=history,
             counts={rule: count for rule, count in state["counts"]},
             rep=state["rep"],
-            frictions=[_friction(f) for f in state["frictions"]],
-            moments=[_moment(m) for m in state["moments"]],
-            windows=[_window(w) for w in state["windows"]],
+            frictions=[_friction(f, table) for f in state["frictions"]],
+            moments=[Moment(*_with_touch(m, 9, table)) for m in state["moments"]],
+            windows=[Window(*_with_touch(w, 6, table)) for w in state["windows"]],
             memory=state["memory"],
             outcomes=state["outcomes"],
             due=state["due"],
@@ -254,25 +277,17 @@ def _upcast(state: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _friction(stored: Sequence[Any]) -> Friction:
+def _friction(stored: Sequence[Any], table: Sequence[Touch]) -> Friction:
     fid, kind, opened, resolved, events, stage, channel, rep, *rest = stored
-    touched = _touch(rest[0]) if rest else None
+    touched = _touch(rest[0], table) if rest else None
     return Friction(fid, kind, opened, resolved, tuple(events), stage, channel, rep, touched)
 
 
-def _moment(stored: Sequence[Any]) -> Moment:
-    return Moment(*_with_touch(stored, 9))
-
-
-def _window(stored: Sequence[Any]) -> Window:
-    return Window(*_with_touch(stored, 6))
-
-
-def _with_touch(stored: Sequence[Any], at: int) -> list[Any]:
+def _with_touch(stored: Sequence[Any], at: int, table: Sequence[Touch]) -> list[Any]:
     """A stored record's fields with its touch (last, at `at`, if stored) read back."""
     fields = list(stored)
     if len(fields) > at:
-        fields[at] = _touch(fields[at])
+        fields[at] = _touch(fields[at], table)
     return fields
 
 

@@ -205,16 +205,21 @@ def test_what_a_friction_keeps_of_its_touchpoint_survives_the_stored_form() -> N
     assert restored == position
 
 
-def test_a_failed_step_remembered_by_version_2_still_opens_a_channel_jump() -> None:
-    """Version 2 remembered a failed step as [when, which touchpoint], without its Touch."""
-    failed = fold([touchpoint("f1", "form_failed", outcome="negative", form="quote")])
-    stored = {**failed.to_state(), "version": 2, "memory": {"channel_jump": [T0, "f1"]}}
-    position = Position.from_state("C-1", stored)
+def test_a_touchpoint_behind_several_things_is_stored_once() -> None:
+    page = touchpoint("p1", page="pricing")
+    tour = touchpoint(
+        "t1", "tour", channel="visit", rep_id="kim", outcome="neutral", at=T0 + DAY, location="B"
+    )
+    position = fold([page, tour])
 
-    call = touchpoint("c1", "call_inbound", channel="phone", at=T0 + 10 * 60_000)
-    MACHINE.step(position, MACHINE.mark_touchpoint(call))
+    state = position.to_state()
 
-    (jump,) = [f for f in position.frictions if f.kind == "channel_jump"]
-    assert jump.events == ("f1", "c1")
-    assert jump.touch is not None
-    assert (jump.touch.type, jump.touch.at) == ("call_inbound", T0 + 10 * 60_000)
+    # The tour is two moments of truth (first human contact, first visit) and a stage entry.
+    moments = [m[-1] for m in state["moments"]]
+    assert len(moments) == 2
+    assert moments[0] == moments[1] == state["history"][-1][-1]
+    assert tuple(state["touches"][moments[0]][:2]) == ("tour", T0 + DAY)
+    assert len(state["touches"]) == 1
+    # Only the latest stage entry keeps its touchpoint: the only one reasons name.
+    assert [entry[-1] for entry in state["history"][:-1]] == [None] * (len(state["history"]) - 1)
+    assert Position.from_state("C-1", orjson.loads(orjson.dumps(state))) == position
