@@ -160,15 +160,20 @@ class ActionStore:
         }
 
     def _customers(self, customer_ids: Iterable[str]) -> list[tuple[Any, ...]]:
-        ids = list(customer_ids)
+        return self._where_in(
+            "SELECT customer_id, position, actions FROM {t}journey_decider_customers "
+            "WHERE customer_id IN ({ids})",
+            customer_ids,
+        )
+
+    def _where_in(self, select: str, ids: Iterable[str]) -> list[tuple[Any, ...]]:
+        """The rows of `select` for these ids, asked a chunk of them at a time (`{ids}` is
+        where the chunk goes)."""
+        wanted = list(ids)
         rows: list[tuple[Any, ...]] = []
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            rows += self._db.fetch(
-                "SELECT customer_id, position, actions FROM {t}journey_decider_customers "
-                f"WHERE customer_id IN ({','.join(['%s'] * len(chunk))})",
-                chunk,
-            )
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            rows += self._db.fetch(select.replace("{ids}", ",".join(["%s"] * len(chunk))), chunk)
         return rows
 
     def due_before(self, at: int) -> list[str]:
@@ -257,31 +262,20 @@ class ActionStore:
 
     def records(self, action_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The NextAction records of these actions, as they were decided."""
-        ids = list(action_ids)
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            rows = self._db.fetch(
-                "SELECT action_id, record FROM {t}journey_next_actions "
-                f"WHERE action_id IN ({','.join(['%s'] * len(chunk))})",
-                chunk,
-            )
-            found.update((action_id, orjson.loads(record)) for action_id, record in rows)
-        return found
+        rows = self._where_in(
+            "SELECT action_id, record FROM {t}journey_next_actions WHERE action_id IN ({ids})",
+            action_ids,
+        )
+        return {action_id: orjson.loads(record) for action_id, record in rows}
 
     def due_times(self, action_ids: Iterable[str]) -> dict[str, int]:
         """When these actions were due (or decided, if they had no due time)."""
-        ids = list(action_ids)
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            rows = self._db.fetch(
-                "SELECT action_id, COALESCE(due_at, decided_at) FROM {t}journey_next_actions "
-                f"WHERE action_id IN ({','.join(['%s'] * len(chunk))})",
-                chunk,
-            )
-            found.update((action_id, int(due)) for action_id, due in rows)
-        return found
+        rows = self._where_in(
+            "SELECT action_id, COALESCE(due_at, decided_at) FROM {t}journey_next_actions "
+            "WHERE action_id IN ({ids})",
+            action_ids,
+        )
+        return {action_id: int(due) for action_id, due in rows}
 
     def unsent(self, limit: int) -> list[tuple[int, str, str, bytes]]:
         """Outbox rows not yet acknowledged by the broker, oldest first: (seq, action id,
