@@ -157,66 +157,82 @@ class Decider:
         self._position = None
 
     def _decide_page(self, start: int, entries: list[tuple[int, Any]]) -> DeciderPage:
+        """Decides on one page as if the log had been read an entry at a time: each customer
+        at the journey time of each of their touchpoints and outcomes, and at each clock
+        event everyone time moved or who has something due. So the actions do not depend on
+        where pages begin and end."""
         machine = self._projector.machine
         marked: MarkedPage = []
-        outcomes: list[ActionOutcome] = []
-        order: dict[str, int] = {}  # customer -> the log position of their last entry
-        marks: dict[str, list[tuple[Mark, dict[str, str]]]] = {}
-        last_tick = start
+        customers: set[str] = set()
+        for log_position, entry in entries:
+            if "action_id" in entry:
+                customers.add(entry["customer_id"])
+            elif "event_id" in entry:
+                mark = machine.mark(cast(TouchpointState, entry))
+                marked.append((log_position, entry["customer_id"], mark))
+                customers.add(entry["customer_id"])
+            else:
+                marked.append((log_position, None, Mark(entry["at"], "", ())))
+        fold = self._projector.stepwise(marked)
+        page = DeciderPage(start, entries[-1][0], None, self._digest)
+        page.states = self._states_of(sorted(customers), make_room=True)
+        page.positions = self._projector.positions_of(customers)
+        events: list[StreamEvent] = []
+        marks = iter(marked)
         for log_position, entry in entries:
             if "action_id" in entry:
                 outcome = ActionOutcome(**{k: entry[k] for k in ActionOutcome._fields})
-                outcomes.append(outcome)
-                order[outcome.customer_id] = log_position
-            elif "event_id" in entry:
-                mark = machine.mark(cast(TouchpointState, entry))
-                customer_id = entry["customer_id"]
-                marked.append((log_position, customer_id, mark))
-                marks.setdefault(customer_id, []).append((mark, entry["attributes"]))
-                order[customer_id] = log_position
-            else:
-                marked.append((log_position, None, Mark(entry["at"], "", ())))
-                last_tick = log_position
-        changes = self._projector.fold(marked)
-        ticked = changes.ticked
-        for position in changes.positions:
-            order.setdefault(position.customer_id, last_tick)
-        if ticked is not None and last_tick != start:  # the page holds a clock event
-            for customer_id in self._retry_before(ticked):
-                order.setdefault(customer_id, last_tick)
-        customers = sorted(order, key=lambda c: (order[c], c))
-        positions = self._projector.positions_of(customers)
-        states = self._states_of(customers)
-        page = DeciderPage(
-            start, entries[-1][0], ticked, self._digest, positions=positions, states=states
-        )
-        for customer_id, customer_marks in marks.items():
-            for mark, attributes in customer_marks:
-                self._deciding.observe(states[customer_id], mark, attributes)
-        for outcome in outcomes:
-            self._apply(outcome, states, page)
-        events: list[StreamEvent] = []
-        referrers = self._referrers(page)
-        thanked: dict[str, int] = {}  # referrers to decide for again, and from when
-        for customer_id in customers:
-            position, state = positions[customer_id], states[customer_id]
-            referrer = referrers.get(customer_id)
-            self._decide(position, state, page, events, referrer)
-            if referrer is not None and self._deciding.note_referred(
-                page.states[referrer.customer_id], position
-            ):
-                thanked[referrer.customer_id] = max(
-                    thanked.get(referrer.customer_id, 0), position.last_at or 0
-                )
-        for customer_id, since in sorted(thanked.items()):
-            self._decide(
-                page.positions[customer_id], page.states[customer_id], page, events, at=since
-            )
+                self._apply(outcome, page.states, page)
+                self._decide_for(outcome.customer_id, page, events, log_position)
+                continue
+            _, customer_id, mark = next(marks)
+            if customer_id is None:
+                moved = fold.clock(mark.occurred_at)
+                ticked = self._projector.ticked
+                due = self._retry_before(ticked) if ticked == mark.occurred_at else set()
+                for moved_id in sorted(due.union(moved)):
+                    self._decide_for(moved_id, page, events, log_position)
+                continue
+            page.positions[customer_id] = fold.touchpoint(customer_id, mark)
+            self._deciding.observe(page.states[customer_id], mark, entry["attributes"])
+            self._decide_for(customer_id, page, events, log_position)
+        changes = fold.changes(page.position)
+        page.ticked = changes.ticked
         self._publish_ended(page, events)
         self._journeys.append(events, also=[self._store.write(page)])
         self._projector.committed(changes)
         self._position = page.position
         return page
+
+    def _decide_for(
+        self, customer_id: str, page: DeciderPage, events: list[StreamEvent], log_position: int
+    ) -> None:
+        """Decides for one customer as of the log entry at `log_position`; if someone they
+        were referred by gets a thank-you for it, for that customer too."""
+        position, state = self._join(customer_id, page)
+        referrer = self._referrer(state, page)
+        self._decide(position, state, page, events, log_position=log_position, referrer=referrer)
+        if referrer is not None and self._deciding.note_referred(
+            page.states[referrer.customer_id], position
+        ):
+            since = position.last_at or 0
+            self._decide(
+                page.positions[referrer.customer_id],
+                page.states[referrer.customer_id],
+                page,
+                events,
+                log_position=log_position,
+                at=since,
+            )
+
+    def _join(self, customer_id: str, page: DeciderPage) -> tuple[Position, ActionState]:
+        """Adds a customer who was not on the page (time moved them, or they referred someone)
+        to it, to be written with it."""
+        if customer_id not in page.positions:
+            page.positions.update(self._projector.positions_of([customer_id]))
+        if customer_id not in page.states:
+            page.states.update(self._states_of([customer_id]))
+        return page.positions[customer_id], page.states[customer_id]
 
     def _decide(
         self,
@@ -224,13 +240,14 @@ class Decider:
         state: ActionState,
         page: DeciderPage,
         events: list[StreamEvent],
-        referrer: Referrer | None = None,
         *,
+        log_position: int,
+        referrer: Referrer | None = None,
         at: int = 0,
     ) -> list[Decision]:
-        """Decides for one customer at their time (or `at`, if later), adding the decisions
-        to the page and their events to `events`."""
-        now = max(position.last_at or 0, page.ticked or 0, at)
+        """Decides for one customer at their time (or `at`, if later), as of the log entry at
+        `log_position`, adding the decisions to the page and their events to `events`."""
+        now = max(position.last_at or 0, self._projector.ticked or 0, at)
         day = now // DAY_MS
         owners = self._owners(position, state)
         self._ensure_owner_days(owners, day)
@@ -261,7 +278,7 @@ class Decider:
                     None,
                     None,
                     None,
-                    page.position,
+                    log_position,
                     orjson.dumps(record).decode(),
                     orjson.dumps(explanation).decode(),
                 )
@@ -283,36 +300,21 @@ class Decider:
             )
         return result.decisions
 
-    def _referrers(self, page: DeciderPage) -> dict[str, Referrer]:
-        """For each customer of the page referred by a customer the engine knows, that
-        referrer; their position and state join the page, to be written with it."""
-        named = {
-            customer_id: state.context.referral[1]
-            for customer_id, state in page.states.items()
-            if state.context.referral is not None
-        }
-        if not named:
-            return {}
-        wanted = sorted(set(named.values()))
-        positions = {c: page.positions[c] for c in wanted if c in page.positions}
-        elsewhere = [c for c in wanted if c not in positions]
-        if elsewhere:
-            positions.update(self._projector.positions_of(elsewhere))
-        known = {c for c in wanted if positions[c].first_at is not None}
-        if not known:
-            return {}
-        states = {c: page.states[c] for c in known if c in page.states}
-        states.update(self._states_of(sorted(known - states.keys())))
-        found = {}
-        for customer_id, referrer_id in named.items():
-            if referrer_id not in known:
-                continue
-            position, state = positions[referrer_id], states[referrer_id]
-            place = state.context.place[1] if state.context.place else None
-            found[customer_id] = Referrer(referrer_id, place, position.rep, position.stage)
-            page.states.setdefault(referrer_id, state)
-            page.positions.setdefault(referrer_id, position)
-        return found
+    def _referrer(self, state: ActionState, page: DeciderPage) -> Referrer | None:
+        """The customer who referred this one, if the engine knows them, as of now; they join
+        the page, to be written with it."""
+        if state.context.referral is None:
+            return None
+        referrer_id = state.context.referral[1]
+        if referrer_id not in page.positions:
+            position = self._projector.positions_of([referrer_id])[referrer_id]
+            if position.first_at is None:
+                return None  # nobody the engine knows, at least not yet
+        position, referrer = self._join(referrer_id, page)
+        if position.first_at is None:
+            return None
+        place = referrer.context.place[1] if referrer.context.place else None
+        return Referrer(referrer_id, place, position.rep, position.stage)
 
     def _publish_ended(self, page: DeciderPage, events: list[StreamEvent]) -> None:
         """Each action the journey ended on this page: an event, and its record again, with
@@ -389,9 +391,13 @@ class Decider:
         if missing:
             self._owner_days.update(self._store.owner_counts(missing))
 
-    def _states_of(self, customers: list[str]) -> dict[str, ActionState]:
+    def _states_of(
+        self, customers: list[str], *, make_room: bool = False
+    ) -> dict[str, ActionState]:
+        """These customers' action states, loading those not in memory. With `make_room`, at
+        the start of a page, the states held may be dropped first to stay within bounds."""
         states = self._states
-        if len(states) + len(customers) > _MAX_CACHED:
+        if make_room and len(states) + len(customers) > _MAX_CACHED:
             states.clear()
         missing = [c for c in customers if c not in states]
         if missing:
@@ -411,6 +417,9 @@ class Decider:
         return {customer_id: states[customer_id] for customer_id in customers}
 
     def _retry_before(self, at: int) -> set[str]:
-        found = {c for c, s in self._states.items() if s.retry_at is not None and s.retry_at <= at}
-        found.update(self._store.retry_before(at))
+        """The customers with something due by `at`: held-back candidates, open actions that
+        expire. What this decider holds in memory is newer than what is stored."""
+        states = self._states
+        found = {c for c, s in states.items() if s.retry_at is not None and s.retry_at <= at}
+        found.update(c for c in self._store.retry_before(at) if c not in states)
         return found

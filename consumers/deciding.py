@@ -197,6 +197,9 @@ class Deciding:
         }
         self._rules = {rule.id: rule for rule in definition.actions.rules}
         self._follow_up_rules = {f.id for f in definition.frictions if f.detector == "no_follow_up"}
+        # A brief is written when it falls due, before its meeting, from all known by then.
+        self._briefs = any(rule.booked for rule in definition.actions.rules)
+        self._brief_lead = int(self.policy.briefing.due_before_hours * HOUR_MS)
 
     def observe(
         self, state: ActionState, mark: Mark, attributes: Mapping[str, str] | None = None
@@ -328,10 +331,13 @@ class Deciding:
         for candidate in chosen:
             result.decisions.append(Decision(candidate, now, tuple(held)))
         state.today += len(chosen)
-        # Come back when the first open action expires.
+        # Come back when the first open action expires, or the next brief falls due.
         expiries = [a.expires_at for a in state.open.values() if a.expires_at is not None]
         if state.retry_at is not None:
             expiries.append(state.retry_at)
+        if self._briefs:
+            lead = self._brief_lead
+            expiries += [b.at - lead for b in state.context.bookings.values() if b.at - lead > now]
         state.retry_at = min(expiries, default=None)
         return result
 
@@ -435,8 +441,7 @@ class Deciding:
         expires_at = None
         if trigger.booking is not None:
             fields |= self._brief_fields(trigger.booking, position, state, owner, now)
-            before = int(self.policy.briefing.due_before_hours * HOUR_MS)
-            due_at, expires_at = max(now, trigger.booking.at - before), trigger.booking.at
+            due_at, expires_at = now, trigger.booking.at
         return Candidate(
             identity,
             rule.id,
@@ -519,6 +524,7 @@ class Deciding:
                     since=b.booked_at,
                 )
                 for b in briefs.upcoming(state.context, now)
+                if b.at - self._brief_lead <= now
             ]
         if rule.friction is not None:
             found = [

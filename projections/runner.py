@@ -226,15 +226,8 @@ class JourneyProjector:
         self._ticked_known = False
 
     def fold(self, page: MarkedPage) -> PageChanges:
+        self._prepare(page)
         positions = self._positions
-        if not self._ticked_known:
-            self._ticked = self._load_ticked()
-            self._ticked_known = True
-        customers = {customer_id for _, customer_id, _ in page if customer_id is not None}
-        if self._max_cached is not None and len(positions) + len(customers) > self._max_cached:
-            self.before_forgetting()
-            positions.clear()
-        self._ensure(customers)
         step, advance = self.machine.step, self.machine.advance
         changed: dict[str, Position] = {}
         # Customers with a touchpoint that arrived late: their touchpoints from that one on
@@ -278,6 +271,24 @@ class JourneyProjector:
             details=self._rows(changed.values()),
         )
 
+    def stepwise(self, page: MarkedPage) -> StepwiseFold:
+        """Folds `page` an entry at a time, for a reader that acts on the positions as of each
+        touchpoint and each clock event (the decider): see `StepwiseFold`."""
+        self._prepare(page)
+        return StepwiseFold(self, page)
+
+    def _prepare(self, page: MarkedPage) -> None:
+        """Knows the last clock event, and holds the page's customers' positions in memory."""
+        positions = self._positions
+        if not self._ticked_known:
+            self._ticked = self._load_ticked()
+            self._ticked_known = True
+        customers = {customer_id for _, customer_id, _ in page if customer_id is not None}
+        if self._max_cached is not None and len(positions) + len(customers) > self._max_cached:
+            self.before_forgetting()
+            positions.clear()
+        self._ensure(customers)
+
     @property
     def max_cached(self) -> int | None:
         return self._max_cached
@@ -316,6 +327,21 @@ class JourneyProjector:
         for customer_id in missing:
             positions[customer_id] = loaded.get(customer_id) or Position(customer_id)
 
+    def set_ticked(self, at: int) -> None:
+        self._ticked = at
+
+    def tick(self, at: int, changed: dict[str, Position]) -> None:
+        """Time has reached `at`: `changed` gets the customers it moved."""
+        self._tick(at, changed, {})
+
+    def note_written(self, changed: Iterable[str]) -> None:
+        """These customers' positions are about to be written."""
+        if self._written is not None:
+            self._written.update(changed)
+
+    def streams(self, customers: list[str]) -> dict[str, list[Folded]]:
+        return self._streams(customers)
+
     def _tick(self, at: int, changed: dict[str, Position], waiting: dict[str, list[Mark]]) -> None:
         """Time has reached `at`: whatever falls due before it happens for every customer."""
         positions = self._positions
@@ -342,6 +368,95 @@ class JourneyProjector:
             p.customer_id: [mark(tp) for tp in streams.get(p.customer_id, [])[: p.touchpoints]]
             for p in positions
         }
+
+
+class StepwiseFold:
+    """One page folded an entry at a time, in log order: after each touchpoint, its
+    customer's position is as a page ending there would leave it, and each clock event says
+    whose positions time moved. A late touchpoint replays its customer at once, rather than
+    once at the end of the page as `JourneyProjector.fold` does, so that what a reader sees
+    in between does not depend on where pages begin and end. At the end, the positions are
+    the ones `fold` leaves."""
+
+    def __init__(self, projector: JourneyProjector, page: MarkedPage) -> None:
+        self._projector = projector
+        self._changed: dict[str, Position] = {}
+        self._clock = 0
+        self._marks: dict[str, list[Mark]] = {}  # streams read for late touchpoints
+        self._maybe_late = self._late_ones(page)
+
+    def touchpoint(self, customer_id: str, mark: Mark) -> Position:
+        """The customer's position after this touchpoint, as of the last clock event."""
+        projector = self._projector
+        machine = projector.machine
+        position = projector.positions[customer_id]
+        at = mark.occurred_at
+        self._clock = max(self._clock, at)
+        ticked = projector.ticked
+        if machine.is_late(position, mark):
+            earlier = self._earlier(position)
+            position = machine.replay(customer_id, [*earlier, mark], ticked)
+            projector.positions[customer_id] = position
+        else:
+            machine.step(position, mark)
+            if ticked is not None and ticked > at:
+                machine.advance(position, ticked)
+        self._changed[customer_id] = position
+        return position
+
+    def clock(self, at: int) -> list[str]:
+        """Time has reached `at`: the customers whose positions it moved, in id order (none
+        if the clock was there already)."""
+        projector = self._projector
+        if projector.ticked is not None and at <= projector.ticked:
+            return []
+        projector.set_ticked(at)
+        moved: dict[str, Position] = {}
+        projector.tick(at, moved)
+        self._changed.update(moved)
+        return sorted(moved)
+
+    def changes(self, log_position: int) -> PageChanges:
+        """What the page changed, once every entry up to `log_position` is folded."""
+        projector = self._projector
+        projector.note_written(self._changed)
+        changed = self._changed.values()
+        return PageChanges(
+            list(changed),
+            self._clock or None,
+            log_position,
+            ticked=projector.ticked,
+            details=DetailRows([p for p in changed if p.details_changed], projector.severity),
+        )
+
+    def _late_ones(self, page: MarkedPage) -> set[str]:
+        """The customers with a touchpoint on the page earlier than one already folded, whose
+        earlier touchpoints are read at once when the first of them comes."""
+        positions = self._projector.positions
+        latest: dict[str, int] = {}
+        late = set()
+        for _, customer_id, mark in page:
+            if customer_id is None:
+                continue
+            seen = latest.get(customer_id)
+            if seen is None:
+                position = positions[customer_id]
+                seen = max(position.last_at or 0, position.horizon or 0)
+            if mark.occurred_at < seen:
+                late.add(customer_id)
+            latest[customer_id] = max(seen, mark.occurred_at)
+        return late
+
+    def _earlier(self, position: Position) -> list[Mark]:
+        """The customer's touchpoints folded so far, in arrival order."""
+        customer_id = position.customer_id
+        if customer_id not in self._marks:
+            wanted = {customer_id, *(self._maybe_late - self._marks.keys())}
+            streams = self._projector.streams(sorted(wanted))
+            mark = self._projector.machine.mark_folded
+            for other in wanted:
+                self._marks[other] = [mark(tp) for tp in streams.get(other, [])]
+        return self._marks[customer_id][: position.touchpoints]
 
 
 class _HeldBack:

@@ -238,7 +238,7 @@ def test_the_demo_history_decides_in_pages(engine: Engine) -> None:
     done = engine.decider.catch_up()
 
     assert done.pages >= 1
-    assert engine.actions.outbox_counts() == (done.decisions, done.decisions)
+    assert engine.actions.outbox_counts() == (done.decisions, done.published)
 
 
 def test_after_a_definition_change_the_decider_asks_to_refold_and_then_decides_on(
@@ -272,6 +272,12 @@ def test_whoever_holds_a_booked_tour_gets_a_brief_due_before_it(engine: Engine) 
     story = [touchpoint_from_record(r, now_ms=now_ms()) for r in warm_referral_gone_cold()]
     booked, tour = story[:-1], story[-1]
     engine.journeys.record(booked)  # up to the reading, days before the tour
+    engine.decider.catch_up()
+    assert [
+        a for a in engine.actions.actions(customer_id="S1-ANNA") if a.rule == "meeting_brief"
+    ] == []
+
+    engine.journeys.tick(tour.occurred_at - 2 * HOUR)  # the brief is written when it falls due
     engine.decider.catch_up()
 
     (brief,) = [

@@ -334,15 +334,20 @@ def test_a_brief_says_the_same_whatever_order_the_touchpoints_arrived_in(
     arrived: list[Touchpoint],
 ) -> None:
     position, state = state_after(arrived, T0 + 4 * DAY)
-
-    (brief,) = [
+    due = T0 + 7 * DAY + 2 * HOUR  # 13:00 UTC, two hours before the demo
+    assert not [
         d
         for d in decide(position, state, T0 + 4 * DAY).decisions
         if d.candidate.rule == "meeting_brief"
     ]
+    assert state.retry_at == due  # the decider comes back when the brief falls due
+
+    (brief,) = [
+        d for d in decide(position, state, due).decisions if d.candidate.rule == "meeting_brief"
+    ]
 
     assert brief.candidate.owner == "lee"
-    assert brief.candidate.due_at == T0 + 7 * DAY + 2 * HOUR  # 13:00 UTC, two hours before
+    assert brief.candidate.due_at == due
     assert brief.candidate.reason == (
         "Before the demo on Mon 9 Mar at 13:00 UTC, which lee holds: "
         "They read cases, pricing. They downloaded brochure. C-17 referred them, from A. "
@@ -383,12 +388,19 @@ def test_a_snoozed_brief_still_ends_when_its_meeting_begins() -> None:
     position, state = state_after(BOOKED, T0 + 4 * DAY)
     (brief,) = [
         d
-        for d in decide(position, state, T0 + 4 * DAY).decisions
+        for d in decide(position, state, T0 + 7 * DAY + 2 * HOUR).decisions
         if d.candidate.rule == "meeting_brief"
     ]
     meeting = T0 + 7 * DAY + 4 * HOUR  # 14:00 at +01:00
     snoozed = ActionOutcome(
-        "o1", brief.candidate.action_id, "C-1", "snoozed", None, meeting - HOUR, "lee", T0 + 5 * DAY
+        "o1",
+        brief.candidate.action_id,
+        "C-1",
+        "snoozed",
+        None,
+        meeting - HOUR,
+        "lee",
+        meeting - 90 * 60_000,
     )
     DECIDING.apply_outcome(state, snoozed)
 
