@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from consumers.deciding import ActionState, Ended
+from consumers.deciding import ActionState, Decision, Ended
 from engine.errors import JourneyError
 from engine.ledger import BatchWrite
 from projections.position import Position
@@ -88,6 +88,8 @@ class DeciderPage:
     positions: dict[str, Position] = field(default_factory=dict)
     states: dict[str, ActionState] = field(default_factory=dict)
     owner_days: dict[tuple[str, int], int] = field(default_factory=dict)
+    # What the page decided, in order: customer id, decision, the log position it was at.
+    decided: list[tuple[str, Decision, int]] = field(default_factory=list)
     actions: list[tuple[Any, ...]] = field(default_factory=list)  # new rows of the view
     changes: list[StatusChange] = field(default_factory=list)
     ended: list[tuple[str, Ended]] = field(default_factory=list)  # customer id, and what

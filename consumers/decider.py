@@ -6,29 +6,28 @@ It is a process in the event-sourcing sense: its input is the log (touchpoints, 
 outcomes reported by sales people), its output is decision events, and its position is
 tracked with them, so a crash at any point leaves either the whole page or none of it. Every
 time it reads is the journey's (touchpoint times and clock events), never the wall clock,
-so deciding again from the same position gives the same actions with the same ids.
+so deciding again from the same position gives the same actions with the same ids. What a
+page decides is `PageDecider`'s (consumers/page_decider.py); the decider writes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
-from consumers.action_store import ActionStore, DeciderPage, StatusChange
-from consumers.deciding import DAY_MS, ActionState, Deciding, Decision, Referrer
-from engine.actions import ActionOutcome, CustomerActions
+from consumers.action_store import ActionStore, DeciderPage
+from consumers.page_decider import PageDecider
+from engine.actions import CustomerActions
 from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
 from engine.errors import JourneyError
-from engine.journeys import TouchpointState
 from engine.recording import Journeys, StreamEvent
 from engine.settings import DEFAULT_DECIDER_PAGE_SIZE, DEFAULT_PAGE_SIZE
 from projections.log import DECIDER_TOPICS, JourneyLog
-from projections.position import Mark, Position
-from projections.runner import JourneyProjector, MarkedPage, definition_digest, marked_pages
+from projections.runner import JourneyProjector, definition_digest, marked_pages
 from schemas.codec import wire_contract
 
 # How many customers' positions and action states stay in memory between pages.
@@ -67,7 +66,6 @@ class Decider:
         self._store = store
         self._log = JourneyLog(journeys)
         self._page_size = page_size
-        self._deciding = Deciding(definition)
         self._projector = JourneyProjector(
             definition,
             store.load_positions,
@@ -76,8 +74,7 @@ class Decider:
             store.ticked,
             max_cached=_MAX_CACHED,
         )
-        self._states: dict[str, ActionState] = {}
-        self._owner_days: dict[tuple[str, int], int] = {}
+        self._pages = PageDecider(definition, self._projector, store, max_cached=_MAX_CACHED)
         self._position: int | None = None  # where this decider's memory is; None: unknown
         self._encode = wire_contract("NextAction").encode
         self._definition = definition
@@ -151,121 +148,34 @@ class Decider:
         return len(projector.positions)
 
     def _forget(self) -> None:
-        self._projector.forget()
-        self._states.clear()
-        self._owner_days.clear()
+        self._pages.forget()
         self._position = None
 
     def _decide_page(self, start: int, entries: list[tuple[int, Any]]) -> DeciderPage:
-        """Decides on one page as if the log had been read an entry at a time: each customer
-        at the journey time of each of their touchpoints and outcomes, and at each clock
-        event everyone time moved or who has something due. So the actions do not depend on
-        where pages begin and end."""
-        machine = self._projector.machine
-        marked: MarkedPage = []
-        customers: set[str] = set()
-        for log_position, entry in entries:
-            if "action_id" in entry:
-                customers.add(entry["customer_id"])
-            elif "event_id" in entry:
-                mark = machine.mark(cast(TouchpointState, entry))
-                marked.append((log_position, entry["customer_id"], mark))
-                customers.add(entry["customer_id"])
-            else:
-                marked.append((log_position, None, Mark(entry["at"], "", ())))
-        fold = self._projector.stepwise(marked)
+        """Decides on one page (see `PageDecider.decide`) and commits what it decided."""
         page = DeciderPage(start, entries[-1][0], None, self._digest)
-        page.states = self._states_of(sorted(customers), make_room=True)
-        page.positions = self._projector.positions_of(customers)
-        events: list[StreamEvent] = []
-        marks = iter(marked)
-        for log_position, entry in entries:
-            if "action_id" in entry:
-                outcome = ActionOutcome(**{k: entry[k] for k in ActionOutcome._fields})
-                self._apply(outcome, page.states, page)
-                self._decide_for(outcome.customer_id, page, events, log_position)
-                continue
-            _, customer_id, mark = next(marks)
-            if customer_id is None:
-                moved = fold.clock(mark.occurred_at)
-                ticked = self._projector.ticked
-                due = self._retry_before(ticked) if ticked == mark.occurred_at else set()
-                for moved_id in sorted(due.union(moved)):
-                    self._decide_for(moved_id, page, events, log_position)
-                continue
-            page.positions[customer_id] = fold.touchpoint(customer_id, mark)
-            self._deciding.observe(page.states[customer_id], mark, entry["attributes"])
-            self._decide_for(customer_id, page, events, log_position)
+        fold = self._pages.decide(page, entries)
         changes = fold.changes(page.position)
         page.ticked = changes.ticked
+        events = self._record_decisions(page)
         self._publish_ended(page, events)
         self._journeys.append(events, also=[self._store.write(page)])
         self._projector.committed(changes)
         self._position = page.position
         return page
 
-    def _decide_for(
-        self, customer_id: str, page: DeciderPage, events: list[StreamEvent], log_position: int
-    ) -> None:
-        """Decides for one customer as of the log entry at `log_position`; if someone they
-        were referred by gets a thank-you for it, for that customer too."""
-        position, state = self._join(customer_id, page)
-        referrer = self._referrer(state, page)
-        self._decide(position, state, page, events, log_position=log_position, referrer=referrer)
-        if referrer is not None and self._deciding.note_referred(
-            page.states[referrer.customer_id], position
-        ):
-            since = position.last_at or 0
-            self._decide(
-                page.positions[referrer.customer_id],
-                page.states[referrer.customer_id],
-                page,
-                events,
-                log_position=log_position,
-                at=since,
-            )
-
-    def _join(self, customer_id: str, page: DeciderPage) -> tuple[Position, ActionState]:
-        """Adds a customer who was not on the page (time moved them, or they referred someone)
-        to it, to be written with it."""
-        if customer_id not in page.positions:
-            page.positions.update(self._projector.positions_of([customer_id]))
-        if customer_id not in page.states:
-            page.states.update(self._states_of([customer_id]))
-        return page.positions[customer_id], page.states[customer_id]
-
-    def _decide(
-        self,
-        position: Position,
-        state: ActionState,
-        page: DeciderPage,
-        events: list[StreamEvent],
-        *,
-        log_position: int,
-        referrer: Referrer | None = None,
-        at: int = 0,
-    ) -> list[Decision]:
-        """Decides for one customer at their time (or `at`, if later), as of the log entry at
-        `log_position`, adding the decisions to the page and their events to `events`."""
-        now = max(position.last_at or 0, self._projector.ticked or 0, at)
-        day = now // DAY_MS
-        owners = self._owners(position, state)
-        self._ensure_owner_days(owners, day)
-        today = {owner: self._owner_days[owner, day] for owner in owners}
-        result = self._deciding.decide(position, state, now, today, referrer)
-        for ended in result.ended:
-            page.changes.append(StatusChange(ended.action_id, ended.status, ended.at, ended.why))
-            page.ended.append((position.customer_id, ended))
-        for decision in result.decisions:
+    def _record_decisions(self, page: DeciderPage) -> list[StreamEvent]:
+        """The page's decisions as rows of the actions view, outbox rows and events."""
+        events: list[StreamEvent] = []
+        policy = self._pages.deciding.policy
+        for customer_id, decision, log_position in page.decided:
             c = decision.candidate
-            key = (c.owner, day)
-            self._owner_days[key] = page.owner_days[key] = self._owner_days.get(key, 0) + 1
-            record = decision.record(position.customer_id)
-            explanation = decision.explanation(self._deciding.policy)
+            record = decision.record(customer_id)
+            explanation = decision.explanation(policy)
             page.actions.append(
                 (
                     c.action_id,
-                    position.customer_id,
+                    customer_id,
                     c.owner,
                     c.action_type,
                     c.channel,
@@ -287,34 +197,18 @@ class Decider:
             events.append(
                 StreamEvent(
                     f"action:{c.action_id}",
-                    position.customer_id,
+                    customer_id,
                     CustomerActions,
                     CustomerActions.Decided,
                     {
                         "action_id": c.action_id,
-                        "customer_id": position.customer_id,
+                        "customer_id": customer_id,
                         "action": record,
                         "explanation": explanation,
                     },
                 )
             )
-        return result.decisions
-
-    def _referrer(self, state: ActionState, page: DeciderPage) -> Referrer | None:
-        """The customer who referred this one, if the engine knows them, as of now; they join
-        the page, to be written with it."""
-        if state.context.referral is None:
-            return None
-        referrer_id = state.context.referral[1]
-        if referrer_id not in page.positions:
-            position = self._projector.positions_of([referrer_id])[referrer_id]
-            if position.first_at is None:
-                return None  # nobody the engine knows, at least not yet
-        position, referrer = self._join(referrer_id, page)
-        if position.first_at is None:
-            return None
-        place = referrer.context.place[1] if referrer.context.place else None
-        return Referrer(referrer_id, place, position.rep, position.stage)
+        return events
 
     def _publish_ended(self, page: DeciderPage, events: list[StreamEvent]) -> None:
         """Each action the journey ended on this page: an event, and its record again, with
@@ -360,66 +254,3 @@ class Decider:
                 )
             )
         page.outbox[:0] = earlier
-
-    def _apply(
-        self, outcome: ActionOutcome, states: dict[str, ActionState], page: DeciderPage
-    ) -> None:
-        state = states[outcome.customer_id]
-        was_open = self._deciding.apply_outcome(state, outcome) is not None
-        if not was_open and outcome.status in ("accepted", "snoozed"):
-            return  # the journey ended it already: taking it up late does not reopen it
-        page.changes.append(
-            StatusChange(
-                outcome.action_id,
-                outcome.status,
-                outcome.occurred_at,
-                outcome.reason,
-                outcome.snoozed_until,
-            )
-        )
-
-    def _owners(self, position: Position, state: ActionState) -> set[str]:
-        """Everyone who may be given an action for this customer."""
-        policy = self._deciding.policy
-        rep = position.rep or policy.unassigned_owner
-        hosts = {b.host for b in state.context.bookings.values() if b.host}
-        roles = {rule.owner for rule in policy.rules} - {"rep", "host"}
-        return {rep, *hosts, *roles}
-
-    def _ensure_owner_days(self, owners: set[str], day: int) -> None:
-        missing = [(owner, day) for owner in owners if (owner, day) not in self._owner_days]
-        if missing:
-            self._owner_days.update(self._store.owner_counts(missing))
-
-    def _states_of(
-        self, customers: list[str], *, make_room: bool = False
-    ) -> dict[str, ActionState]:
-        """These customers' action states, loading those not in memory. With `make_room`, at
-        the start of a page, the states held may be dropped first to stay within bounds."""
-        states = self._states
-        if make_room and len(states) + len(customers) > _MAX_CACHED:
-            states.clear()
-        missing = [c for c in customers if c not in states]
-        if missing:
-            loaded = self._store.load_states(missing)
-            undated = [
-                action.action_id
-                for state in loaded.values()
-                for action in state.open.values()
-                if action.expires_at is None
-            ]
-            if undated:  # decided by a release whose actions did not expire
-                due = self._store.due_times(undated)
-                for state in loaded.values():
-                    self._deciding.date_expiries(state, due)
-            for customer_id in missing:
-                states[customer_id] = loaded.get(customer_id) or ActionState(customer_id)
-        return {customer_id: states[customer_id] for customer_id in customers}
-
-    def _retry_before(self, at: int) -> set[str]:
-        """The customers with something due by `at`: held-back candidates, open actions that
-        expire. What this decider holds in memory is newer than what is stored."""
-        states = self._states
-        found = {c for c, s in states.items() if s.retry_at is not None and s.retry_at <= at}
-        found.update(c for c in self._store.retry_before(at) if c not in states)
-        return found

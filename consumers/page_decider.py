@@ -1,0 +1,265 @@
+"""What a page of the log decides, in memory: each customer decided at the journey time of
+each of their touchpoints, outcomes and clock events, in log order, as if the log were read a
+line at a time. Nothing here writes: the decider commits what a page decided, and a backtest
+compares it with what the decider logged.
+
+What is not in memory comes from an `ActionMemory`: the decider's stored action states and
+owners' daily counts, or, for a replay from the start of the log that keeps everyone in
+memory, nothing at all (`NOTHING_STORED`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol, cast
+
+from consumers.action_store import DeciderPage, StatusChange
+from consumers.deciding import DAY_MS, ActionState, Deciding, Referrer
+from engine.actions import ActionOutcome
+from engine.definition import JourneyDefinition
+from engine.journeys import TouchpointState
+from projections.position import Mark, Position
+from projections.runner import JourneyProjector, MarkedPage, StepwiseFold
+
+
+class ActionMemory(Protocol):
+    """What the deciding of earlier pages left stored (`ActionStore` is one)."""
+
+    def load_states(self, customer_ids: Iterable[str]) -> dict[str, ActionState]: ...
+
+    def due_times(self, action_ids: Iterable[str]) -> dict[str, int]: ...
+
+    def owner_counts(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]: ...
+
+    def retry_before(self, at: int) -> list[str]: ...
+
+
+class NothingStored:
+    """The memory of a replay from the start of the log: nothing was stored before it."""
+
+    def load_states(self, customer_ids: Iterable[str]) -> dict[str, ActionState]:
+        return {}
+
+    def due_times(self, action_ids: Iterable[str]) -> dict[str, int]:
+        return {}
+
+    def owner_counts(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {key: 0 for key in keys}
+
+    def retry_before(self, at: int) -> list[str]:
+        return []
+
+
+NOTHING_STORED = NothingStored()
+
+
+class PageDecider:
+    def __init__(
+        self,
+        definition: JourneyDefinition,
+        projector: JourneyProjector,
+        memory: ActionMemory,
+        *,
+        max_cached: int | None,
+    ) -> None:
+        """Keeps up to `max_cached` customers' action states in memory between pages (None:
+        all); `projector` folds the positions the actions are decided from."""
+        self.deciding = Deciding(definition)
+        self._projector = projector
+        self._memory = memory
+        self._max_cached = max_cached
+        self._states: dict[str, ActionState] = {}
+        self._owner_days: dict[tuple[str, int], int] = {}
+
+    @property
+    def states(self) -> dict[str, ActionState]:
+        """The action states in memory, by customer."""
+        return self._states
+
+    @property
+    def owner_days(self) -> dict[tuple[str, int], int]:
+        """New actions per (owner, day) counted so far, of those in memory."""
+        return self._owner_days
+
+    def forget(self) -> None:
+        self._projector.forget()
+        self._states.clear()
+        self._owner_days.clear()
+
+    def decide(self, page: DeciderPage, entries: list[tuple[int, Any]]) -> StepwiseFold:
+        """Decides on one page of entries as if the log had been read an entry at a time:
+        each customer at the journey time of each of their touchpoints and outcomes, and at
+        each clock event everyone time moved or who has something due. So the actions do
+        not depend on where pages begin and end. `page` gets the customers, decisions and
+        status changes; the fold returned says what the page changed in the positions."""
+        machine = self._projector.machine
+        marked: MarkedPage = []
+        customers: set[str] = set()
+        for log_position, entry in entries:
+            if "action_id" in entry:
+                customers.add(entry["customer_id"])
+            elif "event_id" in entry:
+                mark = machine.mark(cast(TouchpointState, entry))
+                marked.append((log_position, entry["customer_id"], mark))
+                customers.add(entry["customer_id"])
+            else:
+                marked.append((log_position, None, Mark(entry["at"], "", ())))
+        fold = self._projector.stepwise(marked)
+        page.states = self._states_of(sorted(customers), make_room=True)
+        page.positions = self._projector.positions_of(customers)
+        marks = iter(marked)
+        for log_position, entry in entries:
+            if "action_id" in entry:
+                outcome = ActionOutcome(**{k: entry[k] for k in ActionOutcome._fields})
+                self._apply(outcome, page)
+                self._decide_for(outcome.customer_id, page, log_position)
+                continue
+            _, customer_id, mark = next(marks)
+            if customer_id is None:
+                moved = fold.clock(mark.occurred_at)
+                ticked = self._projector.ticked
+                due = self._retry_before(ticked) if ticked == mark.occurred_at else set()
+                for moved_id in sorted(due.union(moved)):
+                    self._decide_for(moved_id, page, log_position)
+                continue
+            page.positions[customer_id] = fold.touchpoint(customer_id, mark)
+            self.deciding.observe(page.states[customer_id], mark, entry["attributes"])
+            self._decide_for(customer_id, page, log_position)
+        return fold
+
+    def _decide_for(self, customer_id: str, page: DeciderPage, log_position: int) -> None:
+        """Decides for one customer as of the log entry at `log_position`; if someone they
+        were referred by gets a thank-you for it, for that customer too."""
+        position, state = self._join(customer_id, page)
+        referrer = self._referrer(state, page)
+        self._decide(position, state, page, log_position=log_position, referrer=referrer)
+        if referrer is not None and self.deciding.note_referred(
+            page.states[referrer.customer_id], position
+        ):
+            since = position.last_at or 0
+            self._decide(
+                page.positions[referrer.customer_id],
+                page.states[referrer.customer_id],
+                page,
+                log_position=log_position,
+                at=since,
+            )
+
+    def _join(self, customer_id: str, page: DeciderPage) -> tuple[Position, ActionState]:
+        """Adds a customer who was not on the page (time moved them, or they referred someone)
+        to it, to be written with it."""
+        if customer_id not in page.positions:
+            page.positions.update(self._projector.positions_of([customer_id]))
+        if customer_id not in page.states:
+            page.states.update(self._states_of([customer_id]))
+        return page.positions[customer_id], page.states[customer_id]
+
+    def _decide(
+        self,
+        position: Position,
+        state: ActionState,
+        page: DeciderPage,
+        *,
+        log_position: int,
+        referrer: Referrer | None = None,
+        at: int = 0,
+    ) -> None:
+        """Decides for one customer at their time (or `at`, if later), as of the log entry at
+        `log_position`, adding the decisions and the actions ended to the page."""
+        now = max(position.last_at or 0, self._projector.ticked or 0, at)
+        day = now // DAY_MS
+        owners = self._owners(position, state)
+        self._ensure_owner_days(owners, day)
+        today = {owner: self._owner_days[owner, day] for owner in owners}
+        result = self.deciding.decide(position, state, now, today, referrer)
+        for ended in result.ended:
+            page.changes.append(StatusChange(ended.action_id, ended.status, ended.at, ended.why))
+            page.ended.append((position.customer_id, ended))
+        for decision in result.decisions:
+            key = (decision.candidate.owner, day)
+            self._owner_days[key] = page.owner_days[key] = self._owner_days.get(key, 0) + 1
+            page.decided.append((position.customer_id, decision, log_position))
+
+    def _referrer(self, state: ActionState, page: DeciderPage) -> Referrer | None:
+        """The customer who referred this one, if the engine knows them, as of now; they join
+        the page, to be written with it."""
+        if state.context.referral is None:
+            return None
+        referrer_id = state.context.referral[1]
+        if referrer_id not in page.positions:
+            position = self._projector.positions_of([referrer_id])[referrer_id]
+            if position.first_at is None:
+                return None  # nobody the engine knows, at least not yet
+        position, referrer = self._join(referrer_id, page)
+        if position.first_at is None:
+            return None
+        place = referrer.context.place[1] if referrer.context.place else None
+        return Referrer(referrer_id, place, position.rep, position.stage)
+
+    def _apply(self, outcome: ActionOutcome, page: DeciderPage) -> None:
+        state = page.states[outcome.customer_id]
+        if outcome.action_id not in state.decided:
+            # Only a backtest meets this: its rules never decided the action reported on (the
+            # decider's own outcomes name actions it decided before them).
+            return
+        was_open = self.deciding.apply_outcome(state, outcome) is not None
+        if not was_open and outcome.status in ("accepted", "snoozed"):
+            return  # the journey ended it already: taking it up late does not reopen it
+        page.changes.append(
+            StatusChange(
+                outcome.action_id,
+                outcome.status,
+                outcome.occurred_at,
+                outcome.reason,
+                outcome.snoozed_until,
+            )
+        )
+
+    def _owners(self, position: Position, state: ActionState) -> set[str]:
+        """Everyone who may be given an action for this customer."""
+        policy = self.deciding.policy
+        rep = position.rep or policy.unassigned_owner
+        hosts = {b.host for b in state.context.bookings.values() if b.host}
+        roles = {rule.owner for rule in policy.rules} - {"rep", "host"}
+        return {rep, *hosts, *roles}
+
+    def _ensure_owner_days(self, owners: set[str], day: int) -> None:
+        missing = [(owner, day) for owner in owners if (owner, day) not in self._owner_days]
+        if missing:
+            self._owner_days.update(self._memory.owner_counts(missing))
+
+    def _states_of(
+        self, customers: list[str], *, make_room: bool = False
+    ) -> dict[str, ActionState]:
+        """These customers' action states, loading those not in memory. With `make_room`, at
+        the start of a page, the states held may be dropped first to stay within bounds."""
+        states = self._states
+        if (
+            make_room
+            and self._max_cached is not None
+            and len(states) + len(customers) > self._max_cached
+        ):
+            states.clear()
+        missing = [c for c in customers if c not in states]
+        if missing:
+            loaded = self._memory.load_states(missing)
+            undated = [
+                action.action_id
+                for state in loaded.values()
+                for action in state.open.values()
+                if action.expires_at is None
+            ]
+            if undated:  # decided by a release whose actions did not expire
+                due = self._memory.due_times(undated)
+                for state in loaded.values():
+                    self.deciding.date_expiries(state, due)
+            for customer_id in missing:
+                states[customer_id] = loaded.get(customer_id) or ActionState(customer_id)
+        return {customer_id: states[customer_id] for customer_id in customers}
+
+    def _retry_before(self, at: int) -> set[str]:
+        """The customers with something due by `at`: held-back candidates, open actions that
+        expire. What is held in memory is newer than what is stored."""
+        states = self._states
+        found = {c for c, s in states.items() if s.retry_at is not None and s.retry_at <= at}
+        found.update(c for c in self._memory.retry_before(at) if c not in states)
+        return found
