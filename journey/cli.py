@@ -45,6 +45,7 @@ class _Commands(click.Group):
     # command name -> "module:function"
     elsewhere = {
         "actions": "journey.actions:actions",
+        "backtest": "journey.backtest:backtest_command",
         "clock": "journey.intelligence:clock",
         "consume": "journey.streaming:consume",
         "dead-letters": "journey.streaming:dead_letters",
