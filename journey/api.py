@@ -44,7 +44,7 @@ from engine.errors import (
 from engine.outage import LONGEST_WAIT_S
 from engine.settings import Settings
 from engine.touchpoints import touchpoint_from_record
-from journey import render, stages
+from journey import backtest_api, render, stages
 from journey import worklist as work
 from journey.bootstrap import Engine
 from journey.console import log_to_stderr, now_ms, observed, say
@@ -137,6 +137,7 @@ def create_app(
     errors = _errors(401, 422, 500, 503)
     app.include_router(reading, dependencies=[sales, text_only, Depends(_after)], responses=errors)
     app.include_router(acting, dependencies=[sales, text_only], responses=errors)
+    app.include_router(backtest_api.router, dependencies=[sales, text_only], responses=errors)
     ingest = Depends(_bearer(ingest_token or token, _INGEST_TOKEN))
     app.include_router(writing, dependencies=[ingest, text_only], responses=errors)
     app.include_router(pages)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ import click
 from rich.text import Text
 
 from consumers.backtest import Backtest, Pair, Progress, Proposal, Window, backtest
+from consumers.deciding import DAY_MS
 from engine.definition import JourneyDefinition, load_definition
 from engine.errors import UnknownCustomer
+from engine.touchpoints import from_millis
 from journey import render
 from journey.bootstrap import Engine
 from journey.console import TIME, engine_for, out, print_json, progress
@@ -47,12 +50,14 @@ def run_backtest(
     )
 
 
-def backtest_json(result: Backtest, candidate: str) -> dict[str, Any]:
-    """The backtest as one JSON document; times in ISO 8601, UTC."""
+def backtest_json(
+    result: Backtest, candidate: str, times: Callable[[int | None], str | None] = render.iso
+) -> dict[str, Any]:
+    """The backtest as one JSON document, its times written by `times` (UTC)."""
     totals = result.totals
     return {
         "candidate": candidate,
-        "window": {"from": render.iso(result.window.start), "to": render.iso(result.window.end)},
+        "window": {"from": times(result.window.start), "to": times(result.window.end)},
         "replayed": {
             "events": result.events,
             "position": result.position,
@@ -72,7 +77,7 @@ def backtest_json(result: Backtest, candidate: str) -> dict[str, Any]:
                 "logged_days_over_limit": load.logged_days_over,
                 "days": [
                     {
-                        "day": render.iso(day * 86_400_000),
+                        "day": from_millis(day * DAY_MS).date().isoformat(),
                         "proposed": load.proposed[day],
                         "logged": load.logged[day],
                     }
@@ -82,7 +87,7 @@ def backtest_json(result: Backtest, candidate: str) -> dict[str, Any]:
             for load in result.owners
         ],
         "added_outcomes": UNKNOWN_NEXT,
-        "customer": [_pair_json(pair) for pair in result.pairs],
+        "customer": [_pair_json(pair, times) for pair in result.pairs],
     }
 
 
@@ -96,18 +101,20 @@ def _rule_json(rule: Any) -> dict[str, Any]:
     }
 
 
-def _pair_json(pair: Pair) -> dict[str, Any]:
+def _pair_json(pair: Pair, times: Callable[[int | None], str | None]) -> dict[str, Any]:
     return {
         "action_id": pair.any.action_id,
         "rule": pair.any.rule,
         "difference": pair.difference,
         "changed_fields": list(pair.changed),
-        "candidate": _proposal_json(pair.candidate),
-        "logged": _proposal_json(pair.logged),
+        "candidate": _proposal_json(pair.candidate, times),
+        "logged": _proposal_json(pair.logged, times),
     }
 
 
-def _proposal_json(proposal: Proposal | None) -> dict[str, Any] | None:
+def _proposal_json(
+    proposal: Proposal | None, times: Callable[[int | None], str | None]
+) -> dict[str, Any] | None:
     if proposal is None:
         return None
     return {
@@ -115,8 +122,8 @@ def _proposal_json(proposal: Proposal | None) -> dict[str, Any] | None:
         "action_type": proposal.action_type,
         "channel": proposal.channel,
         "priority": proposal.priority,
-        "decided_at": render.iso(proposal.decided_at),
-        "due_at": render.iso(proposal.due_at),
+        "decided_at": times(proposal.decided_at),
+        "due_at": times(proposal.due_at),
         "reason": proposal.reason,
         "status": proposal.status,
         "status_reason": proposal.status_reason,

@@ -371,6 +371,123 @@ class FrictionCountPage(Page):
     items: list[FrictionCount] = Field(description="Groups, the most frictions first.")
 
 
+class RuleBacktest(BaseModel):
+    """One action rule's proposals in a backtest, compared with the logged decisions by
+    action id (the customer, the rule and the triggering event)."""
+
+    rule: str = Field(description="The rule's id; `all` for the totals.")
+    proposed: int = Field(description="Proposals of the candidate decided in the window.")
+    logged: int = Field(description="Decisions the decider logged in the window.")
+    added: int = Field(description="Proposed by the candidate only.")
+    dropped: int = Field(description="Logged only: the candidate would not propose them.")
+    changed: int = Field(
+        description="Both, but with another owner, priority, due time, channel or reason."
+    )
+    same: int = Field(description="Both, alike.")
+    changed_fields: dict[str, int] = Field(
+        description="How many changed proposals differ in each field."
+    )
+    outcomes: dict[str, int] = Field(
+        description="What became of the proposals that match logged ones, replayed with the "
+        "outcomes sales people reported and the journey's own ends: by status."
+    )
+    dismissed_because: dict[str, int] = Field(
+        description="Of those dismissed, how many for each reason given, the commonest first."
+    )
+
+
+class OwnerDayBacktest(BaseModel):
+    """One owner's proposals and logged decisions on one day."""
+
+    day: str = Field(
+        description="The day (UTC, journey time).",
+        json_schema_extra={"format": "date", "examples": ["2026-03-14"]},
+    )
+    proposed: int = Field(description="Proposals of the candidate that day.")
+    logged: int = Field(description="Decisions logged that day.")
+
+
+class OwnerBacktest(BaseModel):
+    """How one owner's proposals spread over the days, against the candidate's limit."""
+
+    owner: str = Field(description="A rep's id, or a role such as branch_manager.")
+    limit: int = Field(description="The candidate's `per_owner_per_day`.")
+    proposed: int = Field(description="Proposals of the candidate in the window.")
+    logged: int = Field(description="Decisions logged in the window.")
+    busiest_day: int = Field(description="The most proposals on one day.")
+    days_at_limit: int = Field(
+        description="Days the candidate reaches the limit on: what comes after waits."
+    )
+    logged_days_over_limit: int = Field(
+        description="Days the logged decisions exceed the candidate's limit on."
+    )
+    days: list[OwnerDayBacktest] = Field(description="Each day with either, in order.")
+
+
+class ProposalBacktest(BaseModel):
+    """An action as one side of the backtest decided it, and what became of it."""
+
+    owner: str = Field(description="Who would do it.")
+    action_type: str = Field(description="What to do.")
+    channel: str = Field(description="By which channel.")
+    priority: float = Field(description="From 0 to 1.")
+    decided_at: Time = Field(description="When it was decided (journey time).")
+    due_at: Time | None = Field(description="When it is due.")
+    reason: str = Field(description="Why, in words a sales person reads.")
+    status: str = Field(description="What became of it: open, done, dismissed, expired...")
+    status_reason: str | None = Field(description="Why it ended, or the rep's reason.")
+
+
+class PairBacktest(BaseModel):
+    """One action id of the customer asked for: the candidate's proposal and the logged one."""
+
+    action_id: str = Field(description="The action's id.")
+    rule: str = Field(description="The rule that decided it.")
+    difference: Literal["added", "dropped", "changed", "same"] = Field(
+        description="added (the candidate only), dropped (logged only), changed, or same."
+    )
+    changed_fields: list[str] = Field(description="The fields that differ, if changed.")
+    candidate: ProposalBacktest | None = Field(description="The candidate's; null if dropped.")
+    logged: ProposalBacktest | None = Field(description="The logged one; null if added.")
+
+
+class BacktestWindow(BaseModel):
+    """Which decisions were compared, by when they were decided."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: Time | None = Field(alias="from", description="From (inclusive); null: the start.")
+    to: Time | None = Field(description="Before (exclusive); null: the end.")
+
+
+class Replayed(BaseModel):
+    """What the backtest replayed: the log from its start to where the decider has decided."""
+
+    events: int = Field(description="Log entries: touchpoints, clock events and outcomes.")
+    position: int = Field(description="The log position replayed up to.")
+    customers: int = Field(description="Customers decided for.")
+    seconds: float = Field(description="How long the replay took.")
+
+
+class Backtest(BaseModel):
+    """A candidate definition's action rules and policy replayed over history beside the
+    logged decisions. Nothing was written or sent."""
+
+    candidate: str = Field(description="Where the candidate came from.")
+    window: BacktestWindow = Field(description="Which decisions were compared.")
+    replayed: Replayed = Field(description="What was replayed.")
+    totals: RuleBacktest = Field(description="Every rule together.")
+    rules: list[RuleBacktest] = Field(
+        description="Each rule of the candidate, then any logged rule it no longer has."
+    )
+    owners: list[OwnerBacktest] = Field(description="Each owner's days, by id.")
+    added_outcomes: str = Field(description="Why added proposals have no outcomes.")
+    customer: list[PairBacktest] = Field(
+        description="The customer asked for (`customer`): their actions side by side, the "
+        "first decided first; empty if none was asked for."
+    )
+
+
 class Recorded(BaseModel):
     """What a POST of touchpoints did."""
 
