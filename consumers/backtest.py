@@ -206,43 +206,48 @@ def replay(
     pages = PageDecider(definition, projector, NOTHING_STORED, max_cached=None)
     proposals: dict[str, Proposal] = {}
     position = events = 0
-    while position < until:
-        entries = log.entries(position, page_size, stop=until, topics=DECIDER_TOPICS)
-        if not entries:
-            break
-        page = DeciderPage(position, entries[-1][0], None, "")
-        # A page makes no reference cycles; with the collector on, it would rescan every
-        # position and state held in memory, again and again.
-        with collector_paused():
+    # Replaying makes no reference cycles; with the collector on, it would rescan every
+    # position and state held in memory, again and again, and they are all held.
+    with collector_paused():
+        while position < until:
+            entries = log.entries(position, page_size, stop=until, topics=DECIDER_TOPICS)
+            if not entries:
+                break
+            page = DeciderPage(position, entries[-1][0], None, "")
             pages.decide(page, entries)
-        for customer_id, decision, _ in page.decided:
-            c = decision.candidate
-            proposals[c.action_id] = Proposal(
-                c.action_id,
-                customer_id,
-                c.rule,
-                c.owner,
-                c.action_type,
-                c.channel,
-                c.priority,
-                decision.decided_at,
-                c.due_at,
-                c.reason,
-                "open",
-            )
-        # Each change follows the decision it changes (a page's decisions come first, as the
-        # decider writes them).
-        for change in page.changes:
-            proposal = proposals.get(change.action_id)
-            if proposal is not None:
-                proposals[change.action_id] = replace(
-                    proposal, status=change.status, status_reason=change.reason
-                )
-        events += len(entries)
-        position = entries[-1][0]
-        if progress is not None:
-            progress(position, until)
+            _note(page, proposals)
+            events += len(entries)
+            position = entries[-1][0]
+            if progress is not None:
+                progress(position, until)
     return Replayed(proposals, events, len(pages.states))
+
+
+def _note(page: DeciderPage, proposals: dict[str, Proposal]) -> None:
+    """The page's decisions as proposals, then the ends and outcomes that changed them: each
+    change follows the decision it changes (a page's decisions come first, as the decider
+    writes them)."""
+    for customer_id, decision, _ in page.decided:
+        c = decision.candidate
+        proposals[c.action_id] = Proposal(
+            c.action_id,
+            customer_id,
+            c.rule,
+            c.owner,
+            c.action_type,
+            c.channel,
+            c.priority,
+            decision.decided_at,
+            c.due_at,
+            c.reason,
+            "open",
+        )
+    for change in page.changes:
+        proposal = proposals.get(change.action_id)
+        if proposal is not None:
+            proposals[change.action_id] = replace(
+                proposal, status=change.status, status_reason=change.reason
+            )
 
 
 def backtest(
