@@ -376,6 +376,10 @@ class Deciding:
         referrer: Referrer | None = None,
     ) -> Iterable[Candidate]:
         decided: set[str] | None = None
+        # The kinds of open frictions and of moments the customer has: a rule watching
+        # another kind has nothing to trigger on (a referral judged by the referrer's
+        # history aside), so most rules, most of the time, are passed over here.
+        present: set[str] | None = None
         dormant = position.stage is not None and position.stage == self._dormant
         for rule in self.policy.rules:
             if rule.stages is None:
@@ -387,6 +391,18 @@ class Deciding:
                 m.kind in rule.without_moments for m in position.moments
             ):
                 continue
+            if rule.friction is not None or rule.moment is not None:
+                if present is None:
+                    present = {f.kind for f in position.frictions if f.resolved_at is None}
+                    present.update(m.kind for m in position.moments)
+                if rule.moment is not None and rule.moment not in present:
+                    continue
+                if (
+                    rule.friction is not None
+                    and rule.friction not in present
+                    and (referrer is None or rule.friction not in self._referral_rules)
+                ):
+                    continue
             triggers = self._triggers(rule, position, state, now, referrer)
             if not triggers:  # most rules, most of the time
                 continue

@@ -69,6 +69,8 @@ class PageDecider:
         self._max_cached = max_cached
         self._states: dict[str, ActionState] = {}
         self._owner_days: dict[tuple[str, int], int] = {}
+        # Owners every customer may be given an action for: roles, not a rep or a host.
+        self._roles = {rule.owner for rule in definition.actions.rules} - {"rep", "host"}
 
     @property
     def states(self) -> dict[str, ActionState]:
@@ -216,11 +218,9 @@ class PageDecider:
 
     def _owners(self, position: Position, state: ActionState) -> set[str]:
         """Everyone who may be given an action for this customer."""
-        policy = self.deciding.policy
-        rep = position.rep or policy.unassigned_owner
+        rep = position.rep or self.deciding.policy.unassigned_owner
         hosts = {b.host for b in state.context.bookings.values() if b.host}
-        roles = {rule.owner for rule in policy.rules} - {"rep", "host"}
-        return {rep, *hosts, *roles}
+        return {rep, *hosts, *self._roles}
 
     def _ensure_owner_days(self, owners: set[str], day: int) -> None:
         missing = [(owner, day) for owner in owners if (owner, day) not in self._owner_days]
