@@ -378,7 +378,8 @@ class Deciding:
         decided: set[str] | None = None
         # The kinds of open frictions and of moments the customer has: a rule watching
         # another kind has nothing to trigger on (a referral judged by the referrer's
-        # history aside), so most rules, most of the time, are passed over here.
+        # history aside), nor has a rule watching meetings or referred customers without
+        # any, so most rules, most of the time, are passed over here.
         present: set[str] | None = None
         dormant = position.stage is not None and position.stage == self._dormant
         for rule in self.policy.rules:
@@ -389,6 +390,10 @@ class Deciding:
                 continue
             if rule.without_moments and any(
                 m.kind in rule.without_moments for m in position.moments
+            ):
+                continue
+            if (rule.booked and not state.context.bookings) or (
+                rule.referred_entered and not state.referred
             ):
                 continue
             if rule.friction is not None or rule.moment is not None:
