@@ -114,7 +114,8 @@ class Pair:
 @dataclass
 class RuleResult:
     """One rule's proposals compared. `outcomes` counts what became of the proposals that
-    match logged ones, in the replay (the reps' outcomes and the journey's own ends)."""
+    match logged ones, in the replay (the reps' outcomes and the journey's own ends);
+    `dropped_outcomes`, what became of the logged actions the candidate drops."""
 
     rule: str
     proposed: int = 0
@@ -126,6 +127,8 @@ class RuleResult:
     changed_fields: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     dismissed_because: Counter[str] = field(default_factory=Counter)
+    # What became of the logged actions the candidate drops: what it would give up.
+    dropped_outcomes: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -172,6 +175,7 @@ class Backtest:
             total.changed_fields.update(result.changed_fields)
             total.outcomes.update(result.outcomes)
             total.dismissed_because.update(result.dismissed_because)
+            total.dropped_outcomes.update(result.dropped_outcomes)
         return total
 
 
@@ -256,7 +260,7 @@ def backtest(
     logged: Iterable[ActionRow],
     until: int,
     *,
-    window: Window = Window(),
+    window: Window | None = None,
     customer_id: str | None = None,
     page_size: int = DEFAULT_PAGE_SIZE,
     progress: Progress | None = None,
@@ -271,7 +275,7 @@ def backtest(
         replayed,
         logged_ones,
         candidate,
-        window=window,
+        window=window or Window(),
         customer_id=customer_id,
         position=until,
         seconds=seconds,
@@ -288,6 +292,8 @@ def compare(
     position: int,
     seconds: float,
 ) -> Backtest:
+    """The proposals and the logged decisions of each action id decided in the window on
+    either side, per rule and per owner's day; `customer_id`'s side by side."""
     proposals = replayed.proposals
     rules = {rule.id: RuleResult(rule.id) for rule in candidate.actions.rules}
     limit = candidate.actions.per_owner_per_day
@@ -316,6 +322,8 @@ def compare(
             result.outcomes[ours.status] += 1
             if ours.status == "dismissed":
                 result.dismissed_because[ours.status_reason or "no reason given"] += 1
+        elif theirs is not None and theirs_in:
+            result.dropped_outcomes[theirs.status] += 1
         if customer_id is not None and pair.any.customer_id == customer_id:
             pairs.append(pair)
     pairs.sort(key=lambda p: (p.any.decided_at, p.any.action_id))

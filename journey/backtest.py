@@ -44,7 +44,7 @@ def run_backtest(
         candidate,
         engine.actions.actions(open_only=False),
         engine.actions.tracking()[0],
-        window=window or Window(),
+        window=window,
         customer_id=customer_id,
         progress=progress,
     )
@@ -98,6 +98,7 @@ def _rule_json(rule: Any) -> dict[str, Any]:
         "changed_fields": dict(sorted(rule.changed_fields.items())),
         "outcomes": dict(sorted(rule.outcomes.items())),
         "dismissed_because": dict(rule.dismissed_because.most_common()),
+        "dropped_outcomes": dict(sorted(rule.dropped_outcomes.items())),
     }
 
 
@@ -199,6 +200,12 @@ def _print_backtest(candidate: str, result: Backtest) -> None:
             _item(rule.rule, _counted(rule.outcomes))
     if totals.dismissed_because:
         _item("dismissed", _counted(totals.dismissed_because, quoted=True))
+    dropped = [rule for rule in result.rules if rule.dropped_outcomes]
+    if dropped:
+        out.print()
+        out.print(Text("What became of the logged actions the candidate drops", style="italic"))
+        for rule in dropped:
+            _item(rule.rule, _counted(rule.dropped_outcomes))
     if totals.added:
         _paragraph(UNKNOWN_NEXT)
     if result.owners:

@@ -394,6 +394,9 @@ class RuleBacktest(BaseModel):
     dismissed_because: dict[str, int] = Field(
         description="Of those dismissed, how many for each reason given, the commonest first."
     )
+    dropped_outcomes: dict[str, int] = Field(
+        description="What became of the logged actions the candidate drops: by status."
+    )
 
 
 class OwnerDayBacktest(BaseModel):

@@ -99,3 +99,26 @@ def test_the_window_and_the_customer_narrow_what_is_compared(
         assert later.totals.logged == sum(1 for row in logged if row.decided_at >= middle)
         assert {pair.any.customer_id for pair in later.pairs} == {customer}
         assert all(pair.candidate == pair.logged for pair in later.pairs)
+
+
+def test_what_became_of_the_actions_a_candidate_drops_is_counted(
+    fresh_engine: Callable[[str], AbstractContextManager[Engine]],
+) -> None:
+    with fresh_engine("sqlite") as engine:
+        record_and_decide(engine)
+        document = engine.definition.model_dump(by_alias=True, exclude_none=True)
+        document["actions"]["rules"] = [
+            rule for rule in document["actions"]["rules"] if rule["id"] != "follow_up_visit"
+        ]
+        logged = engine.actions.actions(open_only=False)
+
+        result = run(engine, definition_from_mapping(document, origin="candidate"))
+
+        follow_ups = next(r for r in result.rules if r.rule == "follow_up_visit")
+        assert follow_ups.proposed == 0
+        assert follow_ups.dropped == follow_ups.logged > 0
+        assert follow_ups.dropped_outcomes == {
+            status: n
+            for status in {row.status for row in logged if row.rule == "follow_up_visit"}
+            if (n := sum(1 for r in logged if r.rule == "follow_up_visit" and r.status == status))
+        }
