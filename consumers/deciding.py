@@ -260,8 +260,10 @@ class Deciding:
         counts each owner's new actions on now's day so far; the caller adds these.
         `referrer` is the known customer who referred them, if any."""
         result = CustomerDecisions()
-        self._end_moot(position, state, now, result, referrer)
-        state.suppressed = {rule: until for rule, until in state.suppressed.items() if until > now}
+        if state.open:
+            self._end_moot(position, state, now, result, referrer)
+        if state.suppressed:
+            state.suppressed = {r: until for r, until in state.suppressed.items() if until > now}
         if state.opted_out:
             state.retry_at = None
             return result
