@@ -65,6 +65,7 @@ from journey.contract import (
     WorklistPage,
     problem_body,
 )
+from journey.filters import CustomersBehindFilter
 from journey.health import Health, metrics_text
 from journey.serving import READERS, Answers, Follower, Readers, Stamp, ViewsBehind, wait_until_read
 from projections.timeline import timeline as project_timeline
@@ -139,6 +140,11 @@ def create_app(
     app.include_router(acting, dependencies=[sales, text_only], responses=errors)
     ingest = Depends(_bearer(ingest_token or token, _INGEST_TOKEN))
     app.include_router(writing, dependencies=[ingest, text_only], responses=errors)
+    from journey.marketing_api import marketing  # its routes use this module's helpers
+
+    app.include_router(
+        marketing, dependencies=[sales, text_only, Depends(_after)], responses=errors
+    )
     app.include_router(pages)
     app.include_router(operating)
     app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
@@ -556,9 +562,12 @@ def customers(
     rep: str | None = None,
     friction: Annotated[str | None, Query(description="An open friction's kind.")] = None,
     q: Annotated[str | None, Query(description="The start of a customer id.")] = None,
+    behind: CustomersBehindFilter,
 ) -> dict[str, Any]:
-    """Customers by stage, rep or open friction (or id), the longest in stage first, a page
-    at a time."""
+    """Customers by stage, rep or open friction (or id), and those behind a figure of the
+    analyst report (first seen in a range, got this far, moved from one stage to another,
+    met a friction in a stage or on a channel), the longest in stage first, a page at a
+    time."""
     with _engine(request) as engine:
         total, rows = engine.view.customers(
             stage=stage,
@@ -567,6 +576,7 @@ def customers(
             prefix=q,
             limit=paging.limit,
             offset=paging.offset,
+            behind=behind.resolved(engine.definition),
         )
     return _paged(
         request,

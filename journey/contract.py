@@ -371,6 +371,48 @@ class FrictionCountPage(Page):
     items: list[FrictionCount] = Field(description="Groups, the most frictions first.")
 
 
+class Credit(BaseModel):
+    """Credit one attribution model gives touchpoints with one value of an attribute on one
+    channel for one kind of conversion: a stage entry or a friction opening. Each conversion
+    gives 1 in all per model and attribute, split over the customer's touchpoints up to it
+    (in the order they happened; the one that made it included)."""
+
+    model: str = Field(
+        description="first_touch, last_touch or position_based (40% to the first, 40% to "
+        "the last, 20% split between those in between)."
+    )
+    converted: str = Field(description="stage (a stage entry) or friction (one opening).")
+    name: str = Field(description="The stage entered, or the friction's kind.")
+    stage: str | None = Field(description="The stage entered, or the friction opened in.")
+    attribute: str = Field(description="The touchpoint attribute credited (campaign, say).")
+    value: str = Field(description='Its value; "unknown" for touchpoints without it.')
+    channel: str = Field(description="The channel of the touchpoints credited.")
+    credit: float = Field(description="The credit, summed over the customers in range.")
+    conversions: int = Field(description="How many conversions of this name there were.")
+
+
+class CreditPage(Page):
+    range: str = Field(description="Whose conversions are credited, in words.")
+    attributes: list[str] = Field(description="The attributes credited.")
+    items: list[Credit] = Field(description="Credits, the most first.")
+
+
+class Velocity(BaseModel):
+    """Sales velocity: of the customers first seen in a month (UTC) who entered a stage, the
+    median days from their first touchpoint to their first entry into it."""
+
+    month: str = Field(description="The month of the first touchpoint, UTC.", examples=["2026-03"])
+    stage: str = Field(description="The stage's id.")
+    label: str = Field(description="Its name for people.")
+    customers: int = Field(description="Customers first seen that month who entered it.")
+    median_days: float = Field(description="The median days to their first entry.")
+
+
+class VelocityPage(Page):
+    range: str = Field(description="Whose velocity, in words.")
+    items: list[Velocity] = Field(description="By month, then in the journey's stage order.")
+
+
 class Recorded(BaseModel):
     """What a POST of touchpoints did."""
 
