@@ -180,20 +180,37 @@ class Velocity(NamedTuple):
     median_days: float
 
 
+@dataclass(slots=True)
+class SalesVelocity:
+    """Days from first touchpoint to the first entry into each stage, gathered customer by
+    customer, per month of first touch (UTC)."""
+
+    days: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, position: Position) -> None:
+        if position.first_at is None:
+            return
+        month = month_of(position.first_at)
+        for stage, at in first_entries(position).items():
+            self.days[month, stage].append(max(0, at - position.first_at) / DAY_MS)
+
+    def rows(self, order: Sequence[str] = ()) -> list[Velocity]:
+        """By month, then in `order` (stages not in it after, by name)."""
+        return [
+            Velocity(month, stage, len(found), round(statistics.median(found), 2))
+            for (month, stage), found in sorted(
+                self.days.items(), key=lambda item: _ranked(item[0], order)
+            )
+        ]
+
+
 def velocity(positions: Iterable[Position], order: Sequence[str] = ()) -> list[Velocity]:
     """Sales velocity per month of first touch (UTC) and stage: by month, then in `order`
     (stages not in it after, by name)."""
-    days: dict[tuple[str, str], list[float]] = defaultdict(list)
+    gathered = SalesVelocity()
     for position in positions:
-        if position.first_at is None:
-            continue
-        month = month_of(position.first_at)
-        for stage, at in first_entries(position).items():
-            days[month, stage].append(max(0, at - position.first_at) / DAY_MS)
-    return [
-        Velocity(month, stage, len(found), round(statistics.median(found), 2))
-        for (month, stage), found in sorted(days.items(), key=lambda item: _ranked(item[0], order))
-    ]
+        gathered.add(position)
+    return gathered.rows(order)
 
 
 def _ranked(key: tuple[str, str], order: Sequence[str]) -> tuple[str, int, str]:
