@@ -516,7 +516,8 @@ def build_report(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{heading}: journey report</title><style>{_STYLE}</style></head><body>"
         f"<h1>{heading}: journey report</h1>"
-        f"<p class='meta'>{found.customers} {html.escape(found.within.words())}; journey clock "
+        f"<p class='meta'>{found.customers} customers in this report: "
+        f"{html.escape(found.within.words())}; journey clock "
         f"{render.iso(found.clock) or 'not set'}</p>"
         + "".join(sections)
         + _CLICK_THROUGH.replace("PAGE", orjson.dumps(page).decode())

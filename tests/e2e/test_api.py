@@ -302,6 +302,8 @@ def test_the_openapi_document_describes_every_endpoint(client: TestClient) -> No
         "/api/owners",
         "/api/worklist",
         "/api/touchpoints",
+        "/api/attribution",
+        "/api/velocity",
     } <= set(paths)
 
 
@@ -492,7 +494,14 @@ def every_answer(client: TestClient) -> dict[str, tuple[str, str, int, Any]]:
     for listed in customers:
         path = f"/api/customers/{listed['customer_id']}"
         answered[path] = ("/api/customers/{customer_id}", "get", 200, client.get(path).json())
-    for path in ("/api/customers", "/api/frictions", "/api/frictions/counts", "/api/funnel"):
+    for path in (
+        "/api/customers",
+        "/api/frictions",
+        "/api/frictions/counts",
+        "/api/funnel",
+        "/api/attribution",
+        "/api/velocity",
+    ):
         answered[path] = (path, "get", 200, client.get(path).json())
     answered["actions"] = ("/api/actions", "get", 200, client.get("/api/actions").json())
     answered["owners"] = ("/api/owners", "get", 200, client.get("/api/owners").json())

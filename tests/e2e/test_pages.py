@@ -225,19 +225,84 @@ def test_a_manager_sees_the_funnel_stalls_and_frictions_by_rep(page: Page, serve
     screenshot(page, "pipeline")
 
 
-def test_the_report_draws_every_chart(page: Page, data_dir: Path, tmp_path: Path) -> None:
-    report = tmp_path / "report.html"
-    result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "report", "--out", str(report)])
+def write_report(data_dir: Path, target: Path, *more: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["--data-dir", str(data_dir), "report", "--out", str(target), *more]
+    )
     assert result.exit_code == 0, result.output
 
-    page.goto(report.as_uri())
+
+def test_the_report_draws_every_chart_with_its_numbers_in_sight(
+    page: Page, data_dir: Path, tmp_path: Path
+) -> None:
+    write_report(data_dir, tmp_path / "report.html")
+
+    page.goto((tmp_path / "report.html").as_uri())
 
     charts = page.locator(".js-plotly-plot")
-    expect(charts).to_have_count(5)
-    for index in range(5):
+    expect(charts).to_have_count(9)
+    for index in range(9):
         expect(charts.nth(index).locator(".main-svg").first).to_be_visible()
-    expect(page.locator("section[data-chart='1'] .sankey")).to_have_count(1)
+    flow = page.locator("section[data-chart='2']")
+    expect(flow.locator(".sankey")).to_have_count(1)
+    expect(flow.locator(".node-label", has_text="Evaluating (3 in, 1 out)")).to_be_visible()
+    expect(
+        flow.get_by_test_id("moves").locator("tr", has_text="Aware → Evaluating")
+    ).to_contain_text("2")
+    frictions = page.locator("section[data-chart='4']")
+    expect(frictions.locator("h2")).to_have_text(
+        "Frictions by stage and channel: frictions (open and resolved) all customers met"
+    )
+    expect(frictions.locator(".xtick", has_text="unknown")).to_be_visible()
+    expect(frictions.locator("text", has_text="4")).not_to_have_count(0)  # in a cell
+    expect(page.locator("section[data-chart='5'] .legendtext", has_text="unknown")).to_be_visible()
     screenshot(page, "report")
+
+
+def click_cell(page: Page, chart: int, *, cell: tuple[int, int], of: tuple[int, int]) -> None:
+    """Clicks the middle of a cell (row from the top, column) of a heat map of so many rows
+    and columns."""
+    (row, column), (rows, columns) = cell, of
+    plot = page.locator(f"section[data-chart='{chart}'] .nsewdrag").first
+    plot.scroll_into_view_if_needed()
+    box = plot.bounding_box()
+    assert box is not None
+    page.mouse.click(
+        box["x"] + (column + 0.5) * box["width"] / columns,
+        box["y"] + (row + 0.5) * box["height"] / rows,
+    )
+
+
+def test_a_click_on_a_chart_lists_the_customers_behind_it_on_the_sales_page(
+    page: Page, data_dir: Path, server: str, tmp_path: Path
+) -> None:
+    write_report(data_dir, tmp_path / "report.html", "--page", server)
+    page.goto((tmp_path / "report.html").as_uri())
+
+    # Evaluating, on a visit: rows Considering, Evaluating, Advocate; columns phone, visit,
+    # web, unknown.
+    click_cell(page, 4, cell=(1, 1), of=(3, 4))
+
+    expect(page.get_by_test_id("list-filters")).to_contain_text(
+        "Who met a friction in stage evaluating on channel visit"
+    )
+    listed = page.get_by_test_id("listed-customer")
+    expect(listed).to_have_count(2)
+    expect(listed.nth(0)).to_contain_text("S5-EVA")
+    expect(listed.nth(1)).to_contain_text("S1-ANNA")
+    screenshot(page, "report-click-through")
+
+    page.go_back()
+    step = page.locator("section[data-chart='0'] .point").nth(4)  # Deciding
+    step.scroll_into_view_if_needed()
+    box = step.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+    expect(page.get_by_test_id("list-filters")).to_contain_text("got at least as far as deciding")
+    expect(page.get_by_test_id("listed-customer")).to_have_count(2)
+    expect(page.get_by_test_id("customer-list")).to_contain_text("S3-CARLA")
+    expect(page.get_by_test_id("customer-list")).to_contain_text("S6-FIN")
 
 
 @pytest.mark.parametrize("width", [1400, 390])
