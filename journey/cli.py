@@ -202,7 +202,7 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
         owners = len({action.owner for action in opened})
         from journey.report import write_report  # the charts' library takes long to load
 
-        written = write_report(engine, settings.data_dir / "report.html")
+        written = write_report(engine, settings.data_dir / "report.html", page=_DEMO_PAGE)
         out.print(
             Text.from_markup(
                 f"Look up any customer with [bold]{_program()} customer C-000042[/bold]; "
@@ -211,9 +211,13 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
                 f"[bold]{_program()} actions[/bold] lists them, most important first, and "
                 f"[bold]{_program()} explain ID[/bold] says why.\n"
                 f"Charts of every journey: open {written}. The sales page and the pipeline: "
-                f"[bold]{_program()} serve[/bold], then http://127.0.0.1:8000/."
+                f"[bold]{_program()} serve[/bold], then {_DEMO_PAGE}/."
             )
         )
+
+
+# Where `journey serve` answers unless told otherwise: the demo's report links there.
+_DEMO_PAGE = "http://127.0.0.1:8000"
 
 
 def _program() -> str:

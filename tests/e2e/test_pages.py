@@ -304,6 +304,17 @@ def test_a_click_on_a_chart_lists_the_customers_behind_it_on_the_sales_page(
     expect(page.get_by_test_id("customer-list")).to_contain_text("S3-CARLA")
     expect(page.get_by_test_id("customer-list")).to_contain_text("S6-FIN")
 
+    page.go_back()
+    flow = page.locator("section[data-chart='2']")
+    flow.locator(".sankey-link").nth(1).click(force=True)  # the second move of the table
+
+    expect(page.get_by_test_id("list-filters")).to_contain_text(
+        "Who moved from aware, straight to evaluating"
+    )
+    expect(page.get_by_test_id("listed-customer")).to_have_count(2)
+    expect(page.get_by_test_id("customer-list")).to_contain_text("S1-ANNA")
+    expect(page.get_by_test_id("customer-list")).to_contain_text("S5-EVA")
+
 
 @pytest.mark.parametrize("width", [1400, 390])
 def test_neither_view_scrolls_sideways_and_every_stage_stays_in_sight(
