@@ -259,6 +259,45 @@ def test_the_report_draws_every_chart_with_its_numbers_in_sight(
     screenshot(page, "report")
 
 
+def test_a_report_of_a_date_range_counts_only_customers_first_seen_in_it_and_says_so(
+    page: Page, data_dir: Path, tmp_path: Path
+) -> None:
+    write_report(data_dir, tmp_path / "march.html", "--from", "2026-03-01", "--to", "2026-03-31")
+
+    page.goto((tmp_path / "march.html").as_uri())
+
+    expect(page.locator(".meta")).to_contain_text(
+        "4 customers in this report: customers first seen 2026-03-01 to 2026-03-31 (UTC)"
+    )
+    titles = page.locator("h2")
+    expect(titles).to_have_count(9)
+    for index in range(9):
+        expect(titles.nth(index)).to_contain_text("customers first seen 2026-03-01 to 2026-03-31")
+    funnel_top = page.locator("section[data-chart='0'] .point text").first
+    expect(funnel_top).to_contain_text("4")
+
+
+def test_a_date_range_that_ends_before_it_begins_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--data-dir",
+            str(data_dir),
+            "report",
+            "--out",
+            str(tmp_path / "r.html"),
+            "--from",
+            "2026-03-02",
+            "--to",
+            "2026-03-01",
+        ],
+    )
+
+    assert result.exit_code == 2
+    assert "2026-03-01 is before --from, 2026-03-02" in result.output
+    assert not (tmp_path / "r.html").exists()
+
+
 def click_cell(page: Page, chart: int, *, cell: tuple[int, int], of: tuple[int, int]) -> None:
     """Clicks the middle of a cell (row from the top, column) of a heat map of so many rows
     and columns."""
