@@ -4,6 +4,7 @@ find the customers behind a figure of the analyst report."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
@@ -30,23 +31,16 @@ async def _range(
 Within = Annotated[Range, Depends(_range)]
 
 
+@dataclass(frozen=True, slots=True)
 class Behind:
     """The filters of /api/customers that find the customers behind a figure of the report,
     checked against the journey definition once an engine is at hand."""
 
-    def __init__(
-        self,
-        within: Range,
-        reached: str | None,
-        moved: tuple[str, str] | None,
-        friction_stage: str | None,
-        friction_channel: str | None,
-    ) -> None:
-        self.within = within
-        self.reached = reached
-        self.moved = moved
-        self.friction_stage = friction_stage
-        self.friction_channel = friction_channel
+    within: Range
+    reached: str | None
+    moved: tuple[str, str] | None
+    friction_stage: str | None
+    friction_channel: str | None
 
     def resolved(self, definition: JourneyDefinition) -> CustomersBehind | None:
         """The filter for the views; None if nothing is asked."""
