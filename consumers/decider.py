@@ -11,7 +11,7 @@ so deciding again from the same position gives the same actions with the same id
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -249,10 +249,7 @@ class Decider:
         `log_position`, adding the decisions to the page and their events to `events`."""
         now = max(position.last_at or 0, self._projector.ticked or 0, at)
         day = now // DAY_MS
-        owners = self._owners(position, state)
-        self._ensure_owner_days(owners, day)
-        today = {owner: self._owner_days[owner, day] for owner in owners}
-        result = self._deciding.decide(position, state, now, today, referrer)
+        result = self._deciding.decide(position, state, now, _OwnerDay(self, day), referrer)
         for ended in result.ended:
             page.changes.append(StatusChange(ended.action_id, ended.status, ended.at, ended.why))
             page.ended.append((position.customer_id, ended))
@@ -378,18 +375,12 @@ class Decider:
             )
         )
 
-    def _owners(self, position: Position, state: ActionState) -> set[str]:
-        """Everyone who may be given an action for this customer."""
-        policy = self._deciding.policy
-        rep = position.rep or policy.unassigned_owner
-        hosts = {b.host for b in state.context.bookings.values() if b.host}
-        roles = {rule.owner for rule in policy.rules} - {"rep", "host"}
-        return {rep, *hosts, *roles}
-
-    def _ensure_owner_days(self, owners: set[str], day: int) -> None:
-        missing = [(owner, day) for owner in owners if (owner, day) not in self._owner_days]
-        if missing:
-            self._owner_days.update(self._store.owner_counts(missing))
+    def owner_count(self, owner: str, day: int) -> int:
+        """How many actions the owner was given on the day, so far."""
+        key = (owner, day)
+        if key not in self._owner_days:
+            self._owner_days.update(self._store.owner_counts([key]))
+        return self._owner_days.get(key, 0)
 
     def _states_of(
         self, customers: list[str], *, make_room: bool = False
@@ -423,3 +414,21 @@ class Decider:
         found = {c for c, s in states.items() if s.retry_at is not None and s.retry_at <= at}
         found.update(c for c in self._store.retry_before(at) if c not in states)
         return found
+
+
+class _OwnerDay(Mapping[str, int]):
+    """Each owner's count of new actions on one day, read only for the owners asked about:
+    a customer is decided at every touchpoint, and most of the time nothing is proposed."""
+
+    def __init__(self, decider: Decider, day: int) -> None:
+        self._decider = decider
+        self._day = day
+
+    def __getitem__(self, owner: str) -> int:
+        return self._decider.owner_count(owner, self._day)
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("the owners of a day are not listed, only looked up")
+
+    def __len__(self) -> int:
+        raise TypeError("the owners of a day are not counted, only looked up")

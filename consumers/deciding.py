@@ -377,15 +377,33 @@ class Deciding:
     ) -> Iterable[Candidate]:
         decided: set[str] | None = None
         dormant = position.stage is not None and position.stage == self._dormant
+        # What could trigger a rule at all, found once: most rules, most of the time, have
+        # nothing to act on, and a customer is decided at each of their touchpoints.
+        open_kinds = {f.kind for f in position.frictions if f.resolved_at is None}
+        if referrer is not None:
+            open_kinds.update(self._referral_rules)
+        moment_kinds = {m.kind for m in position.moments}
         for rule in self.policy.rules:
             if rule.stages is None:
                 if dormant:
                     continue
             elif position.stage not in rule.stages:
                 continue
-            if rule.without_moments and any(
-                m.kind in rule.without_moments for m in position.moments
-            ):
+            if rule.referred_entered:  # in the order `_triggers` looks
+                if not state.referred:
+                    continue
+            elif rule.booked:
+                if not state.context.bookings:
+                    continue
+            elif rule.friction is not None:
+                if rule.friction not in open_kinds:
+                    continue
+            elif rule.moment is not None:
+                if rule.moment not in moment_kinds:
+                    continue
+            elif position.stage != rule.entered:
+                continue
+            if rule.without_moments and not moment_kinds.isdisjoint(rule.without_moments):
                 continue
             triggers = self._triggers(rule, position, state, now, referrer)
             if not triggers:  # most rules, most of the time

@@ -605,3 +605,61 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+class NextSteps(BaseModel):
+    """What the customers of a group of actions did in the days after each decision; only
+    actions whose window had passed by the journey's clock count."""
+
+    actions: int = Field(description="Actions whose window is over.")
+    moved_on: int = Field(description="Of those, whose customer reached a later stage in it.")
+    went_dormant: int = Field(description="Whose customer went dormant in it.")
+    turned_negative: int = Field(
+        description="Whose customer had a negative friction open in it (a complaint, a "
+        "bounce, an unsubscribe, a negative outcome)."
+    )
+    moved_on_share: float | None = Field(description="moved_on / actions; null for none.")
+    went_dormant_share: float | None = Field(description="went_dormant / actions.")
+    turned_negative_share: float | None = Field(description="turned_negative / actions.")
+
+
+class DismissedBecause(BaseModel):
+    """A reason owners gave for dismissing actions, and how often."""
+
+    reason: str = Field(description='The reason given ("no reason given" if none).')
+    actions: int = Field(description="Actions dismissed for it.")
+
+
+class Effect(BaseModel):
+    """One rule's, owner's or team's actions decided in the period."""
+
+    key: str = Field(description="The rule's id, the owner, or the team.")
+    label: str = Field(description="Its name for people.")
+    proposed: int = Field(description="Actions decided.")
+    taken_up: int = Field(description="Accepted or done at some point.")
+    accepted: int = Field(description="Accepted at some point.")
+    done: int = Field(description="Done.")
+    dismissed: int = Field(description="Dismissed by their owner.")
+    snoozed: int = Field(description="Snoozed at some point.")
+    expired: int = Field(description="Ended by the journey: nobody did them in time.")
+    cancelled: int = Field(description="Ended by the journey: they no longer made sense.")
+    superseded: int = Field(description="Ended by the journey: a more important one came.")
+    still_open: int = Field(description="Open, accepted or snoozed now.")
+    dismissed_because: list[DismissedBecause] = Field(description="The most given first.")
+    median_hours_to_act: float | None = Field(
+        description="Median hours from the decision to the first accept or done."
+    )
+    acted_on: NextSteps = Field(description="The actions taken up.")
+    not_acted_on: NextSteps = Field(description="The others.")
+
+
+class EffectivenessAnswer(BaseModel):
+    """What the actions decided in a period achieved, by rule, owner or team: the group with
+    the most actions first."""
+
+    by: str = Field(description="rule, owner or team.")
+    from_: Time | None = Field(alias="from", description="Actions decided from this time.")
+    to: Time | None = Field(description="Actions decided before this time.")
+    within_days: int = Field(description="The window after each decision that is looked at.")
+    as_of: Time | None = Field(description="The journey's clock.")
+    items: list[Effect] = Field(description="The groups, the one with the most actions first.")

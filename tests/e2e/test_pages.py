@@ -225,6 +225,40 @@ def test_a_manager_sees_the_funnel_stalls_and_frictions_by_rep(page: Page, serve
     screenshot(page, "pipeline")
 
 
+@pytest.fixture(scope="module")
+def acted_on(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The stories, on a server of their own: its test reports what a rep did."""
+    with serving(recorded_stories(tmp_path_factory.mktemp("acted"))) as url:
+        yield url
+
+
+def test_a_manager_sees_what_each_rule_achieved_and_groups_it_by_rep(
+    page: Page, acted_on: str
+) -> None:
+    morning = acted_on
+    actions = json.load(urllib.request.urlopen(f"{morning}/api/actions?owner=kathrine"))
+    first = actions["items"][0]
+    request = urllib.request.Request(
+        f"{morning}/api/actions/{first['action_id']}/outcome",
+        data=json.dumps({"status": "done", "rep_id": "kathrine"}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    urllib.request.urlopen(request).close()
+
+    page.goto(f"{morning}/pipeline")
+
+    rule_row = page.locator(f"[data-testid=effect-row][data-key={first['rule']}]")
+    expect(rule_row).to_contain_text("(")  # taken up, with its share
+    expect(rule_row.locator("td").nth(3)).to_have_text("1")  # done
+    expect(page.get_by_test_id("effect")).to_contain_text("made")
+    screenshot(page, "pipeline-effectiveness")
+    page.get_by_test_id("effect-by").select_option("owner")
+    expect(page.locator("[data-testid=effect-row][data-key=kathrine]")).to_have_count(1)
+    page.get_by_test_id("effect-from").fill("2027-01-01")
+    page.get_by_test_id("effect-from").dispatch_event("change")
+    expect(page.get_by_test_id("effect")).to_have_text("No action was decided in that period.")
+
+
 def write_report(data_dir: Path, target: Path, *more: str) -> None:
     result = CliRunner().invoke(
         cli, ["--data-dir", str(data_dir), "report", "--out", str(target), *more]
@@ -398,7 +432,7 @@ def test_a_rep_opens_their_day_overdue_first_and_acting_on_the_top_item_takes_it
     expect(today.get_by_test_id("priority")).to_have_attribute("title", "priority 0.80 of 1")
     expect(page.get_by_test_id("as-of")).to_contain_text("As of Sun 14 Jun, 11:00 CEST")
     expect(page.get_by_test_id("day")).to_have_text(
-        ["Thu 12 Mar · 1", "Sun 15 Mar · 1", "Sun 14 Jun · 1", "Wed 17 Jun · 1"]
+        ["Sat 7 Mar · 1", "Sun 15 Mar · 1", "Sun 14 Jun · 1", "Wed 17 Jun · 1"]
     )
 
     top = listed.first
