@@ -20,6 +20,7 @@ from journey import render
 from journey.bootstrap import Engine
 from journey.cohort import Range
 from journey.console import catch_up, engine_for, say
+from journey.report.action_charts import acted_against_not, action_outcomes
 from journey.report.gathered import Section, gather
 from journey.report.journey_charts import (
     flow,
@@ -44,6 +45,8 @@ SECTIONS: list[Section] = [
     stage_attribution,
     friction_attribution,
     velocity,
+    action_outcomes,
+    acted_against_not,
 ]
 
 

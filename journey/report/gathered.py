@@ -11,10 +11,12 @@ from urllib.parse import urlencode
 
 import plotly.graph_objects as go
 
+from consumers.effectiveness import Effect, Period
 from engine.definition import JourneyDefinition
 from journey import render
 from journey.bootstrap import Engine
 from journey.cohort import Range, positions, with_touchpoints
+from journey.effectiveness import read_effectiveness
 from projections.attribution import UNKNOWN, Attribution, SalesVelocity, in_order
 
 DAY_MS = 86_400_000
@@ -43,6 +45,24 @@ class Gathered:
     moments: Counter[tuple[str, str]] = field(default_factory=Counter)
     attribution: Attribution = field(default_factory=Attribution)
     velocity: SalesVelocity = field(default_factory=SalesVelocity)
+    # What the next actions decided on the range's days achieved, by rule.
+    effects: list[Effect] = field(default_factory=list)
+    effect_labels: dict[str, str] = field(default_factory=dict)
+    within_days: int = 14
+
+    def effect_label(self, rule: str) -> str:
+        return self.effect_labels.get(rule, rule)
+
+    def action_days(self) -> str:
+        """Which actions the action charts count, in words."""
+        first, last = self.within.first, self.within.last
+        if first is None and last is None:
+            return "on any day"
+        if last is None:
+            return f"on or after {first} (UTC)"
+        if first is None:
+            return f"on or before {last} (UTC)"
+        return f"from {first} to {last} (UTC)"
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -86,6 +106,9 @@ def gather(engine: Engine, within: Range, attributes: Sequence[str]) -> Gathered
             found.moments[moment.channel, moment.outcome or UNKNOWN] += 1
         found.attribution.add(position, touchpoints)
         found.velocity.add(position)
+    period = Period(within.start, within.end)
+    effects = read_effectiveness(engine, by="rule", period=period, within_days=found.within_days)
+    found.effects, found.effect_labels = effects.groups, effects.labels
     return found
 
 

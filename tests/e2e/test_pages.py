@@ -274,8 +274,8 @@ def test_the_report_draws_every_chart_with_its_numbers_in_sight(
     page.goto((tmp_path / "report.html").as_uri())
 
     charts = page.locator(".js-plotly-plot")
-    expect(charts).to_have_count(9)
-    for index in range(9):
+    expect(charts).to_have_count(11)
+    for index in range(11):
         expect(charts.nth(index).locator(".main-svg").first).to_be_visible()
     flow = page.locator("section[data-chart='2']")
     expect(flow.locator(".sankey")).to_have_count(1)
@@ -290,6 +290,16 @@ def test_the_report_draws_every_chart_with_its_numbers_in_sight(
     expect(frictions.locator(".xtick", has_text="unknown")).to_be_visible()
     expect(frictions.locator("text", has_text="4")).not_to_have_count(0)  # in a cell
     expect(page.locator("section[data-chart='5'] .legendtext", has_text="unknown")).to_be_visible()
+    actions = page.locator("section[data-chart='9']")
+    expect(actions.locator("h2")).to_have_text(
+        "Next actions by rule: what became of the actions decided on any day"
+    )
+    expect(actions.locator("tr", has_text="Follow up after the visit")).to_contain_text("2")
+    expect(actions.locator(".legendtext", has_text="expired")).to_be_visible()
+    # Nobody acted on the stories' actions: each rule's customers, not acted on.
+    acted = page.locator("section[data-chart='10']")
+    expect(acted.locator(".xtick", has_text="Thank them for the referral")).to_be_visible()
+    expect(acted.locator("text", has_text="0 of 1")).not_to_have_count(0)
     screenshot(page, "report")
 
 
@@ -304,9 +314,11 @@ def test_a_report_of_a_date_range_counts_only_customers_first_seen_in_it_and_say
         "4 customers in this report: customers first seen 2026-03-01 to 2026-03-31 (UTC)"
     )
     titles = page.locator("h2")
-    expect(titles).to_have_count(9)
+    expect(titles).to_have_count(11)
     for index in range(9):
         expect(titles.nth(index)).to_contain_text("customers first seen 2026-03-01 to 2026-03-31")
+    for index in (9, 10):  # the actions' charts count actions decided on those days
+        expect(titles.nth(index)).to_contain_text("decided from 2026-03-01 to 2026-03-31 (UTC)")
     funnel_top = page.locator("section[data-chart='0'] .point text").first
     expect(funnel_top).to_contain_text("4")
 
