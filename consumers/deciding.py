@@ -378,38 +378,35 @@ class Deciding:
         referrer: Referrer | None = None,
     ) -> Iterable[Candidate]:
         decided: set[str] | None = None
-        # The kinds of open frictions and of moments the customer has: a rule watching
-        # another kind has nothing to trigger on (a referral judged by the referrer's
-        # history aside), nor has a rule watching meetings or referred customers without
-        # any, so most rules, most of the time, are passed over here.
-        present: set[str] | None = None
         dormant = position.stage is not None and position.stage == self._dormant
+        # What could trigger a rule at all, found once: most rules, most of the time, have
+        # nothing to act on, and a customer is decided at each of their touchpoints.
+        open_kinds = {f.kind for f in position.frictions if f.resolved_at is None}
+        if referrer is not None:
+            open_kinds.update(self._referral_rules)
+        moment_kinds = {m.kind for m in position.moments}
         for rule in self.policy.rules:
             if rule.stages is None:
                 if dormant:
                     continue
             elif position.stage not in rule.stages:
                 continue
-            if rule.without_moments and any(
-                m.kind in rule.without_moments for m in position.moments
-            ):
-                continue
-            if (rule.booked and not state.context.bookings) or (
-                rule.referred_entered and not state.referred
-            ):
-                continue
-            if rule.friction is not None or rule.moment is not None:
-                if present is None:
-                    present = {f.kind for f in position.frictions if f.resolved_at is None}
-                    present.update(m.kind for m in position.moments)
-                if rule.moment is not None and rule.moment not in present:
+            if rule.referred_entered:  # in the order `_triggers` looks
+                if not state.referred:
                     continue
-                if (
-                    rule.friction is not None
-                    and rule.friction not in present
-                    and (referrer is None or rule.friction not in self._referral_rules)
-                ):
+            elif rule.booked:
+                if not state.context.bookings:
                     continue
+            elif rule.friction is not None:
+                if rule.friction not in open_kinds:
+                    continue
+            elif rule.moment is not None:
+                if rule.moment not in moment_kinds:
+                    continue
+            elif position.stage != rule.entered:
+                continue
+            if rule.without_moments and not moment_kinds.isdisjoint(rule.without_moments):
+                continue
             triggers = self._triggers(rule, position, state, now, referrer)
             if not triggers:  # most rules, most of the time
                 continue

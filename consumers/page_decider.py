@@ -9,7 +9,7 @@ memory, nothing at all (`NOTHING_STORED`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol, cast
 
 from consumers.action_store import DeciderPage, StatusChange
@@ -69,8 +69,6 @@ class PageDecider:
         self._max_cached = max_cached
         self._states: dict[str, ActionState] = {}
         self._owner_days: dict[tuple[str, int], int] = {}
-        # Owners every customer may be given an action for: roles, not a rep or a host.
-        self._roles = {rule.owner for rule in definition.actions.rules} - {"rep", "host"}
 
     @property
     def states(self) -> dict[str, ActionState]:
@@ -169,10 +167,7 @@ class PageDecider:
         `log_position`, adding the decisions and the actions ended to the page."""
         now = max(position.last_at or 0, self._projector.ticked or 0, at)
         day = now // DAY_MS
-        owners = self._owners(position, state)
-        self._ensure_owner_days(owners, day)
-        today = {owner: self._owner_days[owner, day] for owner in owners}
-        result = self.deciding.decide(position, state, now, today, referrer)
+        result = self.deciding.decide(position, state, now, _OwnerDay(self, day), referrer)
         for ended in result.ended:
             page.changes.append(StatusChange(ended.action_id, ended.status, ended.at, ended.why))
             page.ended.append((position.customer_id, ended))
@@ -216,16 +211,12 @@ class PageDecider:
             )
         )
 
-    def _owners(self, position: Position, state: ActionState) -> set[str]:
-        """Everyone who may be given an action for this customer."""
-        rep = position.rep or self.deciding.policy.unassigned_owner
-        hosts = {b.host for b in state.context.bookings.values() if b.host}
-        return {rep, *hosts, *self._roles}
-
-    def _ensure_owner_days(self, owners: set[str], day: int) -> None:
-        missing = [(owner, day) for owner in owners if (owner, day) not in self._owner_days]
-        if missing:
-            self._owner_days.update(self._memory.owner_counts(missing))
+    def owner_count(self, owner: str, day: int) -> int:
+        """How many actions the owner was given on the day, so far."""
+        key = (owner, day)
+        if key not in self._owner_days:
+            self._owner_days.update(self._memory.owner_counts([key]))
+        return self._owner_days.get(key, 0)
 
     def _states_of(
         self, customers: list[str], *, make_room: bool = False
@@ -263,3 +254,21 @@ class PageDecider:
         found = {c for c, s in states.items() if s.retry_at is not None and s.retry_at <= at}
         found.update(c for c in self._memory.retry_before(at) if c not in states)
         return found
+
+
+class _OwnerDay(Mapping[str, int]):
+    """Each owner's count of new actions on one day, read only for the owners asked about:
+    a customer is decided at every touchpoint, and most of the time nothing is proposed."""
+
+    def __init__(self, pages: PageDecider, day: int) -> None:
+        self._pages = pages
+        self._day = day
+
+    def __getitem__(self, owner: str) -> int:
+        return self._pages.owner_count(owner, self._day)
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("the owners of a day are not listed, only looked up")
+
+    def __len__(self) -> int:
+        raise TypeError("the owners of a day are not counted, only looked up")

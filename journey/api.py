@@ -12,9 +12,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from functools import partial
 from importlib import resources
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import anyio.to_thread
 import click
@@ -31,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from consumers.effectiveness import Period
 from consumers.metrics import CUSTOMER_ANSWERS, HTTP_REQUEST, READY
 from consumers.outcomes import check_outcome, record_outcomes
 from engine.actions import STATUSES, outcome_from_record
@@ -43,7 +45,7 @@ from engine.errors import (
 )
 from engine.outage import LONGEST_WAIT_S
 from engine.settings import Settings
-from engine.touchpoints import touchpoint_from_record
+from engine.touchpoints import millis, touchpoint_from_record
 from journey import backtest_api, render, stages
 from journey import worklist as work
 from journey.bootstrap import Engine
@@ -52,6 +54,7 @@ from journey.contract import (
     PROBLEMS,
     ActionPage,
     CustomerPage,
+    EffectivenessAnswer,
     ExplainedAction,
     FrictionCountPage,
     FrictionPage,
@@ -65,6 +68,8 @@ from journey.contract import (
     WorklistPage,
     problem_body,
 )
+from journey.effectiveness import read_effectiveness
+from journey.filters import CustomersBehindFilter
 from journey.health import Health, metrics_text
 from journey.serving import READERS, Answers, Follower, Readers, Stamp, ViewsBehind, wait_until_read
 from projections.timeline import timeline as project_timeline
@@ -140,6 +145,11 @@ def create_app(
     app.include_router(backtest_api.router, dependencies=[sales, text_only], responses=errors)
     ingest = Depends(_bearer(ingest_token or token, _INGEST_TOKEN))
     app.include_router(writing, dependencies=[ingest, text_only], responses=errors)
+    from journey.marketing_api import marketing  # its routes use this module's helpers
+
+    app.include_router(
+        marketing, dependencies=[sales, text_only, Depends(_after)], responses=errors
+    )
     app.include_router(pages)
     app.include_router(operating)
     app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
@@ -557,9 +567,12 @@ def customers(
     rep: str | None = None,
     friction: Annotated[str | None, Query(description="An open friction's kind.")] = None,
     q: Annotated[str | None, Query(description="The start of a customer id.")] = None,
+    behind: CustomersBehindFilter,
 ) -> dict[str, Any]:
-    """Customers by stage, rep or open friction (or id), the longest in stage first, a page
-    at a time."""
+    """Customers by stage, rep or open friction (or id), and those behind a figure of the
+    analyst report (first seen in a range, got this far, moved from one stage to another,
+    met a friction in a stage or on a channel), the longest in stage first, a page at a
+    time."""
     with _engine(request) as engine:
         total, rows = engine.view.customers(
             stage=stage,
@@ -568,6 +581,7 @@ def customers(
             prefix=q,
             limit=paging.limit,
             offset=paging.offset,
+            behind=behind.resolved(engine.definition),
         )
     return _paged(
         request,
@@ -702,6 +716,43 @@ def owners(request: Request, paging: Paging) -> dict[str, Any]:
         for owner, to_do, overdue in rows[paging.offset : end]
     ]
     return {**_paged(request, paging, len(rows), listed), "as_of": render.instant(now)}
+
+
+@reading.get("/effectiveness", tags=["actions"], response_model=EffectivenessAnswer)
+def effectiveness(
+    request: Request,
+    by: Annotated[
+        Literal["rule", "owner", "team"], Query(description="Group the actions by this.")
+    ] = "rule",
+    since: Annotated[
+        datetime | None,
+        Query(alias="from", description="Only actions decided from this time (ISO 8601)."),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        Query(alias="to", description="Only actions decided before this time (ISO 8601)."),
+    ] = None,
+    within_days: Annotated[
+        int, Query(ge=1, le=365, description="Look this many days after each decision.")
+    ] = 14,
+) -> dict[str, Any]:
+    """What each action rule (or owner, or team) achieved over a period: how many actions it
+    proposed, how many were taken up, done, dismissed (and why), snoozed or ended by the
+    journey, how long their owners took to act, and what the customers did in the days
+    after, for the actions acted on against the rest. One whole answer, not paged."""
+    period = Period(_ms(since), _ms(until))
+    if period.since is not None and period.until is not None and period.until <= period.since:
+        raise HTTPException(422, "to: must be after from")
+    with _engine(request, decided=True) as engine:
+        found = read_effectiveness(engine, by=by, period=period, within_days=within_days)
+    return found.to_json(render.instant)
+
+
+def _ms(moment: datetime | None) -> int | None:
+    """Milliseconds since the epoch; a time without a zone is UTC."""
+    if moment is None:
+        return None
+    return millis(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 @reading.get(

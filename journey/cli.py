@@ -19,6 +19,7 @@ import click
 from eventsourcing.persistence import PersistenceError
 from rich.text import Text
 
+from consumers.outcomes import record_outcomes
 from engine.errors import JourneyError, ServiceUnavailable, StoreTooNew, UnknownCustomer
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint, from_millis
@@ -29,7 +30,7 @@ from journey.bootstrap import (
     rebuild_beside,
 )
 from journey.console import Exit, catch_up, engine_for, now_ms, out, progress, say
-from journey.demo import demo_customers, demo_touchpoints, recent_start
+from journey.demo import demo_customers, demo_outcomes, demo_touchpoints, recent_start
 from journey.ingest import IngestSummary, check_files, ingest_files
 from journey.showcase import story_examples
 from projections.timeline import timeline as project_timeline
@@ -51,6 +52,7 @@ class _Commands(click.Group):
         "dead-letters": "journey.streaming:dead_letters",
         "decide": "journey.actions:decide",
         "diff-definition": "journey.analysis:diff_definition",
+        "effectiveness": "journey.effectiveness:effectiveness_command",
         "explain": "journey.actions:explain",
         "friction": "journey.intelligence:friction",
         "migrate": "journey.upgrade:migrate",
@@ -187,6 +189,11 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
     with engine_for(ctx) as engine:
         summary = _ingest(engine, [dataset], engine.settings.batch_size, total=count)
         _print_summary(summary)
+        catch_up(engine)
+        # The sales team at work: what they did with their actions, as their tools report it.
+        outcomes = demo_outcomes(engine.actions.actions(open_only=False), seed, now)
+        record_outcomes(engine.journeys, outcomes)
+        say(f"The sales team reported {len(outcomes)} outcomes on their actions")
         engine.journeys.tick(now)
         catch_up(engine)
         out.print(
@@ -203,7 +210,7 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
         owners = len({action.owner for action in opened})
         from journey.report import write_report  # the charts' library takes long to load
 
-        written = write_report(engine, settings.data_dir / "report.html")
+        written = write_report(engine, settings.data_dir / "report.html", page=_DEMO_PAGE)
         out.print(
             Text.from_markup(
                 f"Look up any customer with [bold]{_program()} customer C-000042[/bold]; "
@@ -212,9 +219,13 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
                 f"[bold]{_program()} actions[/bold] lists them, most important first, and "
                 f"[bold]{_program()} explain ID[/bold] says why.\n"
                 f"Charts of every journey: open {written}. The sales page and the pipeline: "
-                f"[bold]{_program()} serve[/bold], then http://127.0.0.1:8000/."
+                f"[bold]{_program()} serve[/bold], then {_DEMO_PAGE}/."
             )
         )
+
+
+# Where `journey serve` answers unless told otherwise: the demo's report links there.
+_DEMO_PAGE = "http://127.0.0.1:8000"
 
 
 def _program() -> str:

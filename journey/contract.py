@@ -491,6 +491,48 @@ class Backtest(BaseModel):
     )
 
 
+class Credit(BaseModel):
+    """Credit one attribution model gives touchpoints with one value of an attribute on one
+    channel for one kind of conversion: a stage entry or a friction opening. Each conversion
+    gives 1 in all per model and attribute, split over the customer's touchpoints up to it
+    (in the order they happened; the one that made it included)."""
+
+    model: str = Field(
+        description="first_touch, last_touch or position_based (40% to the first, 40% to "
+        "the last, 20% split between those in between)."
+    )
+    converted: str = Field(description="stage (a stage entry) or friction (one opening).")
+    name: str = Field(description="The stage entered, or the friction's kind.")
+    stage: str | None = Field(description="The stage entered, or the friction opened in.")
+    attribute: str = Field(description="The touchpoint attribute credited (campaign, say).")
+    value: str = Field(description='Its value; "unknown" for touchpoints without it.')
+    channel: str = Field(description="The channel of the touchpoints credited.")
+    credit: float = Field(description="The credit, summed over the customers in range.")
+    conversions: int = Field(description="How many conversions of this name there were.")
+
+
+class CreditPage(Page):
+    range: str = Field(description="Whose conversions are credited, in words.")
+    attributes: list[str] = Field(description="The attributes credited.")
+    items: list[Credit] = Field(description="Credits, the most first.")
+
+
+class Velocity(BaseModel):
+    """Sales velocity: of the customers first seen in a month (UTC) who entered a stage, the
+    median days from their first touchpoint to their first entry into it."""
+
+    month: str = Field(description="The month of the first touchpoint, UTC.", examples=["2026-03"])
+    stage: str = Field(description="The stage's id.")
+    label: str = Field(description="Its name for people.")
+    customers: int = Field(description="Customers first seen that month who entered it.")
+    median_days: float = Field(description="The median days to their first entry.")
+
+
+class VelocityPage(Page):
+    range: str = Field(description="Whose velocity, in words.")
+    items: list[Velocity] = Field(description="By month, then in the journey's stage order.")
+
+
 class Recorded(BaseModel):
     """What a POST of touchpoints did."""
 
@@ -683,3 +725,61 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+class NextSteps(BaseModel):
+    """What the customers of a group of actions did in the days after each decision; only
+    actions whose window had passed by the journey's clock count."""
+
+    actions: int = Field(description="Actions whose window is over.")
+    moved_on: int = Field(description="Of those, whose customer reached a later stage in it.")
+    went_dormant: int = Field(description="Whose customer went dormant in it.")
+    turned_negative: int = Field(
+        description="Whose customer had a negative friction open in it (a complaint, a "
+        "bounce, an unsubscribe, a negative outcome)."
+    )
+    moved_on_share: float | None = Field(description="moved_on / actions; null for none.")
+    went_dormant_share: float | None = Field(description="went_dormant / actions.")
+    turned_negative_share: float | None = Field(description="turned_negative / actions.")
+
+
+class DismissedBecause(BaseModel):
+    """A reason owners gave for dismissing actions, and how often."""
+
+    reason: str = Field(description='The reason given ("no reason given" if none).')
+    actions: int = Field(description="Actions dismissed for it.")
+
+
+class Effect(BaseModel):
+    """One rule's, owner's or team's actions decided in the period."""
+
+    key: str = Field(description="The rule's id, the owner, or the team.")
+    label: str = Field(description="Its name for people.")
+    proposed: int = Field(description="Actions decided.")
+    taken_up: int = Field(description="Accepted or done at some point.")
+    accepted: int = Field(description="Accepted at some point.")
+    done: int = Field(description="Done.")
+    dismissed: int = Field(description="Dismissed by their owner.")
+    snoozed: int = Field(description="Snoozed at some point.")
+    expired: int = Field(description="Ended by the journey: nobody did them in time.")
+    cancelled: int = Field(description="Ended by the journey: they no longer made sense.")
+    superseded: int = Field(description="Ended by the journey: a more important one came.")
+    still_open: int = Field(description="Open, accepted or snoozed now.")
+    dismissed_because: list[DismissedBecause] = Field(description="The most given first.")
+    median_hours_to_act: float | None = Field(
+        description="Median hours from the decision to the first accept or done."
+    )
+    acted_on: NextSteps = Field(description="The actions taken up.")
+    not_acted_on: NextSteps = Field(description="The others.")
+
+
+class EffectivenessAnswer(BaseModel):
+    """What the actions decided in a period achieved, by rule, owner or team: the group with
+    the most actions first."""
+
+    by: str = Field(description="rule, owner or team.")
+    from_: Time | None = Field(alias="from", description="Actions decided from this time.")
+    to: Time | None = Field(description="Actions decided before this time.")
+    within_days: int = Field(description="The window after each decision that is looked at.")
+    as_of: Time | None = Field(description="The journey's clock.")
+    items: list[Effect] = Field(description="The groups, the one with the most actions first.")

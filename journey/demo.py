@@ -7,10 +7,12 @@ an offline visit logged days later comes after what happened in between.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from consumers.action_store import ActionRow
+from engine.actions import ActionOutcome
 from engine.touchpoints import Touchpoint, millis
 
 HOUR = 3_600_000
@@ -249,3 +251,52 @@ def recent_start(now: int) -> int:
     """A start for journeys that are under way at `now`: the first began about nine months
     earlier, the last twenty days earlier (midnight UTC, so one day's demo data stays put)."""
     return now - now % DAY - (SPAN_DAYS + 20) * DAY
+
+
+# How the demo's sales people deal with their actions: some take most up, some few.
+_DISMISSALS = (
+    "already in touch with them",
+    "not a fit for us",
+    "they asked not to be called",
+    "duplicate of another action",
+)
+
+
+def demo_outcomes(actions: Iterable[ActionRow], seed: int, now: int) -> list[ActionOutcome]:
+    """What the owners did with each action, as their sales tool would report it: accepted and
+    then done, done straight away, dismissed with a reason, snoozed, or nothing. Each owner
+    keeps a habit of their own; nothing is reported after `now`."""
+    outcomes = []
+    for action in sorted(actions, key=lambda a: a.action_id):
+        habit = random.Random(f"{seed}:{action.owner}").uniform(0.25, 0.85)
+        rng = random.Random(f"{seed}:{action.action_id}")
+        roll = rng.random()
+        at = action.decided_at + int(rng.uniform(0.5, 30) * HOUR)
+        steps: list[tuple[str, str | None, int | None]]  # status, reason, snoozed until
+        if roll < habit:
+            steps = [("accepted", None, None), ("done", None, None)]
+            if rng.random() < 0.4:
+                steps = steps[1:]
+        elif roll < habit + 0.12:
+            steps = [("dismissed", rng.choice(_DISMISSALS), None)]
+        elif roll < habit + 0.2:
+            steps = [("snoozed", None, at + 2 * DAY)]
+        else:
+            continue
+        for number, (status, reason, until) in enumerate(steps):
+            when = at + number * int(rng.uniform(2, 48) * HOUR)
+            if when > now:
+                break
+            outcomes.append(
+                ActionOutcome(
+                    f"demo-{action.action_id}-{number}",
+                    action.action_id,
+                    action.customer_id,
+                    status,
+                    reason,
+                    until,
+                    action.owner,
+                    when,
+                )
+            )
+    return outcomes

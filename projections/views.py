@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -136,6 +137,50 @@ class StageCount:
     stage: str
     reached: int  # customers who got at least this far on the ladder
     current: int  # customers in the stage now
+
+
+@dataclass(frozen=True, slots=True)
+class CustomersBehind:
+    """The customers behind a figure of the analyst report: first seen in a range of times
+    (`first_from` inclusive, `first_to` exclusive, in milliseconds), who got at least as far
+    as a ladder rank, who moved straight from one stage to another, or who met a friction
+    (open or resolved) in a stage or on a channel ("" for none recorded)."""
+
+    first_from: int | None = None
+    first_to: int | None = None
+    reached_rank: int | None = None
+    moved: tuple[str, str] | None = None
+    friction_stage: str | None = None
+    friction_channel: str | None = None
+
+    def condition(self, schema: str) -> tuple[str, list[Any]]:
+        """What SQL can check of it, as a condition on the positions `p`."""
+        where, params = "", list[Any]()
+        if self.first_from is not None:
+            where, params = where + " AND p.first_at >= %s", [*params, self.first_from]
+        if self.first_to is not None:
+            where, params = where + " AND p.first_at < %s", [*params, self.first_to]
+        if self.reached_rank is not None:
+            where, params = where + " AND p.peak_rank >= %s", [*params, self.reached_rank]
+        met = ""
+        for column, value in (("stage", self.friction_stage), ("channel", self.friction_channel)):
+            if value == "":
+                met += f" AND f.{column} IS NULL"
+            elif value is not None:
+                met, params = met + f" AND f.{column} = %s", [*params, value]
+        if met:
+            where += (
+                f" AND EXISTS (SELECT 1 FROM {schema}journey_frictions f "
+                f"WHERE f.customer_id = p.customer_id{met})"
+            )
+        return where, params
+
+    def moved_in(self, position: Position) -> bool:
+        """Whether the customer moved straight from the first stage of `moved` to the second."""
+        if self.moved is None:
+            return True
+        stages = [entry.stage for entry in position.history]
+        return self.moved in pairwise(stages)
 
 
 class JourneyView(ABC):
@@ -279,10 +324,11 @@ class JourneyView(ABC):
         prefix: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        behind: CustomersBehind | None = None,
     ) -> tuple[int, list[CustomerRow]]:
         """Customers in a stage, of a rep, with an open friction of a kind, or whose id
-        starts with `prefix`: how many in all, and one page of them, the longest in their
-        stage first."""
+        starts with `prefix` (and those `behind` a figure of the report): how many in all,
+        and one page of them, the longest in their stage first."""
         where, params = "WHERE TRUE", list[Any]()
         if prefix:
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -300,12 +346,28 @@ class JourneyView(ABC):
                 "WHERE f.customer_id = p.customer_id AND f.kind = %s AND f.resolved_at IS NULL)"
             )
             params = [*params, friction]
+        if behind is not None:
+            more, also = behind.condition(self.table_prefix)
+            where, params = where + more, [*params, *also]
         table = f"{self.table_prefix}journey_positions p"
+        columns = (
+            "p.customer_id, p.stage, p.stage_since, p.rep, p.touchpoints, p.last_at, "
+            "p.open_frictions"
+        )
+        order = "ORDER BY p.stage_since, p.customer_id"
+        if behind is not None and behind.moved is not None:
+            # Moves are in the positions' stage history, which no column holds: read whole.
+            found = [
+                CustomerRow(*row[:-1])
+                for row in self._fetch(
+                    f"SELECT {columns}, p.state FROM {table} {where} {order}", params
+                )
+                if behind.moved_in(Position.from_state(row[0], orjson.loads(row[-1])))
+            ]
+            return len(found), found[offset : offset + limit]
         total = self._fetch(f"SELECT COUNT(*) FROM {table} {where}", params)[0][0]
         rows = self._fetch(
-            "SELECT p.customer_id, p.stage, p.stage_since, p.rep, p.touchpoints, p.last_at, "
-            f"p.open_frictions FROM {table} {where} "
-            "ORDER BY p.stage_since, p.customer_id LIMIT %s OFFSET %s",
+            f"SELECT {columns} FROM {table} {where} {order} LIMIT %s OFFSET %s",
             [*params, limit, offset],
         )
         return int(total), [CustomerRow(*row) for row in rows]

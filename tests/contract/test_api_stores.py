@@ -98,3 +98,33 @@ def test_the_api_serves_journeys_lists_and_outcomes(client: TestClient, settings
     assert done.json()["status"] == "done"
     assert done.json()["position"] > head
     assert kims(done.json()["position"]) == []
+
+
+def test_the_customers_behind_a_report_figure_and_the_campaigns_before_them_are_found(
+    client: TestClient,
+) -> None:
+    body = [
+        posted("m1", "M_1", "page_view", T0, attributes={"campaign": "spring"}),
+        posted("m2", "M_1", "demo_requested", T0 + DAY, attributes={"campaign": "demo"}),
+        posted("n2", "N_1", "visit", T0 + 3 * DAY, rep_id="kim"),
+        posted("n3", "N_1", "page_view", T0 + 9 * DAY),  # long after the visit's window
+    ]
+    position = client.post("/api/touchpoints", json=body).json()["position"]
+
+    def behind(**filters: str) -> set[str]:
+        answer = client.get("/api/customers", params={**filters, "after": position})
+        return {row["customer_id"] for row in answer.json()["items"]}
+
+    assert behind(moved_from="aware", moved_to="evaluating") == {"M_1"}
+    assert behind(reached="evaluating") == {"M_1", "N_1"}
+    assert behind(**{"from": "2026-03-04"}) == {"N_1"}
+    assert behind(**{"to": "2026-03-03"}) == {"M_1"}
+    assert behind(friction_channel="visit") == {"N_1"}
+    credit = client.get(
+        "/api/attribution",
+        params={"model": "last_touch", "converted": "stage", "attribute": "campaign"},
+    ).json()["items"]
+    assert {(c["value"], c["credit"]) for c in credit if c["name"] == "evaluating"} == {
+        ("demo", 1.0),  # M_1's demo request moved them
+        ("unknown", 1.0),  # N_1's visit, of no campaign
+    }

@@ -111,6 +111,42 @@ def test_funnel_and_friction_aggregates(client: TestClient) -> None:
     assert client.get("/api/frictions/counts", params={"by": "colour"}).status_code == 422
 
 
+def test_what_each_rule_achieved_counts_what_reps_did_with_its_actions(
+    tmp_path: Path,
+) -> None:
+    with TestClient(create_app(Settings(data_dir=recorded_stories(tmp_path)))) as client:
+        before = {g["key"]: g for g in client.get("/api/effectiveness").json()["items"]}
+        (call_back,) = items(client.get("/api/actions", params={"customer": "S2-BEN"}))
+        reported = client.post(
+            f"/api/actions/{call_back['action_id']}/outcome",
+            json={"status": "dismissed", "reason": "he bought elsewhere", "rep_id": "kim"},
+        ).json()
+
+        found = client.get(
+            "/api/effectiveness", params={"after": reported["position"], "within_days": 7}
+        ).json()
+        by_owner = client.get("/api/effectiveness", params={"by": "owner"}).json()
+        later = client.get("/api/effectiveness", params={"from": "2027-01-01T00:00:00Z"})
+        backwards = client.get(
+            "/api/effectiveness", params={"from": "2026-05-01", "to": "2026-04-01"}
+        )
+
+    rule = call_back["rule"]
+    groups = {g["key"]: g for g in found["items"]}
+    assert sum(g["proposed"] for g in groups.values()) == sum(
+        g["proposed"] for g in before.values()
+    )
+    assert before[rule]["dismissed"] == 0
+    assert groups[rule]["dismissed"] == 1
+    assert groups[rule]["dismissed_because"] == [{"reason": "he bought elsewhere", "actions": 1}]
+    assert groups[rule]["label"] != rule  # the rule's name for people
+    assert (found["by"], found["within_days"]) == ("rule", 7)
+    assert call_back["owner"] in {g["key"] for g in by_owner["items"]}
+    assert later.json()["items"] == []
+    assert backwards.status_code == 422
+    assert "to: must be after from" in backwards.json()["detail"]
+
+
 def test_an_outcome_closes_the_action_and_shows_in_the_journey(client: TestClient) -> None:
     (call_back,) = items(client.get("/api/actions", params={"customer": "S2-BEN"}))
 
@@ -302,6 +338,8 @@ def test_the_openapi_document_describes_every_endpoint(client: TestClient) -> No
         "/api/owners",
         "/api/worklist",
         "/api/touchpoints",
+        "/api/attribution",
+        "/api/velocity",
     } <= set(paths)
 
 
@@ -492,7 +530,14 @@ def every_answer(client: TestClient) -> dict[str, tuple[str, str, int, Any]]:
     for listed in customers:
         path = f"/api/customers/{listed['customer_id']}"
         answered[path] = ("/api/customers/{customer_id}", "get", 200, client.get(path).json())
-    for path in ("/api/customers", "/api/frictions", "/api/frictions/counts", "/api/funnel"):
+    for path in (
+        "/api/customers",
+        "/api/frictions",
+        "/api/frictions/counts",
+        "/api/funnel",
+        "/api/attribution",
+        "/api/velocity",
+    ):
         answered[path] = (path, "get", 200, client.get(path).json())
     answered["actions"] = ("/api/actions", "get", 200, client.get("/api/actions").json())
     answered["owners"] = ("/api/owners", "get", 200, client.get("/api/owners").json())
@@ -644,7 +689,7 @@ def test_a_reps_worklist_is_overdue_first_then_today_then_later_by_the_journeys_
 
     assert day["as_of"] == "2026-06-14T09:00:00.000Z"  # the latest recorded, not the wall clock
     assert [(a["group"], a["customer_id"], a["due_at"]) for a in day["items"]] == [
-        ("overdue", "S1-ANNA", "2026-03-12T09:00:00.000Z"),
+        ("overdue", "S1-ANNA", "2026-03-07T09:00:00.000Z"),
         ("overdue", "S1-ANNA", "2026-03-15T09:00:00.000Z"),
         ("today", "S7-GUS", "2026-06-14T12:10:00.000Z"),
         ("later", "S8-HEDDA", "2026-06-17T08:30:00.000Z"),
@@ -657,7 +702,7 @@ def test_a_reps_worklist_is_overdue_first_then_today_then_later_by_the_journeys_
     ]
     assert day["counts"] == {"overdue": 2, "today": 1, "later": 1, "snoozed": 0}
     assert [d["day"] for d in day["days"]] == [
-        "2026-03-12",
+        "2026-03-07",
         "2026-03-15",
         "2026-06-14",
         "2026-06-17",

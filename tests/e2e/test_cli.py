@@ -663,7 +663,7 @@ def test_a_reps_worklist_stops_at_its_limit_and_its_json_is_one_document(morning
     assert (day["owner"], day["as_of"], day["zone"]) == ("kathrine", "2026-06-14T09:00:00Z", "UTC")
     assert day["counts"] == {"overdue": 2, "today": 1, "later": 1, "snoozed": 0}
     assert [(d["day"], d["actions"]) for d in day["days"]] == [
-        ("2026-03-12", 1),
+        ("2026-03-07", 1),
         ("2026-03-15", 1),
         ("2026-06-14", 1),
         ("2026-06-17", 1),

@@ -225,19 +225,180 @@ def test_a_manager_sees_the_funnel_stalls_and_frictions_by_rep(page: Page, serve
     screenshot(page, "pipeline")
 
 
-def test_the_report_draws_every_chart(page: Page, data_dir: Path, tmp_path: Path) -> None:
-    report = tmp_path / "report.html"
-    result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "report", "--out", str(report)])
+@pytest.fixture(scope="module")
+def acted_on(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The stories, on a server of their own: its test reports what a rep did."""
+    with serving(recorded_stories(tmp_path_factory.mktemp("acted"))) as url:
+        yield url
+
+
+def test_a_manager_sees_what_each_rule_achieved_and_groups_it_by_rep(
+    page: Page, acted_on: str
+) -> None:
+    morning = acted_on
+    actions = json.load(urllib.request.urlopen(f"{morning}/api/actions?owner=kathrine"))
+    first = actions["items"][0]
+    request = urllib.request.Request(
+        f"{morning}/api/actions/{first['action_id']}/outcome",
+        data=json.dumps({"status": "done", "rep_id": "kathrine"}).encode(),
+        headers={"content-type": "application/json"},
+    )
+    urllib.request.urlopen(request).close()
+
+    page.goto(f"{morning}/pipeline")
+
+    rule_row = page.locator(f"[data-testid=effect-row][data-key={first['rule']}]")
+    expect(rule_row).to_contain_text("(")  # taken up, with its share
+    expect(rule_row.locator("td").nth(3)).to_have_text("1")  # done
+    expect(page.get_by_test_id("effect")).to_contain_text("made")
+    screenshot(page, "pipeline-effectiveness")
+    page.get_by_test_id("effect-by").select_option("owner")
+    expect(page.locator("[data-testid=effect-row][data-key=kathrine]")).to_have_count(1)
+    page.get_by_test_id("effect-from").fill("2027-01-01")
+    page.get_by_test_id("effect-from").dispatch_event("change")
+    expect(page.get_by_test_id("effect")).to_have_text("No action was decided in that period.")
+
+
+def write_report(data_dir: Path, target: Path, *more: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["--data-dir", str(data_dir), "report", "--out", str(target), *more]
+    )
     assert result.exit_code == 0, result.output
 
-    page.goto(report.as_uri())
+
+def test_the_report_draws_every_chart_with_its_numbers_in_sight(
+    page: Page, data_dir: Path, tmp_path: Path
+) -> None:
+    write_report(data_dir, tmp_path / "report.html")
+
+    page.goto((tmp_path / "report.html").as_uri())
 
     charts = page.locator(".js-plotly-plot")
-    expect(charts).to_have_count(5)
-    for index in range(5):
+    expect(charts).to_have_count(11)
+    for index in range(11):
         expect(charts.nth(index).locator(".main-svg").first).to_be_visible()
-    expect(page.locator("section[data-chart='1'] .sankey")).to_have_count(1)
+    flow = page.locator("section[data-chart='2']")
+    expect(flow.locator(".sankey")).to_have_count(1)
+    expect(flow.locator(".node-label", has_text="Evaluating (3 in, 1 out)")).to_be_visible()
+    expect(
+        flow.get_by_test_id("moves").locator("tr", has_text="Aware → Evaluating")
+    ).to_contain_text("2")
+    frictions = page.locator("section[data-chart='4']")
+    expect(frictions.locator("h2")).to_have_text(
+        "Frictions by stage and channel: frictions (open and resolved) all customers met"
+    )
+    expect(frictions.locator(".xtick", has_text="unknown")).to_be_visible()
+    expect(frictions.locator("text", has_text="4")).not_to_have_count(0)  # in a cell
+    expect(page.locator("section[data-chart='5'] .legendtext", has_text="unknown")).to_be_visible()
+    actions = page.locator("section[data-chart='9']")
+    expect(actions.locator("h2")).to_have_text(
+        "Next actions by rule: what became of the actions decided on any day"
+    )
+    expect(actions.locator("tr", has_text="Follow up after the visit")).to_contain_text("2")
+    expect(actions.locator(".legendtext", has_text="expired")).to_be_visible()
+    # Nobody acted on the stories' actions: each rule's customers, not acted on.
+    acted = page.locator("section[data-chart='10']")
+    expect(acted.locator(".xtick", has_text="Thank them for the referral")).to_be_visible()
+    expect(acted.locator("text", has_text="0 of 1")).not_to_have_count(0)
     screenshot(page, "report")
+
+
+def test_a_report_of_a_date_range_counts_only_customers_first_seen_in_it_and_says_so(
+    page: Page, data_dir: Path, tmp_path: Path
+) -> None:
+    write_report(data_dir, tmp_path / "march.html", "--from", "2026-03-01", "--to", "2026-03-31")
+
+    page.goto((tmp_path / "march.html").as_uri())
+
+    expect(page.locator(".meta")).to_contain_text(
+        "4 customers in this report: customers first seen 2026-03-01 to 2026-03-31 (UTC)"
+    )
+    titles = page.locator("h2")
+    expect(titles).to_have_count(11)
+    for index in range(9):
+        expect(titles.nth(index)).to_contain_text("customers first seen 2026-03-01 to 2026-03-31")
+    for index in (9, 10):  # the actions' charts count actions decided on those days
+        expect(titles.nth(index)).to_contain_text("decided from 2026-03-01 to 2026-03-31 (UTC)")
+    funnel_top = page.locator("section[data-chart='0'] .point text").first
+    expect(funnel_top).to_contain_text("4")
+
+
+def test_a_date_range_that_ends_before_it_begins_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--data-dir",
+            str(data_dir),
+            "report",
+            "--out",
+            str(tmp_path / "r.html"),
+            "--from",
+            "2026-03-02",
+            "--to",
+            "2026-03-01",
+        ],
+    )
+
+    assert result.exit_code == 2
+    assert "2026-03-01 is before --from, 2026-03-02" in result.output
+    assert not (tmp_path / "r.html").exists()
+
+
+def click_cell(page: Page, chart: int, *, cell: tuple[int, int], of: tuple[int, int]) -> None:
+    """Clicks the middle of a cell (row from the top, column) of a heat map of so many rows
+    and columns."""
+    (row, column), (rows, columns) = cell, of
+    plot = page.locator(f"section[data-chart='{chart}'] .nsewdrag").first
+    plot.scroll_into_view_if_needed()
+    box = plot.bounding_box()
+    assert box is not None
+    page.mouse.click(
+        box["x"] + (column + 0.5) * box["width"] / columns,
+        box["y"] + (row + 0.5) * box["height"] / rows,
+    )
+
+
+def test_a_click_on_a_chart_lists_the_customers_behind_it_on_the_sales_page(
+    page: Page, data_dir: Path, server: str, tmp_path: Path
+) -> None:
+    write_report(data_dir, tmp_path / "report.html", "--page", server)
+    page.goto((tmp_path / "report.html").as_uri())
+
+    # Evaluating, on a visit: rows Considering, Evaluating, Advocate; columns phone, visit,
+    # web, unknown.
+    click_cell(page, 4, cell=(1, 1), of=(3, 4))
+
+    expect(page.get_by_test_id("list-filters")).to_contain_text(
+        "Who met a friction in stage evaluating on channel visit"
+    )
+    listed = page.get_by_test_id("listed-customer")
+    expect(listed).to_have_count(2)
+    expect(listed.nth(0)).to_contain_text("S5-EVA")
+    expect(listed.nth(1)).to_contain_text("S1-ANNA")
+    screenshot(page, "report-click-through")
+
+    page.go_back()
+    step = page.locator("section[data-chart='0'] .point").nth(4)  # Deciding
+    step.scroll_into_view_if_needed()
+    box = step.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+    expect(page.get_by_test_id("list-filters")).to_contain_text("got at least as far as deciding")
+    expect(page.get_by_test_id("listed-customer")).to_have_count(2)
+    expect(page.get_by_test_id("customer-list")).to_contain_text("S3-CARLA")
+    expect(page.get_by_test_id("customer-list")).to_contain_text("S6-FIN")
+
+    page.go_back()
+    flow = page.locator("section[data-chart='2']")
+    flow.locator(".sankey-link").nth(1).click(force=True)  # the second move of the table
+
+    expect(page.get_by_test_id("list-filters")).to_contain_text(
+        "Who moved from aware, straight to evaluating"
+    )
+    expect(page.get_by_test_id("listed-customer")).to_have_count(2)
+    expect(page.get_by_test_id("customer-list")).to_contain_text("S1-ANNA")
+    expect(page.get_by_test_id("customer-list")).to_contain_text("S5-EVA")
 
 
 @pytest.mark.parametrize("width", [1400, 390])
@@ -283,7 +444,7 @@ def test_a_rep_opens_their_day_overdue_first_and_acting_on_the_top_item_takes_it
     expect(today.get_by_test_id("priority")).to_have_attribute("title", "priority 0.80 of 1")
     expect(page.get_by_test_id("as-of")).to_contain_text("As of Sun 14 Jun, 11:00 CEST")
     expect(page.get_by_test_id("day")).to_have_text(
-        ["Thu 12 Mar · 1", "Sun 15 Mar · 1", "Sun 14 Jun · 1", "Wed 17 Jun · 1"]
+        ["Sat 7 Mar · 1", "Sun 15 Mar · 1", "Sun 14 Jun · 1", "Wed 17 Jun · 1"]
     )
 
     top = listed.first

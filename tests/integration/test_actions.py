@@ -28,6 +28,7 @@ STORY_ACTIONS = {
     ("S1-ANNA", "introduction", "kathrine"),
     ("S2-BEN", "call_back", "inside_sales"),
     ("S3-CARLA", "recovery_call", "branch_manager"),
+    ("S3-CARLA", "thank_you", "inside_sales"),
     ("S4-DAN", "consultation_offer", "inside_sales"),
     ("S5-EVA", "follow_up", "amira"),
     ("S6-FIN", "thank_you", "jonas"),
@@ -70,9 +71,18 @@ def test_the_stories_actions_arrive_on_the_topic_exactly_as_expected(pipeline: P
         "follow", "actions", "--follow", "--from-beginning", "--owner", "kathrine", "--json"
     )
     pipeline.start("decide", "decide", "--follow")
-    actions = actions_on_topic(pipeline, len(STORY_ACTIONS))
+    # Decided as their touchpoints happened: Carla's thank-you for her referral, two hundred
+    # days before the rest of her story, expired with nothing done long before it.
+    published = actions_on_topic(pipeline, len(STORY_ACTIONS) + 1)
+    actions = [a for a in published if a["status"] == "open"]
+    (long_ago,) = [a for a in published if a["status"] != "open"]
 
     assert {(a["customer_id"], a["action_type"], a["owner"]) for a in actions} == STORY_ACTIONS
+    assert (long_ago["customer_id"], long_ago["action_type"], long_ago["status"]) == (
+        "S3-CARLA",
+        "thank_you",
+        "expired",
+    )
     for action in actions:
         assert action["key"] == action["owner"]  # one rep's tool sees their actions in order
         assert action["header"] == action["action_id"]
@@ -88,11 +98,11 @@ def test_the_stories_actions_arrive_on_the_topic_exactly_as_expected(pipeline: P
             table_count(
                 pipeline, "SELECT count(*) FROM journey_action_outbox WHERE sent_at IS NOT NULL"
             )
-            == len(STORY_ACTIONS)
+            == len(published)
         ),
         "the outbox marked sent",
     )
-    assert pipeline.log_end(pipeline.actions_topic) == len(STORY_ACTIONS)
+    assert pipeline.log_end(pipeline.actions_topic) == len(published)
 
     # Kathrine's tool showed her two actions, and nobody else's.
     def shown() -> list[dict[str, Any]]:
@@ -110,7 +120,8 @@ def test_the_stories_actions_arrive_on_the_topic_exactly_as_expected(pipeline: P
     # Months pass and nobody acts: each action is published again, ended, saying why, so
     # that the sales tools drop it.
     assert pipeline.journey("tick", "--at", "2026-08-14T09:00:00Z").returncode == 0
-    ended = actions_on_topic(pipeline, 2 * len(STORY_ACTIONS))[len(STORY_ACTIONS) :]
+    still_open = len(actions) - 1  # all but Carla's thank-you
+    ended = actions_on_topic(pipeline, len(published) + still_open)[len(published) :]
     dormant, expired = "the customer went dormant", "nobody did it in time"
     assert sorted(
         (a["customer_id"], a["action_type"], a["status"], a["status_reason"]) for a in ended

@@ -241,7 +241,11 @@ def test_the_decider_decides_every_touchpoint_once_and_its_relay_publishes_each_
     contents: dict[str, set[bytes]] = {}
     for action_id, value in published:
         contents.setdefault(action_id, set()).add(value)
-    assert all(len(values) == 1 for values in contents.values())  # one content per id
+    # One content per id and status: the decision, and its ending if the journey ended it.
+    statuses = dict(
+        pipeline.query("SELECT action_id, count(*) FROM journey_action_outbox GROUP BY action_id")
+    )
+    assert {action_id: len(values) for action_id, values in contents.items()} == statuses
     assert not pipeline.query("SELECT 1 FROM journey_action_outbox WHERE sent_at IS NULL")
 
 
