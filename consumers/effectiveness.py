@@ -5,7 +5,9 @@ For every action decided in a period, grouped by rule, owner or team: how many w
 taken up (accepted or done), done, dismissed (and why), snoozed, and ended by the journey
 (expired, cancelled, superseded); how long the owner took to act; and what the customer did in
 the `within` days after the decision, for the actions acted on against the rest: moved on to
-a later stage, went dormant, or turned negative (a complaint, a bounce, an unsubscribe).
+a later stage, went dormant, or turned negative (a touchpoint the definition's `negative`
+friction matches: a complaint, a bounce, an unsubscribe, a negative outcome). An action
+counts as acted on if its owner accepted it or did it within that window.
 Comparing the two groups is what says whether a rule moves customers, not only whether reps
 follow it."""
 
@@ -13,13 +15,13 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.action_store import ActionRow
 from engine.actions import ActionOutcome
-from engine.definition import JourneyDefinition
+from engine.definition import JourneyDefinition, Match, Negative
 from projections.position import Position
 
 DAY_MS = 86_400_000
@@ -116,12 +118,26 @@ class Period:
 class _Taken:
     """What sales people did with one action, from its outcomes."""
 
-    __slots__ = ("accepted", "acted_at", "snoozed")
+    __slots__ = ("accepted", "acted_at", "outcomes", "snoozed")
 
     def __init__(self) -> None:
+        self.outcomes: list[ActionOutcome] = []
         self.accepted = False
         self.snoozed = False
-        self.acted_at: int | None = None  # the first accept or done
+        self.acted_at: int | None = None  # the first accept or done that counted
+
+    def judge(self, action: ActionRow) -> None:
+        """Counts the outcomes the decider took: an accept or a snooze after the journey
+        ended the action did not take it up again (a done or a dismissal still closes it)."""
+        ended_at = action.status_at if action.status in ENDED_BY_THE_JOURNEY else None
+        for outcome in sorted(self.outcomes, key=lambda o: (o.occurred_at, o.event_id)):
+            late = ended_at is not None and outcome.occurred_at >= ended_at
+            if outcome.status in ("accepted", "snoozed") and late:
+                continue
+            if outcome.status in ("accepted", "done") and self.acted_at is None:
+                self.acted_at = outcome.occurred_at
+            self.accepted |= outcome.status == "accepted"
+            self.snoozed |= outcome.status == "snoozed"
 
 
 def effectiveness(
@@ -130,26 +146,22 @@ def effectiveness(
     outcomes: Iterable[ActionOutcome],
     journeys: Mapping[str, Position],
     *,
+    negative: Mapping[str, Sequence[int]] | None = None,
     by: str,
     clock: int,
     period: Period = Period(),
     within_days: int = 14,
 ) -> list[Effect]:
     """Each group's effect, the group with the most actions first. `clock` is the journey's
-    time now; `journeys` holds the customers' positions (their stage history and frictions)."""
+    time now; `journeys` holds the customers' positions (their stage history), `negative`
+    the times of their negative touchpoints (see `negative_times`)."""
     if by not in GROUPINGS:
         raise ValueError(f"group by one of {', '.join(GROUPINGS)}, not {by!r}")
     taken: dict[str, _Taken] = {}
     for outcome in outcomes:
-        seen = taken.setdefault(outcome.action_id, _Taken())
-        if outcome.status in ("accepted", "done") and (
-            seen.acted_at is None or outcome.occurred_at < seen.acted_at
-        ):
-            seen.acted_at = outcome.occurred_at
-        seen.accepted |= outcome.status == "accepted"
-        seen.snoozed |= outcome.status == "snoozed"
+        taken.setdefault(outcome.action_id, _Taken()).outcomes.append(outcome)
     key = _grouping(definition, by)
-    next_steps = _NextSteps(definition, within_days * DAY_MS)
+    next_steps = _NextSteps(definition, within_days * DAY_MS, negative or {})
     groups: dict[str, Effect] = {}
     for action in actions:
         if not period.holds(action.decided_at):
@@ -158,10 +170,14 @@ def effectiveness(
         effect = groups.get(group)
         if effect is None:
             effect = groups[group] = Effect(group)
-        _count(effect, action, taken.get(action.action_id))
+        done_with = taken.get(action.action_id)
+        if done_with is not None:
+            done_with.judge(action)
+        _count(effect, action, done_with)
         journey = journeys.get(action.customer_id)
-        if journey is not None and action.decided_at + next_steps.window <= clock:
-            acted = action.action_id in taken and taken[action.action_id].acted_at is not None
+        end = action.decided_at + next_steps.window
+        if journey is not None and end <= clock:
+            acted = done_with is not None and (done_with.acted_at or end + 1) <= end
             next_steps.add(effect.acted if acted else effect.not_acted, journey, action.decided_at)
     return sorted(groups.values(), key=lambda e: (-e.proposed, e.key))
 
@@ -198,11 +214,13 @@ def _grouping(definition: JourneyDefinition, by: str) -> Callable[[ActionRow], s
 class _NextSteps:
     """Judges what a customer did in the window after a decision, from their position."""
 
-    def __init__(self, definition: JourneyDefinition, window: int) -> None:
+    def __init__(
+        self, definition: JourneyDefinition, window: int, negative: Mapping[str, Sequence[int]]
+    ) -> None:
         self.window = window
         self._ranks = {stage: rank for rank, stage in enumerate(definition.ladder)}
         self._dormant = definition.dormancy.stage if definition.dormancy else None
-        self._negative = {f.id for f in definition.frictions if f.detector == "negative"}
+        self._negative = negative
 
     def add(self, steps: NextSteps, journey: Position, decided_at: int) -> None:
         end = decided_at + self.window
@@ -220,8 +238,34 @@ class _NextSteps:
         steps.moved_on += moved
         steps.dormant += dormant
         steps.negative += any(
-            f.kind in self._negative and decided_at < f.opened_at <= end for f in journey.frictions
+            decided_at < at <= end for at in self._negative.get(journey.customer_id, ())
         )
 
     def _rank(self, stage: str | None) -> int:
         return self._ranks.get(stage, -1) if stage is not None else -1
+
+
+def negative_matches(definition: JourneyDefinition) -> tuple[Match, ...]:
+    """What makes a touchpoint negative: the `when` of the definition's negative frictions."""
+    return tuple(m for f in definition.frictions if isinstance(f, Negative) for m in f.when)
+
+
+def is_negative(
+    matches: Sequence[Match],
+    kind: str,
+    channel: str,
+    outcome: str | None,
+    attributes: Mapping[str, str],
+) -> bool:
+    """Whether a touchpoint matches one of `matches`."""
+    for match in matches:
+        if "*" not in match.types and kind not in match.types:
+            continue
+        if match.channels is not None and channel not in match.channels:
+            continue
+        if match.outcomes is not None and outcome not in match.outcomes:
+            continue
+        if any(attributes.get(k) != v for k, v in match.attributes.items()):
+            continue
+        return True
+    return False

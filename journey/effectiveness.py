@@ -12,7 +12,14 @@ from typing import Any
 import click
 from rich.table import Table
 
-from consumers.effectiveness import GROUPINGS, Effect, Period, effectiveness
+from consumers.effectiveness import (
+    GROUPINGS,
+    Effect,
+    Period,
+    effectiveness,
+    is_negative,
+    negative_matches,
+)
 from engine.actions import ActionOutcome
 from journey import render
 from journey.bootstrap import Engine
@@ -20,6 +27,7 @@ from journey.console import TIME, catch_up, engine_for, now_ms, out, print_json
 from projections.log import OUTCOME_TOPIC
 
 _PAGE = 10_000
+_CUSTOMERS_AT_ONCE = 1_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ def read_effectiveness(
         actions,
         _outcomes(engine),
         journeys,
+        negative=_negative_times(engine, customers),
         by=by,
         clock=clock,
         period=period,
@@ -69,6 +78,22 @@ def read_effectiveness(
     if by == "rule":
         labels = {rule.id: rule.label or rule.id for rule in engine.definition.actions.rules}
     return Effectiveness(by, period, within_days, clock, groups, labels)
+
+
+def _negative_times(engine: Engine, customers: list[str]) -> dict[str, list[int]]:
+    """When each customer had a negative touchpoint (a complaint, a bounce, ...), from their
+    recorded touchpoints, read a chunk of customers at a time."""
+    matches = negative_matches(engine.definition)
+    found: dict[str, list[int]] = {}
+    for start in range(0, len(customers), _CUSTOMERS_AT_ONCE):
+        streams = engine.log.folded_streams(customers[start : start + _CUSTOMERS_AT_ONCE])
+        for customer_id, touchpoints in streams.items():
+            found[customer_id] = [
+                tp.occurred_at
+                for tp in touchpoints
+                if is_negative(matches, tp.type, tp.channel, tp.outcome, tp.attributes)
+            ]
+    return found
 
 
 def _outcomes(engine: Engine) -> Iterator[ActionOutcome]:

@@ -6,10 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.action_store import ActionRow
-from consumers.effectiveness import Period, effectiveness
+from consumers.effectiveness import Period, effectiveness, is_negative, negative_matches
 from engine.actions import ActionOutcome
 from engine.definition import load_definition
-from projections.position import Friction, Position, StageEntry
+from projections.position import Position, StageEntry
 from tests.conftest import DAY, HOUR, T0
 
 DEFINITION = load_definition()
@@ -53,13 +53,9 @@ def outcome(number: int, status: str, at: int, action_number: int | None = None)
     )
 
 
-def journey(customer: str, *entries: tuple[str, int], negative_at: int | None = None) -> Position:
+def journey(customer: str, *entries: tuple[str, int]) -> Position:
     position = Position(customer)
     position.history = [StageEntry(stage, at, None) for stage, at in entries]
-    if negative_at is not None:
-        position.frictions = [
-            Friction("negative:x", "negative", negative_at, None, (), None, None, None)
-        ]
     return position
 
 
@@ -99,13 +95,19 @@ def test_what_customers_did_next_is_compared_for_actions_acted_on_and_not() -> N
         "C-2": journey("C-2", ("evaluating", T0), ("deciding", decided + 20 * DAY)),
         # Not acted on: one goes dormant, one complains and falls back a stage.
         "C-3": journey("C-3", ("engaged", T0), ("dormant", decided + 5 * DAY)),
-        "C-4": journey(
-            "C-4", ("evaluating", T0), ("engaged", decided + DAY), negative_at=decided + 2 * DAY
-        ),
+        "C-4": journey("C-4", ("evaluating", T0), ("engaged", decided + DAY)),
     }
+    # C-4 complained before the decision and again after it: the second counts.
+    negative = {"C-4": [decided - DAY, decided + 2 * DAY], "C-1": [decided - DAY]}
 
     (effect,) = effectiveness(
-        DEFINITION, actions, outcomes, journeys, by="rule", clock=decided + 30 * DAY
+        DEFINITION,
+        actions,
+        outcomes,
+        journeys,
+        negative=negative,
+        by="rule",
+        clock=decided + 30 * DAY,
     )
 
     assert (effect.acted.actions, effect.acted.moved_on, effect.acted.dormant) == (2, 1, 0)
@@ -196,3 +198,40 @@ def test_every_action_is_counted_once_whichever_way_they_are_grouped(
         )
     assert len(totals) == 1
     assert next(iter(totals))[0] == len(drawn)
+
+
+def test_taking_up_an_action_after_the_journey_ended_it_is_not_taking_it_up() -> None:
+    actions = [
+        action(1, status="expired")._replace(status_at=T0 + 17 * DAY),
+        action(2, status="expired")._replace(status_at=T0 + 17 * DAY),
+    ]
+    outcomes = [
+        outcome(1, "accepted", T0 + 29 * DAY),  # too late: the decider did not reopen it
+        outcome(2, "accepted", T0 + 2 * HOUR),  # in time, though nobody did it after
+    ]
+
+    (effect,) = effectiveness(DEFINITION, actions, outcomes, {}, by="rule", clock=T0)
+
+    assert (effect.expired, effect.taken_up, effect.accepted) == (2, 1, 1)
+    assert effect.median_hours_to_act == 2.0
+
+
+def test_an_action_acted_on_only_after_its_window_counts_as_not_acted_on() -> None:
+    actions = [action(1, at=T0), action(2, at=T0)]
+    outcomes = [outcome(1, "done", T0 + DAY), outcome(2, "done", T0 + 20 * DAY)]
+    journeys = {c: journey(c, ("aware", T0 - DAY)) for c in ("C-1", "C-2")}
+
+    (effect,) = effectiveness(
+        DEFINITION, actions, outcomes, journeys, by="rule", clock=T0 + 30 * DAY
+    )
+
+    assert (effect.acted.actions, effect.not_acted.actions) == (1, 1)
+    assert effect.taken_up == 2
+
+
+def test_a_touchpoint_is_negative_as_the_definitions_negative_friction_says() -> None:
+    matches = negative_matches(DEFINITION)
+
+    assert is_negative(matches, "complaint", "email", None, {})
+    assert is_negative(matches, "call_inbound", "phone", "negative", {})
+    assert not is_negative(matches, "call_inbound", "phone", "positive", {})
