@@ -93,6 +93,8 @@ class DeciderPage:
     actions: list[tuple[Any, ...]] = field(default_factory=list)  # new rows of the view
     changes: list[StatusChange] = field(default_factory=list)
     ended: list[tuple[str, Ended]] = field(default_factory=list)  # customer id, and what
+    # Both, in the order they happened: (True, an index of `ended`) or (False, of `decided`).
+    happened: list[tuple[bool, int]] = field(default_factory=list)
     # Each action's versions to publish: id, status, owner, value.
     outbox: list[tuple[str, str, str, bytes]] = field(default_factory=list)
 

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from consumers.action_store import ActionStore, DeciderPage
+from consumers.deciding import Decision, Ended
 from consumers.page_decider import PageDecider
 from engine.actions import CustomerActions
 from engine.bulk import collector_paused
@@ -157,100 +158,103 @@ class Decider:
         fold = self._pages.decide(page, entries)
         changes = fold.changes(page.position)
         page.ticked = changes.ticked
-        events = self._record_decisions(page)
-        self._publish_ended(page, events)
+        events = self._record(page)
         self._journeys.append(events, also=[self._store.write(page)])
         self._projector.committed(changes)
         self._position = page.position
         return page
 
-    def _record_decisions(self, page: DeciderPage) -> list[StreamEvent]:
-        """The page's decisions as rows of the actions view, outbox rows and events."""
+    def _record(self, page: DeciderPage) -> list[StreamEvent]:
+        """What the page decided and ended, in the order it happened: rows of the actions
+        view, outbox rows (an ended action's record again, with its status, for the sales
+        tools, which then drop it) and events."""
+        decided_here = {decision.candidate.action_id for _, decision, _ in page.decided}
+        stored = self._store.records(
+            {e.action_id for _, e in page.ended if e.action_id not in decided_here}
+        )
+        records: dict[str, dict[str, Any]] = {}
         events: list[StreamEvent] = []
-        policy = self._pages.deciding.policy
-        for customer_id, decision, log_position in page.decided:
-            c = decision.candidate
-            record = decision.record(customer_id)
-            explanation = decision.explanation(policy)
-            page.actions.append(
-                (
-                    c.action_id,
-                    customer_id,
-                    c.owner,
-                    c.action_type,
-                    c.channel,
-                    c.rule,
-                    c.priority,
-                    "open",
-                    decision.decided_at,
-                    c.due_at,
-                    c.reason,
-                    None,
-                    None,
-                    None,
-                    log_position,
-                    orjson.dumps(record).decode(),
-                    orjson.dumps(explanation).decode(),
-                )
-            )
-            page.outbox.append((c.action_id, "open", c.owner, self._encode(record)))
-            events.append(
-                StreamEvent(
-                    f"action:{c.action_id}",
-                    customer_id,
-                    CustomerActions,
-                    CustomerActions.Decided,
-                    {
-                        "action_id": c.action_id,
-                        "customer_id": customer_id,
-                        "action": record,
-                        "explanation": explanation,
-                    },
-                )
-            )
+        for is_end, index in page.happened:
+            if is_end:
+                customer_id, ended = page.ended[index]
+                decided = records.get(ended.action_id) or stored.get(ended.action_id)
+                if decided is None:
+                    raise JourneyError(f"action {ended.action_id} ended but was never decided")
+                events.append(self._end(page, customer_id, ended, decided))
+            else:
+                customer_id, decision, log_position = page.decided[index]
+                record = decision.record(customer_id)
+                records[decision.candidate.action_id] = record
+                events.append(self._decision(page, customer_id, decision, record, log_position))
         return events
 
-    def _publish_ended(self, page: DeciderPage, events: list[StreamEvent]) -> None:
-        """Each action the journey ended on this page: an event, and its record again, with
-        its status, for the sales tools, which then drop it."""
-        if not page.ended:
-            return
-        on_page = {row[0]: orjson.loads(row[15]) for row in page.actions}
-        records = self._store.records(
-            e.action_id for _, e in page.ended if e.action_id not in on_page
-        )
-        # A sales tool hears that an action ended before it hears of what replaced it.
-        earlier: list[tuple[str, str, str, bytes]] = []
-        for customer_id, ended in page.ended:
-            decided = on_page.get(ended.action_id) or records.get(ended.action_id)
-            if decided is None:
-                raise JourneyError(f"action {ended.action_id} ended but was never decided")
-            record = {
-                **decided,
-                "status": ended.status,
-                "status_reason": ended.why,
-                "status_at": ended.at,
-                "replaced_by": ended.replaced_by,
-            }
-            row = (ended.action_id, ended.status, record["owner"], self._encode(record))
-            if ended.action_id in on_page:
-                page.outbox.append(row)  # after its own decision
-            else:
-                earlier.append(row)
-            events.append(
-                StreamEvent(
-                    f"action:{ended.action_id}:{ended.status}",
-                    customer_id,
-                    CustomerActions,
-                    CustomerActions.Ended,
-                    {
-                        "action_id": ended.action_id,
-                        "customer_id": customer_id,
-                        "status": ended.status,
-                        "why": ended.why,
-                        "at": ended.at,
-                        "replaced_by": ended.replaced_by,
-                    },
-                )
+    def _decision(
+        self,
+        page: DeciderPage,
+        customer_id: str,
+        decision: Decision,
+        record: dict[str, Any],
+        log_position: int,
+    ) -> StreamEvent:
+        c = decision.candidate
+        explanation = decision.explanation(self._pages.deciding.policy)
+        page.actions.append(
+            (
+                c.action_id,
+                customer_id,
+                c.owner,
+                c.action_type,
+                c.channel,
+                c.rule,
+                c.priority,
+                "open",
+                decision.decided_at,
+                c.due_at,
+                c.reason,
+                None,
+                None,
+                None,
+                log_position,
+                orjson.dumps(record).decode(),
+                orjson.dumps(explanation).decode(),
             )
-        page.outbox[:0] = earlier
+        )
+        page.outbox.append((c.action_id, "open", c.owner, self._encode(record)))
+        return StreamEvent(
+            f"action:{c.action_id}",
+            customer_id,
+            CustomerActions,
+            CustomerActions.Decided,
+            {
+                "action_id": c.action_id,
+                "customer_id": customer_id,
+                "action": record,
+                "explanation": explanation,
+            },
+        )
+
+    def _end(
+        self, page: DeciderPage, customer_id: str, ended: Ended, decided: dict[str, Any]
+    ) -> StreamEvent:
+        record = {
+            **decided,
+            "status": ended.status,
+            "status_reason": ended.why,
+            "status_at": ended.at,
+            "replaced_by": ended.replaced_by,
+        }
+        page.outbox.append((ended.action_id, ended.status, record["owner"], self._encode(record)))
+        return StreamEvent(
+            f"action:{ended.action_id}:{ended.status}",
+            customer_id,
+            CustomerActions,
+            CustomerActions.Ended,
+            {
+                "action_id": ended.action_id,
+                "customer_id": customer_id,
+                "status": ended.status,
+                "why": ended.why,
+                "at": ended.at,
+                "replaced_by": ended.replaced_by,
+            },
+        )

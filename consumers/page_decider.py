@@ -168,12 +168,16 @@ class PageDecider:
         now = max(position.last_at or 0, self._projector.ticked or 0, at)
         day = now // DAY_MS
         result = self.deciding.decide(position, state, now, _OwnerDay(self, day), referrer)
+        # An action ends before whatever replaced it is decided, so a sales tool hears of it
+        # first.
         for ended in result.ended:
             page.changes.append(StatusChange(ended.action_id, ended.status, ended.at, ended.why))
+            page.happened.append((True, len(page.ended)))
             page.ended.append((position.customer_id, ended))
         for decision in result.decisions:
             key = (decision.candidate.owner, day)
             self._owner_days[key] = page.owner_days[key] = self._owner_days.get(key, 0) + 1
+            page.happened.append((False, len(page.decided)))
             page.decided.append((position.customer_id, decision, log_position))
 
     def _referrer(self, state: ActionState, page: DeciderPage) -> Referrer | None:
