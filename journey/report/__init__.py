@@ -16,12 +16,16 @@ from pathlib import Path
 import click
 import orjson
 
+from consumers.backtest import Window
+from engine.definition import load_definition
 from journey import render
+from journey.backtest import run_backtest
 from journey.bootstrap import Engine
 from journey.cohort import Range
 from journey.console import catch_up, engine_for, say
 from journey.report.action_charts import acted_against_not, action_outcomes
-from journey.report.gathered import Section, gather
+from journey.report.backtest_charts import backtest_owners, backtest_rules
+from journey.report.gathered import Backtested, Section, gather
 from journey.report.journey_charts import (
     flow,
     friction_heatmap,
@@ -47,6 +51,8 @@ SECTIONS: list[Section] = [
     velocity,
     action_outcomes,
     acted_against_not,
+    backtest_rules,
+    backtest_owners,
 ]
 
 
@@ -56,10 +62,17 @@ def build_report(
     *,
     attributes: Sequence[str] = DEFAULT_ATTRIBUTES,
     page: str | None = None,
+    candidate: Path | None = None,
 ) -> str:
     """The report's HTML; with `page` (the sales page's address), chart clicks open the
-    customers behind them there."""
+    customers behind them there; with `candidate` (a journey definition), its action rules
+    are backtested against the actions decided in the range's days."""
     found = gather(engine, within, attributes)
+    if candidate is not None:
+        tried = run_backtest(
+            engine, load_definition(candidate), window=Window(within.start, within.end)
+        )
+        found.backtest = Backtested(candidate.name, tried)
     sections = []
     shown = [s for s in (section(found, page) for section in SECTIONS) if s is not None]
     for index, section in enumerate(shown):
@@ -141,6 +154,13 @@ _STYLE = (
     help="The address of `journey serve`, where a click on a chart lists the customers behind "
     'it ("" for no click-through).',
 )
+@click.option(
+    "--backtest",
+    "candidate",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A candidate journey definition: its action rules tried on history beside the "
+    "actions decided in the range's days (see journey backtest).",
+)
 @click.pass_context
 def report(
     ctx: click.Context,
@@ -150,6 +170,7 @@ def report(
     last: datetime | None,
     attributes: tuple[str, ...],
     page: str,
+    candidate: Path | None,
 ) -> None:
     """Write the analyst report of the customers first seen in a date range (all, unless
     given): the stage funnel (in all, and by channel, rep and team), stage-to-stage flow,
@@ -164,7 +185,12 @@ def report(
     with engine_for(ctx) as engine:
         catch_up(engine)
         written = write_report(
-            engine, target, within, attributes=attributes or DEFAULT_ATTRIBUTES, page=page or None
+            engine,
+            target,
+            within,
+            attributes=attributes or DEFAULT_ATTRIBUTES,
+            page=page or None,
+            candidate=candidate,
         )
     say(f"Wrote the report to {written}")
 
@@ -180,8 +206,10 @@ def write_report(
     *,
     attributes: Sequence[str] = DEFAULT_ATTRIBUTES,
     page: str | None = None,
+    candidate: Path | None = None,
 ) -> Path:
     target.write_text(
-        build_report(engine, within, attributes=attributes, page=page), encoding="utf-8"
+        build_report(engine, within, attributes=attributes, page=page, candidate=candidate),
+        encoding="utf-8",
     )
     return target

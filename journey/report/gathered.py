@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import plotly.graph_objects as go
 
+from consumers.backtest import Backtest
 from consumers.effectiveness import Effect, Period
 from engine.definition import JourneyDefinition
 from journey import render
@@ -49,6 +50,7 @@ class Gathered:
     effects: list[Effect] = field(default_factory=list)
     effect_labels: dict[str, str] = field(default_factory=dict)
     within_days: int = 14
+    backtest: Backtested | None = None  # a candidate definition tried, if asked for
 
     def effect_label(self, rule: str) -> str:
         return self.effect_labels.get(rule, rule)
@@ -110,6 +112,14 @@ def gather(engine: Engine, within: Range, attributes: Sequence[str]) -> Gathered
     effects = read_effectiveness(engine, by="rule", period=period, within_days=found.within_days)
     found.effects, found.effect_labels = effects.groups, effects.labels
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Backtested:
+    """A candidate definition, by name, and its backtest."""
+
+    name: str
+    result: Backtest
 
 
 @dataclass(frozen=True, slots=True)

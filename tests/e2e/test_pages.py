@@ -303,6 +303,26 @@ def test_the_report_draws_every_chart_with_its_numbers_in_sight(
     screenshot(page, "report")
 
 
+def test_a_report_with_a_backtest_shows_a_changed_rule_and_what_it_would_drop(
+    page: Page, data_dir: Path, tmp_path: Path
+) -> None:
+    shipped = (Path(__file__).parents[2] / "engine" / "default_journey.toml").read_text()
+    offers = 'friction = "loop"\nstages = ["engaged", "considering"]\n'
+    assert offers in shipped
+    candidate = tmp_path / "no-offers.toml"  # the consultation offer only when deciding
+    candidate.write_text(shipped.replace(offers, 'friction = "loop"\nstages = ["deciding"]\n'))
+    write_report(data_dir, tmp_path / "tried.html", "--backtest", str(candidate))
+
+    page.goto((tmp_path / "tried.html").as_uri())
+
+    rules = page.locator("section", has=page.locator("h2", has_text="Backtest of no-offers.toml"))
+    expect(rules.first.locator("h2")).to_contain_text("its proposals per rule against the 8")
+    expect(rules.first.locator(".legendtext", has_text="dropped")).to_be_visible()
+    expect(rules.first.locator("tr", has_text="Offer a consultation")).to_be_visible()
+    expect(rules.nth(1).locator("h2")).to_contain_text("each owner's busiest day")
+    screenshot(page, "report-backtest")
+
+
 def test_a_report_of_a_date_range_counts_only_customers_first_seen_in_it_and_says_so(
     page: Page, data_dir: Path, tmp_path: Path
 ) -> None:
