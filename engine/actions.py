@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -39,6 +40,7 @@ SUPERSEDED, EXPIRED, CANCELLED = "superseded", "expired", "cancelled"
 ENDINGS = (SUPERSEDED, EXPIRED, CANCELLED)
 
 
+@lru_cache(maxsize=65_536)  # a customer's open triggers are looked at again at each touchpoint
 def action_id(customer_id: str, rule_id: str, trigger: str) -> str:
     """An action's id: the same customer, rule and triggering event always give the same id,
     so a retry or a rebuild never makes a second action."""
