@@ -19,7 +19,6 @@ import click
 from eventsourcing.persistence import PersistenceError
 from rich.text import Text
 
-from consumers.outcomes import record_outcomes
 from engine.errors import JourneyError, ServiceUnavailable, StoreTooNew, UnknownCustomer
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint, from_millis
@@ -191,6 +190,8 @@ def demo(ctx: click.Context, customers: int, seed: int, fresh: bool) -> None:
         _print_summary(summary)
         catch_up(engine)
         # The sales team at work: what they did with their actions, as their tools report it.
+        from consumers.outcomes import record_outcomes  # brings Kafka's client: only here
+
         outcomes = demo_outcomes(engine.actions.actions(open_only=False), seed, now)
         record_outcomes(engine.journeys, outcomes)
         say(f"The sales team reported {len(outcomes)} outcomes on their actions")

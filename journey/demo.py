@@ -10,10 +10,13 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from consumers.action_store import ActionRow
 from engine.actions import ActionOutcome
 from engine.touchpoints import Touchpoint, millis
+
+if TYPE_CHECKING:
+    from consumers.action_store import ActionRow
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
