@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -118,3 +120,23 @@ def engine(settings: Settings) -> Iterator[Engine]:
     built = build_engine(settings)
     yield built
     built.close()
+
+
+@contextmanager
+def engine_on_fresh_store(
+    request: pytest.FixtureRequest, store: str, **given: Any
+) -> Iterator[Engine]:
+    """An engine on a fresh store of the kind named (sqlite or postgres), with settings
+    `given`, for one example of a generated test; closed, and its store dropped, after."""
+    with ExitStack() as stack:
+        data = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        postgres: dict[str, str] = {}
+        if store == "postgres":
+            url = request.getfixturevalue("postgres_url")
+            schema = stack.enter_context(services.fresh_schema(url))
+            postgres = Settings.from_env(
+                {"JOURNEY_DATABASE_URL": url, "POSTGRES_SCHEMA": schema}
+            ).postgres
+        engine = build_engine(Settings(data_dir=data, postgres=postgres, **given))
+        stack.callback(engine.close)
+        yield engine

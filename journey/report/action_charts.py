@@ -8,7 +8,7 @@ import html
 import plotly.graph_objects as go
 
 from consumers.effectiveness import Effect
-from journey.report.gathered import Gathered, Shown
+from journey.report.gathered import Gathered, Shown, stacked_bars
 
 # What became of the actions, in the order the bars stack, with their colours.
 _FATES = (
@@ -26,7 +26,6 @@ def action_outcomes(found: Gathered, page: str | None) -> Shown | None:
     effects = found.effects
     if not effects:
         return None
-    rules = [found.effect_label(e.key) for e in effects]
     counts = {
         "done": [e.done for e in effects],
         "open": [e.still_open for e in effects],
@@ -35,26 +34,9 @@ def action_outcomes(found: Gathered, page: str | None) -> Shown | None:
         "cancelled": [e.cancelled for e in effects],
         "superseded": [e.superseded for e in effects],
     }
-    figure = go.Figure(
-        [
-            go.Bar(
-                name=words,
-                y=rules,
-                x=counts[fate],
-                orientation="h",
-                marker_color=colour,
-                text=counts[fate],
-                textposition="inside",
-                hovertemplate=f"%{{y}}: %{{x}} {words}<extra></extra>",
-            )
-            for fate, words, colour in _FATES
-        ]
-    )
-    figure.update_layout(
-        barmode="stack",
-        height=120 + 40 * len(rules),
-        yaxis={"autorange": "reversed"},
-        legend={"orientation": "h", "y": -0.15},
+    figure = stacked_bars(
+        [found.effect_label(e.key) for e in effects],
+        [(words, counts[fate], colour) for fate, words, colour in _FATES],
     )
     return Shown(
         f"Next actions by rule: what became of the actions decided {found.action_days()}",
@@ -73,32 +55,10 @@ def acted_against_not(found: Gathered, page: str | None) -> Shown | None:
     if not effects:
         return None
     days = found.within_days
-
-    def share(moved: int, total: int) -> float | None:
-        return round(100 * moved / total, 1) if total else None
-
     figure = go.Figure(
         [
-            go.Bar(
-                name=f"acted on (accepted or done){_n(effects, acted=True)}",
-                x=[found.effect_label(e.key) for e in effects],
-                y=[share(e.acted.moved_on, e.acted.actions) for e in effects],
-                customdata=[e.acted.actions for e in effects],
-                text=[_label(e.acted.moved_on, e.acted.actions) for e in effects],
-                textposition="outside",
-                marker_color="#1a7f37",
-                hovertemplate="%{x}: %{y}% of %{customdata} acted on<extra></extra>",
-            ),
-            go.Bar(
-                name=f"not acted on{_n(effects, acted=False)}",
-                x=[found.effect_label(e.key) for e in effects],
-                y=[share(e.not_acted.moved_on, e.not_acted.actions) for e in effects],
-                customdata=[e.not_acted.actions for e in effects],
-                text=[_label(e.not_acted.moved_on, e.not_acted.actions) for e in effects],
-                textposition="outside",
-                marker_color="#8c959f",
-                hovertemplate="%{x}: %{y}% of %{customdata} not acted on<extra></extra>",
-            ),
+            _moved_on(found, effects, "acted on (accepted or done)", "#1a7f37", acted=True),
+            _moved_on(found, effects, "not acted on", "#8c959f", acted=False),
         ]
     )
     figure.update_layout(barmode="group", yaxis={"title": "% moved on", "range": [0, 110]})
@@ -111,9 +71,21 @@ def acted_against_not(found: Gathered, page: str | None) -> Shown | None:
     )
 
 
-def _n(effects: list[Effect], *, acted: bool) -> str:
-    total = sum((e.acted if acted else e.not_acted).actions for e in effects)
-    return f", {total} actions"
+def _moved_on(
+    found: Gathered, effects: list[Effect], words: str, colour: str, *, acted: bool
+) -> go.Bar:
+    """Per rule, the share of one group's customers who moved on."""
+    steps = [e.acted if acted else e.not_acted for e in effects]
+    return go.Bar(
+        name=f"{words}, {sum(s.actions for s in steps)} actions",
+        x=[found.effect_label(e.key) for e in effects],
+        y=[round(100 * s.moved_on / s.actions, 1) if s.actions else None for s in steps],
+        customdata=[s.actions for s in steps],
+        text=[_label(s.moved_on, s.actions) for s in steps],
+        textposition="outside",
+        marker_color=colour,
+        hovertemplate=f"%{{x}}: %{{y}}% of %{{customdata}} {words}<extra></extra>",
+    )
 
 
 def _label(moved: int, total: int) -> str:

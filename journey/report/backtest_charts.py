@@ -8,7 +8,7 @@ from collections import Counter
 
 import plotly.graph_objects as go
 
-from journey.report.gathered import Gathered, Shown
+from journey.report.gathered import Gathered, Shown, stacked_bars
 
 # How a rule's proposals compare, in the order the bars stack, with their colours.
 _KINDS = (
@@ -26,26 +26,9 @@ def backtest_rules(found: Gathered, page: str | None) -> Shown | None:
         return None
     rules = [r for r in tried.result.rules if r.proposed or r.logged]
     labels = [found.effect_label(r.rule) for r in rules]
-    figure = go.Figure(
-        [
-            go.Bar(
-                name=words,
-                y=labels,
-                x=[getattr(r, kind) for r in rules],
-                orientation="h",
-                marker_color=colour,
-                text=[getattr(r, kind) or "" for r in rules],
-                textposition="inside",
-                hovertemplate=f"%{{y}}: %{{x}} {words}<extra></extra>",
-            )
-            for kind, words, colour in _KINDS
-        ]
-    )
-    figure.update_layout(
-        barmode="stack",
-        height=140 + 40 * len(rules),
-        yaxis={"autorange": "reversed"},
-        legend={"orientation": "h", "y": -0.2},
+    figure = stacked_bars(
+        labels,
+        [(words, [getattr(r, kind) for r in rules], colour) for kind, words, colour in _KINDS],
     )
     totals = tried.result.totals
     return Shown(

@@ -144,3 +144,30 @@ def linked(page: str | None, query: str, text: str) -> str:
     if not page:
         return html.escape(text)
     return f"<a href='{html.escape(f'{page}/?{query}')}'>{html.escape(text)}</a>"
+
+
+def stacked_bars(labels: list[str], parts: list[tuple[str, list[int], str]]) -> go.Figure:
+    """Horizontal bars, one per label, each split into `parts` (what, counts, colour), with
+    the counts written in them."""
+    figure = go.Figure(
+        [
+            go.Bar(
+                name=words,
+                y=labels,
+                x=counts,
+                orientation="h",
+                marker_color=colour,
+                text=[count or "" for count in counts],
+                textposition="inside",
+                hovertemplate=f"%{{y}}: %{{x}} {words}<extra></extra>",
+            )
+            for words, counts, colour in parts
+        ]
+    )
+    figure.update_layout(
+        barmode="stack",
+        height=140 + 40 * len(labels),
+        yaxis={"autorange": "reversed"},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return figure

@@ -5,27 +5,21 @@ moments of truth alike."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
-from contextlib import ExitStack
 from itertools import groupby
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.definition import load_definition
-from engine.settings import Settings
 from engine.touchpoints import Touchpoint
-from journey.bootstrap import build_engine
 from projections.machine import StageMachine
 from projections.position import Position
 from projections.runner import ProjectionRunner
 from projections.timeline import timeline
 from stores.sqlite.views import SQLiteJourneyView
-from tests import services
-from tests.conftest import DAY, HOUR, T0
+from tests.conftest import DAY, HOUR, T0, engine_on_fresh_store
 
 CUSTOMERS = ("C-1", "C-2", "C-3")
 KINDS: tuple[tuple[str, str, dict[str, str], str | None, str | None], ...] = (
@@ -122,16 +116,8 @@ def test_live_views_equal_a_rebuild_and_the_fold_in_occurrence_order(
     cuts: list[int],
     page_size: int,
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        data = Path(tmp)
-        postgres: dict[str, str] = {}
-        if store == "postgres":
-            url = request.getfixturevalue("postgres_url")
-            schema = stack.enter_context(services.fresh_schema(url))
-            postgres = Settings.from_env(
-                {"JOURNEY_DATABASE_URL": url, "POSTGRES_SCHEMA": schema}
-            ).postgres
-        engine = build_engine(Settings(data_dir=data, page_size=page_size, postgres=postgres))
+    with engine_on_fresh_store(request, store, page_size=page_size) as engine:
+        data = engine.settings.data_dir
         start = 0
         for size in [*cuts, len(delivered)]:
             # Touchpoints delivered together are recorded in one batch; a clock event ticks
@@ -172,4 +158,3 @@ def test_live_views_equal_a_rebuild_and_the_fold_in_occurrence_order(
         assert engine.view.moment_outcomes() == rebuilt.moment_outcomes()
         assert engine.view.consistency("channel") == rebuilt.consistency("channel")
         rebuilt.close()
-        engine.close()

@@ -8,10 +8,6 @@ same order."""
 from __future__ import annotations
 
 import random
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,12 +17,10 @@ from hypothesis import strategies as st
 from consumers.decider import Decider
 from consumers.outcomes import record_outcomes
 from engine.actions import ActionOutcome
-from engine.settings import Settings
 from engine.touchpoints import Touchpoint
-from journey.bootstrap import Engine, build_engine
+from journey.bootstrap import Engine
 from journey.demo import demo_touchpoints
-from tests import services
-from tests.conftest import DAY, HOUR, T0
+from tests.conftest import DAY, HOUR, T0, engine_on_fresh_store
 from tests.contract.test_deciding import decided, forget_decisions
 
 CUSTOMERS = ("C-1", "C-2", "C-3", "C-4")
@@ -142,28 +136,6 @@ def decide_again(
             return decided_and_sent(engine)
 
 
-@pytest.fixture
-def fresh_engine(request: pytest.FixtureRequest) -> Callable[[str], AbstractContextManager[Engine]]:
-    """Opens an engine on a fresh store of the given kind, for one example."""
-
-    @contextmanager
-    def make(store: str) -> Iterator[Engine]:
-        with ExitStack() as stack:
-            data = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            postgres: dict[str, str] = {}
-            if store == "postgres":
-                url = request.getfixturevalue("postgres_url")
-                schema = stack.enter_context(services.fresh_schema(url))
-                postgres = Settings.from_env(
-                    {"JOURNEY_DATABASE_URL": url, "POSTGRES_SCHEMA": schema}
-                ).postgres
-            engine = build_engine(Settings(data_dir=data, postgres=postgres))
-            stack.callback(engine.close)
-            yield engine
-
-    return make
-
-
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 @settings(
     max_examples=25,
@@ -180,13 +152,13 @@ def fresh_engine(request: pytest.FixtureRequest) -> Callable[[str], AbstractCont
     page_sizes=st.lists(st.integers(1, 9), max_size=20),
 )
 def test_live_a_line_at_a_time_and_any_pages_give_the_same_actions(
-    fresh_engine: Callable[[str], AbstractContextManager[Engine]],
+    request: pytest.FixtureRequest,
     store: str,
     history: list[Entry],
     cuts: list[int],
     page_sizes: list[int],
 ) -> None:
-    with fresh_engine(store) as engine:
+    with engine_on_fresh_store(request, store) as engine:
         live(engine, history, cuts, page_size=3)
         live_actions = decided_and_sent(engine)
 
@@ -215,10 +187,10 @@ def demo_history() -> list[Entry]:
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_a_demo_history_gives_the_same_actions_live_and_in_pages_of_any_size(
-    fresh_engine: Callable[[str], AbstractContextManager[Engine]], store: str
+    request: pytest.FixtureRequest, store: str
 ) -> None:
     cuts = [random.Random(1).randint(1, 200) for _ in range(400)]
-    with fresh_engine(store) as engine:
+    with engine_on_fresh_store(request, store) as engine:
         live(engine, demo_history(), cuts, page_size=50)
         live_actions = decided_and_sent(engine)
         statuses = {row[7] for row in live_actions[0]}
