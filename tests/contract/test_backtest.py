@@ -4,8 +4,6 @@ with one rule changed differs in that rule only; and nothing is written."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -13,10 +11,9 @@ import pytest
 from consumers.backtest import Backtest, Window, backtest
 from engine.definition import JourneyDefinition, definition_from_mapping
 from journey.bootstrap import Engine
+from tests.conftest import engine_on_fresh_store
 from tests.contract.test_deciding import decided
-from tests.contract.test_same_actions_however_paged import demo_history, fresh_engine, live
-
-__all__ = ["fresh_engine"]  # the fixture, used by name
+from tests.contract.test_same_actions_however_paged import demo_history, live
 
 DIFFERENCES = ("added", "dropped", "changed")
 
@@ -47,9 +44,9 @@ def with_reason(definition: JourneyDefinition, rule_id: str, reason: str) -> Jou
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_the_current_definition_proposes_exactly_what_was_logged(
-    fresh_engine: Callable[[str], AbstractContextManager[Engine]], store: str
+    request: pytest.FixtureRequest, store: str
 ) -> None:
-    with fresh_engine(store) as engine:
+    with engine_on_fresh_store(request, store) as engine:
         record_and_decide(engine)
         logged = engine.actions.actions(open_only=False)
         before = (decided(engine.actions), engine.log.head(), engine.actions.tracking())
@@ -70,9 +67,9 @@ def test_the_current_definition_proposes_exactly_what_was_logged(
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_a_changed_rule_differs_in_that_rule_only(
-    fresh_engine: Callable[[str], AbstractContextManager[Engine]], store: str
+    request: pytest.FixtureRequest, store: str
 ) -> None:
-    with fresh_engine(store) as engine:
+    with engine_on_fresh_store(request, store) as engine:
         record_and_decide(engine)
         candidate = with_reason(engine.definition, "follow_up_visit", "Call {rep}'s customer.")
 
@@ -86,9 +83,9 @@ def test_a_changed_rule_differs_in_that_rule_only(
 
 
 def test_the_window_and_the_customer_narrow_what_is_compared(
-    fresh_engine: Callable[[str], AbstractContextManager[Engine]],
+    request: pytest.FixtureRequest,
 ) -> None:
-    with fresh_engine("sqlite") as engine:
+    with engine_on_fresh_store(request, "sqlite") as engine:
         record_and_decide(engine)
         logged = engine.actions.actions(open_only=False)
         middle = sorted(row.decided_at for row in logged)[len(logged) // 2]
@@ -102,9 +99,9 @@ def test_the_window_and_the_customer_narrow_what_is_compared(
 
 
 def test_what_became_of_the_actions_a_candidate_drops_is_counted(
-    fresh_engine: Callable[[str], AbstractContextManager[Engine]],
+    request: pytest.FixtureRequest,
 ) -> None:
-    with fresh_engine("sqlite") as engine:
+    with engine_on_fresh_store(request, "sqlite") as engine:
         record_and_decide(engine)
         document = engine.definition.model_dump(by_alias=True, exclude_none=True)
         document["actions"]["rules"] = [
