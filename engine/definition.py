@@ -3,6 +3,7 @@ frictions to detect, the moments of truth to mark, and the next-best-action rule
 
 from __future__ import annotations
 
+import re
 import string
 import tomllib
 from collections.abc import Mapping
@@ -13,7 +14,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from engine.errors import DefinitionError
+from engine.errors import DefinitionError, InvalidTouchpoint
+from engine.identifiers import BUILT_IN_KINDS, CUSTOMER_ID, Identifier, is_region, normalised
 from engine.touchpoints import CHANNELS, OTHER_CHANNEL, OUTCOMES
 
 ANY_TYPE = "*"
@@ -353,6 +355,57 @@ class ActionPolicy(_Model):
         return self
 
 
+class IdentityPolicy(_Model):
+    """How identifiers join touchpoints into people (see engine/identity.py).
+
+    A touchpoint that carries two identifiers of the kinds in `link` links them, and with
+    them everyone already known by either. Two customer ids never join that way: a link
+    between two known customers is a conflict, left for a person to merge or not. `kinds`
+    adds identifier kinds, read from the touchpoint's attribute of that name (a CRM's
+    contact id, say). `shared` lists values many people use (a switchboard number, an
+    `info@` address), by kind: they identify no one and link nothing. `region` reads
+    national phone numbers (an ISO 3166 code such as "DK"); without it, only numbers with
+    their country code (+45...) are usable."""
+
+    link: tuple[str, ...] = BUILT_IN_KINDS
+    kinds: tuple[str, ...] = ()
+    shared: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def _known_kinds(self) -> Self:
+        for kind in self.kinds:
+            if not re.match(_ID_PATTERN, kind) or kind in (CUSTOMER_ID, *BUILT_IN_KINDS):
+                raise ValueError(f"kinds: {kind!r} is not a new lower-case name")
+        known = (*BUILT_IN_KINDS, *self.kinds)
+        for name, kinds in (("link", self.link), ("shared", tuple(self.shared))):
+            for kind in kinds:
+                if kind not in known:
+                    raise ValueError(f"{name}: unknown identifier kind {kind!r}")
+        if self.region is not None and not is_region(self.region):
+            raise ValueError(f"region: {self.region!r} is not a region phone numbers know")
+        for kind, values in self.shared.items():
+            for value in values:
+                try:
+                    normalised(kind, value, self.region)
+                except InvalidTouchpoint as exc:
+                    raise ValueError(f"shared.{kind}: {exc.problem}") from None
+        return self
+
+    @cached_property
+    def all_kinds(self) -> tuple[str, ...]:
+        """Every identifier kind, in the order they place an anonymous touchpoint."""
+        return (*BUILT_IN_KINDS, *self.kinds)
+
+    @cached_property
+    def shared_identifiers(self) -> frozenset[Identifier]:
+        return frozenset(
+            Identifier(kind, normalised(kind, value, self.region))
+            for kind, values in self.shared.items()
+            for value in values
+        )
+
+
 class JourneyInfo(_Model):
     name: str
     description: str = ""
@@ -367,6 +420,7 @@ class JourneyDefinition(_Model):
     # Team name to its reps' ids: outcomes are also shown per team.
     teams: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     actions: ActionPolicy = ActionPolicy()
+    identity: IdentityPolicy = IdentityPolicy()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

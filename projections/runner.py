@@ -62,8 +62,9 @@ def definition_digest(definition: JourneyDefinition) -> str:
     """Identifies a journey definition's meaning and the views' format, so that a view built
     with another definition, or by another release, is noticed."""
     # Teams only group the views' figures when they are shown, and action rules only decide
-    # what to do next: neither changes what the views store.
-    meaning = definition.model_dump_json(by_alias=True, exclude={"teams", "actions"})
+    # what to do next: neither changes what the views store. Nor, yet, does the identity
+    # policy: the views follow customer ids.
+    meaning = definition.model_dump_json(by_alias=True, exclude={"teams", "actions", "identity"})
     text = f"{VIEW_FORMAT}:{meaning}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
