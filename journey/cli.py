@@ -20,6 +20,7 @@ from eventsourcing.persistence import PersistenceError
 from rich.text import Text
 
 from engine.errors import JourneyError, ServiceUnavailable, StoreTooNew, UnknownCustomer
+from engine.identifiers import CUSTOMER_ID, parse_identifier
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint, from_millis
 from journey import render
@@ -54,6 +55,7 @@ class _Commands(click.Group):
         "effectiveness": "journey.effectiveness:effectiveness_command",
         "explain": "journey.actions:explain",
         "friction": "journey.intelligence:friction",
+        "identity": "journey.identity:identity",
         "migrate": "journey.upgrade:migrate",
         "moments": "journey.intelligence:moments",
         "outcome": "journey.actions:outcome",
@@ -242,9 +244,17 @@ def _program() -> str:
 @click.pass_context
 def customer(ctx: click.Context, customer_id: str, as_json: bool) -> None:
     """Show where a customer stands: stage, stage history, frictions, moments of truth and
-    the timeline."""
+    the timeline. CUSTOMER_ID may also be any identifier their touchpoints carried
+    (`email:anna@example.com`, `phone:+4520123456`, `cookie_id:...`)."""
     with engine_for(ctx) as engine:
         catch_up(engine)
+        identifier = parse_identifier(customer_id, engine.definition.identity.all_kinds)
+        if identifier.kind != CUSTOMER_ID:
+            from journey.identity import person_named  # it reads the whole log
+            from projections.identities import read_identities
+
+            graph = read_identities(engine.log, engine.definition.identity)
+            customer_id = person_named(graph, identifier)
         _show_customer(engine, customer_id, as_json=as_json)
 
 

@@ -95,6 +95,11 @@ class JourneyLog:
             decoded = [(position, decode(state)) for position, state in rows]
         return cast(list[tuple[int, TouchpointState | Tick]], decoded)
 
+    def touchpoints(self, after: int, limit: int) -> list[tuple[int, TouchpointState]]:
+        """`entries` that are recorded touchpoints, and nothing else."""
+        found = self.entries(after, limit, topics=(TOUCHPOINT_TOPIC,))
+        return cast(list[tuple[int, TouchpointState]], found)
+
     def folded(
         self, after: int, limit: int, stop: int | None = None, partition: Partition | None = None
     ) -> list[tuple[int, Folded]]:

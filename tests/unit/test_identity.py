@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.definition import IdentityPolicy
-from engine.errors import InvalidTouchpoint
+from engine.definition import IdentityPolicy, definition_from_mapping
+from engine.errors import DefinitionError, InvalidTouchpoint
 from engine.identifiers import CUSTOMER_ID, Identifier, normalised
 from engine.identity import IdentityGraph, anonymous_id
 
@@ -167,3 +169,24 @@ def test_no_person_has_two_customer_ids_without_a_merge_and_keeps_the_first(
             assert person == known[0]
     for customer in first_seen:
         assert g.person_of(Identifier(CUSTOMER_ID, customer)) == customer
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"region": "XX"}, "region: 'XX' is not a region phone numbers know"),
+        ({"link": ["fax"]}, "link: unknown identifier kind 'fax'"),
+        ({"kinds": ["email"]}, "kinds: 'email' is not a new lower-case name"),
+        ({"shared": {"phone": ["12"]}}, "shared.phone: '12' has no country code"),
+    ],
+)
+def test_a_bad_identity_policy_names_the_key(policy: dict[str, object], message: str) -> None:
+    definition = {"journey": {"name": "j"}, "stages": [{"id": "aware", "label": "Aware"}]}
+    with pytest.raises(DefinitionError, match=re.escape(message)):
+        definition_from_mapping({**definition, "identity": policy}, origin="j.toml")
+
+
+def test_a_kind_the_journey_adds_is_read_from_the_attribute_of_that_name() -> None:
+    g = graph(kinds=["crm_contact"], link=["email", "crm_contact"])
+    g.place(1, "e1", "C-1", {}, {"crm_contact": "77"})
+    assert g.place(2, "e2", None, {"email": "a@x.com"}, {"crm_contact": "77"}).person == "C-1"
