@@ -47,6 +47,7 @@ class Link(NamedTuple):
     a: Identifier
     b: Identifier
     evidence: str
+    at: int = 0  # when: the touchpoint's time, or the merge's (milliseconds, UTC)
     merge_id: str = ""
     by: str = ""
     reason: str = ""
@@ -138,6 +139,8 @@ class IdentityGraph:
         customer_id: str | None,
         raw: Mapping[str, str],
         attributes: Mapping[str, str] = _NO_ATTRIBUTES,
+        *,
+        at: int = 0,
     ) -> Placed:
         """A touchpoint at `position`: the person it belongs to, linking what it carries.
         Its home is its customer id, or else its first usable identifier."""
@@ -163,7 +166,7 @@ class IdentityGraph:
                 pair = (home, other) if home < other else (other, home)
                 if pair not in self._pairs and self._links(other):
                     self._pairs.add(pair)
-                    link = Link(position, home, other, event_id)
+                    link = Link(position, home, other, event_id, at)
                     self._made.append(link)
                     self._join(link, changed, gone)
         return Placed(self._of[home].id, _regrouped(changed, gone, created), tuple(problems))
@@ -171,14 +174,22 @@ class IdentityGraph:
     # -- people's decisions -------------------------------------------------------------
 
     def merge(
-        self, position: int, merge_id: str, a: Identifier, b: Identifier, *, by: str, reason: str
+        self,
+        position: int,
+        merge_id: str,
+        a: Identifier,
+        b: Identifier,
+        *,
+        by: str,
+        reason: str,
+        at: int = 0,
     ) -> Regrouped:
         """A person's merge of whoever `a` and `b` name (both must be known to the graph)."""
         if merge_id in self._undone or a not in self._of or b not in self._of:
             return _NOTHING
         changed: list[str] = []
         gone: list[str] = []
-        link = Link(position, a, b, "", merge_id, by, reason)
+        link = Link(position, a, b, "", at, merge_id, by, reason)
         self._made.append(link)
         self._join(link, changed, gone)
         return _regrouped(changed, gone)

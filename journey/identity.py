@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from engine.errors import JourneyError
@@ -61,13 +60,16 @@ def conflicts(ctx: click.Context, as_json: bool) -> None:
     if not found:
         out.print("No conflicts: no identifier is shared by two known customers.")
         return
-    table = Table(box=None, pad_edge=False)
-    for heading in ("at", "touchpoint", "of", "carried", "which belongs to"):
-        table.add_column(heading)
+    table = render.Listing(
+        "Identifiers two known customers share",
+        ["at", "touchpoint", "of", "carried", "which belongs to"],
+        head=3,
+        labelled=["carried", "which belongs to"],
+    )
     for conflict in found:
         link = conflict.link
         table.add_row(
-            f"#{link.position}",
+            render.when(link.at),
             render.shown(link.evidence),
             render.shown(conflict.people[0]),
             render.shown(str(link.b)),
@@ -100,32 +102,29 @@ def _print_person(graph: IdentityGraph, person: str, conflicts: list[Conflict]) 
     heading = Text(render.shown(person), style="bold")
     heading.append(f", known by {len(members)} identifier{'s' if len(members) != 1 else ''}")
     out.print(heading)
-    table = Table(box=None, pad_edge=False, show_header=False)
+    width = max(len(member.kind) for member in members)
     for member in members:
-        table.add_row(f"  {member.kind}", render.shown(member.value))
-    out.print(table)
+        out.print(f"  {member.kind.ljust(width)}  {member.value}")
     links = graph.links(person)
     if links:
-        out.print("Linked, in log order:")
-        table = Table(box=None, pad_edge=False, show_header=False)
+        out.print("Linked by:")
         for link in links:
-            table.add_row(f"  #{link.position}", _linked_by(link), f"{link.a}", f"{link.b}")
-        out.print(table)
+            out.print(f"  {render.when(link.at)}  {_linked_by(link)}: {link.a} and {link.b}")
     for conflict in conflicts:
-        link = conflict.link
-        other = conflict.people[1] if conflict.people[0] == person else conflict.people[0]
+        link, (carrier, holder) = conflict.link, conflict.people
         line = Text("Conflict", style="yellow")
         line.append(
-            f" #{link.position}: touchpoint {render.shown(link.evidence)} carried {link.b} "
-            f"with {link.a}; not linked to {render.shown(other)}"
+            f": touchpoint {render.shown(link.evidence)} of {render.shown(carrier)}, "
+            f"{render.when(link.at)},"
         )
         out.print(line)
+        out.print(f"  carried {link.b}, which {render.shown(holder)} already had: not joined")
 
 
 def _linked_by(link: Link) -> str:
     if link.merge_id:
-        return f"merged by {render.shown(link.by)}: {render.shown(link.reason)}"
-    return f"touchpoint {render.shown(link.evidence)}"
+        return f"{render.shown(link.by)}'s merge ({render.shown(link.reason)})"
+    return render.shown(link.evidence)
 
 
 def _kind_order(graph: IdentityGraph) -> Any:
@@ -136,6 +135,7 @@ def _kind_order(graph: IdentityGraph) -> Any:
 def _link_json(link: Link) -> dict[str, Any]:
     return {
         "position": link.position,
+        "at": render.iso(link.at),
         "a": str(link.a),
         "b": str(link.b),
         "touchpoint": link.evidence or None,

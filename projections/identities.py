@@ -23,6 +23,7 @@ def read_identities(log: JourneyLog, policy: IdentityPolicy) -> IdentityGraph:
                 touchpoint["customer_id"],
                 touchpoint.get("identifiers") or {},
                 touchpoint.get("attributes") or {},
+                at=touchpoint["occurred_at"],
             )
         if len(entries) < _PAGE:
             return graph

@@ -67,7 +67,8 @@ def test_an_identifier_two_customers_share_is_a_conflict_and_joins_no_one(data_d
     shown = journey("identity", "show", "C-2", data_dir=data_dir)
     assert shown.returncode == 0, shown.stderr
     assert "C-2, known by 1 identifier" in shown.stdout
-    assert "not linked to C-1" in shown.stdout
+    assert "Conflict: touchpoint e3 of C-2, 2026-03-03 09:00 UTC," in shown.stdout
+    assert "carried email:anna@example.com, which C-1 already had: not joined" in shown.stdout
     table = journey("identity", "conflicts", data_dir=data_dir)
     assert "1 conflict:" in table.stdout
 
