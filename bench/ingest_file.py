@@ -4,6 +4,9 @@ Times `journey ingest --no-project FILE` (what users run) in fresh data director
 the median rate and peak RSS; in the same run, the naive eventsourcing way (`repository.get` +
 `save` per touchpoint) on a sample of the same file, and the ratio of the two.
 
+The store is always the embedded one: JOURNEY_DATABASE_URL and the other variables that
+choose a store are left out of the commands it runs.
+
     python bench/ingest_file.py [--touchpoints 1000000] [--runs 3] [--sample 10000]
 """
 
@@ -21,9 +24,11 @@ from itertools import islice
 from pathlib import Path
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from measuring import embedded, folded_entries, per_second, reporting
 from processes import TreeRSS
 
 from engine.journeys import CustomerJourney, stream_id
+from engine.settings import Settings
 from engine.touchpoints import Touchpoint, touchpoint_from_record
 from journey.demo import demo_touchpoints
 from schemas.files import read_records, write_jsonl
@@ -46,15 +51,16 @@ def dataset(touchpoints: int) -> Path:
     return path
 
 
-def journey_ingest(path: Path) -> tuple[float, float, int]:
-    """(seconds, peak RSS in MB of all its processes, exit status) of one `journey ingest`
-    in a fresh data dir."""
+def journey_ingest(path: Path) -> tuple[float, float, int, int]:
+    """(seconds, peak RSS in MB of all its processes, exit status, touchpoints the embedded
+    store then holds) of one `journey ingest` in a fresh data dir."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     journey = Path(sys.executable).with_name("journey")
     try:
         started = time.perf_counter()
         child = subprocess.Popen(
-            [str(journey), "--data-dir", str(data_dir), "ingest", "--no-project", str(path)],
+            [str(journey), "ingest", "--no-project", str(path)],
+            env=embedded(os.environ, data_dir),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -68,7 +74,8 @@ def journey_ingest(path: Path) -> tuple[float, float, int]:
         child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode:
             print(output, file=sys.stderr)
-        return seconds, sampler.peak, child.returncode
+            return seconds, sampler.peak, child.returncode, 0
+        return seconds, sampler.peak, 0, folded_entries(Settings(data_dir=data_dir))
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -104,7 +111,7 @@ def naive_rate(app: Application[object], touchpoints: list[Touchpoint]) -> float
             journey = CustomerJourney(tp.customer_id)
         journey.record(tp)
         app.save(journey)
-    return len(touchpoints) / (time.perf_counter() - started)
+    return per_second(len(touchpoints), time.perf_counter() - started, "touchpoints (naive)")
 
 
 def main() -> None:
@@ -117,21 +124,28 @@ def main() -> None:
     path = dataset(args.touchpoints)
     count = sum(1 for _ in path.open(encoding="utf-8"))
     print(f"dataset: {count} touchpoints, {path.stat().st_size / 1e6:.0f} MB, {path}")
+    print("store: embedded SQLite, a fresh data directory per run")
     rates, peaks, naive_rates = [], [], []
     for run in range(1, args.runs + 1):
-        seconds, peak, status = journey_ingest(path)
+        seconds, peak, status, stored = journey_ingest(path)
         if status:
             sys.exit(f"journey ingest failed with status {status}")
-        rates.append(count / seconds)
+        if stored != count:
+            sys.exit(
+                f"journey ingest left {stored:,} of the {count:,} touchpoints in the embedded "
+                "store: it recorded them elsewhere, or not at all"
+            )
+        rates.append(per_second(count, seconds, "touchpoints ingested"))
         peaks.append(peak)
         naive_rates.append(naive(path, args.sample))
         print(
-            f"run {run}: journey ingest {count / seconds:,.0f} touchpoints/s in {seconds:.1f} s, "
+            f"run {run}: journey ingest {rates[-1]:,.0f} touchpoints/s in {seconds:.1f} s, "
             f"peak RSS {peak:.0f} MB; naive {naive_rates[-1]:,.0f} touchpoints/s",
             flush=True,
         )
     rate, naive_rate = statistics.median(rates), statistics.median(naive_rates)
     print()
+    print("store           embedded SQLite (JOURNEY_DATABASE_URL, if set, is not used)")
     print(f"journey ingest  median {rate:,.0f} touchpoints/s   (target >= 50,000)")
     print(
         f"peak RSS        median {statistics.median(peaks):.0f} MB        (target < 500; all its "
@@ -142,4 +156,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    reporting(main)

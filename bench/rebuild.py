@@ -5,6 +5,9 @@ users run) and reports the median events/s and peak RSS. In the same run, the ba
 same fold committing one transaction per event (how eventsourcing's ProjectionRunner commits),
 on a store of the dataset's first touchpoints.
 
+The store is always the embedded one: JOURNEY_DATABASE_URL and the other variables that
+choose a store are left out of the commands it runs.
+
     python bench/rebuild.py [--touchpoints 1000000] [--runs 3] [--sample 20000]
 """
 
@@ -26,12 +29,15 @@ from journey.bootstrap import build_engine
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ingest_file import OUT, dataset
+from measuring import embedded, per_second, reporting
 from processes import TreeRSS
 
 JOURNEY = str(Path(sys.executable).with_name("journey"))
 
 
 def store(path: Path, data_dir: Path, limit: int | None = None) -> None:
+    """Records the dataset's first `limit` touchpoints (all by default) in the embedded store
+    in `data_dir`."""
     source = path
     if limit is not None:
         source = data_dir.parent / f"{data_dir.name}.jsonl"
@@ -40,19 +46,24 @@ def store(path: Path, data_dir: Path, limit: int | None = None) -> None:
                 if number == limit:
                     break
                 part.write(line)
-    subprocess.run(
-        [JOURNEY, "--data-dir", str(data_dir), "ingest", "--no-project", str(source)],
-        check=True,
+    done = subprocess.run(
+        [JOURNEY, "ingest", "--no-project", str(source)],
+        env=embedded(os.environ, data_dir),
+        check=False,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    if done.returncode:
+        sys.exit(f"journey ingest into {data_dir} failed:\n{done.stderr}")
 
 
 def journey_rebuild(data_dir: Path) -> tuple[int, float, float]:
     """(events, seconds, peak RSS in MB of all its processes) of one `journey rebuild`."""
     started = time.perf_counter()
     child = subprocess.Popen(
-        [JOURNEY, "--data-dir", str(data_dir), "rebuild"],
+        [JOURNEY, "rebuild"],
+        env=embedded(os.environ, data_dir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -64,10 +75,10 @@ def journey_rebuild(data_dir: Path) -> tuple[int, float, float]:
     seconds = time.perf_counter() - started
     sampler.done.set()
     sampler.join()
-    if os.waitstatus_to_exitcode(status):
+    found = re.search(r"Rebuilt from (\d+) events", output)
+    if os.waitstatus_to_exitcode(status) or found is None:
         sys.exit(f"journey rebuild failed:\n{output}")
-    events = int(re.search(r"Rebuilt from (\d+) events", output).group(1))  # type: ignore[union-attr]
-    return events, seconds, sampler.peak
+    return int(found.group(1)), seconds, sampler.peak
 
 
 def one_commit_per_event(data_dir: Path) -> float:
@@ -75,7 +86,8 @@ def one_commit_per_event(data_dir: Path) -> float:
     try:
         started = time.perf_counter()
         done = engine.runner.rebuild()
-        return done.events / (time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return per_second(done.events, seconds, "events folded by the baseline")
     finally:
         engine.close()
 
@@ -89,6 +101,7 @@ def main() -> None:
 
     path = dataset(args.touchpoints)
     data_dir = OUT / f"store-{args.touchpoints}"
+    print(f"store: embedded SQLite, {data_dir / 'events.db'}")
     if not data_dir.exists():
         print(f"recording {path} into {data_dir} ...", flush=True)
         partial = data_dir.with_suffix(".partial")
@@ -101,7 +114,7 @@ def main() -> None:
         store(path, sample_dir / "data", limit=args.sample)
         for run in range(1, args.runs + 1):
             events, seconds, peak = journey_rebuild(data_dir)
-            rates.append(events / seconds)
+            rates.append(per_second(events, seconds, "events rebuilt"))
             peaks.append(peak)
             baselines.append(one_commit_per_event(sample_dir / "data"))
             print(
@@ -115,6 +128,7 @@ def main() -> None:
         shutil.rmtree(sample_dir, ignore_errors=True)
     rate, baseline = statistics.median(rates), statistics.median(baselines)
     print()
+    print("store                 embedded SQLite (JOURNEY_DATABASE_URL, if set, is not used)")
     print(f"journey rebuild       median {rate:,.0f} events/s   (target >= 100,000)")
     print(f"peak RSS              median {statistics.median(peaks):.0f} MB (all its processes)")
     print(f"one commit per event  median {baseline:,.0f} events/s on {args.sample} touchpoints")
@@ -122,4 +136,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    reporting(main)

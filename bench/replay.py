@@ -55,6 +55,7 @@ from stores.postgres.database import conninfo as postgres_conninfo
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ingest_file import OUT
+from measuring import without_store
 from processes import TreeRSS
 from rebuild import JOURNEY
 
@@ -63,8 +64,6 @@ SCHEMA = "bench_replay"
 TARGET_RATE = 100_000  # events/s
 TARGET_RSS_MB = 1024
 PULL = 500  # what eventsourcing's subscription selects at a time
-# Settings of the surrounding shell that would point the CLI elsewhere.
-_STORE_KEYS = ("JOURNEY_DATABASE_URL", "JOURNEY_DATA_DIR", "POSTGRES_DBNAME", "POSTGRES_SCHEMA")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,9 +102,8 @@ def replay_dataset(touchpoints: int, customers: int) -> tuple[Path, int, int]:
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in _STORE_KEYS}
-    env.update(extra or {})
-    return env
+    """This shell's environment without what would point the CLI at another store."""
+    return without_store(os.environ, extra)
 
 
 def cli(args: list[str], env: Mapping[str, str]) -> str:
