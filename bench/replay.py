@@ -5,12 +5,18 @@ each customer's first N / customers touchpoints; records them once per store (`j
 --no-project`, cached under bench/out/ and in the PostgreSQL schema bench_replay) and appends
 one clock event (`journey tick`), so that the time-based detectors close their windows. Then
 times `journey rebuild` (what users run: stages, frictions, moments of truth) and reports the
-median events/s and peak RSS.
+median rate and peak RSS.
 
 In the same run, the baseline: eventsourcing's own ProjectionRunner (one transaction per event:
 the view row and the tracking record) folding with the engine's own StageMachine, over the log's
-first --sample events. On SQLite, where the library cannot subscribe, its Projection and
-tracking recorder are driven the way its subscription pulls: select_notifications, 500 at a time.
+first --sample touchpoints and clock events. On SQLite, where the library cannot subscribe, its
+Projection and tracking recorder are driven the way its subscription pulls:
+select_notifications, 500 at a time.
+
+Every rate counts the entries the fold reads, touchpoints and clock events, so that both stores
+and the baseline are measured over the same log: the log also holds one journey-start event
+per customer and, on SQLite, the events of the decider that `journey tick` runs, which a
+rebuild reads past without folding.
 
     python bench/replay.py [--touchpoints 1000000] [--runs 3] [--sample 20000]
                            [--customers 100000] [--no-postgres]
@@ -55,7 +61,7 @@ from stores.postgres.database import conninfo as postgres_conninfo
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ingest_file import OUT
-from measuring import without_store
+from measuring import NotMeasured, folded_entries, per_second, reporting, without_store
 from processes import TreeRSS
 from rebuild import JOURNEY
 
@@ -129,6 +135,7 @@ class Store:
     settings: Settings
     data_dir: Path
     notes: list[str] = field(default_factory=list)
+    folded: int = 0  # touchpoints and clock events in the log: what every rate counts
 
 
 def sqlite_store(touchpoints: int, customers: int) -> Store:
@@ -208,7 +215,7 @@ def head(store: Store) -> int:
 
 @dataclass(frozen=True)
 class Rebuilt:
-    events: int
+    events: int  # log entries, as the CLI counts them: journey starts and the decider's too
     seconds: float
     reported_seconds: float  # what the CLI itself printed
     max_rss_mb: float  # ru_maxrss: the largest single process
@@ -260,6 +267,7 @@ class JourneyBaseline(Projection[Any]):
     topics = (TOUCHPOINT_TOPIC, TICK_TOPIC)  # what the engine's fold reads, filtered in the DB
     stop_at = 0  # the notification id whose processing ends the timed part
     reached: float | None = None
+    counted = 0  # events processed by then
     first: float | None = None  # when the first event was processed
 
     def __init__(self, view: Any) -> None:
@@ -294,6 +302,7 @@ class JourneyBaseline(Projection[Any]):
         self.processed += 1
         if self.reached is None and tracking.notification_id >= self.stop_at:
             self.reached = time.perf_counter()
+            type(self).counted = self.processed
 
 
 def _state(position: Position) -> bytes:
@@ -349,20 +358,22 @@ def baseline_table(tracking_table: str) -> str:
 
 
 def sample_target(store: Store, sample: int) -> int:
-    """The last touchpoint or clock event among the log's first `sample` positions."""
+    """The position of the log's `sample`th touchpoint or clock event (or of its last)."""
     app = Journeys(store.app_env)
     try:
         folded = app.recorder.select_notifications(
-            start=1, limit=sample, stop=sample, topics=JourneyBaseline.topics
+            start=1, limit=sample, topics=JourneyBaseline.topics
         )
     finally:
         app.close()
+    if not folded:
+        raise NotMeasured(f"the {store.name} log holds no touchpoints for the baseline")
     return folded[-1].id
 
 
 @dataclass(frozen=True)
 class Baseline:
-    rate: float
+    rate: float  # touchpoints and clock events folded per second
     events: int  # log positions covered (as `journey rebuild` counts)
     processed: int  # events handed to process_event (touchpoints and clock events)
     first: float  # seconds from the start to the first event processed
@@ -377,6 +388,7 @@ def baseline_postgres(store: Store, sample: int) -> Baseline:
         for table in (f"{name}_tracking", baseline_table(f"{name}_tracking")):
             conn.execute(SQL("DROP TABLE IF EXISTS {}").format(Identifier(SCHEMA, table)))
     JourneyBaseline.stop_at, JourneyBaseline.reached, JourneyBaseline.first = target, None, None
+    JourneyBaseline.counted = 0
     started = time.perf_counter()
     runner: ProjectionRunner[Journeys, PostgresBaselineView] = ProjectionRunner(
         application_class=Journeys,
@@ -388,9 +400,10 @@ def baseline_postgres(store: Store, sample: int) -> Baseline:
         runner.wait(target, timeout=3600)
         projection = cast(JourneyBaseline, runner.projection)
         reached = projection.reached or time.perf_counter()
-        processed = projection.processed
+        processed = projection.counted
         first = (projection.first or reached) - started
-    return Baseline(target / (reached - started), target, processed, first, "ProjectionRunner")
+    rate = per_second(processed, reached - started, "events folded by the baseline")
+    return Baseline(rate, target, processed, first, "ProjectionRunner")
 
 
 def baseline_sqlite(store: Store, sample: int, *, try_runner: bool) -> Baseline:
@@ -416,6 +429,7 @@ def baseline_sqlite(store: Store, sample: int, *, try_runner: bool) -> Baseline:
             Path(f"{view_db}{suffix}").unlink(missing_ok=True)
     target = sample_target(store, sample)
     JourneyBaseline.stop_at, JourneyBaseline.reached, JourneyBaseline.first = target, None, None
+    JourneyBaseline.counted = 0
     started = time.perf_counter()
     app = Journeys(env)
     view_env = Environment(JourneyBaseline.name, {**os.environ, **env})
@@ -444,9 +458,9 @@ def baseline_sqlite(store: Store, sample: int, *, try_runner: bool) -> Baseline:
         app.close()
         factory.close()
     return Baseline(
-        target / (reached - started),
+        per_second(projection.counted, reached - started, "events folded by the baseline"),
         target,
-        projection.processed,
+        projection.counted,
         (projection.first or reached) - started,
         "Projection + SQLiteTrackingRecorder, pulled by select_notifications",
     )
@@ -520,7 +534,7 @@ class Result:
 def reconnect(result: Result, url: str) -> Store:
     """The PostgreSQL store at this URL, keeping what was noted."""
     store = postgres_store(url, result.store.data_dir)
-    store.notes = result.store.notes
+    store.notes, store.folded = result.store.notes, result.store.folded
     result.store = store
     return store
 
@@ -569,23 +583,33 @@ def one_run(result: Result, run: int, sample: int, server: PostgresServer | None
         base = baseline_sqlite(store, sample, try_runner=run == 1)
     else:
         base = baseline_postgres(store, sample)
+    if rebuilt.events < store.folded:
+        raise NotMeasured(
+            f"journey rebuild read {rebuilt.events:,} log entries on {store.name}, fewer than "
+            f"the {store.folded:,} touchpoints and clock events recorded there"
+        )
+    rate = per_second(store.folded, rebuilt.seconds, "events folded by journey rebuild")
     result.runs.append(rebuilt)
     result.baselines.append(base)
     print(
-        f"run {run} {store.name}: journey rebuild {rebuilt.events:,} events in "
-        f"{rebuilt.seconds:.1f} s (it says {rebuilt.reported_seconds:.1f} s) = "
-        f"{rebuilt.events / rebuilt.seconds:,.0f} events/s, peak RSS "
+        f"run {run} {store.name}: journey rebuild folded {store.folded:,} events "
+        f"({rebuilt.events:,} log entries) in {rebuilt.seconds:.1f} s (it says "
+        f"{rebuilt.reported_seconds:.1f} s) = {rate:,.0f} folded/s, peak RSS "
         f"{rebuilt.max_rss_mb:.0f} MB (largest process), {rebuilt.tree_rss_mb:.0f} MB "
-        f"(all its processes); baseline {base.rate:,.0f} events/s "
-        f"({base.events:,} positions, {base.processed:,} events processed, the first "
+        f"(all its processes); baseline {base.rate:,.0f} folded/s "
+        f"({base.processed:,} folded over {base.events:,} log positions, the first "
         f"after {base.first:.2f} s); load average before {load:.1f}",
         flush=True,
     )
 
 
 def table(results: list[Result], customers: int, sample: int) -> None:
+    print(
+        "counted: the touchpoints and clock events each replay folds, the same on both stores "
+        "(journey starts, and the decider's events on SQLite, are read past, not counted)"
+    )
     header = (
-        f"{'store':<9} {'events':>10} {'customers':>9} {'median ev/s':>11}  "
+        f"{'store':<9} {'folded':>10} {'customers':>9} {'median ev/s':>11}  "
         f"{'runs ev/s':<26} {'peak RSS MB':>11} {'baseline ev/s':>13} {'ratio':>7}  "
         f"{'>=100k ev/s':<11} {'RSS<1GB':<7}"
     )
@@ -596,12 +620,12 @@ def table(results: list[Result], customers: int, sample: int) -> None:
         if result.error or not result.runs:
             print(f"{name:<9} not measured: {result.error.splitlines()[0] if result.error else ''}")
             continue
-        rates = [r.events / r.seconds for r in result.runs]
+        rates = [result.store.folded / r.seconds for r in result.runs]
         rate = statistics.median(rates)
         peak = max(max(r.tree_rss_mb, r.max_rss_mb) for r in result.runs)
         base = statistics.median(b.rate for b in result.baselines)
         print(
-            f"{name:<9} {result.runs[0].events:>10,} {customers:>9,} {rate:>11,.0f}  "
+            f"{name:<9} {result.store.folded:>10,} {customers:>9,} {rate:>11,.0f}  "
             f"{' / '.join(f'{r:,.0f}' for r in rates):<26} {peak:>11,.0f} {base:>13,.0f} "
             f"{rate / base:>6.0f}x  {'yes' if rate >= TARGET_RATE else 'NO':<11} "
             f"{'yes' if peak < TARGET_RSS_MB else 'NO':<7}"
@@ -612,7 +636,7 @@ def table(results: list[Result], customers: int, sample: int) -> None:
             print(
                 f"baseline {result.store.name}: {result.baselines[0].how}; engine's fold "
                 f"(StageMachine.mark/evolve), one transaction per event (view row + tracking), "
-                f"first {sample:,} log positions"
+                f"first {sample:,} touchpoints and clock events"
             )
         for note in result.store.notes:
             print(f"  note: {note}")
@@ -622,7 +646,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--touchpoints", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--sample", type=int, default=20_000, help="log positions for baseline")
+    parser.add_argument(
+        "--sample", type=int, default=20_000, help="touchpoints and clock events for the baseline"
+    )
     parser.add_argument("--customers", type=int, default=100_000, help="customers generated")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args()
@@ -657,6 +683,7 @@ def main() -> None:
             try:
                 prepare(result, path, count, on)
                 result.events = head(result.store)
+                result.store.folded = folded_entries(result.store.settings)
                 measure(result, args.runs, args.sample, on)
             except Exception as exc:  # reported in the table, the other store still runs
                 result.error = f"{type(exc).__name__}: {exc}"
@@ -669,4 +696,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    reporting(main)
