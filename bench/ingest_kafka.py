@@ -7,7 +7,8 @@ reach the end of every partition. In the same run: the naive eventsourcing way
 rows the consumer wrote into a table of the same layout, the fastest PostgreSQL can take them.
 
 Uses JOURNEY_DATABASE_URL and JOURNEY_KAFKA_BOOTSTRAP when set; otherwise starts the
-project's own PostgreSQL and Kafka (scripts/postgres.sh, scripts/kafka.sh).
+project's own PostgreSQL and Kafka (scripts/postgres.sh, scripts/kafka.sh). Each run's topic
+and PostgreSQL schema are deleted when it ends, whether it succeeded or not.
 
     python bench/ingest_kafka.py [--touchpoints 500000] [--partitions 4] [--runs 3]
 """
@@ -22,18 +23,22 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 
 import psycopg
 from eventsourcing.application import Application
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError
 
 from engine.touchpoints import touchpoint_from_record
 from schemas.files import read_records
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ingest_file import dataset, naive_rate
+from measuring import per_second, reporting, without_store
 
 ROOT = Path(__file__).parents[1]
 JOURNEY = str(Path(sys.executable).with_name("journey"))
@@ -46,6 +51,27 @@ def service(variable: str, script: str) -> str:
         [str(ROOT / "scripts" / script), "start"], capture_output=True, text=True, check=True
     )
     return started.stdout.strip().splitlines()[-1]
+
+
+@contextmanager
+def run_topic(bootstrap: str, partitions: int) -> Iterator[str]:
+    """A topic of its own for one run, deleted when the run ends however it ends, with the
+    dead-letter topic the consumer makes beside it if a record was unreadable."""
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1)])
+        yield name
+    finally:
+        try:
+            made = sorted({name, f"{name}.dlq"} & set(admin.list_topics()))
+            if made:
+                admin.delete_topics(made)
+        except KafkaError as exc:
+            # Said, not raised: a failure of the run itself stays the one reported.
+            print(f"topic {name} left on {bootstrap}: {exc!r}", file=sys.stderr)
+        finally:
+            admin.close()
 
 
 def produce(env: dict[str, str], path: Path) -> float:
@@ -134,7 +160,7 @@ def copy_rate(url: str, schema: str, touchpoints: int) -> float:
         ) as copy:
             copy.write(bytes(dump))
         conn.commit()
-        return touchpoints / (time.perf_counter() - started)
+        return per_second(touchpoints, time.perf_counter() - started, "rows copied")
 
 
 def naive(url: str, path: Path, sample: int) -> float:
@@ -190,27 +216,26 @@ def main() -> None:
     print(f"topic of {args.partitions} partitions; journey consume --workers {args.workers}")
     rates, steadies, peaks, naive_rates, copy_rates = [], [], [], [], []
     for run in range(1, args.runs + 1):
-        name = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        admin.create_topics([NewTopic(name, args.partitions, 1)])
-        admin.close()
-        env = {
-            **os.environ,
-            "JOURNEY_DATABASE_URL": url,
-            "POSTGRES_SCHEMA": name,
-            "JOURNEY_KAFKA_BOOTSTRAP": bootstrap,
-            "JOURNEY_TOUCHPOINTS_TOPIC": name,
-            "JOURNEY_CONSUMER_GROUP": name,
-        }
-        try:
-            produced_in = produce(env, path)
-            seconds, steady, peak = consume(env, url, name, count, args.workers)
-            rates.append(count / seconds)
-            steadies.append(steady)
-            peaks.append(peak)
-            copy_rates.append(copy_rate(url, name, count))
-        finally:
-            drop(url, name)
+        with run_topic(bootstrap, args.partitions) as name:
+            env = without_store(
+                os.environ,
+                {
+                    "JOURNEY_DATABASE_URL": url,
+                    "POSTGRES_SCHEMA": name,
+                    "JOURNEY_KAFKA_BOOTSTRAP": bootstrap,
+                    "JOURNEY_TOUCHPOINTS_TOPIC": name,
+                    "JOURNEY_CONSUMER_GROUP": name,
+                },
+            )
+            try:
+                produced_in = produce(env, path)
+                seconds, steady, peak = consume(env, url, name, count, args.workers)
+                rates.append(per_second(count, seconds, "touchpoints consumed"))
+                steadies.append(steady)
+                peaks.append(peak)
+                copy_rates.append(copy_rate(url, name, count))
+            finally:
+                drop(url, name)
         naive_rates.append(naive(url, path, args.sample))
         print(
             f"run {run}: produced in {produced_in:.1f} s; journey consume "
@@ -231,4 +256,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    reporting(main)
