@@ -201,7 +201,7 @@ def replay(
     projector = JourneyProjector(
         definition,
         lambda _: {},
-        log.folded_streams,
+        log,
         lambda _: [],
         lambda: None,
         max_cached=None,

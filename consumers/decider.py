@@ -70,7 +70,7 @@ class Decider:
         self._projector = JourneyProjector(
             definition,
             store.load_positions,
-            self._log.folded_streams,
+            self._log,
             store.due_before,
             store.ticked,
             max_cached=_MAX_CACHED,
@@ -131,7 +131,7 @@ class Decider:
         projector = JourneyProjector(
             self._definition,
             lambda _: {},
-            self._log.folded_streams,
+            self._log,
             lambda _: [],
             lambda: None,
             max_cached=None,

@@ -60,6 +60,9 @@ class ActionState:
     context: Context = field(default_factory=Context)  # what a brief before a meeting tells
     # Those they referred who entered a stage a rule watches: [customer, stage, trigger, at].
     referred: list[list[Any]] = field(default_factory=list)
+    # The ids this person was known by before people were joined or split: an action any
+    # of them had for a trigger is not decided again under this id.
+    aliases: list[str] = field(default_factory=list)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -73,6 +76,7 @@ class ActionState:
             "s": self.suppressed,
             "t": [self.day, self.today],
             "r": self.retry_at,
+            **({"m": self.aliases} if self.aliases else {}),
         }
 
     @classmethod
@@ -90,6 +94,7 @@ class ActionState:
             retry_at=state["r"],
             context=Context.from_state(state.get("k")),
             referred=list(state.get("h", ())),
+            aliases=list(state.get("m", ())),
         )
 
 
@@ -419,7 +424,10 @@ class Deciding:
                 if rule.within_days is not None and now - trigger.at > rule.within_days * DAY_MS:
                     continue
                 identity = action_id(position.customer_id, rule.id, trigger.id)
-                if identity in decided:
+                if identity in decided or (
+                    state.aliases
+                    and any(action_id(a, rule.id, trigger.id) in decided for a in state.aliases)
+                ):
                     continue
                 yield self._candidate(
                     rule,
@@ -698,6 +706,29 @@ class Deciding:
                 continue
             del state.open[action.action_id]
             result.ended.append(Ended(action.action_id, status, now, why))
+
+    def joined(
+        self, states: Mapping[str, ActionState], gone: Iterable[str], at: int
+    ) -> list[tuple[str, Ended]]:
+        """People were joined or split: `states` holds every id involved. Each id that names
+        no one any more has its open actions cancelled; every id involved remembers what all
+        of them decided, so that no trigger gets a second action under another id."""
+        decided = sorted({action for state in states.values() for action in state.decided})
+        known = sorted(
+            {i for state in states.values() for i in (state.customer_id, *state.aliases)}
+        )
+        ended: list[tuple[str, Ended]] = []
+        for customer_id in gone:
+            state = states[customer_id]
+            why = "the customer's journey is now part of another person's"
+            for action in state.open.values():
+                ended.append((customer_id, Ended(action.action_id, CANCELLED, at, why)))
+            state.open.clear()
+            state.retry_at = None
+        for state in states.values():
+            state.decided = list(decided)
+            state.aliases = [i for i in known if i != state.customer_id]
+        return ended
 
     def _acts_when_dormant(self, rule_id: str) -> bool:
         rule = self._rules.get(rule_id)

@@ -10,13 +10,14 @@ memory, nothing at all (`NOTHING_STORED`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from consumers.action_store import DeciderPage, StatusChange
 from consumers.deciding import DAY_MS, ActionState, Deciding, Referrer
 from engine.actions import ActionOutcome
 from engine.definition import JourneyDefinition
-from engine.journeys import TouchpointState
+from engine.identity import Regrouped
+from projections.people import Decision, Sighting
 from projections.position import Mark, Position
 from projections.runner import JourneyProjector, MarkedPage, StepwiseFold
 
@@ -92,38 +93,58 @@ class PageDecider:
         not depend on where pages begin and end. `page` gets the customers, decisions and
         status changes; the fold returned says what the page changed in the positions."""
         machine = self._projector.machine
+        kinds = machine.definition.identity.kinds
         marked: MarkedPage = []
-        customers: set[str] = set()
         for log_position, entry in entries:
             if "action_id" in entry:
-                customers.add(entry["customer_id"])
-            elif "event_id" in entry:
-                mark = machine.mark(cast(TouchpointState, entry))
-                marked.append((log_position, entry["customer_id"], mark))
-                customers.add(entry["customer_id"])
+                continue  # an outcome: a touchpoint has an event id too, but no action id
+            if "event_id" in entry:
+                mark = machine.mark(entry)
+                marked.append((log_position, entry["customer_id"], mark, _sighting(entry, kinds)))
+            elif "decision" in entry:
+                decision = Decision.of(entry)
+                marked.append((log_position, None, Mark(decision.at, "", ()), decision))
             else:
-                marked.append((log_position, None, Mark(entry["at"], "", ())))
+                marked.append((log_position, None, Mark(entry["at"], "", ()), None))
         fold = self._projector.stepwise(marked)
+        people = self._projector.people
+        customers = {people.person_of(key) for _, key, _, _ in marked if key is not None}
+        customers.update(
+            people.person_of(entry["customer_id"]) for _, entry in entries if "action_id" in entry
+        )
         page.states = self._states_of(sorted(customers), make_room=True)
         page.positions = self._projector.positions_of(customers)
         marks = iter(marked)
         for log_position, entry in entries:
             if "action_id" in entry:
                 outcome = ActionOutcome(**{k: entry[k] for k in ActionOutcome._fields})
-                self._apply(outcome, page)
-                self._decide_for(outcome.customer_id, page, log_position)
+                person = people.person_of(outcome.customer_id)
+                self._join(person, page)
+                self._apply(outcome, person, page)
+                self._decide_for(person, page, log_position)
                 continue
-            _, customer_id, mark = next(marks)
-            if customer_id is None:
+            _, key, mark, seen = next(marks)
+            if isinstance(seen, Decision):
+                regrouped = fold.decision(log_position, seen)
+                if regrouped:
+                    self._regroup(regrouped, page, log_position)
+                    for person in regrouped.changed:
+                        self._decide_for(person, page, log_position)
+                continue
+            if key is None:
                 moved = fold.clock(mark.occurred_at)
                 ticked = self._projector.ticked
                 due = self._retry_before(ticked) if ticked == mark.occurred_at else set()
                 for moved_id in sorted(due.union(moved)):
                     self._decide_for(moved_id, page, log_position)
                 continue
-            page.positions[customer_id] = fold.touchpoint(customer_id, mark)
-            self.deciding.observe(page.states[customer_id], mark, entry["attributes"])
-            self._decide_for(customer_id, page, log_position)
+            person, position, regrouped = fold.touchpoint(log_position, key, mark, seen)
+            if regrouped:
+                self._regroup(regrouped, page, log_position)
+            page.positions[person] = position
+            self._join(person, page)
+            self.deciding.observe(page.states[person], mark, entry["attributes"])
+            self._decide_for(person, page, log_position)
         return fold
 
     def _decide_for(self, customer_id: str, page: DeciderPage, log_position: int) -> None:
@@ -196,8 +217,33 @@ class PageDecider:
         place = referrer.context.place[1] if referrer.context.place else None
         return Referrer(referrer_id, place, position.rep, position.stage)
 
-    def _apply(self, outcome: ActionOutcome, page: DeciderPage) -> None:
-        state = page.states[outcome.customer_id]
+    def _regroup(self, regrouped: Regrouped, page: DeciderPage, log_position: int) -> None:
+        """People became one, or one became several, at this entry: the actions of ids that
+        name no one any more end (and the sales tool is told), and everyone involved keeps
+        what all of them were decided, so no trigger gets a second action."""
+        involved = sorted({*regrouped.gone, *regrouped.changed})
+        missing = [c for c in involved if c not in page.states]
+        page.states.update(self._states_of(missing))
+        now = max(
+            self._projector.ticked or 0,
+            *(page.positions[c].last_at or 0 for c in regrouped.changed if c in page.positions),
+            0,
+        )
+        states = {c: page.states[c] for c in involved}
+        for customer_id, ended in self.deciding.joined(states, regrouped.gone, now):
+            page.changes.append(StatusChange(ended.action_id, ended.status, ended.at, ended.why))
+            page.happened.append((True, len(page.ended)))
+            page.ended.append((customer_id, ended))
+        positions = self._projector.positions
+        for gone in regrouped.gone:
+            # Its row stays, with nothing due: no clock event decides for it again.
+            page.positions[gone] = Position(gone)
+        for person in regrouped.changed:
+            page.positions[person] = positions[person]
+        del log_position  # the decisions that follow are made at it, by the caller
+
+    def _apply(self, outcome: ActionOutcome, person: str, page: DeciderPage) -> None:
+        state = page.states[person]
         if outcome.action_id not in state.decided:
             # Only a backtest meets this: its rules never decided the action reported on (the
             # decider's own outcomes name actions it decided before them).
@@ -276,3 +322,14 @@ class _OwnerDay(Mapping[str, int]):
 
     def __len__(self) -> int:
         raise TypeError("the owners of a day are not counted, only looked up")
+
+
+def _sighting(entry: Mapping[str, Any], kinds: tuple[str, ...]) -> Sighting | None:
+    """`projections.people.sighting`, of a touchpoint read whole."""
+    identifiers = entry.get("identifiers")
+    anonymous = entry.get("anonymous", False)
+    attributes = entry["attributes"]
+    if identifiers or anonymous or (kinds and any(kind in attributes for kind in kinds)):
+        customer = None if anonymous else entry["customer_id"]
+        return Sighting(customer, identifiers or {}, attributes)
+    return None

@@ -16,6 +16,7 @@ unusable: linking people by them would join strangers.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import lru_cache
 from typing import NamedTuple
@@ -26,6 +27,7 @@ from email_validator import EmailNotValidError, validate_email
 from engine.errors import InvalidTouchpoint
 
 CUSTOMER_ID = "customer_id"
+ANONYMOUS_PREFIX = "anon-"
 # The identifiers a touchpoint carries in fields of its own, in the order they place an
 # anonymous touchpoint: the first one present names its person until a customer id does.
 BUILT_IN_KINDS = ("email", "phone", "cookie_id")
@@ -53,6 +55,30 @@ class Identifier(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.value}"
+
+
+def anonymous_id(identifier: Identifier) -> str:
+    """The id of a person known only by this identifier: a digest, so that the id shows no
+    personal data, and the same for the same identifier in every process and replay."""
+    digest = hashlib.blake2b(str(identifier).encode(), digest_size=8).hexdigest()
+    return f"{ANONYMOUS_PREFIX}{digest}"
+
+
+def stream_key(raw: dict[str, str | None]) -> str | None:
+    """The key an anonymous touchpoint is recorded under: the id of its first usable
+    identifier among `BUILT_IN_KINDS`, read without a region; None if it has none."""
+    for kind in BUILT_IN_KINDS:
+        value = raw.get(kind)
+        if not value:
+            continue
+        try:
+            matched = _normalised(kind, value, None)
+        except InvalidTouchpoint as exc:
+            if exc.problem.endswith("stands for no one"):
+                continue
+            matched = value.strip()  # a national number, say: the same text, the same key
+        return anonymous_id(Identifier(kind, matched))
+    return None
 
 
 def parse_identifier(text: str, kinds: tuple[str, ...] = BUILT_IN_KINDS) -> Identifier:

@@ -19,24 +19,15 @@ The graph keeps the links in memory: a few hundred bytes a person.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from engine.definition import IdentityPolicy
 from engine.errors import InvalidTouchpoint
-from engine.identifiers import CUSTOMER_ID, Identifier, normalised
+from engine.identifiers import CUSTOMER_ID, Identifier, anonymous_id, normalised
 
-ANONYMOUS_PREFIX = "anon-"
 _NO_ATTRIBUTES: Mapping[str, str] = {}
-
-
-def anonymous_id(identifier: Identifier) -> str:
-    """The id of a person known only by this identifier: a digest, so that the id shows no
-    personal data, and the same for the same identifier in every process and replay."""
-    digest = hashlib.blake2b(str(identifier).encode(), digest_size=8).hexdigest()
-    return f"{ANONYMOUS_PREFIX}{digest}"
 
 
 class Link(NamedTuple):
@@ -71,8 +62,9 @@ class Person:
 
 
 class Regrouped(NamedTuple):
-    """How a step changed who is who: the people whose members changed (including new ones
-    made by a split), and the ids that no longer name anyone's journey."""
+    """How a step changed whose touchpoints are whose: the people whose touchpoints changed
+    (those who absorbed someone, and those a split made), and the ids that no longer name
+    anyone's journey. A new person, or a new identifier of someone known, changes neither."""
 
     changed: tuple[str, ...] = ()
     gone: tuple[str, ...] = ()
@@ -90,6 +82,7 @@ class Placed(NamedTuple):
     person: str
     regrouped: Regrouped = _NOTHING
     unusable: tuple[str, ...] = ()  # problems with identifiers it carried, for `show`
+    home: Identifier | None = None  # the identifier that placed it
 
 
 class IdentityGraph:
@@ -148,8 +141,8 @@ class IdentityGraph:
             home = Identifier(CUSTOMER_ID, customer_id)
             person = self._of.get(home)
             if person is not None:
-                return Placed(person.id)
-            return Placed(self._add(home, position).id, Regrouped((customer_id,)))
+                return Placed(person.id, _NOTHING, (), home)
+            return Placed(self._add(home, position).id, _NOTHING, (), home)
         identifiers, problems = self.identifiers_of(customer_id, raw, attributes)
         if not identifiers:
             raise InvalidTouchpoint("customer_id", "missing, and no usable identifier either")
@@ -169,7 +162,8 @@ class IdentityGraph:
                     link = Link(position, home, other, event_id, at)
                     self._made.append(link)
                     self._join(link, changed, gone)
-        return Placed(self._of[home].id, _regrouped(changed, gone, created), tuple(problems))
+        regrouped = _regrouped(changed, gone, created)
+        return Placed(self._of[home].id, regrouped, tuple(problems), home)
 
     # -- people's decisions -------------------------------------------------------------
 
@@ -322,9 +316,10 @@ class IdentityGraph:
 
 
 def _regrouped(changed: list[str], gone: list[str], created: Iterable[str] = ()) -> Regrouped:
-    """A step's changes: an id made and absorbed within the step named no one before it."""
-    if not changed and not gone:
-        return _NOTHING
-    alive = tuple(dict.fromkeys(c for c in changed if c not in gone))
+    """A step's changes to whose touchpoints are whose: none unless two people who were
+    there before the step became one (someone made within the step had no touchpoints)."""
     made = set(created)
-    return Regrouped(alive, tuple(dict.fromkeys(g for g in gone if g not in made)))
+    really_gone = tuple(dict.fromkeys(g for g in gone if g not in made))
+    if not really_gone:
+        return _NOTHING
+    return Regrouped(tuple(dict.fromkeys(c for c in changed if c not in gone)), really_gone)

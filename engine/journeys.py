@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -34,6 +34,8 @@ class TouchpointState(TypedDict):
     outcome: str | None
     attributes: dict[str, str]
     identifiers: dict[str, str]
+    # Recorded without a customer id: `customer_id` is the key made from its identifiers.
+    anonymous: NotRequired[bool]
 
 
 class CustomerJourney(Aggregate):
@@ -56,6 +58,7 @@ class CustomerJourney(Aggregate):
         outcome: str | None
         attributes: dict[str, str]
         identifiers: dict[str, str]
+        anonymous: bool = False
 
         def apply(self, aggregate: Any) -> None:
             aggregate.recorded.add(self.event_id)
@@ -89,6 +92,8 @@ def touchpoint_fields(touchpoint: Touchpoint, timestamp: datetime | None = None)
         "attributes": dict(touchpoint.attributes),
         "identifiers": touchpoint.identifiers,
     }
+    if touchpoint.anonymous:
+        fields["anonymous"] = True
     if timestamp is not None:
         fields["timestamp"] = timestamp
     return fields
@@ -114,3 +119,36 @@ class JourneyClock(Aggregate):
 
     def __init__(self) -> None:
         self.at: int | None = None
+
+
+_PEOPLE_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journey-engine:people")
+
+
+class IdentityDecisions(Aggregate):
+    """What people decided about who is who: a merge of two people the engine would not
+    join by itself, the undoing of one, or an identifier taken out of every link touchpoints
+    made (a shared cookie, a wrong number). Identifiers are written `kind:value`."""
+
+    class Started(Aggregate.Created):
+        customer_id: str
+
+    class Decided(Aggregate.Event):
+        decision: str  # merged, unmerged or detached
+        merge_id: str  # the merge made or undone; for a detach, empty
+        a: str  # merged: who absorbs...; detached: the identifier
+        b: str  # ...whom; otherwise empty
+        by: str
+        reason: str
+        occurred_at: int
+
+    @staticmethod
+    def create_id(customer_id: str) -> UUID:
+        return uuid5(_PEOPLE_NAMESPACE, customer_id)
+
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+
+
+# Every decision goes to one stream: they are few, and their order is the log's.
+PEOPLE_STREAM = "people"
+MERGED, UNMERGED, DETACHED = "merged", "unmerged", "detached"

@@ -50,6 +50,12 @@ class TouchpointLedger(ABC):
         streams with none are left out."""
 
     @abstractmethod
+    def select_stream_entries(
+        self, stream_ids: Sequence[UUID], topic: str
+    ) -> dict[UUID, list[tuple[int, bytes]]]:
+        """`select_stream_states`, each state with its position in the log."""
+
+    @abstractmethod
     def select_states(
         self,
         after: int,

@@ -429,7 +429,7 @@ def _event_state(tp: Touchpoint, timestamp: datetime) -> dict[str, Any]:
     if tp.cookie_id:
         identifiers["cookie_id"] = tp.cookie_id
     attributes = tp.attributes
-    return {
+    state = {
         "event_id": tp.event_id,
         "customer_id": tp.customer_id,
         "channel": tp.channel,
@@ -442,3 +442,6 @@ def _event_state(tp: Touchpoint, timestamp: datetime) -> dict[str, Any]:
         "identifiers": identifiers,
         "timestamp": timestamp,
     }
+    if tp.anonymous:  # only then: the states of other touchpoints stay as they were
+        state["anonymous"] = True
+    return state

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from engine.errors import InvalidTouchpoint
+from engine.identifiers import stream_key
 
 CHANNELS = ("web", "email", "phone", "visit")
 # Readers map channels they do not know yet to this symbol instead of failing.
@@ -31,7 +32,11 @@ _NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 
 class Touchpoint(NamedTuple):
     """A validated touchpoint. `occurred_at` is milliseconds since the epoch, UTC.
-    (A named tuple: immutable, and cheap to build by the hundred thousand.)"""
+    (A named tuple: immutable, and cheap to build by the hundred thousand.)
+
+    An `anonymous` touchpoint came without a customer id: `customer_id` is then the key it
+    is recorded under, made from its first identifier (`engine.identifiers.stream_key`),
+    and the identity graph says whose journey it is part of."""
 
     event_id: str
     customer_id: str
@@ -45,6 +50,7 @@ class Touchpoint(NamedTuple):
     phone: str | None = None
     cookie_id: str | None = None
     attributes: Mapping[str, str] = _NO_ATTRIBUTES
+    anonymous: bool = False
 
     @property
     def identifiers(self) -> dict[str, str]:
@@ -99,19 +105,33 @@ def touchpoint_from_record(record: Mapping[str, Any], *, now_ms: int) -> Touchpo
         attributes = _NO_ATTRIBUTES
     elif type(attributes) is not dict or not _plain_attributes(attributes):
         attributes = _attributes(attributes)
+    event_id = identifier_field(get("event_id"), "event_id")
+    email = text_field(get("email"), "email")
+    phone = text_field(get("phone"), "phone")
+    cookie_id = text_field(get("cookie_id"), "cookie_id")
+    customer_id = get("customer_id")
+    anonymous = customer_id is None or customer_id == ""
+    if anonymous:
+        customer_id = stream_key({"email": email, "phone": phone, "cookie_id": cookie_id})
+        if customer_id is None:
+            raise InvalidTouchpoint(
+                "customer_id",
+                "is missing, and no email, phone or cookie_id says whose touchpoint it is",
+            )
     return Touchpoint(
-        identifier_field(get("event_id"), "event_id"),
-        identifier_field(get("customer_id"), "customer_id"),
+        event_id,
+        identifier_field(customer_id, "customer_id"),
         channel,
         kind,
         occurred_at,
         _required_text(get("source"), "source"),
         text_field(get("rep_id"), "rep_id"),
         outcome,
-        text_field(get("email"), "email"),
-        text_field(get("phone"), "phone"),
-        text_field(get("cookie_id"), "cookie_id"),
+        email,
+        phone,
+        cookie_id,
         attributes,
+        anonymous,
     )
 
 

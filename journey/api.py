@@ -71,8 +71,8 @@ from journey.contract import (
 from journey.effectiveness import read_effectiveness
 from journey.filters import CustomersBehindFilter
 from journey.health import Health, metrics_text
+from journey.people import person_journey
 from journey.serving import READERS, Answers, Follower, Readers, Stamp, ViewsBehind, wait_until_read
-from projections.timeline import timeline as project_timeline
 from projections.views import FRICTION_GROUPS
 
 log = logging.getLogger("journey.serve")
@@ -145,11 +145,13 @@ def create_app(
     app.include_router(backtest_api.router, dependencies=[sales, text_only], responses=errors)
     ingest = Depends(_bearer(ingest_token or token, _INGEST_TOKEN))
     app.include_router(writing, dependencies=[ingest, text_only], responses=errors)
-    from journey.marketing_api import marketing  # its routes use this module's helpers
+    from journey.identity_api import identities  # its routes use this module's helpers
+    from journey.marketing_api import marketing
 
     app.include_router(
         marketing, dependencies=[sales, text_only, Depends(_after)], responses=errors
     )
+    app.include_router(identities, dependencies=[sales, text_only], responses=errors)
     app.include_router(pages)
     app.include_router(operating)
     app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
@@ -466,15 +468,13 @@ async def customer(customer_id: str, request: Request) -> Response:
 
 
 def _customer(engine: Engine, customer_id: str) -> dict[str, Any]:
-    position = engine.view.position(customer_id)
-    if position is None:
-        raise UnknownCustomer(customer_id)
+    person, position, timeline = person_journey(engine, customer_id)
     shown = render.customer_json(
         engine.definition,
         position,
-        project_timeline(engine.log.stream(customer_id)),
+        timeline,
         engine.view.time_of(position),
-        engine.actions.actions(customer_id=customer_id, open_only=False),
+        engine.actions.actions(customer_id=person, open_only=False),
         times=render.instant,
     )
     shown["stages"] = stages.stages_json(engine.definition, position)
@@ -905,7 +905,10 @@ def ingest(
         result = engine.journeys.record(touchpoints, all_or_none=True)
     if result.last_position is not None:
         at = result.last_position
-        request.app.state.answers.seen((at, touchpoint.customer_id) for touchpoint in touchpoints)
+        # One that carries identifiers may join people: anyone's answer may change.
+        request.app.state.answers.seen(
+            (at, None if tp.anonymous or tp.identifiers else tp.customer_id) for tp in touchpoints
+        )
         request.app.state.follower.wake()
     if result.conflicts:
         conflict = result.conflicts[0]

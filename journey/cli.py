@@ -19,8 +19,7 @@ import click
 from eventsourcing.persistence import PersistenceError
 from rich.text import Text
 
-from engine.errors import JourneyError, ServiceUnavailable, StoreTooNew, UnknownCustomer
-from engine.identifiers import CUSTOMER_ID, parse_identifier
+from engine.errors import JourneyError, ServiceUnavailable, StoreTooNew
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint, from_millis
 from journey import render
@@ -32,8 +31,8 @@ from journey.bootstrap import (
 from journey.console import Exit, catch_up, engine_for, now_ms, out, progress, say
 from journey.demo import demo_customers, demo_outcomes, demo_touchpoints, recent_start
 from journey.ingest import IngestSummary, check_files, ingest_files
+from journey.people import person_journey
 from journey.showcase import story_examples
-from projections.timeline import timeline as project_timeline
 from schemas.codec import contract
 from schemas.files import file_format, touchpoint_avro, write_csv, write_jsonl
 
@@ -248,21 +247,12 @@ def customer(ctx: click.Context, customer_id: str, as_json: bool) -> None:
     (`email:anna@example.com`, `phone:+4520123456`, `cookie_id:...`)."""
     with engine_for(ctx) as engine:
         catch_up(engine)
-        identifier = parse_identifier(customer_id, engine.definition.identity.all_kinds)
-        if identifier.kind != CUSTOMER_ID:
-            from journey.identity import person_named  # it reads the whole log
-            from projections.identities import read_identities
-
-            graph = read_identities(engine.log, engine.definition.identity)
-            customer_id = person_named(graph, identifier)
         _show_customer(engine, customer_id, as_json=as_json)
 
 
 def _show_customer(engine: Engine, customer_id: str, *, as_json: bool = False) -> None:
-    position = engine.view.position(customer_id)
-    if position is None:
-        raise UnknownCustomer(customer_id)
-    timeline = project_timeline(engine.log.stream(customer_id))
+    person, position, timeline = person_journey(engine, customer_id)
+    customer_id = person
     clock = engine.view.time_of(position)
     actions = engine.actions.actions(customer_id=customer_id, open_only=False)
     if as_json:

@@ -573,8 +573,13 @@ class TouchpointRecord(BaseModel):
         "touchpoint once per event_id, however often it is sent. Sent again with other "
         "content, it is refused with 409.",
     )
-    customer_id: str = Field(
-        min_length=1, max_length=MAX_ID_LENGTH, description="The customer (or prospect)."
+    customer_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="The customer (or prospect), as the CRM knows them. Leave it out when the "
+        "channel does not know it: the touchpoint must then carry an email, phone or cookie_id, "
+        "and joins the journey of whoever they name.",
     )
     channel: Literal["web", "email", "phone", "visit", "other"] = Field(
         description="Where it happened: a visit is in person."
@@ -783,3 +788,75 @@ class EffectivenessAnswer(BaseModel):
     within_days: int = Field(description="The window after each decision that is looked at.")
     as_of: Time | None = Field(description="The journey's clock.")
     items: list[Effect] = Field(description="The groups, the one with the most actions first.")
+
+
+class IdentifierOf(BaseModel):
+    """An identifier in its matching form."""
+
+    kind: str = Field(
+        description="customer_id, email, phone, cookie_id, or a kind the journey adds."
+    )
+    value: str = Field(
+        description="In its matching form: an email in lower case, a phone in E.164."
+    )
+
+
+class IdentityLink(BaseModel):
+    """Two identifiers joined: by a touchpoint that carried both, or by a person's merge."""
+
+    position: int = Field(description="Where in the log it was made.")
+    at: Time | None = Field(description="When: the touchpoint's time, or the merge's.")
+    a: str = Field(description="One identifier, written kind:value.")
+    b: str = Field(description="The other.")
+    touchpoint: str | None = Field(description="The touchpoint that carried both, if it was one.")
+    merge_id: str | None = Field(description="The merge, if a person made it.")
+    by: str | None = Field(description="Who merged them.")
+    reason: str | None = Field(description="Why, in their words.")
+
+
+class IdentityConflict(BaseModel):
+    """A touchpoint that would have joined two known customers, which the engine never does
+    by itself: `people` are whose touchpoint it was, and who had the identifier first."""
+
+    link: IdentityLink = Field(description="The link refused: `b` is the identifier.")
+    people: list[str] = Field(
+        description="Whose touchpoint it was, and who had the identifier first."
+    )
+
+
+class PersonIdentity(BaseModel):
+    """Who a person is: every identifier their touchpoints carried, how they were linked,
+    and the conflicts that concern them."""
+
+    person: str = Field(description="Their id: the first customer id they had.")
+    identifiers: list[IdentifierOf] = Field(description="Every identifier, their ids first.")
+    links: list[IdentityLink] = Field(description="What joined them, in log order.")
+    conflicts: list[IdentityConflict] = Field(description="Conflicts that concern them.")
+
+
+class MergeIn(BaseModel):
+    """Two people (customer ids or identifiers, kind:value) to join into one."""
+
+    a: str = Field(description="A customer id, or an identifier: email:anna@example.com.")
+    b: str = Field(description="The other person, named the same way.")
+    reason: str = Field(min_length=1, description="Why they are one person.")
+    by: str = Field(min_length=1, description="Who decides.")
+
+
+class UnmergeIn(BaseModel):
+    """A merge to undo (its id), or an identifier to take out of every link touchpoints made."""
+
+    what: str = Field(description="A merge's id (m-...), or an identifier (kind:value).")
+    reason: str = Field(min_length=1, description="Why, in their words.")
+    by: str = Field(min_length=1, description="Who decides.")
+
+
+class IdentityDecided(BaseModel):
+    """A people's decision about who is who, recorded in the log."""
+
+    decision: Literal["merged", "unmerged", "detached"] = Field(
+        description="merged, unmerged (a merge undone) or detached (an identifier's links)."
+    )
+    merge_id: str | None = Field(description="The merge made or undone.")
+    people: list[str] = Field(description="The people it concerns, as they stand now.")
+    position: int | None = Field(description=POSITION)

@@ -3,22 +3,117 @@ customer carries, how they were linked, and the identifiers two customers share.
 
 from __future__ import annotations
 
-from typing import Any
+import getpass
+import uuid
+from typing import Any, NamedTuple
 
 import click
 from rich.text import Text
 
-from engine.errors import JourneyError
+from engine.errors import JourneyError, UnknownCustomer
 from engine.identifiers import CUSTOMER_ID, Identifier, parse_identifier
 from engine.identity import Conflict, IdentityGraph, Link
+from engine.journeys import DETACHED, MERGED, PEOPLE_STREAM, UNMERGED, IdentityDecisions
+from engine.recording import StreamEvent
 from journey import render
-from journey.console import engine_for, out, print_json
+from journey.bootstrap import Engine
+from journey.console import catch_up, engine_for, now_ms, out, print_json
 from projections.identities import read_identities
 
 
-class UnknownIdentifier(JourneyError):
+class UnknownIdentifier(UnknownCustomer):
     def __init__(self, identifier: Identifier) -> None:
-        super().__init__(f"no touchpoint recorded names {identifier}")
+        JourneyError.__init__(self, f"no touchpoint recorded names {identifier}")
+        self.customer_id = str(identifier)
+
+
+class IdentityRefused(JourneyError):
+    """A merge or an undo that cannot be made: the message says why."""
+
+
+class Decided(NamedTuple):
+    """A people's decision, appended to the log: what it was, and who is who after it."""
+
+    decision: str
+    merge_id: str
+    people: tuple[str, ...]  # the people it named, as they stand now
+    position: int | None
+
+
+def merge(engine: Engine, a: str, b: str, *, by: str, reason: str) -> Decided:
+    """Joins the people `a` and `b` name (customer ids or identifiers) into one, who keeps
+    the first customer id either had. Refused if they are one already."""
+    graph = read_identities(engine.log, engine.definition.identity)
+    first, second = (identifier_in(graph, who) for who in (a, b))
+    people = {person_named(graph, first), person_named(graph, second)}
+    if len(people) == 1:
+        raise IdentityRefused(f"{a} and {b} are one person already: {people.pop()}")
+    merge_id = f"m-{uuid.uuid4().hex[:12]}"
+    position = _append(engine, MERGED, merge_id, str(first), str(second), by=by, reason=reason)
+    catch_up(engine)
+    graph = read_identities(engine.log, engine.definition.identity)
+    return Decided(MERGED, merge_id, (person_named(graph, first),), position)
+
+
+def unmerge(engine: Engine, what: str, *, by: str, reason: str) -> Decided:
+    """Undoes a person's merge (`what` is its id, as `identity show` lists it), or takes an
+    identifier out of every link touchpoints made (`what` is the identifier): the people
+    become those the log makes without it, from the start."""
+    graph = read_identities(engine.log, engine.definition.identity)
+    merges = {link.merge_id: link for link in graph.merges()}
+    if what in merges:
+        if graph.is_undone(what):
+            raise IdentityRefused(f"merge {what} is undone already")
+        link = merges[what]
+        position = _append(engine, UNMERGED, what, str(link.a), str(link.b), by=by, reason=reason)
+        named: tuple[Identifier, ...] = (link.a, link.b)
+        decision = UNMERGED
+    else:
+        identifier = identifier_in(graph, what)
+        if identifier.kind == CUSTOMER_ID:
+            raise IdentityRefused(
+                f"{what} is neither a merge id nor an identifier such as email:..., phone:... "
+                "or cookie_id:... (a customer id is undone by undoing the merge that joined it)"
+            )
+        person_named(graph, identifier)
+        if identifier in graph.detached():
+            raise IdentityRefused(f"{identifier} links no one already")
+        position = _append(engine, DETACHED, "", str(identifier), "", by=by, reason=reason)
+        named = (identifier,)
+        decision = DETACHED
+    catch_up(engine)
+    graph = read_identities(engine.log, engine.definition.identity)
+    people = tuple(dict.fromkeys(person_named(graph, identifier) for identifier in named))
+    return Decided(decision, what if decision == UNMERGED else "", people, position)
+
+
+def identifier_in(graph: IdentityGraph, who: str) -> Identifier:
+    """`who` in matching form; a click error naming it if it cannot be read."""
+    identifier = parse_identifier(who, graph.policy.all_kinds)
+    if identifier.kind == CUSTOMER_ID:
+        return identifier
+    found, problems = graph.identifiers_of(None, {identifier.kind: identifier.value}, {})
+    if problems or not found:
+        raise IdentityRefused(problems[0] if problems else f"{who}: not an identifier")
+    return found[0]
+
+
+def _append(engine: Engine, decision: str, merge_id: str, a: str, b: str, **why: str) -> int | None:
+    """Appends a decision (`why`: who decided, `by`, and their `reason`)."""
+    fields = {
+        "decision": decision,
+        "merge_id": merge_id,
+        "a": a,
+        "b": b,
+        "by": why["by"],
+        "reason": why["reason"],
+        "occurred_at": now_ms(),
+    }
+    ledger_id = f"identity:{uuid.uuid4()}"
+    event = StreamEvent(
+        ledger_id, PEOPLE_STREAM, IdentityDecisions, IdentityDecisions.Decided, fields
+    )
+    return engine.journeys.append([event])
 
 
 @click.group("identity")
@@ -40,7 +135,7 @@ def show(ctx: click.Context, who: str, as_json: bool) -> None:
         person = person_named(graph, identifier)
         conflicts = [c for c in graph.conflicts() if person in c.people]
         if as_json:
-            print_json(_person_json(graph, person, conflicts))
+            print_json(person_json(graph, person, conflicts))
             return
         _print_person(graph, person, conflicts)
 
@@ -55,7 +150,7 @@ def conflicts(ctx: click.Context, as_json: bool) -> None:
         graph = read_identities(engine.log, engine.definition.identity)
     found = graph.conflicts()
     if as_json:
-        print_json([_conflict_json(conflict) for conflict in found])
+        print_json([conflict_json(conflict) for conflict in found])
         return
     if not found:
         out.print("No conflicts: no identifier is shared by two known customers.")
@@ -80,6 +175,47 @@ def conflicts(ctx: click.Context, as_json: bool) -> None:
         f"{len(found)} conflict{'s' if len(found) != 1 else ''}: each touchpoint stays with "
         "its own customer, and the identifier with the customer who had it first."
     )
+
+
+def _who_decides() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@identity.command("merge")
+@click.argument("a")
+@click.argument("b")
+@click.option("--reason", required=True, help="Why they are one person: kept with the merge.")
+@click.option("--by", help="Who decides [the user running the command].")
+@click.pass_context
+def merge_command(ctx: click.Context, a: str, b: str, reason: str, by: str | None) -> None:
+    """Join the people A and B name (customer ids or identifiers) into one journey. The
+    first customer id either had stays theirs; the other finds them too. Undo it with
+    `journey identity unmerge MERGE_ID`."""
+    with engine_for(ctx) as engine:
+        done = merge(engine, a, b, by=by or _who_decides(), reason=reason)
+    out.print(
+        f"{a} and {b} are one person now: {done.people[0]} (merge {done.merge_id}; "
+        f"undo with: journey identity unmerge {done.merge_id} --reason ...)"
+    )
+
+
+@identity.command("unmerge")
+@click.argument("what")
+@click.option("--reason", required=True, help="Why: kept with the undo.")
+@click.option("--by", help="Who decides [the user running the command].")
+@click.pass_context
+def unmerge_command(ctx: click.Context, what: str, reason: str, by: str | None) -> None:
+    """Undo a merge (WHAT: its id, as `journey identity show` lists it), or take an
+    identifier out of every link touchpoints made (WHAT: `cookie_id:...`, say, for a cookie
+    two people shared). The journeys, and the actions from then on, read as if it had never
+    been linked."""
+    with engine_for(ctx) as engine:
+        done = unmerge(engine, what, by=by or _who_decides(), reason=reason)
+    undone = f"merge {what}" if done.decision == UNMERGED else f"{what}'s links"
+    out.print(f"Undone {undone}: {', '.join(done.people)}")
 
 
 def person_named(graph: IdentityGraph, identifier: Identifier) -> str:
@@ -123,7 +259,7 @@ def _print_person(graph: IdentityGraph, person: str, conflicts: list[Conflict]) 
 
 def _linked_by(link: Link) -> str:
     if link.merge_id:
-        return f"{render.shown(link.by)}'s merge ({render.shown(link.reason)})"
+        return f"merge {link.merge_id} by {render.shown(link.by)} ({render.shown(link.reason)})"
     return render.shown(link.evidence)
 
 
@@ -145,15 +281,15 @@ def _link_json(link: Link) -> dict[str, Any]:
     }
 
 
-def _conflict_json(conflict: Conflict) -> dict[str, Any]:
+def conflict_json(conflict: Conflict) -> dict[str, Any]:
     return {"link": _link_json(conflict.link), "people": list(conflict.people)}
 
 
-def _person_json(graph: IdentityGraph, person: str, conflicts: list[Conflict]) -> dict[str, Any]:
+def person_json(graph: IdentityGraph, person: str, conflicts: list[Conflict]) -> dict[str, Any]:
     members = sorted(graph.members(person), key=_kind_order(graph))
     return {
         "person": person,
         "identifiers": [{"kind": m.kind, "value": m.value} for m in members],
         "links": [_link_json(link) for link in graph.links(person)],
-        "conflicts": [_conflict_json(conflict) for conflict in conflicts],
+        "conflicts": [conflict_json(conflict) for conflict in conflicts],
     }

@@ -274,14 +274,22 @@ class Follower:
             self._answers.start_at(self._seen)
         while self._seen < head:
             entries = engine.log.entries(self._seen, LOOK_PAGE, head, DECIDER_TOPICS)
-            self._answers.seen(
-                (position, cast(Mapping[str, Any], entry).get("customer_id"))
-                for position, entry in entries
-            )
+            self._answers.seen((position, _whose(entry)) for position, entry in entries)
             if len(entries) < LOOK_PAGE:
                 break
             self._seen = entries[-1][0]
         self._seen = head
+
+
+def _whose(entry: Any) -> str | None:
+    """The one customer whose answer an entry of the log may change; None: anyone's (a
+    clock event; a people's decision, or a touchpoint with identifiers, may join or part
+    people)."""
+    found = cast(Mapping[str, Any], entry)
+    if found.get("identifiers") or found.get("anonymous") or "decision" in found:
+        return None
+    customer_id: str | None = found.get("customer_id")
+    return customer_id
 
 
 def wait_until_read(engine: Engine, position: int, timeout: float, *, decided: bool) -> None:

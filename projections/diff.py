@@ -79,7 +79,7 @@ def _fold(
     projector = JourneyProjector(
         definition,
         lambda _: {},  # nothing stored: every position stays in memory
-        log.folded_streams,
+        log,
         lambda _: [],
         lambda: None,
         max_cached=None,

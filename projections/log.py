@@ -15,13 +15,20 @@ from eventsourcing.utils import get_topic
 
 from engine.actions import ActionOutcomes
 from engine.errors import ConfigurationError
-from engine.journeys import CustomerJourney, JourneyClock, TouchpointState, stream_id
+from engine.journeys import (
+    CustomerJourney,
+    IdentityDecisions,
+    JourneyClock,
+    TouchpointState,
+    stream_id,
+)
 from engine.ledger import Partition, TouchpointLedger
 
 TOUCHPOINT_TOPIC = get_topic(CustomerJourney.TouchpointRecorded)
 TICK_TOPIC = get_topic(JourneyClock.Ticked)
 OUTCOME_TOPIC = get_topic(ActionOutcomes.Reported)
-_FOLDED_TOPICS = (TOUCHPOINT_TOPIC, TICK_TOPIC)
+IDENTITY_TOPIC = get_topic(IdentityDecisions.Decided)
+_FOLDED_TOPICS = (TOUCHPOINT_TOPIC, TICK_TOPIC, IDENTITY_TOPIC)
 # The decider also reads what sales people did with its actions.
 DECIDER_TOPICS = (*_FOLDED_TOPICS, OUTCOME_TOPIC)
 
@@ -36,8 +43,10 @@ class Tick(TypedDict):
 
 
 class Folded(msgspec.Struct, gc=False):
-    """What a fold reads of a stored touchpoint or clock event, decoded without the rest.
-    A clock event has no `event_id`; its time is `at`."""
+    """What a fold reads of a stored touchpoint, clock event or people's decision about who
+    is who, decoded without the rest. A clock event has no `event_id`; its time is `at`. An
+    `anonymous` touchpoint came without a customer id: its `customer_id` is the key made
+    from its identifiers. A decision has a `decision` (see engine.journeys.IdentityDecisions)."""
 
     event_id: str | None = None
     customer_id: str = ""
@@ -47,7 +56,15 @@ class Folded(msgspec.Struct, gc=False):
     outcome: str | None = None
     rep_id: str | None = None
     attributes: dict[str, str] = {}
+    identifiers: dict[str, str] = {}
+    anonymous: bool = False
     at: int = 0
+    decision: str = ""
+    merge_id: str = ""
+    a: str = ""
+    b: str = ""
+    by: str = ""
+    reason: str = ""
 
 
 _decode_folded = msgspec.json.Decoder(Folded).decode
@@ -105,8 +122,10 @@ class JourneyLog:
     ) -> list[tuple[int, Folded]]:
         """`entries`, reduced to what a fold reads; with a partition, only the touchpoints of
         its customers, and every clock event."""
-        if partition is not None and TICK_TOPIC not in partition.everywhere:
-            partition = replace(partition, everywhere=(*partition.everywhere, TICK_TOPIC))
+        everyone = (TICK_TOPIC, IDENTITY_TOPIC)  # time and who is who reach every share
+        if partition is not None and not set(everyone) <= set(partition.everywhere):
+            missing = tuple(t for t in everyone if t not in partition.everywhere)
+            partition = replace(partition, everywhere=(*partition.everywhere, *missing))
         rows = self._recorder.select_states(after, limit, _FOLDED_TOPICS, stop, partition)
         fold = self._folded
         return [(position, fold(state)) for position, state in rows]
@@ -115,6 +134,23 @@ class JourneyLog:
         """These customers' recorded touchpoints, reduced to what a fold reads, each
         customer's in the order they arrived; customers with none are left out."""
         return self._streams(customer_ids, self._folded)
+
+    def folded_entries(self, stream_keys: Sequence[str]) -> dict[str, list[tuple[int, Folded]]]:
+        """`folded_streams`, each touchpoint with its position in the log."""
+        streams = {stream_id(key): key for key in stream_keys}
+        stored = self._recorder.select_stream_entries(list(streams), TOUCHPOINT_TOPIC)
+        fold = self._folded
+        return {
+            streams[stream]: [(position, fold(state)) for position, state in entries]
+            for stream, entries in stored.items()
+        }
+
+    def touchpoints_of(self, keys: Sequence[str]) -> list[TouchpointState]:
+        """The touchpoints recorded under any of these keys (a person's), in log order."""
+        streams = {stream_id(key): key for key in keys}
+        stored = self._recorder.select_stream_entries(list(streams), TOUCHPOINT_TOPIC)
+        merged = sorted(entry for entries in stored.values() for entry in entries)
+        return [self._touchpoint(state) for _, state in merged]
 
     def stream(self, customer_id: str) -> list[TouchpointState]:
         """A customer's recorded touchpoints, in the order they arrived."""

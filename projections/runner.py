@@ -7,22 +7,24 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from eventsourcing.application import Application
 
 from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
+from engine.identity import Regrouped
 from engine.journeys import stream_id
 from engine.ledger import Partition
 from engine.pipeline import from_another_process, from_other_processes
 from engine.recording import Journeys
 from engine.settings import DEFAULT_PAGE_SIZE
-from projections.log import Folded, JourneyLog
+from projections.log import JourneyLog
 from projections.machine import StageMachine
+from projections.people import Decision, History, People, Sighting, sighting
 from projections.position import Mark, Position
 from projections.views import (
     JOURNEY_PROJECTION,
@@ -69,9 +71,10 @@ def definition_digest(definition: JourneyDefinition) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# (log position, customer id, what the fold keeps); a clock event has no customer id, and its
-# mark holds only its time.
-MarkedPage = list[tuple[int, str | None, Mark]]
+# (log position, the key a touchpoint was recorded under, what the fold keeps, whose it
+# says it is beyond its key); a clock event has no key, and its mark holds only its time; a
+# people's decision about who is who has no key either, and comes last.
+MarkedPage = list[tuple[int, str | None, Mark, Sighting | Decision | None]]
 
 
 def marked_pages(
@@ -88,15 +91,20 @@ def marked_pages(
     empty page closes the range when its last events are neither."""
     position = start
     mark = machine.mark_folded
+    kinds = machine.definition.identity.kinds
     while position < head:
         page: MarkedPage = []
         add = page.append
         with collector_paused():
             for log_position, e in log.folded(position, page_size, stop=head, partition=partition):
-                if e.event_id is None:
-                    add((log_position, None, Mark(e.at, "", ())))
+                if e.decision:
+                    add((log_position, None, Mark(e.occurred_at, "", ()), Decision.of(e)))
+                elif e.event_id is None:
+                    add((log_position, None, Mark(e.at, "", ()), None))
+                elif e.identifiers or e.anonymous or kinds:
+                    add((log_position, e.customer_id, mark(e), sighting(e, kinds)))
                 else:
-                    add((log_position, e.customer_id, mark(e)))
+                    add((log_position, e.customer_id, mark(e), None))
         yield page
         if not page:
             return
@@ -152,7 +160,7 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
         projector = JourneyProjector(
             definition,
             view.load_positions,
-            log.folded_streams,
+            log,
             due,
             ticked=lambda: None,
             max_cached=share.max_cached,
@@ -189,15 +197,16 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
 
 
 class JourneyProjector:
-    """Folds pages of recorded touchpoints and clock events into position changes. No I/O of
-    its own: positions it has not seen come from `load`, customers with something due by a
-    time from `due`, and the last clock event's time from `ticked`."""
+    """Folds pages of recorded touchpoints and clock events into position changes, one
+    position per person (see projections/people.py). No I/O of its own: positions it has
+    not seen come from `load`, touchpoints to fold again from `history`, customers with
+    something due by a time from `due`, and the last clock event's time from `ticked`."""
 
     def __init__(
         self,
         definition: JourneyDefinition,
         load: Callable[[list[str]], dict[str, Position]],
-        streams: Callable[[list[str]], dict[str, list[Folded]]],
+        history: History,
         due: Callable[[int], list[str]],
         ticked: Callable[[], int | None],
         *,
@@ -205,10 +214,10 @@ class JourneyProjector:
     ) -> None:
         """Keeps up to `max_cached` positions in memory between pages (None: all)."""
         self.machine = StageMachine(definition)
+        self.people = People(definition.identity, history)
         self._max_cached = max_cached
         self.severity = {f.id: f.severity for f in definition.frictions}
         self._load = load
-        self._streams = streams
         self._due = due
         self._load_ticked = ticked
         self._ticked: int | None = None
@@ -223,6 +232,7 @@ class JourneyProjector:
 
     def forget(self, *, view_is_empty: bool = False) -> None:
         self._positions.clear()
+        self.people.forget()
         self._written = set() if view_is_empty else None
         self._ticked_known = False
 
@@ -230,61 +240,129 @@ class JourneyProjector:
         self._prepare(page)
         positions = self._positions
         step, advance = self.machine.step, self.machine.advance
+        place = self.people.place
         changed: dict[str, Position] = {}
-        # Customers with a touchpoint that arrived late: their touchpoints from that one on
-        # wait, and each such customer is replayed once for the page, however many arrived
-        # late (a bulk import of old call logs, say).
-        waiting: dict[str, list[Mark]] = {}
+        # People with a touchpoint that arrived late: their touchpoints from that one on
+        # wait, and each such person is replayed once for the page, however many arrived
+        # late (a bulk import of old call logs, say), from the position of the first.
+        waiting: dict[str, tuple[int, list[Mark]]] = {}
+        # People who became one, or were split: folded again from all their touchpoints at
+        # the end of the page. The ids that name no one any more are removed.
+        regrouped: set[str] = set()
+        removed: set[str] = set()
         clock = 0
         ticked = self._ticked
-        for _, customer_id, mark in page:
+        for log_position, key, mark, seen in page:
             at = mark.occurred_at
-            if customer_id is None:
-                if ticked is None or at > ticked:
+            if key is None:
+                if isinstance(seen, Decision):
+                    moved = self.people.decide(log_position, seen)
+                    if moved:
+                        self._regroup(moved, changed, waiting, regrouped, removed)
+                elif ticked is None or at > ticked:
                     ticked = self._ticked = at
-                    self._tick(ticked, changed, waiting)
+                    self._tick(ticked, changed, waiting.keys() | regrouped)
                 continue
             clock = max(clock, at)
-            if customer_id in waiting:
-                waiting[customer_id].append(mark)
+            # Only a key's entry has a sighting: decisions have none.
+            person, moved = place(log_position, key, cast(Sighting | None, seen), mark.event_id, at)
+            if moved:
+                self._regroup(moved, changed, waiting, regrouped, removed)
+            if person in regrouped:
                 continue
-            position = positions[customer_id]
+            if person in waiting:
+                waiting[person][1].append(mark)
+                continue
+            position = positions.get(person) or self._position_of(person)
             # StageMachine.is_late, inlined: this loop runs for every event of a replay.
             last, horizon = position.last_at, position.horizon
             if (last is not None and at < last) or (horizon is not None and at < horizon):
-                waiting[customer_id] = [mark]
+                waiting[person] = (log_position, [mark])
                 continue
             step(position, mark)
             if ticked is not None and ticked > at:
                 advance(position, ticked)
-            changed[customer_id] = position
-        earlier = self._earlier([positions[customer_id] for customer_id in waiting])
-        for customer_id, marks in waiting.items():
-            replayed = self.machine.replay(customer_id, [*earlier[customer_id], *marks], ticked)
-            positions[customer_id] = changed[customer_id] = replayed
+            changed[person] = position
+        end = page[-1][0] if page else 0
+        self._replay(waiting, regrouped, end, ticked, changed)
         if self._written is not None:
             self._written.update(changed)
         return PageChanges(
             list(changed.values()),
             clock or None,
-            page[-1][0] if page else 0,
+            end,
             ticked=ticked,
             details=self._rows(changed.values()),
+            removed=tuple(sorted(removed)),
+            aliases=self.people.take_aliases(),
         )
+
+    def _position_of(self, person: str) -> Position:
+        """A person not in memory: loaded, or new."""
+        self._ensure({person})
+        return self._positions[person]
+
+    def _regroup(
+        self,
+        moved: Regrouped,
+        changed: dict[str, Position],
+        waiting: dict[str, tuple[int, list[Mark]]],
+        regrouped: set[str],
+        removed: set[str],
+    ) -> None:
+        """People became one, or one became several: the ids gone leave the views, and the
+        people who changed are folded again at the end of the page."""
+        for gone in moved.gone:
+            self._positions.pop(gone, None)
+            changed.pop(gone, None)
+            waiting.pop(gone, None)
+            regrouped.discard(gone)
+            removed.add(gone)
+        for person in moved.changed:
+            removed.discard(person)
+            waiting.pop(person, None)
+            regrouped.add(person)
+
+    def _replay(
+        self,
+        waiting: dict[str, tuple[int, list[Mark]]],
+        regrouped: set[str],
+        end: int,
+        ticked: int | None,
+        changed: dict[str, Position],
+    ) -> None:
+        """Folds again the people with late touchpoints, and those regrouped."""
+        if not waiting and not regrouped:
+            return
+        machine, positions, mark = self.machine, self._positions, self.machine.mark_folded
+        for person, (since, marks) in waiting.items():
+            earlier = self.people.touchpoints([person], before=since).get(person, [])
+            replayed = machine.replay(person, [*map(mark, earlier), *marks], ticked)
+            positions[person] = changed[person] = replayed
+        if regrouped:
+            found = self.people.touchpoints(sorted(regrouped), before=end + 1)
+            for person in sorted(regrouped):
+                marks = [mark(e) for e in found.get(person, [])]
+                replayed = machine.replay(person, marks, ticked)
+                positions[person] = changed[person] = replayed
 
     def stepwise(self, page: MarkedPage) -> StepwiseFold:
         """Folds `page` an entry at a time, for a reader that acts on the positions as of each
         touchpoint and each clock event (the decider): see `StepwiseFold`."""
         self._prepare(page)
-        return StepwiseFold(self, page)
+        return StepwiseFold(self)
 
     def _prepare(self, page: MarkedPage) -> None:
-        """Knows the last clock event, and holds the page's customers' positions in memory."""
+        """Knows the last clock event and who is who before the page, and holds the page's
+        customers' positions in memory."""
         positions = self._positions
         if not self._ticked_known:
             self._ticked = self._load_ticked()
             self._ticked_known = True
-        customers = {customer_id for _, customer_id, _ in page if customer_id is not None}
+        if page:
+            self.people.catch_up(page[0][0] - 1)
+        person_of = self.people.person_of
+        customers = {person_of(key) for _, key, _, _ in page if key is not None}
         if self._max_cached is not None and len(positions) + len(customers) > self._max_cached:
             self.before_forgetting()
             positions.clear()
@@ -333,77 +411,92 @@ class JourneyProjector:
 
     def tick(self, at: int, changed: dict[str, Position]) -> None:
         """Time has reached `at`: `changed` gets the customers it moved."""
-        self._tick(at, changed, {})
+        self._tick(at, changed, ())
 
     def note_written(self, changed: Iterable[str]) -> None:
         """These customers' positions are about to be written."""
         if self._written is not None:
             self._written.update(changed)
 
-    def streams(self, customers: list[str]) -> dict[str, list[Folded]]:
-        return self._streams(customers)
-
-    def _tick(self, at: int, changed: dict[str, Position], waiting: dict[str, list[Mark]]) -> None:
-        """Time has reached `at`: whatever falls due before it happens for every customer."""
+    def _tick(self, at: int, changed: dict[str, Position], skip: Container[str]) -> None:
+        """Time has reached `at`: whatever falls due before it happens for every customer
+        (but those in `skip`, folded again later)."""
         positions = self._positions
         due = {cid for cid, p in positions.items() if p.due is not None and p.due < at}
         due.update(cid for cid in self._due(at) if cid not in positions)
         self._ensure(due)
         advance = self.machine.advance
         for customer_id in sorted(due):
-            if customer_id not in waiting and advance(positions[customer_id], at):
+            if customer_id not in skip and advance(positions[customer_id], at):
                 changed[customer_id] = positions[customer_id]
 
     def _rows(self, changed: Iterable[Position]) -> DetailRows:
         """The rows of the frictions and moments views of customers whose details changed."""
         return DetailRows([p for p in changed if p.details_changed], self.severity)
 
-    def _earlier(self, positions: list[Position]) -> dict[str, list[Mark]]:
-        """Each customer's touchpoints folded so far, in arrival order. They are the first of
-        the customer's stream, however far the log has moved on since."""
-        if not positions:
-            return {}
-        streams = self._streams([position.customer_id for position in positions])
-        mark = self.machine.mark_folded
-        return {
-            p.customer_id: [mark(tp) for tp in streams.get(p.customer_id, [])[: p.touchpoints]]
-            for p in positions
-        }
-
 
 class StepwiseFold:
     """One page folded an entry at a time, in log order: after each touchpoint, its
-    customer's position is as a page ending there would leave it, and each clock event says
-    whose positions time moved. A late touchpoint replays its customer at once, rather than
-    once at the end of the page as `JourneyProjector.fold` does, so that what a reader sees
-    in between does not depend on where pages begin and end. At the end, the positions are
-    the ones `fold` leaves."""
+    person's position is as a page ending there would leave it, and each clock event says
+    whose positions time moved. A late touchpoint replays its person at once, and so does
+    a touchpoint that joins people (or a split), rather than once at the end of the page as
+    `JourneyProjector.fold` does, so that what a reader sees in between does not depend on
+    where pages begin and end. At the end, the positions are the ones `fold` leaves."""
 
-    def __init__(self, projector: JourneyProjector, page: MarkedPage) -> None:
+    def __init__(self, projector: JourneyProjector) -> None:
         self._projector = projector
         self._changed: dict[str, Position] = {}
+        self._removed: set[str] = set()
         self._clock = 0
-        self._marks: dict[str, list[Mark]] = {}  # streams read for late touchpoints
-        self._maybe_late = self._late_ones(page)
 
-    def touchpoint(self, customer_id: str, mark: Mark) -> Position:
-        """The customer's position after this touchpoint, as of the last clock event."""
+    def touchpoint(
+        self, log_position: int, key: str, mark: Mark, seen: Sighting | None
+    ) -> tuple[str, Position, Regrouped]:
+        """The person the touchpoint is part of, their position after it (as of the last
+        clock event), and how it changed who is who."""
         projector = self._projector
         machine = projector.machine
-        position = projector.positions[customer_id]
+        positions = projector.positions
         at = mark.occurred_at
         self._clock = max(self._clock, at)
         ticked = projector.ticked
+        person, moved = projector.people.place(log_position, key, seen, mark.event_id, at)
+        if moved:
+            self._regroup(moved, log_position)
+            return person, positions[person], moved
+        position = positions.get(person) or projector.positions_of([person])[person]
         if machine.is_late(position, mark):
-            earlier = self._earlier(position)
-            position = machine.replay(customer_id, [*earlier, mark], ticked)
-            projector.positions[customer_id] = position
+            earlier = projector.people.touchpoints([person], before=log_position).get(person, [])
+            position = machine.replay(person, [*map(machine.mark_folded, earlier), mark], ticked)
+            positions[person] = position
         else:
             machine.step(position, mark)
             if ticked is not None and ticked > at:
                 machine.advance(position, ticked)
-        self._changed[customer_id] = position
-        return position
+        self._changed[person] = position
+        return person, position, moved
+
+    def decision(self, log_position: int, decision: Decision) -> Regrouped:
+        """A people's decision about who is who: the people it changed are folded again at
+        once, and the ids it ended leave."""
+        moved = self._projector.people.decide(log_position, decision)
+        if moved:
+            self._regroup(moved, log_position)
+        return moved
+
+    def _regroup(self, moved: Regrouped, log_position: int) -> None:
+        projector = self._projector
+        machine, positions = projector.machine, projector.positions
+        found = projector.people.touchpoints(moved.changed, before=log_position + 1)
+        for gone in moved.gone:
+            positions.pop(gone, None)
+            self._changed.pop(gone, None)
+            self._removed.add(gone)
+        for changed in moved.changed:
+            marks = [machine.mark_folded(e) for e in found.get(changed, [])]
+            replayed = machine.replay(changed, marks, projector.ticked)
+            positions[changed] = self._changed[changed] = replayed
+            self._removed.discard(changed)
 
     def clock(self, at: int) -> list[str]:
         """Time has reached `at`: the customers whose positions it moved, in id order (none
@@ -428,36 +521,9 @@ class StepwiseFold:
             log_position,
             ticked=projector.ticked,
             details=DetailRows([p for p in changed if p.details_changed], projector.severity),
+            removed=tuple(sorted(self._removed)),
+            aliases=projector.people.take_aliases(),
         )
-
-    def _late_ones(self, page: MarkedPage) -> set[str]:
-        """The customers with a touchpoint on the page earlier than one already folded, whose
-        earlier touchpoints are read at once when the first of them comes."""
-        positions = self._projector.positions
-        latest: dict[str, int] = {}
-        late = set()
-        for _, customer_id, mark in page:
-            if customer_id is None:
-                continue
-            seen = latest.get(customer_id)
-            if seen is None:
-                position = positions[customer_id]
-                seen = max(position.last_at or 0, position.horizon or 0)
-            if mark.occurred_at < seen:
-                late.add(customer_id)
-            latest[customer_id] = max(seen, mark.occurred_at)
-        return late
-
-    def _earlier(self, position: Position) -> list[Mark]:
-        """The customer's touchpoints folded so far, in arrival order."""
-        customer_id = position.customer_id
-        if customer_id not in self._marks:
-            wanted = {customer_id, *(self._maybe_late - self._marks.keys())}
-            streams = self._projector.streams(sorted(wanted))
-            mark = self._projector.machine.mark_folded
-            for other in wanted:
-                self._marks[other] = [mark(tp) for tp in streams.get(other, [])]
-        return self._marks[customer_id][: position.touchpoints]
 
 
 class _HeldBack:
@@ -470,6 +536,8 @@ class _HeldBack:
         self._severity = severity
         self._taken: set[str] | None = set() if view_is_empty else None
         self._positions: dict[str, Position] = {}
+        self._removed: set[str] = set()
+        self._aliases: dict[str, str | None] = {}
         self._clock: int | None = None
         self._ticked: int | None = None
         self._position = 0
@@ -478,6 +546,11 @@ class _HeldBack:
         return self._position > 0
 
     def add(self, changes: PageChanges) -> None:
+        for gone in changes.removed:
+            self._positions.pop(gone, None)
+            self._removed.add(gone)
+        self._removed.difference_update(p.customer_id for p in changes.positions)
+        self._aliases.update(changes.aliases)
         self._positions.update((p.customer_id, p) for p in changes.positions)
         if changes.clock is not None:
             self._clock = max(self._clock or 0, changes.clock)
@@ -487,7 +560,7 @@ class _HeldBack:
     def take(self) -> PageChanges:
         positions = list(self._positions.values())
         taken = self._taken
-        first_write = taken is not None and taken.isdisjoint(self._positions)
+        first_write = taken is not None and taken.isdisjoint(self._positions) and not self._removed
         if taken is not None:
             taken.update(self._positions)
         changes = PageChanges(
@@ -497,8 +570,11 @@ class _HeldBack:
             ticked=self._ticked,
             details=DetailRows([p for p in positions if p.details_changed], self._severity),
             first_write=first_write,
+            removed=tuple(sorted(self._removed)),
+            aliases=self._aliases,
         )
-        self._positions, self._clock, self._position = {}, None, 0
+        self._positions, self._removed, self._aliases = {}, set(), {}
+        self._clock, self._position = None, 0
         return changes
 
 
@@ -531,7 +607,7 @@ class ProjectionRunner:
         self._page_size = page_size
         self._log = JourneyLog(app)
         self._projector = JourneyProjector(
-            definition, view.load_positions, self._log.folded_streams, view.due_before, view.ticked
+            definition, view.load_positions, self._log, view.due_before, view.ticked
         )
 
     def position(self) -> int:
@@ -571,7 +647,7 @@ class ProjectionRunner:
             self._projector.forget()
         head = self._log.head()
         large = self._store_env is not None and head - start > self._parallel_above_events
-        if large and unseen and start == 0 and self._partitions > 1:
+        if large and unseen and start == 0 and self._partitions > 1 and self._apart(head):
             opener = self._view.opener()
             if opener is not None:
                 return self._fold_in_partitions(opener, head, progress)
@@ -616,6 +692,14 @@ class ProjectionRunner:
             self._projector.before_forgetting = lambda: None
         done = self.catch_up(progress)
         return CatchUp(done.position - start, done.position)
+
+    def _apart(self, head: int) -> bool:
+        """Whether each person's touchpoints up to `head` were recorded under one key, so
+        that partitions of the keys are partitions of the people. (The graph read to tell
+        is forgotten: each partition reads its own.)"""
+        people = People(self._definition.identity, self._log)
+        people.catch_up(head)
+        return people.one_key_each()
 
     def _fold_in_partitions(
         self, open_view: Callable[[], JourneyView], head: int, progress: Progress | None

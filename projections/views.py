@@ -25,6 +25,11 @@ class ViewOutOfDate(JourneyError):
     """The view was built with another journey definition and must be rebuilt."""
 
 
+# Every view table with a row per customer (or more): a customer id that names no one any
+# more leaves them all.
+CUSTOMER_TABLES = ("journey_positions", "journey_frictions", "journey_moments", "journey_outcomes")
+
+
 @dataclass(frozen=True, slots=True)
 class DetailRows:
     """The customers whose frictions, moments of truth or outcome tallies changed: in each
@@ -96,6 +101,10 @@ class PageChanges:
     details: DetailRows = DetailRows()  # frictions, moments of truth, outcome tallies
     # None of these customers has rows in the views yet: theirs are added, none replaced.
     first_write: bool = False
+    # Ids that no longer name anyone's journey (people who became one): their rows go.
+    removed: Sequence[str] = ()
+    # Keys touchpoints were recorded under that name another person (None: their own).
+    aliases: Mapping[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +229,15 @@ class JourneyView(ABC):
 
     @abstractmethod
     def position(self, customer_id: str) -> Position | None: ...
+
+    @abstractmethod
+    def person_of(self, key: str) -> str | None:
+        """The person a key (a customer id, or the key of anonymous touchpoints) names now,
+        if the views know it."""
+
+    @abstractmethod
+    def keys_of(self, person: str) -> list[str]:
+        """Every key the person's touchpoints were recorded under, their own id first."""
 
     @abstractmethod
     def funnel(self, ladder: Sequence[str]) -> list[StageCount]:

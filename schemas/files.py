@@ -277,7 +277,7 @@ def touchpoint_json(tp: Touchpoint) -> dict[str, Any]:
     """The JSON form of a touchpoint, for people: times in ISO-8601, absent fields left out."""
     record: dict[str, Any] = {
         "event_id": tp.event_id,
-        "customer_id": tp.customer_id,
+        **({} if tp.anonymous else {"customer_id": tp.customer_id}),
         "channel": tp.channel,
         "type": tp.type,
         "occurred_at": from_millis(tp.occurred_at).isoformat().replace("+00:00", "Z"),
@@ -300,7 +300,7 @@ def touchpoint_avro(tp: Touchpoint) -> dict[str, Any]:
     """The Avro record of a touchpoint."""
     return {
         "event_id": tp.event_id,
-        "customer_id": tp.customer_id,
+        "customer_id": None if tp.anonymous else tp.customer_id,
         "email": tp.email,
         "phone": tp.phone,
         "cookie_id": tp.cookie_id,

@@ -174,6 +174,7 @@ BOOKKEEPING = (
 # The journey views: one set per generation (a file on SQLite, a schema on PostgreSQL).
 VIEW_TABLES = (
     "journey_tracking",
+    "journey_people",
     "journey_positions",
     "journey_clock",
     "journey_frictions",
@@ -240,6 +241,17 @@ VIEWS = (
         2,
         "the views' tracking table has one name on both stores: journey_tracking",
         (Step("ALTER TABLE {t}projection_tracking RENAME TO journey_tracking", SQLITE),),
+    ),
+    Migration(
+        3,
+        "the keys a person's touchpoints were recorded under, where they are not the person's id",
+        (
+            Step(
+                """CREATE TABLE IF NOT EXISTS {t}journey_people (
+                key TEXT PRIMARY KEY, person TEXT NOT NULL)"""
+            ),
+            Step("CREATE INDEX IF NOT EXISTS journey_people_person ON {t}journey_people (person)"),
+        ),
     ),
 )
 

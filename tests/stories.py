@@ -219,6 +219,51 @@ def kathrines_morning() -> list[dict[str, Any]]:
     ]
 
 
+def anonymous_reader_turns_caller() -> list[dict[str, Any]]:
+    """Greta is in the CRM with her email address and phone number. She reads the website
+    without logging in (the web analytics system knows only its cookie), fills the quote
+    form, which fails, and calls 20 minutes later (the telephony system knows only her
+    number). No channel but the CRM knows her customer id."""
+    c = "S7-GRETA"
+    cookie, email, phone = "ck-7f3a", "Greta.Holm@example.com", "+45 31 41 59 26"
+
+    def anonymous(event_id: str, channel: str, kind: str, at: int, **extra: Any) -> dict[str, Any]:
+        record = tp(event_id, c, channel, kind, at, **extra)
+        del record["customer_id"]
+        return record
+
+    return [
+        tp("s7-0", c, "email", "newsletter_signup", T0 - 30 * DAY, email=email, phone=phone),
+        anonymous("s7-1", "web", "page_view", T0, cookie_id=cookie, attributes={"page": "pricing"}),
+        anonymous(
+            "s7-2",
+            "web",
+            "page_view",
+            T0 + 5 * 60_000,
+            cookie_id=cookie,
+            attributes={"page": "pricing"},
+        ),
+        anonymous(
+            "s7-3",
+            "web",
+            "form_failed",
+            T0 + 16 * 60_000,
+            cookie_id=cookie,
+            email=email.lower(),
+            outcome="negative",
+            attributes={"form": "quote", "error": "server"},
+        ),
+        anonymous(
+            "s7-4",
+            "phone",
+            "call_inbound",
+            T0 + 36 * 60_000,
+            phone="0045 31415926",
+            attributes={"line": "sales"},
+        ),
+    ]
+
+
 STORIES = {
     "S1-ANNA": warm_referral_gone_cold,
     "S2-BEN": digital_to_phone,

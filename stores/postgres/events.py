@@ -124,6 +124,11 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
             "SELECT originator_id, state FROM {}.{} WHERE originator_id = ANY(%s) "
             "AND topic = %s ORDER BY originator_id, originator_version"
         ).format(schema, events)
+        self._select_stream_entries = SQL(
+            "SELECT originator_id, notification_id, state FROM {}.{} "
+            "WHERE originator_id = ANY(%s) AND topic = %s "
+            "ORDER BY originator_id, originator_version"
+        ).format(schema, events)
         # The last hex digit of a stream id picks a partition's share: the low half of the
         # last byte of a uuid, or the last character of the id as text.
         digit = (
@@ -248,6 +253,20 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
                 stream = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
                 states.setdefault(stream, []).append(state)
         return states
+
+    def select_stream_entries(
+        self, stream_ids: Sequence[UUID], topic: str
+    ) -> dict[UUID, list[tuple[int, bytes]]]:
+        entries: dict[UUID, list[tuple[int, bytes]]] = {}
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row, binary=True) as curs,
+        ):
+            curs.execute(self._select_stream_entries, (list(stream_ids), topic), prepare=False)
+            for originator_id, position, state in curs.fetchall():
+                stream = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+                entries.setdefault(stream, []).append((position, state))
+        return entries
 
     def select_states(
         self,

@@ -12,6 +12,7 @@ from psycopg.sql import SQL, Identifier
 
 from projections.position import Position
 from projections.views import (
+    CUSTOMER_TABLES,
     JOURNEY_PROJECTION,
     JourneyView,
     PageChanges,
@@ -95,6 +96,25 @@ class PostgresJourneyView(JourneyView):
                 # Delivered at commit to those waiting for a position (not for a rebuild's
                 # partitions: commits that notify take turns across the server).
                 cursor.execute("SELECT pg_notify(%s, '')", (self._channel(projection),))
+            if changes.aliases:
+                cursor.executemany(
+                    self._sql(
+                        "INSERT INTO {schema}.journey_people VALUES (%s, %s) "
+                        "ON CONFLICT (key) DO UPDATE SET person = excluded.person"
+                    ),
+                    [(k, p) for k, p in changes.aliases.items() if p is not None],
+                )
+                cursor.executemany(
+                    self._sql("DELETE FROM {schema}.journey_people WHERE key = %s"),
+                    [(k,) for k, p in changes.aliases.items() if p is None],
+                )
+            if changes.removed:
+                for table in CUSTOMER_TABLES:
+                    target = SQL("{}.{}").format(self._schema, Identifier(table))
+                    cursor.execute(
+                        SQL("DELETE FROM {} WHERE customer_id = ANY(%s)").format(target),
+                        (list(changes.removed),),
+                    )
             if changes.positions and changes.first_write:
                 positions = self._sql("COPY {schema}.journey_positions FROM STDIN")
                 with cursor.copy(positions) as copy:
@@ -170,6 +190,23 @@ class PostgresJourneyView(JourneyView):
 
     def position(self, customer_id: str) -> Position | None:
         return self.load_positions([customer_id]).get(customer_id)
+
+    @translated()
+    def person_of(self, key: str) -> str | None:
+        row = self._db.execute(
+            self._sql("SELECT person FROM {schema}.journey_people WHERE key = %s"), (key,)
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        return key if self.position(key) is not None else None
+
+    @translated()
+    def keys_of(self, person: str) -> list[str]:
+        rows = self._db.execute(
+            self._sql("SELECT key FROM {schema}.journey_people WHERE person = %s ORDER BY key"),
+            (person,),
+        ).fetchall()
+        return [person, *(str(row[0]) for row in rows)]
 
     @translated()
     def funnel(self, ladder: Sequence[str]) -> list[StageCount]:

@@ -124,6 +124,24 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
                     states.setdefault(UUID(originator_id), []).append(state)
         return states
 
+    def select_stream_entries(
+        self, stream_ids: Sequence[UUID], topic: str
+    ) -> dict[UUID, list[tuple[int, bytes]]]:
+        entries: dict[UUID, list[tuple[int, bytes]]] = {}
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            for chunk in _chunks([stream_id.hex for stream_id in stream_ids]):
+                cursor.execute(
+                    f"SELECT originator_id, rowid, state FROM {self.events_table_name} "
+                    f"WHERE originator_id IN ({','.join('?' * len(chunk))}) AND topic = ? "
+                    "ORDER BY originator_id, originator_version",
+                    (*chunk, topic),
+                )
+                for originator_id, position, state in cursor.fetchall():
+                    entries.setdefault(UUID(originator_id), []).append((position, state))
+        return entries
+
     def _max_rowid(self, c: SQLiteCursor) -> int:
         c.execute(self.select_max_notification_id_statement)
         return int(c.fetchone()[0] or 0)

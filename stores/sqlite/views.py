@@ -11,6 +11,7 @@ import orjson
 
 from projections.position import Position
 from projections.views import (
+    CUSTOMER_TABLES,
     JourneyView,
     PageChanges,
     StageCount,
@@ -93,6 +94,20 @@ class SQLiteJourneyView(JourneyView):
                 raise ViewConflict(
                     f"view {projection!r} is at {stored[0]}, not behind {changes.position}"
                 )
+            if changes.aliases:
+                db.executemany(
+                    "INSERT INTO journey_people VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET person = excluded.person",
+                    [(k, p) for k, p in changes.aliases.items() if p is not None],
+                )
+                db.executemany(
+                    "DELETE FROM journey_people WHERE key = ?",
+                    [(k,) for k, p in changes.aliases.items() if p is None],
+                )
+            for table in CUSTOMER_TABLES if changes.removed else ():
+                db.executemany(
+                    f"DELETE FROM {table} WHERE customer_id = ?", [(c,) for c in changes.removed]
+                )
             db.executemany(_INSERT_POSITION if changes.first_write else _UPSERT_POSITION, positions)
             for table, columns, customers, rows in details:
                 if not changes.first_write:
@@ -132,6 +147,18 @@ class SQLiteJourneyView(JourneyView):
 
     def position(self, customer_id: str) -> Position | None:
         return self.load_positions([customer_id]).get(customer_id)
+
+    def person_of(self, key: str) -> str | None:
+        rows = self._fetch("SELECT person FROM journey_people WHERE key = ?", (key,))
+        if rows:
+            return str(rows[0][0])
+        return key if self.position(key) is not None else None
+
+    def keys_of(self, person: str) -> list[str]:
+        rows = self._fetch(
+            "SELECT key FROM journey_people WHERE person = ? ORDER BY key", (person,)
+        )
+        return [person, *(str(row[0]) for row in rows)]
 
     def funnel(self, ladder: Sequence[str]) -> list[StageCount]:
         current = dict(

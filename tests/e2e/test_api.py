@@ -300,7 +300,7 @@ def test_a_touchpoint_whose_event_id_names_another_is_a_409_and_nothing_is_recor
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        (touchpoint(customer_id=""), "customer_id: is missing or empty"),
+        (touchpoint(customer_id=""), "customer_id: is missing, and no email, phone or cookie_id"),
         (touchpoint(channel="fax"), "channel: 'fax' is not one of web, email, phone, visit"),
         (
             [touchpoint(event_id="ok-1", customer_id="OK-1"), touchpoint(occurred_at="yesterday")],

@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.touchpoints import millis
+from engine.touchpoints import millis, touchpoint_from_record
 from journey.demo import demo_touchpoints
 from schemas.codec import contract
 from schemas.files import touchpoint_avro
 from tests.conftest import touchpoint
 from tests.integration.conftest import Pipeline, encoded, wait_until
 from tests.services import Service
+from tests.stories import anonymous_reader_turns_caller
 
 
 def test_bad_records_become_dead_letters_and_their_neighbours_are_recorded(
@@ -252,3 +253,30 @@ def test_members_of_one_process_publish_each_dead_letter_once(pipeline: Pipeline
 
     assert pipeline.log_end(f"{pipeline.topic}.dlq") == len(bad)
     assert sorted(pipeline.recorded_ids()) == sorted(tp.event_id for tp in good)
+
+
+def test_touchpoints_without_a_customer_id_join_the_known_customers_journey(
+    pipeline: Pipeline,
+) -> None:
+    """The story "anonymous reader turns caller" through the broker: the web analytics and
+    telephony systems publish records with a null customer id, keyed by what they know."""
+    story = [
+        touchpoint_from_record(record, now_ms=millis(datetime.now(UTC)))
+        for record in anonymous_reader_turns_caller()
+    ]
+    assert [tp.anonymous for tp in story] == [False, True, True, True, True]
+    total = pipeline.publish([(tp.customer_id.encode(), encoded(tp)) for tp in story])
+
+    member = pipeline.start_member("a")
+    wait_until(lambda: pipeline.consumed_up_to() == total, "every record to be consumed")
+    assert member.terminate() == 0
+
+    shown = pipeline.journey("customer", "--json", "phone:+4531415926")
+    assert shown.returncode == 0, shown.stderr
+    greta = json.loads(shown.stdout)
+    assert greta["customer_id"] == "S7-GRETA"
+    assert [t["event_id"] for t in greta["timeline"]] == ["s7-0", "s7-1", "s7-2", "s7-3", "s7-4"]
+    assert {f["kind"]: f["events"] for f in greta["frictions"] if f["open"]} == {
+        "channel_jump": ["s7-3", "s7-4"],
+        "negative": ["s7-3"],
+    }

@@ -39,7 +39,11 @@ def test_the_wire_contract_reads_times_as_milliseconds_and_shares_the_fingerprin
         (None, "undecodable", "the record has no value"),
         (b"hello, world", "undecodable", "not an Avro single-object message (starts with 6865)"),
         (message(touchpoint("e-1"))[:-3], "undecodable", "corrupt journey.Touchpoint message"),
-        (message(touchpoint("e-1"), customer_id=""), "invalid", "customer_id: is missing or empty"),
+        (
+            message(touchpoint("e-1"), customer_id=""),
+            "invalid",
+            "customer_id: is missing, and no email, phone or cookie_id",
+        ),
         (
             message(touchpoint("e-1"), occurred_at=millis(datetime(2100, 1, 1, tzinfo=UTC))),
             "invalid",

@@ -3,7 +3,7 @@ database: each detector of the default journey, and the projector's handling of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 
@@ -212,8 +212,19 @@ class _Store:
 
     def __init__(self) -> None:
         self.positions: dict[str, Position] = {}
-        self.streams: dict[str, list[Folded]] = {}
+        self.log: list[tuple[int, Folded]] = []  # the touchpoints recorded, in log order
         self.ticked: int | None = None
+
+    def folded(self, after: int, limit: int, stop: int | None = None) -> list[tuple[int, Folded]]:
+        last = stop if stop is not None else len(self.log)
+        return [(p, e) for p, e in self.log if after < p <= last][:limit]
+
+    def folded_entries(self, keys: Sequence[str]) -> dict[str, list[tuple[int, Folded]]]:
+        streams: dict[str, list[tuple[int, Folded]]] = {}
+        for position, e in self.log:
+            if e.customer_id in keys:
+                streams.setdefault(e.customer_id, []).append((position, e))
+        return streams
 
     def load(self, ids: list[str]) -> dict[str, Position]:
         return {
@@ -228,21 +239,15 @@ class _Store:
 
 def test_the_projector_closes_windows_for_stored_customers_when_the_clock_ticks() -> None:
     store = _Store()
-    projector = JourneyProjector(
-        DEFINITION,
-        store.load,
-        lambda customers: {c: store.streams[c] for c in customers if c in store.streams},
-        store.due,
-        lambda: store.ticked,
-    )
+    projector = JourneyProjector(DEFINITION, store.load, store, store.due, lambda: store.ticked)
     tp = visit("v", T0)
-    first: MarkedPage = [(1, "C-1", MACHINE.mark_touchpoint(tp))]
-    store.streams["C-1"] = [msgspec.convert(touchpoint_fields(tp), Folded)]
+    first: MarkedPage = [(1, "C-1", MACHINE.mark_touchpoint(tp), None)]
+    store.log.append((1, msgspec.convert(touchpoint_fields(tp), Folded)))
     changes = projector.fold(first)
     store.positions.update((p.customer_id, p) for p in changes.positions)
     projector.forget()  # a new process: only the store remembers
 
-    ticked = projector.fold([(2, None, Mark(T0 + 3 * DAY, "", ()))])
+    ticked = projector.fold([(2, None, Mark(T0 + 3 * DAY, "", ()), None)])
 
     (position,) = ticked.positions
     assert opened(position) == {"no_follow_up": (T0 + 2 * DAY, ("v",))}

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from engine.definition import IdentityPolicy, definition_from_mapping
 from engine.errors import DefinitionError, InvalidTouchpoint
-from engine.identifiers import CUSTOMER_ID, Identifier, normalised
-from engine.identity import IdentityGraph, anonymous_id
+from engine.identifiers import CUSTOMER_ID, Identifier, anonymous_id, normalised
+from engine.identity import IdentityGraph
 
 
 def graph(**policy: object) -> IdentityGraph:

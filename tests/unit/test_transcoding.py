@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -64,7 +65,12 @@ def test_a_recorded_touchpoint_reads_back_as_the_aggregate_event_would(tmp_path)
     recorded = library.mapper.to_domain_event(stored)
 
     assert isinstance(recorded, CustomerJourney.TouchpointRecorded)
-    assert {**vars(recorded), "timestamp": None} == {**vars(expected), "timestamp": None}
+    assert {**fields_of(recorded), "timestamp": None} == {**fields_of(expected), "timestamp": None}
     assert recorded.timestamp == MOMENT
     assert recorded.identifiers == {"phone": "+4520000000"}
     journeys.close()
+
+
+def fields_of(event: object) -> dict[str, object]:
+    """An event's fields, as its readers see them (a field left at its default included)."""
+    return {field.name: getattr(event, field.name) for field in dataclasses.fields(event)}  # type: ignore[arg-type]

@@ -1,0 +1,62 @@
+"""Who is who in the HTTP API: a person by any identifier, the conflicts for a person to
+review, and people's merges and their undoing. Included by `journey.api.create_app`, behind
+the sales token like every other read and act."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from journey.api import _engine
+from journey.contract import IdentityConflict, IdentityDecided, MergeIn, PersonIdentity, UnmergeIn
+from journey.identity import (
+    conflict_json,
+    identifier_in,
+    merge,
+    person_json,
+    person_named,
+    unmerge,
+)
+from projections.identities import read_identities
+
+identities = APIRouter(prefix="/api/identity", tags=["identity"])
+
+
+@identities.get("/conflicts", response_model=list[IdentityConflict])
+def conflicts(request: Request) -> list[dict[str, Any]]:
+    """Identifiers two known customers' touchpoints carried, in log order: the engine never
+    joins two known customers by itself; a person may, with a merge."""
+    with _engine(request) as engine:
+        graph = read_identities(engine.log, engine.definition.identity)
+    return [conflict_json(conflict) for conflict in graph.conflicts()]
+
+
+@identities.get("/{who}", response_model=PersonIdentity)
+def person(who: str, request: Request) -> dict[str, Any]:
+    """A person, by customer id or any identifier (`email:anna@example.com`, in any form a
+    channel writes it)."""
+    with _engine(request) as engine:
+        graph = read_identities(engine.log, engine.definition.identity)
+    found = person_named(graph, identifier_in(graph, who))
+    return person_json(graph, found, [c for c in graph.conflicts() if found in c.people])
+
+
+@identities.post("/merge", response_model=IdentityDecided)
+def merged(joined: MergeIn, request: Request) -> dict[str, Any]:
+    """Joins the people `a` and `b` name into one journey, who keeps the first customer id
+    either had; the other id, and every identifier, finds them too."""
+    with _engine(request) as engine:
+        done = merge(engine, joined.a, joined.b, by=joined.by, reason=joined.reason)
+    request.app.state.follower.wake()
+    return done._asdict()
+
+
+@identities.post("/unmerge", response_model=IdentityDecided)
+def unmerged(undone: UnmergeIn, request: Request) -> dict[str, Any]:
+    """Undoes a merge (`what`: its id), or takes an identifier out of every link touchpoints
+    made (`what`: kind:value): the journeys read as if it had never been made."""
+    with _engine(request) as engine:
+        done = unmerge(engine, undone.what, by=undone.by, reason=undone.reason)
+    request.app.state.follower.wake()
+    return {**done._asdict(), "merge_id": done.merge_id or None}

@@ -1,0 +1,37 @@
+"""A person's journey as the views and the log hold it, found by any key their touchpoints
+were recorded under: their customer id, an id their journey was joined into, or the key of
+their anonymous touchpoints."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from engine.errors import UnknownCustomer
+from engine.identifiers import CUSTOMER_ID, parse_identifier
+from journey.bootstrap import Engine
+from projections.identities import read_identities
+from projections.position import Position
+from projections.timeline import TimelineEntry, timeline
+
+
+class PersonJourney(NamedTuple):
+    person: str
+    position: Position
+    timeline: list[TimelineEntry]
+
+
+def person_journey(engine: Engine, customer_id: str) -> PersonJourney:
+    """The journey of the person `customer_id` names now (a customer id, or any identifier
+    their touchpoints carried: `email:anna@example.com`); UnknownCustomer if no one."""
+    identifier = parse_identifier(customer_id, engine.definition.identity.all_kinds)
+    if identifier.kind != CUSTOMER_ID:
+        from journey.identity import identifier_in, person_named  # reads the whole log
+
+        graph = read_identities(engine.log, engine.definition.identity)
+        customer_id = person_named(graph, identifier_in(graph, customer_id))
+    person = engine.view.person_of(customer_id)
+    position = engine.view.position(person) if person is not None else None
+    if person is None or position is None:
+        raise UnknownCustomer(customer_id)
+    touchpoints = engine.log.touchpoints_of(engine.view.keys_of(person))
+    return PersonJourney(person, position, timeline(touchpoints))

@@ -1,0 +1,254 @@
+"""Whose journey each touchpoint is part of, as a fold reads the log: the identity graph
+(engine/identity.py) as of the entry being folded, and each person's touchpoints read from
+every stream they were recorded under."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+
+from engine.definition import IdentityPolicy
+from engine.errors import InvalidTouchpoint
+from engine.identifiers import CUSTOMER_ID, Identifier, parse_identifier
+from engine.identity import IdentityGraph, Regrouped
+from engine.journeys import DETACHED, MERGED, UNMERGED
+from projections.log import Folded
+
+_PAGE = 10_000
+_UNCHANGED = Regrouped()
+
+
+class Sighting(NamedTuple):
+    """What a touchpoint says of whose it is, where that is more than its customer id:
+    its identifiers, or that it came without a customer id."""
+
+    customer_id: str | None
+    identifiers: Mapping[str, str]
+    attributes: Mapping[str, str]
+
+
+class Decision(NamedTuple):
+    """A people's decision about who is who, as the log holds it (see
+    engine.journeys.IdentityDecisions): identifiers are written `kind:value`."""
+
+    decision: str
+    merge_id: str
+    a: str
+    b: str
+    by: str
+    reason: str
+    at: int
+
+    @classmethod
+    def of(cls, e: Folded | Mapping[str, Any]) -> Decision:
+        if isinstance(e, Folded):
+            return cls(e.decision, e.merge_id, e.a, e.b, e.by, e.reason, e.occurred_at)
+        return cls(
+            e["decision"], e["merge_id"], e["a"], e["b"], e["by"], e["reason"], e["occurred_at"]
+        )
+
+
+class History(Protocol):
+    """The log as `People` reads it."""
+
+    def folded(self, after: int, limit: int, stop: int | None = None) -> list[tuple[int, Folded]]:
+        """Touchpoints and clock events after a position, up to `stop`."""
+
+    def folded_entries(self, stream_keys: Sequence[str]) -> dict[str, list[tuple[int, Folded]]]:
+        """The touchpoints recorded under these keys, with their positions."""
+
+
+def sighting(e: Folded, kinds: tuple[str, ...] = ()) -> Sighting | None:
+    """What `People.place` needs of a touchpoint beyond its key; None for the usual one,
+    a customer id and nothing else."""
+    if e.identifiers or e.anonymous or (kinds and any(kind in e.attributes for kind in kinds)):
+        return Sighting(None if e.anonymous else e.customer_id, e.identifiers, e.attributes)
+    return None
+
+
+class People:
+    """The identity graph of the log up to the last touchpoint placed, and the streams each
+    person's touchpoints were recorded under."""
+
+    def __init__(self, policy: IdentityPolicy, history: History) -> None:
+        self.policy = policy
+        self._history = history
+        self.graph = IdentityGraph(policy)
+        self._upto = 0  # the graph holds every touchpoint up to this position
+        # The keys anonymous touchpoints were recorded under, by the identifier that placed
+        # them (a customer's touchpoints are recorded under their customer id).
+        self._keys: dict[Identifier, set[str]] = {}
+        # Customer ids that name their own person: a touchpoint under one of them with
+        # nothing more to say is theirs without asking the graph (the usual touchpoint).
+        self._alone: set[str] = set()
+        # Keys whose person changed since `take_aliases`: key -> person (None: itself).
+        self._aliases: dict[str, str | None] = {}
+        self._home_of: dict[str, Identifier] = {}  # anonymous keys: the identifier placing them
+        # (customer id, kind, value as sent) of the identifiers their touchpoints carried.
+        self._carried: set[tuple[str, str, str]] = set()
+
+    @property
+    def upto(self) -> int:
+        return self._upto
+
+    def forget(self) -> None:
+        self.graph = IdentityGraph(self.policy)
+        self._upto = 0
+        self._keys.clear()
+        self._alone.clear()
+        self._aliases.clear()
+        self._home_of.clear()
+        self._carried.clear()
+
+    def catch_up(self, position: int) -> None:
+        """Reads the touchpoints up to `position` that the graph has not seen: a fold that
+        starts there finds everyone where the log left them."""
+        while self._upto < position:
+            entries = self._history.folded(self._upto, _PAGE, stop=position)
+            if not entries:
+                break
+            kinds = self.policy.kinds
+            for log_position, e in entries:
+                if e.event_id is not None:
+                    self.place(
+                        log_position, e.customer_id, sighting(e, kinds), e.event_id, e.occurred_at
+                    )
+                elif e.decision:
+                    self.decide(log_position, Decision.of(e))
+            self._upto = max(self._upto, entries[-1][0])
+        self._aliases.clear()  # the views hold them already
+
+    def place(
+        self,
+        log_position: int,
+        key: str,
+        seen: Sighting | None,
+        event_id: str = "",
+        at: int = 0,
+    ) -> tuple[str, Regrouped]:
+        """The person whose journey a touchpoint recorded under `key` is part of, and what
+        placing it changed of who is who."""
+        self._upto = log_position
+        if key in self._alone:
+            if seen is None:
+                return key, _UNCHANGED
+            if seen.customer_id == key and not self.policy.kinds and self._known(key, seen):
+                # Identifiers this customer's touchpoints carried before: linked already
+                # (or refused), and placing them again would change nothing.
+                return key, _UNCHANGED
+        graph = self.graph
+        if seen is None:
+            placed = graph.place(log_position, event_id, key, {})
+            if placed.person == key:
+                self._alone.add(key)
+            return placed.person, self._noted(placed.regrouped)
+        try:
+            placed = graph.place(
+                log_position, event_id, seen.customer_id, seen.identifiers, seen.attributes, at=at
+            )
+        except InvalidTouchpoint:
+            # No identifier it carries is usable (any more): it is a person of its own.
+            placed = graph.place(log_position, event_id, key, {})
+            return placed.person, self._noted(placed.regrouped)
+        if seen.customer_id is None and placed.home is not None:
+            keys = self._keys.setdefault(placed.home, set())
+            self._home_of[key] = placed.home
+            if key not in keys:
+                keys.add(key)
+                if key != placed.person:
+                    self._aliases[key] = placed.person
+        elif placed.person == seen.customer_id:
+            self._alone.add(placed.person)
+        return placed.person, self._noted(placed.regrouped)
+
+    def _known(self, key: str, seen: Sighting) -> bool:
+        """Whether every identifier of the sighting came with this key before; remembers
+        them if not."""
+        carried = self._carried
+        fresh = False
+        for kind, value in seen.identifiers.items():
+            if (key, kind, value) not in carried:
+                carried.add((key, kind, value))
+                fresh = True
+        return not fresh
+
+    def decide(self, log_position: int, decision: Decision) -> Regrouped:
+        """A people's decision at `log_position`: what it changed of who is who."""
+        self._upto = log_position
+        kinds = self.policy.all_kinds
+        a = parse_identifier(decision.a, kinds)
+        if decision.decision == MERGED:
+            b = parse_identifier(decision.b, kinds)
+            moved = self.graph.merge(
+                log_position,
+                decision.merge_id,
+                a,
+                b,
+                by=decision.by,
+                reason=decision.reason,
+                at=decision.at,
+            )
+        elif decision.decision == UNMERGED:
+            moved = self.graph.unmerge(decision.merge_id)
+        elif decision.decision == DETACHED:
+            moved = self.graph.detach(a)
+        else:
+            return Regrouped()  # a kind of decision this release does not know
+        return self._noted(moved)
+
+    def take_aliases(self) -> dict[str, str | None]:
+        """The keys whose person changed since last asked: key -> person (None: itself)."""
+        aliases, self._aliases = self._aliases, {}
+        return aliases
+
+    def _noted(self, regrouped: Regrouped) -> Regrouped:
+        """Keeps `_alone` and the aliases true to the graph after people were regrouped."""
+        if regrouped:
+            for person in regrouped.changed:
+                for key in self.keys(person):
+                    self._aliases[key] = None if key == person else person
+            self._alone.difference_update(regrouped.gone)
+            for person in regrouped.changed:
+                for member in self.graph.members(person):
+                    if member.kind == CUSTOMER_ID:
+                        self._alone.discard(member.value)
+                if self.graph.person_of(Identifier(CUSTOMER_ID, person)) == person:
+                    self._alone.add(person)
+        return regrouped
+
+    def person_of(self, key: str) -> str:
+        """The person a key names now (the key itself, if the graph has not seen it)."""
+        home = self._home_of.get(key)
+        found = self.graph.person_of(home if home is not None else Identifier(CUSTOMER_ID, key))
+        return found or key
+
+    def keys(self, person: str) -> list[str]:
+        """Every key the person's touchpoints were recorded under."""
+        found: list[str] = []
+        for member in self.graph.members(person) or {Identifier(CUSTOMER_ID, person)}:
+            if member.kind == CUSTOMER_ID:
+                found.append(member.value)
+            found.extend(self._keys.get(member, ()))
+        return sorted(set(found))
+
+    def one_key_each(self) -> bool:
+        """Whether every person's touchpoints were recorded under one key."""
+        return all(len(self.keys(person)) == 1 for person in self.graph.people())
+
+    def touchpoints(
+        self, people: Iterable[str], before: int | None = None
+    ) -> dict[str, list[Folded]]:
+        """Each person's touchpoints recorded before `before` (all, if None), in log order;
+        people with none are left out."""
+        keys = {person: self.keys(person) for person in people}
+        streams = self._history.folded_entries(sorted({k for ks in keys.values() for k in ks}))
+        found: dict[str, list[Folded]] = {}
+        for person, person_keys in keys.items():
+            merged = heapq.merge(
+                *(streams.get(key, []) for key in person_keys), key=lambda entry: entry[0]
+            )
+            touchpoints = [e for position, e in merged if before is None or position < before]
+            if touchpoints:
+                found[person] = touchpoints
+        return found
