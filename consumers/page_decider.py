@@ -17,7 +17,7 @@ from consumers.deciding import DAY_MS, ActionState, Deciding, Referrer
 from engine.actions import ActionOutcome
 from engine.definition import JourneyDefinition
 from engine.identity import Regrouped
-from projections.people import Decision, Sighting
+from projections.people import Decision, sighting_of
 from projections.position import Mark, Position
 from projections.runner import JourneyProjector, MarkedPage, StepwiseFold
 
@@ -100,7 +100,7 @@ class PageDecider:
                 continue  # an outcome: a touchpoint has an event id too, but no action id
             if "event_id" in entry:
                 mark = machine.mark(entry)
-                marked.append((log_position, entry["customer_id"], mark, _sighting(entry, kinds)))
+                marked.append((log_position, entry["customer_id"], mark, sighting_of(entry, kinds)))
             elif "decision" in entry:
                 decision = Decision.of(entry)
                 marked.append((log_position, None, Mark(decision.at, "", ()), decision))
@@ -322,14 +322,3 @@ class _OwnerDay(Mapping[str, int]):
 
     def __len__(self) -> int:
         raise TypeError("the owners of a day are not counted, only looked up")
-
-
-def _sighting(entry: Mapping[str, Any], kinds: tuple[str, ...]) -> Sighting | None:
-    """`projections.people.sighting`, of a touchpoint read whole."""
-    identifiers = entry.get("identifiers")
-    anonymous = entry.get("anonymous", False)
-    attributes = entry["attributes"]
-    if identifiers or anonymous or (kinds and any(kind in attributes for kind in kinds)):
-        customer = None if anonymous else entry["customer_id"]
-        return Sighting(customer, identifiers or {}, attributes)
-    return None

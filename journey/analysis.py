@@ -63,7 +63,14 @@ def replay(
     with engine_for(ctx) as engine:
         views = build_projection_views(settings)
         try:
-            runner = CustomRunner(engine.log, views, projection, spec, settings.page_size)
+            runner = CustomRunner(
+                engine.log,
+                views,
+                projection,
+                spec,
+                settings.page_size,
+                identity=engine.definition.identity,
+            )
             head = engine.log.head()
             started = time.perf_counter()
             with progress() as bar:

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 
 from journey.bootstrap import Engine
+from journey.people import people_touchpoints
 from projections.attribution import Attribution, Touched, Velocity, velocity
 from projections.position import Position
 
@@ -72,7 +73,7 @@ def with_touchpoints(
     """Each position with its customer's recorded touchpoints, read a chunk of customers at
     a time."""
     while chunk := list(islice(found, CHUNK)):
-        streams = engine.log.folded_streams([p.customer_id for p in chunk])
+        streams = people_touchpoints(engine, [p.customer_id for p in chunk])
         for position in chunk:
             yield (
                 position,

@@ -24,6 +24,7 @@ from engine.actions import ActionOutcome
 from journey import render
 from journey.bootstrap import Engine
 from journey.console import TIME, catch_up, engine_for, now_ms, out, print_json
+from journey.people import people_touchpoints
 from projections.log import OUTCOME_TOPIC
 
 _PAGE = 10_000
@@ -86,7 +87,7 @@ def _negative_times(engine: Engine, customers: list[str]) -> dict[str, list[int]
     matches = negative_matches(engine.definition)
     found: dict[str, list[int]] = {}
     for start in range(0, len(customers), _CUSTOMERS_AT_ONCE):
-        streams = engine.log.folded_streams(customers[start : start + _CUSTOMERS_AT_ONCE])
+        streams = people_touchpoints(engine, customers[start : start + _CUSTOMERS_AT_ONCE])
         for customer_id, touchpoints in streams.items():
             found[customer_id] = [
                 tp.occurred_at

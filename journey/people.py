@@ -4,12 +4,16 @@ their anonymous touchpoints."""
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Sequence
+from operator import itemgetter
 from typing import NamedTuple
 
 from engine.errors import UnknownCustomer
 from engine.identifiers import CUSTOMER_ID, parse_identifier
 from journey.bootstrap import Engine
 from projections.identities import read_identities
+from projections.log import Folded
 from projections.position import Position
 from projections.timeline import TimelineEntry, timeline
 
@@ -35,3 +39,19 @@ def person_journey(engine: Engine, customer_id: str) -> PersonJourney:
         raise UnknownCustomer(customer_id)
     touchpoints = engine.log.touchpoints_of(engine.view.keys_of(person))
     return PersonJourney(person, position, timeline(touchpoints))
+
+
+def people_touchpoints(engine: Engine, people: Sequence[str]) -> dict[str, list[Folded]]:
+    """Each person's touchpoints, under every key they were recorded under, in log order,
+    reduced to what a fold reads; people with none are left out."""
+    keys = engine.view.keys_of_many(people)
+    entries = engine.log.folded_entries(sorted({key for ks in keys.values() for key in ks}))
+    found: dict[str, list[Folded]] = {}
+    for person, person_keys in keys.items():
+        streams = [entries[key] for key in person_keys if key in entries]
+        if len(streams) == 1:
+            found[person] = [e for _, e in streams[0]]
+        elif streams:
+            merged = heapq.merge(*streams, key=itemgetter(0))
+            found[person] = [e for _, e in merged]
+    return found

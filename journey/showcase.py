@@ -16,6 +16,7 @@ from itertools import pairwise
 from consumers.action_store import ActionRow
 from journey.bootstrap import Engine
 from journey.demo import STORIES, DemoCustomer
+from journey.people import people_touchpoints
 from projections.log import Folded
 from projections.position import Position
 
@@ -296,7 +297,7 @@ def story_examples(
     def shown(story: str, customer_ids: Sequence[str]) -> dict[str, Shown]:
         late: Mapping[str, tuple[Folded, ...]] = {}
         if any(f.timeline for f in CRITERIA[story]):
-            streams = engine.log.folded_streams(customer_ids)
+            streams = people_touchpoints(engine, customer_ids)
             late = {c: reported_late(stream) for c, stream in streams.items()}
         return {
             c: Shown(p, tuple(actions.get(c, ())), late.get(c, ()), p.rep or unassigned)

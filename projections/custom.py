@@ -34,9 +34,12 @@ from typing import Any, ClassVar, cast
 import orjson
 
 from engine.bulk import collector_paused
+from engine.definition import IdentityPolicy
 from engine.errors import ConfigurationError
+from engine.identity import Regrouped
 from engine.journeys import TouchpointState
 from projections.log import JourneyLog
+from projections.people import Decision, People, sighting_of
 from projections.sql import Database
 
 __all__ = ["CustomRunner", "Projection", "ProjectionViews", "TouchpointState", "load_projection"]
@@ -220,19 +223,25 @@ class CustomRunner:
         projection: Projection,
         spec: str,
         page_size: int = 50_000,
+        *,
+        identity: IdentityPolicy | None = None,
     ) -> None:
+        """The view holds a state per person, as `identity` (the journey definition's
+        policy; the default one if not given) joins touchpoints into people."""
         self._log = log
         self._views = views
         self._projection = projection
         self._spec = spec
         self._page_size = page_size
         self._states: dict[str, dict[str, Any]] = {}
+        self._people = People(identity or IdentityPolicy(), log)
 
     def replay(self, progress: Progress | None = None) -> tuple[Generation, int]:
         """Builds a fresh generation from the start of the log, then makes it live. Readers
         see the previous generation until then. Returns it and the events it folded."""
         generation = self._views.new_generation(self._projection.name)
         self._states.clear()
+        self._people.forget()
         done = self.catch_up(generation, progress)
         self._views.switch(generation, self._spec)
         return generation, done
@@ -249,6 +258,7 @@ class CustomRunner:
                 # States folded from a page that was not committed (the store went away, say)
                 # would fold it twice when it is read again: they are read back from the view.
                 self._states.clear()
+                self._people.forget()
                 raise
             if folded is None:
                 break
@@ -262,26 +272,64 @@ class CustomRunner:
 
     def _fold_page(self, generation: Generation, position: int, head: int) -> int | None:
         """Folds and commits the page after `position`; returns where it ends (None: the log
-        holds nothing there)."""
-        evolve, begin = self._projection.evolve, self._projection.start
+        holds nothing there). Each touchpoint goes to its person's state; people joined or
+        split are folded again from all their touchpoints, and ids that name no one any more
+        leave the view."""
+        evolve = self._projection.evolve
+        people = self._people
+        people.catch_up(position)
         with collector_paused():
             entries = self._log.entries(position, self._page_size, stop=head)
             if not entries:
                 return None
-            touchpoints = [
-                cast(TouchpointState, entry) for _, entry in entries if "event_id" in entry
-            ]
-            self._ensure(generation, {tp["customer_id"] for tp in touchpoints})
+            person_of = people.person_of
+            keys = {cast(TouchpointState, e)["customer_id"] for _, e in entries if "event_id" in e}
+            self._ensure(generation, {person_of(key) for key in keys})
             changed: dict[str, dict[str, Any]] = {}
-            for tp in touchpoints:
-                customer = tp["customer_id"]
-                state = self._states.get(customer)
-                if state is None:
-                    state = self._states[customer] = begin(customer)
-                evolve(state, tp)
-                changed[customer] = state
+            kinds = people.policy.kinds
+            for log_position, entry in entries:
+                if "decision" in entry:
+                    moved = people.decide(log_position, Decision.of(entry))
+                elif "event_id" in entry:
+                    tp = cast(TouchpointState, entry)
+                    seen = sighting_of(tp, kinds)
+                    person, moved = people.place(
+                        log_position, tp["customer_id"], seen, tp["event_id"], tp["occurred_at"]
+                    )
+                    if not moved:
+                        state = self._states.get(person)
+                        if state is None:
+                            state = self._states[person] = self._loaded(generation, person)
+                        evolve(state, tp)
+                        changed[person] = state
+                        continue
+                else:
+                    continue
+                if moved:
+                    self._regroup(moved, log_position, changed)
         self._views.commit(generation, changed, entries[-1][0])
         return int(entries[-1][0])
+
+    def _loaded(self, generation: Generation, person: str) -> dict[str, Any]:
+        """A person not in memory: their state in the view, or their first."""
+        self._ensure(generation, {person})
+        return self._states.get(person) or self._projection.start(person)
+
+    def _regroup(
+        self, moved: Regrouped, log_position: int, changed: dict[str, dict[str, Any]]
+    ) -> None:
+        """People were joined or split at `log_position`: each one changed is folded again
+        from all their touchpoints so far; an id gone leaves the view (an empty state)."""
+        for gone in moved.gone:
+            self._states.pop(gone, None)
+            changed[gone] = {}
+        evolve, begin = self._projection.evolve, self._projection.start
+        for person in moved.changed:
+            state = self._states[person] = begin(person)
+            keys = self._people.keys(person)
+            for tp in self._log.touchpoints_of(keys, before=log_position + 1):
+                evolve(state, tp)
+            changed[person] = state
 
     def _ensure(self, generation: Generation, customers: set[str]) -> None:
         missing = [c for c in customers if c not in self._states]

@@ -145,12 +145,19 @@ class JourneyLog:
             for stream, entries in stored.items()
         }
 
-    def touchpoints_of(self, keys: Sequence[str]) -> list[TouchpointState]:
-        """The touchpoints recorded under any of these keys (a person's), in log order."""
+    def touchpoints_of(
+        self, keys: Sequence[str], before: int | None = None
+    ) -> list[TouchpointState]:
+        """The touchpoints recorded under any of these keys (a person's), in log order; with
+        `before`, those recorded before that position."""
         streams = {stream_id(key): key for key in keys}
         stored = self._recorder.select_stream_entries(list(streams), TOUCHPOINT_TOPIC)
         merged = sorted(entry for entries in stored.values() for entry in entries)
-        return [self._touchpoint(state) for _, state in merged]
+        return [
+            self._touchpoint(state)
+            for position, state in merged
+            if before is None or position < before
+        ]
 
     def stream(self, customer_id: str) -> list[TouchpointState]:
         """A customer's recorded touchpoints, in the order they arrived."""

@@ -67,6 +67,17 @@ def sighting(e: Folded, kinds: tuple[str, ...] = ()) -> Sighting | None:
     return None
 
 
+def sighting_of(entry: Mapping[str, Any], kinds: tuple[str, ...] = ()) -> Sighting | None:
+    """`sighting`, of a touchpoint read whole (a TouchpointState)."""
+    identifiers = entry.get("identifiers")
+    anonymous = entry.get("anonymous", False)
+    attributes = entry["attributes"]
+    if identifiers or anonymous or (kinds and any(kind in attributes for kind in kinds)):
+        customer = None if anonymous else entry["customer_id"]
+        return Sighting(customer, identifiers or {}, attributes)
+    return None
+
+
 class People:
     """The identity graph of the log up to the last touchpoint placed, and the streams each
     person's touchpoints were recorded under."""

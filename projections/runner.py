@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, cast
 from eventsourcing.application import Application
 
 from engine.bulk import collector_paused
-from engine.definition import JourneyDefinition
+from engine.definition import IdentityPolicy, JourneyDefinition
 from engine.identity import Regrouped
 from engine.journeys import stream_id
 from engine.ledger import Partition
@@ -64,9 +64,13 @@ def definition_digest(definition: JourneyDefinition) -> str:
     """Identifies a journey definition's meaning and the views' format, so that a view built
     with another definition, or by another release, is noticed."""
     # Teams only group the views' figures when they are shown, and action rules only decide
-    # what to do next: neither changes what the views store. Nor, yet, does the identity
-    # policy: the views follow customer ids.
-    meaning = definition.model_dump_json(by_alias=True, exclude={"teams", "actions", "identity"})
+    # what to do next: neither changes what the views store. The identity policy does, but
+    # the default one gives the views of a log without anonymous touchpoints or merges that
+    # an earlier release gave: it counts only when it is not the default.
+    unchanged = {"teams", "actions"}
+    if definition.identity == IdentityPolicy():
+        unchanged.add("identity")
+    meaning = definition.model_dump_json(by_alias=True, exclude=unchanged)
     text = f"{VIEW_FORMAT}:{meaning}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

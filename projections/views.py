@@ -240,6 +240,10 @@ class JourneyView(ABC):
         """Every key the person's touchpoints were recorded under, their own id first."""
 
     @abstractmethod
+    def keys_of_many(self, people: Sequence[str]) -> dict[str, list[str]]:
+        """`keys_of` of each person."""
+
+    @abstractmethod
     def funnel(self, ladder: Sequence[str]) -> list[StageCount]:
         """Counts per stage of the ladder (and of any other stage a customer is in)."""
 

@@ -201,6 +201,21 @@ class PostgresJourneyView(JourneyView):
         return key if self.position(key) is not None else None
 
     @translated()
+    def keys_of_many(self, people: Sequence[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {person: [person] for person in people}
+        rows = self._db.execute(
+            self._sql(
+                "SELECT person, key FROM {schema}.journey_people WHERE person = ANY(%s) "
+                "ORDER BY key"
+            ),
+            (list(people),),
+            prepare=False,
+        ).fetchall()
+        for person, key in rows:
+            found[person].append(key)
+        return found
+
+    @translated()
     def keys_of(self, person: str) -> list[str]:
         rows = self._db.execute(
             self._sql("SELECT key FROM {schema}.journey_people WHERE person = %s ORDER BY key"),

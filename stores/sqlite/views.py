@@ -154,6 +154,19 @@ class SQLiteJourneyView(JourneyView):
             return str(rows[0][0])
         return key if self.position(key) is not None else None
 
+    def keys_of_many(self, people: Sequence[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {person: [person] for person in people}
+        for start in range(0, len(people), 500):
+            chunk = list(people[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT person, key FROM journey_people WHERE person IN ({marks}) ORDER BY key",
+                chunk,
+            )
+            for person, key in rows:
+                found[person].append(key)
+        return found
+
     def keys_of(self, person: str) -> list[str]:
         rows = self._fetch(
             "SELECT key FROM journey_people WHERE person = ? ORDER BY key", (person,)

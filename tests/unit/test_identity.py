@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.definition import IdentityPolicy, definition_from_mapping
+from engine.definition import IdentityPolicy, definition_from_mapping, load_definition
 from engine.errors import DefinitionError, InvalidTouchpoint
 from engine.identifiers import CUSTOMER_ID, Identifier, anonymous_id, normalised
 from engine.identity import IdentityGraph
+from projections.runner import definition_digest
 
 
 def graph(**policy: object) -> IdentityGraph:
@@ -190,3 +191,12 @@ def test_a_kind_the_journey_adds_is_read_from_the_attribute_of_that_name() -> No
     g = graph(kinds=["crm_contact"], link=["email", "crm_contact"])
     g.place(1, "e1", "C-1", {}, {"crm_contact": "77"})
     assert g.place(2, "e2", None, {"email": "a@x.com"}, {"crm_contact": "77"}).person == "C-1"
+
+
+def test_only_an_identity_policy_of_ones_own_asks_for_the_views_to_be_rebuilt() -> None:
+    default = load_definition()
+    assert definition_digest(default) == definition_digest(
+        default.model_copy(update={"identity": IdentityPolicy()})
+    )
+    danish = default.model_copy(update={"identity": IdentityPolicy(region="DK")})
+    assert definition_digest(danish) != definition_digest(default)
