@@ -102,6 +102,7 @@ class IdentityGraph:
         self._detached: set[Identifier] = set()
         self._undone: set[str] = set()  # merge ids undone
         self._conflicts: list[Conflict] = []
+        self._rank = {kind: rank for rank, kind in enumerate(policy.all_kinds, 1)}
 
     # -- reading touchpoints ------------------------------------------------------------
 
@@ -147,23 +148,38 @@ class IdentityGraph:
         if not identifiers:
             raise InvalidTouchpoint("customer_id", "missing, and no usable identifier either")
         home = identifiers[0]
+        of = self._of
         changed: list[str] = []
         gone: list[str] = []
         created: list[str] = []
-        for identifier in identifiers:
-            if identifier not in self._of:
-                created.append(self._add(identifier, position).id)
+        if home not in of:
+            created.append(self._add(home, position).id)
+        links_home = self._links(home)
+        for other in identifiers[1:]:
+            linked = links_home and self._links(other)
+            pair = (home, other) if home < other else (other, home)
+            if other not in of:
+                if not linked:
+                    created.append(self._add(other, position).id)
+                    continue
+                # A new identifier joins the home's person, whose name it cannot change:
+                # it was seen last (and after the home, if both are new: see `_name`).
+                self._first[other] = position
+                link = Link(position, home, other, event_id, at)
+                self._pairs.add(pair)
+                self._made.append(link)
+                person = of[home]
+                person.nodes.add(other)
+                person.links.append(link)
+                of[other] = person
+            elif linked and pair not in self._pairs:
+                self._pairs.add(pair)
+                link = Link(position, home, other, event_id, at)
+                self._made.append(link)
+                self._join(link, changed, gone)
         changed.extend(created)
-        if self._links(home):
-            for other in identifiers[1:]:
-                pair = (home, other) if home < other else (other, home)
-                if pair not in self._pairs and self._links(other):
-                    self._pairs.add(pair)
-                    link = Link(position, home, other, event_id, at)
-                    self._made.append(link)
-                    self._join(link, changed, gone)
         regrouped = _regrouped(changed, gone, created)
-        return Placed(self._of[home].id, regrouped, tuple(problems), home)
+        return Placed(of[home].id, regrouped, tuple(problems), home)
 
     # -- people's decisions -------------------------------------------------------------
 
@@ -286,12 +302,14 @@ class IdentityGraph:
         changed.append(keep.id)
 
     def _name(self, nodes: Iterable[Identifier]) -> str:
-        """The first customer id the person had; else an id from their first identifier."""
-        first = self._first
+        """The first customer id the person had; else an id from their first identifier
+        (of those first seen on one touchpoint, the one that placed it: the first in the
+        policy's order)."""
+        first, rank = self._first, self._rank
         known = [n for n in nodes if n.kind == CUSTOMER_ID]
         if known:
             return min(known, key=lambda n: (first[n], n.value)).value
-        return anonymous_id(min(nodes, key=lambda n: (first[n], n)))
+        return anonymous_id(min(nodes, key=lambda n: (first[n], rank.get(n.kind, 0), n)))
 
     def _rebuild(self) -> Regrouped:
         """Reads every link again in log order, leaving out those undone or detached: the
@@ -318,6 +336,8 @@ class IdentityGraph:
 def _regrouped(changed: list[str], gone: list[str], created: Iterable[str] = ()) -> Regrouped:
     """A step's changes to whose touchpoints are whose: none unless two people who were
     there before the step became one (someone made within the step had no touchpoints)."""
+    if not gone:
+        return _NOTHING
     made = set(created)
     really_gone = tuple(dict.fromkeys(g for g in gone if g not in made))
     if not really_gone:

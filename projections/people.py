@@ -98,6 +98,10 @@ class People:
         self._home_of: dict[str, Identifier] = {}  # anonymous keys: the identifier placing them
         # (customer id, kind, value as sent) of the identifiers their touchpoints carried.
         self._carried: set[tuple[str, str, str]] = set()
+        self._last: dict[str, Mapping[str, str]] = {}  # each key's last identifiers
+        # Whether a touchpoint without a customer id or a people's decision was read: then
+        # one person's touchpoints may sit under several keys.
+        self.joins_keys = False
 
     @property
     def upto(self) -> int:
@@ -111,6 +115,8 @@ class People:
         self._aliases.clear()
         self._home_of.clear()
         self._carried.clear()
+        self._last.clear()
+        self.joins_keys = False
 
     def catch_up(self, position: int) -> None:
         """Reads the touchpoints up to `position` that the graph has not seen: a fold that
@@ -162,6 +168,8 @@ class People:
             # No identifier it carries is usable (any more): it is a person of its own.
             placed = graph.place(log_position, event_id, key, {})
             return placed.person, self._noted(placed.regrouped)
+        if seen.customer_id is None:
+            self.joins_keys = True
         if seen.customer_id is None and placed.home is not None:
             keys = self._keys.setdefault(placed.home, set())
             self._home_of[key] = placed.home
@@ -176,6 +184,10 @@ class People:
     def _known(self, key: str, seen: Sighting) -> bool:
         """Whether every identifier of the sighting came with this key before; remembers
         them if not."""
+        identifiers = seen.identifiers
+        if self._last.get(key) == identifiers:  # the same as their last touchpoint's
+            return True
+        self._last[key] = identifiers
         carried = self._carried
         fresh = False
         for kind, value in seen.identifiers.items():
@@ -187,6 +199,7 @@ class People:
     def decide(self, log_position: int, decision: Decision) -> Regrouped:
         """A people's decision at `log_position`: what it changed of who is who."""
         self._upto = log_position
+        self.joins_keys = True
         kinds = self.policy.all_kinds
         a = parse_identifier(decision.a, kinds)
         if decision.decision == MERGED:
@@ -242,10 +255,6 @@ class People:
                 found.append(member.value)
             found.extend(self._keys.get(member, ()))
         return sorted(set(found))
-
-    def one_key_each(self) -> bool:
-        """Whether every person's touchpoints were recorded under one key."""
-        return all(len(self.keys(person)) == 1 for person in self.graph.people())
 
     def touchpoints(
         self, people: Iterable[str], before: int | None = None

@@ -127,10 +127,13 @@ def _marked_pages_of_store(
 
 
 class ShareFolded(NamedTuple):
-    """What a partition's fold reports once its share is written."""
+    """What a partition's fold reports once its share is written; or, `joined`, that it
+    stopped: the log joins people recorded under several keys, whose touchpoints may sit in
+    other partitions, so that partitions of the keys are not partitions of the people."""
 
     clock: int | None
     ticked: int | None
+    joined: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,9 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
                 if not page:
                     break
                 changes = projector.fold(page)
+                if projector.people.joins_keys:
+                    yield ShareFolded(None, None, joined=True)
+                    return
                 held.add(changes)
                 if changes.clock is not None:
                     clock = max(clock or 0, changes.clock)
@@ -651,10 +657,12 @@ class ProjectionRunner:
             self._projector.forget()
         head = self._log.head()
         large = self._store_env is not None and head - start > self._parallel_above_events
-        if large and unseen and start == 0 and self._partitions > 1 and self._apart(head):
+        if large and unseen and start == 0 and self._partitions > 1:
             opener = self._view.opener()
-            if opener is not None:
-                return self._fold_in_partitions(opener, head, progress)
+            built = self._fold_in_partitions(opener, head, progress) if opener else None
+            if built is not None:
+                return built
+            # The log joins people under several keys: one process folds it all.
         if large:
             pages = from_another_process(
                 _marked_pages_of_store,
@@ -697,19 +705,14 @@ class ProjectionRunner:
         done = self.catch_up(progress)
         return CatchUp(done.position - start, done.position)
 
-    def _apart(self, head: int) -> bool:
-        """Whether each person's touchpoints up to `head` were recorded under one key, so
-        that partitions of the keys are partitions of the people. (The graph read to tell
-        is forgotten: each partition reads its own.)"""
-        people = People(self._definition.identity, self._log)
-        people.catch_up(head)
-        return people.one_key_each()
-
     def _fold_in_partitions(
         self, open_view: Callable[[], JourneyView], head: int, progress: Progress | None
-    ) -> CatchUp:
+    ) -> CatchUp | None:
         """Builds empty views from the start of the log up to `head`, one process per
-        partition of the customers, then writes the journey's position and clocks."""
+        partition of the customers, then writes the journey's position and clocks. None,
+        with the views emptied, if the log joins people recorded under several keys (a
+        touchpoint without a customer id, a merge): their touchpoints may sit in several
+        partitions."""
         count = self._partitions
         # What a build that stopped may have left (the journey's position stays 0 until the
         # end) goes first: each share takes the views as holding none of its customers.
@@ -737,8 +740,12 @@ class ProjectionRunner:
         clock: int | None = None
         ticked: int | None = None
         folded = from_other_processes(_fold_share, shares, name="partition fold")
-        with closing(folded):
+        joined = False
+        with closing(folded):  # closing stops the other partitions' processes
             for which, item in folded:
+                if isinstance(item, ShareFolded) and item.joined:
+                    joined = True
+                    break
                 if isinstance(item, ShareFolded):
                     reached[which] = head
                     if item.clock is not None:
@@ -749,6 +756,9 @@ class ProjectionRunner:
                     reached[which] = item
                 if progress is not None:
                     progress(sum(reached) // count, head)
+        if joined:
+            self._view.reset()
+            return None
         if not self._write(PageChanges([], clock, head, ticked=ticked)):
             return self.catch_up(progress)
         self._projector.forget()  # the positions are in the views, not in this process

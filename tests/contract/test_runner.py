@@ -13,12 +13,14 @@ import pytest
 
 from engine.definition import load_definition, parse_definition
 from engine.settings import Settings
+from engine.touchpoints import touchpoint_from_record
 from journey.bootstrap import Engine, build_engine, event_store_env
 from projections.runner import ProjectionRunner
 from projections.timeline import timeline
 from projections.views import PageChanges, ViewConflict, ViewOutOfDate
 from stores.sqlite.views import SQLiteJourneyView
 from tests.conftest import DAY, T0, touchpoint
+from tests.stories import anonymous_reader_turns_caller
 
 
 @pytest.fixture
@@ -330,3 +332,32 @@ def settings_env(settings: Settings) -> dict[str, str]:
         )
         env["POSTGRES_SCHEMA"] = pg["POSTGRES_SCHEMA"]
     return env
+
+
+def test_a_rebuild_of_a_log_that_joins_people_under_several_keys_folds_them_whole(
+    paged: Engine, tmp_path: Path
+) -> None:
+    """Partitions of the keys are not partitions of the people once touchpoints without a
+    customer id join them: the rebuild then folds the log in one process, and gives the
+    views the live runner keeps."""
+    from journey.demo import demo_touchpoints
+
+    paged.journeys.record(list(demo_touchpoints(30, seed=5)))
+    now = T0 + 400 * DAY
+    paged.journeys.record(
+        [touchpoint_from_record(r, now_ms=now) for r in anonymous_reader_turns_caller()]
+    )
+    paged.runner.catch_up()
+    built = SQLiteJourneyView(tmp_path / "partitioned.db")
+    runner = in_other_processes(paged, built, page_size=50, partitions=3)
+
+    done = runner.catch_up(unseen=True)
+
+    assert done.position == paged.runner.position()
+    greta = built.position("S7-GRETA")
+    assert greta is not None
+    assert greta.touchpoints == 5
+    assert greta == paged.view.position("S7-GRETA")
+    assert built.keys_of("S7-GRETA") == paged.view.keys_of("S7-GRETA")
+    assert built.funnel(paged.definition.ladder) == paged.view.funnel(paged.definition.ladder)
+    built.close()
