@@ -22,7 +22,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from journey.cli import cli
 from tests import services
-from tests.stories import kathrines_morning, recorded_stories
+from tests.conftest import HOUR, T0
+from tests.stories import anonymous_reader_turns_caller, kathrines_morning, recorded_stories, tp
 
 JOURNEY = str(Path(sys.executable).with_name("journey"))
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
@@ -527,3 +528,68 @@ def test_a_rep_nobody_knows_is_named_on_the_page(page: Page, server: str) -> Non
         "no actions were ever decided for owner 'kathrin'"
     )
     expect(page.get_by_test_id("worklist")).to_be_hidden()
+
+
+@pytest.fixture(scope="module")
+def identities(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The stories, Greta's anonymous touchpoints, and two customers whose touchpoints carried
+    one email address: H-1's first, then H-2's in capitals (a conflict)."""
+    folder = tmp_path_factory.mktemp("identities")
+    data_dir = recorded_stories(folder)
+    more = folder / "identities.jsonl"
+    records = [
+        *anonymous_reader_turns_caller(),
+        tp("h-1", "H-1", "email", "email_inbound", T0, email="hugo@example.com"),
+        tp("h-2", "H-2", "email", "email_inbound", T0 + HOUR, email="HUGO@example.com"),
+    ]
+    more.write_text("".join(json.dumps(record) + "\n" for record in records))
+    result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "ingest", str(more)])
+    assert result.exit_code == 0, result.output
+    with serving(data_dir) as url:
+        yield url
+
+
+def test_a_rep_merges_a_conflict_from_the_page_and_undoes_the_merge(
+    page: Page, identities: str
+) -> None:
+    page.goto(f"{identities}/?customer=H-2")
+    who = page.get_by_test_id("identity")
+    expect(who.get_by_test_id("identifier")).to_have_text(["customer_id H-2"])
+    conflict = who.get_by_test_id("conflict")
+    expect(conflict).to_have_count(1)
+    expect(conflict).to_contain_text("carried email:hugo@example.com, which H-1 had first.")
+    expect(page.get_by_test_id("timeline").get_by_test_id("touchpoint")).to_have_count(1)
+    screenshot(page, "identity-conflict")
+
+    page.get_by_label("Merges and undos decided by").fill("eve")
+    conflict.get_by_label("Why are they and H-1 one person?").fill("one person, two CRM records")
+    conflict.get_by_role("button", name="Merge with H-1").click()
+
+    expect(page.locator("#name")).to_have_text("H-1")
+    expect(page.get_by_test_id("timeline").get_by_test_id("touchpoint")).to_have_count(2)
+    expect(who.get_by_test_id("found-by")).to_have_text("Opened by H-2, which names H-1.")
+    expect(who.get_by_test_id("identifier")).to_have_text(
+        ["customer_id H-1", "customer_id H-2", "email hugo@example.com"]
+    )
+    expect(who.get_by_test_id("conflict")).to_have_count(0)
+    merged = who.locator("[data-testid=identity-link][data-merge-id]")
+    expect(merged).to_contain_text("merged by eve: “one person, two CRM records”")
+    expect(page.get_by_test_id("notice")).to_contain_text("one person now, H-1")
+    screenshot(page, "identity-merged")
+    merge_id = merged.get_attribute("data-merge-id")
+    assert page.evaluate("localStorage.getItem('journey-decided-by')") == "eve"
+
+    # The name is remembered; the reason is asked for again, and Enter undoes it.
+    expect(page.get_by_label("Merges and undos decided by")).to_have_value("eve")
+    merged.get_by_label("Why undo it?").fill("two people after all")
+    merged.get_by_label("Why undo it?").press("Enter")
+
+    expect(page.locator("#name")).to_have_text("H-2")
+    expect(page.get_by_test_id("timeline").get_by_test_id("touchpoint")).to_have_count(1)
+    expect(who.get_by_test_id("conflict")).to_have_count(1)
+    expect(page.get_by_test_id("notice")).to_have_text(
+        f"Merge {merge_id} undone: H-2 and H-1 again."
+    )
+    expect(page.locator("#identity-title")).to_be_focused()
+    hugo = json.load(urllib.request.urlopen(f"{identities}/api/identity/H-1"))
+    assert [link["merge_id"] for link in hugo["links"]] == [None]
