@@ -593,3 +593,32 @@ def test_a_rep_merges_a_conflict_from_the_page_and_undoes_the_merge(
     expect(page.locator("#identity-title")).to_be_focused()
     hugo = json.load(urllib.request.urlopen(f"{identities}/api/identity/H-1"))
     assert [link["merge_id"] for link in hugo["links"]] == [None]
+
+
+def test_an_anonymous_readers_touchpoints_and_identifiers_are_on_the_customers_page(
+    page: Page, identities: str
+) -> None:
+    page.goto(identities)
+    page.get_by_test_id("search").fill("cookie_id:ck-7f3a")
+    expect(page.get_by_test_id("results")).to_contain_text("Press Enter to open")
+    page.get_by_test_id("search").press("Enter")
+
+    expect(page.locator("#name")).to_contain_text("S7-GRETA")
+    who = page.get_by_test_id("identity")
+    expect(who.get_by_test_id("identifier")).to_have_text(
+        [
+            "customer_id S7-GRETA",
+            "email greta.holm@example.com",
+            "phone +4531415926",
+            "cookie_id ck-7f3a",
+        ]
+    )
+    expect(who.get_by_test_id("found-by")).to_have_text(
+        "Opened by cookie_id:ck-7f3a, which names S7-GRETA."
+    )
+    expect(who.get_by_test_id("identity-link")).not_to_have_count(0)
+    expect(who).to_contain_text("cookie_id:ck-7f3a")
+    expect(who.get_by_test_id("conflict")).to_have_count(0)
+    expect(who.get_by_test_id("decided-by")).to_have_count(0)
+    expect(page.get_by_test_id("timeline").get_by_test_id("touchpoint")).to_have_count(5)
+    screenshot(page, "identity-anonymous")
