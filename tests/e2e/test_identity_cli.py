@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,58 @@ def test_an_unknown_or_unreadable_identifier_is_one_line(
     assert message in shown.stderr
     assert len(shown.stderr.strip().splitlines()) == 1
     assert "Traceback" not in shown.stderr
+
+
+def test_a_merge_cancels_the_actions_of_the_id_it_ends_and_no_trigger_gets_a_second(
+    tmp_path: Path,
+) -> None:
+    """H-2's failed form and call got a call-back; merged into H-1, H-2's call-back is
+    cancelled with the reason, and H-1 gets no action for the same touchpoints, neither while
+    the merge holds nor after it is undone. (H-1's own email, unanswered by the time of H-2's
+    call, may get one: the merged journey's time moved on.)"""
+    lines = [
+        touchpoint("h-1", "H-1", "2026-03-01T09:00:00Z", email="hugo@example.com"),
+        json.dumps(
+            {
+                "event_id": "h-2",
+                "customer_id": "H-2",
+                "channel": "web",
+                "type": "form_failed",
+                "occurred_at": "2026-03-02T09:00:00Z",
+                "source": "web-analytics",
+                "outcome": "negative",
+                "attributes": {"form": "quote"},
+            }
+        ),
+        touchpoint("h-3", "H-2", "2026-03-02T09:20:00Z", phone="+4540000000"),
+    ]
+    data_dir = tmp_path / "data"
+    ingested = journey("ingest", str(write_jsonl(tmp_path / "h.jsonl", lines)), data_dir=data_dir)
+    assert ingested.returncode == 0, ingested.stderr
+    (call_back,) = actions(data_dir, "H-2")
+    assert (call_back["rule"], call_back["status"]) == ("call_back_channel_jump", "open")
+
+    merged = journey("identity", "merge", "H-2", "H-1", "--reason", "one", data_dir=data_dir)
+    assert merged.returncode == 0, merged.stderr
+    (cancelled,) = actions(data_dir, "H-2")
+    assert cancelled["action_id"] == call_back["action_id"]
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["status_reason"] == "the customer's journey is now part of another person's"
+    assert triggered_by(data_dir, "H-1", ["h-2", "h-3"]) == []
+
+    merge_id = merged.stdout.split("(merge ")[1].split(";")[0]
+    undone = journey("identity", "unmerge", merge_id, "--reason", "two", data_dir=data_dir)
+    assert undone.returncode == 0, undone.stderr
+    assert [a["status"] for a in actions(data_dir, "H-2")] == ["cancelled"]
+    assert triggered_by(data_dir, "H-1", ["h-2", "h-3"]) == []
+
+
+def actions(data_dir: Path, customer: str) -> list[dict[str, Any]]:
+    listed = journey("actions", "--all", "--json", "--customer", customer, data_dir=data_dir)
+    assert listed.returncode == 0, listed.stderr
+    found: list[dict[str, Any]] = json.loads(listed.stdout)
+    return found
+
+
+def triggered_by(data_dir: Path, customer: str, events: list[str]) -> list[dict[str, Any]]:
+    return [a for a in actions(data_dir, customer) if a["triggering_event_ids"] == events]
