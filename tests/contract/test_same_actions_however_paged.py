@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from consumers.decider import Decider
 from consumers.outcomes import record_outcomes
 from engine.actions import ActionOutcome
+from engine.identifiers import stream_key
 from engine.touchpoints import Touchpoint
 from journey.bootstrap import Engine
 from journey.demo import demo_touchpoints
@@ -55,16 +56,23 @@ def entries(draw: st.DrawFn) -> Entry:
         return (draw(st.sampled_from(OUTCOMES)), draw(st.integers(0, 5)))
     number = draw(st.integers(0, 60))
     channel, kind, attributes, rep, outcome = KINDS[(number * 7) % len(KINDS)]
+    # Now and then a touchpoint carries a cookie, or only a cookie: people are joined (and
+    # a cookie two customers carried is a conflict) at different points of the log.
+    cookie = f"k{number % 6}" if number % 5 < 2 else None
+    anonymous = number % 5 == 0
+    key = stream_key({"cookie_id": cookie}) if anonymous else CUSTOMERS[number % 4]
     return Touchpoint(
         f"e{number}",
-        CUSTOMERS[number % len(CUSTOMERS)],
+        str(key),
         channel,
         kind,
         T0 + (number * 37 % 29) * 17 * HOUR,
         "test",
         rep_id=rep,
         outcome=outcome,
+        cookie_id=cookie,
         attributes=attributes,
+        anonymous=anonymous,
     )
 
 
