@@ -17,7 +17,7 @@ from consumers.deciding import DAY_MS, ActionState, Deciding, Referrer
 from engine.actions import ActionOutcome
 from engine.definition import JourneyDefinition
 from engine.identity import Regrouped
-from projections.people import Decision, sighting_of
+from projections.people import Decision, Sighting, sighting_of
 from projections.position import Mark, Position
 from projections.runner import JourneyProjector, MarkedPage, StepwiseFold
 
@@ -108,7 +108,13 @@ class PageDecider:
                 marked.append((log_position, None, Mark(entry["at"], "", ()), None))
         fold = self._projector.stepwise(marked)
         people = self._projector.people
-        customers = {people.person_of(key) for _, key, _, _ in marked if key is not None}
+        # The page's people, read in one go; a touchpoint without a customer id is placed
+        # first (its key need not name anyone), and its person joins the page then.
+        customers = {
+            people.person_of(key)
+            for _, key, _, seen in marked
+            if key is not None and not (isinstance(seen, Sighting) and seen.customer_id is None)
+        }
         customers.update(
             people.person_of(entry["customer_id"]) for _, entry in entries if "action_id" in entry
         )
