@@ -248,10 +248,20 @@ def load_contract_schema(name: str) -> Schema:
     return load_schema(str(SCHEMA_DIR / f"journey.{name}.avsc"), _write_hint=False)
 
 
+def earlier_schemas(name: str) -> list[Schema]:
+    """The earlier versions of a contract that producers may still write with, kept beside it
+    as `journey.<name>.v<N>.avsc`."""
+    return [
+        load_schema(str(path), _write_hint=False)
+        for path in sorted(SCHEMA_DIR.glob(f"journey.{name}.v*.avsc"))
+    ]
+
+
 @cache
 def contract(name: str) -> AvroContract:
-    """The current contract for Touchpoint, NextAction or ActionOutcome."""
-    return AvroContract(load_contract_schema(name))
+    """The current contract for Touchpoint, NextAction or ActionOutcome, reading messages
+    written with any earlier version too."""
+    return AvroContract(load_contract_schema(name), earlier_schemas(name))
 
 
 @cache
@@ -259,7 +269,11 @@ def wire_contract(name: str) -> AvroContract:
     """`contract(name)` reading logical types as their wire values (timestamps as
     milliseconds, not datetimes): what the consumer needs, faster. Logical types are not part
     of a schema's canonical form, so the fingerprints are the same."""
-    return AvroContract(_without_logical_types(load_contract_schema(name)), logical_types=False)
+    return AvroContract(
+        _without_logical_types(load_contract_schema(name)),
+        [_without_logical_types(earlier) for earlier in earlier_schemas(name)],
+        logical_types=False,
+    )
 
 
 def _without_logical_types(schema: Any) -> Any:

@@ -13,7 +13,14 @@ import fastavro
 import pytest
 
 from engine.errors import DecodeError
-from schemas.codec import AvroContract, contract, load_contract_schema, personal_fields
+from schemas.codec import (
+    AvroContract,
+    contract,
+    earlier_schemas,
+    load_contract_schema,
+    personal_fields,
+    wire_contract,
+)
 from schemas.files import read_records, touchpoint_avro, write_csv, write_jsonl
 from tests.conftest import T0, touchpoint
 
@@ -289,3 +296,15 @@ def test_a_truncated_gzip_file_keeps_what_was_read_and_says_where_it_broke_off(
     assert len([i for i in items if i.record]) > 1_000
     assert items[-1].error is not None
     assert "breaks off" in str(items[-1].error)
+
+
+def test_messages_written_with_the_first_touchpoint_schema_are_still_read() -> None:
+    """Producers built when customer_id was required keep working after it became nullable,
+    and so does the consumer's reader, which reads timestamps as their wire values."""
+    (first,) = earlier_schemas("Touchpoint")
+    message = AvroContract(first).encode(avro_record())
+
+    assert contract("Touchpoint").decode(message)["customer_id"] == "C-1"
+    assert wire_contract("Touchpoint").decode(message)["customer_id"] == "C-1"
+    anonymous = contract("Touchpoint").encode(avro_record(customer_id=None, cookie_id="k1"))
+    assert contract("Touchpoint").decode(anonymous)["customer_id"] is None
