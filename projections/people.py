@@ -99,6 +99,7 @@ class People:
         # (customer id, kind, value as sent) of the identifiers their touchpoints carried.
         self._carried: set[tuple[str, str, str]] = set()
         self._last: dict[str, Mapping[str, str]] = {}  # each key's last identifiers
+        self._read: dict[str, list[tuple[int, Folded]]] = {}  # streams read for this page
         # Whether a touchpoint without a customer id or a people's decision was read: then
         # one person's touchpoints may sit under several keys.
         self.joins_keys = False
@@ -116,6 +117,7 @@ class People:
         self._home_of.clear()
         self._carried.clear()
         self._last.clear()
+        self._read = {}
         self.joins_keys = False
 
     def catch_up(self, position: int) -> None:
@@ -260,9 +262,9 @@ class People:
         self, people: Iterable[str], before: int | None = None
     ) -> dict[str, list[Folded]]:
         """Each person's touchpoints recorded before `before` (all, if None), in log order;
-        people with none are left out."""
+        people with none are left out. Streams read since `read_ahead` are not read again."""
         keys = {person: self.keys(person) for person in people}
-        streams = self._history.folded_entries(sorted({k for ks in keys.values() for k in ks}))
+        streams = self._streams({k for ks in keys.values() for k in ks})
         found: dict[str, list[Folded]] = {}
         for person, person_keys in keys.items():
             merged = heapq.merge(
@@ -272,3 +274,36 @@ class People:
             if touchpoints:
                 found[person] = touchpoints
         return found
+
+    def read_ahead(
+        self, page: Iterable[tuple[str | None, Sighting | Any]], also: Iterable[str] = ()
+    ) -> None:
+        """Reads at once the streams a page's touchpoints may need folded again: those of
+        the people their identifiers name now, and of their own keys, for touchpoints that
+        may join people (without a customer id, or with identifiers new to their customer).
+        They are kept until the next page's `read_ahead`: the log only grows, and readers
+        take what came before a position. The streams of the people `also` are read too."""
+        self._read = {}
+        wanted: set[str] = set(also)
+        graph = self.graph
+        for key, seen in page:
+            if key is None or not isinstance(seen, Sighting):
+                continue
+            if seen.customer_id is not None and key in self._alone:
+                carried = self._carried
+                if all((key, k, v) in carried for k, v in seen.identifiers.items()):
+                    continue
+            wanted.add(self.person_of(key))
+            identifiers, _ = graph.identifiers_of(None, seen.identifiers, seen.attributes)
+            wanted.update(p for p in map(graph.person_of, identifiers) if p is not None)
+        if wanted:
+            self._streams({k for person in wanted for k in self.keys(person)})
+
+    def _streams(self, keys: set[str]) -> dict[str, list[tuple[int, Folded]]]:
+        read = self._read
+        missing = sorted(k for k in keys if k not in read)
+        if missing:
+            found = self._history.folded_entries(missing)
+            for key in missing:
+                read[key] = found.get(key, [])
+        return {key: read[key] for key in keys}

@@ -248,6 +248,7 @@ class JourneyProjector:
 
     def fold(self, page: MarkedPage) -> PageChanges:
         self._prepare(page)
+        self.people.read_ahead(())  # streams are read once, at the end of the page
         positions = self._positions
         step, advance = self.machine.step, self.machine.advance
         place = self.people.place
@@ -360,7 +361,30 @@ class JourneyProjector:
         """Folds `page` an entry at a time, for a reader that acts on the positions as of each
         touchpoint and each clock event (the decider): see `StepwiseFold`."""
         self._prepare(page)
+        self.people.read_ahead(
+            ((key, seen) for _, key, _, seen in page), also=self._late_ones(page)
+        )
         return StepwiseFold(self)
+
+    def _late_ones(self, page: MarkedPage) -> set[str]:
+        """The people with a touchpoint on the page earlier than one already folded, whose
+        earlier touchpoints are read with the page's (once people are joined, any of them
+        may be: this is only what is read ahead)."""
+        positions, person_of = self._positions, self.people.person_of
+        latest: dict[str, int] = {}
+        late = set()
+        for _, key, mark, _ in page:
+            if key is None:
+                continue
+            person = person_of(key)
+            seen = latest.get(person)
+            if seen is None:
+                position = positions.get(person)
+                seen = 0 if position is None else max(position.last_at or 0, position.horizon or 0)
+            if mark.occurred_at < seen:
+                late.add(person)
+            latest[person] = max(seen, mark.occurred_at)
+        return late
 
     def _prepare(self, page: MarkedPage) -> None:
         """Knows the last clock event and who is who before the page, and holds the page's
