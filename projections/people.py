@@ -100,6 +100,7 @@ class People:
         self._carried: set[tuple[str, str, str]] = set()
         self._last: dict[str, Mapping[str, str]] = {}  # each key's last identifiers
         self._read: dict[str, list[tuple[int, Folded]]] = {}  # streams read for this page
+        self._sent: set[tuple[str, str]] = set()  # identifiers placed, as channels sent them
         # Whether a touchpoint without a customer id or a people's decision was read: then
         # one person's touchpoints may sit under several keys.
         self.joins_keys = False
@@ -118,6 +119,7 @@ class People:
         self._carried.clear()
         self._last.clear()
         self._read = {}
+        self._sent.clear()
         self.joins_keys = False
 
     def catch_up(self, position: int) -> None:
@@ -162,6 +164,7 @@ class People:
             if placed.person == key:
                 self._alone.add(key)
             return placed.person, self._noted(placed.regrouped)
+        self._sent.update(seen.identifiers.items())
         try:
             placed = graph.place(
                 log_position, event_id, seen.customer_id, seen.identifiers, seen.attributes, at=at
@@ -285,17 +288,22 @@ class People:
         take what came before a position. The streams of the people `also` are read too."""
         self._read = {}
         wanted: set[str] = set(also)
-        graph = self.graph
+        graph, alone, carried, sent = self.graph, self._alone, self._carried, self._sent
         for key, seen in page:
             if key is None or not isinstance(seen, Sighting):
                 continue
-            if seen.customer_id is not None and key in self._alone:
-                carried = self._carried
-                if all((key, k, v) in carried for k, v in seen.identifiers.items()):
-                    continue
-            wanted.add(self.person_of(key))
+            if seen.customer_id is not None and key in alone:
+                pairs = seen.identifiers.items()
+                if all((key, k, v) in carried for k, v in pairs):
+                    continue  # nothing new: it joins no one
+                if not any(pair in sent for pair in pairs):
+                    continue  # identifiers never seen, as sent, may still name someone; rarely
             identifiers, _ = graph.identifiers_of(None, seen.identifiers, seen.attributes)
-            wanted.update(p for p in map(graph.person_of, identifiers) if p is not None)
+            named = {p for p in map(graph.person_of, identifiers) if p is not None}
+            if seen.customer_id is not None or key in self._home_of:
+                named.add(self.person_of(key))
+            if len(named) > 1:  # it may join them
+                wanted.update(named)
         if wanted:
             self._streams({k for person in wanted for k in self.keys(person)})
 
