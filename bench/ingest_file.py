@@ -4,10 +4,16 @@ Times `journey ingest --no-project FILE` (what users run) in fresh data director
 the median rate and peak RSS; in the same run, the naive eventsourcing way (`repository.get` +
 `save` per touchpoint) on a sample of the same file, and the ratio of the two.
 
+With --identities the file is identity data (bench/identities.py): touchpoints without a
+customer id, some with two identifiers. With --baseline-journey, another `journey` (an older
+release, say) ingests the usual data in the same run, alternating with this one run by run,
+and the ratio of the two rates is reported.
+
 The store is always the embedded one: JOURNEY_DATABASE_URL and the other variables that
 choose a store are left out of the commands it runs.
 
     python bench/ingest_file.py [--touchpoints 1000000] [--runs 3] [--sample 10000]
+                                [--identities] [--journey PATH] [--baseline-journey PATH]
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from itertools import islice
 from pathlib import Path
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from identities import LABEL, identity_dataset
 from measuring import embedded, folded_entries, per_second, reporting
 from processes import TreeRSS
 
@@ -34,6 +41,7 @@ from journey.demo import demo_touchpoints
 from schemas.files import read_records, write_jsonl
 
 OUT = Path(__file__).parent / "out"
+JOURNEY = Path(sys.executable).with_name("journey")
 TOUCHPOINTS_PER_CUSTOMER = 20.6  # what the demo generator makes on average
 
 
@@ -51,11 +59,10 @@ def dataset(touchpoints: int) -> Path:
     return path
 
 
-def journey_ingest(path: Path) -> tuple[float, float, int, int]:
+def journey_ingest(path: Path, journey: Path = JOURNEY) -> tuple[float, float, int, int]:
     """(seconds, peak RSS in MB of all its processes, exit status, touchpoints the embedded
     store then holds) of one `journey ingest` in a fresh data dir."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    journey = Path(sys.executable).with_name("journey")
     try:
         started = time.perf_counter()
         child = subprocess.Popen(
@@ -114,33 +121,56 @@ def naive_rate(app: Application[object], touchpoints: list[Touchpoint]) -> float
     return per_second(len(touchpoints), time.perf_counter() - started, "touchpoints (naive)")
 
 
+def ingested(path: Path, count: int, journey: Path) -> tuple[float, float, float]:
+    """(touchpoints/s, seconds, peak RSS in MB) of one `journey ingest` that stored them all."""
+    seconds, peak, status, stored = journey_ingest(path, journey)
+    if status:
+        sys.exit(f"{journey} ingest failed with status {status}")
+    if stored != count:
+        sys.exit(
+            f"{journey} ingest left {stored:,} of the {count:,} touchpoints in the embedded "
+            "store: it recorded them elsewhere, or not at all"
+        )
+    return per_second(count, seconds, "touchpoints ingested"), seconds, peak
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--touchpoints", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sample", type=int, default=10_000, help="touchpoints for the naive way")
+    parser.add_argument("--identities", action="store_true", help=f"ingest {LABEL}")
+    parser.add_argument("--journey", type=Path, default=JOURNEY, help="the journey measured")
+    parser.add_argument(
+        "--baseline-journey",
+        type=Path,
+        help="a journey that ingests the usual data in the same run, before each run's own",
+    )
     args = parser.parse_args()
 
-    path = dataset(args.touchpoints)
+    plain = dataset(args.touchpoints)
+    path = identity_dataset(plain) if args.identities else plain
     count = sum(1 for _ in path.open(encoding="utf-8"))
-    print(f"dataset: {count} touchpoints, {path.stat().st_size / 1e6:.0f} MB, {path}")
+    what = LABEL if args.identities else "the usual data"
+    print(f"dataset: {count} touchpoints, {path.stat().st_size / 1e6:.0f} MB, {path}: {what}")
+    print(f"journey: {args.journey}")
+    if args.baseline_journey:
+        print(f"baseline journey: {args.baseline_journey} on the usual data, {plain}")
     print("store: embedded SQLite, a fresh data directory per run")
-    rates, peaks, naive_rates = [], [], []
+    rates, peaks, naive_rates, base_rates = [], [], [], []
     for run in range(1, args.runs + 1):
-        seconds, peak, status, stored = journey_ingest(path)
-        if status:
-            sys.exit(f"journey ingest failed with status {status}")
-        if stored != count:
-            sys.exit(
-                f"journey ingest left {stored:,} of the {count:,} touchpoints in the embedded "
-                "store: it recorded them elsewhere, or not at all"
-            )
-        rates.append(per_second(count, seconds, "touchpoints ingested"))
+        said = ""
+        if args.baseline_journey:
+            base_rate, base_seconds, _ = ingested(plain, count, args.baseline_journey)
+            base_rates.append(base_rate)
+            said = f"; baseline {base_rate:,.0f} touchpoints/s in {base_seconds:.1f} s"
+        rate, seconds, peak = ingested(path, count, args.journey)
+        rates.append(rate)
         peaks.append(peak)
         naive_rates.append(naive(path, args.sample))
         print(
             f"run {run}: journey ingest {rates[-1]:,.0f} touchpoints/s in {seconds:.1f} s, "
-            f"peak RSS {peak:.0f} MB; naive {naive_rates[-1]:,.0f} touchpoints/s",
+            f"peak RSS {peak:.0f} MB; naive {naive_rates[-1]:,.0f} touchpoints/s{said}",
             flush=True,
         )
     rate, naive_rate = statistics.median(rates), statistics.median(naive_rates)
@@ -153,6 +183,19 @@ def main() -> None:
     )
     print(f"naive baseline  median {naive_rate:,.0f} touchpoints/s on the first {args.sample}")
     print(f"ratio           {rate / naive_rate:.1f}x                   (target >= 25x)")
+    if base_rates:
+        base = statistics.median(base_rates)
+        print()
+        print(f"{what}, {args.journey}: median {rate:,.0f} touchpoints/s ({_runs(rates)})")
+        print(
+            f"the usual data, baseline {args.baseline_journey}: median {base:,.0f} "
+            f"touchpoints/s ({_runs(base_rates)})"
+        )
+        print(f"ratio to the baseline: {rate / base:.2f}")
+
+
+def _runs(rates: list[float]) -> str:
+    return ", ".join(f"{rate:,.0f}" for rate in rates)
 
 
 if __name__ == "__main__":

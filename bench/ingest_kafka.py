@@ -10,7 +10,13 @@ Uses JOURNEY_DATABASE_URL and JOURNEY_KAFKA_BOOTSTRAP when set; otherwise starts
 project's own PostgreSQL and Kafka (scripts/postgres.sh, scripts/kafka.sh). Each run's topic
 and PostgreSQL schema are deleted when it ends, whether it succeeded or not.
 
+With --identities the dataset is identity data (bench/identities.py): touchpoints without a
+customer id, some with two identifiers. With --baseline-journey, another `journey` (an older
+release, say) produces and consumes the usual data in the same run, alternating with this one
+run by run, and the ratio of the two rates is reported.
+
     python bench/ingest_kafka.py [--touchpoints 500000] [--partitions 4] [--runs 3]
+                                 [--identities] [--journey PATH] [--baseline-journey PATH]
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -37,6 +44,7 @@ from engine.touchpoints import touchpoint_from_record
 from schemas.files import read_records
 
 sys.path.insert(0, str(Path(__file__).parent))
+from identities import LABEL, identity_dataset
 from ingest_file import dataset, naive_rate
 from measuring import per_second, reporting, without_store
 
@@ -74,9 +82,9 @@ def run_topic(bootstrap: str, partitions: int) -> Iterator[str]:
             admin.close()
 
 
-def produce(env: dict[str, str], path: Path) -> float:
+def produce(env: dict[str, str], path: Path, journey: str = JOURNEY) -> float:
     started = time.perf_counter()
-    subprocess.run([JOURNEY, "produce", str(path)], env=env, check=True, stderr=subprocess.DEVNULL)
+    subprocess.run([journey, "produce", str(path)], env=env, check=True, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
@@ -94,13 +102,13 @@ def consumed(url: str, schema: str, group: str) -> int:
 
 
 def consume(
-    env: dict[str, str], url: str, schema: str, total: int, workers: int
+    env: dict[str, str], url: str, schema: str, total: int, workers: int, *, journey: str = JOURNEY
 ) -> tuple[float, float, float]:
     """(seconds from start until every record is recorded, the rate once the first batch is
     in, peak RSS in MB of its largest process) of one `journey consume --workers N`."""
     started = time.perf_counter()
     child = subprocess.Popen(
-        [JOURNEY, "consume", "--workers", str(workers)],
+        [journey, "consume", "--workers", str(workers)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -199,6 +207,40 @@ def drop(url: str, schema: str) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+@dataclass(frozen=True)
+class Run:
+    produced_in: float
+    rate: float  # touchpoints/s from the start of `journey consume`
+    seconds: float
+    steady: float  # touchpoints/s after the first batch
+    peak: float
+    copy: float  # touchpoints/s of a raw COPY of the same rows
+
+
+def one_run(
+    args: argparse.Namespace, url: str, bootstrap: str, path: Path, count: int, *, journey: str
+) -> Run:
+    """`journey produce` then `journey consume` of `path` on a topic and schema of their own."""
+    with run_topic(bootstrap, args.partitions) as name:
+        env = without_store(
+            os.environ,
+            {
+                "JOURNEY_DATABASE_URL": url,
+                "POSTGRES_SCHEMA": name,
+                "JOURNEY_KAFKA_BOOTSTRAP": bootstrap,
+                "JOURNEY_TOUCHPOINTS_TOPIC": name,
+                "JOURNEY_CONSUMER_GROUP": name,
+            },
+        )
+        try:
+            produced_in = produce(env, path, journey)
+            seconds, steady, peak = consume(env, url, name, count, args.workers, journey=journey)
+            rate = per_second(count, seconds, "touchpoints consumed")
+            return Run(produced_in, rate, seconds, steady, peak, copy_rate(url, name, count))
+        finally:
+            drop(url, name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--touchpoints", type=int, default=500_000)
@@ -206,53 +248,74 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="journey consume --workers")
     parser.add_argument("--sample", type=int, default=3_000, help="touchpoints for the naive way")
+    parser.add_argument("--identities", action="store_true", help=f"ingest {LABEL}")
+    parser.add_argument("--journey", default=JOURNEY, help="the journey measured")
+    parser.add_argument(
+        "--baseline-journey",
+        help="a journey that produces and consumes the usual data in the same run, before "
+        "each run's own",
+    )
     args = parser.parse_args()
 
     url = service("JOURNEY_DATABASE_URL", "postgres.sh")
     bootstrap = service("JOURNEY_KAFKA_BOOTSTRAP", "kafka.sh")
-    path = dataset(args.touchpoints)
+    plain = dataset(args.touchpoints)
+    path = identity_dataset(plain) if args.identities else plain
+    what = LABEL if args.identities else "the usual data"
     count = sum(1 for _ in path.open(encoding="utf-8"))
-    print(f"dataset: {count} touchpoints, {path}; PostgreSQL {url}; Kafka {bootstrap}")
+    print(f"dataset: {count} touchpoints, {path} ({what}); PostgreSQL {url}; Kafka {bootstrap}")
     print(f"topic of {args.partitions} partitions; journey consume --workers {args.workers}")
-    rates, steadies, peaks, naive_rates, copy_rates = [], [], [], [], []
-    for run in range(1, args.runs + 1):
-        with run_topic(bootstrap, args.partitions) as name:
-            env = without_store(
-                os.environ,
-                {
-                    "JOURNEY_DATABASE_URL": url,
-                    "POSTGRES_SCHEMA": name,
-                    "JOURNEY_KAFKA_BOOTSTRAP": bootstrap,
-                    "JOURNEY_TOUCHPOINTS_TOPIC": name,
-                    "JOURNEY_CONSUMER_GROUP": name,
-                },
-            )
-            try:
-                produced_in = produce(env, path)
-                seconds, steady, peak = consume(env, url, name, count, args.workers)
-                rates.append(per_second(count, seconds, "touchpoints consumed"))
-                steadies.append(steady)
-                peaks.append(peak)
-                copy_rates.append(copy_rate(url, name, count))
-            finally:
-                drop(url, name)
+    print(f"journey: {args.journey}")
+    if args.baseline_journey:
+        print(f"baseline journey: {args.baseline_journey} on the usual data, {plain}")
+    runs, bases, naive_rates = [], [], []
+    for number in range(1, args.runs + 1):
+        said = ""
+        if args.baseline_journey:
+            base = one_run(args, url, bootstrap, plain, count, journey=args.baseline_journey)
+            bases.append(base)
+            said = f"; baseline {base.rate:,.0f}/s in {base.seconds:.1f} s"
+        run = one_run(args, url, bootstrap, path, count, journey=args.journey)
+        runs.append(run)
         naive_rates.append(naive(url, path, args.sample))
         print(
-            f"run {run}: produced in {produced_in:.1f} s; journey consume "
-            f"{rates[-1]:,.0f} touchpoints/s in {seconds:.1f} s ({steady:,.0f}/s after the "
-            f"first batch), peak RSS {peak:.0f} MB; "
-            f"naive {naive_rates[-1]:,.0f}/s; COPY {copy_rates[-1]:,.0f}/s",
+            f"run {number}: produced in {run.produced_in:.1f} s; journey consume "
+            f"{run.rate:,.0f} touchpoints/s in {run.seconds:.1f} s ({run.steady:,.0f}/s after "
+            f"the first batch), peak RSS {run.peak:.0f} MB; "
+            f"naive {naive_rates[-1]:,.0f}/s; COPY {run.copy:,.0f}/s{said}",
             flush=True,
         )
-    rate = statistics.median(rates)
-    naive_rate, copy = statistics.median(naive_rates), statistics.median(copy_rates)
+    rate = statistics.median(run.rate for run in runs)
+    naive_rate, copy = statistics.median(naive_rates), statistics.median(r.copy for r in runs)
+    steady = statistics.median(run.steady for run in runs)
     print()
     print(f"journey consume median {rate:,.0f} touchpoints/s   (target >= 30,000)")
-    print(f"after 1st batch median {statistics.median(steadies):,.0f} touchpoints/s (no start-up)")
-    print(f"peak RSS        median {statistics.median(peaks):.0f} MB")
+    print(f"after 1st batch median {steady:,.0f} touchpoints/s (no start-up)")
+    print(f"peak RSS        median {statistics.median(run.peak for run in runs):.0f} MB")
     print(f"naive baseline  median {naive_rate:,.0f} touchpoints/s on the first {args.sample}")
     print(f"ratio           {rate / naive_rate:.1f}x                   (target >= 30x)")
     print(f"raw COPY        median {copy:,.0f} touchpoints/s; consume reaches {rate / copy:.0%}")
+    if bases:
+        base_rate = statistics.median(base.rate for base in bases)
+        base_steady = statistics.median(base.steady for base in bases)
+        print()
+        print(
+            f"{what}, {args.journey}: median {rate:,.0f} touchpoints/s "
+            f"({_runs(run.rate for run in runs)}); {steady:,.0f}/s after the first batch"
+        )
+        print(
+            f"the usual data, baseline {args.baseline_journey}: median {base_rate:,.0f} "
+            f"touchpoints/s ({_runs(base.rate for base in bases)}); {base_steady:,.0f}/s after "
+            "the first batch"
+        )
+        print(
+            f"ratio to the baseline: {rate / base_rate:.2f} "
+            f"({steady / base_steady:.2f} after the first batch)"
+        )
+
+
+def _runs(rates: Iterable[float]) -> str:
+    return ", ".join(f"{rate:,.0f}" for rate in rates)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,14 @@ and the baseline are measured over the same log: the log also holds one journey-
 per customer and, on SQLite, the events of the decider that `journey tick` runs, which a
 rebuild reads past without folding.
 
+With --identities the log is recorded from identity data (bench/identities.py): touchpoints
+without a customer id, some with two identifiers. With --baseline-journey, another `journey`
+(an older release, say) records the usual data in a store of its own and rebuilds it in the
+same run, alternating with this one run by run; the ratio of the two rates is reported.
+
     python bench/replay.py [--touchpoints 1000000] [--runs 3] [--sample 20000]
                            [--customers 100000] [--no-postgres]
+                           [--identities] [--journey PATH] [--baseline-journey PATH]
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from projections.position import Mark, Position
 from stores.postgres.database import conninfo as postgres_conninfo
 
 sys.path.insert(0, str(Path(__file__).parent))
+from identities import LABEL, identity_dataset
 from ingest_file import OUT
 from measuring import NotMeasured, folded_entries, per_second, reporting, without_store
 from processes import TreeRSS
@@ -112,10 +119,10 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return without_store(os.environ, extra)
 
 
-def cli(args: list[str], env: Mapping[str, str]) -> str:
+def cli(args: list[str], env: Mapping[str, str], journey: str = JOURNEY) -> str:
     """Runs the journey CLI; its stderr, or the exact error if it fails."""
     done = subprocess.run(
-        [JOURNEY, *args],
+        [journey, *args],
         check=False,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -134,21 +141,44 @@ class Store:
     app_env: dict[str, str]  # the Journeys application's eventsourcing environment
     settings: Settings
     data_dir: Path
+    journey: str = JOURNEY  # the `journey` that records and rebuilds it
+    schema: str = SCHEMA  # on PostgreSQL
     notes: list[str] = field(default_factory=list)
     folded: int = 0  # touchpoints and clock events in the log: what every rate counts
 
+    @property
+    def label(self) -> str:
+        return self.name if self.journey == JOURNEY else f"{self.name}, baseline journey"
 
-def sqlite_store(touchpoints: int, customers: int) -> Store:
-    data_dir = OUT / f"replay-store-{customers}x{max(1, touchpoints // customers)}"
+
+@dataclass(frozen=True)
+class Variant:
+    """Which data a store holds and which `journey` records it: each has a store of its own."""
+
+    identities: bool = False
+    journey: str = JOURNEY
+
+    @property
+    def suffix(self) -> str:
+        data = "-identities" if self.identities else ""
+        return f"{data}-baseline" if self.journey != JOURNEY else data
+
+
+def sqlite_store(touchpoints: int, customers: int, variant: Variant = Variant()) -> Store:
+    each = max(1, touchpoints // customers)
+    data_dir = OUT / f"replay-store-{customers}x{each}{variant.suffix}"
     settings = Settings(data_dir=data_dir)
     env = clean_env({"JOURNEY_DATA_DIR": str(data_dir)})
-    return Store("sqlite", env, event_store_env(settings), settings, data_dir)
+    return Store("sqlite", env, event_store_env(settings), settings, data_dir, variant.journey)
 
 
-def postgres_store(url: str, data_dir: Path) -> Store:
-    env = clean_env({"JOURNEY_DATABASE_URL": url, "POSTGRES_SCHEMA": SCHEMA})
+def postgres_store(url: str, data_dir: Path, variant: Variant = Variant()) -> Store:
+    schema = SCHEMA + variant.suffix.replace("-", "_")
+    env = clean_env({"JOURNEY_DATABASE_URL": url, "POSTGRES_SCHEMA": schema})
     settings = Settings.from_env(env)
-    return Store("postgres", env, event_store_env(settings), settings, data_dir)
+    return Store(
+        "postgres", env, event_store_env(settings), settings, data_dir, variant.journey, schema
+    )
 
 
 def record(store: Store, path: Path, count: int) -> None:
@@ -161,34 +191,35 @@ def record(store: Store, path: Path, count: int) -> None:
     else:
         drop_schema(store)
     started = time.perf_counter()
-    cli(["ingest", "--no-project", str(path)], store.cli_env)
+    cli(["ingest", "--no-project", str(path)], store.cli_env, store.journey)
     ingested = time.perf_counter()
-    said = cli(["tick"], store.cli_env)
+    said = cli(["tick"], store.cli_env, store.journey)
     print(
         f"  ingest {ingested - started:.0f} s; tick (and views caught up) "
         f"{time.perf_counter() - ingested:.0f} s: {said.strip().splitlines()[-1]}",
         flush=True,
     )
     if store.name == "sqlite":
-        (store.data_dir / "recorded").write_text(f"{count}\n")
+        (store.data_dir / "recorded").write_text(f"{count}\n{store.journey}\n")
 
 
 def recorded(store: Store, count: int) -> bool:
     if store.name == "sqlite":
         marker = store.data_dir / "recorded"
-        return marker.exists() and marker.read_text().strip() == str(count)
+        said = f"{count}\n{store.journey}" if store.journey != JOURNEY else str(count)
+        return marker.exists() and marker.read_text().strip() == said
     with psycopg.connect(postgres_conninfo(store.settings), autocommit=True) as conn:
         tables = {
             row[0]
             for row in conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-                (SCHEMA,),
+                (store.schema,),
             )
         }
         if not {"journeys_events", "journeys_events_touchpoints"} <= tables:
             return False
-        events = Identifier(SCHEMA, "journeys_events")
-        ids = Identifier(SCHEMA, "journeys_events_touchpoints")
+        events = Identifier(store.schema, "journeys_events")
+        ids = Identifier(store.schema, "journeys_events_touchpoints")
         (touchpoints,) = conn.execute(SQL("SELECT count(*) FROM {}").format(ids)).fetchone() or (0,)
         (ticks,) = conn.execute(
             SQL("SELECT count(*) FROM {} WHERE topic = %s").format(events), (TICK_TOPIC,)
@@ -198,7 +229,7 @@ def recorded(store: Store, count: int) -> bool:
 
 def drop_schema(store: Store) -> None:
     with psycopg.connect(postgres_conninfo(store.settings), autocommit=True) as conn:
-        conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(SCHEMA)))
+        conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(store.schema)))
 
 
 def head(store: Store) -> int:
@@ -226,7 +257,7 @@ def journey_rebuild(store: Store) -> Rebuilt:
     """One `journey rebuild`, timed from outside."""
     started = time.perf_counter()
     child = subprocess.Popen(
-        [JOURNEY, "rebuild"],
+        [store.journey, "rebuild"],
         env=store.cli_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -386,7 +417,7 @@ def baseline_postgres(store: Store, sample: int) -> Baseline:
     with psycopg.connect(postgres_conninfo(store.settings), autocommit=True) as conn:
         name = JourneyBaseline.name.lower()
         for table in (f"{name}_tracking", baseline_table(f"{name}_tracking")):
-            conn.execute(SQL("DROP TABLE IF EXISTS {}").format(Identifier(SCHEMA, table)))
+            conn.execute(SQL("DROP TABLE IF EXISTS {}").format(Identifier(store.schema, table)))
     JourneyBaseline.stop_at, JourneyBaseline.reached, JourneyBaseline.first = target, None, None
     JourneyBaseline.counted = 0
     started = time.perf_counter()
@@ -525,6 +556,7 @@ class PostgresServer:
 @dataclass
 class Result:
     store: Store
+    variant: Variant = Variant()
     events: int = 0
     runs: list[Rebuilt] = field(default_factory=list)
     baselines: list[Baseline] = field(default_factory=list)
@@ -533,7 +565,7 @@ class Result:
 
 def reconnect(result: Result, url: str) -> Store:
     """The PostgreSQL store at this URL, keeping what was noted."""
-    store = postgres_store(url, result.store.data_dir)
+    store = postgres_store(url, result.store.data_dir, result.variant)
     store.notes, store.folded = result.store.notes, result.store.folded
     result.store = store
     return store
@@ -555,20 +587,25 @@ def prepare(result: Result, path: Path, count: int, server: PostgresServer | Non
             print(note, file=sys.stderr, flush=True)
 
 
-def measure(result: Result, runs: int, sample: int, server: PostgresServer | None) -> None:
+def measure(results: list[Result], runs: int, sample: int, server: PostgresServer | None) -> None:
+    """`runs` rounds, each rebuilding every store of `results` in turn (the baseline
+    journey's first), so that a slower spell of the machine falls on both."""
     for run in range(1, runs + 1):
-        for attempt in (1, 2):
-            try:
-                one_run(result, run, sample, server)
-                break
-            except Exception as exc:
-                if server is None or attempt == 2:
-                    raise
-                # Another session may have stopped the shared server under us.
-                note = f"run {run} failed and was run again: {type(exc).__name__}: {exc}"
-                result.store.notes.append(" ".join(note.split())[:300])
-                print(note, file=sys.stderr, flush=True)
-                reconnect(result, server.ensure())
+        for result in results:
+            if result.error:
+                continue
+            for attempt in (1, 2):
+                try:
+                    one_run(result, run, sample, server)
+                    break
+                except Exception as exc:
+                    if server is None or attempt == 2:
+                        raise
+                    # Another session may have stopped the shared server under us.
+                    note = f"run {run} failed and was run again: {type(exc).__name__}: {exc}"
+                    result.store.notes.append(" ".join(note.split())[:300])
+                    print(note, file=sys.stderr, flush=True)
+                    reconnect(result, server.ensure())
 
 
 def one_run(result: Result, run: int, sample: int, server: PostgresServer | None) -> None:
@@ -579,7 +616,10 @@ def one_run(result: Result, run: int, sample: int, server: PostgresServer | None
             store = reconnect(result, url)
     load = os.getloadavg()[0]
     rebuilt = journey_rebuild(store)
-    if store.name == "sqlite":
+    base: Baseline | None = None
+    if store.journey != JOURNEY:
+        pass  # another release's rebuild is the comparison: eventsourcing's is not run for it
+    elif store.name == "sqlite":
         base = baseline_sqlite(store, sample, try_runner=run == 1)
     else:
         base = baseline_postgres(store, sample)
@@ -590,17 +630,25 @@ def one_run(result: Result, run: int, sample: int, server: PostgresServer | None
         )
     rate = per_second(store.folded, rebuilt.seconds, "events folded by journey rebuild")
     result.runs.append(rebuilt)
-    result.baselines.append(base)
+    said = ""
+    if base is not None:
+        result.baselines.append(base)
+        said = (
+            f"; baseline {base.rate:,.0f} folded/s ({base.processed:,} folded over "
+            f"{base.events:,} log positions, the first after {base.first:.2f} s)"
+        )
     print(
-        f"run {run} {store.name}: journey rebuild folded {store.folded:,} events "
+        f"run {run} {store.label}: journey rebuild folded {store.folded:,} events "
         f"({rebuilt.events:,} log entries) in {rebuilt.seconds:.1f} s (it says "
         f"{rebuilt.reported_seconds:.1f} s) = {rate:,.0f} folded/s, peak RSS "
         f"{rebuilt.max_rss_mb:.0f} MB (largest process), {rebuilt.tree_rss_mb:.0f} MB "
-        f"(all its processes); baseline {base.rate:,.0f} folded/s "
-        f"({base.processed:,} folded over {base.events:,} log positions, the first "
-        f"after {base.first:.2f} s); load average before {load:.1f}",
+        f"(all its processes){said}; load average before {load:.1f}",
         flush=True,
     )
+
+
+def rates(result: Result) -> list[float]:
+    return [result.store.folded / r.seconds for r in result.runs]
 
 
 def table(results: list[Result], customers: int, sample: int) -> None:
@@ -616,18 +664,21 @@ def table(results: list[Result], customers: int, sample: int) -> None:
     print(header)
     print("-" * len(header))
     for result in results:
-        name = result.store.name
+        name = result.store.label
         if result.error or not result.runs:
             print(f"{name:<9} not measured: {result.error.splitlines()[0] if result.error else ''}")
             continue
-        rates = [result.store.folded / r.seconds for r in result.runs]
-        rate = statistics.median(rates)
+        rate = statistics.median(rates(result))
         peak = max(max(r.tree_rss_mb, r.max_rss_mb) for r in result.runs)
-        base = statistics.median(b.rate for b in result.baselines)
+        if result.baselines:
+            base = statistics.median(b.rate for b in result.baselines)
+            compared = f"{base:>13,.0f} {rate / base:>6.0f}x"
+        else:
+            compared = f"{'':>13} {'':>7}"
         print(
             f"{name:<9} {result.store.folded:>10,} {customers:>9,} {rate:>11,.0f}  "
-            f"{' / '.join(f'{r:,.0f}' for r in rates):<26} {peak:>11,.0f} {base:>13,.0f} "
-            f"{rate / base:>6.0f}x  {'yes' if rate >= TARGET_RATE else 'NO':<11} "
+            f"{' / '.join(f'{r:,.0f}' for r in rates(result)):<26} {peak:>11,.0f} {compared}  "
+            f"{'yes' if rate >= TARGET_RATE else 'NO':<11} "
             f"{'yes' if peak < TARGET_RSS_MB else 'NO':<7}"
         )
     print()
@@ -642,7 +693,21 @@ def table(results: list[Result], customers: int, sample: int) -> None:
             print(f"  note: {note}")
 
 
-def main() -> None:
+def compared(pairs: list[list[Result]], what: str) -> None:
+    """Each store's rate against the baseline journey's on the same store."""
+    for pair in pairs:
+        if len(pair) < 2 or not all(result.runs for result in pair):
+            continue
+        base, own = pair
+        base_rate, own_rate = statistics.median(rates(base)), statistics.median(rates(own))
+        print(
+            f"{own.store.name}: {what}, {own.store.journey}: median {own_rate:,.0f} folded/s; "
+            f"the usual data, baseline {base.store.journey}: median {base_rate:,.0f} folded/s; "
+            f"ratio {own_rate / base_rate:.2f}"
+        )
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--touchpoints", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
@@ -651,20 +716,38 @@ def main() -> None:
     )
     parser.add_argument("--customers", type=int, default=100_000, help="customers generated")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
-    args = parser.parse_args()
+    parser.add_argument("--identities", action="store_true", help=f"replay {LABEL}")
+    parser.add_argument("--journey", default=JOURNEY, help="the journey measured")
+    parser.add_argument(
+        "--baseline-journey",
+        help="a journey that records the usual data in a store of its own and rebuilds it in "
+        "the same run, before each run's own",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
 
     print(
         f"targets: journey rebuild >= {TARGET_RATE:,} events/s; peak RSS < {TARGET_RSS_MB} MB "
         "(memory grows with active customers, not with history)"
     )
-    path, count, customers = replay_dataset(args.touchpoints, args.customers)
+    plain, count, customers = replay_dataset(args.touchpoints, args.customers)
+    path = identity_dataset(plain) if args.identities else plain
+    what = LABEL if args.identities else "the usual data"
     print(
         f"dataset: {count:,} touchpoints of {customers:,} customers (each customer's first "
         f"{max(1, args.touchpoints // args.customers)} of `journey generate --customers "
-        f"{args.customers}`), {path}",
+        f"{args.customers}`), {path}: {what}",
         flush=True,
     )
-    results = [Result(sqlite_store(args.touchpoints, args.customers))]
+    own = Variant(args.identities, args.journey)
+    variants = [own]
+    if args.baseline_journey:
+        variants.insert(0, Variant(False, args.baseline_journey))
+        print(f"baseline journey: {args.baseline_journey} on the usual data, {plain}")
+    pairs = [[Result(sqlite_store(args.touchpoints, args.customers, v), v) for v in variants]]
     server, url = None, ""
     if not args.no_postgres:
         server = PostgresServer()
@@ -675,24 +758,34 @@ def main() -> None:
             print(f"PostgreSQL could not be started, reporting SQLite only:\n{exc}", flush=True)
         else:
             how = "already running" if server.was_running else "started by this run"
-            print(f"PostgreSQL at {url}, schema {SCHEMA} ({how})", flush=True)
-            results.append(Result(postgres_store(url, OUT / "replay-postgres")))
+            print(f"PostgreSQL at {url}, schemas {SCHEMA}* ({how})", flush=True)
+            replayed = OUT / "replay-postgres"
+            pairs.append([Result(postgres_store(url, replayed, v), v) for v in variants])
     try:
-        for result in results:
-            on = server if result.store.name == "postgres" else None
+        for pair in pairs:
+            on = server if pair[0].store.name == "postgres" else None
+            for result in pair:
+                try:
+                    prepare(result, path if result.variant == own else plain, count, on)
+                    result.events = head(result.store)
+                    result.store.folded = folded_entries(result.store.settings)
+                except Exception as exc:  # reported in the table, the other store still runs
+                    result.error = f"{type(exc).__name__}: {exc}"
+                    print(f"{result.store.label} failed: {result.error}", file=sys.stderr)
             try:
-                prepare(result, path, count, on)
-                result.events = head(result.store)
-                result.store.folded = folded_entries(result.store.settings)
-                measure(result, args.runs, args.sample, on)
-            except Exception as exc:  # reported in the table, the other store still runs
-                result.error = f"{type(exc).__name__}: {exc}"
-                print(f"{result.store.name} failed: {result.error}", file=sys.stderr, flush=True)
+                measure(pair, args.runs, args.sample, on)
+            except Exception as exc:
+                for result in pair:
+                    result.error = result.error or f"{type(exc).__name__}: {exc}"
+                print(f"{pair[0].store.name} failed: {exc}", file=sys.stderr, flush=True)
     finally:
         if server is not None:
             print(server.finish(url), flush=True)
     print()
-    table(results, customers, args.sample)
+    table([result for pair in pairs for result in pair], customers, args.sample)
+    if args.baseline_journey:
+        print()
+        compared(pairs, what)
 
 
 if __name__ == "__main__":
