@@ -59,9 +59,10 @@ def dataset(touchpoints: int) -> Path:
     return path
 
 
-def journey_ingest(path: Path, journey: Path = JOURNEY) -> tuple[float, float, int, int]:
+def journey_ingest(path: Path, journey: Path = JOURNEY) -> tuple[float, float, int, int, float]:
     """(seconds, peak RSS in MB of all its processes, exit status, touchpoints the embedded
-    store then holds) of one `journey ingest` in a fresh data dir."""
+    store then holds, CPU seconds of all its processes) of one `journey ingest` in a fresh
+    data dir."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
         started = time.perf_counter()
@@ -74,15 +75,17 @@ def journey_ingest(path: Path, journey: Path = JOURNEY) -> tuple[float, float, i
         sampler = TreeRSS(child.pid)
         sampler.start()
         output = child.stderr.read().decode() if child.stderr else ""  # drained while it runs
-        _, status, _ = os.wait4(child.pid, 0)
+        _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
         sampler.done.set()
         sampler.join()
         child.returncode = os.waitstatus_to_exitcode(status)
+        # On a shared machine the CPU time it took says more than the wall clock.
+        cpu = usage.ru_utime + usage.ru_stime
         if child.returncode:
             print(output, file=sys.stderr)
-            return seconds, sampler.peak, child.returncode, 0
-        return seconds, sampler.peak, 0, folded_entries(Settings(data_dir=data_dir))
+            return seconds, sampler.peak, child.returncode, 0, cpu
+        return seconds, sampler.peak, 0, folded_entries(Settings(data_dir=data_dir)), cpu
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -121,9 +124,10 @@ def naive_rate(app: Application[object], touchpoints: list[Touchpoint]) -> float
     return per_second(len(touchpoints), time.perf_counter() - started, "touchpoints (naive)")
 
 
-def ingested(path: Path, count: int, journey: Path) -> tuple[float, float, float]:
-    """(touchpoints/s, seconds, peak RSS in MB) of one `journey ingest` that stored them all."""
-    seconds, peak, status, stored = journey_ingest(path, journey)
+def ingested(path: Path, count: int, journey: Path) -> tuple[float, float, float, float]:
+    """(touchpoints/s, seconds, peak RSS in MB, CPU microseconds per touchpoint) of one
+    `journey ingest` that stored them all."""
+    seconds, peak, status, stored, cpu = journey_ingest(path, journey)
     if status:
         sys.exit(f"{journey} ingest failed with status {status}")
     if stored != count:
@@ -131,7 +135,8 @@ def ingested(path: Path, count: int, journey: Path) -> tuple[float, float, float
             f"{journey} ingest left {stored:,} of the {count:,} touchpoints in the embedded "
             "store: it recorded them elsewhere, or not at all"
         )
-    return per_second(count, seconds, "touchpoints ingested"), seconds, peak
+    rate = per_second(count, seconds, "touchpoints ingested")
+    return rate, seconds, peak, cpu / count * 1e6
 
 
 def main() -> None:
@@ -157,20 +162,26 @@ def main() -> None:
     if args.baseline_journey:
         print(f"baseline journey: {args.baseline_journey} on the usual data, {plain}")
     print("store: embedded SQLite, a fresh data directory per run")
-    rates, peaks, naive_rates, base_rates = [], [], [], []
+    rates, peaks, cpus, naive_rates, base_rates, base_cpus = [], [], [], [], [], []
     for run in range(1, args.runs + 1):
         said = ""
         if args.baseline_journey:
-            base_rate, base_seconds, _ = ingested(plain, count, args.baseline_journey)
+            base_rate, base_seconds, _, base_cpu = ingested(plain, count, args.baseline_journey)
             base_rates.append(base_rate)
-            said = f"; baseline {base_rate:,.0f} touchpoints/s in {base_seconds:.1f} s"
-        rate, seconds, peak = ingested(path, count, args.journey)
+            base_cpus.append(base_cpu)
+            said = (
+                f"; baseline {base_rate:,.0f} touchpoints/s in {base_seconds:.1f} s, "
+                f"{base_cpu:.1f} CPU us each"
+            )
+        rate, seconds, peak, cpu = ingested(path, count, args.journey)
         rates.append(rate)
         peaks.append(peak)
+        cpus.append(cpu)
         naive_rates.append(naive(path, args.sample))
         print(
             f"run {run}: journey ingest {rates[-1]:,.0f} touchpoints/s in {seconds:.1f} s, "
-            f"peak RSS {peak:.0f} MB; naive {naive_rates[-1]:,.0f} touchpoints/s{said}",
+            f"{cpu:.1f} CPU us each, peak RSS {peak:.0f} MB; "
+            f"naive {naive_rates[-1]:,.0f} touchpoints/s{said}",
             flush=True,
         )
     rate, naive_rate = statistics.median(rates), statistics.median(naive_rates)
@@ -191,11 +202,17 @@ def main() -> None:
             f"the usual data, baseline {args.baseline_journey}: median {base:,.0f} "
             f"touchpoints/s ({_runs(base_rates)})"
         )
+        cpu, base_cpu = statistics.median(cpus), statistics.median(base_cpus)
         print(f"ratio to the baseline: {rate / base:.2f}")
+        print(
+            f"CPU time per touchpoint (all its processes): {cpu:.1f} us against {base_cpu:.1f} us "
+            f"({_runs(cpus, '.1f')} / {_runs(base_cpus, '.1f')}); the baseline's over this "
+            f"one's {base_cpu / cpu:.2f}"
+        )
 
 
-def _runs(rates: list[float]) -> str:
-    return ", ".join(f"{rate:,.0f}" for rate in rates)
+def _runs(rates: list[float], spec: str = ",.0f") -> str:
+    return ", ".join(f"{rate:{spec}}" for rate in rates)
 
 
 if __name__ == "__main__":

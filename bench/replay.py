@@ -200,14 +200,19 @@ def record(store: Store, path: Path, count: int) -> None:
         flush=True,
     )
     if store.name == "sqlite":
-        (store.data_dir / "recorded").write_text(f"{count}\n{store.journey}\n")
+        (store.data_dir / "recorded").write_text(f"{marker(store, count)}\n")
+
+
+def marker(store: Store, count: int) -> str:
+    """What an embedded store recorded in full says it holds: the touchpoints, and which
+    `journey` recorded them unless it was this checkout's."""
+    return f"{count}\n{store.journey}" if store.journey != JOURNEY else str(count)
 
 
 def recorded(store: Store, count: int) -> bool:
     if store.name == "sqlite":
-        marker = store.data_dir / "recorded"
-        said = f"{count}\n{store.journey}" if store.journey != JOURNEY else str(count)
-        return marker.exists() and marker.read_text().strip() == said
+        done = store.data_dir / "recorded"
+        return done.exists() and done.read_text().strip() == marker(store, count)
     with psycopg.connect(postgres_conninfo(store.settings), autocommit=True) as conn:
         tables = {
             row[0]
@@ -251,6 +256,7 @@ class Rebuilt:
     reported_seconds: float  # what the CLI itself printed
     max_rss_mb: float  # ru_maxrss: the largest single process
     tree_rss_mb: float  # sampled: all of its processes together
+    cpu_seconds: float  # user and system, all of its processes
 
 
 def journey_rebuild(store: Store) -> Rebuilt:
@@ -282,6 +288,7 @@ def journey_rebuild(store: Store) -> Rebuilt:
         float(found.group(2)),
         usage.ru_maxrss / 1024,
         sampler.peak,
+        usage.ru_utime + usage.ru_stime,
     )
 
 
@@ -642,7 +649,8 @@ def one_run(result: Result, run: int, sample: int, server: PostgresServer | None
         f"({rebuilt.events:,} log entries) in {rebuilt.seconds:.1f} s (it says "
         f"{rebuilt.reported_seconds:.1f} s) = {rate:,.0f} folded/s, peak RSS "
         f"{rebuilt.max_rss_mb:.0f} MB (largest process), {rebuilt.tree_rss_mb:.0f} MB "
-        f"(all its processes){said}; load average before {load:.1f}",
+        f"(all its processes), {rebuilt.cpu_seconds:.1f} CPU s{said}; "
+        f"load average before {load:.1f}",
         flush=True,
     )
 
@@ -700,10 +708,13 @@ def compared(pairs: list[list[Result]], what: str) -> None:
             continue
         base, own = pair
         base_rate, own_rate = statistics.median(rates(base)), statistics.median(rates(own))
+        own_cpu = statistics.median(r.cpu_seconds for r in own.runs) / own.store.folded
+        base_cpu = statistics.median(r.cpu_seconds for r in base.runs) / base.store.folded
         print(
             f"{own.store.name}: {what}, {own.store.journey}: median {own_rate:,.0f} folded/s; "
             f"the usual data, baseline {base.store.journey}: median {base_rate:,.0f} folded/s; "
-            f"ratio {own_rate / base_rate:.2f}"
+            f"ratio {own_rate / base_rate:.2f}; CPU time per event folded (all its processes) "
+            f"{own_cpu * 1e6:.1f} us against {base_cpu * 1e6:.1f} us"
         )
 
 

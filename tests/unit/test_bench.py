@@ -3,8 +3,10 @@ measured rather than divide by nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -136,3 +138,25 @@ def test_identity_touchpoints_are_read_as_the_engine_reads_them(
     assert len(read) == identities.census(changed)[0]
     assert any(tp.anonymous for tp in read)
     assert any(not tp.anonymous for tp in read)
+
+
+def test_a_replay_store_recorded_by_another_journey_is_not_taken_for_this_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location("bench_replay", BENCH / "replay.py")
+    assert spec is not None
+    assert spec.loader is not None
+    replay = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, replay)  # its dataclasses look themselves up
+    spec.loader.exec_module(replay)
+    monkeypatch.setattr(replay, "OUT", tmp_path)
+    ours = replay.sqlite_store(1_000, 100)
+    theirs = replay.sqlite_store(1_000, 100, replay.Variant(journey="/elsewhere/journey"))
+    for store in (ours, theirs):
+        store.data_dir.mkdir(exist_ok=True)
+        (store.data_dir / "recorded").write_text(f"{replay.marker(store, 1_000)}\n")
+
+    assert theirs.data_dir != ours.data_dir
+    assert replay.recorded(ours, 1_000)
+    assert replay.recorded(theirs, 1_000)
+    assert not replay.recorded(dataclasses.replace(theirs, journey="/other"), 1_000)
