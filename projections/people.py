@@ -248,6 +248,8 @@ class People:
 
     def person_of(self, key: str) -> str:
         """The person a key names now (the key itself, if the graph has not seen it)."""
+        if key in self._alone:
+            return key
         home = self._home_of.get(key)
         found = self.graph.person_of(home if home is not None else Identifier(CUSTOMER_ID, key))
         return found or key
