@@ -109,20 +109,8 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
     def select_stream_states(
         self, stream_ids: Sequence[UUID], topic: str
     ) -> dict[UUID, list[bytes]]:
-        states: dict[UUID, list[bytes]] = {}
-        with self.datastore.transaction(commit=False) as c:
-            cursor = c.sqlite_cursor
-            cursor.row_factory = None
-            for chunk in _chunks([stream_id.hex for stream_id in stream_ids]):
-                cursor.execute(
-                    f"SELECT originator_id, state FROM {self.events_table_name} "
-                    f"WHERE originator_id IN ({','.join('?' * len(chunk))}) AND topic = ? "
-                    "ORDER BY originator_id, originator_version",
-                    (*chunk, topic),
-                )
-                for originator_id, state in cursor.fetchall():
-                    states.setdefault(UUID(originator_id), []).append(state)
-        return states
+        entries = self.select_stream_entries(stream_ids, topic)
+        return {stream: [state for _, state in found] for stream, found in entries.items()}
 
     def select_stream_entries(
         self, stream_ids: Sequence[UUID], topic: str
