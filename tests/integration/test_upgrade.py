@@ -175,6 +175,21 @@ def test_a_store_of_the_previous_release_upgrades_keeping_everything(
     assert {a["status"] for a in ended if a["action_id"] != dismissed} <= {"expired", "cancelled"}
     assert all(a["status_reason"] for a in ended)
 
+    # The upgraded views keep who is who (the views' third migration).
+    merged_and_parted(new, env, *customers[:2])
+
+
+def merged_and_parted(new: Path, env: dict[str, str], first: str, second: str) -> None:
+    """Two customers merged read as one, found by either id; the undo parts them."""
+    journey(new, env, "identity", "merge", second, first, "--reason", "one person")
+    joined = json.loads(journey(new, env, "customer", first, "--json"))["customer_id"]
+    assert joined in (first, second)
+    assert json.loads(journey(new, env, "customer", second, "--json"))["customer_id"] == joined
+    shown = json.loads(journey(new, env, "identity", "show", first, "--json"))
+    (merge_id,) = [link["merge_id"] for link in shown["links"] if link["merge_id"]]
+    journey(new, env, "identity", "unmerge", merge_id, "--reason", "two people")
+    assert json.loads(journey(new, env, "customer", second, "--json"))["customer_id"] == second
+
 
 def cancelled(action: dict[str, Any]) -> dict[str, Any]:
     """An action as this release reads it: the previous release's resolved and withdrawn
