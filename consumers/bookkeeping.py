@@ -77,5 +77,10 @@ class Bookkeeping(ABC):
         some as published."""
 
     @abstractmethod
+    def erase_dead_letters(self, ids: Sequence[int]) -> None:
+        """Empties these dead letters of what they held (their key, value, headers and
+        detail), keeping that they were met, where and why: a person's erasure."""
+
+    @abstractmethod
     def dead_letter_counts(self) -> dict[str, int]:
         """How many dead letters there are: in all, still waiting, and not yet published."""

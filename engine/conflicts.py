@@ -18,7 +18,7 @@ from engine.journeys import stream_id
 
 # What makes a touchpoint the one it is: every field it was recorded with.
 _FIELDS = ("customer_id", "channel", "type", "occurred_at", "source", "rep_id", "outcome",
-           "attributes", "identifiers")  # fmt: skip
+           "attributes", "identifiers", "personal_data")  # fmt: skip
 # How many recorded touchpoints' hashes are kept between batches (about 150 bytes each).
 _MAX_KEPT = 1_000_000
 _RECORDED_AT = b',"timestamp":'  # where the recording time begins in the library's JSON form

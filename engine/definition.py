@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import string
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -371,6 +371,9 @@ class IdentityPolicy(_Model):
     kinds: tuple[str, ...] = ()
     shared: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     region: str | None = None
+    # Where identifiers are stored as keyed digests (engine/sealing.py), the digests of the
+    # shared values, by kind: given by the store, never written in a definition.
+    shared_digests: dict[str, tuple[str, ...]] = Field(default_factory=dict, exclude=True)
 
     @model_validator(mode="after")
     def _known_kinds(self) -> Self:
@@ -400,10 +403,35 @@ class IdentityPolicy(_Model):
     @cached_property
     def shared_identifiers(self) -> frozenset[Identifier]:
         return frozenset(
-            Identifier(kind, normalised(kind, value, self.region))
-            for kind, values in self.shared.items()
-            for value in values
+            (
+                *(
+                    Identifier(kind, normalised(kind, value, self.region))
+                    for kind, values in self.shared.items()
+                    for value in values
+                ),
+                *(
+                    Identifier(kind, digest)
+                    for kind, digests in self.shared_digests.items()
+                    for digest in digests
+                ),
+            )
         )
+
+
+class PrivacyPolicy(_Model):
+    """What is personal data beyond the identifiers (email, phone, cookie id and the kinds
+    `[identity]` adds, which always are): the attributes named in `personal`, such as a
+    customer's name or a rep's note. Where the store seals personal data, their values are
+    sealed with the person's key: no rule, view or brief sees them, so none may name them."""
+
+    personal: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _names(self) -> Self:
+        for name in self.personal:
+            if not name.strip():
+                raise ValueError("personal: an attribute name is empty")
+        return self
 
 
 class JourneyInfo(_Model):
@@ -421,6 +449,7 @@ class JourneyDefinition(_Model):
     teams: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     actions: ActionPolicy = ActionPolicy()
     identity: IdentityPolicy = IdentityPolicy()
+    privacy: PrivacyPolicy = PrivacyPolicy()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -452,7 +481,22 @@ class JourneyDefinition(_Model):
                     raise ValueError(f"{kind}[{index}].id: {item.id!r} is declared twice")
                 seen.add(item.id)
         self._check_action_rules(ids)
+        self._check_personal()
         return self
+
+    def _check_personal(self) -> None:
+        personal = set(self.privacy.personal)
+        for kind in self.identity.kinds:
+            if kind in personal:
+                raise ValueError(
+                    f"privacy.personal: {kind!r} is an identifier kind, personal already"
+                )
+        for where, name in _attributes_named(self.model_dump(by_alias=True), ""):
+            if name in personal:
+                raise ValueError(
+                    f"{where}: attribute {name!r} is personal (privacy.personal), "
+                    "so no rule may read it"
+                )
 
     def _check_action_rules(self, stage_ids: list[str]) -> None:
         frictions = {f.id for f in self.frictions}
@@ -499,6 +543,27 @@ class JourneyDefinition(_Model):
             if stage.id == stage_id:
                 return stage
         raise KeyError(stage_id)
+
+
+def _attributes_named(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """Every attribute name a part of the definition reads, with where it is read: the keys
+    of `attributes` tables, and the values of fields named `..._attribute(s)`."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{where}.{key}" if where else str(key)
+            if key == "attributes" and isinstance(item, dict):
+                yield from ((here, name) for name in item)
+            elif key == "briefing" and isinstance(item, dict):  # each text names an attribute
+                yield from ((f"{here}.{k}", v) for k, v in item.items() if isinstance(v, str))
+            elif key.endswith("_attribute") and isinstance(item, str):
+                yield here, item
+            elif key.endswith("_attributes") and isinstance(item, list | tuple):
+                yield from ((here, name) for name in item if isinstance(name, str))
+            elif key not in ("privacy", "identity"):
+                yield from _attributes_named(item, here)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _attributes_named(item, f"{where}[{index}]")
 
 
 def load_definition(path: Path | None = None) -> JourneyDefinition:

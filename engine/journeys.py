@@ -59,6 +59,9 @@ class CustomerJourney(Aggregate):
         attributes: dict[str, str]
         identifiers: dict[str, str]
         anonymous: bool = False
+        # Where personal data is sealed (engine/sealing.py): a check of it, and it, sealed.
+        personal_data: str | None = None
+        sealed: str | None = None
 
         def apply(self, aggregate: Any) -> None:
             aggregate.recorded.add(self.event_id)
@@ -152,3 +155,35 @@ class IdentityDecisions(Aggregate):
 # Every decision goes to one stream: they are few, and their order is the log's.
 PEOPLE_STREAM = "people"
 MERGED, UNMERGED, DETACHED = "merged", "unmerged", "detached"
+
+
+_ERASURES_NAMESPACE = uuid5(NAMESPACE_URL, "urn:journey-engine:erasures")
+
+
+class Erasures(Aggregate):
+    """Receipts of people forgotten: who asked for it and why, when, and what was erased.
+    A receipt holds no personal data: the keys are the journeys' own (customer ids, and the
+    digest-made keys of anonymous journeys)."""
+
+    class Started(Aggregate.Created):
+        customer_id: str
+
+    class Forgotten(Aggregate.Event):
+        person: str
+        keys: list[str]  # every key the person's touchpoints were recorded under
+        data_keys: int  # how many data keys were destroyed
+        dead_letters: int  # how many dead letters were emptied
+        by: str
+        reason: str
+        occurred_at: int
+
+    @staticmethod
+    def create_id(customer_id: str) -> UUID:
+        return uuid5(_ERASURES_NAMESPACE, customer_id)
+
+    def __init__(self, customer_id: str) -> None:
+        self.customer_id = customer_id
+
+
+# Every receipt goes to one stream: they are few, and a person's are found by reading it.
+ERASURES_STREAM = "erasures"

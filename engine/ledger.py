@@ -68,6 +68,16 @@ class TouchpointLedger(ABC):
         order: a lean `select_notifications` for replaying the log by the million. With a
         partition, only the events of its streams and those of its `everywhere` topics."""
 
+    @abstractmethod
+    def rewrite_states(self, states: Sequence[tuple[int, bytes]]) -> None:
+        """Replaces the stored states of the events at these log positions, leaving the old
+        ones nowhere a reader of the database's files could find them once `scrub` has run.
+        Only sealing what was recorded in the clear does this: events never change."""
+
+    @abstractmethod
+    def scrub(self) -> None:
+        """Removes what rewritten states left behind in the store's files."""
+
 
 @dataclass(frozen=True, slots=True)
 class Partition:

@@ -17,6 +17,7 @@ from engine.conflicts import Conflict, RecordedContents
 from engine.errors import ConfigurationError, UnknownCustomer
 from engine.journeys import CLOCK_ID, CustomerJourney, JourneyClock, stream_id
 from engine.ledger import BatchWrite, TouchpointLedger
+from engine.sealing import Sealing
 from engine.touchpoints import Touchpoint
 from engine.transcoding import OrjsonTranscoder
 
@@ -71,6 +72,10 @@ class Journeys(Application[UUID]):
         transcoder = OrjsonTranscoder()
         self.register_transcodings(transcoder)
         return transcoder
+
+    def seal_with(self, sealing: Sealing) -> None:
+        """Seals the personal data of the touchpoints recorded from now on."""
+        self._encoder.sealing = sealing
 
     def encoder(self) -> TouchpointEncoder:
         """Encodes touchpoints for `record_encoded`; it may run in another process."""
@@ -369,6 +374,7 @@ class TouchpointEncoder:
     of recording a touchpoint."""
 
     def __init__(self, mapper: Mapper[UUID], clock: Clock) -> None:
+        self.sealing: Sealing | None = None
         self._transcoder = mapper.transcoder
         self._compressor = mapper.compressor
         self._cipher = mapper.cipher
@@ -394,6 +400,16 @@ class TouchpointEncoder:
             batch.customer_ids.append,
             batch.states.append,
         )
+        sealing = self.sealing
+        if sealing is not None:
+            touchpoints = list(touchpoints)
+            sealing.prepare(touchpoints)
+            for tp in touchpoints:
+                state = sealing.state(tp, now)
+                add_id(tp.event_id)
+                add_customer(state["customer_id"])
+                add_state(encode(state))
+            return batch
         for tp in touchpoints:
             add_id(tp.event_id)
             add_customer(tp.customer_id)

@@ -48,6 +48,10 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = DEFAULT_METRICS_HOST
     log_format: str = "text"  # or "json": one object per line
+    # The master keys that wrap the data keys sealing personal data (engine/vault.py): a file
+    # of them, or one in the environment itself. Without either, nothing is sealed.
+    master_key_file: Path | None = None
+    master_key: str | None = field(default=None, repr=False)
 
     @property
     def store(self) -> str:
@@ -71,7 +75,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """JOURNEY_DATA_DIR, JOURNEY_DEFINITION, JOURNEY_BATCH_SIZE, JOURNEY_PAGE_SIZE,
         JOURNEY_DECIDER_PAGE_SIZE, JOURNEY_PARALLEL_ABOVE_BYTES, JOURNEY_METRICS_PORT,
-        JOURNEY_METRICS_HOST, JOURNEY_LOG_FORMAT, and the store: PostgreSQL when
+        JOURNEY_METRICS_HOST, JOURNEY_LOG_FORMAT, JOURNEY_MASTER_KEY_FILE or
+        JOURNEY_MASTER_KEY, and the store: PostgreSQL when
         JOURNEY_DATABASE_URL or POSTGRES_DBNAME is set, else SQLite."""
         definition = env.get("JOURNEY_DEFINITION")
         log_format = (env.get("JOURNEY_LOG_FORMAT") or "text").strip().lower()
@@ -94,6 +99,10 @@ class Settings:
             metrics_port=_port(env, "JOURNEY_METRICS_PORT"),
             metrics_host=env.get("JOURNEY_METRICS_HOST") or DEFAULT_METRICS_HOST,
             log_format=log_format,
+            master_key_file=Path(key_file)
+            if (key_file := env.get("JOURNEY_MASTER_KEY_FILE"))
+            else None,
+            master_key=env.get("JOURNEY_MASTER_KEY") or None,
         )
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,13 +14,17 @@ from consumers.settings import KafkaSettings
 from engine.definition import JourneyDefinition, load_definition
 from engine.errors import ConfigurationError
 from engine.recording import Journeys
+from engine.sealing import Sealing
 from engine.settings import Settings
+from engine.vault import MasterKeys, Vault
 from projections.custom import ProjectionViews
 from projections.log import JourneyLog
 from projections.runner import CatchUp, Progress, ProjectionRunner
+from projections.sql import Database
 from projections.views import JourneyView
 from schemas.registry import HttpSchemaRegistry, SchemaRegistry
 from stores import Store, open_store
+from stores.keys import DatabaseKeyStore
 from stores.migrations import Migration, pending, stored_version
 from stores.tables import PARTS, open_part
 
@@ -37,11 +42,15 @@ class Engine:
     log: JourneyLog
     actions: ActionStore
     decider: Decider
+    sealing: Sealing | None = None
+    keys_db: Database | None = None
 
     def close(self) -> None:
         self.view.close()
         self.actions.close()
         self.journeys.close()
+        if self.keys_db is not None:
+            self.keys_db.close()
 
 
 def event_store_env(settings: Settings) -> dict[str, str]:
@@ -56,6 +65,13 @@ def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None
         journeys = Journeys(store.event_store_env(), clock=clock)
         actions = ActionStore(store.database())
         view = store.open_views(store.live_generation())
+        keys_db = store.database()
+    sealing = build_sealing(settings, keys_db, definition)
+    if sealing is None:
+        keys_db.close()
+    else:
+        journeys.seal_with(sealing)
+        definition = sealing.sealed_definition(definition)
     runner = ProjectionRunner(
         journeys,
         view,
@@ -65,8 +81,52 @@ def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None
     )
     decider = Decider(journeys, actions, definition, page_size=settings.decider_page_size)
     return Engine(
-        settings, store, definition, journeys, view, runner, JourneyLog(journeys), actions, decider
+        settings,
+        store,
+        definition,
+        journeys,
+        view,
+        runner,
+        JourneyLog(journeys),
+        actions,
+        decider,
+        sealing,
+        keys_db if sealing is not None else None,
     )
+
+
+@contextmanager
+def journeys_of(settings: Settings, definition: JourneyDefinition) -> Iterator[Journeys]:
+    """The store's journeys, sealing what `definition` calls personal as `build_engine`'s
+    do: for a second process that records, or encodes for the first."""
+    store = open_store(settings)
+    journeys = Journeys(store.event_store_env())
+    keys_db = store.database()
+    try:
+        sealing = build_sealing(settings, keys_db, definition)
+        if sealing is not None:
+            journeys.seal_with(sealing)
+        yield journeys
+    finally:
+        keys_db.close()
+        journeys.close()
+
+
+def build_sealing(
+    settings: Settings, db: Database, definition: JourneyDefinition
+) -> Sealing | None:
+    """What seals personal data, with the master keys the settings name; None when they name
+    none, unless the store holds sealed data, which it then refuses to open without."""
+    master = MasterKeys.load(settings.master_key_file, settings.master_key)
+    keys = DatabaseKeyStore(db)
+    if master is None:
+        if keys.has_keys():
+            raise ConfigurationError(
+                "the store holds sealed personal data: set JOURNEY_MASTER_KEY_FILE "
+                "(or JOURNEY_MASTER_KEY) to its master keys"
+            )
+        return None
+    return Sealing(Vault(master, keys), definition.identity, definition.privacy)
 
 
 def rebuild_beside(engine: Engine, progress: Progress | None = None) -> tuple[int, CatchUp]:

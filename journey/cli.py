@@ -25,7 +25,6 @@ from engine.touchpoints import Touchpoint, from_millis
 from journey import render
 from journey.bootstrap import (
     Engine,
-    event_store_env,
     rebuild_beside,
 )
 from journey.console import Exit, catch_up, engine_for, now_ms, out, progress, say
@@ -53,8 +52,10 @@ class _Commands(click.Group):
         "diff-definition": "journey.analysis:diff_definition",
         "effectiveness": "journey.effectiveness:effectiveness_command",
         "explain": "journey.actions:explain",
+        "forget": "journey.privacy:forget_command",
         "friction": "journey.intelligence:friction",
         "identity": "journey.identity:identity",
+        "keys": "journey.privacy:keys",
         "migrate": "journey.upgrade:migrate",
         "moments": "journey.intelligence:moments",
         "outcome": "journey.actions:outcome",
@@ -64,6 +65,7 @@ class _Commands(click.Group):
         "report": "journey.report:report",
         "serve": "journey.api:serve",
         "status": "journey.streaming:status",
+        "subject-export": "journey.privacy:subject_export_command",
         "tick": "journey.intelligence:tick",
         "view": "journey.analysis:view",
         "worklist": "journey.actions:worklist",
@@ -155,7 +157,7 @@ def _ingest(
             now_ms=int(time.time() * 1000),
             on_bad=bad,
             on_batch=lambda s: bar.update(task, completed=s.read),
-            store_env=event_store_env(engine.settings),
+            store=(engine.settings, engine.definition),
             parallel_above_bytes=engine.settings.parallel_above_bytes,
         )
         bar.update(task, total=summary.read, completed=summary.read)

@@ -15,6 +15,7 @@ from engine.identifiers import CUSTOMER_ID, Identifier, parse_identifier
 from engine.identity import Conflict, IdentityGraph, Link
 from engine.journeys import DETACHED, MERGED, PEOPLE_STREAM, UNMERGED, IdentityDecisions
 from engine.recording import StreamEvent
+from engine.sealing import ERASED, Sealing
 from journey import render
 from journey.bootstrap import Engine
 from journey.console import catch_up, engine_for, now_ms, out, print_json
@@ -44,7 +45,7 @@ def merge(engine: Engine, a: str, b: str, *, by: str, reason: str) -> Decided:
     """Joins the people `a` and `b` name (customer ids or identifiers) into one, who keeps
     the first customer id either had. Refused if they are one already."""
     graph = read_identities(engine.log, engine.definition.identity)
-    first, second = (identifier_in(graph, who) for who in (a, b))
+    first, second = (identifier_in(graph, who, engine.sealing) for who in (a, b))
     people = {person_named(graph, first), person_named(graph, second)}
     if len(people) == 1:
         raise IdentityRefused(f"{a} and {b} are one person already: {people.pop()}")
@@ -69,7 +70,7 @@ def unmerge(engine: Engine, what: str, *, by: str, reason: str) -> Decided:
         named: tuple[Identifier, ...] = (link.a, link.b)
         decision = UNMERGED
     else:
-        identifier = identifier_in(graph, what)
+        identifier = identifier_in(graph, what, engine.sealing)
         if identifier.kind == CUSTOMER_ID:
             raise IdentityRefused(
                 f"{what} is neither a merge id nor an identifier such as email:..., phone:... "
@@ -87,15 +88,33 @@ def unmerge(engine: Engine, what: str, *, by: str, reason: str) -> Decided:
     return Decided(decision, what if decision == UNMERGED else "", people, position)
 
 
-def identifier_in(graph: IdentityGraph, who: str) -> Identifier:
-    """`who` in matching form; a click error naming it if it cannot be read."""
+def identifier_in(graph: IdentityGraph, who: str, sealing: Sealing | None) -> Identifier:
+    """`who` in matching form (its digest, where touchpoints are sealed); a click error
+    naming it if it cannot be read."""
     identifier = parse_identifier(who, graph.policy.all_kinds)
     if identifier.kind == CUSTOMER_ID:
         return identifier
     found, problems = graph.identifiers_of(None, {identifier.kind: identifier.value}, {})
     if problems or not found:
         raise IdentityRefused(problems[0] if problems else f"{who}: not an identifier")
-    return found[0]
+    return found[0] if sealing is None else sealing.matching(found[0])
+
+
+def identifiers_shown(engine: Engine, person: str) -> dict[str, str]:
+    """Where touchpoints are sealed, the identifiers of the person's touchpoints as their
+    channels sent them, by digest (erased ones read as erased); else nothing."""
+    if engine.sealing is None:
+        return {}
+    kinds = engine.definition.identity.kinds
+    shown: dict[str, str] = {}
+    for state in engine.log.touchpoints_of(engine.view.keys_of(person)):
+        opened = engine.sealing.opened(state)
+        for kind, digest in state["identifiers"].items():
+            shown[digest] = opened["identifiers"].get(kind, ERASED)
+        for kind in kinds:
+            if kind in state["attributes"]:
+                shown[state["attributes"][kind]] = opened["attributes"].get(kind, ERASED)
+    return shown
 
 
 def _append(engine: Engine, decision: str, merge_id: str, a: str, b: str, **why: str) -> int | None:
@@ -131,13 +150,13 @@ def show(ctx: click.Context, who: str, as_json: bool) -> None:
     touchpoints that linked them, and the conflicts that concern them."""
     with engine_for(ctx) as engine:
         graph = read_identities(engine.log, engine.definition.identity)
-        identifier = parse_identifier(who, graph.policy.all_kinds)
-        person = person_named(graph, identifier)
+        person = person_named(graph, identifier_in(graph, who, engine.sealing))
         conflicts = [c for c in graph.conflicts() if person in c.people]
-        if as_json:
-            print_json(person_json(graph, person, conflicts))
-            return
-        _print_person(graph, person, conflicts)
+        shown = identifiers_shown(engine, person)
+    if as_json:
+        print_json(person_json(graph, person, conflicts, shown))
+        return
+    _print_person(graph, person, conflicts, shown)
 
 
 @identity.command("conflicts")
@@ -233,19 +252,22 @@ def person_named(graph: IdentityGraph, identifier: Identifier) -> str:
     return person
 
 
-def _print_person(graph: IdentityGraph, person: str, conflicts: list[Conflict]) -> None:
+def _print_person(
+    graph: IdentityGraph, person: str, conflicts: list[Conflict], shown: dict[str, str]
+) -> None:
     members = sorted(graph.members(person), key=_kind_order(graph))
     heading = Text(render.shown(person), style="bold")
     heading.append(f", known by {len(members)} identifier{'s' if len(members) != 1 else ''}")
     out.print(heading)
     width = max(len(member.kind) for member in members)
     for member in members:
-        out.print(f"  {member.kind.ljust(width)}  {member.value}")
+        out.print(f"  {member.kind.ljust(width)}  {shown.get(member.value, member.value)}")
     links = graph.links(person)
     if links:
         out.print("Linked by:")
         for link in links:
-            out.print(f"  {render.when(link.at)}  {_linked_by(link)}: {link.a} and {link.b}")
+            a, b = (_named(identifier, shown) for identifier in (link.a, link.b))
+            out.print(f"  {render.when(link.at)}  {_linked_by(link)}: {a} and {b}")
     for conflict in conflicts:
         link, (carrier, holder) = conflict.link, conflict.people
         line = Text("Conflict", style="yellow")
@@ -254,7 +276,12 @@ def _print_person(graph: IdentityGraph, person: str, conflicts: list[Conflict]) 
             f"{render.when(link.at)},"
         )
         out.print(line)
-        out.print(f"  carried {link.b}, which {render.shown(holder)} already had: not joined")
+        carried = _named(link.b, shown)
+        out.print(f"  carried {carried}, which {render.shown(holder)} already had: not joined")
+
+
+def _named(identifier: Identifier, shown: dict[str, str]) -> str:
+    return f"{identifier.kind}:{shown.get(identifier.value, identifier.value)}"
 
 
 def _linked_by(link: Link) -> str:
@@ -285,11 +312,17 @@ def conflict_json(conflict: Conflict) -> dict[str, Any]:
     return {"link": _link_json(conflict.link), "people": list(conflict.people)}
 
 
-def person_json(graph: IdentityGraph, person: str, conflicts: list[Conflict]) -> dict[str, Any]:
+def person_json(
+    graph: IdentityGraph,
+    person: str,
+    conflicts: list[Conflict],
+    shown: dict[str, str] | None = None,
+) -> dict[str, Any]:
     members = sorted(graph.members(person), key=_kind_order(graph))
+    shown = shown or {}
     return {
         "person": person,
-        "identifiers": [{"kind": m.kind, "value": m.value} for m in members],
+        "identifiers": [{"kind": m.kind, "value": shown.get(m.value, m.value)} for m in members],
         "links": [_link_json(link) for link in graph.links(person)],
         "conflicts": [conflict_json(conflict) for conflict in conflicts],
     }

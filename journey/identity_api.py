@@ -13,6 +13,7 @@ from journey.contract import IdentityConflict, IdentityDecided, MergeIn, PersonI
 from journey.identity import (
     conflict_json,
     identifier_in,
+    identifiers_shown,
     merge,
     person_json,
     person_named,
@@ -38,8 +39,9 @@ def person(who: str, request: Request) -> dict[str, Any]:
     channel writes it)."""
     with _engine(request) as engine:
         graph = read_identities(engine.log, engine.definition.identity)
-    found = person_named(graph, identifier_in(graph, who))
-    return person_json(graph, found, [c for c in graph.conflicts() if found in c.people])
+        found = person_named(graph, identifier_in(graph, who, engine.sealing))
+        shown = identifiers_shown(engine, found)
+    return person_json(graph, found, [c for c in graph.conflicts() if found in c.people], shown)
 
 
 @identities.post("/merge", response_model=IdentityDecided)

@@ -8,16 +8,18 @@ the size of the files.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.bulk import collector_paused
+from engine.definition import JourneyDefinition
 from engine.errors import DecodeError, InvalidTouchpoint
 from engine.pipeline import from_another_process
 from engine.recording import EncodedBatch, Journeys
-from engine.settings import DEFAULT_PARALLEL_ABOVE_BYTES
+from engine.settings import DEFAULT_PARALLEL_ABOVE_BYTES, Settings
 from engine.touchpoints import Touchpoint, touchpoint_from_record
+from journey.bootstrap import journeys_of
 from schemas.files import file_format, read_records
 
 BadRecord = Callable[[str, str], None]  # (where, reason)
@@ -108,12 +110,13 @@ def ingest_files(
     now_ms: int,
     on_bad: BadRecord,
     on_batch: Callable[[IngestSummary], None] | None = None,
-    store_env: Mapping[str, str] | None = None,
+    store: tuple[Settings, JourneyDefinition] | None = None,
     parallel_above_bytes: int = DEFAULT_PARALLEL_ABOVE_BYTES,
 ) -> IngestSummary:
     """Records every good touchpoint of the files, reporting each bad one to `on_bad`.
-    With `store_env`, files larger than `parallel_above_bytes` in all are read, validated and
-    encoded in a second process that uses this store's settings."""
+    With `store` (its settings, and the definition that says what is personal), files
+    larger than `parallel_above_bytes` in all are read, validated and encoded (sealed too)
+    in a second process that opens the same store."""
     summary = IngestSummary()
 
     def bad(where: str, reason: str) -> None:
@@ -133,10 +136,12 @@ def ingest_files(
 
     size = sum(path.stat().st_size for path in paths)
     batches: Iterator[Batch]
-    if store_env is not None and (os.cpu_count() or 1) > 1 and size > parallel_above_bytes:
+    if store is not None and (os.cpu_count() or 1) > 1 and size > parallel_above_bytes:
+        settings, definition = store
         batches = from_another_process(
-            _read_and_encode, list(paths), dict(store_env), batch_size, now_ms, name="file reader"
-        )
+            _read_and_encode, list(paths), settings, definition, batch_size, now_ms,
+            name="file reader",
+        )  # fmt: skip
     else:
         batches = encoded_batches(
             paths, journeys.encoder().encode, batch_size=batch_size, now_ms=now_ms
@@ -150,13 +155,14 @@ def ingest_files(
 
 
 def _read_and_encode(
-    paths: list[Path], store_env: dict[str, str], batch_size: int, now_ms: int
+    paths: list[Path],
+    settings: Settings,
+    definition: JourneyDefinition,
+    batch_size: int,
+    now_ms: int,
 ) -> Iterator[Batch]:
     """`encoded_batches`, in the second process, with an encoder for the same store."""
-    journeys = Journeys(store_env)
-    try:
+    with journeys_of(settings, definition) as journeys:
         yield from encoded_batches(
             paths, journeys.encoder().encode, batch_size=batch_size, now_ms=now_ms
         )
-    finally:
-        journeys.close()

@@ -32,7 +32,7 @@ def person_journey(engine: Engine, customer_id: str) -> PersonJourney:
         from journey.identity import identifier_in, person_named  # reads the whole log
 
         graph = read_identities(engine.log, engine.definition.identity)
-        customer_id = person_named(graph, identifier_in(graph, customer_id))
+        customer_id = person_named(graph, identifier_in(graph, customer_id, engine.sealing))
     person = engine.view.person_of(customer_id)
     position = engine.view.position(person) if person is not None else None
     if person is None or position is None:

@@ -22,6 +22,7 @@ from kafka.errors import KafkaError
 from rich.table import Table
 
 from consumers.bookkeeping import Bookkeeping
+from consumers.broker import Retention, retention
 from consumers.ingest import UNAVAILABLE, IngestTotals, TouchpointIngest, redrive
 from consumers.produce import publish_files, touchpoint_producer
 from consumers.settings import KafkaSettings
@@ -307,6 +308,7 @@ def status(
         decided, unsent = engine.actions.outbox_counts()
         decider_at = engine.actions.tracking()[0]
     ends, kafka_problem = _end_offsets(settings, {p for _, p in recorded})
+    kept = _retention(settings) if kafka_problem is None else {}
     partitions = sorted(set(ends) | {p for _, p in recorded})
     rows = []
     for partition in partitions:
@@ -329,6 +331,7 @@ def status(
         "log_position": log_position,
         "dead_letters": letters,
         "actions": {"decided": decided, "unpublished": unsent, "decider_at": decider_at},
+        "retention": {topic: kept_for._asdict() for topic, kept_for in kept.items()},
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -350,6 +353,19 @@ def status(
         f"Next actions: {decided} decided ({unsent} not yet published); "
         f"the decider is at log position {decider_at}"
     )
+    for name, kept_for in kept.items():
+        out.print(
+            f"{name} keeps its records {kept_for}: a person forgotten stays in them until then"
+        )
+
+
+def _retention(settings: KafkaSettings) -> dict[str, Retention]:
+    try:
+        return retention(
+            settings.bootstrap, [settings.touchpoints_topic, settings.dead_letter_topic]
+        )
+    except KafkaError:
+        return {}  # the end of the log was read: the broker's configs may be off limits
 
 
 def _end_offsets(settings: KafkaSettings, known: set[int]) -> tuple[dict[int, int], str | None]:

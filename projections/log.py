@@ -16,7 +16,9 @@ from eventsourcing.utils import get_topic
 from engine.actions import ActionOutcomes
 from engine.errors import ConfigurationError
 from engine.journeys import (
+    ERASURES_STREAM,
     CustomerJourney,
+    Erasures,
     IdentityDecisions,
     JourneyClock,
     TouchpointState,
@@ -28,6 +30,7 @@ TOUCHPOINT_TOPIC = get_topic(CustomerJourney.TouchpointRecorded)
 TICK_TOPIC = get_topic(JourneyClock.Ticked)
 OUTCOME_TOPIC = get_topic(ActionOutcomes.Reported)
 IDENTITY_TOPIC = get_topic(IdentityDecisions.Decided)
+ERASURE_TOPIC = get_topic(Erasures.Forgotten)
 _FOLDED_TOPICS = (TOUCHPOINT_TOPIC, TICK_TOPIC, IDENTITY_TOPIC)
 # The decider also reads what sales people did with its actions.
 DECIDER_TOPICS = (*_FOLDED_TOPICS, OUTCOME_TOPIC)
@@ -158,6 +161,15 @@ class JourneyLog:
             for position, state in merged
             if before is None or position < before
         ]
+
+    def erasures(self) -> list[dict[str, Any]]:
+        """The receipts of people's erasures, oldest first."""
+        sid = Erasures.create_id(ERASURES_STREAM)
+        stored = self._recorder.select_stream_states([sid], ERASURE_TOPIC).get(sid, [])
+        receipts = [self._decode(self._open(state)) for state in stored]
+        for receipt in receipts:
+            receipt.pop("timestamp", None)
+        return receipts
 
     def stream(self, customer_id: str) -> list[TouchpointState]:
         """A customer's recorded touchpoints, in the order they arrived."""

@@ -67,7 +67,8 @@ def definition_digest(definition: JourneyDefinition) -> str:
     # what to do next: neither changes what the views store. The identity policy does, but
     # the default one gives the views of a log without anonymous touchpoints or merges that
     # an earlier release gave: it counts only when it is not the default.
-    unchanged = {"teams", "actions"}
+    # What is personal changes only what the store seals, never what the views hold.
+    unchanged = {"teams", "actions", "privacy"}
     if definition.identity == IdentityPolicy():
         unchanged.add("identity")
     meaning = definition.model_dump_json(by_alias=True, exclude=unchanged)

@@ -142,6 +142,16 @@ STORE = (
             ),
         ),
     ),
+    Migration(
+        3,
+        "personal data is sealed with a data key per person, kept wrapped by the master key",
+        (
+            Step(
+                """CREATE TABLE IF NOT EXISTS {t}journey_keys (
+                subject TEXT PRIMARY KEY, master TEXT NOT NULL, wrapped {blob} NOT NULL)"""
+            ),
+        ),
+    ),
 )
 
 # What the Kafka consumers keep beside the events: how far each partition has been recorded

@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from consumers.bookkeeping import Bookkeeping, DeadLetter, Partition, StoredDeadLetter
 from engine.ledger import BatchWrite
+from engine.sealing import ERASED
 from stores.postgres.database import PostgresDatabase, connect, translated
 from stores.tables import open_part
 
@@ -129,6 +130,18 @@ class PostgresBookkeeping(Bookkeeping):
         with self._connect() as conn:
             rows = conn.execute(query, {"ids": chosen, "limit": limit}).fetchall()
         return [_stored(row) for row in rows]
+
+    @translated()
+    def erase_dead_letters(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        query = self._sql(
+            "UPDATE {letters} SET key = NULL, value = NULL, headers = '[]'::jsonb, "
+            "detail = %(erased)s WHERE id = ANY(%(ids)s)"
+        )
+        with self._connect() as conn:
+            conn.execute(query, {"ids": list(ids), "erased": ERASED})
+            conn.execute(self._sql("VACUUM {letters}"))
 
     @contextmanager
     def claim_unpublished(

@@ -200,6 +200,16 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
         last = int(row["currval"])
         return list(range(last - len(stored_events) + 1, last + 1))
 
+    def rewrite_states(self, states: Sequence[tuple[int, bytes]]) -> None:
+        update = SQL("UPDATE {}.{} SET state = %s WHERE notification_id = %s").format(*self._events)
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.executemany(update, [(state, position) for position, state in states])
+
+    def scrub(self) -> None:
+        # The library's events table is never vacuumed by itself (its rows never change).
+        with self.datastore.get_connection() as conn:  # in autocommit, as VACUUM must be
+            conn.execute(SQL("VACUUM {}.{}").format(*self._events))
+
     def recorded_count(self) -> int:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._count_ids)

@@ -130,6 +130,20 @@ class SQLiteJourneyRecorder(SQLiteApplicationRecorder, TouchpointLedger):
                     entries.setdefault(UUID(originator_id), []).append((position, state))
         return entries
 
+    def rewrite_states(self, states: Sequence[tuple[int, bytes]]) -> None:
+        with self.datastore.get_connection(commit=True) as conn:
+            # The rows' old content is overwritten with zeros, not left in free pages.
+            conn.cursor().execute("PRAGMA secure_delete = ON")
+            with conn.transaction(commit=True) as c:
+                c.executemany(
+                    f"UPDATE {self.events_table_name} SET state = ? WHERE rowid = ?",
+                    [(state, position) for position, state in states],
+                )
+
+    def scrub(self) -> None:
+        with self.datastore.get_connection(commit=True) as conn:
+            conn.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def _max_rowid(self, c: SQLiteCursor) -> int:
         c.execute(self.select_max_notification_id_statement)
         return int(c.fetchone()[0] or 0)

@@ -75,6 +75,9 @@ def test_bad_records_become_dead_letters_and_their_neighbours_are_recorded(
         {"partition": 0, "recorded_up_to": total, "end": total, "lag": 0}
     ]
     assert report["dead_letters"] == {"total": 4, "waiting": 4, "unpublished": 0}
+    # What Kafka keeps of a person the engine forgets, and for how long.
+    assert set(report["retention"]) == {pipeline.topic, f"{pipeline.topic}.dlq"}
+    assert all(kept["ms"] is None or kept["ms"] > 0 for kept in report["retention"].values())
 
     listed = pipeline.journey("dead-letters", "--json")
     assert listed.returncode == 0, listed.stderr

@@ -1,0 +1,166 @@
+"""Touchpoints' personal data, sealed as they are recorded.
+
+A sealed touchpoint keeps in the clear everything the journey is made of (its channel, type,
+time, outcome, rep and the attributes no one marked personal) and, for its identifiers, their
+keyed digests, which is all the identity graph needs to tell who is who. The identifiers as
+sent, and the personal attributes, are sealed with the key of the journey it is recorded
+under: erasing that key leaves the journey as it was, and its personal data unreadable.
+
+Identifiers are digested in their matching form (engine/identifiers.py), with the region the
+journey definition had when they were recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from engine.definition import IdentityPolicy, JourneyDefinition, PrivacyPolicy
+from engine.errors import InvalidTouchpoint
+from engine.identifiers import (
+    BUILT_IN_KINDS,
+    CUSTOMER_ID,
+    DIGEST_PREFIX,
+    Identifier,
+    anonymous_id,
+    normalised,
+)
+from engine.touchpoints import Touchpoint
+from engine.vault import Vault
+
+# The fields a sealed touchpoint adds: a check of its personal data (so that the same
+# touchpoint sent again is recognised) before its recording time, the sealed data after it.
+CHECK = "personal_data"
+SEALED = "sealed"
+ERASED = "(erased)"  # what personal data reads as once its key is gone
+
+
+class Sealing:
+    """Seals touchpoints' personal data with the vault, as the journey definition marks it."""
+
+    def __init__(self, vault: Vault, identity: IdentityPolicy, privacy: PrivacyPolicy) -> None:
+        self.vault = vault
+        self.identity = identity
+        self._personal = frozenset(privacy.personal)
+        self._kinds = frozenset(identity.kinds)
+
+    def sealed_definition(self, definition: JourneyDefinition) -> JourneyDefinition:
+        """`definition`, its shared identifiers also known by their digests, which are what
+        the identity graph meets in sealed touchpoints."""
+        policy = definition.identity
+        digests = {
+            kind: tuple(
+                self.vault.digest(kind, normalised(kind, value, policy.region)) for value in values
+            )
+            for kind, values in policy.shared.items()
+        }
+        sealed = IdentityPolicy.model_validate({**policy.model_dump(), "shared_digests": digests})
+        return definition.model_copy(update={"identity": sealed})
+
+    def matching(self, identifier: Identifier) -> Identifier:
+        """An identifier in matching form (a person typed it, say) as sealed touchpoints
+        hold it: its digest."""
+        if identifier.kind == CUSTOMER_ID or identifier.value.startswith(DIGEST_PREFIX):
+            return identifier
+        return Identifier(identifier.kind, self.vault.digest(identifier.kind, identifier.value))
+
+    def prepare(self, touchpoints: Iterable[Touchpoint]) -> None:
+        """Makes the keys a batch needs, at once."""
+        self.vault.prepare(self.key_of(tp) for tp in touchpoints if self._has_personal(tp))
+
+    def key_of(self, tp: Touchpoint) -> str:
+        """The key a touchpoint is recorded under: an anonymous one's is made from the digest
+        of its first identifier, so that no key shows an identifier either."""
+        if not tp.anonymous:
+            return tp.customer_id
+        for kind in BUILT_IN_KINDS:
+            value = getattr(tp, kind)
+            if value:
+                digest = self.digest(kind, value) or self.vault.digest(kind, value.strip())
+                if digest:
+                    return anonymous_id(Identifier(kind, digest))
+        return tp.customer_id
+
+    def digest(self, kind: str, value: str) -> str | None:
+        """An identifier's digest in its matching form; None if it identifies no one."""
+        try:
+            return self.vault.digest(kind, normalised(kind, value, self.identity.region))
+        except InvalidTouchpoint:
+            return None
+
+    def state(self, tp: Touchpoint, timestamp: datetime) -> dict[str, Any]:
+        """The stored state of a touchpoint, its personal data sealed."""
+        secret: dict[str, str] = {}
+        identifiers: dict[str, str] = {}
+        for kind in BUILT_IN_KINDS:
+            value = getattr(tp, kind)
+            if value:
+                secret[kind] = value
+                digest = self.digest(kind, value)
+                if digest:
+                    identifiers[kind] = digest
+        attributes: Mapping[str, str] = tp.attributes
+        personal: dict[str, str] = {}
+        if not self._personal.isdisjoint(attributes) or not self._kinds.isdisjoint(attributes):
+            clear: dict[str, str] = {}
+            for name, value in attributes.items():
+                if name in self._personal:
+                    personal[name] = value
+                elif name in self._kinds:
+                    personal[name] = value
+                    digest = self.digest(name, value)
+                    if digest:
+                        clear[name] = digest
+                else:
+                    clear[name] = value
+            attributes = clear
+        key = self.key_of(tp)
+        state: dict[str, Any] = {
+            "event_id": tp.event_id,
+            "customer_id": key,
+            "channel": tp.channel,
+            "type": tp.type,
+            "occurred_at": tp.occurred_at,
+            "source": tp.source,
+            "rep_id": tp.rep_id,
+            "outcome": tp.outcome,
+            "attributes": attributes if type(attributes) is dict else dict(attributes),
+            "identifiers": identifiers,
+        }
+        sealed = None
+        if secret or personal:
+            data = {"identifiers": secret, "attributes": personal}
+            state[CHECK], sealed = self.vault.seal(key, data)
+        state["timestamp"] = timestamp
+        if tp.anonymous:
+            state["anonymous"] = True
+        if sealed is not None:
+            state[SEALED] = sealed
+        return state
+
+    def opened(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """A stored touchpoint's fields with its personal data as sent: identifiers and
+        personal attributes, or `erased` where its key is gone."""
+        fields = dict(state)
+        sealed = fields.pop(SEALED, None)
+        fields.pop(CHECK, None)
+        if sealed is None:
+            return fields
+        data = self.vault.open(fields["customer_id"], sealed)
+        if data is None:
+            fields["identifiers"] = {kind: ERASED for kind in fields.get("identifiers", {})}
+            fields["attributes"] = {
+                name: ERASED if name in self._kinds else value
+                for name, value in fields.get("attributes", {}).items()
+            }
+            fields["erased"] = True
+            return fields
+        fields["identifiers"] = data["identifiers"]
+        fields["attributes"] = {**fields.get("attributes", {}), **data["attributes"]}
+        return fields
+
+    def _has_personal(self, tp: Touchpoint) -> bool:
+        if tp.email or tp.phone or tp.cookie_id:
+            return True
+        attributes = tp.attributes
+        return not (self._personal.isdisjoint(attributes) and self._kinds.isdisjoint(attributes))
