@@ -73,6 +73,10 @@ class Journeys(Application[UUID]):
         self.register_transcodings(transcoder)
         return transcoder
 
+    @property
+    def ledger(self) -> TouchpointLedger:
+        return self._ledger
+
     def seal_with(self, sealing: Sealing) -> None:
         """Seals the personal data of the touchpoints recorded from now on."""
         self._encoder.sealing = sealing
@@ -415,6 +419,10 @@ class TouchpointEncoder:
             add_customer(tp.customer_id)
             add_state(encode(_event_state(tp, now)))
         return batch
+
+    def encode_state(self, state: dict[str, Any]) -> bytes:
+        """A state in its stored form (one `decode` read back, say)."""
+        return self._encode(state)
 
     def _encode(self, state: dict[str, Any]) -> bytes:
         data = self._transcoder.encode(state)

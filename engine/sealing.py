@@ -88,8 +88,49 @@ class Sealing:
         except InvalidTouchpoint:
             return None
 
-    def state(self, tp: Touchpoint, timestamp: datetime) -> dict[str, Any]:
-        """The stored state of a touchpoint, its personal data sealed."""
+    def resealed(self, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A touchpoint recorded in the clear, sealed under the key it was recorded under;
+        None if it holds no personal data or is sealed already."""
+        if SEALED in fields:
+            return None
+        identifiers = fields.get("identifiers") or {}
+        attributes = fields.get("attributes") or {}
+        tp = Touchpoint(
+            fields["event_id"],
+            fields["customer_id"],
+            fields["channel"],
+            fields["type"],
+            fields["occurred_at"],
+            fields["source"],
+            fields.get("rep_id"),
+            fields.get("outcome"),
+            identifiers.get("email"),
+            identifiers.get("phone"),
+            identifiers.get("cookie_id"),
+            attributes,
+            bool(fields.get("anonymous")),
+        )
+        if not self._has_personal(tp):
+            return None
+        return self.state(tp, fields["timestamp"], key=fields["customer_id"])
+
+    def decision_sealed(self, fields: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A people's decision that names identifiers in the clear, naming their digests
+        instead; None if it names none."""
+        changed = dict(fields)
+        for side in ("a", "b"):
+            kind, colon, value = str(fields.get(side) or "").partition(":")
+            if colon and kind in self.identity.all_kinds and not value.startswith(DIGEST_PREFIX):
+                changed[side] = (
+                    f"{kind}:{self.digest(kind, value) or self.vault.digest(kind, value)}"
+                )
+        return changed if changed != fields else None
+
+    def state(
+        self, tp: Touchpoint, timestamp: datetime, *, key: str | None = None
+    ) -> dict[str, Any]:
+        """The stored state of a touchpoint, its personal data sealed; recorded under `key`
+        (its own, unless told)."""
         secret: dict[str, str] = {}
         identifiers: dict[str, str] = {}
         for kind in BUILT_IN_KINDS:
@@ -114,7 +155,7 @@ class Sealing:
                 else:
                     clear[name] = value
             attributes = clear
-        key = self.key_of(tp)
+        key = key or self.key_of(tp)
         state: dict[str, Any] = {
             "event_id": tp.event_id,
             "customer_id": key,

@@ -58,7 +58,14 @@ def event_store_env(settings: Settings) -> dict[str, str]:
     return open_store(settings).event_store_env()
 
 
-def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None) -> Engine:
+def build_engine(
+    settings: Settings,
+    clock: Callable[[], datetime] | None = None,
+    *,
+    sealing_existing: bool = False,
+) -> Engine:
+    """Everything a command needs; `sealing_existing` is for the one command that seals what
+    a store recorded in the clear before it had a master key (others are refused)."""
     definition = load_definition(settings.definition_path)
     store = open_store(settings)
     with store.setup():
@@ -66,7 +73,9 @@ def build_engine(settings: Settings, clock: Callable[[], datetime] | None = None
         actions = ActionStore(store.database())
         view = store.open_views(store.live_generation())
         keys_db = store.database()
-    sealing = build_sealing(settings, keys_db, definition)
+    sealing = build_sealing(
+        settings, keys_db, definition, recorded=None if sealing_existing else journeys
+    )
     if sealing is None:
         keys_db.close()
     else:
@@ -103,7 +112,7 @@ def journeys_of(settings: Settings, definition: JourneyDefinition) -> Iterator[J
     journeys = Journeys(store.event_store_env())
     keys_db = store.database()
     try:
-        sealing = build_sealing(settings, keys_db, definition)
+        sealing = build_sealing(settings, keys_db, definition, recorded=journeys)
         if sealing is not None:
             journeys.seal_with(sealing)
         yield journeys
@@ -113,19 +122,31 @@ def journeys_of(settings: Settings, definition: JourneyDefinition) -> Iterator[J
 
 
 def build_sealing(
-    settings: Settings, db: Database, definition: JourneyDefinition
+    settings: Settings,
+    db: Database,
+    definition: JourneyDefinition,
+    *,
+    recorded: Journeys | None,
 ) -> Sealing | None:
     """What seals personal data, with the master keys the settings name; None when they name
-    none, unless the store holds sealed data, which it then refuses to open without."""
+    none, unless the store holds sealed data, which it then refuses to open without. With
+    `recorded`, a store that recorded touchpoints in the clear before it had a master key is
+    refused until `journey keys seal` has sealed them."""
     master = MasterKeys.load(settings.master_key_file, settings.master_key)
     keys = DatabaseKeyStore(db)
+    sealed = keys.has_keys()
     if master is None:
-        if keys.has_keys():
+        if sealed:
             raise ConfigurationError(
                 "the store holds sealed personal data: set JOURNEY_MASTER_KEY_FILE "
                 "(or JOURNEY_MASTER_KEY) to its master keys"
             )
         return None
+    if not sealed and recorded is not None and (count := recorded.recorded_count()):
+        raise ConfigurationError(
+            f"the store recorded {count:,} touchpoints before it had a master key: run "
+            "`journey keys seal` once to seal their personal data"
+        )
     return Sealing(Vault(master, keys), definition.identity, definition.privacy)
 
 

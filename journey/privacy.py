@@ -23,14 +23,15 @@ from engine.errors import ConfigurationError, JourneyError
 from engine.journeys import ERASURES_STREAM, Erasures
 from engine.recording import StreamEvent
 from engine.sealing import Sealing
+from engine.settings import Settings
 from engine.vault import MasterKeys
 from journey import render
-from journey.bootstrap import Engine, build_bookkeeping
+from journey.bootstrap import Engine, build_bookkeeping, build_engine, rebuild_beside
 from journey.console import catch_up, engine_for, now_ms, out
 from journey.identity import identifier_in, identifiers_shown, person_json, person_named
 from journey.people import person_journey
 from projections.identities import read_identities
-from projections.log import JourneyLog
+from projections.log import IDENTITY_TOPIC, TOUCHPOINT_TOPIC, JourneyLog
 
 
 class NotSealed(JourneyError):
@@ -265,6 +266,57 @@ def new_master(name: str) -> None:
         click.echo(MasterKeys.new_line(name))
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), param_hint="'NAME'") from None
+
+
+class Sealed(NamedTuple):
+    touchpoints: int
+    decisions: int
+
+
+def seal_existing(engine: Engine, page: int = 5_000) -> Sealed:
+    """Seals the personal data of every touchpoint recorded in the clear (and the
+    identifiers people's decisions name), in place, leaving no clear copy in the store."""
+    sealing = _sealing(engine)
+    ledger = engine.journeys.ledger
+    encoder = engine.journeys.encoder()
+    touchpoints = decisions = 0
+    position = 0
+    while rows := ledger.select_states(position, page, (TOUCHPOINT_TOPIC, IDENTITY_TOPIC)):
+        rewritten: list[tuple[int, bytes]] = []
+        for at, state in rows:
+            fields = encoder.decode(state)
+            if "event_id" in fields:
+                sealed = sealing.resealed(fields)
+                touchpoints += sealed is not None
+            else:
+                sealed = sealing.decision_sealed(fields)
+                decisions += sealed is not None
+            if sealed is not None:
+                rewritten.append((at, encoder.encode_state(sealed)))
+        if rewritten:
+            ledger.rewrite_states(rewritten)
+        position = rows[-1][0]
+    ledger.scrub()
+    return Sealed(touchpoints, decisions)
+
+
+@keys.command("seal")
+@click.pass_context
+def seal(ctx: click.Context) -> None:
+    """Seal the personal data a store recorded before it had a master key (once, after
+    setting JOURNEY_MASTER_KEY_FILE), and build the views again: who is who is then read
+    from digests."""
+    settings = ctx.find_object(Settings) or Settings()
+    engine = build_engine(settings, sealing_existing=True)
+    try:
+        done = seal_existing(engine)
+        generation, _ = rebuild_beside(engine)
+    finally:
+        engine.close()
+    out.print(
+        f"Sealed {done.touchpoints:,} touchpoints and {done.decisions:,} people's decisions; "
+        f"the views were built again (generation {generation})."
+    )
 
 
 @keys.command("rotate")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from engine.errors import StoreTooNew
@@ -191,6 +192,81 @@ def merged_and_parted(new: Path, env: dict[str, str], first: str, second: str) -
     assert json.loads(journey(new, env, "customer", second, "--json"))["customer_id"] == second
 
 
+def test_a_store_of_the_previous_release_is_sealed_and_then_forgets_a_customer(
+    previous_release: Path, dataset: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    old, new = previous_release, ROOT
+    journey(old, env, "ingest", str(dataset))
+    records = json_lines(dataset.read_text())
+    email = next(r["email"] for r in records if r.get("email"))
+    customer = next(r["customer_id"] for r in records if r.get("email") == email)
+    theirs = {
+        r[k] for r in records if r["customer_id"] == customer for k in IDENTIFIERS if r.get(k)
+    }
+    other = next(r for r in records if r.get("email") and r["customer_id"] != customer)
+    reads = [
+        ("funnel", "--json"),
+        ("friction", "--all", "--json"),
+        ("customer", customer, "--json"),
+    ]
+    before = {read: without_timeline_words_of(read, journey(new, env, *read)) for read in reads}
+
+    keys = tmp_path / "master.keys"
+    keys.write_text(journey(new, env, "keys", "new-master", "2026"))
+    sealed_env = {**env, "JOURNEY_MASTER_KEY_FILE": str(keys)}
+    refused = python(new, sealed_env, "-m", "journey", "funnel")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().endswith(
+        "before it had a master key: run `journey keys seal` once to seal their personal data"
+    )
+    assert "Sealed" in journey(new, sealed_env, "keys", "seal")
+    after = {
+        read: without_timeline_words_of(read, journey(new, sealed_env, *read)) for read in reads
+    }
+    assert after == before
+
+    journey(new, sealed_env, "forget", f"email:{email.upper()}", "--reason", "request 7")
+    assert not {value for value in theirs if value.encode() in store_bytes(env)}
+    export = tmp_path / "export.json"
+    journey(new, sealed_env, "subject-export", other["customer_id"], "--out", str(export))
+    exported = json.loads(export.read_text())
+    assert other["email"] in {tp["identifiers"].get("email") for tp in exported["touchpoints"]}
+    forgotten = {
+        read: without_timeline_words_of(read, journey(new, sealed_env, *read)) for read in reads
+    }
+    assert forgotten == before
+
+
+IDENTIFIERS = ("email", "phone", "cookie_id")
+
+
+def without_timeline_words_of(read: tuple[str, ...], text: str) -> Any:
+    value = json.loads(text)
+    return without_timeline_words(value) if read[0] == "customer" else value
+
+
+def store_bytes(env: dict[str, str]) -> bytes:
+    """The store's files, or its PostgreSQL schema's rows as they are stored."""
+    if "JOURNEY_DATABASE_URL" not in env:
+        return b"".join(p.read_bytes() for p in Path(env["JOURNEY_DATA_DIR"]).rglob("*"))
+    with psycopg.connect(env["JOURNEY_DATABASE_URL"]) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (env["POSTGRES_SCHEMA"],),
+        ).fetchall()
+        found = b""
+        for (table,) in tables:
+            for row in conn.execute(
+                psycopg.sql.SQL("SELECT * FROM {}.{}").format(
+                    psycopg.sql.Identifier(env["POSTGRES_SCHEMA"]), psycopg.sql.Identifier(table)
+                )
+            ):
+                found += b"".join(
+                    bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode() for v in row
+                )
+        return found
+
+
 def cancelled(action: dict[str, Any]) -> dict[str, Any]:
     """An action as this release reads it: the previous release's resolved and withdrawn
     actions are cancelled, saying why."""
@@ -207,6 +283,7 @@ def write_bookkeeping(old: Path, env: dict[str, str]) -> dict[str, Any]:
     script = """
 import json, os
 import psycopg
+import psycopg.sql
 from consumers.action_store import ActionStore
 from consumers.bookkeeping import DeadLetter
 from engine.settings import Settings
