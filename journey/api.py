@@ -152,6 +152,9 @@ def create_app(
         marketing, dependencies=[sales, text_only, Depends(_after)], responses=errors
     )
     app.include_router(identities, dependencies=[sales, text_only], responses=errors)
+    from journey.privacy_api import people  # its routes use this module's helpers
+
+    app.include_router(people, dependencies=[sales, text_only], responses=errors)
     app.include_router(pages)
     app.include_router(operating)
     app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)

@@ -860,3 +860,39 @@ class IdentityDecided(BaseModel):
     merge_id: str | None = Field(description="The merge made or undone.")
     people: list[str] = Field(description="The people it concerns, as they stand now.")
     position: int | None = Field(description=POSITION)
+
+
+class ForgetIn(BaseModel):
+    """A person's request to be forgotten, as it is kept on the receipt (no personal data)."""
+
+    reason: str = Field(min_length=1, description="Why: the request's reference, say.")
+    by: str = Field(min_length=1, description="Who erases.")
+
+
+class Erasure(BaseModel):
+    """The receipt of a person's erasure: no personal data."""
+
+    person: str = Field(description="Whose: their id, the first customer id they had.")
+    keys: list[str] = Field(description="Every key their touchpoints were recorded under.")
+    data_keys: int = Field(description="Data keys destroyed: what they sealed is unreadable.")
+    dead_letters: int = Field(description="Dead letters that named them, emptied.")
+    position: int | None = Field(
+        description="The receipt's place in the log; null if they were forgotten before and "
+        "nothing of theirs was left to erase."
+    )
+    at: str = Field(description="When, ISO 8601 UTC.")
+
+
+class SubjectExport(BaseModel):
+    """Everything the engine holds about a person, their personal data opened."""
+
+    person: str = Field(description="Their id.")
+    keys: list[str] = Field(description="Every key their touchpoints were recorded under.")
+    exported_at: str = Field(description="When, ISO 8601 UTC.")
+    identity: PersonIdentity = Field(description="Who they are, as `/api/identity` shows it.")
+    journey: dict[str, Any] = Field(description="Their journey, as `/api/customers` shows it.")
+    touchpoints: list[dict[str, Any]] = Field(
+        description="Every touchpoint, as recorded, personal data opened (or `(erased)`)."
+    )
+    dead_letters: list[dict[str, Any]] = Field(description="Dead letters that name them.")
+    erasures: list[dict[str, Any]] = Field(description="Receipts of their erasures.")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
@@ -126,3 +129,28 @@ def fresh_schema(url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def dumped(url: str, schema: str) -> bytes:
+    """`pg_dump` of a schema, with its binary columns (the events' states) read as they are
+    stored rather than as the hex the dump writes them in."""
+    pg_dump = shutil.which("pg_dump") or next(
+        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None
+    )
+    if pg_dump is None:
+        unavailable("pg_dump", "neither on the PATH nor in /usr/lib/postgresql")
+    parts = urlsplit(url)
+    done = subprocess.run(
+        [
+            str(pg_dump),
+            *("--host", parts.hostname or "127.0.0.1", "--port", str(parts.port or 5432)),
+            *("--username", unquote(parts.username or "postgres"), "--schema", schema),
+            parts.path.lstrip("/"),
+        ],
+        env={**os.environ, "PGPASSWORD": unquote(parts.password or "")},
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    blobs = re.findall(rb"\\{1,2}x([0-9a-f]{2,})", done.stdout)
+    return done.stdout + b"".join(bytes.fromhex(blob.decode()) for blob in blobs)

@@ -138,6 +138,8 @@ class Pipeline:
     workdir: Path
     members: list[Member] = field(default_factory=list)
     watched: list[Watched] = field(default_factory=list)
+    # More of every command's environment (a master key, say).
+    more_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -151,6 +153,7 @@ class Pipeline:
             "JOURNEY_ACTIONS_TOPIC": self.actions_topic,
             "JOURNEY_OUTCOMES_TOPIC": self.outcomes_topic,
             "JOURNEY_DATA_DIR": str(self.workdir / "data"),
+            **self.more_env,
         }
 
     @property

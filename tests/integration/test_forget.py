@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
-import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +18,7 @@ from engine.vault import MasterKeys
 from journey.bootstrap import Engine, build_engine, rebuild_beside
 from journey.console import catch_up
 from journey.privacy import NotSealed, forget, subject_export
+from tests import services
 
 NOW = 1_800_000_000_000
 ANNA = {
@@ -117,27 +114,12 @@ def store_bytes(engine: Engine) -> bytes:
     settings = engine.settings
     if settings.store == "sqlite":
         return b"".join(path.read_bytes() for path in sorted(settings.data_dir.rglob("*")))
-    pg_dump = shutil.which("pg_dump") or next(
-        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None
-    )
-    if pg_dump is None:
-        pytest.skip("no pg_dump on this machine")
     postgres = settings.postgres
-    dumped = subprocess.run(
-        [
-            pg_dump,
-            *("--host", postgres["POSTGRES_HOST"], "--port", postgres["POSTGRES_PORT"]),
-            *("--username", postgres["POSTGRES_USER"], "--schema", postgres["POSTGRES_SCHEMA"]),
-            postgres["POSTGRES_DBNAME"],
-        ],
-        env={"PGPASSWORD": postgres["POSTGRES_PASSWORD"]},
-        capture_output=True,
-        check=True,
-        timeout=120,
+    url = (
+        f"postgresql://{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@"
+        f"{postgres['POSTGRES_HOST']}:{postgres['POSTGRES_PORT']}/{postgres['POSTGRES_DBNAME']}"
     )
-    # Binary columns (the events' states) are dumped as hex: read them as they are stored.
-    blobs = re.findall(rb"\\{1,2}x([0-9a-f]{2,})", dumped.stdout)
-    return dumped.stdout + b"".join(bytes.fromhex(blob.decode()) for blob in blobs)
+    return services.dumped(url, postgres["POSTGRES_SCHEMA"])
 
 
 def test_a_forgotten_person_leaves_no_personal_data_and_the_same_journey(sealed: Engine) -> None:
