@@ -78,7 +78,7 @@ def unmerge(engine: Engine, what: str, *, by: str, reason: str) -> Decided:
             )
         person_named(graph, identifier)
         if identifier in graph.detached():
-            raise IdentityRefused(f"{identifier} links no one already")
+            raise IdentityRefused(f"{what} links no one already")
         position = _append(engine, DETACHED, "", str(identifier), "", by=by, reason=reason)
         named = (identifier,)
         decision = DETACHED
@@ -97,7 +97,12 @@ def identifier_in(graph: IdentityGraph, who: str, sealing: Sealing | None) -> Id
     found, problems = graph.identifiers_of(None, {identifier.kind: identifier.value}, {})
     if problems or not found:
         raise IdentityRefused(problems[0] if problems else f"{who}: not an identifier")
-    return found[0] if sealing is None else sealing.matching(found[0])
+    if sealing is None:
+        return found[0]
+    matching = sealing.matching(found[0])
+    if graph.person_of(matching) is None:
+        raise UnknownIdentifier(found[0])  # as typed, not as its digest
+    return matching
 
 
 def identifiers_shown(engine: Engine, person: str) -> dict[str, str]:
