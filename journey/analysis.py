@@ -153,6 +153,7 @@ def diff_definition(ctx: click.Context, old: str, new: str, limit: int, as_json:
     truth, in total and per customer. Nothing is written or sent."""
     definitions = [load_definition(None if d == "default" else Path(d)) for d in (old, new)]
     with engine_for(ctx) as engine:
+        definitions = [engine.on_this_log(definition) for definition in definitions]
         head = engine.log.head()
         with progress() as bar:
             task = bar.add_task("Replaying history", total=2 * head)

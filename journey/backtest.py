@@ -41,7 +41,7 @@ def run_backtest(
         raise UnknownCustomer(customer_id)
     return backtest(
         engine.log,
-        candidate,
+        engine.on_this_log(candidate),
         engine.actions.actions(open_only=False),
         engine.actions.tracking()[0],
         window=window,

@@ -45,6 +45,11 @@ class Engine:
     sealing: Sealing | None = None
     keys_db: Database | None = None
 
+    def on_this_log(self, definition: JourneyDefinition) -> JourneyDefinition:
+        """A definition to replay this store's log with (a candidate's, say): where the
+        store seals personal data, its shared identifiers are also known by their digests."""
+        return definition if self.sealing is None else self.sealing.sealed_definition(definition)
+
     def close(self) -> None:
         self.view.close()
         self.actions.close()
