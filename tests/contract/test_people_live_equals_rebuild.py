@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from engine.definition import load_definition
 from engine.identity import IdentityGraph
+from engine.sealing import Sealing
 from engine.touchpoints import Touchpoint, touchpoint_from_record
+from engine.vault import MasterKeys
 from projections.machine import StageMachine
 from projections.position import Position
 from projections.runner import ProjectionRunner
@@ -54,23 +56,36 @@ def touchpoints(draw: st.DrawFn) -> Touchpoint | int:
     return touchpoint_from_record(record, now_ms=NOW)
 
 
-def expected_positions(delivered: Sequence[Touchpoint | int]) -> dict[str, Position]:
+def expected_positions(
+    delivered: Sequence[Touchpoint | int], sealing: Sealing | None = None
+) -> dict[str, Position]:
     """Each person's unique touchpoints (first delivery wins), joined by the identity graph
-    read in arrival order, folded in occurrence order, then time moved to the last tick."""
+    read in arrival order, folded in occurrence order, then time moved to the last tick.
+    With `sealing`, identifiers are known by their digests, as a sealed store keeps them."""
     definition = load_definition()
     machine = StageMachine(definition)
     graph = IdentityGraph(definition.identity)
+
+    def identifiers_of(tp: Touchpoint) -> dict[str, str]:
+        if sealing is None:
+            return tp.identifiers
+        digests = {kind: sealing.digest(kind, value) for kind, value in tp.identifiers.items()}
+        return {kind: digest for kind, digest in digests.items() if digest}
+
+    def key_of(tp: Touchpoint) -> str:
+        return tp.customer_id if sealing is None else sealing.key_of(tp)
+
     first: dict[str, Touchpoint] = {}
     for tp in delivered:
         if isinstance(tp, Touchpoint) and tp.event_id not in first:
             first[tp.event_id] = tp
             customer = None if tp.anonymous else tp.customer_id
-            graph.place(len(first), tp.event_id, customer, tp.identifiers)
+            graph.place(len(first), tp.event_id, customer, identifiers_of(tp))
     person_of: dict[str, str] = {}
     for tp in first.values():
         customer = None if tp.anonymous else tp.customer_id
-        identifiers, _ = graph.identifiers_of(customer, tp.identifiers, {})
-        person_of[tp.event_id] = graph.person_of(identifiers[0]) or tp.customer_id
+        identifiers, _ = graph.identifiers_of(customer, identifiers_of(tp), {})
+        person_of[tp.event_id] = graph.person_of(identifiers[0]) or key_of(tp)
     positions: dict[str, Position] = {}
     for tp in sorted(first.values(), key=lambda t: t.occurred_at):  # stable: arrival breaks ties
         person = person_of[tp.event_id]
@@ -84,6 +99,7 @@ def expected_positions(delivered: Sequence[Touchpoint | int]) -> dict[str, Posit
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
+@pytest.mark.parametrize("sealed", [False, True], ids=["clear", "sealed"])
 @settings(
     max_examples=40,
     deadline=None,
@@ -100,12 +116,17 @@ def expected_positions(delivered: Sequence[Touchpoint | int]) -> dict[str, Posit
 )
 def test_live_views_of_people_equal_a_rebuild_and_the_fold_in_occurrence_order(
     request: pytest.FixtureRequest,
+    *,
     store: str,
+    sealed: bool,
     delivered: list[Touchpoint | int],
     cuts: list[int],
     page_size: int,
 ) -> None:
-    with engine_on_fresh_store(request, store, page_size=page_size) as engine:
+    master_key = MasterKeys.new_line("k") if sealed else None
+    with engine_on_fresh_store(
+        request, store, page_size=page_size, master_key=master_key
+    ) as engine:
         start = 0
         for size in [*cuts, len(delivered)]:
             for is_tick, run in groupby(delivered[start : start + size], type):
@@ -122,7 +143,7 @@ def test_live_views_of_people_equal_a_rebuild_and_the_fold_in_occurrence_order(
         rebuilt = SQLiteJourneyView(engine.settings.data_dir / "rebuilt.db")
         ProjectionRunner(engine.journeys, rebuilt, engine.definition, page_size=97).catch_up()
 
-        expected = expected_positions(delivered)
+        expected = expected_positions(delivered, engine.sealing)
         ladder = engine.definition.ladder
         assert sum(step.current for step in engine.view.funnel(ladder)) == len(expected)
         assert engine.view.funnel(ladder) == rebuilt.funnel(ladder)
