@@ -75,6 +75,10 @@ class KeyStore(ABC):
     def all_keys(self) -> list[WrappedKey]: ...
 
     @abstractmethod
+    def count_keys(self) -> int:
+        """How many keys are kept, the index key's included."""
+
+    @abstractmethod
     def has_keys(self) -> bool:
         """Whether any key is kept: a store with keys cannot be opened without a master key."""
 
@@ -231,6 +235,10 @@ class Vault:
         for subject in subjects:
             self._open.pop(subject, None)
         return self._keys.erase_keys([s for s in subjects if s != INDEX_SUBJECT])
+
+    def data_keys(self) -> int:
+        """How many subjects have a data key."""
+        return max(self._keys.count_keys() - 1, 0)  # the index key is none
 
     def rotate(self) -> int:
         """Wraps every data key with the current master key; how many were wrapped again."""

@@ -307,6 +307,13 @@ def status(
         letters = bookkeeping.dead_letter_counts()
         decided, unsent = engine.actions.outbox_counts()
         decider_at = engine.actions.tracking()[0]
+        sealing = engine.sealing
+        personal = {
+            "sealed": sealing is not None,
+            "master_key": sealing.vault.master.current if sealing else None,
+            "data_keys": sealing.vault.data_keys() if sealing else 0,
+            "people_forgotten": len({r["person"] for r in engine.log.erasures()}),
+        }
     ends, kafka_problem = _end_offsets(settings, {p for _, p in recorded})
     kept = _retention(settings) if kafka_problem is None else {}
     partitions = sorted(set(ends) | {p for _, p in recorded})
@@ -332,6 +339,7 @@ def status(
         "dead_letters": letters,
         "actions": {"decided": decided, "unpublished": unsent, "decider_at": decider_at},
         "retention": {topic: kept_for._asdict() for topic, kept_for in kept.items()},
+        "personal_data": personal,
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -353,6 +361,13 @@ def status(
         f"Next actions: {decided} decided ({unsent} not yet published); "
         f"the decider is at log position {decider_at}"
     )
+    if personal["sealed"]:
+        out.print(
+            f"Personal data: sealed, {personal['data_keys']:,} data keys wrapped by master key "
+            f"{personal['master_key']}; {personal['people_forgotten']} people forgotten"
+        )
+    else:
+        out.print("Personal data: not sealed (no master key)")
     for name, kept_for in kept.items():
         out.print(
             f"{name} keeps its records {kept_for}: a person forgotten stays in them until then"

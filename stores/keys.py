@@ -62,6 +62,9 @@ class DatabaseKeyStore(KeyStore):
         rows = self._db.fetch("SELECT subject, master, wrapped FROM {t}journey_keys")
         return [WrappedKey(row[0], row[1], bytes(row[2])) for row in rows]
 
+    def count_keys(self) -> int:
+        return int(self._db.fetch("SELECT count(*) FROM {t}journey_keys")[0][0])
+
     def has_keys(self) -> bool:
         return bool(self._db.fetch("SELECT 1 FROM {t}journey_keys LIMIT 1"))
 

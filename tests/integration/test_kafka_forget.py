@@ -53,6 +53,13 @@ def test_a_person_forgotten_leaves_nothing_in_the_store_nor_in_what_is_published
     dump = services.dumped(pipeline.database_url, pipeline.schema)
     assert b"request 9" in dump  # the receipt, and the scan reads the events
     assert [value for value in ANNAS if value.encode() in dump] == []
+    status = json.loads(pipeline.journey("status", "--json").stdout)
+    assert status["personal_data"] == {
+        "sealed": True,
+        "master_key": "2026",
+        "data_keys": 0,  # hers were the only ones
+        "people_forgotten": 1,
+    }
     letters = json.loads(pipeline.journey("dead-letters", "--json").stdout)
     assert [(letter["reason"], letter["detail"]) for letter in letters] == [("invalid", "(erased)")]
 

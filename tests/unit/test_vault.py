@@ -50,6 +50,9 @@ class MemoryKeys(KeyStore):
     def all_keys(self) -> list[WrappedKey]:
         return list(self.rows.values())
 
+    def count_keys(self) -> int:
+        return len(self.rows)
+
     def has_keys(self) -> bool:
         return bool(self.rows)
 
