@@ -65,6 +65,7 @@ class _Commands(click.Group):
         "serve": "journey.api:serve",
         "status": "journey.streaming:status",
         "tick": "journey.intelligence:tick",
+        "tokens": "journey.tokens:tokens",
         "view": "journey.analysis:view",
         "worklist": "journey.actions:worklist",
     }

@@ -162,7 +162,9 @@ class Action(BaseModel):
         "its window passed with nothing done, cancelled when what triggered it resolved or the "
         "customer opted out or went dormant (status_reason says which)."
     )
-    reason: str = Field(description="Why, in words a rep can act on.")
+    reason: str | None = Field(
+        description="Why, in words a rep can act on (null for analysts: it names people)."
+    )
     decided_at: Time = Field(description="When it was decided (journey time).")
     due_at: Time | None = Field(description="When it should be done by.")
     triggering_event_ids: list[str] = Field(description="The touchpoints behind it.")
@@ -210,7 +212,9 @@ class Journey(BaseModel):
     """A customer's journey: where they stand, how they got there, where it hurt, and what to
     do next."""
 
-    customer_id: str = Field(description="The customer's id, as channel systems give it.")
+    customer_id: str = Field(
+        description="The customer's id, as channel systems give it (for analysts, its pseudonym)."
+    )
     stage: str | None = Field(description="The stage they are in now.")
     stage_label: str = Field(description="Its name for people.")
     stage_since: Time | None = Field(description="When they entered it.")
@@ -329,6 +333,19 @@ class Owner(BaseModel):
         description="Actions to do as of `as_of`: open, accepted, or back from a snooze."
     )
     overdue: int = Field(description="Of those, due before `as_of`.")
+
+
+class Caller(BaseModel):
+    """Who a token is, and whose customers and actions it reads."""
+
+    name: str = Field(description="The token's name in the tokens file (or the variable's).")
+    role: str = Field(description="admin, rep, manager, analyst or ingest.")
+    rep: str | None = Field(description="A rep's id, for a rep's token.")
+    team: str | None = Field(description="A manager's team.")
+    reps: list[str] | None = Field(
+        description="Whose customers and actions it reads: the rep, or the team's reps; "
+        "null for everyone's (admin), or no one's by name (analyst, ingest)."
+    )
 
 
 class OwnerPage(Page):
