@@ -65,7 +65,8 @@ class TokenEntry(_Model):
 class TokensFile(_Model):
     # Analysts see customers by a pseudonym made with this key: the same customer, the same
     # pseudonym, for as long as the key is kept.
-    pseudonym_key: str | None = Field(default=None, min_length=2 * PSEUDONYM_KEY_BYTES)
+    # (At least 32 characters; `journey tokens key` makes 64 random hex digits.)
+    pseudonym_key: str | None = Field(default=None, min_length=32)
     tokens: tuple[TokenEntry, ...] = ()
 
     @model_validator(mode="after")
@@ -194,6 +195,9 @@ def tokens() -> None:
 def new_token(name: str, role: str, rep: str | None, team: str | None) -> None:
     """Makes a random token for NAME and prints it once, then the lines to add to the tokens
     file: only its digest is kept there, so it cannot be printed again."""
+    for option, value, fits in (("--rep", rep, "rep"), ("--team", team, "manager")):
+        if (value is not None) != (role == fits):
+            raise click.UsageError(f"{option} goes with --role {fits}, and only with it")
     token = secrets.token_urlsafe(32)
     entry = {"name": name, "role": role, "sha256": digest(token)}
     entry.update({key: value for key, value in (("rep", rep), ("team", team)) if value})
