@@ -18,7 +18,7 @@ from consumers.deciding import ActionState, Decision, Ended
 from engine.errors import JourneyError
 from engine.ledger import BatchWrite
 from projections.position import Position
-from projections.sql import Database
+from projections.sql import Database, one_of
 
 DECIDER = "decider"
 _CHUNK = 500
@@ -217,9 +217,11 @@ class ActionStore:
         open_only: bool = True,
         limit: int | None = None,
         offset: int = 0,
+        owners: Sequence[str] | None = None,
     ) -> list[ActionRow]:
-        """Actions, the most important first (open before closed, then priority)."""
-        where, params = _action_filter(customer_id, owner, open_only)
+        """Actions, the most important first (open before closed, then priority); with
+        `owners`, only theirs."""
+        where, params = _action_filter(customer_id, owner, open_only, owners)
         sql = (
             f"SELECT {_ACTION_COLUMNS} FROM {{t}}journey_next_actions WHERE {where}"
             f" ORDER BY CASE WHEN status IN ({', '.join(repr(s) for s in OPEN_STATUSES)}) "
@@ -237,14 +239,20 @@ class ActionStore:
         open_only: bool = True,
         limit: int,
         offset: int = 0,
+        owners: Sequence[str] | None = None,
     ) -> tuple[int, list[ActionRow]]:
         """How many actions there are, and a page of them, the most important first."""
-        where, params = _action_filter(customer_id, owner, open_only)
+        where, params = _action_filter(customer_id, owner, open_only, owners)
         rows = self._db.fetch(
             f"SELECT count(*) FROM {{t}}journey_next_actions WHERE {where}", params
         )
         page = self.actions(
-            customer_id=customer_id, owner=owner, open_only=open_only, limit=limit, offset=offset
+            customer_id=customer_id,
+            owner=owner,
+            open_only=open_only,
+            limit=limit,
+            offset=offset,
+            owners=owners,
         )
         return int(rows[0][0]), page
 
@@ -413,13 +421,18 @@ def _action_row(row: Sequence[Any]) -> ActionRow:
 
 
 def _action_filter(
-    customer_id: str | None, owner: str | None, open_only: bool
+    customer_id: str | None,
+    owner: str | None,
+    open_only: bool,
+    owners: Sequence[str] | None = None,
 ) -> tuple[str, list[Any]]:
     where, params = "TRUE", list[Any]()
     if customer_id is not None:
         where, params = where + " AND customer_id = %s", [*params, customer_id]
     if owner is not None:
         where, params = where + " AND owner = %s", [*params, owner]
+    if owners is not None:
+        where, params = where + f" AND owner {one_of(owners)}", [*params, *owners]
     if open_only:
         where += f" AND status IN ({', '.join(repr(s) for s in OPEN_STATUSES)})"
     return where, params

@@ -7,14 +7,14 @@ from __future__ import annotations
 import html
 import logging
 import os
-import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from functools import partial
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 import anyio.to_thread
@@ -24,7 +24,7 @@ import uvicorn
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
@@ -36,6 +36,7 @@ from consumers.effectiveness import Period
 from consumers.metrics import CUSTOMER_ANSWERS, HTTP_REQUEST, READY
 from consumers.outcomes import check_outcome, record_outcomes
 from engine.actions import STATUSES, outcome_from_record
+from engine.definition import load_definition
 from engine.errors import (
     InvalidTouchpoint,
     JourneyError,
@@ -48,11 +49,24 @@ from engine.settings import Settings
 from engine.touchpoints import millis, touchpoint_from_record
 from journey import backtest_api, render, stages
 from journey import worklist as work
+from journey.access import (
+    EVERYONE,
+    FIGURES,
+    SALES,
+    UNAUTHORISED,
+    Access,
+    GuardedDocumentation,
+    Principal,
+    allow,
+    pseudonymous_journey,
+    roles_of,
+)
 from journey.bootstrap import Engine
 from journey.console import log_to_stderr, now_ms, observed, say
 from journey.contract import (
     PROBLEMS,
     ActionPage,
+    Caller,
     CustomerPage,
     EffectivenessAnswer,
     ExplainedAction,
@@ -73,6 +87,7 @@ from journey.filters import CustomersBehindFilter
 from journey.health import Health, metrics_text
 from journey.people import person_journey
 from journey.serving import READERS, Answers, Follower, Readers, Stamp, ViewsBehind, wait_until_read
+from journey.tokens import Tokens, load_tokens
 from projections.views import FRICTION_GROUPS
 
 log = logging.getLogger("journey.serve")
@@ -105,8 +120,8 @@ operating = APIRouter(include_in_schema=False)
 # Probes and scrapes come every few seconds: counted, not logged.
 _QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
 
-# Who may call what: sales people read and report what they did with an action (the API
-# token); channel systems record touchpoints (the ingest token, if one is set).
+# Who may call what: each endpoint names the roles it takes (journey.access); channel systems
+# record touchpoints with a token of their own.
 reading = APIRouter(prefix="/api")
 acting = APIRouter(prefix="/api")
 writing = APIRouter(prefix="/api")
@@ -118,15 +133,23 @@ def create_app(
     *,
     token: str | None = None,
     ingest_token: str | None = None,
+    tokens: Tokens | None = None,
     health: Health | None = None,
 ) -> FastAPI:
-    """The API; with `token`, every endpoint asks for `Authorization: Bearer <token>`
-    (POST /api/touchpoints for `ingest_token` instead, if given). Its health is kept in
-    `health`, if given (served on a port of its own as well, say)."""
+    """The API; with `token` (an admin's) or `tokens`, every endpoint asks for
+    `Authorization: Bearer <token>` of a role it takes (POST /api/touchpoints for
+    `ingest_token` instead of `token`, if given). Its health is kept in `health`, if given
+    (served on a port of its own as well, say)."""
     app = FastAPIOffline(
         title="journey engine",
         summary="Customer journeys, frictions, moments of truth and next-best-actions.",
         version="1",
+    )
+    app.state.access = Access(
+        load_definition(settings.definition_path),
+        token=token,
+        ingest_token=ingest_token,
+        tokens=tokens,
     )
     app.state.readers = Readers(settings)
     app.state.answers = Answers()
@@ -138,25 +161,35 @@ def create_app(
     app.router.on_startup.extend([_limit_threads, app.state.follower.start])
     app.router.on_shutdown.extend([app.state.follower.stop, app.state.readers.close])
     text_only = Depends(_no_nul_characters)
-    sales = Depends(_bearer(token, _SALES_TOKEN))
-    errors = _errors(401, 422, 500, 503)
-    app.include_router(reading, dependencies=[sales, text_only, Depends(_after)], responses=errors)
-    app.include_router(acting, dependencies=[sales, text_only], responses=errors)
-    app.include_router(backtest_api.router, dependencies=[sales, text_only], responses=errors)
-    ingest = Depends(_bearer(ingest_token or token, _INGEST_TOKEN))
+    # Any token known first (401), then the endpoint's own roles (403).
+    known = allow(*EVERYONE)
+    errors = _errors(401, 403, 422, 500, 503)
+    app.include_router(reading, dependencies=[known, text_only, Depends(_after)], responses=errors)
+    app.include_router(acting, dependencies=[known, text_only], responses=errors)
+    app.include_router(backtest_api.router, dependencies=[known, text_only], responses=errors)
+    ingest = allow(*EVERYONE, ingest=True)
     app.include_router(writing, dependencies=[ingest, text_only], responses=errors)
     from journey.identity_api import identities  # its routes use this module's helpers
     from journey.marketing_api import marketing
 
     app.include_router(
-        marketing, dependencies=[sales, text_only, Depends(_after)], responses=errors
+        marketing, dependencies=[known, text_only, Depends(_after)], responses=errors
     )
-    app.include_router(identities, dependencies=[sales, text_only], responses=errors)
+    app.include_router(identities, dependencies=[known, text_only], responses=errors)
     from journey.privacy_api import people  # its routes use this module's helpers
 
-    app.include_router(people, dependencies=[sales, text_only], responses=errors)
+    app.include_router(people, dependencies=[known, text_only], responses=errors)
     app.include_router(pages)
+    # What the document names roles of: the routes as their routers hold them.
+    app.state.routers = [
+        *(reading, acting, writing, backtest_api.router, marketing, identities, people),
+    ]
     app.include_router(operating)
+    app.add_middleware(
+        GuardedDocumentation,
+        access=app.state.access,
+        refused=lambda path: _problem(401, UNAUTHORISED, path, headers=_CHALLENGE),
+    )
     app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(_Observed)
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -171,9 +204,10 @@ def create_app(
 
 def _document(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI document, with what FastAPI does not write itself: errors as problem
-    details, and the touchpoint record's schema."""
+    details, the touchpoint record's schema, and the roles each endpoint takes."""
     if app.openapi_schema is None:
         document = FastAPI.openapi(app)
+        _name_roles(app, document)
         document["components"]["schemas"]["Touchpoint"] = TouchpointRecord.model_json_schema(
             ref_template="#/components/schemas/{model}"
         )
@@ -186,10 +220,32 @@ def _document(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema or {}
 
 
+def _name_roles(app: FastAPI, document: dict[str, Any]) -> None:
+    """Each operation's roles, as `x-roles` and in words at the end of its description."""
+    routes = [route for router in app.state.routers for route in router.routes]
+    for route in routes:
+        if not isinstance(route, APIRoute) or route.path not in document["paths"]:
+            continue
+        found = [roles_of(d.call) for d in route.dependant.dependencies]
+        roles = [r for r in found if r is not None][-1:]
+        for method in route.methods or ():
+            operation = document["paths"][route.path].get(method.lower())
+            if operation is None or not roles:
+                continue
+            operation["x-roles"] = list(roles[0])
+            said = operation.get("description", "").rstrip()
+            operation["description"] = f"{said}\n\nRoles: {', '.join(roles[0])}.".lstrip()
+
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _ERROR_DOCS: dict[int, dict[str, Any]] = {
     401: {
-        "description": "No token, or not the one this endpoint takes.",
+        "description": "No token, or not one this endpoint takes.",
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
+    403: {
+        "description": "The token's role does not take this endpoint, or what is asked is "
+        "not the token's to read (another rep's customer, say): `detail` says which."
     },
     404: {"description": "Not found: `detail` says what."},
     409: {"description": "An event_id was recorded before with other content."},
@@ -211,44 +267,6 @@ _ERROR_DOCS: dict[int, dict[str, Any]] = {
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The errors an endpoint may answer, as its OpenAPI responses."""
     return {status: {"model": Problem, **_ERROR_DOCS[status]} for status in statuses}
-
-
-# The tokens, as the OpenAPI document names them; asked for only when they are set.
-_SALES_TOKEN = HTTPBearer(
-    scheme_name="salesToken",
-    description="JOURNEY_API_TOKEN: reading journeys and reporting outcomes.",
-    auto_error=False,
-)
-_INGEST_TOKEN = HTTPBearer(
-    scheme_name="ingestToken",
-    description="JOURNEY_INGEST_TOKEN (or JOURNEY_API_TOKEN): posting touchpoints.",
-    auto_error=False,
-)
-
-
-def _bearer(
-    expected: str | None, scheme: HTTPBearer
-) -> Callable[[HTTPAuthorizationCredentials | None], Awaitable[None]]:
-    # The scheme is given as a default, not in the annotation: annotations are read as text
-    # (from __future__), where a local name cannot be found. Checks that wait for nothing are
-    # coroutines: the server runs them in its loop, not in a thread of their own.
-    async def check(
-        given: HTTPAuthorizationCredentials | None = Depends(scheme),  # noqa: B008
-    ) -> None:
-        if expected is None:
-            return
-        # Compared as bytes: a header may hold any character, and compare_digest refuses
-        # text that is not ASCII.
-        if given is None or not secrets.compare_digest(
-            given.credentials.encode(), expected.encode()
-        ):
-            raise HTTPException(
-                401,
-                "a valid token is required: Authorization: Bearer <token>",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    return check
 
 
 async def _no_nul_characters(request: Request) -> None:
@@ -464,10 +482,42 @@ def _engine(request: Request, *, decided: bool = False) -> Iterator[Engine]:
     response_model=Journey,
     responses=_errors(404),
 )
-async def customer(customer_id: str, request: Request) -> Response:
+async def customer(
+    customer_id: str, request: Request, who: Annotated[Principal, allow(*SALES, "analyst")]
+) -> Response:
     """A customer's journey: stage and stage history, timeline, frictions, moments of
-    truth, and next actions with their reasons."""
-    return await _answer(request, customer_id)
+    truth, and next actions with their reasons. A rep or a manager reads only their
+    customers' (any other, known or not, is a 403); an analyst names the customer by
+    pseudonym, and reads the journey without the reasons of actions, nor the touchpoints'
+    attributes."""
+    if who.role == "analyst":
+        return await _pseudonymous(request, customer_id)
+    return await _answer(request, customer_id, who)
+
+
+async def _pseudonymous(request: Request, pseudonym: str) -> Response:
+    access: Access = request.app.state.access
+
+    def work() -> bytes:
+        with _engine(request) as engine:
+            found = access.pseudonyms.find(pseudonym, partial(_customer_ids, engine))
+            if found is None:
+                raise HTTPException(404, f"no customer has the pseudonym {pseudonym!r}")
+            journey = _customer(engine, found)
+        return orjson.dumps(pseudonymous_journey(journey, access.pseudonym))
+
+    return Response(await run_in_threadpool(work), media_type="application/json")
+
+
+def _customer_ids(engine: Engine) -> Iterator[str]:
+    """Every customer's id, a page at a time."""
+    offset = 0
+    while True:
+        _, rows = engine.view.customers(limit=MAX_PAGE, offset=offset)
+        yield from (row.customer_id for row in rows)
+        if len(rows) < MAX_PAGE:
+            return
+        offset += len(rows)
 
 
 def _customer(engine: Engine, customer_id: str) -> dict[str, Any]:
@@ -485,11 +535,11 @@ def _customer(engine: Engine, customer_id: str) -> dict[str, Any]:
     return shown
 
 
-async def _answer(request: Request, customer_id: str) -> Response:
+async def _answer(request: Request, customer_id: str, who: Principal) -> Response:
     """A customer's journey: kept from an earlier read while nothing of theirs has been
     recorded since the follower last looked, else read in a request thread (and kept). Its
     ETag names where the views and the decisions stood when it was read, so a page that
-    asks again with If-None-Match gets 304 while it holds."""
+    asks again with If-None-Match gets 304 while it holds. Refused if not `who`'s."""
     follower: Follower = request.app.state.follower
     if follower.refused is not None:
         raise follower.refused
@@ -499,6 +549,7 @@ async def _answer(request: Request, customer_id: str) -> Response:
     if kept is not None and (after is None or kept[0].includes(after, decided=False)):
         stamp, body = kept
         _KEPT.inc()
+        _theirs(who, customer_id, body)
         if _unchanged(request, stamp):
             return Response(status_code=304, headers={"ETag": stamp.tag})
         return Response(body, media_type="application/json", headers={"ETag": stamp.tag})
@@ -509,15 +560,26 @@ async def _answer(request: Request, customer_id: str) -> Response:
             now = Stamp(engine.runner.position(), engine.decider.position())
             return now, orjson.dumps(_customer(engine, customer_id))
 
-    stamp, body = await run_in_threadpool(work)
+    try:
+        stamp, body = await run_in_threadpool(work)
+    except UnknownCustomer:
+        if who.scoped:  # a customer who is not theirs, whether known or not
+            raise who.not_theirs(f"customer {customer_id!r}") from None
+        raise
     _READ.inc()
     answers.put(customer_id, stamp, body)
+    _theirs(who, customer_id, body)
     if _unchanged(request, stamp):
         return Response(status_code=304, headers={"ETag": stamp.tag})
     return Response(body, media_type="application/json", headers={"ETag": stamp.tag})
 
 
 _KEPT, _READ = CUSTOMER_ANSWERS.labels("kept"), CUSTOMER_ANSWERS.labels("read")
+
+
+def _theirs(who: Principal, customer_id: str, body: bytes) -> None:
+    if who.scoped and not who.may_read(orjson.loads(body)["rep"]):
+        raise who.not_theirs(f"customer {customer_id!r}")
 
 
 def _unchanged(request: Request, stamp: Stamp) -> bool:
@@ -565,6 +627,7 @@ def _paged(request: Request, paging: _Paging, total: int, items: list[Any]) -> d
 def customers(
     request: Request,
     paging: Paging,
+    who: Annotated[Principal, allow(*SALES, "analyst")],
     *,
     stage: str | None = None,
     rep: str | None = None,
@@ -575,7 +638,11 @@ def customers(
     """Customers by stage, rep or open friction (or id), and those behind a figure of the
     analyst report (first seen in a range, got this far, moved from one stage to another,
     met a friction in a stage or on a channel), the longest in stage first, a page at a
-    time."""
+    time. A rep or a manager lists only their customers; an analyst sees pseudonyms, and
+    cannot look for the start of an id."""
+    _scoped_filter(who, "rep", rep)
+    if who.role == "analyst" and q is not None:
+        raise who.refuse("q: analysts find customers by pseudonym, not by their id")
     with _engine(request) as engine:
         total, rows = engine.view.customers(
             stage=stage,
@@ -585,14 +652,16 @@ def customers(
             limit=paging.limit,
             offset=paging.offset,
             behind=behind.resolved(engine.definition),
+            reps=_reps(who),
         )
+    shown = _shown_id(request, who)
     return _paged(
         request,
         paging,
         total,
         [
             {
-                "customer_id": row.customer_id,
+                "customer_id": shown(row.customer_id),
                 "stage": row.stage,
                 "stage_since": render.instant(row.stage_since),
                 "rep": row.rep,
@@ -605,7 +674,37 @@ def customers(
     )
 
 
-@reading.get("/funnel", tags=["aggregates"], response_model=list[StageCount])
+def _scoped_filter(who: Principal, name: str, value: str | None) -> None:
+    """A rep or an owner asked for by name is one whose customers `who` reads."""
+    if value is not None and not who.may_read(value):
+        raise who.not_theirs(f"{name}: {value!r}")
+
+
+def _reps(who: Principal) -> list[str] | None:
+    return None if who.reps is None else sorted(who.reps)
+
+
+def _shown_id(request: Request, who: Principal) -> Callable[[str], str]:
+    """How a customer id is shown to `who`: by pseudonym to an analyst."""
+    if who.role == "analyst":
+        access: Access = request.app.state.access
+        return access.pseudonym
+    return str
+
+
+@reading.get("/me", tags=["access"], response_model=Caller)
+def me(who: Annotated[Principal, allow(*EVERYONE)]) -> dict[str, Any]:
+    """Who the token given is: its name and role, and whose customers it reads (`reps`:
+    null for everyone's)."""
+    return who.json()
+
+
+@reading.get(
+    "/funnel",
+    tags=["aggregates"],
+    response_model=list[StageCount],
+    dependencies=[allow(*FIGURES)],
+)
 def funnel(request: Request) -> list[dict[str, Any]]:
     """Per stage: customers who got at least this far, and who are there now. The ladder's
     stages in order, then any other stage a customer is in: one whole answer, not paged."""
@@ -626,12 +725,16 @@ def funnel(request: Request) -> list[dict[str, Any]]:
 def frictions(
     request: Request,
     paging: Paging,
+    who: Annotated[Principal, allow(*SALES, "analyst")],
     *,
     rep: str | None = None,
     kind: Annotated[str | None, Query(alias="type")] = None,
     include_resolved: bool = False,
 ) -> dict[str, Any]:
-    """Open frictions, worst first, by rep and type, a page at a time."""
+    """Open frictions, worst first, by rep and type, a page at a time. A rep or a manager
+    lists only those of their customers; an analyst sees customers by pseudonym."""
+    _scoped_filter(who, "rep", rep)
+    shown = _shown_id(request, who)
     with _engine(request) as engine:
         total, rows = engine.view.friction_page(
             open_only=not include_resolved,
@@ -639,13 +742,14 @@ def frictions(
             kind=kind,
             limit=paging.limit,
             offset=paging.offset,
+            owners=_reps(who),
         )
-        return _paged(
-            request,
-            paging,
-            total,
-            [render.friction_json(engine.definition, row, times=render.instant) for row in rows],
-        )
+        listed = [
+            render.friction_json(engine.definition, row, times=render.instant) for row in rows
+        ]
+    for friction in listed:
+        friction["customer_id"] = shown(friction["customer_id"])
+    return _paged(request, paging, total, listed)
 
 
 # The groupings, listed in the document but checked here, in the API's own words.
@@ -657,6 +761,7 @@ _GROUPS = {"enum": list(FRICTION_GROUPS)}
     tags=["aggregates"],
     response_model=FrictionCountPage,
     response_model_exclude_unset=True,
+    dependencies=[allow(*FIGURES)],
 )
 def friction_counts(
     request: Request,
@@ -687,12 +792,15 @@ def friction_counts(
 def actions(
     request: Request,
     paging: Paging,
+    who: Annotated[Principal, allow(*SALES)],
     *,
     owner: str | None = None,
     customer: str | None = None,
     include_closed: bool = False,
 ) -> dict[str, Any]:
-    """Next actions, the most important first, a page at a time."""
+    """Next actions, the most important first, a page at a time. A rep or a manager lists
+    only the actions they (or their team's reps) own."""
+    _scoped_filter(who, "owner", owner)
     with _engine(request, decided=True) as engine:
         total, rows = engine.actions.action_page(
             owner=owner,
@@ -700,6 +808,7 @@ def actions(
             open_only=not include_closed,
             limit=paging.limit,
             offset=paging.offset,
+            owners=_reps(who),
         )
     return _paged(
         request, paging, total, [render.action_json(row, times=render.instant) for row in rows]
@@ -707,12 +816,15 @@ def actions(
 
 
 @reading.get("/owners", tags=["actions"], response_model=OwnerPage)
-def owners(request: Request, paging: Paging) -> dict[str, Any]:
+def owners(
+    request: Request, paging: Paging, who: Annotated[Principal, allow(*SALES, "analyst")]
+) -> dict[str, Any]:
     """Everyone actions were decided for, by id, with how many actions they have to do and
-    how many of those are overdue, as of the journey's clock (see /api/worklist)."""
+    how many of those are overdue, as of the journey's clock (see /api/worklist). A rep
+    sees only themselves, a manager their team."""
     with _engine(request, decided=True) as engine:
         now = engine.view.clock() or now_ms()
-        rows = engine.actions.owners(now)
+        rows = [row for row in engine.actions.owners(now) if who.may_read(row[0])]
     end = paging.offset + paging.limit
     listed = [
         {"owner": owner, "to_do": to_do, "overdue": overdue}
@@ -721,7 +833,12 @@ def owners(request: Request, paging: Paging) -> dict[str, Any]:
     return {**_paged(request, paging, len(rows), listed), "as_of": render.instant(now)}
 
 
-@reading.get("/effectiveness", tags=["actions"], response_model=EffectivenessAnswer)
+@reading.get(
+    "/effectiveness",
+    tags=["actions"],
+    response_model=EffectivenessAnswer,
+    dependencies=[allow(*FIGURES)],
+)
 def effectiveness(
     request: Request,
     by: Annotated[
@@ -767,6 +884,7 @@ def _ms(moment: datetime | None) -> int | None:
 def worklist(
     request: Request,
     paging: Paging,
+    who: Annotated[Principal, allow(*SALES)],
     owner: Annotated[str, Query(description="A rep's id, or a role such as branch_manager.")],
     zone: Annotated[
         str,
@@ -778,7 +896,9 @@ def worklist(
 
     "Now" is the journey's clock, `as_of`: the latest time a touchpoint or a clock event
     names, not the server's wall clock, so that history recorded at past times has a day of
-    its own. An owner no action was ever decided for is a 404."""
+    its own. An owner no action was ever decided for is a 404. A rep reads only their own,
+    a manager their team's."""
+    _scoped_filter(who, "owner", owner)
     shown_zone = work.zone_named(zone)
     with _engine(request, decided=True) as engine:
         day = work.read_worklist(engine, owner, shown_zone, now_ms())
@@ -803,12 +923,17 @@ def worklist(
     response_model=ExplainedAction,
     responses=_errors(404),
 )
-def action(action_id: str, request: Request) -> dict[str, Any]:
-    """An action with its explanation."""
+def action(
+    action_id: str, request: Request, who: Annotated[Principal, allow(*SALES)]
+) -> dict[str, Any]:
+    """An action with its explanation; a rep or a manager reads only their own (or their
+    team's)."""
     with _engine(request, decided=True) as engine:
         row = engine.actions.action(action_id)
     if row is None:
         raise HTTPException(404, f"no action {action_id!r} was decided")
+    if not who.may_read(row.owner):
+        raise who.not_theirs(f"action {action_id!r}")
     return render.action_json(row, explained=True, times=render.instant)
 
 
@@ -819,13 +944,26 @@ def action(action_id: str, request: Request) -> dict[str, Any]:
     response_model=RecordedOutcome,
     responses=_errors(404, 413),
 )
-def outcome(action_id: str, reported: OutcomeIn, request: Request) -> dict[str, Any]:
+def outcome(
+    action_id: str,
+    reported: OutcomeIn,
+    request: Request,
+    who: Annotated[Principal, allow("admin", "rep")],
+) -> dict[str, Any]:
     """Records what a sales person did with an action (accepted, done, dismissed,
-    snoozed), as a sales tool does on journey.action-outcomes."""
+    snoozed), as a sales tool does on journey.action-outcomes. A rep reports only on the
+    actions they own, as themselves (`rep_id` is theirs if not given)."""
+    rep_id = reported.rep_id
+    if who.role == "rep":
+        if rep_id is not None and rep_id != who.rep:
+            raise who.refuse(f"rep_id: reports as {who.rep!r}, not {rep_id!r}")
+        rep_id = who.rep
     with _engine(request) as engine:
         row = engine.actions.action(action_id)
         if row is None:
             raise HTTPException(404, f"no action {action_id!r} was decided")
+        if not who.may_read(row.owner):
+            raise who.not_theirs(f"action {action_id!r}")
         recorded = outcome_from_record(
             {
                 "event_id": str(uuid.uuid4()),
@@ -834,7 +972,7 @@ def outcome(action_id: str, reported: OutcomeIn, request: Request) -> dict[str, 
                 "status": reported.status,
                 "reason": reported.reason,
                 "snoozed_until": reported.snoozed_until,
-                "rep_id": reported.rep_id,
+                "rep_id": rep_id,
                 "occurred_at": now_ms(),
             },
             now_ms=now_ms(),
@@ -881,6 +1019,7 @@ _TOUCHPOINTS = WithJsonSchema(
     tags=["ingest"],
     response_model=Recorded,
     responses=_errors(409, 413),
+    dependencies=[allow("admin", "ingest", ingest=True)],
 )
 def ingest(
     request: Request,
@@ -997,10 +1136,11 @@ def _page(name: str) -> str:
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int) -> None:
     """Serve the sales page (/), the pipeline (/pipeline) and the HTTP API (/docs) until
-    stopped. With JOURNEY_API_TOKEN set, every request needs it as a bearer token;
-    JOURNEY_INGEST_TOKEN, if set, is the one POST /api/touchpoints takes instead (sales
-    people report outcomes with the API token)."""
+    stopped. With JOURNEY_API_TOKEN set, every request needs it (an admin's token) as a
+    bearer token; JOURNEY_INGEST_TOKEN, if set, is the one POST /api/touchpoints takes
+    instead. JOURNEY_TOKENS_FILE names a file of tokens with roles (journey tokens new)."""
     settings = ctx.find_object(Settings) or Settings()
+    named = os.environ.get("JOURNEY_TOKENS_FILE")
     log_to_stderr(settings, "serve")
     # With JOURNEY_METRICS_PORT set, /healthz, /readyz and /metrics are also served there, as
     # by every other process that runs until stopped (the image's health check asks it).
@@ -1009,6 +1149,7 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
             settings,
             token=os.environ.get("JOURNEY_API_TOKEN") or None,
             ingest_token=os.environ.get("JOURNEY_INGEST_TOKEN") or None,
+            tokens=load_tokens(Path(named)) if named else None,
             health=health,
         )
         # Said once started: the store opened, the follower following.

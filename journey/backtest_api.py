@@ -15,6 +15,7 @@ from engine.definition import JourneyDefinition, definition_from_mapping, parse_
 from engine.errors import DefinitionError
 from engine.touchpoints import millis
 from journey import render
+from journey.access import FIGURES, Principal, allow
 from journey.backtest import backtest_json, run_backtest
 from journey.contract import Backtest, Problem
 from journey.serving import Readers
@@ -45,6 +46,7 @@ router = APIRouter(prefix="/api")
 )
 async def backtest(
     request: Request,
+    who: Annotated[Principal, allow(*FIGURES)],
     start: Annotated[
         datetime | None,
         Query(alias="from", description="Compare decisions from this time on (ISO 8601)."),
@@ -60,7 +62,10 @@ async def backtest(
     """Replays history with the candidate's action rules and policy beside the decisions
     logged, up to where the decider has decided, and reports per rule what would be
     proposed, added, dropped or changed, how proposals spread over owners' days against
-    their limit, and what followed the proposals that match logged ones."""
+    their limit, and what followed the proposals that match logged ones. An analyst
+    compares no single customer's actions (their reasons name people)."""
+    if customer is not None and who.role == "analyst":
+        raise who.refuse("customer: analysts compare rules, not one customer's actions")
     candidate = _candidate(await request.body(), request.headers.get("content-type", ""))
     window = Window(_ms(start), _ms(end))
     readers: Readers = request.app.state.readers

@@ -67,6 +67,7 @@ class _Commands(click.Group):
         "status": "journey.streaming:status",
         "subject-export": "journey.privacy:subject_export_command",
         "tick": "journey.intelligence:tick",
+        "tokens": "journey.tokens:tokens",
         "view": "journey.analysis:view",
         "worklist": "journey.actions:worklist",
     }

@@ -162,7 +162,9 @@ class Action(BaseModel):
         "its window passed with nothing done, cancelled when what triggered it resolved or the "
         "customer opted out or went dormant (status_reason says which)."
     )
-    reason: str = Field(description="Why, in words a rep can act on.")
+    reason: str | None = Field(
+        description="Why, in words a rep can act on (null for analysts: it names people)."
+    )
     decided_at: Time = Field(description="When it was decided (journey time).")
     due_at: Time | None = Field(description="When it should be done by.")
     triggering_event_ids: list[str] = Field(description="The touchpoints behind it.")
@@ -210,7 +212,9 @@ class Journey(BaseModel):
     """A customer's journey: where they stand, how they got there, where it hurt, and what to
     do next."""
 
-    customer_id: str = Field(description="The customer's id, as channel systems give it.")
+    customer_id: str = Field(
+        description="The customer's id, as channel systems give it (for analysts, its pseudonym)."
+    )
     stage: str | None = Field(description="The stage they are in now.")
     stage_label: str = Field(description="Its name for people.")
     stage_since: Time | None = Field(description="When they entered it.")
@@ -329,6 +333,19 @@ class Owner(BaseModel):
         description="Actions to do as of `as_of`: open, accepted, or back from a snooze."
     )
     overdue: int = Field(description="Of those, due before `as_of`.")
+
+
+class Caller(BaseModel):
+    """Who a token is, and whose customers and actions it reads."""
+
+    name: str = Field(description="The token's name in the tokens file (or the variable's).")
+    role: str = Field(description="admin, rep, manager, analyst or ingest.")
+    rep: str | None = Field(description="A rep's id, for a rep's token.")
+    team: str | None = Field(description="A manager's team.")
+    reps: list[str] | None = Field(
+        description="Whose customers and actions it reads: the rep, or the team's reps; "
+        "null for everyone's (admin), or no one's by name (analyst, ingest)."
+    )
 
 
 class OwnerPage(Page):
@@ -883,6 +900,46 @@ class Erasure(BaseModel):
     at: str = Field(description="When, ISO 8601 UTC.")
 
 
+class ExportedTouchpoint(BaseModel):
+    """A touchpoint as recorded, its personal data opened (or `(erased)`)."""
+
+    event_id: str = Field(description="The producer's id.")
+    customer_id: str = Field(description="The key it was recorded under.")
+    channel: str = Field(description="web, email, phone, visit or other.")
+    type: str = Field(description="What happened.")
+    occurred_at: str = Field(description="When, ISO 8601 UTC.")
+    source: str = Field(description="The system that reported it.")
+    rep_id: str | None = Field(description="The rep involved, if any.")
+    outcome: str | None = Field(description="positive, neutral or negative, if any.")
+    attributes: dict[str, str] = Field(description="Every attribute, personal ones opened.")
+    identifiers: dict[str, str] = Field(description="Identifiers as the channel sent them.")
+    anonymous: bool = Field(False, description="Sent without a customer id.")
+    erased: bool = Field(False, description="Its personal data was erased.")
+
+
+class ExportedDeadLetter(BaseModel):
+    """A dead letter that names the person, as kept."""
+
+    where: str = Field(description="topic[partition]@offset.")
+    reason: str = Field(description="Why it was refused.")
+    detail: str = Field(description="What was wrong.")
+    key: str | None = Field(description="The record's key, as text.")
+    value: str | None = Field(description="The record's value, as text.")
+    recorded_at: str = Field(description="When it was kept, ISO 8601.")
+
+
+class ErasureReceipt(BaseModel):
+    """A receipt of an erasure, as the log keeps it."""
+
+    person: str = Field(description="Whose.")
+    keys: list[str] = Field(description="The keys whose data keys were destroyed.")
+    data_keys: int = Field(description="Data keys destroyed.")
+    dead_letters: int = Field(description="Dead letters emptied.")
+    by: str = Field(description="Who erased.")
+    reason: str = Field(description="Why.")
+    occurred_at: str = Field(description="When, ISO 8601 UTC.")
+
+
 class SubjectExport(BaseModel):
     """Everything the engine holds about a person, their personal data opened."""
 
@@ -890,9 +947,7 @@ class SubjectExport(BaseModel):
     keys: list[str] = Field(description="Every key their touchpoints were recorded under.")
     exported_at: str = Field(description="When, ISO 8601 UTC.")
     identity: PersonIdentity = Field(description="Who they are, as `/api/identity` shows it.")
-    journey: dict[str, Any] = Field(description="Their journey, as `/api/customers` shows it.")
-    touchpoints: list[dict[str, Any]] = Field(
-        description="Every touchpoint, as recorded, personal data opened (or `(erased)`)."
-    )
-    dead_letters: list[dict[str, Any]] = Field(description="Dead letters that name them.")
-    erasures: list[dict[str, Any]] = Field(description="Receipts of their erasures.")
+    journey: Journey = Field(description="Their journey, as `/api/customers/{id}` shows it.")
+    touchpoints: list[ExportedTouchpoint] = Field(description="Every touchpoint, in log order.")
+    dead_letters: list[ExportedDeadLetter] = Field(description="Dead letters that name them.")
+    erasures: list[ErasureReceipt] = Field(description="Receipts of their erasures.")

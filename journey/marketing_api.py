@@ -1,6 +1,6 @@
 """Marketing's side of the loop in the HTTP API: which campaigns and content came before stage
 entries and frictions (/api/attribution), and sales velocity (/api/velocity). Included by
-`journey.api.create_app`, behind the sales token like every other read."""
+`journey.api.create_app`: aggregates, for admins and analysts."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from journey import render
+from journey.access import FIGURES, allow
 from journey.api import Paging, _engine, _paged
 from journey.cohort import attribution, sales_velocity
 from journey.contract import CreditPage, VelocityPage
@@ -18,7 +19,12 @@ from projections.attribution import DEFAULT_ATTRIBUTES, MODELS
 marketing = APIRouter(prefix="/api")
 
 
-@marketing.get("/attribution", tags=["marketing"], response_model=CreditPage)
+@marketing.get(
+    "/attribution",
+    tags=["marketing"],
+    response_model=CreditPage,
+    dependencies=[allow(*FIGURES)],
+)
 def credits(
     request: Request,
     paging: Paging,
@@ -74,7 +80,12 @@ def credits(
     }
 
 
-@marketing.get("/velocity", tags=["marketing"], response_model=VelocityPage)
+@marketing.get(
+    "/velocity",
+    tags=["marketing"],
+    response_model=VelocityPage,
+    dependencies=[allow(*FIGURES)],
+)
 def velocity(request: Request, paging: Paging, within: Within) -> dict[str, Any]:
     """Sales velocity: the median days from a customer's first touchpoint to their first
     entry into each stage, by month of first touch (UTC), a page at a time."""

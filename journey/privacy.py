@@ -25,7 +25,7 @@ from engine.recording import StreamEvent
 from engine.sealing import Sealing
 from engine.settings import Settings
 from engine.vault import MasterKeys
-from journey import render
+from journey import render, stages
 from journey.bootstrap import Engine, build_bookkeeping, build_engine, rebuild_beside
 from journey.console import catch_up, engine_for, now_ms, out
 from journey.identity import identifier_in, identifiers_shown, person_json, person_named
@@ -116,12 +116,19 @@ def subject_export(engine: Engine, who: str) -> dict[str, Any]:
         "keys": list(keys),
         "exported_at": render.iso(now_ms()),
         "identity": person_json(graph, person, conflicts, identifiers_shown(engine, person)),
-        "journey": render.customer_json(
-            engine.definition, journey.position, journey.timeline, clock, actions
-        ),
+        "journey": {
+            **render.customer_json(
+                engine.definition, journey.position, journey.timeline, clock, actions
+            ),
+            "stages": stages.stages_json(engine.definition, journey.position),
+            "next_stage": stages.next_stage(engine.definition, journey.position),
+        },
         "touchpoints": touchpoints,
         "dead_letters": [_letter_json(letter) for letter in _dead_letters_of(engine, known)],
-        "erasures": receipts(engine.log, person),
+        "erasures": [
+            {**receipt, "occurred_at": render.iso(receipt["occurred_at"])}
+            for receipt in receipts(engine.log, person)
+        ],
     }
 
 

@@ -60,6 +60,11 @@ class Database(ABC):
     def close(self) -> None: ...
 
 
+def one_of(values: Sequence[Any]) -> str:
+    """`IN (%s, ...)` for these values, as a condition's end; none at all matches nothing."""
+    return f"IN ({', '.join(['%s'] * len(values))})" if values else "IN (NULL)"
+
+
 def look_until(reached: Callable[[], bool], timeout: float) -> bool:
     """Looks at `reached()` every few milliseconds until it holds (True) or `timeout` seconds
     have passed (False): for databases that tell nobody of their commits."""

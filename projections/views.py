@@ -12,7 +12,7 @@ import orjson
 
 from engine.errors import JourneyError
 from projections.position import FRICTIONS, MOMENTS, OUTCOMES, Position
-from projections.sql import look_until
+from projections.sql import look_until, one_of
 
 JOURNEY_PROJECTION = "journey"
 
@@ -299,10 +299,12 @@ class JourneyView(ABC):
         kind: str | None = None,
         limit: int,
         offset: int = 0,
+        owners: Sequence[str] | None = None,
     ) -> tuple[int, list[FrictionRow]]:
-        """How many frictions there are, and a page of them, worst first."""
+        """How many frictions there are, and a page of them, worst first; with `owners`,
+        only those of customers one of them owns."""
         where, params = friction_filter(
-            customer_id=None, open_only=open_only, owner=owner, kind=kind
+            customer_id=None, open_only=open_only, owner=owner, kind=kind, owners=owners
         )
         total = self._fetch(
             f"SELECT COUNT(*) FROM {self.table_prefix}journey_frictions WHERE {where}", params
@@ -315,6 +317,7 @@ class JourneyView(ABC):
             kind=kind,
             limit=limit,
             offset=offset,
+            owners=owners,
         )
         return int(total), [friction_row(row) for row in self._fetch(sql, params)]
 
@@ -347,10 +350,11 @@ class JourneyView(ABC):
         limit: int = 50,
         offset: int = 0,
         behind: CustomersBehind | None = None,
+        reps: Sequence[str] | None = None,
     ) -> tuple[int, list[CustomerRow]]:
-        """Customers in a stage, of a rep, with an open friction of a kind, or whose id
-        starts with `prefix` (and those `behind` a figure of the report): how many in all,
-        and one page of them, the longest in their stage first."""
+        """Customers in a stage, of a rep (or of one of `reps`), with an open friction of a
+        kind, or whose id starts with `prefix` (and those `behind` a figure of the report):
+        how many in all, and one page of them, the longest in their stage first."""
         where, params = "WHERE TRUE", list[Any]()
         if prefix:
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -362,6 +366,8 @@ class JourneyView(ABC):
             where, params = where + " AND p.stage = %s", [*params, stage]
         if rep is not None:
             where, params = where + " AND p.rep = %s", [*params, rep]
+        if reps is not None:
+            where, params = where + f" AND p.rep {one_of(reps)}", [*params, *reps]
         if friction is not None:
             where += (
                 f" AND EXISTS (SELECT 1 FROM {self.table_prefix}journey_frictions f "
@@ -511,9 +517,10 @@ def frictions_query(
     kind: str | None,
     limit: int | None,
     offset: int = 0,
+    owners: Sequence[str] | None = None,
 ) -> tuple[str, list[Any]]:
     where, params = friction_filter(
-        customer_id=customer_id, open_only=open_only, owner=owner, kind=kind
+        customer_id=customer_id, open_only=open_only, owner=owner, kind=kind, owners=owners
     )
     sql = f"{FRICTIONS_SQL.format(schema=schema)} AND {where}"
     sql += " ORDER BY severity DESC, opened_at, customer_id, friction_id"
@@ -523,7 +530,12 @@ def frictions_query(
 
 
 def friction_filter(
-    *, customer_id: str | None, open_only: bool, owner: str | None, kind: str | None
+    *,
+    customer_id: str | None,
+    open_only: bool,
+    owner: str | None,
+    kind: str | None,
+    owners: Sequence[str] | None = None,
 ) -> tuple[str, list[Any]]:
     """The frictions asked for, as an SQL condition and its parameters."""
     where, params = "TRUE", list[Any]()
@@ -535,6 +547,8 @@ def friction_filter(
         where, params = where + " AND (owner = %s OR rep_id = %s)", [*params, owner, owner]
     if kind is not None:
         where, params = where + " AND kind = %s", [*params, kind]
+    if owners is not None:
+        where, params = where + f" AND owner {one_of(owners)}", [*params, *owners]
     return where, params
 
 

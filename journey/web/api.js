@@ -1,9 +1,10 @@
 // What both pages share: calling the engine's API with the token it asks for, and reading a
-// list whole, a page at a time. The token is asked for once: if none is given, or the one
-// given is refused, every call says why instead of asking again. Errors are problem details
-// (RFC 9457); their `detail` says what went wrong in one line.
-let token = sessionStorage.getItem("journey-token") || new URLSearchParams(location.search).get("token");
-if (token) sessionStorage.setItem("journey-token", token);
+// list whole, a page at a time. The token is asked for once and kept for the browser tab
+// (sessionStorage), never taken from the address, where it would stay in the history and
+// in logs: if none is given, or the one given is refused, every call says why instead of
+// asking again. Errors are problem details (RFC 9457); their `detail` says what went wrong
+// in one line.
+let token = sessionStorage.getItem("journey-token");
 let asked = false;
 let refused = null;
 
@@ -44,4 +45,11 @@ async function apiAll(path) {
     next = page.next;
   }
   return items;
+}
+
+// Who the token is: its role, and whose customers it reads (`reps`; null for everyone's).
+let caller = null;
+async function whoAmI() {
+  caller = caller || await api("/api/me");
+  return caller;
 }

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from journey.cli import cli
 from tests import services
 from tests.conftest import HOUR, T0
+from tests.e2e.test_roles import token_of, tokens_file, with_teams
 from tests.stories import anonymous_reader_turns_caller, kathrines_morning, recorded_stories, tp
 
 JOURNEY = str(Path(sys.executable).with_name("journey"))
@@ -61,6 +63,8 @@ def serving(data_dir: Path, **env: str) -> Iterator[str]:
         try:
             urllib.request.urlopen(f"{url}/openapi.json", timeout=2).close()
             break
+        except urllib.error.HTTPError:
+            break  # it answers, asking for a token
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
@@ -202,6 +206,88 @@ def test_a_refused_token_is_asked_for_once_and_the_page_says_why(page: Page, gua
 
     expect(page.locator("#message")).to_contain_text("the engine refused the token given")
     assert asked == ["This engine asks for a token:"]
+
+
+@pytest.fixture(scope="module")
+def with_roles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server that takes the tokens of a file: a rep's, a manager's, an admin's."""
+    folder = tmp_path_factory.mktemp("roles")
+    data_dir = recorded_stories(folder)
+    env = {
+        "JOURNEY_TOKENS_FILE": str(tokens_file(folder)),
+        "JOURNEY_DEFINITION": str(with_teams(folder)),
+    }
+    with serving(data_dir, **env) as url:
+        yield url
+
+
+def giving(page: Page, name: str) -> list[str]:
+    """Answers the page's question for a token with `name`'s; what it asked, in order."""
+    asked: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept(token_of(name))
+
+    page.on("dialog", answer)
+    return asked
+
+
+def test_a_token_in_the_address_is_not_taken_the_page_asks_for_one(
+    page: Page, with_roles: str
+) -> None:
+    asked: list[str] = []
+
+    def decline(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", decline)
+    page.goto(f"{with_roles}/?token={token_of('root')}&customer=S1-ANNA")
+
+    expect(page.locator("#message")).to_contain_text("this engine asks for a token")
+    assert asked == ["This engine asks for a token:"]
+    assert page.evaluate("sessionStorage.getItem('journey-token')") is None
+
+
+def test_a_reps_page_opens_on_their_own_day_and_lists_only_them(
+    page: Page, with_roles: str
+) -> None:
+    asked = giving(page, "kathrine")
+    page.goto(with_roles)
+
+    expect(page.locator("#worklist-title")).to_have_text("kathrine's day")
+    expect(page.get_by_test_id("owner").locator("option")).to_have_count(2)  # and "choose…"
+    expect(page.get_by_test_id("owner")).to_have_value("kathrine")
+    expect(page.locator("header .pipeline")).to_be_hidden()
+    page.goto(f"{with_roles}/?customer=S1-ANNA")
+    expect(page.get_by_test_id("current-stage")).to_contain_text("Evaluating")
+    page.goto(f"{with_roles}/?customer=S3-CARLA")
+    expect(page.locator("#message")).to_have_text(
+        "kathrine (rep): customer 'S3-CARLA' is not kathrine's to read"
+    )
+    assert asked == ["This engine asks for a token:"]  # once, kept for the tab
+    screenshot(page, "rep")
+
+
+def test_a_managers_page_lists_the_reps_of_their_team(page: Page, with_roles: str) -> None:
+    giving(page, "branch")
+    page.goto(with_roles)
+
+    expect(page.get_by_test_id("owner-link")).to_have_text(["amira"])
+    page.get_by_test_id("owner-link").first.click()
+    expect(page.locator("#worklist-title")).to_have_text("amira's day")
+    page.get_by_test_id("customer-link").first.click()
+    expect(page.get_by_test_id("current-stage")).to_contain_text("Evaluating")
+    expect(page.locator("header .pipeline")).to_be_hidden()
+
+
+def test_an_admins_page_lists_everyone_and_links_the_pipeline(page: Page, with_roles: str) -> None:
+    giving(page, "root")
+    page.goto(with_roles)
+
+    expect(page.get_by_test_id("owner-link")).to_have_count(5)
+    expect(page.locator("header .pipeline")).to_be_visible()
 
 
 def test_a_sales_person_reports_an_outcome_with_the_sales_token(page: Page, guarded: str) -> None:
