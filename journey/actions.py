@@ -151,17 +151,17 @@ def _decide(
                 + (f", {published} published to {kafka.actions_topic}" if relay else "")
             )
             return
-        say(
-            "Deciding as touchpoints arrive"
-            + (f", publishing to {kafka.actions_topic}" if relay else "")
-            + "; Ctrl-C stops"
-        )
         kafka_outage = Outage(
             log, f"Kafka at {kafka.bootstrap}", "decided actions wait in the outbox"
         )
         if relay is not None:
             health.watch(kafka_outage)
-        health.started()
+        health.started()  # before it says so: whoever reads the line finds it ready
+        say(
+            "Deciding as touchpoints arrive"
+            + (f", publishing to {kafka.actions_topic}" if relay else "")
+            + "; Ctrl-C stops"
+        )
         _follow(engine, relay, stop, postgres, kafka_outage)
 
 
