@@ -19,7 +19,8 @@ from engine.definition import JourneyDefinition
 from engine.identity import Regrouped
 from projections.people import Decision, Sighting, sighting_of
 from projections.position import Mark, Position
-from projections.runner import JourneyProjector, MarkedPage, StepwiseFold
+from projections.runner import JourneyProjector
+from projections.stepwise import MarkedPage, StepwiseFold
 
 
 class ActionMemory(Protocol):
@@ -132,7 +133,8 @@ class PageDecider:
             _, key, mark, seen = next(marks)
             if isinstance(seen, Decision):
                 regrouped = fold.decision(log_position, seen)
-                if regrouped:
+                # Not `if regrouped`: compiled, a named tuple is true whenever it has fields.
+                if regrouped.changed or regrouped.gone:
                     self._regroup(regrouped, page, log_position)
                     for person in regrouped.changed:
                         self._decide_for(person, page, log_position)
@@ -145,7 +147,7 @@ class PageDecider:
                     self._decide_for(moved_id, page, log_position)
                 continue
             person, position, regrouped = fold.touchpoint(log_position, key, mark, seen)
-            if regrouped:
+            if regrouped.changed or regrouped.gone:
                 self._regroup(regrouped, page, log_position)
             page.positions[person] = position
             self._join(person, page)
