@@ -210,8 +210,12 @@ def _keep_newest(kept: list[tuple[int, str]], at: int, text: str) -> bool:
     else:
         if len(kept) >= KEPT and (at, text) < kept[0]:
             return False
-    insort(kept, (at, text))
-    del kept[:-KEPT]
+    if not kept or (at, text) >= kept[-1]:
+        kept.append((at, text))  # the newest, as touchpoints mostly arrive
+    else:
+        insort(kept, (at, text))
+    if len(kept) > KEPT:
+        del kept[:-KEPT]
     return True
 
 

@@ -286,13 +286,40 @@ class Deciding:
         if state.day != day:
             state.day, state.today = day, 0
         proposals = self._proposals(position, state, now, referrer)
-        proposals.sort(key=_importance)
         state.retry_at = None
         if state.suppressed:
             # A dismissed rule stays quiet for a while; its proposals come back when that ends.
             quiet = [p for p in proposals if p.candidate.rule in state.suppressed]
             proposals = [p for p in proposals if p.candidate.rule not in state.suppressed]
             state.retry_at = min((state.suppressed[p.candidate.rule] for p in quiet), default=None)
+        if proposals:  # most of the time, none
+            self._arbitrate(
+                proposals,
+                position,
+                state,
+                now,
+                owner_today=owner_today,
+                referrer=referrer,
+                result=result,
+            )
+        state.retry_at = self._next_visit(state, now)
+        return result
+
+    def _arbitrate(
+        self,
+        proposals: list[_Proposal],
+        position: Position,
+        state: ActionState,
+        now: int,
+        *,
+        owner_today: Mapping[str, int],
+        referrer: Referrer | None,
+        result: CustomerDecisions,
+    ) -> None:
+        """Decides the most important proposals the contact policy lets through, superseding
+        less important open actions; the others wait, for a free slot or a later day."""
+        proposals.sort(key=_importance)
+        day = now // DAY_MS
         chosen: list[_Proposal] = []
         held: list[dict[str, Any]] = []
         counted: dict[str, int] = {}
@@ -350,19 +377,20 @@ class Deciding:
             candidate = self._worded(proposal, position, state, now, referrer)
             result.decisions.append(Decision(candidate, now, tuple(held)))
         state.today += len(chosen)
-        state.retry_at = self._next_visit(state, now)
-        return result
 
     def _next_visit(self, state: ActionState, now: int) -> int | None:
-        """When to come back: when held-back candidates may be decided, the first open
-        action expires, or the next brief falls due."""
-        expiries = [a.expires_at for a in state.open.values() if a.expires_at is not None]
-        if state.retry_at is not None:
-            expiries.append(state.retry_at)
+        """When to come back: the soonest of when held-back candidates may be decided, when
+        the first open action expires, and when the next brief falls due."""
+        soonest = state.retry_at
+        for action in state.open.values():
+            if action.expires_at is not None and (soonest is None or action.expires_at < soonest):
+                soonest = action.expires_at
         if self._briefs:
-            lead = self._brief_lead
-            expiries += [b.at - lead for b in state.context.bookings.values() if b.at - lead > now]
-        return min(expiries, default=None)
+            for booking in state.context.bookings.values():
+                due = booking.at - self._brief_lead
+                if due > now and (soonest is None or due < soonest):
+                    soonest = due
+        return soonest
 
     def date_expiries(self, state: ActionState, due: Mapping[str, int]) -> None:
         """Gives open actions decided without an expiry the one their rule gives, counted
