@@ -216,6 +216,12 @@ class Deciding:
             for channel, matches in self.policy.channel_opt_out.items()
         ]
         self._watched = [_Watched(rule) for rule in self.policy.rules]
+        # The stages whose entry a rule acts on (its only trigger being there).
+        self._entered = {
+            w.entered
+            for w in self._watched
+            if not (w.referred_entered or w.booked) and w.friction is None and w.moment is None
+        }
 
     def observe(
         self, state: ActionState, mark: Mark, attributes: Mapping[str, str] | None = None
@@ -449,6 +455,9 @@ class Deciding:
         if referrer is not None:
             open_kinds.update(self._referral_rules)
         moment_kinds = {m.kind for m in position.moments}
+        triggered = open_kinds or moment_kinds or state.referred or state.context.bookings
+        if not triggered and position.stage not in self._entered:
+            return found  # no rule has a trigger to look at
         for watched in self._watched:
             if watched.stages is None:
                 if dormant:
