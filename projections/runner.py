@@ -25,7 +25,7 @@ from engine.settings import DEFAULT_PAGE_SIZE
 from projections.log import JourneyLog
 from projections.machine import StageMachine
 from projections.people import Decision, History, People, Sighting, sighting
-from projections.position import Mark, Position
+from projections.position import Mark, Position, due_before
 from projections.stepwise import MarkedPage, StepwiseFold
 from projections.views import (
     JOURNEY_PROJECTION,
@@ -451,7 +451,7 @@ class JourneyProjector:
         """Time has reached `at`: whatever falls due before it happens for every customer
         (but those in `skip`, folded again later)."""
         positions = self._positions
-        due = {cid for cid, p in positions.items() if p.due is not None and p.due < at}
+        due = due_before(positions, at)
         due.update(cid for cid in self._due(at) if cid not in positions)
         self._ensure(due)
         advance = self.machine.advance
