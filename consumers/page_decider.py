@@ -96,37 +96,11 @@ class PageDecider:
         each clock event everyone time moved or who has something due. So the actions do
         not depend on where pages begin and end. `page` gets the customers, decisions and
         status changes; the fold returned says what the page changed in the positions."""
-        machine = self._projector.machine
-        kinds = machine.definition.identity.kinds
-        marked: MarkedPage = []
-        for log_position, entry in entries:
-            if entry.action_id is not None:
-                continue  # an outcome: a touchpoint has an event id too, but no action id
-            if entry.event_id is not None:
-                mark = machine.mark_folded(entry)
-                marked.append((log_position, entry.customer_id, mark, sighting(entry, kinds)))
-            elif entry.decision:
-                decision = Decision.of(entry)
-                marked.append((log_position, None, Mark(decision.at, "", ()), decision))
-            else:
-                marked.append((log_position, None, Mark(entry.at, "", ()), None))
+        marked = self._marked(entries)
         fold = self._projector.stepwise(marked)
         self._ticked = fold.ticked
         people = self._projector.people
-        # The page's people, read in one go; a touchpoint without a customer id is placed
-        # first (its key need not name anyone), and its person joins the page then.
-        customers = {
-            people.person_of(key)
-            for _, key, _, seen in marked
-            if key is not None and not (isinstance(seen, Sighting) and seen.customer_id is None)
-        }
-        customers.update(
-            people.person_of(entry.customer_id)
-            for _, entry in entries
-            if entry.action_id is not None
-        )
-        page.states = self._states_of(sorted(customers), make_room=True)
-        positions = page.positions = self._projector.positions_of(customers)
+        positions = self._open(page, marked, entries)
         marks = iter(marked)
         for log_position, entry in entries:
             if entry.action_id is not None:
@@ -170,6 +144,51 @@ class PageDecider:
             self._decide_with(position, state, page, log_position)
         return fold
 
+    def _marked(self, entries: list[tuple[int, DeciderEntry]]) -> MarkedPage:
+        """What the fold keeps of the page's touchpoints, clock events and people's
+        decisions, in log order (outcomes are not folded)."""
+        machine = self._projector.machine
+        kinds = machine.definition.identity.kinds
+        marked: MarkedPage = []
+        for log_position, entry in entries:
+            if entry.action_id is not None:
+                continue  # an outcome: a touchpoint has an event id too, but no action id
+            if entry.event_id is not None:
+                mark = machine.mark_folded(entry)
+                marked.append((log_position, entry.customer_id, mark, sighting(entry, kinds)))
+            elif entry.decision:
+                decision = Decision.of(entry)
+                marked.append((log_position, None, Mark(decision.at, "", ()), decision))
+            else:
+                marked.append((log_position, None, Mark(entry.at, "", ()), None))
+        return marked
+
+    def _open(
+        self, page: DeciderPage, marked: MarkedPage, entries: list[tuple[int, DeciderEntry]]
+    ) -> dict[str, Position]:
+        """Gives the page its people's states and positions, read in one go; returns the
+        positions. A touchpoint without a customer id is placed first (its key need not name
+        anyone), and its person joins the page then."""
+        people = self._projector.people
+        customers = {
+            people.person_of(key)
+            for _, key, _, seen in marked
+            if key is not None and not (isinstance(seen, Sighting) and seen.customer_id is None)
+        }
+        customers.update(
+            people.person_of(entry.customer_id)
+            for _, entry in entries
+            if entry.action_id is not None
+        )
+        page.states = self._states_of(sorted(customers), make_room=True)
+        # The fold holds the positions of the page's touchpoints now; only a customer with
+        # nothing but an outcome on it may still have to be loaded.
+        held = self._projector.positions
+        positions = page.positions = {c: held[c] for c in customers if c in held}
+        if len(positions) < len(customers):
+            positions.update(self._projector.positions_of(customers - positions.keys()))
+        return positions
+
     def _decide_for(self, customer_id: str, page: DeciderPage, log_position: int) -> None:
         """Decides for one customer as of the log entry at `log_position`."""
         position, state = self._join(customer_id, page)
@@ -198,7 +217,7 @@ class PageDecider:
         """Adds a customer who was not on the page (time moved them, or they referred someone)
         to it, to be written with it."""
         if customer_id not in page.positions:
-            page.positions.update(self._projector.positions_of([customer_id]))
+            page.positions[customer_id] = self._position_of(customer_id)
         if customer_id not in page.states:
             page.states.update(self._states_of([customer_id]))
         return page.positions[customer_id], page.states[customer_id]
@@ -232,6 +251,14 @@ class PageDecider:
             page.happened.append((False, len(page.decided)))
             page.decided.append((position.customer_id, decision, log_position))
 
+    def _position_of(self, customer_id: str) -> Position:
+        """A customer's position, from those the fold holds when it has it (a clock event
+        moves thousands of customers at once), else loaded."""
+        held = self._projector.positions
+        if customer_id in held:
+            return held[customer_id]
+        return self._projector.positions_of([customer_id])[customer_id]
+
     def _referrer(self, state: ActionState, page: DeciderPage) -> Referrer | None:
         """The customer who referred this one, if the engine knows them, as of now; they join
         the page, to be written with it."""
@@ -239,7 +266,7 @@ class PageDecider:
             return None
         referrer_id = state.context.referral[1]
         if referrer_id not in page.positions:
-            position = self._projector.positions_of([referrer_id])[referrer_id]
+            position = self._position_of(referrer_id)
             if position.first_at is None:
                 return None  # nobody the engine knows, at least not yet
         position, referrer = self._join(referrer_id, page)
