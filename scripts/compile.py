@@ -1,7 +1,7 @@
 """Compiles the hottest modules of the fold and of the decider with mypyc (part of mypy), in
-place, so that a rebuild or a replay folds about a third faster, and the decider and a
-backtest decide about half again as fast. Where no C compiler is found, or compiling fails,
-the modules stay plain Python, which works the same way, only slower.
+place, so that a rebuild or a replay folds, and the decider (live or in a backtest)
+decides, about a quarter to a third faster. Where no C compiler is found, or compiling
+fails, the modules stay plain Python, which works the same way, only slower.
 
     .venv/bin/python scripts/compile.py
     python scripts/compile.py --require    # the image's build: plain Python is a failure
