@@ -2,8 +2,8 @@
 #   docker build -t journey-engine .
 #   docker run --rm journey-engine demo --customers 100
 # The build stage installs the dependencies exactly as locked (requirements.lock, made by
-# `make lock`), compiles the fold with mypyc and installs the project; the image itself gets
-# the virtualenv and the code, and neither the compiler nor the build tools.
+# `make lock`), compiles the fold and the decider with mypyc and installs the project; the
+# image itself gets the virtualenv and the code, and neither the compiler nor the build tools.
 
 FROM python:3.11.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -30,9 +30,9 @@ COPY schemas schemas
 COPY consumers consumers
 COPY stores stores
 COPY journey journey
-# --require: an image whose fold is not compiled fails to build instead of running slower.
-# The project is installed editable: the compiled modules stay beside their sources, where
-# they were built and tested.
+# --require: an image whose fold and decider are not compiled fails to build instead of
+# running slower. The project is installed editable: the compiled modules stay beside their
+# sources, where they were built and tested.
 RUN PYTHONPATH=/opt/build /opt/venv/bin/python scripts/compile.py --require \
     && PYTHONPATH=/opt/build pip --python /opt/venv/bin/python install --no-deps \
         --no-build-isolation --editable . \

@@ -8,9 +8,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench fuzz lock clean
 
-# The fold's hottest modules, compiled with mypyc where a C compiler is found (plain Python
-# elsewhere); compiled again whenever they change.
-FOLD := projections/position.py projections/machine.py $(wildcard projections/detectors/*.py)
+# The hottest modules of the fold and of the decider (scripts/compile.py's), compiled with
+# mypyc where a C compiler is found (plain Python elsewhere); compiled again whenever they
+# change, or a module whose named tuples or constants they read compiled in does.
+FOLD := projections/position.py projections/machine.py projections/stepwise.py \
+	$(wildcard projections/detectors/*.py)
+DECIDER := consumers/briefs.py consumers/deciding.py consumers/page_decider.py
+READ_COMPILED := engine/words.py engine/actions.py engine/identity.py consumers/action_store.py \
+	projections/people.py
 COMPILED := $(VENV)/.compiled
 
 $(STAMP): pyproject.toml
@@ -19,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-$(COMPILED): $(STAMP) $(FOLD) engine/words.py scripts/compile.py
+$(COMPILED): $(STAMP) $(FOLD) $(DECIDER) $(READ_COMPILED) scripts/compile.py
 	$(BIN)/python scripts/compile.py
 	touch $@
 
@@ -63,4 +68,5 @@ lock: $(STAMP)
 		| $(BIN)/uv pip compile $(LOCKING) - -o requirements-build.lock
 
 clean:
-	rm -rf $(VENV) .journey .mypy_cache .ruff_cache .pytest_cache build projections/*.so
+	rm -rf $(VENV) .journey .mypy_cache .ruff_cache .pytest_cache build \
+		projections/*.so projections/detectors/*.so consumers/*.so

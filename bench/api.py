@@ -58,8 +58,17 @@ from rich.table import Table
 TARGET_IDLE_RPS = 1_000
 TARGET_IDLE_P99_MS = 100.0
 TARGET_LOADED_P99_MS = 250.0
-# The compiled fold, where the baseline's sources of it are the same as this checkout's.
-FOLD = ("projections/position.py", "projections/machine.py", "projections/detectors")
+# The compiled modules (scripts/compile.py's), copied to the baseline where its sources of
+# them are the same as this checkout's.
+COMPILED = (
+    "projections/position.py",
+    "projections/machine.py",
+    "projections/stepwise.py",
+    "projections/detectors",
+    "consumers/briefs.py",
+    "consumers/deciding.py",
+    "consumers/page_decider.py",
+)
 
 
 @dataclass(frozen=True)
@@ -190,8 +199,8 @@ def read_script(customers: list[str]) -> Path:
 
 def baseline_checkout(ref: str, name: str = "api-baseline") -> Path:
     """`ref` checked out beside this one (as bench/out/`name`), with this checkout's compiled
-    fold where the fold's sources are the same (else the baseline folds in plain Python, and
-    is said to)."""
+    modules where their sources are the same, else compiled from its own (else, without a C
+    compiler, it runs them as plain Python, and is said to)."""
     path = OUT / name
     if path.exists():
         subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
@@ -203,15 +212,24 @@ def baseline_checkout(ref: str, name: str = "api-baseline") -> Path:
     )
     same = (
         subprocess.run(
-            ["git", "diff", "--quiet", ref, "--", *FOLD], check=False, cwd=ROOT
+            ["git", "diff", "--quiet", ref, "--", *COMPILED], check=False, cwd=ROOT
         ).returncode
         == 0
     )
     if same:
-        for compiled in ROOT.glob("projections/**/*.so"):
-            shutil.copy2(compiled, path / compiled.relative_to(ROOT))
-    else:
-        console.print(f"[yellow]the fold changed since {ref}: the baseline folds uncompiled[/]")
+        for folder in ("projections", "consumers"):
+            for compiled in ROOT.glob(f"{folder}/**/*.so"):
+                shutil.copy2(compiled, path / compiled.relative_to(ROOT))
+    elif (
+        subprocess.run(
+            [sys.executable, "scripts/compile.py", "--require"],
+            check=False,
+            cwd=path,
+            capture_output=True,
+        ).returncode
+        != 0
+    ):
+        console.print(f"[yellow]the baseline {ref} could not be compiled: it runs uncompiled[/]")
     for compiled in ROOT.glob("*__mypyc*.so"):
         shutil.copy2(compiled, path / compiled.name)
     return path

@@ -21,7 +21,7 @@ from consumers.deciding import DAY_MS
 from consumers.page_decider import NOTHING_STORED, PageDecider
 from engine.bulk import collector_paused
 from engine.definition import JourneyDefinition
-from projections.log import DECIDER_TOPICS, JourneyLog
+from projections.log import JourneyLog
 from projections.runner import JourneyProjector
 
 # What makes a proposal with the same id a changed one.
@@ -198,6 +198,22 @@ def replay(
 ) -> Replayed:
     """Decides over the log from its start up to `until` under `definition`, every customer
     held in memory, and writes nothing."""
+    # Replaying makes no reference cycles; with the collector on, it would rescan every
+    # position and state held in memory, again and again, and they are all held. They are
+    # all garbage once `_decide_all` returns, before it is back on: its first pass would
+    # look at each of them once more (a second or more for a million events).
+    with collector_paused():
+        return _decide_all(log, definition, until, page_size=page_size, progress=progress)
+
+
+def _decide_all(
+    log: JourneyLog,
+    definition: JourneyDefinition,
+    until: int,
+    *,
+    page_size: int,
+    progress: Progress | None,
+) -> Replayed:
     projector = JourneyProjector(
         definition,
         lambda _: {},
@@ -210,20 +226,17 @@ def replay(
     pages = PageDecider(definition, projector, NOTHING_STORED, max_cached=None)
     proposals: dict[str, Proposal] = {}
     position = events = 0
-    # Replaying makes no reference cycles; with the collector on, it would rescan every
-    # position and state held in memory, again and again, and they are all held.
-    with collector_paused():
-        while position < until:
-            entries = log.entries(position, page_size, stop=until, topics=DECIDER_TOPICS)
-            if not entries:
-                break
-            page = DeciderPage(position, entries[-1][0], None, "")
-            pages.decide(page, entries)
-            _note(page, proposals)
-            events += len(entries)
-            position = entries[-1][0]
-            if progress is not None:
-                progress(position, until)
+    while position < until:
+        entries = log.decider_entries(position, page_size, stop=until)
+        if not entries:
+            break
+        page = DeciderPage(position, entries[-1][0], None, "")
+        pages.decide(page, entries)
+        _note(page, proposals)
+        events += len(entries)
+        position = entries[-1][0]
+        if progress is not None:
+            progress(position, until)
     return Replayed(proposals, events, len(pages.states))
 
 

@@ -83,8 +83,26 @@ class Context:
         )
 
 
+class Noticing:
+    """What a brief is made of (a journey definition's `Briefing`), read once from it:
+    `observe` looks for it in every touchpoint."""
+
+    def __init__(self, briefing: Briefing) -> None:
+        self.booked = briefing.booked
+        self.booked_for = briefing.booked_for
+        self.host = briefing.host
+        self.place = briefing.place
+        self.read = frozenset(briefing.read)
+        self.read_attribute = briefing.read_attribute
+        self.downloaded = frozenset(briefing.downloaded)
+        self.downloaded_attribute = briefing.downloaded_attribute
+        self.referred_by = briefing.referred_by
+        self.referrer_place = briefing.referrer_place
+        self.promised = briefing.promised
+
+
 def observe(
-    context: Context, briefing: Briefing, mark: Mark, attributes: Mapping[str, str]
+    context: Context, briefing: Noticing, mark: Mark, attributes: Mapping[str, str]
 ) -> bool:
     """Keeps what a brief needs from one touchpoint; True if the context changed."""
     changed = False
@@ -125,7 +143,7 @@ def observe(
     return changed
 
 
-def _book(context: Context, briefing: Briefing, mark: Mark, attributes: Mapping[str, str]) -> bool:
+def _book(context: Context, briefing: Noticing, mark: Mark, attributes: Mapping[str, str]) -> bool:
     what = attributes[briefing.booked]
     booked_for = _time(attributes.get(briefing.booked_for))
     if not what or booked_for is None or mark.event_id in context.bookings:
@@ -192,8 +210,12 @@ def _keep_newest(kept: list[tuple[int, str]], at: int, text: str) -> bool:
     else:
         if len(kept) >= KEPT and (at, text) < kept[0]:
             return False
-    insort(kept, (at, text))
-    del kept[:-KEPT]
+    if not kept or (at, text) >= kept[-1]:
+        kept.append((at, text))  # the newest, as touchpoints mostly arrive
+    else:
+        insort(kept, (at, text))
+    if len(kept) > KEPT:
+        del kept[:-KEPT]
     return True
 
 

@@ -27,7 +27,7 @@ from engine.definition import JourneyDefinition
 from engine.errors import JourneyError
 from engine.recording import Journeys, StreamEvent
 from engine.settings import DEFAULT_DECIDER_PAGE_SIZE, DEFAULT_PAGE_SIZE
-from projections.log import DECIDER_TOPICS, JourneyLog
+from projections.log import DeciderEntry, JourneyLog
 from projections.runner import JourneyProjector, definition_digest, marked_pages
 from schemas.codec import wire_contract
 
@@ -107,7 +107,7 @@ class Decider:
                     "fold them again under this one (journey decide --refold)"
                 )
         while max_pages is None or pages < max_pages:
-            entries = self._log.entries(position, self._page_size, topics=DECIDER_TOPICS)
+            entries = self._log.decider_entries(position, self._page_size)
             if not entries:
                 break
             try:
@@ -152,7 +152,7 @@ class Decider:
         self._pages.forget()
         self._position = None
 
-    def _decide_page(self, start: int, entries: list[tuple[int, Any]]) -> DeciderPage:
+    def _decide_page(self, start: int, entries: list[tuple[int, DeciderEntry]]) -> DeciderPage:
         """Decides on one page (see `PageDecider.decide`) and commits what it decided."""
         page = DeciderPage(start, entries[-1][0], None, self._digest)
         fold = self._pages.decide(page, entries)

@@ -205,25 +205,41 @@ class Deciding:
         # A brief is written when it falls due, before its meeting, from all known by then.
         self._briefs = any(rule.booked for rule in definition.actions.rules)
         self._brief_lead = int(self.policy.briefing.due_before_hours * HOUR_MS)
+        # What every touchpoint and every decision asks of the policy, read once: a customer
+        # is decided at each of their touchpoints, and reading the definition's models costs
+        # more than the deciding itself does most of the time.
+        self._noticing = briefs.Noticing(self.policy.briefing)
+        self._opt_out = _patterns(self.policy.opt_out)
+        self._opt_in = _patterns(self.policy.opt_in)
+        self._channel_opt_out = [
+            (channel, _patterns(matches))
+            for channel, matches in self.policy.channel_opt_out.items()
+        ]
+        self._watched = [_Watched(rule) for rule in self.policy.rules]
+        # The stages whose entry a rule acts on (its only trigger being there).
+        self._entered = {
+            w.entered
+            for w in self._watched
+            if not (w.referred_entered or w.booked) and w.friction is None and w.moment is None
+        }
 
     def observe(
         self, state: ActionState, mark: Mark, attributes: Mapping[str, str] | None = None
     ) -> bool:
         """Takes what the decider needs from a touchpoint (channels, consent, and with its
         attributes what a brief tells); True if the state changed."""
-        policy = self.policy
-        changed = bool(attributes) and briefs.observe(
-            state.context, policy.briefing, mark, attributes or {}
-        )
+        changed = False
+        if attributes:
+            changed = briefs.observe(state.context, self._noticing, mark, attributes)
         if mark.channel and mark.channel not in state.channels:
             state.channels.append(mark.channel)
             changed = True
-        if _matches(policy.opt_out, mark) and not state.opted_out:
+        if _matches(self._opt_out, mark) and not state.opted_out:
             state.opted_out, changed = True, True
-        elif _matches(policy.opt_in, mark) and state.opted_out:
+        elif _matches(self._opt_in, mark) and state.opted_out:
             state.opted_out, changed = False, True
-        for channel, matches in policy.channel_opt_out.items():
-            if channel not in state.closed_channels and _matches(matches, mark):
+        for channel, patterns in self._channel_opt_out:
+            if channel not in state.closed_channels and _matches(patterns, mark):
                 state.closed_channels.append(channel)
                 changed = True
         return changed
@@ -275,18 +291,46 @@ class Deciding:
         day = now // DAY_MS
         if state.day != day:
             state.day, state.today = day, 0
-        proposed = sorted(
-            self.candidates(position, state, now, referrer),
-            key=lambda c: (-c.priority, c.rule, c.action_id),
-        )
-        # A dismissed rule stays quiet for a while; its proposals come back when that ends.
-        quiet = [c for c in proposed if c.rule in state.suppressed]
-        candidates = [c for c in proposed if c.rule not in state.suppressed]
-        state.retry_at = min((state.suppressed[c.rule] for c in quiet), default=None)
-        chosen: list[Candidate] = []
+        proposals = self._proposals(position, state, now, referrer)
+        state.retry_at = None
+        if state.suppressed:
+            # A dismissed rule stays quiet for a while; its proposals come back when that ends.
+            quiet = [p for p in proposals if p.candidate.rule in state.suppressed]
+            proposals = [p for p in proposals if p.candidate.rule not in state.suppressed]
+            state.retry_at = min((state.suppressed[p.candidate.rule] for p in quiet), default=None)
+        if proposals:  # most of the time, none
+            self._arbitrate(
+                proposals,
+                position,
+                state,
+                now,
+                owner_today=owner_today,
+                referrer=referrer,
+                result=result,
+            )
+        state.retry_at = self._next_visit(state, now)
+        return result
+
+    def _arbitrate(
+        self,
+        proposals: list[_Proposal],
+        position: Position,
+        state: ActionState,
+        now: int,
+        *,
+        owner_today: Mapping[str, int],
+        referrer: Referrer | None,
+        result: CustomerDecisions,
+    ) -> None:
+        """Decides the most important proposals the contact policy lets through, superseding
+        less important open actions; the others wait, for a free slot or a later day."""
+        proposals.sort(key=_importance)
+        day = now // DAY_MS
+        chosen: list[_Proposal] = []
         held: list[dict[str, Any]] = []
         counted: dict[str, int] = {}
-        for candidate in candidates:
+        for proposal in proposals:
+            candidate = proposal.candidate
             why = None
             if state.today + len(chosen) >= self.policy.per_customer_per_day:
                 why = "the customer's daily limit"
@@ -311,7 +355,7 @@ class Deciding:
                         )
                     )
             if why is None:
-                chosen.append(candidate)
+                chosen.append(proposal)
                 counted[candidate.owner] = counted.get(candidate.owner, 0) + 1
                 state.open[candidate.action_id] = OpenAction(
                     candidate.action_id,
@@ -335,18 +379,24 @@ class Deciding:
             if why != "no free slot":
                 tomorrow = (day + 1) * DAY_MS
                 state.retry_at = min(state.retry_at or tomorrow, tomorrow)
-        for candidate in chosen:
+        for proposal in chosen:
+            candidate = self._worded(proposal, position, state, now, referrer)
             result.decisions.append(Decision(candidate, now, tuple(held)))
         state.today += len(chosen)
-        # Come back when the first open action expires, or the next brief falls due.
-        expiries = [a.expires_at for a in state.open.values() if a.expires_at is not None]
-        if state.retry_at is not None:
-            expiries.append(state.retry_at)
+
+    def _next_visit(self, state: ActionState, now: int) -> int | None:
+        """When to come back: the soonest of when held-back candidates may be decided, when
+        the first open action expires, and when the next brief falls due."""
+        soonest = state.retry_at
+        for action in state.open.values():
+            if action.expires_at is not None and (soonest is None or action.expires_at < soonest):
+                soonest = action.expires_at
         if self._briefs:
-            lead = self._brief_lead
-            expiries += [b.at - lead for b in state.context.bookings.values() if b.at - lead > now]
-        state.retry_at = min(expiries, default=None)
-        return result
+            for booking in state.context.bookings.values():
+                due = booking.at - self._brief_lead
+                if due > now and (soonest is None or due < soonest):
+                    soonest = due
+        return soonest
 
     def date_expiries(self, state: ActionState, due: Mapping[str, int]) -> None:
         """Gives open actions decided without an expiry the one their rule gives, counted
@@ -381,7 +431,22 @@ class Deciding:
         state: ActionState,
         now: int,
         referrer: Referrer | None = None,
-    ) -> Iterable[Candidate]:
+    ) -> list[Candidate]:
+        """What the rules propose, before arbitration, with their reasons."""
+        return [
+            self._worded(proposal, position, state, now, referrer)
+            for proposal in self._proposals(position, state, now, referrer)
+        ]
+
+    def _proposals(
+        self,
+        position: Position,
+        state: ActionState,
+        now: int,
+        referrer: Referrer | None,
+    ) -> list[_Proposal]:
+        """What the rules propose, their reasons not yet written."""
+        found: list[_Proposal] = []
         decided: set[str] | None = None
         dormant = position.stage is not None and position.stage == self._dormant
         # What could trigger a rule at all, found once: most rules, most of the time, have
@@ -390,28 +455,32 @@ class Deciding:
         if referrer is not None:
             open_kinds.update(self._referral_rules)
         moment_kinds = {m.kind for m in position.moments}
-        for rule in self.policy.rules:
-            if rule.stages is None:
+        triggered = open_kinds or moment_kinds or state.referred or state.context.bookings
+        if not triggered and position.stage not in self._entered:
+            return found  # no rule has a trigger to look at
+        for watched in self._watched:
+            if watched.stages is None:
                 if dormant:
                     continue
-            elif position.stage not in rule.stages:
+            elif position.stage not in watched.stages:
                 continue
-            if rule.referred_entered:  # in the order `_triggers` looks
+            if watched.referred_entered:  # in the order `_triggers` looks
                 if not state.referred:
                     continue
-            elif rule.booked:
+            elif watched.booked:
                 if not state.context.bookings:
                     continue
-            elif rule.friction is not None:
-                if rule.friction not in open_kinds:
+            elif watched.friction is not None:
+                if watched.friction not in open_kinds:
                     continue
-            elif rule.moment is not None:
-                if rule.moment not in moment_kinds:
+            elif watched.moment is not None:
+                if watched.moment not in moment_kinds:
                     continue
-            elif position.stage != rule.entered:
+            elif position.stage != watched.entered:
                 continue
-            if rule.without_moments and not moment_kinds.isdisjoint(rule.without_moments):
+            if watched.without_moments and not moment_kinds.isdisjoint(watched.without_moments):
                 continue
+            rule = watched.rule
             triggers = self._triggers(rule, position, state, now, referrer)
             if not triggers:  # most rules, most of the time
                 continue
@@ -429,7 +498,7 @@ class Deciding:
                     and any(action_id(a, rule.id, trigger.id) in decided for a in state.aliases)
                 ):
                     continue
-                yield self._candidate(
+                candidate = self._candidate(
                     rule,
                     position,
                     state=state,
@@ -437,8 +506,9 @@ class Deciding:
                     channel=channel,
                     trigger=trigger,
                     identity=identity,
-                    referrer=referrer,
                 )
+                found.append(_Proposal(candidate, rule, trigger))
+        return found
 
     def _candidate(
         self,
@@ -450,7 +520,6 @@ class Deciding:
         channel: str,
         trigger: _Trigger,
         identity: str,
-        referrer: Referrer | None,
     ) -> Candidate:
         weights = self.policy.weights
         fit = rule.fit if channel in state.channels else rule.fit / 2
@@ -463,12 +532,9 @@ class Deciding:
             owner = trigger.booking.host if trigger.booking and trigger.booking.host else "rep"
         if owner == "rep":
             owner = position.rep or self.policy.unassigned_owner
-        fields = self._reason_fields(rule, position, now, trigger)
-        fields |= self._referral_fields(state, referrer, trigger, fields["referral"])
         due_at = now + int(rule.due_hours * HOUR_MS)
         expires_at = None
         if trigger.booking is not None:
-            fields |= self._brief_fields(trigger.booking, position, state, owner, now)
             due_at, expires_at = now, trigger.booking.at
         return Candidate(
             identity,
@@ -478,7 +544,7 @@ class Deciding:
             channel,
             priority,
             score,
-            rule.reason.format(**fields),
+            "",  # written once it is chosen (`_worded`)
             trigger.events,
             trigger.id,
             trigger.at,
@@ -486,6 +552,23 @@ class Deciding:
             trigger.id if rule.friction else None,
             expires_at,
         )
+
+    def _worded(
+        self,
+        proposal: _Proposal,
+        position: Position,
+        state: ActionState,
+        now: int,
+        referrer: Referrer | None,
+    ) -> Candidate:
+        """The candidate with its reason in words: written only for those that win, as
+        what is held back is proposed again at the customer's every touchpoint."""
+        candidate, rule, trigger = proposal
+        fields = self._reason_fields(rule, position, now, trigger)
+        fields |= self._referral_fields(state, referrer, trigger, fields["referral"])
+        if trigger.booking is not None:
+            fields |= self._brief_fields(trigger.booking, position, state, candidate.owner, now)
+        return candidate._replace(reason=rule.reason.format(**fields))
 
     def note_referred(self, state: ActionState, referred: Position) -> bool:
         """Someone this customer referred moved: True if they entered a stage a rule watches
@@ -748,13 +831,55 @@ class _Trigger(NamedTuple):
     since: int = 0  # when the silence the reason names began
 
 
-def _matches(matches: Iterable[Match], mark: Mark) -> bool:
-    for match in matches:
-        if "*" not in match.types and mark.type not in match.types:
+class _Pattern:
+    """A `Match` of the contact policy, as every touchpoint is checked against it."""
+
+    def __init__(self, match: Match) -> None:
+        self.types = None if "*" in match.types else frozenset(match.types)  # None: any
+        self.channels = None if match.channels is None else frozenset(match.channels)
+        self.outcomes = None if match.outcomes is None else frozenset(match.outcomes)
+
+
+def _patterns(matches: Iterable[Match]) -> list[_Pattern]:
+    return [_Pattern(match) for match in matches]
+
+
+def _matches(patterns: list[_Pattern], mark: Mark) -> bool:
+    for pattern in patterns:
+        if pattern.types is not None and mark.type not in pattern.types:
             continue
-        if match.channels is not None and mark.channel not in match.channels:
+        if pattern.channels is not None and mark.channel not in pattern.channels:
             continue
-        if match.outcomes is not None and mark.outcome not in match.outcomes:
+        if pattern.outcomes is not None and mark.outcome not in pattern.outcomes:
             continue
         return True
     return False
+
+
+class _Watched:
+    """What an action rule waits for, read once from the definition: `candidates` asks each
+    rule at every decision, and most rules, most of the time, have nothing to act on."""
+
+    def __init__(self, rule: ActionRule) -> None:
+        self.rule = rule
+        self.stages = None if rule.stages is None else frozenset(rule.stages)  # None: any
+        self.referred_entered = rule.referred_entered
+        self.booked = rule.booked
+        self.friction = rule.friction
+        self.moment = rule.moment
+        self.entered = rule.entered
+        self.without_moments = frozenset(rule.without_moments)
+
+
+class _Proposal(NamedTuple):
+    """A candidate, its reason not yet written, with the rule and trigger that write it."""
+
+    candidate: Candidate
+    rule: ActionRule
+    trigger: _Trigger
+
+
+def _importance(proposal: _Proposal) -> tuple[float, str, str]:
+    """The order arbitration takes proposals in: the highest priority first."""
+    c = proposal.candidate
+    return (-c.priority, c.rule, c.action_id)

@@ -10,16 +10,18 @@ memory, nothing at all (`NOTHING_STORED`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from consumers.action_store import DeciderPage, StatusChange
 from consumers.deciding import DAY_MS, ActionState, Deciding, Referrer
 from engine.actions import ActionOutcome
 from engine.definition import JourneyDefinition
 from engine.identity import Regrouped
-from projections.people import Decision, Sighting, sighting_of
+from projections.log import DeciderEntry
+from projections.people import Decision, Sighting, sighting
 from projections.position import Mark, Position
-from projections.runner import JourneyProjector, MarkedPage, StepwiseFold
+from projections.runner import JourneyProjector
+from projections.stepwise import MarkedPage, StepwiseFold
 
 
 class ActionMemory(Protocol):
@@ -70,6 +72,8 @@ class PageDecider:
         self._max_cached = max_cached
         self._states: dict[str, ActionState] = {}
         self._owner_days: dict[tuple[str, int], int] = {}
+        self._owner_day = _OwnerDay(self._owner_days, memory, 0)  # the last decision's day
+        self._ticked: int | None = None  # the page's last clock event's time, as folded
 
     @property
     def states(self) -> dict[str, ActionState]:
@@ -86,44 +90,30 @@ class PageDecider:
         self._states.clear()
         self._owner_days.clear()
 
-    def decide(self, page: DeciderPage, entries: list[tuple[int, Any]]) -> StepwiseFold:
+    def decide(self, page: DeciderPage, entries: list[tuple[int, DeciderEntry]]) -> StepwiseFold:
         """Decides on one page of entries as if the log had been read an entry at a time:
         each customer at the journey time of each of their touchpoints and outcomes, and at
         each clock event everyone time moved or who has something due. So the actions do
         not depend on where pages begin and end. `page` gets the customers, decisions and
         status changes; the fold returned says what the page changed in the positions."""
-        machine = self._projector.machine
-        kinds = machine.definition.identity.kinds
-        marked: MarkedPage = []
-        for log_position, entry in entries:
-            if "action_id" in entry:
-                continue  # an outcome: a touchpoint has an event id too, but no action id
-            if "event_id" in entry:
-                mark = machine.mark(entry)
-                marked.append((log_position, entry["customer_id"], mark, sighting_of(entry, kinds)))
-            elif "decision" in entry:
-                decision = Decision.of(entry)
-                marked.append((log_position, None, Mark(decision.at, "", ()), decision))
-            else:
-                marked.append((log_position, None, Mark(entry["at"], "", ()), None))
+        marked = self._marked(entries)
         fold = self._projector.stepwise(marked)
+        self._ticked = fold.ticked
         people = self._projector.people
-        # The page's people, read in one go; a touchpoint without a customer id is placed
-        # first (its key need not name anyone), and its person joins the page then.
-        customers = {
-            people.person_of(key)
-            for _, key, _, seen in marked
-            if key is not None and not (isinstance(seen, Sighting) and seen.customer_id is None)
-        }
-        customers.update(
-            people.person_of(entry["customer_id"]) for _, entry in entries if "action_id" in entry
-        )
-        page.states = self._states_of(sorted(customers), make_room=True)
-        page.positions = self._projector.positions_of(customers)
+        positions = self._open(page, marked, entries)
         marks = iter(marked)
         for log_position, entry in entries:
-            if "action_id" in entry:
-                outcome = ActionOutcome(**{k: entry[k] for k in ActionOutcome._fields})
+            if entry.action_id is not None:
+                outcome = ActionOutcome(
+                    entry.event_id or "",
+                    entry.action_id,
+                    entry.customer_id,
+                    entry.status,
+                    entry.reason,
+                    entry.snoozed_until,
+                    entry.rep_id,
+                    entry.occurred_at,
+                )
                 person = people.person_of(outcome.customer_id)
                 self._join(person, page)
                 self._apply(outcome, person, page)
@@ -132,31 +122,83 @@ class PageDecider:
             _, key, mark, seen = next(marks)
             if isinstance(seen, Decision):
                 regrouped = fold.decision(log_position, seen)
-                if regrouped:
+                # Not `if regrouped`: compiled, a named tuple is true whenever it has fields.
+                if regrouped.changed or regrouped.gone:
                     self._regroup(regrouped, page, log_position)
                     for person in regrouped.changed:
                         self._decide_for(person, page, log_position)
                 continue
             if key is None:
                 moved = fold.clock(mark.occurred_at)
-                ticked = self._projector.ticked
+                ticked = self._ticked = fold.ticked
                 due = self._retry_before(ticked) if ticked == mark.occurred_at else set()
                 for moved_id in sorted(due.union(moved)):
                     self._decide_for(moved_id, page, log_position)
                 continue
             person, position, regrouped = fold.touchpoint(log_position, key, mark, seen)
-            if regrouped:
+            if regrouped.changed or regrouped.gone:
                 self._regroup(regrouped, page, log_position)
-            page.positions[person] = position
-            self._join(person, page)
-            self.deciding.observe(page.states[person], mark, entry["attributes"])
-            self._decide_for(person, page, log_position)
+            positions[person] = position
+            _, state = self._join(person, page)
+            self.deciding.observe(state, mark, entry.attributes)
+            self._decide_with(position, state, page, log_position)
         return fold
 
+    def _marked(self, entries: list[tuple[int, DeciderEntry]]) -> MarkedPage:
+        """What the fold keeps of the page's touchpoints, clock events and people's
+        decisions, in log order (outcomes are not folded)."""
+        machine = self._projector.machine
+        kinds = machine.definition.identity.kinds
+        marked: MarkedPage = []
+        for log_position, entry in entries:
+            if entry.action_id is not None:
+                continue  # an outcome: a touchpoint has an event id too, but no action id
+            if entry.event_id is not None:
+                mark = machine.mark_folded(entry)
+                marked.append((log_position, entry.customer_id, mark, sighting(entry, kinds)))
+            elif entry.decision:
+                decision = Decision.of(entry)
+                marked.append((log_position, None, Mark(decision.at, "", ()), decision))
+            else:
+                marked.append((log_position, None, Mark(entry.at, "", ()), None))
+        return marked
+
+    def _open(
+        self, page: DeciderPage, marked: MarkedPage, entries: list[tuple[int, DeciderEntry]]
+    ) -> dict[str, Position]:
+        """Gives the page its people's states and positions, read in one go; returns the
+        positions. A touchpoint without a customer id is placed first (its key need not name
+        anyone), and its person joins the page then."""
+        people = self._projector.people
+        customers = {
+            people.person_of(key)
+            for _, key, _, seen in marked
+            if key is not None and not (isinstance(seen, Sighting) and seen.customer_id is None)
+        }
+        customers.update(
+            people.person_of(entry.customer_id)
+            for _, entry in entries
+            if entry.action_id is not None
+        )
+        page.states = self._states_of(sorted(customers), make_room=True)
+        # The fold holds the positions of the page's touchpoints now; only a customer with
+        # nothing but an outcome on it may still have to be loaded.
+        held = self._projector.positions
+        positions = page.positions = {c: held[c] for c in customers if c in held}
+        if len(positions) < len(customers):
+            positions.update(self._projector.positions_of(customers - positions.keys()))
+        return positions
+
     def _decide_for(self, customer_id: str, page: DeciderPage, log_position: int) -> None:
-        """Decides for one customer as of the log entry at `log_position`; if someone they
-        were referred by gets a thank-you for it, for that customer too."""
+        """Decides for one customer as of the log entry at `log_position`."""
         position, state = self._join(customer_id, page)
+        self._decide_with(position, state, page, log_position)
+
+    def _decide_with(
+        self, position: Position, state: ActionState, page: DeciderPage, log_position: int
+    ) -> None:
+        """Decides for a customer of the page, from their position and state; if someone
+        they were referred by gets a thank-you for it, for that customer too."""
         referrer = self._referrer(state, page)
         self._decide(position, state, page, log_position=log_position, referrer=referrer)
         if referrer is not None and self.deciding.note_referred(
@@ -175,7 +217,7 @@ class PageDecider:
         """Adds a customer who was not on the page (time moved them, or they referred someone)
         to it, to be written with it."""
         if customer_id not in page.positions:
-            page.positions.update(self._projector.positions_of([customer_id]))
+            page.positions[customer_id] = self._position_of(customer_id)
         if customer_id not in page.states:
             page.states.update(self._states_of([customer_id]))
         return page.positions[customer_id], page.states[customer_id]
@@ -192,9 +234,11 @@ class PageDecider:
     ) -> None:
         """Decides for one customer at their time (or `at`, if later), as of the log entry at
         `log_position`, adding the decisions and the actions ended to the page."""
-        now = max(position.last_at or 0, self._projector.ticked or 0, at)
+        now = max(position.last_at or 0, self._ticked or 0, at)
         day = now // DAY_MS
-        result = self.deciding.decide(position, state, now, _OwnerDay(self, day), referrer)
+        if self._owner_day.day != day:
+            self._owner_day = _OwnerDay(self._owner_days, self._memory, day)
+        result = self.deciding.decide(position, state, now, self._owner_day, referrer)
         # An action ends before whatever replaced it is decided, so a sales tool hears of it
         # first.
         for ended in result.ended:
@@ -207,6 +251,14 @@ class PageDecider:
             page.happened.append((False, len(page.decided)))
             page.decided.append((position.customer_id, decision, log_position))
 
+    def _position_of(self, customer_id: str) -> Position:
+        """A customer's position, from those the fold holds when it has it (a clock event
+        moves thousands of customers at once), else loaded."""
+        held = self._projector.positions
+        if customer_id in held:
+            return held[customer_id]
+        return self._projector.positions_of([customer_id])[customer_id]
+
     def _referrer(self, state: ActionState, page: DeciderPage) -> Referrer | None:
         """The customer who referred this one, if the engine knows them, as of now; they join
         the page, to be written with it."""
@@ -214,7 +266,7 @@ class PageDecider:
             return None
         referrer_id = state.context.referral[1]
         if referrer_id not in page.positions:
-            position = self._projector.positions_of([referrer_id])[referrer_id]
+            position = self._position_of(referrer_id)
             if position.first_at is None:
                 return None  # nobody the engine knows, at least not yet
         position, referrer = self._join(referrer_id, page)
@@ -267,13 +319,6 @@ class PageDecider:
             )
         )
 
-    def owner_count(self, owner: str, day: int) -> int:
-        """How many actions the owner was given on the day, so far."""
-        key = (owner, day)
-        if key not in self._owner_days:
-            self._owner_days.update(self._memory.owner_counts([key]))
-        return self._owner_days.get(key, 0)
-
     def _states_of(
         self, customers: list[str], *, make_room: bool = False
     ) -> dict[str, ActionState]:
@@ -316,12 +361,18 @@ class _OwnerDay(Mapping[str, int]):
     """Each owner's count of new actions on one day, read only for the owners asked about:
     a customer is decided at every touchpoint, and most of the time nothing is proposed."""
 
-    def __init__(self, pages: PageDecider, day: int) -> None:
-        self._pages = pages
-        self._day = day
+    def __init__(self, counts: dict[tuple[str, int], int], memory: ActionMemory, day: int) -> None:
+        """`counts` are those in memory, by (owner, day); `memory` has the others."""
+        self._counts = counts
+        self._memory = memory
+        self.day = day
 
     def __getitem__(self, owner: str) -> int:
-        return self._pages.owner_count(owner, self._day)
+        """How many actions the owner was given on the day, so far."""
+        key = (owner, self.day)
+        if key not in self._counts:
+            self._counts.update(self._memory.owner_counts([key]))
+        return self._counts.get(key, 0)
 
     def __iter__(self) -> Iterator[str]:
         raise TypeError("the owners of a day are not listed, only looked up")

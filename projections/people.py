@@ -43,7 +43,7 @@ class Decision(NamedTuple):
     @classmethod
     def of(cls, e: Folded | Mapping[str, Any]) -> Decision:
         if isinstance(e, Folded):
-            return cls(e.decision, e.merge_id, e.a, e.b, e.by, e.reason, e.occurred_at)
+            return cls(e.decision, e.merge_id, e.a, e.b, e.by, e.reason or "", e.occurred_at)
         return cls(
             e["decision"], e["merge_id"], e["a"], e["b"], e["by"], e["reason"], e["occurred_at"]
         )

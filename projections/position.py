@@ -155,6 +155,12 @@ class Window(NamedTuple):
     touch: Touch | None = None  # the touchpoint waiting for its follow-up
 
 
+def due_before(positions: dict[str, Position], at: int) -> set[str]:
+    """The customers whose positions time changes before `at` (a clock event's time). Here,
+    to be compiled with the fold: a clock event looks at every position held in memory."""
+    return {customer_id for customer_id, p in positions.items() if p.due is not None and p.due < at}
+
+
 @dataclass(slots=True)
 class Position:
     customer_id: str

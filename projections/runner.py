@@ -25,7 +25,8 @@ from engine.settings import DEFAULT_PAGE_SIZE
 from projections.log import JourneyLog
 from projections.machine import StageMachine
 from projections.people import Decision, History, People, Sighting, sighting
-from projections.position import Mark, Position
+from projections.position import Mark, Position, due_before
+from projections.stepwise import MarkedPage, StepwiseFold
 from projections.views import (
     JOURNEY_PROJECTION,
     DetailRows,
@@ -74,12 +75,6 @@ def definition_digest(definition: JourneyDefinition) -> str:
     meaning = definition.model_dump_json(by_alias=True, exclude=unchanged)
     text = f"{VIEW_FORMAT}:{meaning}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-# (log position, the key a touchpoint was recorded under, what the fold keeps, whose it
-# says it is beyond its key); a clock event has no key, and its mark holds only its time; a
-# people's decision about who is who has no key either, and comes last.
-MarkedPage = list[tuple[int, str | None, Mark, Sighting | Decision | None]]
 
 
 def marked_pages(
@@ -457,7 +452,7 @@ class JourneyProjector:
         """Time has reached `at`: whatever falls due before it happens for every customer
         (but those in `skip`, folded again later)."""
         positions = self._positions
-        due = {cid for cid, p in positions.items() if p.due is not None and p.due < at}
+        due = due_before(positions, at)
         due.update(cid for cid in self._due(at) if cid not in positions)
         self._ensure(due)
         advance = self.machine.advance
@@ -468,97 +463,6 @@ class JourneyProjector:
     def _rows(self, changed: Iterable[Position]) -> DetailRows:
         """The rows of the frictions and moments views of customers whose details changed."""
         return DetailRows([p for p in changed if p.details_changed], self.severity)
-
-
-class StepwiseFold:
-    """One page folded an entry at a time, in log order: after each touchpoint, its
-    person's position is as a page ending there would leave it, and each clock event says
-    whose positions time moved. A late touchpoint replays its person at once, and so does
-    a touchpoint that joins people (or a split), rather than once at the end of the page as
-    `JourneyProjector.fold` does, so that what a reader sees in between does not depend on
-    where pages begin and end. At the end, the positions are the ones `fold` leaves."""
-
-    def __init__(self, projector: JourneyProjector) -> None:
-        self._projector = projector
-        self._changed: dict[str, Position] = {}
-        self._removed: set[str] = set()
-        self._clock = 0
-
-    def touchpoint(
-        self, log_position: int, key: str, mark: Mark, seen: Sighting | None
-    ) -> tuple[str, Position, Regrouped]:
-        """The person the touchpoint is part of, their position after it (as of the last
-        clock event), and how it changed who is who."""
-        projector = self._projector
-        machine = projector.machine
-        positions = projector.positions
-        at = mark.occurred_at
-        self._clock = max(self._clock, at)
-        ticked = projector.ticked
-        person, moved = projector.people.place(log_position, key, seen, mark.event_id, at)
-        if moved:
-            self._regroup(moved, log_position)
-            return person, positions[person], moved
-        position = positions.get(person) or projector.positions_of([person])[person]
-        if machine.is_late(position, mark):
-            earlier = projector.people.touchpoints([person], before=log_position).get(person, [])
-            position = machine.replay(person, [*map(machine.mark_folded, earlier), mark], ticked)
-            positions[person] = position
-        else:
-            machine.step(position, mark)
-            if ticked is not None and ticked > at:
-                machine.advance(position, ticked)
-        self._changed[person] = position
-        return person, position, moved
-
-    def decision(self, log_position: int, decision: Decision) -> Regrouped:
-        """A people's decision about who is who: the people it changed are folded again at
-        once, and the ids it ended leave."""
-        moved = self._projector.people.decide(log_position, decision)
-        if moved:
-            self._regroup(moved, log_position)
-        return moved
-
-    def _regroup(self, moved: Regrouped, log_position: int) -> None:
-        projector = self._projector
-        machine, positions = projector.machine, projector.positions
-        found = projector.people.touchpoints(moved.changed, before=log_position + 1)
-        for gone in moved.gone:
-            positions.pop(gone, None)
-            self._changed.pop(gone, None)
-            self._removed.add(gone)
-        for changed in moved.changed:
-            marks = [machine.mark_folded(e) for e in found.get(changed, [])]
-            replayed = machine.replay(changed, marks, projector.ticked)
-            positions[changed] = self._changed[changed] = replayed
-            self._removed.discard(changed)
-
-    def clock(self, at: int) -> list[str]:
-        """Time has reached `at`: the customers whose positions it moved, in id order (none
-        if the clock was there already)."""
-        projector = self._projector
-        if projector.ticked is not None and at <= projector.ticked:
-            return []
-        projector.set_ticked(at)
-        moved: dict[str, Position] = {}
-        projector.tick(at, moved)
-        self._changed.update(moved)
-        return sorted(moved)
-
-    def changes(self, log_position: int) -> PageChanges:
-        """What the page changed, once every entry up to `log_position` is folded."""
-        projector = self._projector
-        projector.note_written(self._changed)
-        changed = self._changed.values()
-        return PageChanges(
-            list(changed),
-            self._clock or None,
-            log_position,
-            ticked=projector.ticked,
-            details=DetailRows([p for p in changed if p.details_changed], projector.severity),
-            removed=tuple(sorted(self._removed)),
-            aliases=projector.people.take_aliases(),
-        )
 
 
 class _HeldBack:

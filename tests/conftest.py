@@ -19,13 +19,16 @@ from tests import registry, services
 T0 = millis(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))  # a Monday
 HOUR = 3_600_000
 DAY = 24 * HOUR
+# Where scripts/compile.py puts the modules it compiles, beside their sources.
+COMPILED = ("projections", "consumers")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Refuses to test a compiled fold older than its source: the tests would run the code as
-    it was when it was compiled."""
+    """Refuses to test a compiled module (of the fold or the decider) older than its source:
+    the tests would run the code as it was when it was compiled."""
     root = Path(__file__).resolve().parent.parent
-    for library in (root / "projections").rglob("*.so"):
+    libraries = [library for folder in COMPILED for library in (root / folder).rglob("*.so")]
+    for library in libraries:
         module = library.name.split(".")[0].removesuffix("__mypyc")
         source = library.with_name(f"{module}.py")
         if source.exists() and library.stat().st_mtime < source.stat().st_mtime:

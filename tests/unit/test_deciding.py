@@ -365,7 +365,7 @@ def test_what_a_brief_keeps_is_the_newest_whatever_the_arrival_order(
     seen_and_arrived: tuple[list[tuple[int, str, str]], list[tuple[int, str, str]]],
 ) -> None:
     seen, arrived = seen_and_arrived
-    briefing = DEFINITION.actions.briefing
+    briefing = briefs.Noticing(DEFINITION.actions.briefing)
 
     def kept(order: list[tuple[int, str, str]]) -> Context:
         context = Context()
