@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from eventsourcing.persistence import DatetimeAsISO
 from hypothesis import given, settings
@@ -13,10 +16,11 @@ from hypothesis import strategies as st
 from engine.conflicts import content_hash, differs
 from engine.definition import load_definition, parse_definition
 from engine.errors import ConfigurationError, DefinitionError
+from engine.identifiers import DIGEST_PREFIX
 from engine.sealing import CHECK, ERASED, SEALED, Sealing
 from engine.touchpoints import Touchpoint
 from engine.transcoding import OrjsonTranscoder
-from engine.vault import KeyStore, MasterKeys, Vault, WrappedKey
+from engine.vault import INDEX_SUBJECT, KeyStore, MasterKeys, Vault, WrappedKey
 
 NOW = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -108,6 +112,20 @@ def test_digests_are_the_same_in_every_process_of_a_store_and_show_nothing() -> 
     assert one.digest("email", "berit@example.com") != digest
     assert one.digest("cookie_id", "anna@example.com") != digest  # kinds are told apart
     assert Vault(master("k1"), MemoryKeys()).digest("email", "anna@example.com") != digest
+
+
+def test_digests_and_checks_are_hmac_sha256_under_the_index_key() -> None:
+    keys = MemoryKeys()
+    vault = Vault(master("k1"), keys)
+    index = vault.master.unwrap(keys.rows[INDEX_SUBJECT])
+    digest = hmac.digest(index, b"email:anna@example.com", "sha256")
+    assert vault.digest("email", "anna@example.com") == (
+        DIGEST_PREFIX + base64.urlsafe_b64encode(digest)[:27].decode()
+    )
+    data = {"identifiers": {"email": "Anna@Example.com"}, "attributes": {"name": "Anna"}}
+    plain = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    check = hmac.digest(index, b"C-1\0" + plain, "sha256")[:12]
+    assert vault.seal("C-1", data)[0] == base64.b64encode(check).decode()
 
 
 def test_rotating_wraps_every_key_with_the_new_master_key_and_the_old_one_can_go() -> None:
