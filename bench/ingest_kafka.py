@@ -13,10 +13,16 @@ and PostgreSQL schema are deleted when it ends, whether it succeeded or not.
 With --identities the dataset is identity data (bench/identities.py): touchpoints without a
 customer id, some with two identifiers. With --baseline-journey, another `journey` (an older
 release, say) produces and consumes the usual data in the same run, alternating with this one
-run by run, and the ratio of the two rates is reported.
+run by run, and the ratio of the two rates is reported. With --sealed, each run produces and
+consumes the same data twice, in the clear and then sealed under a master key made for the run
+(JOURNEY_MASTER_KEY), and the ratio of the two rates is reported, with the CPU time of the
+consumer per touchpoint; the sealed schemas are checked to keep data keys and none of the
+dataset's email addresses as sent, those in the clear to keep them. A master key that the
+shell exports is left out.
 
     python bench/ingest_kafka.py [--touchpoints 500000] [--partitions 4] [--runs 3]
-                                 [--identities] [--journey PATH] [--baseline-journey PATH]
+                                 [--identities] [--journey PATH]
+                                 [--baseline-journey PATH | --sealed]
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -40,13 +46,15 @@ from eventsourcing.application import Application
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError
 
+from engine.settings import Settings
 from engine.touchpoints import touchpoint_from_record
+from engine.vault import MasterKeys
 from schemas.files import read_records
 
 sys.path.insert(0, str(Path(__file__).parent))
 from identities import LABEL, identity_dataset
-from ingest_file import dataset, naive_rate
-from measuring import per_second, reporting, without_store
+from ingest_file import LOOKED_FOR, dataset, email_addresses, naive_rate
+from measuring import data_keys, per_second, reporting, without_store
 
 ROOT = Path(__file__).parents[1]
 JOURNEY = str(Path(sys.executable).with_name("journey"))
@@ -103,9 +111,10 @@ def consumed(url: str, schema: str, group: str) -> int:
 
 def consume(
     env: dict[str, str], url: str, schema: str, total: int, workers: int, *, journey: str = JOURNEY
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
     """(seconds from start until every record is recorded, the rate once the first batch is
-    in, peak RSS in MB of its largest process) of one `journey consume --workers N`."""
+    in, peak RSS in MB of its largest process, CPU seconds of all its processes until it
+    stopped) of one `journey consume --workers N`."""
     started = time.perf_counter()
     child = subprocess.Popen(
         [journey, "consume", "--workers", str(workers)],
@@ -128,9 +137,11 @@ def consume(
     seconds = finished - started
     steady = (total - first[1]) / (finished - first[0]) if first else total / seconds
     child.send_signal(signal.SIGTERM)
-    if child.wait() != 0:
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
         sys.exit("journey consume did not stop cleanly")
-    return seconds, steady, peak
+    return seconds, steady, peak, usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -202,6 +213,21 @@ def naive(url: str, path: Path, sample: int) -> float:
         drop(url, schema)
 
 
+def held_as_sent(url: str, schema: str, looked_for: list[bytes]) -> int:
+    """How many of `looked_for` the schema's stored events hold anywhere, byte for byte."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return sum(
+            bool(
+                conn.execute(
+                    f"SELECT EXISTS (SELECT 1 FROM {schema}.journeys_events "
+                    "WHERE position(%s IN state) > 0)",
+                    (value,),
+                ).fetchone()[0]  # type: ignore[index]
+            )
+            for value in looked_for
+        )
+
+
 def drop(url: str, schema: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -215,10 +241,27 @@ class Run:
     steady: float  # touchpoints/s after the first batch
     peak: float
     copy: float  # touchpoints/s of a raw COPY of the same rows
+    cpu: float = 0.0  # microseconds per touchpoint, all the consumer's processes
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """How a run seals: under `master_key`, or in the clear; `looked_for` are identifiers of
+    the dataset that a sealed schema must not hold as sent, and one in the clear must."""
+
+    master_key: str | None = None
+    looked_for: list[bytes] = field(default_factory=list)
 
 
 def one_run(
-    args: argparse.Namespace, url: str, bootstrap: str, path: Path, count: int, *, journey: str
+    args: argparse.Namespace,
+    url: str,
+    bootstrap: str,
+    path: Path,
+    count: int,
+    *,
+    journey: str,
+    sealed: Sealed = Sealed(),
 ) -> Run:
     """`journey produce` then `journey consume` of `path` on a topic and schema of their own."""
     with run_topic(bootstrap, args.partitions) as name:
@@ -232,16 +275,38 @@ def one_run(
                 "JOURNEY_CONSUMER_GROUP": name,
             },
         )
+        if sealed.master_key is not None:
+            env["JOURNEY_MASTER_KEY"] = sealed.master_key
         try:
             produced_in = produce(env, path, journey)
-            seconds, steady, peak = consume(env, url, name, count, args.workers, journey=journey)
+            seconds, steady, peak, cpu = consume(
+                env, url, name, count, args.workers, journey=journey
+            )
             rate = per_second(count, seconds, "touchpoints consumed")
-            return Run(produced_in, rate, seconds, steady, peak, copy_rate(url, name, count))
+            if sealed.looked_for:
+                check_sealing(env, url, name, sealed)
+            copied = copy_rate(url, name, count)
+            return Run(produced_in, rate, seconds, steady, peak, copied, cpu / count * 1e6)
         finally:
             drop(url, name)
 
 
-def main() -> None:
+def check_sealing(env: dict[str, str], url: str, schema: str, sealed: Sealed) -> None:
+    """Exits unless a sealed run's schema keeps data keys and none of the identifiers looked
+    for, and one in the clear keeps no key, and them."""
+    how = "sealed" if sealed.master_key else "in the clear"
+    keys = data_keys(Settings.from_env(env))
+    if bool(sealed.master_key) != bool(keys):
+        sys.exit(f"journey consume {how} left {keys:,} data keys in schema {schema}")
+    held = held_as_sent(url, schema, sealed.looked_for)
+    if bool(sealed.master_key) == bool(held):
+        sys.exit(
+            f"journey consume {how} left {held} of the dataset's first "
+            f"{len(sealed.looked_for)} email addresses in schema {schema} as sent"
+        )
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--touchpoints", type=int, default=500_000)
     parser.add_argument("--partitions", type=int, default=4)
@@ -255,7 +320,19 @@ def main() -> None:
         help="a journey that produces and consumes the usual data in the same run, before "
         "each run's own",
     )
+    parser.add_argument(
+        "--sealed",
+        action="store_true",
+        help="produce and consume the same data in the clear, then sealed, in each run",
+    )
     args = parser.parse_args()
+    if args.sealed and args.baseline_journey:
+        parser.error("--sealed and --baseline-journey each compare with another run: pick one")
+    return args
+
+
+def main() -> None:
+    args = arguments()
 
     url = service("JOURNEY_DATABASE_URL", "postgres.sh")
     bootstrap = service("JOURNEY_KAFKA_BOOTSTRAP", "kafka.sh")
@@ -268,21 +345,36 @@ def main() -> None:
     print(f"journey: {args.journey}")
     if args.baseline_journey:
         print(f"baseline journey: {args.baseline_journey} on the usual data, {plain}")
+    sealed, clear = Sealed(), Sealed()
+    if args.sealed:
+        looked_for = email_addresses(path, LOOKED_FOR)
+        sealed = Sealed(MasterKeys.new_line("bench"), looked_for)
+        clear = Sealed(None, looked_for)
+        print("sealed: JOURNEY_MASTER_KEY, a key made for this run; each run in the clear first")
     runs, bases, naive_rates = [], [], []
     for number in range(1, args.runs + 1):
         said = ""
-        if args.baseline_journey:
-            base = one_run(args, url, bootstrap, plain, count, journey=args.baseline_journey)
+        if args.baseline_journey or args.sealed:
+            base = (
+                one_run(args, url, bootstrap, path, count, journey=args.journey, sealed=clear)
+                if args.sealed
+                else one_run(args, url, bootstrap, plain, count, journey=args.baseline_journey)
+            )
             bases.append(base)
-            said = f"; baseline {base.rate:,.0f}/s in {base.seconds:.1f} s"
-        run = one_run(args, url, bootstrap, path, count, journey=args.journey)
+            said = (
+                f"; {'in the clear' if args.sealed else 'baseline'} {base.rate:,.0f}/s in "
+                f"{base.seconds:.1f} s, {base.cpu:.1f} CPU us each, peak RSS {base.peak:.0f} MB"
+            )
+        run = one_run(args, url, bootstrap, path, count, journey=args.journey, sealed=sealed)
         runs.append(run)
         naive_rates.append(naive(url, path, args.sample))
         print(
-            f"run {number}: produced in {run.produced_in:.1f} s; journey consume "
-            f"{run.rate:,.0f} touchpoints/s in {run.seconds:.1f} s ({run.steady:,.0f}/s after "
-            f"the first batch), peak RSS {run.peak:.0f} MB; "
-            f"naive {naive_rates[-1]:,.0f}/s; COPY {run.copy:,.0f}/s{said}",
+            f"run {number}: produced in {run.produced_in:.1f} s; journey consume"
+            f"{' sealed' if args.sealed else ''} {run.rate:,.0f} touchpoints/s in "
+            f"{run.seconds:.1f} s ({run.steady:,.0f}/s after the first batch), "
+            f"{run.cpu:.1f} CPU us each, peak RSS {run.peak:.0f} MB; "
+            f"naive {naive_rates[-1]:,.0f}/s; COPY {run.copy:,.0f}/s{said}; "
+            f"load average {os.getloadavg()[0]:.1f}",
             flush=True,
         )
     rate = statistics.median(run.rate for run in runs)
@@ -296,26 +388,42 @@ def main() -> None:
     print(f"ratio           {rate / naive_rate:.1f}x                   (target >= 30x)")
     print(f"raw COPY        median {copy:,.0f} touchpoints/s; consume reaches {rate / copy:.0%}")
     if bases:
-        base_rate = statistics.median(base.rate for base in bases)
-        base_steady = statistics.median(base.steady for base in bases)
-        print()
-        print(
-            f"{what}, {args.journey}: median {rate:,.0f} touchpoints/s "
-            f"({_runs(run.rate for run in runs)}); {steady:,.0f}/s after the first batch"
-        )
-        print(
-            f"the usual data, baseline {args.baseline_journey}: median {base_rate:,.0f} "
-            f"touchpoints/s ({_runs(base.rate for base in bases)}); {base_steady:,.0f}/s after "
-            "the first batch"
-        )
-        print(
-            f"ratio to the baseline: {rate / base_rate:.2f} "
-            f"({steady / base_steady:.2f} after the first batch)"
-        )
+        compared(args, what, runs, bases)
 
 
-def _runs(rates: Iterable[float]) -> str:
-    return ", ".join(f"{rate:,.0f}" for rate in rates)
+def compared(args: argparse.Namespace, what: str, runs: list[Run], bases: list[Run]) -> None:
+    """The runs against those before them: the baseline journey's, or those in the clear."""
+    rate, base_rate = (statistics.median(r.rate for r in done) for done in (runs, bases))
+    steady, base_steady = (statistics.median(r.steady for r in done) for done in (runs, bases))
+    cpu, base_cpu = (statistics.median(r.cpu for r in done) for done in (runs, bases))
+    if args.sealed:
+        own, other = f"{what}, sealed", f"{what}, in the clear"
+    else:
+        own, other = f"{what}, {args.journey}", f"the usual data, baseline {args.baseline_journey}"
+    print()
+    print(
+        f"{own}: median {rate:,.0f} touchpoints/s ({_runs(r.rate for r in runs)}); "
+        f"{steady:,.0f}/s after the first batch"
+    )
+    print(
+        f"{other}: median {base_rate:,.0f} touchpoints/s ({_runs(r.rate for r in bases)}); "
+        f"{base_steady:,.0f}/s after the first batch"
+    )
+    print(
+        f"ratio to the {'clear' if args.sealed else 'baseline'}: {rate / base_rate:.2f} "
+        f"({steady / base_steady:.2f} after the first batch)"
+        + ("   (target >= 0.80)" if args.sealed else "")
+    )
+    print(
+        f"CPU time per touchpoint (all the consumer's processes): {cpu:.1f} us against "
+        f"{base_cpu:.1f} us ({_runs((r.cpu for r in runs), '.1f')} / "
+        f"{_runs((r.cpu for r in bases), '.1f')}); the first over the second's "
+        f"{cpu / base_cpu:.2f}"
+    )
+
+
+def _runs(rates: Iterable[float], spec: str = ",.0f") -> str:
+    return ", ".join(f"{rate:{spec}}" for rate in rates)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""What every benchmark needs to report a figure it can stand by: the store it names, whatever
-the shell says, and a rate only when something was measured."""
+"""What every benchmark needs to report a figure it can stand by: the store it names, sealed
+or not as it says, whatever the shell exports, and a rate only when something was measured."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ from engine.recording import Journeys
 from engine.settings import POSTGRES_KEYS, Settings
 from journey.bootstrap import event_store_env
 from projections.log import JourneyLog
+from stores import open_store
+from stores.keys import DatabaseKeyStore
 
 # What picks the store, or where it is. The README has users export JOURNEY_DATABASE_URL for
 # the services; kept, it would move a benchmark of the embedded store onto PostgreSQL.
 STORE_VARIABLES = ("JOURNEY_DATABASE_URL", "JOURNEY_DATA_DIR", *POSTGRES_KEYS)
+# What seals personal data: kept, a master key the shell exports would seal a benchmark meant to
+# run in the clear (or be refused by a store recorded in the clear). A sealed run names its own.
+SEALING_VARIABLES = ("JOURNEY_MASTER_KEY", "JOURNEY_MASTER_KEY_FILE")
 _PAGE = 100_000
 
 
@@ -25,9 +30,11 @@ class NotMeasured(RuntimeError):
 def without_store(
     environ: Mapping[str, str], extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """`environ` without the variables that choose a store, then `extra`: what a benchmark
-    runs `journey` with, so that the store it runs on is the one `extra` names."""
-    env = {key: value for key, value in environ.items() if key not in STORE_VARIABLES}
+    """`environ` without the variables that choose a store or seal it, then `extra`: what a
+    benchmark runs `journey` with, so that the store it runs on is the one `extra` names, and
+    sealed only if `extra` names a master key."""
+    left_out = (*STORE_VARIABLES, *SEALING_VARIABLES)
+    env = {key: value for key, value in environ.items() if key not in left_out}
     env.update(extra or {})
     return env
 
@@ -59,6 +66,16 @@ def folded_entries(settings: Settings) -> int:
         return count
     finally:
         app.close()
+
+
+def data_keys(settings: Settings) -> int:
+    """The keys the store `settings` name keeps, its index key and data keys: none unless it
+    was recorded sealed."""
+    db = open_store(settings).database()
+    try:
+        return DatabaseKeyStore(db).count_keys()
+    finally:
+        db.close()
 
 
 def reporting(main: Callable[[], None]) -> None:

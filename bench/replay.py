@@ -21,11 +21,17 @@ rebuild reads past without folding.
 With --identities the log is recorded from identity data (bench/identities.py): touchpoints
 without a customer id, some with two identifiers. With --baseline-journey, another `journey`
 (an older release, say) records the usual data in a store of its own and rebuilds it in the
-same run, alternating with this one run by run; the ratio of the two rates is reported.
+same run, alternating with this one run by run; the ratio of the two rates is reported. With
+--sealed, the data is also recorded sealed, in a store of its own, under the master key kept in
+bench/out/replay-master.key (made the first time), and that store is rebuilt after the store in
+the clear in each run; the ratio of the two rates is reported.
+
+A master key that the shell exports is left out: only the sealed store is opened with one.
 
     python bench/replay.py [--touchpoints 1000000] [--runs 3] [--sample 20000]
                            [--customers 100000] [--no-postgres]
-                           [--identities] [--journey PATH] [--baseline-journey PATH]
+                           [--identities] [--journey PATH]
+                           [--baseline-journey PATH | --sealed]
 """
 
 from __future__ import annotations
@@ -56,24 +62,38 @@ from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
 from engine.definition import load_definition
+from engine.errors import ConfigurationError
 from engine.journeys import CustomerJourney, JourneyClock, TouchpointState
 from engine.recording import Journeys
 from engine.settings import Settings
+from engine.vault import INDEX_SUBJECT, MasterKeys
 from journey.bootstrap import event_store_env
 from projections.log import TICK_TOPIC, TOUCHPOINT_TOPIC
 from projections.machine import StageMachine
 from projections.position import Mark, Position
+from stores import open_store
+from stores.keys import DatabaseKeyStore
 from stores.postgres.database import conninfo as postgres_conninfo
 
 sys.path.insert(0, str(Path(__file__).parent))
 from identities import LABEL, identity_dataset
 from ingest_file import OUT
-from measuring import NotMeasured, folded_entries, per_second, reporting, without_store
+from measuring import (
+    NotMeasured,
+    data_keys,
+    folded_entries,
+    per_second,
+    reporting,
+    without_store,
+)
 from processes import TreeRSS
 from rebuild import JOURNEY
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = "bench_replay"
+# The sealed stores' master key: kept, so that a store recorded sealed is rebuilt again by
+# later runs; a new key means the stores are recorded again.
+MASTER_KEY_FILE = OUT / "replay-master.key"
 TARGET_RATE = 100_000  # events/s
 TARGET_RSS_MB = 1024
 PULL = 500  # what eventsourcing's subscription selects at a time
@@ -145,10 +165,13 @@ class Store:
     schema: str = SCHEMA  # on PostgreSQL
     notes: list[str] = field(default_factory=list)
     folded: int = 0  # touchpoints and clock events in the log: what every rate counts
+    sealed: bool = False  # recorded and rebuilt under the master key of MASTER_KEY_FILE
 
     @property
     def label(self) -> str:
-        return self.name if self.journey == JOURNEY else f"{self.name}, baseline journey"
+        if self.journey != JOURNEY:
+            return f"{self.name}, baseline journey"
+        return f"{self.name}, sealed" if self.sealed else self.name
 
 
 @dataclass(frozen=True)
@@ -157,28 +180,51 @@ class Variant:
 
     identities: bool = False
     journey: str = JOURNEY
+    sealed: bool = False
 
     @property
     def suffix(self) -> str:
         data = "-identities" if self.identities else ""
+        data = f"{data}-sealed" if self.sealed else data
         return f"{data}-baseline" if self.journey != JOURNEY else data
+
+    def sealing_env(self) -> dict[str, str]:
+        """What `journey` runs with, besides the store, to seal this variant's data."""
+        return {"JOURNEY_MASTER_KEY_FILE": str(master_key_file())} if self.sealed else {}
+
+
+def master_key_file() -> Path:
+    """The sealed stores' master key file, made the first time."""
+    if not MASTER_KEY_FILE.exists():
+        OUT.mkdir(exist_ok=True)
+        partial = MASTER_KEY_FILE.with_suffix(".partial")
+        partial.write_text(f"{MasterKeys.new_line('bench')}\n")
+        partial.chmod(0o600)
+        partial.rename(MASTER_KEY_FILE)
+    return MASTER_KEY_FILE
 
 
 def sqlite_store(touchpoints: int, customers: int, variant: Variant = Variant()) -> Store:
     each = max(1, touchpoints // customers)
     data_dir = OUT / f"replay-store-{customers}x{each}{variant.suffix}"
-    settings = Settings(data_dir=data_dir)
-    env = clean_env({"JOURNEY_DATA_DIR": str(data_dir)})
-    return Store("sqlite", env, event_store_env(settings), settings, data_dir, variant.journey)
+    env = clean_env({"JOURNEY_DATA_DIR": str(data_dir), **variant.sealing_env()})
+    settings = Settings.from_env(env)
+    return Store(
+        "sqlite", env, event_store_env(settings), settings, data_dir, variant.journey,
+        sealed=variant.sealed,
+    )  # fmt: skip
 
 
 def postgres_store(url: str, data_dir: Path, variant: Variant = Variant()) -> Store:
     schema = SCHEMA + variant.suffix.replace("-", "_")
-    env = clean_env({"JOURNEY_DATABASE_URL": url, "POSTGRES_SCHEMA": schema})
+    env = clean_env(
+        {"JOURNEY_DATABASE_URL": url, "POSTGRES_SCHEMA": schema, **variant.sealing_env()}
+    )
     settings = Settings.from_env(env)
     return Store(
-        "postgres", env, event_store_env(settings), settings, data_dir, variant.journey, schema
-    )
+        "postgres", env, event_store_env(settings), settings, data_dir, variant.journey, schema,
+        sealed=variant.sealed,
+    )  # fmt: skip
 
 
 def record(store: Store, path: Path, count: int) -> None:
@@ -194,9 +240,14 @@ def record(store: Store, path: Path, count: int) -> None:
     cli(["ingest", "--no-project", str(path)], store.cli_env, store.journey)
     ingested = time.perf_counter()
     said = cli(["tick"], store.cli_env, store.journey)
+    keys = data_keys(store.settings)
+    if store.sealed != bool(keys):
+        how = "sealed" if store.sealed else "in the clear"
+        raise RuntimeError(f"{store.label}: recorded {how}, the store keeps {keys:,} data keys")
     print(
         f"  ingest {ingested - started:.0f} s; tick (and views caught up) "
-        f"{time.perf_counter() - ingested:.0f} s: {said.strip().splitlines()[-1]}",
+        f"{time.perf_counter() - ingested:.0f} s: {said.strip().splitlines()[-1]}; "
+        f"{keys:,} data keys",
         flush=True,
     )
     if store.name == "sqlite":
@@ -205,11 +256,18 @@ def record(store: Store, path: Path, count: int) -> None:
 
 def marker(store: Store, count: int) -> str:
     """What an embedded store recorded in full says it holds: the touchpoints, and which
-    `journey` recorded them unless it was this checkout's."""
-    return f"{count}\n{store.journey}" if store.journey != JOURNEY else str(count)
+    `journey` recorded them unless it was this checkout's, and whether they are sealed."""
+    said = f"{count}\n{store.journey}" if store.journey != JOURNEY else str(count)
+    return f"{said}\nsealed" if store.sealed else said
 
 
 def recorded(store: Store, count: int) -> bool:
+    """Whether the store holds the dataset and a clock event, sealed under the master key of
+    MASTER_KEY_FILE if it is a sealed one."""
+    return holds(store, count) and (not store.sealed or opens(store))
+
+
+def holds(store: Store, count: int) -> bool:
     if store.name == "sqlite":
         done = store.data_dir / "recorded"
         return done.exists() and done.read_text().strip() == marker(store, count)
@@ -230,6 +288,26 @@ def recorded(store: Store, count: int) -> bool:
             SQL("SELECT count(*) FROM {} WHERE topic = %s").format(events), (TICK_TOPIC,)
         ).fetchone() or (0,)
         return bool(touchpoints == count and ticks)
+
+
+def opens(store: Store) -> bool:
+    """Whether the store was sealed under the master key of MASTER_KEY_FILE: its index key
+    unwraps with it. (A store sealed under a key since lost is recorded again.)"""
+    master = MasterKeys.load(master_key_file(), None)
+    db = open_store(store.settings).database()
+    try:
+        index = DatabaseKeyStore(db).wrapped_keys([INDEX_SUBJECT]).get(INDEX_SUBJECT)
+    except Exception:  # no table of keys: recorded in the clear
+        return False
+    finally:
+        db.close()
+    if index is None or master is None:
+        return False
+    try:
+        master.unwrap(index)
+    except ConfigurationError:
+        return False
+    return True
 
 
 def drop_schema(store: Store) -> None:
@@ -624,8 +702,8 @@ def one_run(result: Result, run: int, sample: int, server: PostgresServer | None
     load = os.getloadavg()[0]
     rebuilt = journey_rebuild(store)
     base: Baseline | None = None
-    if store.journey != JOURNEY:
-        pass  # another release's rebuild is the comparison: eventsourcing's is not run for it
+    if store.journey != JOURNEY or store.sealed:
+        pass  # the other store's rebuild is the comparison: eventsourcing's is not run for it
     elif store.name == "sqlite":
         base = baseline_sqlite(store, sample, try_runner=run == 1)
     else:
@@ -664,8 +742,9 @@ def table(results: list[Result], customers: int, sample: int) -> None:
         "counted: the touchpoints and clock events each replay folds, the same on both stores "
         "(journey starts, and the decider's events on SQLite, are read past, not counted)"
     )
+    width = max(9, *(len(result.store.label) for result in results))
     header = (
-        f"{'store':<9} {'folded':>10} {'customers':>9} {'median ev/s':>11}  "
+        f"{'store':<{width}} {'folded':>10} {'customers':>9} {'median ev/s':>11}  "
         f"{'runs ev/s':<26} {'peak RSS MB':>11} {'baseline ev/s':>13} {'ratio':>7}  "
         f"{'>=100k ev/s':<11} {'RSS<1GB':<7}"
     )
@@ -674,7 +753,8 @@ def table(results: list[Result], customers: int, sample: int) -> None:
     for result in results:
         name = result.store.label
         if result.error or not result.runs:
-            print(f"{name:<9} not measured: {result.error.splitlines()[0] if result.error else ''}")
+            said = result.error.splitlines()[0] if result.error else ""
+            print(f"{name:<{width}} not measured: {said}")
             continue
         rate = statistics.median(rates(result))
         peak = max(max(r.tree_rss_mb, r.max_rss_mb) for r in result.runs)
@@ -684,7 +764,7 @@ def table(results: list[Result], customers: int, sample: int) -> None:
         else:
             compared = f"{'':>13} {'':>7}"
         print(
-            f"{name:<9} {result.store.folded:>10,} {customers:>9,} {rate:>11,.0f}  "
+            f"{name:<{width}} {result.store.folded:>10,} {customers:>9,} {rate:>11,.0f}  "
             f"{' / '.join(f'{r:,.0f}' for r in rates(result)):<26} {peak:>11,.0f} {compared}  "
             f"{'yes' if rate >= TARGET_RATE else 'NO':<11} "
             f"{'yes' if peak < TARGET_RSS_MB else 'NO':<7}"
@@ -701,8 +781,9 @@ def table(results: list[Result], customers: int, sample: int) -> None:
             print(f"  note: {note}")
 
 
-def compared(pairs: list[list[Result]], what: str) -> None:
-    """Each store's rate against the baseline journey's on the same store."""
+def compared(pairs: list[list[Result]], own_what: str, base_what: str) -> None:
+    """Each store's rate against the one rebuilt before it in each run (the baseline
+    journey's, or the store in the clear) on the same store."""
     for pair in pairs:
         if len(pair) < 2 or not all(result.runs for result in pair):
             continue
@@ -711,8 +792,9 @@ def compared(pairs: list[list[Result]], what: str) -> None:
         own_cpu = statistics.median(r.cpu_seconds for r in own.runs) / own.store.folded
         base_cpu = statistics.median(r.cpu_seconds for r in base.runs) / base.store.folded
         print(
-            f"{own.store.name}: {what}, {own.store.journey}: median {own_rate:,.0f} folded/s; "
-            f"the usual data, baseline {base.store.journey}: median {base_rate:,.0f} folded/s; "
+            f"{own.store.name}: {own_what}: median {own_rate:,.0f} folded/s "
+            f"({' / '.join(f'{r:,.0f}' for r in rates(own))}); {base_what}: median "
+            f"{base_rate:,.0f} folded/s ({' / '.join(f'{r:,.0f}' for r in rates(base))}); "
             f"ratio {own_rate / base_rate:.2f}; CPU time per event folded (all its processes) "
             f"{own_cpu * 1e6:.1f} us against {base_cpu * 1e6:.1f} us"
         )
@@ -734,7 +816,29 @@ def arguments() -> argparse.Namespace:
         help="a journey that records the usual data in a store of its own and rebuilds it in "
         "the same run, before each run's own",
     )
-    return parser.parse_args()
+    parser.add_argument(
+        "--sealed",
+        action="store_true",
+        help="also record the data sealed, in a store of its own, rebuilt after the store in "
+        "the clear in each run",
+    )
+    args = parser.parse_args()
+    if args.sealed and args.baseline_journey:
+        parser.error("--sealed and --baseline-journey each compare with another store: pick one")
+    return args
+
+
+def compared_variants(args: argparse.Namespace, plain: Path) -> list[Variant]:
+    """The variants each run rebuilds, in turn: the one measured, and what it is compared
+    with (the baseline journey's before it, or the same sealed after it)."""
+    variants = [Variant(args.identities, args.journey)]
+    if args.baseline_journey:
+        variants.insert(0, Variant(False, args.baseline_journey))
+        print(f"baseline journey: {args.baseline_journey} on the usual data, {plain}")
+    if args.sealed:
+        variants.append(Variant(args.identities, args.journey, sealed=True))
+        print(f"sealed: a store of its own, master key {master_key_file()}")
+    return variants
 
 
 def main() -> None:
@@ -753,11 +857,7 @@ def main() -> None:
         f"{args.customers}`), {path}: {what}",
         flush=True,
     )
-    own = Variant(args.identities, args.journey)
-    variants = [own]
-    if args.baseline_journey:
-        variants.insert(0, Variant(False, args.baseline_journey))
-        print(f"baseline journey: {args.baseline_journey} on the usual data, {plain}")
+    variants = compared_variants(args, plain)
     pairs = [[Result(sqlite_store(args.touchpoints, args.customers, v), v) for v in variants]]
     server, url = None, ""
     if not args.no_postgres:
@@ -777,7 +877,8 @@ def main() -> None:
             on = server if pair[0].store.name == "postgres" else None
             for result in pair:
                 try:
-                    prepare(result, path if result.variant == own else plain, count, on)
+                    data = path if result.variant.identities else plain
+                    prepare(result, data, count, on)
                     result.events = head(result.store)
                     result.store.folded = folded_entries(result.store.settings)
                 except Exception as exc:  # reported in the table, the other store still runs
@@ -796,7 +897,12 @@ def main() -> None:
     table([result for pair in pairs for result in pair], customers, args.sample)
     if args.baseline_journey:
         print()
-        compared(pairs, what)
+        compared(
+            pairs, f"{what}, {args.journey}", f"the usual data, baseline {args.baseline_journey}"
+        )
+    if args.sealed:
+        print()
+        compared(pairs, f"{what}, sealed", f"{what}, in the clear")
 
 
 if __name__ == "__main__":

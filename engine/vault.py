@@ -172,8 +172,14 @@ class Vault:
     def __init__(self, master: MasterKeys, keys: KeyStore) -> None:
         self.master = master
         self._keys = keys
-        self._open: dict[str, AESGCM] = {}
+        # The data keys unwrapped so far, raw: an AES-GCM object apiece would cost ten times
+        # the memory, for one a touchpoint whose personal data is new to its person.
+        self._open: dict[str, bytes] = {}
+        self._wrapped: dict[str, WrappedKey] = {}  # as the store held them when unwrapped
         self._index = hmac.new(self._key(INDEX_SUBJECT), digestmod=hashlib.sha256)
+        # What each person's last touchpoint sealed: most of a person's touchpoints carry the
+        # same personal data as their last (an address, a number), sealed once for all.
+        self._last: dict[str, tuple[bytes, tuple[str, str]]] = {}
         self._digests: dict[str, str] = {}
 
     # -- identifiers -----------------------------------------------------------------------
@@ -195,34 +201,52 @@ class Vault:
     # -- sealing ---------------------------------------------------------------------------
 
     def prepare(self, subjects: Iterable[str]) -> None:
-        """Makes sure these subjects have keys, making the missing ones at once (a batch's
-        subjects, before it is sealed)."""
-        missing = [subject for subject in set(subjects) if subject not in self._open]
+        """Makes sure these subjects have keys, as the store holds them now, making the
+        missing ones at once (a batch's subjects, before it is sealed): a key another
+        process erased is forgotten here too, and the subject gets a new one."""
+        wanted = list(set(subjects))
+        if not wanted:
+            return
+        stored = self._keys.wrapped_keys(wanted)
+        for subject in wanted:
+            known = self._wrapped.get(subject)
+            if known is not None and (subject not in stored or stored[subject] != known):
+                self._forget(subject)
+        missing = [subject for subject in wanted if subject not in self._open]
         if missing:
             self._load(missing, make=True)
 
     def seal(self, subject: str, data: Mapping[str, Any]) -> tuple[str, str]:
         """`data` encrypted with the subject's key, and a check of it: a keyed digest, equal
         for equal data of the subject, so that the same touchpoint sent again (even after
-        its subject was erased) is known for a repeat."""
-        cipher = self._open.get(subject) or self._load([subject], make=True)[subject]
+        its subject was erased) is known for a repeat. The same data as the subject's last
+        is the same sealed text: it tells no more than the check."""
         plain = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        last = self._last.get(subject)
+        if last is not None and last[0] == plain:
+            return last[1]
+        key = self._open.get(subject) or self._load([subject], make=True)[subject]
         nonce = os.urandom(_NONCE)
-        sealed = nonce + cipher.encrypt(nonce, plain, subject.encode())
+        aad = subject.encode()
+        sealed = nonce + AESGCM(key).encrypt(nonce, plain, aad)
         mac = self._index.copy()
-        mac.update(b"%s\0%s" % (subject.encode(), plain))
-        return base64.b64encode(mac.digest()[:12]).decode(), base64.b64encode(sealed).decode()
+        mac.update(b"%s\0%s" % (aad, plain))
+        made = base64.b64encode(mac.digest()[:12]).decode(), base64.b64encode(sealed).decode()
+        if len(self._last) >= _MAX_OPEN_KEYS:
+            self._last.clear()
+        self._last[subject] = (plain, made)
+        return made
 
     def open(self, subject: str, sealed: str) -> dict[str, Any] | None:
         """What `seal` sealed for this subject; None once the subject has been erased."""
-        cipher = self._open.get(subject)
-        if cipher is None:
-            cipher = self._load([subject], make=False).get(subject)
-            if cipher is None:
+        key = self._open.get(subject)
+        if key is None:
+            key = self._load([subject], make=False).get(subject)
+            if key is None:
                 return None
         raw = base64.b64decode(sealed)
         try:
-            plain = cipher.decrypt(raw[:_NONCE], raw[_NONCE:], subject.encode())
+            plain = AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], subject.encode())
         except InvalidTag:  # sealed under a key erased since; the subject has a new one
             return None
         data: dict[str, Any] = orjson.loads(plain)
@@ -233,7 +257,7 @@ class Vault:
     def erase(self, subjects: Sequence[str]) -> int:
         """Deletes these subjects' keys: their sealed data is unreadable from now on."""
         for subject in subjects:
-            self._open.pop(subject, None)
+            self._forget(subject)
         return self._keys.erase_keys([s for s in subjects if s != INDEX_SUBJECT])
 
     def data_keys(self) -> int:
@@ -254,7 +278,7 @@ class Vault:
             stored = self._keys.wrapped_keys([subject])[subject]
         return self.master.unwrap(stored)
 
-    def _load(self, subjects: Sequence[str], *, make: bool) -> dict[str, AESGCM]:
+    def _load(self, subjects: Sequence[str], *, make: bool) -> dict[str, bytes]:
         stored = self._keys.wrapped_keys(subjects)
         missing = [subject for subject in subjects if subject not in stored]
         if missing and make:
@@ -266,6 +290,14 @@ class Vault:
             stored.update(self._keys.wrapped_keys(missing))
         if len(self._open) + len(stored) > _MAX_OPEN_KEYS:
             self._open.clear()
-        opened = {subject: AESGCM(self.master.unwrap(key)) for subject, key in stored.items()}
+            self._wrapped.clear()
+            self._last.clear()
+        opened = {subject: self.master.unwrap(key) for subject, key in stored.items()}
         self._open.update(opened)
+        self._wrapped.update(stored)
         return opened
+
+    def _forget(self, subject: str) -> None:
+        self._open.pop(subject, None)
+        self._wrapped.pop(subject, None)
+        self._last.pop(subject, None)

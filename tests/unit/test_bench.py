@@ -60,6 +60,17 @@ def test_a_postgres_benchmark_uses_its_own_url_and_schema_only(measuring: Module
     assert "POSTGRES_SCHEMA" not in env
 
 
+def test_a_benchmark_runs_in_the_clear_whatever_master_key_the_shell_exports(
+    measuring: ModuleType, tmp_path: Path
+) -> None:
+    shell = {**SHELL, "JOURNEY_MASTER_KEY": "k:AAAA", "JOURNEY_MASTER_KEY_FILE": "/keys"}
+
+    settings = Settings.from_env(measuring.embedded(shell, tmp_path))
+
+    assert settings.master_key is None
+    assert settings.master_key_file is None
+
+
 @pytest.mark.parametrize(("count", "seconds"), [(0, 1.5), (1_000, 0.0)])
 def test_a_rate_of_nothing_says_what_was_not_measured(
     measuring: ModuleType, count: int, seconds: float

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from eventsourcing.persistence import DatetimeAsISO
 from hypothesis import given, settings
@@ -13,10 +16,11 @@ from hypothesis import strategies as st
 from engine.conflicts import content_hash, differs
 from engine.definition import load_definition, parse_definition
 from engine.errors import ConfigurationError, DefinitionError
+from engine.identifiers import DIGEST_PREFIX
 from engine.sealing import CHECK, ERASED, SEALED, Sealing
 from engine.touchpoints import Touchpoint
 from engine.transcoding import OrjsonTranscoder
-from engine.vault import KeyStore, MasterKeys, Vault, WrappedKey
+from engine.vault import INDEX_SUBJECT, KeyStore, MasterKeys, Vault, WrappedKey
 
 NOW = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -110,6 +114,20 @@ def test_digests_are_the_same_in_every_process_of_a_store_and_show_nothing() -> 
     assert Vault(master("k1"), MemoryKeys()).digest("email", "anna@example.com") != digest
 
 
+def test_digests_and_checks_are_hmac_sha256_under_the_index_key() -> None:
+    keys = MemoryKeys()
+    vault = Vault(master("k1"), keys)
+    index = vault.master.unwrap(keys.rows[INDEX_SUBJECT])
+    digest = hmac.digest(index, b"email:anna@example.com", "sha256")
+    assert vault.digest("email", "anna@example.com") == (
+        DIGEST_PREFIX + base64.urlsafe_b64encode(digest)[:27].decode()
+    )
+    data = {"identifiers": {"email": "Anna@Example.com"}, "attributes": {"name": "Anna"}}
+    plain = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    check = hmac.digest(index, b"C-1\0" + plain, "sha256")[:12]
+    assert vault.seal("C-1", data)[0] == base64.b64encode(check).decode()
+
+
 def test_rotating_wraps_every_key_with_the_new_master_key_and_the_old_one_can_go() -> None:
     keys = MemoryKeys()
     old_line, new_line = MasterKeys.new_line("2025"), MasterKeys.new_line("2026")
@@ -153,9 +171,12 @@ def test_any_key_file_is_read_or_refused_in_one_line_naming_it(text: str) -> Non
 # -- touchpoints --------------------------------------------------------------------------
 
 
-def sealing() -> Sealing:
+def sealing(keys: KeyStore | None = None, keys_master: MasterKeys | None = None) -> Sealing:
+    """A sealing of the default journey; with `keys` and `keys_master`, a process of the
+    store they are."""
     definition = load_definition()
-    return Sealing(Vault(master("k1"), MemoryKeys()), definition.identity, definition.privacy)
+    vault = Vault(keys_master or master("k1"), keys if keys is not None else MemoryKeys())
+    return Sealing(vault, definition.identity, definition.privacy)
 
 
 def touchpoint(**fields: object) -> Touchpoint:
@@ -211,15 +232,34 @@ def test_an_erased_touchpoint_reads_as_erased_and_keeps_its_journey() -> None:
 
 
 def test_the_same_touchpoint_sealed_twice_is_a_repeat_and_other_personal_data_a_conflict() -> None:
-    seal = sealing()
+    keys, keys_master = MemoryKeys(), master("k1")
+    seal = sealing(keys, keys_master)
     tp = touchpoint(email="anna@example.com", attributes={"name": "Anna"})
-    first, again = (transcoder().encode(seal.state(tp, NOW)) for _ in range(2))
-    assert first != again  # a fresh nonce each time
+    first = transcoder().encode(seal.state(tp, NOW))
+    again = transcoder().encode(sealing(keys, keys_master).state(tp, NOW))  # another process
+    assert first != again  # another nonce
     assert content_hash(first) == content_hash(again)
     renamed = seal.state(tp._replace(attributes={"name": "Berit"}), NOW)
     assert differs(renamed, seal.state(tp, NOW)) == (
         "conflicts with the touchpoint given earlier with this event_id: its personal_data differs"
     )
+
+
+def test_a_persons_repeated_personal_data_is_sealed_once_until_another_process_erases_it() -> None:
+    keys, keys_master = MemoryKeys(), master("k1")
+    seal, other = sealing(keys, keys_master), sealing(keys, keys_master)
+    tp = touchpoint(email="anna@example.com")
+    sealed = seal.state(tp, NOW)["sealed"]
+    assert seal.state(tp._replace(event_id="e2"), NOW)["sealed"] == sealed
+    other.vault.erase(["C-1"])  # the person is forgotten, by another process
+    seal.prepare([tp])  # as the next batch is
+    resealed = seal.state(tp._replace(event_id="e3"), NOW)["sealed"]
+    assert resealed != sealed
+    assert other.vault.open("C-1", sealed) is None
+    assert other.vault.open("C-1", resealed) == {
+        "identifiers": {"email": "anna@example.com"},
+        "attributes": {},
+    }
 
 
 def test_an_anonymous_touchpoint_is_recorded_under_a_key_no_identifier_can_be_read_from() -> None:
