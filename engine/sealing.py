@@ -33,6 +33,7 @@ from engine.vault import Vault
 CHECK = "personal_data"
 SEALED = "sealed"
 ERASED = "(erased)"  # what personal data reads as once its key is gone
+_MAX_REMEMBERED = 200_000  # people whose last sealed data a process keeps
 
 
 class Sealing:
@@ -43,6 +44,11 @@ class Sealing:
         self.identity = identity
         self._personal = frozenset(privacy.personal)
         self._kinds = frozenset(identity.kinds)
+        # Each key's last personal data as sent, the data key it was sealed with, and what
+        # it made: (identifiers' digests, check, sealed text).
+        self._last: dict[
+            str, tuple[tuple[Any, ...], bytes | None, tuple[dict[str, str], str, str]]
+        ] = {}
 
     def sealed_definition(self, definition: JourneyDefinition) -> JourneyDefinition:
         """`definition`, its shared identifiers also known by their digests, which are what
@@ -131,30 +137,10 @@ class Sealing:
     ) -> dict[str, Any]:
         """The stored state of a touchpoint, its personal data sealed; recorded under `key`
         (its own, unless told)."""
-        secret: dict[str, str] = {}
-        identifiers: dict[str, str] = {}
-        for kind in BUILT_IN_KINDS:
-            value = getattr(tp, kind)
-            if value:
-                secret[kind] = value
-                digest = self.digest(kind, value)
-                if digest:
-                    identifiers[kind] = digest
         attributes: Mapping[str, str] = tp.attributes
         personal: dict[str, str] = {}
         if not self._personal.isdisjoint(attributes) or not self._kinds.isdisjoint(attributes):
-            clear: dict[str, str] = {}
-            for name, value in attributes.items():
-                if name in self._personal:
-                    personal[name] = value
-                elif name in self._kinds:
-                    personal[name] = value
-                    digest = self.digest(name, value)
-                    if digest:
-                        clear[name] = digest
-                else:
-                    clear[name] = value
-            attributes = clear
+            attributes, personal = self._split(attributes)
         key = key or self.key_of(tp)
         state: dict[str, Any] = {
             "event_id": tp.event_id,
@@ -166,12 +152,11 @@ class Sealing:
             "rep_id": tp.rep_id,
             "outcome": tp.outcome,
             "attributes": attributes if type(attributes) is dict else dict(attributes),
-            "identifiers": identifiers,
+            "identifiers": {},
         }
         sealed = None
-        if secret or personal:
-            data = {"identifiers": secret, "attributes": personal}
-            state[CHECK], sealed = self.vault.seal(key, data)
+        if tp.email or tp.phone or tp.cookie_id or personal:
+            state["identifiers"], state[CHECK], sealed = self._sealed(key, tp, personal)
         state["timestamp"] = timestamp
         if tp.anonymous:
             state["anonymous"] = True
@@ -199,6 +184,49 @@ class Sealing:
         fields["identifiers"] = data["identifiers"]
         fields["attributes"] = {**fields.get("attributes", {}), **data["attributes"]}
         return fields
+
+    def _sealed(
+        self, key: str, tp: Touchpoint, personal: dict[str, str]
+    ) -> tuple[dict[str, str], str, str]:
+        """A touchpoint's identifiers' digests, and its personal data's check and sealed
+        text. Most touchpoints carry what their person's last one did: that is made once,
+        for as long as the person's data key is the one it was made with."""
+        sent = (tp.email, tp.phone, tp.cookie_id, *personal.items())
+        data_key = self.vault.data_key(key)
+        last = self._last.get(key)
+        if last is not None and last[0] == sent and data_key is not None and last[1] is data_key:
+            return last[2]
+        secret: dict[str, str] = {}
+        identifiers: dict[str, str] = {}
+        for kind in BUILT_IN_KINDS:
+            value = getattr(tp, kind)
+            if value:
+                secret[kind] = value
+                digest = self.digest(kind, value)
+                if digest:
+                    identifiers[kind] = digest
+        check, sealed = self.vault.seal(key, {"identifiers": secret, "attributes": personal})
+        made = (identifiers, check, sealed)
+        if len(self._last) >= _MAX_REMEMBERED:
+            self._last.clear()
+        self._last[key] = (sent, self.vault.data_key(key), made)
+        return made
+
+    def _split(self, attributes: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """The attributes kept in the clear (identifier kinds as digests), and the personal."""
+        clear: dict[str, str] = {}
+        personal: dict[str, str] = {}
+        for name, value in attributes.items():
+            if name in self._personal:
+                personal[name] = value
+            elif name in self._kinds:
+                personal[name] = value
+                digest = self.digest(name, value)
+                if digest:
+                    clear[name] = digest
+            else:
+                clear[name] = value
+        return clear, personal
 
     def _has_personal(self, tp: Touchpoint) -> bool:
         if tp.email or tp.phone or tp.cookie_id:

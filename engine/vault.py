@@ -177,9 +177,6 @@ class Vault:
         self._open: dict[str, bytes] = {}
         self._wrapped: dict[str, WrappedKey] = {}  # as the store held them when unwrapped
         self._index = hmac.new(self._key(INDEX_SUBJECT), digestmod=hashlib.sha256)
-        # What each person's last touchpoint sealed: most of a person's touchpoints carry the
-        # same personal data as their last (an address, a number), sealed once for all.
-        self._last: dict[str, tuple[bytes, tuple[str, str]]] = {}
         self._digests: dict[str, str] = {}
 
     # -- identifiers -----------------------------------------------------------------------
@@ -210,32 +207,27 @@ class Vault:
         stored = self._keys.wrapped_keys(wanted)
         for subject in wanted:
             known = self._wrapped.get(subject)
-            if known is not None and (subject not in stored or stored[subject] != known):
+            if known is not None and stored.get(subject) != known:
                 self._forget(subject)
-        missing = [subject for subject in wanted if subject not in self._open]
-        if missing:
-            self._load(missing, make=True)
+        self._load([s for s in wanted if s not in self._open], make=True, stored=stored)
 
     def seal(self, subject: str, data: Mapping[str, Any]) -> tuple[str, str]:
         """`data` encrypted with the subject's key, and a check of it: a keyed digest, equal
         for equal data of the subject, so that the same touchpoint sent again (even after
-        its subject was erased) is known for a repeat. The same data as the subject's last
-        is the same sealed text: it tells no more than the check."""
-        plain = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-        last = self._last.get(subject)
-        if last is not None and last[0] == plain:
-            return last[1]
+        its subject was erased) is known for a repeat."""
         key = self._open.get(subject) or self._load([subject], make=True)[subject]
+        plain = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         nonce = os.urandom(_NONCE)
         aad = subject.encode()
         sealed = nonce + AESGCM(key).encrypt(nonce, plain, aad)
         mac = self._index.copy()
         mac.update(b"%s\0%s" % (aad, plain))
-        made = base64.b64encode(mac.digest()[:12]).decode(), base64.b64encode(sealed).decode()
-        if len(self._last) >= _MAX_OPEN_KEYS:
-            self._last.clear()
-        self._last[subject] = (plain, made)
-        return made
+        return base64.b64encode(mac.digest()[:12]).decode(), base64.b64encode(sealed).decode()
+
+    def data_key(self, subject: str) -> bytes | None:
+        """The subject's data key as this process holds it (the same object for as long as
+        it is the same key), if it holds one."""
+        return self._open.get(subject)
 
     def open(self, subject: str, sealed: str) -> dict[str, Any] | None:
         """What `seal` sealed for this subject; None once the subject has been erased."""
@@ -278,26 +270,36 @@ class Vault:
             stored = self._keys.wrapped_keys([subject])[subject]
         return self.master.unwrap(stored)
 
-    def _load(self, subjects: Sequence[str], *, make: bool) -> dict[str, bytes]:
-        stored = self._keys.wrapped_keys(subjects)
-        missing = [subject for subject in subjects if subject not in stored]
+    def _load(
+        self,
+        subjects: Sequence[str],
+        *,
+        make: bool,
+        stored: Mapping[str, WrappedKey] | None = None,
+    ) -> dict[str, bytes]:
+        """Unwraps these subjects' keys (`stored`, if they were just read), making those
+        missing with `make`."""
+        if not subjects:
+            return {}
+        if stored is None:
+            stored = self._keys.wrapped_keys(subjects)
+        found = {subject: stored[subject] for subject in subjects if subject in stored}
+        missing = [subject for subject in subjects if subject not in found]
         if missing and make:
             # Another process may make some at the same time: the first kept wins, and both
             # read it back.
             self._keys.add_keys(
                 [self.master.wrap(subject, AESGCM.generate_key(256)) for subject in missing]
             )
-            stored.update(self._keys.wrapped_keys(missing))
-        if len(self._open) + len(stored) > _MAX_OPEN_KEYS:
+            found.update(self._keys.wrapped_keys(missing))
+        if len(self._open) + len(found) > _MAX_OPEN_KEYS:
             self._open.clear()
             self._wrapped.clear()
-            self._last.clear()
-        opened = {subject: self.master.unwrap(key) for subject, key in stored.items()}
+        opened = {subject: self.master.unwrap(key) for subject, key in found.items()}
         self._open.update(opened)
-        self._wrapped.update(stored)
+        self._wrapped.update(found)
         return opened
 
     def _forget(self, subject: str) -> None:
         self._open.pop(subject, None)
         self._wrapped.pop(subject, None)
-        self._last.pop(subject, None)
