@@ -201,7 +201,8 @@ def conflicts(ctx: click.Context, as_json: bool) -> None:
     )
 
 
-def _who_decides() -> str:
+def who_decides() -> str:
+    """The user running the command, who decides or asks unless they say otherwise."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -219,7 +220,7 @@ def merge_command(ctx: click.Context, a: str, b: str, reason: str, by: str | Non
     first customer id either had stays theirs; the other finds them too. Undo it with
     `journey identity unmerge MERGE_ID`."""
     with engine_for(ctx) as engine:
-        done = merge(engine, a, b, by=by or _who_decides(), reason=reason)
+        done = merge(engine, a, b, by=by or who_decides(), reason=reason)
     out.print(
         f"{a} and {b} are one person now: {done.people[0]} (merge {done.merge_id}; "
         f"undo with: journey identity unmerge {done.merge_id} --reason ...)"
@@ -237,7 +238,7 @@ def unmerge_command(ctx: click.Context, what: str, reason: str, by: str | None) 
     two people shared). The journeys, and the actions from then on, read as if it had never
     been linked."""
     with engine_for(ctx) as engine:
-        done = unmerge(engine, what, by=by or _who_decides(), reason=reason)
+        done = unmerge(engine, what, by=by or who_decides(), reason=reason)
     undone = f"merge {what}" if done.decision == UNMERGED else f"{what}'s links"
     out.print(f"Undone {undone}: {', '.join(done.people)}")
 

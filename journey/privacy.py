@@ -8,7 +8,6 @@ data. Stage history, frictions, moments of truth and actions stay, and replay as
 
 from __future__ import annotations
 
-import getpass
 import json
 import re
 import uuid
@@ -28,7 +27,13 @@ from engine.vault import MasterKeys
 from journey import render, stages
 from journey.bootstrap import Engine, build_bookkeeping, build_engine, rebuild_beside
 from journey.console import catch_up, engine_for, now_ms, out
-from journey.identity import identifier_in, identifiers_shown, person_json, person_named
+from journey.identity import (
+    identifier_in,
+    identifiers_shown,
+    person_json,
+    person_named,
+    who_decides,
+)
 from journey.people import person_journey
 from projections.identities import read_identities
 from projections.log import IDENTITY_TOPIC, TOUCHPOINT_TOPIC, JourneyLog
@@ -124,7 +129,9 @@ def subject_export(engine: Engine, who: str) -> dict[str, Any]:
             "next_stage": stages.next_stage(engine.definition, journey.position),
         },
         "touchpoints": touchpoints,
-        "dead_letters": [_letter_json(letter) for letter in _dead_letters_of(engine, known)],
+        "dead_letters": [
+            _letter_json(letter) for letter in _dead_letters_of(_bookkeeping(engine), known)
+        ],
         "erasures": [
             {**receipt, "occurred_at": render.iso(receipt["occurred_at"])}
             for receipt in receipts(engine.log, person)
@@ -157,21 +164,20 @@ def _bookkeeping(engine: Engine) -> Bookkeeping | None:
     return build_bookkeeping(engine.settings, "forget")
 
 
-def _dead_letters_of(engine: Engine, known: Iterable[str]) -> list[StoredDeadLetter]:
-    bookkeeping = _bookkeeping(engine)
-    if bookkeeping is None:
-        return []
+def _dead_letters_of(
+    bookkeeping: Bookkeeping | None, known: Iterable[str]
+) -> list[StoredDeadLetter]:
+    """The dead letters that name any of `known`."""
     mentions = _mentions(known)
-    if mentions is None:
+    if bookkeeping is None or mentions is None:
         return []
     return [stored for stored in bookkeeping.dead_letters() if _mentioned(stored, mentions)]
 
 
 def _erase_dead_letters(engine: Engine, known: Iterable[str]) -> int:
-    letters = _dead_letters_of(engine, known)
-    if letters:
-        bookkeeping = _bookkeeping(engine)
-        assert bookkeeping is not None
+    bookkeeping = _bookkeeping(engine)
+    letters = _dead_letters_of(bookkeeping, known)
+    if bookkeeping is not None and letters:
         bookkeeping.erase_dead_letters([stored.id for stored in letters])
     return len(letters)
 
@@ -203,13 +209,6 @@ def _letter_json(stored: StoredDeadLetter) -> dict[str, Any]:
     }
 
 
-def _who_asks() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
 @click.command("forget")
 @click.argument("who")
 @click.option("--reason", required=True, help="Why (the request's reference, say): kept.")
@@ -220,7 +219,7 @@ def forget_command(ctx: click.Context, who: str, reason: str, by: str | None) ->
     (`email:anna@example.com`). Their personal data can never be read again; their journey
     (stages, frictions, moments, actions) stays, without it. A receipt is kept."""
     with engine_for(ctx) as engine:
-        done = forget(engine, who, by=by or _who_asks(), reason=reason)
+        done = forget(engine, who, by=by or who_decides(), reason=reason)
     if done.position is None:
         out.print(f"{done.person} was forgotten before; nothing of theirs was left to erase.")
         return
