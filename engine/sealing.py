@@ -33,7 +33,7 @@ from engine.vault import Vault
 CHECK = "personal_data"
 SEALED = "sealed"
 ERASED = "(erased)"  # what personal data reads as once its key is gone
-_MAX_REMEMBERED = 200_000  # people whose last sealed data a process keeps
+_MAX_REMEMBERED = 200_000  # personal data sealed that a process remembers
 
 
 class Sealing:
@@ -44,11 +44,10 @@ class Sealing:
         self.identity = identity
         self._personal = frozenset(privacy.personal)
         self._kinds = frozenset(identity.kinds)
-        # Each key's last personal data as sent, the data key it was sealed with, and what
-        # it made: (identifiers' digests, check, sealed text).
-        self._last: dict[
-            str, tuple[tuple[Any, ...], bytes | None, tuple[dict[str, str], str, str]]
-        ] = {}
+        # What a key's personal data, as sent, was sealed to: the data key it was sealed
+        # with, and (identifiers' digests, check, sealed text); the data keys held now.
+        self._made: dict[tuple[Any, ...], tuple[bytes | None, tuple[dict[str, str], str, str]]] = {}
+        self._held = vault.held
 
     def sealed_definition(self, definition: JourneyDefinition) -> JourneyDefinition:
         """`definition`, its shared identifiers also known by their digests, which are what
@@ -138,10 +137,11 @@ class Sealing:
         """The stored state of a touchpoint, its personal data sealed; recorded under `key`
         (its own, unless told)."""
         attributes: Mapping[str, str] = tp.attributes
-        personal: dict[str, str] = {}
-        if not self._personal.isdisjoint(attributes) or not self._kinds.isdisjoint(attributes):
+        personal: dict[str, str] | None = None
+        if not (self._personal.isdisjoint(attributes) and self._kinds.isdisjoint(attributes)):
             attributes, personal = self._split(attributes)
-        key = key or self.key_of(tp)
+        if key is None:
+            key = self.key_of(tp) if tp.anonymous else tp.customer_id
         state: dict[str, Any] = {
             "event_id": tp.event_id,
             "customer_id": key,
@@ -152,11 +152,12 @@ class Sealing:
             "rep_id": tp.rep_id,
             "outcome": tp.outcome,
             "attributes": attributes if type(attributes) is dict else dict(attributes),
-            "identifiers": {},
         }
         sealed = None
         if tp.email or tp.phone or tp.cookie_id or personal:
             state["identifiers"], state[CHECK], sealed = self._sealed(key, tp, personal)
+        else:
+            state["identifiers"] = {}
         state["timestamp"] = timestamp
         if tp.anonymous:
             state["anonymous"] = True
@@ -186,16 +187,15 @@ class Sealing:
         return fields
 
     def _sealed(
-        self, key: str, tp: Touchpoint, personal: dict[str, str]
+        self, key: str, tp: Touchpoint, personal: dict[str, str] | None
     ) -> tuple[dict[str, str], str, str]:
         """A touchpoint's identifiers' digests, and its personal data's check and sealed
-        text. Most touchpoints carry what their person's last one did: that is made once,
-        for as long as the person's data key is the one it was made with."""
-        sent = (tp.email, tp.phone, tp.cookie_id, *personal.items())
-        data_key = self.vault.data_key(key)
-        last = self._last.get(key)
-        if last is not None and last[0] == sent and data_key is not None and last[1] is data_key:
-            return last[2]
+        text. A person's touchpoints mostly carry what one of their earlier ones did: that is
+        made once, for as long as the person's data key is the one it was made with."""
+        sent = (key, tp.email, tp.phone, tp.cookie_id, personal and tuple(personal.items()))
+        made = self._made.get(sent)
+        if made is not None and self._held.get(key) is made[0]:
+            return made[1]
         secret: dict[str, str] = {}
         identifiers: dict[str, str] = {}
         for kind in BUILT_IN_KINDS:
@@ -205,12 +205,11 @@ class Sealing:
                 digest = self.digest(kind, value)
                 if digest:
                     identifiers[kind] = digest
-        check, sealed = self.vault.seal(key, {"identifiers": secret, "attributes": personal})
-        made = (identifiers, check, sealed)
-        if len(self._last) >= _MAX_REMEMBERED:
-            self._last.clear()
-        self._last[key] = (sent, self.vault.data_key(key), made)
-        return made
+        check, sealed = self.vault.seal(key, {"identifiers": secret, "attributes": personal or {}})
+        if len(self._made) >= _MAX_REMEMBERED:
+            self._made.clear()
+        self._made[sent] = (self._held.get(key), (identifiers, check, sealed))
+        return identifiers, check, sealed
 
     def _split(self, attributes: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
         """The attributes kept in the clear (identifier kinds as digests), and the personal."""

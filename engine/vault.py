@@ -75,6 +75,11 @@ class KeyStore(ABC):
     def all_keys(self) -> list[WrappedKey]: ...
 
     @abstractmethod
+    def changes(self) -> int:
+        """How many times keys were erased or replaced so far: a process that holds keys
+        looks them up again only when this has moved."""
+
+    @abstractmethod
     def count_keys(self) -> int:
         """How many keys are kept, the index key's included."""
 
@@ -176,6 +181,7 @@ class Vault:
         # the memory, for one a touchpoint whose personal data is new to its person.
         self._open: dict[str, bytes] = {}
         self._wrapped: dict[str, WrappedKey] = {}  # as the store held them when unwrapped
+        self._changes: int | None = None  # the store's key changes when they were looked up
         self._index = hmac.new(self._key(INDEX_SUBJECT), digestmod=hashlib.sha256)
         self._digests: dict[str, str] = {}
 
@@ -200,16 +206,22 @@ class Vault:
     def prepare(self, subjects: Iterable[str]) -> None:
         """Makes sure these subjects have keys, as the store holds them now, making the
         missing ones at once (a batch's subjects, before it is sealed): a key another
-        process erased is forgotten here too, and the subject gets a new one."""
-        wanted = list(set(subjects))
+        process erased is forgotten here too, and the subject gets a new one. The keys held
+        already are looked up again only when another process erased or replaced some."""
+        wanted = set(subjects)
         if not wanted:
             return
-        stored = self._keys.wrapped_keys(wanted)
+        changes = self._keys.changes()
+        if changes == self._changes:
+            self._load([s for s in wanted if s not in self._open], make=True)
+            return
+        stored = self._keys.wrapped_keys(list(wanted))
         for subject in wanted:
             known = self._wrapped.get(subject)
             if known is not None and stored.get(subject) != known:
                 self._forget(subject)
         self._load([s for s in wanted if s not in self._open], make=True, stored=stored)
+        self._changes = changes
 
     def seal(self, subject: str, data: Mapping[str, Any]) -> tuple[str, str]:
         """`data` encrypted with the subject's key, and a check of it: a keyed digest, equal
@@ -224,10 +236,11 @@ class Vault:
         mac.update(b"%s\0%s" % (aad, plain))
         return base64.b64encode(mac.digest()[:12]).decode(), base64.b64encode(sealed).decode()
 
-    def data_key(self, subject: str) -> bytes | None:
-        """The subject's data key as this process holds it (the same object for as long as
-        it is the same key), if it holds one."""
-        return self._open.get(subject)
+    @property
+    def held(self) -> Mapping[str, bytes]:
+        """The data keys this process holds now, by subject: the same object for as long
+        as it is the same key."""
+        return self._open
 
     def open(self, subject: str, sealed: str) -> dict[str, Any] | None:
         """What `seal` sealed for this subject; None once the subject has been erased."""

@@ -43,6 +43,7 @@ class DatabaseKeyStore(KeyStore):
                 "UPDATE {t}journey_keys SET master = %s, wrapped = %s WHERE subject = %s",
                 [(key.master, key.wrapped, key.subject) for key in keys],
             )
+            self._changed()
         self._scrub()
 
     def erase_keys(self, subjects: Sequence[str]) -> int:
@@ -55,6 +56,7 @@ class DatabaseKeyStore(KeyStore):
                     f"WHERE subject IN ({','.join(['%s'] * len(chunk))})",
                     chunk,
                 )
+            self._changed()
         self._scrub()
         return erased
 
@@ -62,11 +64,22 @@ class DatabaseKeyStore(KeyStore):
         rows = self._db.fetch("SELECT subject, master, wrapped FROM {t}journey_keys")
         return [WrappedKey(row[0], row[1], bytes(row[2])) for row in rows]
 
+    def changes(self) -> int:
+        rows = self._db.fetch("SELECT changes FROM {t}journey_key_changes")
+        return int(rows[0][0]) if rows else 0
+
     def count_keys(self) -> int:
         return int(self._db.fetch("SELECT count(*) FROM {t}journey_keys")[0][0])
 
     def has_keys(self) -> bool:
         return bool(self._db.fetch("SELECT 1 FROM {t}journey_keys LIMIT 1"))
+
+    def _changed(self) -> None:
+        """Counts a change of keys, in the transaction that made it."""
+        self._db.execute(
+            "INSERT INTO {t}journey_key_changes AS counted (one, changes) VALUES (1, 1) "
+            "ON CONFLICT (one) DO UPDATE SET changes = counted.changes + 1"
+        )
 
     def _scrub(self) -> None:
         """Leaves no old copy of a key in the table's files: SQLite's write-ahead log is

@@ -152,6 +152,16 @@ STORE = (
             ),
         ),
     ),
+    Migration(
+        4,
+        "a count of the data keys' erasures and rotations, which tells a process its keys changed",
+        (
+            Step(
+                """CREATE TABLE IF NOT EXISTS {t}journey_key_changes (
+                one INTEGER PRIMARY KEY CHECK (one = 1), changes BIGINT NOT NULL)"""
+            ),
+        ),
+    ),
 )
 
 # What the Kafka consumers keep beside the events: how far each partition has been recorded

@@ -189,3 +189,21 @@ def test_a_store_without_a_master_key_says_it_cannot_forget(engine: Engine) -> N
     engine.journeys.record([touchpoint_from_record(history()[1], now_ms=NOW)])
     with pytest.raises(NotSealed, match="personal data is not sealed in this store"):
         forget(engine, "C-ANNA", by="dpo", reason="r")
+
+
+def test_a_process_recording_while_another_forgets_seals_what_comes_next_with_a_new_key(
+    sealed: Engine,
+) -> None:
+    other = build_engine(sealed.settings)  # a consumer that keeps recording, say
+    try:
+        other.journeys.record([touchpoint_from_record(history()[1], now_ms=NOW)])  # holds her key
+        forget(sealed, "C-ANNA", by="dpo", reason="asked on the phone")
+        later = record("a9", "C-ANNA", "2026-04-01T09:00:00Z", email=ANNA["email"])
+        other.journeys.record([touchpoint_from_record(later, now_ms=NOW)])
+    finally:
+        other.close()
+    catch_up(sealed)
+    exported = subject_export(sealed, "C-ANNA")
+    opened = {tp["event_id"]: tp["identifiers"] for tp in exported["touchpoints"]}
+    assert opened["a2"] == {"email": "(erased)", "cookie_id": "(erased)"}
+    assert opened["a9"] == {"email": ANNA["email"]}

@@ -37,6 +37,7 @@ class MemoryKeys(KeyStore):
 
     def __init__(self) -> None:
         self.rows: dict[str, WrappedKey] = {}
+        self.changed = 0
 
     def wrapped_keys(self, subjects: Sequence[str]) -> dict[str, WrappedKey]:
         return {s: self.rows[s] for s in subjects if s in self.rows}
@@ -47,9 +48,14 @@ class MemoryKeys(KeyStore):
 
     def replace_keys(self, keys: Sequence[WrappedKey]) -> None:
         self.rows.update((key.subject, key) for key in keys)
+        self.changed += 1
 
     def erase_keys(self, subjects: Sequence[str]) -> int:
+        self.changed += 1
         return sum(self.rows.pop(s, None) is not None for s in subjects)
+
+    def changes(self) -> int:
+        return self.changed
 
     def all_keys(self) -> list[WrappedKey]:
         return list(self.rows.values())
