@@ -8,12 +8,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench fuzz lock clean
 
-# The hottest modules of the fold and of the decider (scripts/compile.py's), compiled with
-# mypyc where a C compiler is found (plain Python elsewhere); compiled again whenever they
-# change, or a module whose named tuples or constants they read compiled in does.
+# The hottest modules of the fold and of the decider, and the touchpoint's validation
+# (scripts/compile.py's), compiled with mypyc where a C compiler is found (plain Python
+# elsewhere); compiled again whenever they change, or a module whose named tuples or
+# constants they read compiled in does.
 FOLD := projections/position.py projections/machine.py projections/stepwise.py \
 	$(wildcard projections/detectors/*.py)
 DECIDER := consumers/briefs.py consumers/deciding.py consumers/page_decider.py
+VALIDATION := engine/touchpoints.py
 READ_COMPILED := engine/words.py engine/actions.py engine/identity.py consumers/action_store.py \
 	projections/people.py
 COMPILED := $(VENV)/.compiled
@@ -24,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-$(COMPILED): $(STAMP) $(FOLD) $(DECIDER) $(READ_COMPILED) scripts/compile.py
+$(COMPILED): $(STAMP) $(FOLD) $(DECIDER) $(VALIDATION) $(READ_COMPILED) scripts/compile.py
 	$(BIN)/python scripts/compile.py
 	touch $@
 

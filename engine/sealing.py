@@ -44,10 +44,10 @@ class Sealing:
         self.identity = identity
         self._personal = frozenset(privacy.personal)
         self._kinds = frozenset(identity.kinds)
-        # What a key's personal data, as sent, was sealed to: the data key it was sealed
-        # with, and (identifiers' digests, check, sealed text); the data keys held now.
-        self._made: dict[tuple[Any, ...], tuple[bytes | None, tuple[dict[str, str], str, str]]] = {}
-        self._held = vault.held
+        # What a key's personal data, as sent, was sealed to: (identifiers' digests, check,
+        # sealed text), for as long as the vault holds the keys it was sealed with.
+        self._made: dict[tuple[Any, ...], tuple[dict[str, str], str, str]] = {}
+        self._made_with = vault.let_go
 
     def sealed_definition(self, definition: JourneyDefinition) -> JourneyDefinition:
         """`definition`, its shared identifiers also known by their digests, which are what
@@ -155,7 +155,14 @@ class Sealing:
         }
         sealed = None
         if tp.email or tp.phone or tp.cookie_id or personal:
-            state["identifiers"], state[CHECK], sealed = self._sealed(key, tp, personal)
+            if self.vault.let_go != self._made_with:
+                self._made.clear()
+                self._made_with = self.vault.let_go
+            sent = (key, tp.email, tp.phone, tp.cookie_id, personal and tuple(personal.items()))
+            made = self._made.get(sent)
+            if made is None:
+                made = self._made[sent] = self._sealed(key, tp, personal)
+            state["identifiers"], state[CHECK], sealed = made
         else:
             state["identifiers"] = {}
         state["timestamp"] = timestamp
@@ -190,12 +197,8 @@ class Sealing:
         self, key: str, tp: Touchpoint, personal: dict[str, str] | None
     ) -> tuple[dict[str, str], str, str]:
         """A touchpoint's identifiers' digests, and its personal data's check and sealed
-        text. A person's touchpoints mostly carry what one of their earlier ones did: that is
-        made once, for as long as the person's data key is the one it was made with."""
-        sent = (key, tp.email, tp.phone, tp.cookie_id, personal and tuple(personal.items()))
-        made = self._made.get(sent)
-        if made is not None and self._held.get(key) is made[0]:
-            return made[1]
+        text. (A person's touchpoints mostly carry what one of their earlier ones did: `state`
+        asks for that once, for as long as the vault holds the key it was sealed with.)"""
         secret: dict[str, str] = {}
         identifiers: dict[str, str] = {}
         for kind in BUILT_IN_KINDS:
@@ -208,7 +211,6 @@ class Sealing:
         check, sealed = self.vault.seal(key, {"identifiers": secret, "attributes": personal or {}})
         if len(self._made) >= _MAX_REMEMBERED:
             self._made.clear()
-        self._made[sent] = (self._held.get(key), (identifiers, check, sealed))
         return identifiers, check, sealed
 
     def _split(self, attributes: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:

@@ -182,6 +182,9 @@ class Vault:
         self._open: dict[str, bytes] = {}
         self._wrapped: dict[str, WrappedKey] = {}  # as the store held them when unwrapped
         self._changes: int | None = None  # the store's key changes when they were looked up
+        # How many times this process let go of data keys: what was sealed with the keys it
+        # held before may have been sealed with a key that is gone.
+        self.let_go = 0
         self._index = hmac.new(self._key(INDEX_SUBJECT), digestmod=hashlib.sha256)
         self._digests: dict[str, str] = {}
 
@@ -235,12 +238,6 @@ class Vault:
         mac = self._index.copy()
         mac.update(b"%s\0%s" % (aad, plain))
         return base64.b64encode(mac.digest()[:12]).decode(), base64.b64encode(sealed).decode()
-
-    @property
-    def held(self) -> Mapping[str, bytes]:
-        """The data keys this process holds now, by subject: the same object for as long
-        as it is the same key."""
-        return self._open
 
     def open(self, subject: str, sealed: str) -> dict[str, Any] | None:
         """What `seal` sealed for this subject; None once the subject has been erased."""
@@ -307,6 +304,7 @@ class Vault:
             found.update(self._keys.wrapped_keys(missing))
         if len(self._open) + len(found) > _MAX_OPEN_KEYS:
             self._open.clear()
+            self.let_go += 1
             self._wrapped.clear()
         opened = {subject: self.master.unwrap(key) for subject, key in found.items()}
         self._open.update(opened)
@@ -314,5 +312,6 @@ class Vault:
         return opened
 
     def _forget(self, subject: str) -> None:
+        self.let_go += 1
         self._open.pop(subject, None)
         self._wrapped.pop(subject, None)

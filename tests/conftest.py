@@ -20,11 +20,11 @@ T0 = millis(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))  # a Monday
 HOUR = 3_600_000
 DAY = 24 * HOUR
 # Where scripts/compile.py puts the modules it compiles, beside their sources.
-COMPILED = ("projections", "consumers")
+COMPILED = ("engine", "projections", "consumers")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Refuses to test a compiled module (of the fold or the decider) older than its source:
+    """Refuses to test a compiled module (scripts/compile.py's) older than its source:
     the tests would run the code as it was when it was compiled."""
     root = Path(__file__).resolve().parent.parent
     libraries = [library for folder in COMPILED for library in (root / folder).rglob("*.so")]
