@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -17,7 +17,7 @@ from engine.conflicts import Conflict, RecordedContents
 from engine.errors import ConfigurationError, UnknownCustomer
 from engine.journeys import CLOCK_ID, CustomerJourney, JourneyClock, stream_id
 from engine.ledger import BatchWrite, TouchpointLedger
-from engine.sealing import Sealing
+from engine.sealing import CHECK, SEALED, Sealing, Unsealed
 from engine.touchpoints import Touchpoint
 from engine.transcoding import OrjsonTranscoder
 
@@ -25,6 +25,11 @@ Clock = Callable[[], datetime]
 # The writes to commit with a batch for the conflicts found in it.
 OnConflicts = Callable[[Sequence[Conflict]], Sequence[BatchWrite]]
 
+# Where `TouchpointEncoder.seal` places the sealed fields in a stored state (the transcoder's
+# JSON: base64 texts need no escaping).
+_TIMESTAMP = b',"timestamp":'
+_CHECK = b',"%s":"' % CHECK.encode()
+_SEALED = b',"%s":"' % SEALED.encode()
 # How many streams' last versions are remembered between batches (about 100 bytes each).
 _MAX_KNOWN_STREAMS = 500_000
 
@@ -115,6 +120,8 @@ class Journeys(Application[UUID]):
         on_conflicts: OnConflicts | None = None,
     ) -> BatchRecorded:
         """`record` for touchpoints already encoded by this application's encoder."""
+        if batch.unsealed:
+            self._encoder.seal(batch)
         event_ids = batch.event_ids
         repeats: list[int] = []
         if len(set(event_ids)) == len(event_ids):
@@ -361,14 +368,19 @@ class EncodedBatch:
     event_ids: list[str]
     customer_ids: list[str]
     states: list[bytes]
+    # The touchpoints whose personal data the recording process seals (`Sealing.seal_later`):
+    # their index in the batch, and their personal data as sent.
+    unsealed: list[tuple[int, Unsealed]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.event_ids)
 
     def extend(self, more: EncodedBatch) -> None:
+        offset = len(self.event_ids)
         self.event_ids.extend(more.event_ids)
         self.customer_ids.extend(more.customer_ids)
         self.states.extend(more.states)
+        self.unsealed.extend((offset + index, data) for index, data in more.unsealed)
 
 
 class TouchpointEncoder:
@@ -395,7 +407,12 @@ class TouchpointEncoder:
         }
         return StoredEvent(sid, 1, self._started_topic, self._encode(state))
 
-    def encode(self, touchpoints: Iterable[Touchpoint]) -> EncodedBatch:
+    def encode(
+        self, touchpoints: Iterable[Touchpoint], *, seal_later: bool = False
+    ) -> EncodedBatch:
+        """The touchpoints' events, encoded. With `seal_later`, their personal data is
+        sealed by the process that records them (`record_encoded`), when it can be: that
+        shares the work of sealing between a process that reads a file and one that records."""
         now = self._clock()
         encode = self._encode
         batch = EncodedBatch([], [], [])
@@ -405,6 +422,16 @@ class TouchpointEncoder:
             batch.states.append,
         )
         sealing = self.sealing
+        if sealing is not None and seal_later and not (self._compressor or self._cipher):
+            add_unsealed = batch.unsealed.append
+            for index, tp in enumerate(touchpoints):
+                state, unsealed = sealing.unsealed_state(tp, now)
+                add_id(tp.event_id)
+                add_customer(state["customer_id"])
+                add_state(encode(state))
+                if unsealed is not None:
+                    add_unsealed((index, unsealed))
+            return batch
         if sealing is not None:
             touchpoints = list(touchpoints)
             sealing.prepare(touchpoints)
@@ -419,6 +446,26 @@ class TouchpointEncoder:
             add_customer(tp.customer_id)
             add_state(encode(_event_state(tp, now)))
         return batch
+
+    def seal(self, batch: EncodedBatch) -> None:
+        """Seals, in place, the personal data of a batch encoded with `seal_later`."""
+        if self.sealing is None:
+            raise ConfigurationError(
+                "touchpoints encoded to be sealed reached a store that does not seal them"
+            )
+        sealing, states, keys = self.sealing, batch.states, batch.customer_ids
+        sealing.prepare_keys(keys[index] for index, _ in batch.unsealed)
+        for index, unsealed in batch.unsealed:
+            check, sealed = sealing.sealed(keys[index], unsealed)
+            # The check goes before the recording time and the sealed text last, as `encode`
+            # places them: `_encode` of the whole state gives these very bytes.
+            state = states[index]
+            at = state.rindex(_TIMESTAMP)
+            states[index] = b"".join(
+                (state[:at], _CHECK, check.encode(), b'"', state[at:-1], _SEALED,
+                 sealed.encode(), b'"}')
+            )  # fmt: skip
+        batch.unsealed = []
 
     def encode_state(self, state: dict[str, Any]) -> bytes:
         """A state in its stored form (one `decode` read back, say)."""

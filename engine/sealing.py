@@ -33,7 +33,10 @@ from engine.vault import Vault
 CHECK = "personal_data"
 SEALED = "sealed"
 ERASED = "(erased)"  # what personal data reads as once its key is gone
-_MAX_REMEMBERED = 200_000  # personal data sealed that a process remembers
+_MAX_REMEMBERED = 200_000  # identifiers digested, and personal data sealed, a process remembers
+# A touchpoint's personal data as sent: its email, phone and cookie id, and its personal
+# attributes (name, value), if any.
+Unsealed = tuple[str | None, str | None, str | None, tuple[tuple[str, str], ...] | None]
 
 
 class Sealing:
@@ -44,9 +47,11 @@ class Sealing:
         self.identity = identity
         self._personal = frozenset(privacy.personal)
         self._kinds = frozenset(identity.kinds)
-        # What a key's personal data, as sent, was sealed to: (identifiers' digests, check,
-        # sealed text), for as long as the vault holds the keys it was sealed with.
-        self._made: dict[tuple[Any, ...], tuple[dict[str, str], str, str]] = {}
+        # Identifiers as sent, and their digests; what a key's personal data as sent was
+        # sealed to (check, sealed text), for as long as the vault holds the keys it was
+        # sealed with.
+        self._digested: dict[tuple[str | None, ...], dict[str, str]] = {}
+        self._made: dict[tuple[str, Unsealed], tuple[str, str]] = {}
         self._made_with = vault.let_go
 
     def sealed_definition(self, definition: JourneyDefinition) -> JourneyDefinition:
@@ -136,41 +141,55 @@ class Sealing:
     ) -> dict[str, Any]:
         """The stored state of a touchpoint, its personal data sealed; recorded under `key`
         (its own, unless told)."""
-        attributes: Mapping[str, str] = tp.attributes
-        personal: dict[str, str] | None = None
-        if not (self._personal.isdisjoint(attributes) and self._kinds.isdisjoint(attributes)):
-            attributes, personal = self._split(attributes)
-        if key is None:
-            key = self.key_of(tp) if tp.anonymous else tp.customer_id
-        state: dict[str, Any] = {
-            "event_id": tp.event_id,
-            "customer_id": key,
-            "channel": tp.channel,
-            "type": tp.type,
-            "occurred_at": tp.occurred_at,
-            "source": tp.source,
-            "rep_id": tp.rep_id,
-            "outcome": tp.outcome,
-            "attributes": attributes if type(attributes) is dict else dict(attributes),
-        }
+        state, unsealed = self._in_the_clear(tp, key)
         sealed = None
-        if tp.email or tp.phone or tp.cookie_id or personal:
-            if self.vault.let_go != self._made_with:
-                self._made.clear()
-                self._made_with = self.vault.let_go
-            sent = (key, tp.email, tp.phone, tp.cookie_id, personal and tuple(personal.items()))
-            made = self._made.get(sent)
-            if made is None:
-                made = self._made[sent] = self._sealed(key, tp, personal)
-            state["identifiers"], state[CHECK], sealed = made
-        else:
-            state["identifiers"] = {}
+        if unsealed is not None:
+            state[CHECK], sealed = self.sealed(state["customer_id"], unsealed)
         state["timestamp"] = timestamp
         if tp.anonymous:
             state["anonymous"] = True
         if sealed is not None:
             state[SEALED] = sealed
         return state
+
+    def unsealed_state(
+        self, tp: Touchpoint, timestamp: datetime
+    ) -> tuple[dict[str, Any], Unsealed | None]:
+        """The stored state of a touchpoint but for its personal data's check and sealed
+        text, and that personal data as sent, for `sealed` (in the process that records it,
+        say); None if it has none."""
+        state, unsealed = self._in_the_clear(tp, None)
+        state["timestamp"] = timestamp
+        if tp.anonymous:
+            state["anonymous"] = True
+        return state, unsealed
+
+    def prepare_keys(self, keys: Iterable[str]) -> None:
+        """Makes the keys a batch needs, at once."""
+        self.vault.prepare(keys)
+
+    def sealed(self, key: str, unsealed: Unsealed) -> tuple[str, str]:
+        """Personal data as sent, its check and its sealed text under `key`. A person's
+        touchpoints mostly carry what one of their earlier ones did: that is sealed once, for
+        as long as the vault holds the key it was sealed with."""
+        if self.vault.let_go != self._made_with:
+            self._made.clear()
+            self._made_with = self.vault.let_go
+        made = self._made.get((key, unsealed))
+        if made is None:
+            email, phone, cookie_id, personal = unsealed
+            identifiers = {
+                kind: value
+                for kind, value in zip(BUILT_IN_KINDS, (email, phone, cookie_id), strict=True)
+                if value
+            }
+            made = self.vault.seal(
+                key, {"identifiers": identifiers, "attributes": dict(personal or ())}
+            )
+            if len(self._made) >= _MAX_REMEMBERED:
+                self._made.clear()
+            self._made[(key, unsealed)] = made
+        return made
 
     def opened(self, state: Mapping[str, Any]) -> dict[str, Any]:
         """A stored touchpoint's fields with its personal data as sent: identifiers and
@@ -193,25 +212,41 @@ class Sealing:
         fields["attributes"] = {**fields.get("attributes", {}), **data["attributes"]}
         return fields
 
-    def _sealed(
-        self, key: str, tp: Touchpoint, personal: dict[str, str] | None
-    ) -> tuple[dict[str, str], str, str]:
-        """A touchpoint's identifiers' digests, and its personal data's check and sealed
-        text. (A person's touchpoints mostly carry what one of their earlier ones did: `state`
-        asks for that once, for as long as the vault holds the key it was sealed with.)"""
-        secret: dict[str, str] = {}
-        identifiers: dict[str, str] = {}
-        for kind in BUILT_IN_KINDS:
-            value = getattr(tp, kind)
-            if value:
-                secret[kind] = value
-                digest = self.digest(kind, value)
-                if digest:
+    def _in_the_clear(
+        self, tp: Touchpoint, key: str | None
+    ) -> tuple[dict[str, Any], Unsealed | None]:
+        """A touchpoint's fields that stay in the clear (identifiers as their digests) up to
+        its recording time, and its personal data as sent, if any."""
+        attributes: Mapping[str, str] = tp.attributes
+        personal: dict[str, str] | None = None
+        if not (self._personal.isdisjoint(attributes) and self._kinds.isdisjoint(attributes)):
+            attributes, personal = self._split(attributes)
+        state: dict[str, Any] = {
+            "event_id": tp.event_id,
+            "customer_id": key or (self.key_of(tp) if tp.anonymous else tp.customer_id),
+            "channel": tp.channel,
+            "type": tp.type,
+            "occurred_at": tp.occurred_at,
+            "source": tp.source,
+            "rep_id": tp.rep_id,
+            "outcome": tp.outcome,
+            "attributes": attributes if type(attributes) is dict else dict(attributes),
+        }
+        if not (tp.email or tp.phone or tp.cookie_id or personal):
+            state["identifiers"] = {}
+            return state, None
+        sent = (tp.email, tp.phone, tp.cookie_id)
+        identifiers = self._digested.get(sent)
+        if identifiers is None:
+            identifiers = {}
+            for kind, value in zip(BUILT_IN_KINDS, sent, strict=True):
+                if value and (digest := self.digest(kind, value)):
                     identifiers[kind] = digest
-        check, sealed = self.vault.seal(key, {"identifiers": secret, "attributes": personal or {}})
-        if len(self._made) >= _MAX_REMEMBERED:
-            self._made.clear()
-        return identifiers, check, sealed
+            if len(self._digested) >= _MAX_REMEMBERED:
+                self._digested.clear()
+            self._digested[sent] = identifiers
+        state["identifiers"] = identifiers
+        return state, (*sent, tuple(personal.items()) if personal else None)
 
     def _split(self, attributes: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
         """The attributes kept in the clear (identifier kinds as digests), and the personal."""

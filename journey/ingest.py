@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from engine.bulk import collector_paused
@@ -161,8 +162,9 @@ def _read_and_encode(
     batch_size: int,
     now_ms: int,
 ) -> Iterator[Batch]:
-    """`encoded_batches`, in the second process, with an encoder for the same store."""
+    """`encoded_batches`, in the second process, with an encoder for the same store. The
+    first process seals the touchpoints' personal data as it records them: reading a file
+    costs more than recording it."""
     with journeys_of(settings, definition) as journeys:
-        yield from encoded_batches(
-            paths, journeys.encoder().encode, batch_size=batch_size, now_ms=now_ms
-        )
+        encode = partial(journeys.encoder().encode, seal_later=True)
+        yield from encoded_batches(paths, encode, batch_size=batch_size, now_ms=now_ms)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from engine.definition import load_definition
 from engine.errors import UnknownCustomer
 from engine.journeys import CustomerJourney, stream_id
 from engine.ledger import BatchWrite, Partition
 from engine.recording import Journeys
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint
-from journey.bootstrap import event_store_env
+from engine.vault import MasterKeys
+from journey.bootstrap import event_store_env, journeys_of
 from projections.log import JourneyLog
 from stores.postgres.events import PostgresJourneyRecorder
 from tests.conftest import T0, touchpoint
@@ -289,3 +294,59 @@ def test_each_touchpoint_is_in_the_partition_its_stream_is_held_by(journeys: Jou
     for share in shares:
         assert [e.at for _, e in share if e.event_id is None] == [T0 + 1_000]
         assert [position for position, _ in share] == sorted(position for position, _ in share)
+
+
+@pytest.fixture
+def sealed_journeys(settings: Settings) -> Iterator[Journeys]:
+    keyed = dataclasses.replace(settings, master_key=MasterKeys.new_line("k1"))
+    with journeys_of(keyed, load_definition()) as journeys:
+        yield journeys
+
+
+texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
+sealable = st.builds(
+    Touchpoint,
+    event_id=st.uuids().map(str),
+    customer_id=st.sampled_from(["C-1", "C-2"]),
+    channel=st.just("web"),
+    type=st.just("page_view"),
+    occurred_at=st.just(T0),
+    source=st.just("web"),
+    rep_id=st.none(),
+    outcome=st.none(),
+    email=st.none() | st.sampled_from(["anna@example.com", "Berit@Example.org"]),
+    phone=st.none() | st.sampled_from(["+45 20 11 22 33", "not a number"]),
+    cookie_id=st.none() | texts,
+    # Attribute names the stored state also has, and the personal ones, among others.
+    attributes=st.dictionaries(
+        st.sampled_from(["timestamp", "sealed", "personal_data", "name", "note", "page"]) | texts,
+        texts,
+        max_size=4,
+    ),
+    anonymous=st.booleans(),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batch=st.lists(sealable, min_size=1, max_size=6))
+def test_personal_data_sealed_as_a_batch_is_recorded_is_stored_as_if_sealed_when_encoded(
+    sealed_journeys: Journeys, batch: list[Touchpoint]
+) -> None:
+    encoder = sealed_journeys.encoder()
+    assert encoder.sealing is not None
+    whole = encoder.encode(batch)
+    later = encoder.encode(batch, seal_later=True)  # in the process that reads a file, say
+    encoder.seal(later)  # in the one that records it
+    assert later.customer_ids == whole.customer_ids
+    for sealed_later, sealed_whole in zip(later.states, whole.states, strict=True):
+        fields = encoder.decode(sealed_later)
+        assert encoder.encode_state(fields) == sealed_later  # the stored form, field order kept
+        fields.pop("timestamp")
+        expected = encoder.decode(sealed_whole)
+        expected.pop("timestamp")
+        assert fields == expected
+    opened = [encoder.sealing.opened(encoder.decode(state)) for state in later.states]
+    sent = [tp.identifiers for tp in batch]
+    assert [fields["identifiers"] for fields in opened] == sent

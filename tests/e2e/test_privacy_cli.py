@@ -34,8 +34,14 @@ def new_master(data_dir: Path, name: str) -> str:
     return made.stdout.strip()
 
 
-@pytest.fixture
-def sealed(tmp_path: Path) -> tuple[Path, Path, str]:
+@pytest.fixture(params=["serial", "parallel"])
+def sealed(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Path, str]:
+    """A store that sealed what a file held: read in the process that records it, or in a
+    second one, which leaves the sealing to the first."""
+    if request.param == "parallel":
+        monkeypatch.setenv("JOURNEY_PARALLEL_ABOVE_BYTES", "0")
     data_dir, keys = tmp_path / "data", tmp_path / "master.keys"
     line = new_master(data_dir, "2025")
     keys.write_text(line + "\n")
