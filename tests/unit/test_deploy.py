@@ -226,3 +226,12 @@ def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
     )
 
     assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def test_the_page_and_the_api_read_the_tokens_file_the_operator_names() -> None:
+    serve = compose()["services"]["serve"]
+
+    assert serve["environment"]["JOURNEY_TOKENS_FILE"] == (
+        "${JOURNEY_TOKENS_FILE:+/run/journey/tokens.toml}"
+    )
+    assert "${JOURNEY_TOKENS_FILE:-/dev/null}:/run/journey/tokens.toml:ro" in serve["volumes"]
