@@ -42,6 +42,7 @@ from engine.errors import DecodeError, InvalidTouchpoint, RegistryUnavailable, S
 from engine.ledger import BatchWrite
 from engine.outage import Outage, one_line
 from engine.recording import BatchRecorded, Journeys, OnConflicts
+from engine.sealing import ERASED
 from engine.touchpoints import Touchpoint, touchpoint_from_record
 from schemas.codec import AvroContract, wire_contract
 from schemas.registry import SchemaRegistry
@@ -759,6 +760,9 @@ def redrive(
     letters_by_id = {stored.id: stored for stored in letters}
     for stored in letters:
         if stored.redriven_at is not None:
+            continue
+        if stored.letter.value is None and stored.letter.detail == ERASED:
+            report.still_dead.append((stored, "erased: its person was forgotten"))
             continue
         outcome = triage(stored.letter.value, decoder, now_ms=now_ms, max_bytes=max_bytes)
         if isinstance(outcome, Touchpoint):

@@ -62,6 +62,9 @@ def test_a_person_forgotten_leaves_nothing_in_the_store_nor_in_what_is_published
     }
     letters = json.loads(pipeline.journey("dead-letters", "--json").stdout)
     assert [(letter["reason"], letter["detail"]) for letter in letters] == [("invalid", "(erased)")]
+    redriven = pipeline.journey("dead-letters", "redrive")
+    assert redriven.returncode == 1
+    assert "still fails: erased: its person was forgotten" in redriven.stderr + redriven.stdout
 
     # Her journey goes on: the next touchpoint ends an action, published again, without her.
     published = pipeline.log_end(pipeline.actions_topic)
