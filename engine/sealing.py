@@ -33,7 +33,7 @@ from engine.vault import Vault
 CHECK = "personal_data"
 SEALED = "sealed"
 ERASED = "(erased)"  # what personal data reads as once its key is gone
-_MAX_REMEMBERED = 200_000  # identifiers digested, and personal data sealed, a process remembers
+_MAX_REMEMBERED = 200_000  # identifiers digested, and people's data sealed, a process remembers
 # A touchpoint's personal data as sent: its email, phone and cookie id, and its personal
 # attributes (name, value), if any.
 Unsealed = tuple[str | None, str | None, str | None, tuple[tuple[str, str], ...] | None]
@@ -47,11 +47,11 @@ class Sealing:
         self.identity = identity
         self._personal = frozenset(privacy.personal)
         self._kinds = frozenset(identity.kinds)
-        # Identifiers as sent, and their digests; what a key's personal data as sent was
-        # sealed to (check, sealed text), for as long as the vault holds the keys it was
-        # sealed with.
-        self._digested: dict[tuple[str | None, ...], dict[str, str]] = {}
-        self._made: dict[tuple[str, Unsealed], tuple[str, str]] = {}
+        # Identifiers as sent, and their digests (None for those that identify no one); each
+        # key's last personal data as sent, and what it was sealed to (check, sealed text),
+        # for as long as the vault holds the keys it was sealed with.
+        self._digests: dict[tuple[str, str], str | None] = {}
+        self._made: dict[str, tuple[Unsealed, tuple[str, str]]] = {}
         self._made_with = vault.let_go
 
     def sealed_definition(self, definition: JourneyDefinition) -> JourneyDefinition:
@@ -93,10 +93,16 @@ class Sealing:
 
     def digest(self, kind: str, value: str) -> str | None:
         """An identifier's digest in its matching form; None if it identifies no one."""
-        try:
-            return self.vault.digest(kind, normalised(kind, value, self.identity.region))
-        except InvalidTouchpoint:
-            return None
+        found = self._digests.get((kind, value), "")  # no digest is empty
+        if found == "":
+            try:
+                found = self.vault.digest(kind, normalised(kind, value, self.identity.region))
+            except InvalidTouchpoint:
+                found = None
+            if len(self._digests) >= _MAX_REMEMBERED:
+                self._digests.clear()
+            self._digests[(kind, value)] = found
+        return found
 
     def resealed(self, fields: Mapping[str, Any]) -> dict[str, Any] | None:
         """A touchpoint recorded in the clear, sealed under the key it was recorded under;
@@ -175,20 +181,21 @@ class Sealing:
         if self.vault.let_go != self._made_with:
             self._made.clear()
             self._made_with = self.vault.let_go
-        made = self._made.get((key, unsealed))
-        if made is None:
-            email, phone, cookie_id, personal = unsealed
-            identifiers = {
-                kind: value
-                for kind, value in zip(BUILT_IN_KINDS, (email, phone, cookie_id), strict=True)
-                if value
-            }
-            made = self.vault.seal(
-                key, {"identifiers": identifiers, "attributes": dict(personal or ())}
-            )
-            if len(self._made) >= _MAX_REMEMBERED:
-                self._made.clear()
-            self._made[(key, unsealed)] = made
+        last = self._made.get(key)
+        if last is not None and last[0] == unsealed:
+            return last[1]
+        email, phone, cookie_id, personal = unsealed
+        identifiers = {
+            kind: value
+            for kind, value in zip(BUILT_IN_KINDS, (email, phone, cookie_id), strict=True)
+            if value
+        }
+        made = self.vault.seal(
+            key, {"identifiers": identifiers, "attributes": dict(personal or ())}
+        )
+        if len(self._made) >= _MAX_REMEMBERED:
+            self._made.clear()
+        self._made[key] = (unsealed, made)
         return made
 
     def opened(self, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,16 +243,10 @@ class Sealing:
             state["identifiers"] = {}
             return state, None
         sent = (tp.email, tp.phone, tp.cookie_id)
-        identifiers = self._digested.get(sent)
-        if identifiers is None:
-            identifiers = {}
-            for kind, value in zip(BUILT_IN_KINDS, sent, strict=True):
-                if value and (digest := self.digest(kind, value)):
-                    identifiers[kind] = digest
-            if len(self._digested) >= _MAX_REMEMBERED:
-                self._digested.clear()
-            self._digested[sent] = identifiers
-        state["identifiers"] = identifiers
+        identifiers = state["identifiers"] = {}
+        for kind, value in zip(BUILT_IN_KINDS, sent, strict=True):
+            if value and (digest := self.digest(kind, value)):
+                identifiers[kind] = digest
         return state, (*sent, tuple(personal.items()) if personal else None)
 
     def _split(self, attributes: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:

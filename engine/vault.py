@@ -186,23 +186,15 @@ class Vault:
         # held before may have been sealed with a key that is gone.
         self.let_go = 0
         self._index = hmac.new(self._key(INDEX_SUBJECT), digestmod=hashlib.sha256)
-        self._digests: dict[str, str] = {}
 
     # -- identifiers -----------------------------------------------------------------------
 
     def digest(self, kind: str, value: str) -> str:
         """The keyed digest of an identifier in its matching form: the same in every process
         of this store, and useless without the index key."""
-        text = f"{kind}:{value}"
-        found = self._digests.get(text)
-        if found is None:
-            mac = self._index.copy()
-            mac.update(text.encode())
-            found = DIGEST_PREFIX + base64.urlsafe_b64encode(mac.digest())[:_DIGEST_CHARS].decode()
-            if len(self._digests) >= _MAX_OPEN_KEYS:
-                self._digests.clear()
-            self._digests[text] = found
-        return found
+        mac = self._index.copy()
+        mac.update(f"{kind}:{value}".encode())
+        return DIGEST_PREFIX + base64.urlsafe_b64encode(mac.digest())[:_DIGEST_CHARS].decode()
 
     # -- sealing ---------------------------------------------------------------------------
 
