@@ -64,13 +64,13 @@ class Person:
 class Regrouped(NamedTuple):
     """How a step changed whose touchpoints are whose: the people whose touchpoints changed
     (those who absorbed someone, and those a split made), and the ids that no longer name
-    anyone's journey. A new person, or a new identifier of someone known, changes neither."""
+    anyone's journey. A new person, or a new identifier of someone known, changes neither.
+
+    Ask `changed or gone`, never the tuple itself: compiled (scripts/compile.py), a named
+    tuple with fields is always true, whatever `__bool__` it has."""
 
     changed: tuple[str, ...] = ()
     gone: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.changed or self.gone)
 
 
 _NOTHING = Regrouped()

@@ -233,7 +233,7 @@ class People:
 
     def _noted(self, regrouped: Regrouped) -> Regrouped:
         """Keeps `_alone` and the aliases true to the graph after people were regrouped."""
-        if regrouped:
+        if regrouped.changed or regrouped.gone:
             for person in regrouped.changed:
                 for key in self.keys(person):
                     self._aliases[key] = None if key == person else person

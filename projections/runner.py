@@ -264,7 +264,7 @@ class JourneyProjector:
             if key is None:
                 if isinstance(seen, Decision):
                     moved = self.people.decide(log_position, seen)
-                    if moved:
+                    if moved.changed or moved.gone:
                         self._regroup(moved, changed, waiting, regrouped, removed)
                 elif ticked is None or at > ticked:
                     ticked = self._ticked = at
@@ -273,7 +273,7 @@ class JourneyProjector:
             clock = max(clock, at)
             # Only a key's entry has a sighting: decisions have none.
             person, moved = place(log_position, key, cast(Sighting | None, seen), mark.event_id, at)
-            if moved:
+            if moved.changed or moved.gone:
                 self._regroup(moved, changed, waiting, regrouped, removed)
             if person in regrouped:
                 continue

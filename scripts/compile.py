@@ -19,10 +19,12 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# The position, the machine, the stepwise fold the decider reads, the decider's page loop and
-# its deciding, and every detector; not the detectors' package itself, which finds its
-# modules when it is imported.
+# The identity graph and who is who as the fold reads the log, the position, the machine, the
+# stepwise fold the decider reads, the decider's page loop and its deciding, and every
+# detector; not the detectors' package itself, which finds its modules when it is imported.
 MODULES = (
+    "engine/identity.py",
+    "projections/people.py",
     "projections/position.py",
     "projections/machine.py",
     "projections/stepwise.py",

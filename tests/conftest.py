@@ -20,7 +20,7 @@ T0 = millis(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))  # a Monday
 HOUR = 3_600_000
 DAY = 24 * HOUR
 # Where scripts/compile.py puts the modules it compiles, beside their sources.
-COMPILED = ("projections", "consumers")
+COMPILED = ("engine", "projections", "consumers")
 
 
 def pytest_configure(config: pytest.Config) -> None:
