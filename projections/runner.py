@@ -356,23 +356,21 @@ class JourneyProjector:
     def stepwise(self, page: MarkedPage) -> StepwiseFold:
         """Folds `page` an entry at a time, for a reader that acts on the positions as of each
         touchpoint and each clock event (the decider): see `StepwiseFold`."""
-        self._prepare(page)
-        self.people.read_ahead(
-            ((key, seen) for _, key, _, seen in page), also=self._late_ones(page)
-        )
+        persons = self._prepare(page)
+        self.people.read_ahead(page, also=self._late_ones(page, persons))
         return StepwiseFold(self)
 
-    def _late_ones(self, page: MarkedPage) -> set[str]:
+    def _late_ones(self, page: MarkedPage, persons: list[str | None]) -> set[str]:
         """The people with a touchpoint on the page earlier than one already folded, whose
         earlier touchpoints are read with the page's (once people are joined, any of them
-        may be: this is only what is read ahead)."""
-        positions, person_of = self._positions, self.people.person_of
+        may be: this is only what is read ahead). `persons`: whose each entry is, as the
+        page begins (`_prepare`)."""
+        positions = self._positions
         latest: dict[str, int] = {}
         late = set()
-        for _, key, mark, _ in page:
-            if key is None:
+        for (_, _, mark, _), person in zip(page, persons, strict=True):
+            if person is None:
                 continue
-            person = person_of(key)
             seen = latest.get(person)
             if seen is None:
                 position = positions.get(person)
@@ -382,9 +380,10 @@ class JourneyProjector:
             latest[person] = max(seen, mark.occurred_at)
         return late
 
-    def _prepare(self, page: MarkedPage) -> None:
+    def _prepare(self, page: MarkedPage) -> list[str | None]:
         """Knows the last clock event and who is who before the page, and holds the page's
-        customers' positions in memory."""
+        customers' positions in memory. Returns whose each entry is as the page begins
+        (None for a clock event or a people's decision)."""
         positions = self._positions
         if not self._ticked_known:
             self._ticked = self._load_ticked()
@@ -392,11 +391,13 @@ class JourneyProjector:
         if page:
             self.people.catch_up(page[0][0] - 1)
         person_of = self.people.person_of
-        customers = {person_of(key) for _, key, _, _ in page if key is not None}
+        persons = [None if key is None else person_of(key) for _, key, _, _ in page]
+        customers = {person for person in persons if person is not None}
         if self._max_cached is not None and len(positions) + len(customers) > self._max_cached:
             self.before_forgetting()
             positions.clear()
         self._ensure(customers)
+        return persons
 
     @property
     def max_cached(self) -> int | None:
