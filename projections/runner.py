@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import zlib
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass, replace
@@ -125,7 +126,8 @@ def _marked_pages_of_store(
 class ShareFolded(NamedTuple):
     """What a partition's fold reports once its share is written; or, `joined`, that it
     stopped: the log joins people recorded under several keys, whose touchpoints may sit in
-    other partitions, so that partitions of the keys are not partitions of the people."""
+    other partitions, so that partitions of the keys are not partitions of the people (the
+    rebuild then partitions by person: see `Share.by_person`)."""
 
     clock: int | None
     ticked: int | None
@@ -143,6 +145,38 @@ class Share:
     head: int
     page_size: int
     max_cached: int | None = _MAX_CACHED_POSITIONS
+    # Partitioned by person rather than by stream: the share reads the whole log and places
+    # every touchpoint, so that each share knows who is who as the log says at each entry,
+    # and folds and writes only its own people (`owned_by`).
+    by_person: bool = False
+
+
+def _joins_keys(page: MarkedPage) -> bool:
+    """Whether a page holds a touchpoint without a customer id, or a people's decision:
+    what makes one person's touchpoints sit under several keys (`People.joins_keys`)."""
+    for _, _, _, seen in page:
+        if isinstance(seen, Decision) or (seen is not None and seen.customer_id is None):
+            return True
+    return False
+
+
+class _Owned(dict[str, bool]):
+    """Whether a person, or a key's row of who is who, is a share's in a rebuild partitioned
+    by person: told by the id alone, so that every process agrees, and a person stays in one
+    share for as long as their id names them. Each id is worked out once."""
+
+    def __init__(self, partition: Partition) -> None:
+        super().__init__()
+        self._index, self._count = partition.index, partition.count
+
+    def __missing__(self, name: str) -> bool:
+        owned = self[name] = zlib.crc32(name.encode()) % self._count == self._index
+        return owned
+
+
+def owned_by(partition: Partition) -> Callable[[str], bool]:
+    """`_Owned`, asked as a function."""
+    return _Owned(partition).__getitem__
 
 
 def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
@@ -156,8 +190,11 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
     view = share.open_view()
     try:
         log = JourneyLog(app)
+        owns = owned_by(partition) if share.by_person else None
 
         def due(at: int) -> list[str]:
+            if owns is not None:
+                return [c for c in view.due_before(at) if owns(c)]
             return [c for c in view.due_before(at) if partition.holds(stream_id(c))]
 
         projector = JourneyProjector(
@@ -167,6 +204,7 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
             due,
             ticked=lambda: None,
             max_cached=share.max_cached,
+            owns=owns,
         )
         projector.forget(view_is_empty=True)
         digest = definition_digest(definition)
@@ -183,12 +221,20 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
         clock: int | None = None
         with collector_paused():
             for page in marked_pages(
-                log, projector.machine, 0, share.head, share.page_size, partition=partition
+                log,
+                projector.machine,
+                0,
+                share.head,
+                share.page_size,
+                partition=None if share.by_person else partition,
             ):
                 if not page:
                     break
+                if not share.by_person and _joins_keys(page):
+                    yield ShareFolded(None, None, joined=True)
+                    return
                 changes = projector.fold(page)
-                if projector.people.joins_keys:
+                if projector.people.joins_keys and not share.by_person:
                     yield ShareFolded(None, None, joined=True)
                     return
                 held.add(changes)
@@ -217,8 +263,11 @@ class JourneyProjector:
         ticked: Callable[[], int | None],
         *,
         max_cached: int | None = _MAX_CACHED_POSITIONS,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
-        """Keeps up to `max_cached` positions in memory between pages (None: all)."""
+        """Keeps up to `max_cached` positions in memory between pages (None: all). With
+        `owns`, `fold` places every touchpoint but folds, and reports, only the people it
+        owns, and of who is who only the keys it owns (a rebuild's share, by person)."""
         self.machine = StageMachine(definition)
         self.people = People(definition.identity, history)
         self._max_cached = max_cached
@@ -226,6 +275,7 @@ class JourneyProjector:
         self._load = load
         self._due = due
         self._load_ticked = ticked
+        self._owns = owns
         self._ticked: int | None = None
         self._ticked_known = False
         self._positions: dict[str, Position] = {}
@@ -259,6 +309,7 @@ class JourneyProjector:
         removed: set[str] = set()
         clock = 0
         ticked = self._ticked
+        owns = self._owns
         for log_position, key, mark, seen in page:
             at = mark.occurred_at
             if key is None:
@@ -275,7 +326,7 @@ class JourneyProjector:
             person, moved = place(log_position, key, cast(Sighting | None, seen), mark.event_id, at)
             if moved.changed or moved.gone:
                 self._regroup(moved, changed, waiting, regrouped, removed)
-            if person in regrouped:
+            if person in regrouped or (owns is not None and not owns(person)):
                 continue
             if person in waiting:
                 waiting[person][1].append(mark)
@@ -294,6 +345,9 @@ class JourneyProjector:
         self._replay(waiting, regrouped, end, ticked, changed)
         if self._written is not None:
             self._written.update(changed)
+        aliases = self.people.take_aliases()
+        if owns is not None:
+            aliases = {key: person for key, person in aliases.items() if owns(key)}
         return PageChanges(
             list(changed.values()),
             clock or None,
@@ -301,7 +355,7 @@ class JourneyProjector:
             ticked=ticked,
             details=self._rows(changed.values()),
             removed=tuple(sorted(removed)),
-            aliases=self.people.take_aliases(),
+            aliases=aliases,
         )
 
     def _position_of(self, person: str) -> Position:
@@ -318,17 +372,21 @@ class JourneyProjector:
         removed: set[str],
     ) -> None:
         """People became one, or one became several: the ids gone leave the views, and the
-        people who changed are folded again at the end of the page."""
+        people who changed are folded again at the end of the page (of those this projector
+        owns)."""
+        owns = self._owns
         for gone in moved.gone:
             self._positions.pop(gone, None)
             changed.pop(gone, None)
             waiting.pop(gone, None)
             regrouped.discard(gone)
-            removed.add(gone)
+            if owns is None or owns(gone):
+                removed.add(gone)
         for person in moved.changed:
             removed.discard(person)
             waiting.pop(person, None)
-            regrouped.add(person)
+            if owns is None or owns(person):
+                regrouped.add(person)
 
     def _replay(
         self,
@@ -393,6 +451,8 @@ class JourneyProjector:
         person_of = self.people.person_of
         persons = [None if key is None else person_of(key) for _, key, _, _ in page]
         customers = {person for person in persons if person is not None}
+        if self._owns is not None:
+            customers = set(filter(self._owns, customers))
         if self._max_cached is not None and len(positions) + len(customers) > self._max_cached:
             self.before_forgetting()
             positions.clear()
@@ -592,7 +652,6 @@ class ProjectionRunner:
             built = self._fold_in_partitions(opener, head, progress) if opener else None
             if built is not None:
                 return built
-            # The log joins people under several keys: one process folds it all.
         if large:
             pages = from_another_process(
                 _marked_pages_of_store,
@@ -639,10 +698,25 @@ class ProjectionRunner:
         self, open_view: Callable[[], JourneyView], head: int, progress: Progress | None
     ) -> CatchUp | None:
         """Builds empty views from the start of the log up to `head`, one process per
-        partition of the customers, then writes the journey's position and clocks. None,
-        with the views emptied, if the log joins people recorded under several keys (a
-        touchpoint without a customer id, a merge): their touchpoints may sit in several
-        partitions."""
+        partition of the customers, then writes the journey's position and clocks. Each
+        share reads only its customers' streams, unless the log joins people recorded under
+        several keys (a touchpoint without a customer id, a merge), whose touchpoints may sit
+        in several shares: then it starts again, partitioned by person (`Share.by_person`)."""
+        built = self._fold_shares(open_view, head, progress, by_person=False)
+        if built is None:  # the log joins people under several keys
+            built = self._fold_shares(open_view, head, progress, by_person=True)
+        return built
+
+    def _fold_shares(
+        self,
+        open_view: Callable[[], JourneyView],
+        head: int,
+        progress: Progress | None,
+        *,
+        by_person: bool,
+    ) -> CatchUp | None:
+        """`_fold_in_partitions` partitioned one way; None, with the views emptied, if the
+        shares were partitioned by stream and the log joins people under several keys."""
         count = self._partitions
         # What a build that stopped may have left (the journey's position stays 0 until the
         # end) goes first: each share takes the views as holding none of its customers.
@@ -662,6 +736,7 @@ class ProjectionRunner:
                     head,
                     self._page_size,
                     cached,
+                    by_person,
                 ),
             )
             for index in range(count)
