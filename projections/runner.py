@@ -42,6 +42,9 @@ Progress = Callable[[int, int], None]  # (events done so far, events to do)
 _MAX_CACHED_POSITIONS = 100_000
 _MAX_PARTITIONS = 8
 _SHARE_HEADROOM = 1.25
+# The log entries a rebuild reads first to tell whether it joins people under several keys
+# (then its partitions are by person from the start, rather than after a false start).
+_GLANCE = 1_000
 
 
 def _usable_cores() -> int:
@@ -605,6 +608,7 @@ class ProjectionRunner:
         self._partitions = partitions or min(_usable_cores(), _MAX_PARTITIONS)
         self._committed = -1  # the last position this runner wrote; -1: none yet
         self._page_size = page_size
+        self._glance = _GLANCE
         self._log = JourneyLog(app)
         self._projector = JourneyProjector(
             definition, view.load_positions, self._log, view.due_before, view.ticked
@@ -701,8 +705,14 @@ class ProjectionRunner:
         partition of the customers, then writes the journey's position and clocks. Each
         share reads only its customers' streams, unless the log joins people recorded under
         several keys (a touchpoint without a customer id, a merge), whose touchpoints may sit
-        in several shares: then it starts again, partitioned by person (`Share.by_person`)."""
-        built = self._fold_shares(open_view, head, progress, by_person=False)
+        in several shares: then it starts again, partitioned by person (`Share.by_person`),
+        or starts so at once if the log's first entries already join people."""
+        first = marked_pages(self._log, self._projector.machine, 0, head, self._glance)
+        glance = next(first, [])
+        first.close()
+        built = None
+        if not _joins_keys(glance):
+            built = self._fold_shares(open_view, head, progress, by_person=False)
         if built is None:  # the log joins people under several keys
             built = self._fold_shares(open_view, head, progress, by_person=True)
         return built

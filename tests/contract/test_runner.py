@@ -365,18 +365,22 @@ def joined_history(engine: Engine) -> list[str]:
     return sorted(names | {tp.customer_id for tp in touchpoints} | {"S7-GRETA"})
 
 
-@pytest.mark.parametrize("max_cached", [None, 12])
+@pytest.mark.parametrize(
+    ("max_cached", "glance"), [(None, 1_000), (12, 1_000), (None, 0)], ids=["", "cached", "late"]
+)
 def test_a_rebuild_of_a_log_that_joins_people_under_several_keys_is_partitioned_by_person(
-    paged: Engine, tmp_path: Path, max_cached: int | None
+    paged: Engine, tmp_path: Path, max_cached: int | None, glance: int
 ) -> None:
     """Partitions of the keys are not partitions of the people once touchpoints without a
     customer id, or people's merges, join them: each partition then reads the whole log to
-    know who is who, and folds and writes only its own people. The views are the ones the
-    live runner keeps, and every partition wrote its share."""
+    know who is who, and folds and writes only its own people; from the start if the log's
+    first entries join people, else once a partition of the keys meets such an entry. The
+    views are the ones the live runner keeps, and every partition wrote its share."""
     ids = joined_history(paged)
     built = SQLiteJourneyView(tmp_path / "partitioned.db")
     runner = in_other_processes(paged, built, page_size=50, partitions=3)
     runner._projector._max_cached = max_cached
+    runner._glance = glance  # how many entries it reads before partitioning
 
     done = runner.catch_up(unseen=True)
 
