@@ -23,7 +23,7 @@ from engine.ledger import Partition
 from engine.pipeline import from_another_process, from_other_processes
 from engine.recording import Journeys
 from engine.settings import DEFAULT_PAGE_SIZE
-from projections.log import JourneyLog
+from projections.log import Folded, JourneyLog
 from projections.machine import StageMachine
 from projections.people import Decision, History, People, Sighting, sighting
 from projections.position import Mark, Position, due_before
@@ -81,6 +81,11 @@ def definition_digest(definition: JourneyDefinition) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# A page of the log as `marked_pages(..., marked=False)` gives it: each touchpoint as it
+# was read, for the fold to mark if it folds it.
+FoldedPage = list[tuple[int, str | None, Mark | Folded, Sighting | Decision | None]]
+
+
 def marked_pages(
     log: JourneyLog,
     machine: StageMachine,
@@ -93,11 +98,35 @@ def marked_pages(
     """The log's touchpoints and clock events after `start` up to `head`, a page at a time,
     reduced to what the fold needs; with a partition, only its customers' touchpoints. An
     empty page closes the range when its last events are neither."""
+    return cast(
+        Generator[MarkedPage, None, None],
+        _pages(log, machine, start, head, page_size, partition=partition, marked=True),
+    )
+
+
+def unmarked_pages(
+    log: JourneyLog, machine: StageMachine, start: int, head: int, page_size: int
+) -> Generator[FoldedPage, None, None]:
+    """`marked_pages`, each touchpoint left as it was read: for a fold that places every
+    touchpoint but folds only some (a rebuild's share, by person)."""
+    return _pages(log, machine, start, head, page_size, partition=None, marked=False)
+
+
+def _pages(
+    log: JourneyLog,
+    machine: StageMachine,
+    start: int,
+    head: int,
+    page_size: int,
+    *,
+    partition: Partition | None,
+    marked: bool,
+) -> Generator[FoldedPage, None, None]:
     position = start
-    mark = machine.mark_folded
+    mark: Callable[[Folded], Mark | Folded] = machine.mark_folded if marked else _as_read
     kinds = machine.definition.identity.kinds
     while position < head:
-        page: MarkedPage = []
+        page: FoldedPage = []
         add = page.append
         with collector_paused():
             for log_position, e in log.folded(position, page_size, stop=head, partition=partition):
@@ -113,6 +142,10 @@ def marked_pages(
         if not page:
             return
         position = page[-1][0]
+
+
+def _as_read(e: Folded) -> Folded:
+    return e
 
 
 def _marked_pages_of_store(
@@ -154,7 +187,7 @@ class Share:
     by_person: bool = False
 
 
-def _joins_keys(page: MarkedPage) -> bool:
+def _joins_keys(page: MarkedPage | FoldedPage) -> bool:
     """Whether a page holds a touchpoint without a customer id, or a people's decision:
     what makes one person's touchpoints sit under several keys (`People.joins_keys`)."""
     for _, _, _, seen in page:
@@ -223,14 +256,14 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
         projector.before_forgetting = write_held
         clock: int | None = None
         with collector_paused():
-            for page in marked_pages(
-                log,
-                projector.machine,
-                0,
-                share.head,
-                share.page_size,
-                partition=None if share.by_person else partition,
-            ):
+            pages: Iterator[MarkedPage | FoldedPage]
+            if share.by_person:
+                pages = unmarked_pages(log, projector.machine, 0, share.head, share.page_size)
+            else:
+                pages = marked_pages(
+                    log, projector.machine, 0, share.head, share.page_size, partition=partition
+                )
+            for page in pages:
                 if not page:
                     break
                 if not share.by_person and _joins_keys(page):
@@ -295,7 +328,8 @@ class JourneyProjector:
         self._written = set() if view_is_empty else None
         self._ticked_known = False
 
-    def fold(self, page: MarkedPage) -> PageChanges:
+    def fold(self, page: MarkedPage | FoldedPage) -> PageChanges:
+        """Folds a page; touchpoints left unmarked (`unmarked_pages`) are marked if folded."""
         self._prepare(page)
         self.people.read_ahead(())  # streams are read once, at the end of the page
         positions = self._positions
@@ -313,8 +347,9 @@ class JourneyProjector:
         clock = 0
         ticked = self._ticked
         owns = self._owns
-        for log_position, key, mark, seen in page:
-            at = mark.occurred_at
+        mark_folded = self.machine.mark_folded
+        for log_position, key, entry, seen in page:
+            at = entry.occurred_at
             if key is None:
                 if isinstance(seen, Decision):
                     moved = self.people.decide(log_position, seen)
@@ -326,11 +361,14 @@ class JourneyProjector:
                 continue
             clock = max(clock, at)
             # Only a key's entry has a sighting: decisions have none.
-            person, moved = place(log_position, key, cast(Sighting | None, seen), mark.event_id, at)
+            person, moved = place(
+                log_position, key, cast(Sighting | None, seen), entry.event_id or "", at
+            )
             if moved.changed or moved.gone:
                 self._regroup(moved, changed, waiting, regrouped, removed)
             if person in regrouped or (owns is not None and not owns(person)):
                 continue
+            mark = entry if isinstance(entry, Mark) else mark_folded(entry)
             if person in waiting:
                 waiting[person][1].append(mark)
                 continue
@@ -441,7 +479,7 @@ class JourneyProjector:
             latest[person] = max(seen, mark.occurred_at)
         return late
 
-    def _prepare(self, page: MarkedPage) -> list[str | None]:
+    def _prepare(self, page: MarkedPage | FoldedPage) -> list[str | None]:
         """Knows the last clock event and who is who before the page, and holds the page's
         customers' positions in memory. Returns whose each entry is as the page begins
         (None for a clock event or a people's decision)."""
