@@ -8,16 +8,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench fuzz lock clean
 
-# The hottest modules of the fold and of the decider, and the touchpoint's validation
-# (scripts/compile.py's), compiled with mypyc where a C compiler is found (plain Python
-# elsewhere); compiled again whenever they change, or a module whose named tuples or
+# The hottest modules of who is who, of the fold and of the decider, and the touchpoint's
+# validation (scripts/compile.py's), compiled with mypyc where a C compiler is found (plain
+# Python elsewhere); compiled again whenever they change, or a module whose named tuples or
 # constants they read compiled in does.
+IDENTITY := engine/identity.py projections/people.py
 FOLD := projections/position.py projections/machine.py projections/stepwise.py \
 	$(wildcard projections/detectors/*.py)
 DECIDER := consumers/briefs.py consumers/deciding.py consumers/page_decider.py
 VALIDATION := engine/touchpoints.py
-READ_COMPILED := engine/words.py engine/actions.py engine/identity.py consumers/action_store.py \
-	projections/people.py
+READ_COMPILED := engine/words.py engine/actions.py consumers/action_store.py
 COMPILED := $(VENV)/.compiled
 
 $(STAMP): pyproject.toml
@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-$(COMPILED): $(STAMP) $(FOLD) $(DECIDER) $(VALIDATION) $(READ_COMPILED) scripts/compile.py
+$(COMPILED): $(STAMP) $(IDENTITY) $(FOLD) $(DECIDER) $(VALIDATION) $(READ_COMPILED) \
+		scripts/compile.py
 	$(BIN)/python scripts/compile.py
 	touch $@
 
@@ -71,4 +72,4 @@ lock: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .journey .mypy_cache .ruff_cache .pytest_cache build \
-		projections/*.so projections/detectors/*.so consumers/*.so
+		engine/*.so projections/*.so projections/detectors/*.so consumers/*.so

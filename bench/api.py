@@ -61,6 +61,9 @@ TARGET_LOADED_P99_MS = 250.0
 # The compiled modules (scripts/compile.py's), copied to the baseline where its sources of
 # them are the same as this checkout's.
 COMPILED = (
+    "engine/touchpoints.py",
+    "engine/identity.py",
+    "projections/people.py",
     "projections/position.py",
     "projections/machine.py",
     "projections/stepwise.py",
@@ -217,7 +220,7 @@ def baseline_checkout(ref: str, name: str = "api-baseline") -> Path:
         == 0
     )
     if same:
-        for folder in ("projections", "consumers"):
+        for folder in ("engine", "projections", "consumers"):
             for compiled in ROOT.glob(f"{folder}/**/*.so"):
                 shutil.copy2(compiled, path / compiled.relative_to(ROOT))
     elif (

@@ -24,6 +24,8 @@ LABEL = (
     f"identities ({WITHOUT_CUSTOMER_ID:.0%} without customer id, "
     f"{TWO_IDENTIFIERS:.0%} with two identifiers)"
 )
+# LABEL in an argparse help text, which reads "%" as a format.
+HELP_LABEL = LABEL.replace("%", "%%")
 
 
 def cookie(customer_id: str) -> str:

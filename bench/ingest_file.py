@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import orjson
 from eventsourcing.application import AggregateNotFoundError, Application
-from identities import LABEL, identity_dataset
+from identities import HELP_LABEL, LABEL, identity_dataset
 from measuring import data_keys, embedded, folded_entries, per_second, reporting
 from processes import TreeRSS
 
@@ -221,7 +221,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--touchpoints", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sample", type=int, default=10_000, help="touchpoints for the naive way")
-    parser.add_argument("--identities", action="store_true", help=f"ingest {LABEL}")
+    parser.add_argument("--identities", action="store_true", help=f"ingest {HELP_LABEL}")
     parser.add_argument("--journey", type=Path, default=JOURNEY, help="the journey measured")
     parser.add_argument(
         "--baseline-journey",

@@ -52,7 +52,7 @@ from engine.vault import MasterKeys
 from schemas.files import read_records
 
 sys.path.insert(0, str(Path(__file__).parent))
-from identities import LABEL, identity_dataset
+from identities import HELP_LABEL, LABEL, identity_dataset
 from ingest_file import LOOKED_FOR, dataset, email_addresses, naive_rate
 from measuring import data_keys, per_second, reporting, without_store
 
@@ -313,7 +313,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="journey consume --workers")
     parser.add_argument("--sample", type=int, default=3_000, help="touchpoints for the naive way")
-    parser.add_argument("--identities", action="store_true", help=f"ingest {LABEL}")
+    parser.add_argument("--identities", action="store_true", help=f"ingest {HELP_LABEL}")
     parser.add_argument("--journey", default=JOURNEY, help="the journey measured")
     parser.add_argument(
         "--baseline-journey",

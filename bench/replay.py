@@ -76,7 +76,7 @@ from stores.keys import DatabaseKeyStore
 from stores.postgres.database import conninfo as postgres_conninfo
 
 sys.path.insert(0, str(Path(__file__).parent))
-from identities import LABEL, identity_dataset
+from identities import HELP_LABEL, LABEL, identity_dataset
 from ingest_file import OUT
 from measuring import (
     NotMeasured,
@@ -809,7 +809,7 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--customers", type=int, default=100_000, help="customers generated")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
-    parser.add_argument("--identities", action="store_true", help=f"replay {LABEL}")
+    parser.add_argument("--identities", action="store_true", help=f"replay {HELP_LABEL}")
     parser.add_argument("--journey", default=JOURNEY, help="the journey measured")
     parser.add_argument(
         "--baseline-journey",

@@ -64,13 +64,13 @@ class Person:
 class Regrouped(NamedTuple):
     """How a step changed whose touchpoints are whose: the people whose touchpoints changed
     (those who absorbed someone, and those a split made), and the ids that no longer name
-    anyone's journey. A new person, or a new identifier of someone known, changes neither."""
+    anyone's journey. A new person, or a new identifier of someone known, changes neither.
+
+    Ask `changed or gone`, never the tuple itself: compiled (scripts/compile.py), a named
+    tuple with fields is always true, whatever `__bool__` it has."""
 
     changed: tuple[str, ...] = ()
     gone: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.changed or self.gone)
 
 
 _NOTHING = Regrouped()
@@ -103,6 +103,11 @@ class IdentityGraph:
         self._undone: set[str] = set()  # merge ids undone
         self._conflicts: list[Conflict] = []
         self._rank = {kind: rank for rank, kind in enumerate(policy.all_kinds, 1)}
+        self._kinds = policy.all_kinds
+        self._region = policy.region
+        # Each kind's values as sent, in matching form, once worked out: most touchpoints
+        # carry what earlier ones did.
+        self._forms: dict[str, dict[str, Identifier]] = {kind: {} for kind in self._kinds}
 
     # -- reading touchpoints ------------------------------------------------------------
 
@@ -115,15 +120,20 @@ class IdentityGraph:
         problems: list[str] = []
         if customer_id:
             found.append(Identifier(CUSTOMER_ID, customer_id))
-        region = self.policy.region
-        for kind in self.policy.all_kinds:
+        forms = self._forms
+        for kind in self._kinds:
             value = raw.get(kind) or attributes.get(kind)
             if not value:
                 continue
-            try:
-                found.append(Identifier(kind, normalised(kind, value, region)))
-            except InvalidTouchpoint as exc:
-                problems.append(str(exc))
+            form = forms[kind].get(value)
+            if form is None:
+                try:
+                    form = Identifier(kind, normalised(kind, value, self._region))
+                except InvalidTouchpoint as exc:
+                    problems.append(str(exc))
+                    continue
+                forms[kind][value] = form
+            found.append(form)
         return found, problems
 
     def place(
@@ -225,6 +235,10 @@ class IdentityGraph:
         """The id of the person an identifier names, if any."""
         person = self._of.get(identifier)
         return person.id if person is not None else None
+
+    def person_at(self, identifier: Identifier) -> str:
+        """The id of the person an identifier the graph holds names."""
+        return self._of[identifier].id
 
     def members(self, person_id: str) -> frozenset[Identifier]:
         person = self._by_id.get(person_id)

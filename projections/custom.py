@@ -296,7 +296,7 @@ class CustomRunner:
                     person, moved = people.place(
                         log_position, tp["customer_id"], seen, tp["event_id"], tp["occurred_at"]
                     )
-                    if not moved:
+                    if not (moved.changed or moved.gone):
                         state = self._states.get(person)
                         if state is None:
                             state = self._states[person] = self._loaded(generation, person)
@@ -305,7 +305,7 @@ class CustomRunner:
                         continue
                 else:
                     continue
-                if moved:
+                if moved.changed or moved.gone:
                     self._regroup(moved, log_position, changed)
         self._views.commit(generation, changed, entries[-1][0])
         return int(entries[-1][0])

@@ -84,6 +84,7 @@ class People:
 
     def __init__(self, policy: IdentityPolicy, history: History) -> None:
         self.policy = policy
+        self._kinds = policy.kinds  # identifier kinds read from attributes
         self._history = history
         self.graph = IdentityGraph(policy)
         self._upto = 0  # the graph holds every touchpoint up to this position
@@ -99,6 +100,9 @@ class People:
         # (customer id, kind, value as sent) of the identifiers their touchpoints carried.
         self._carried: set[tuple[str, str, str]] = set()
         self._last: dict[str, Mapping[str, str]] = {}  # each key's last identifiers
+        # Anonymous keys: the identifiers their last touchpoint was placed by (the same
+        # again link nothing new: see `place`).
+        self._anonymous: dict[str, Mapping[str, str]] = {}
         self._read: dict[str, list[tuple[int, Folded]]] = {}  # streams read for this page
         self._sent: set[tuple[str, str]] = set()  # identifiers placed, as channels sent them
         # Whether a touchpoint without a customer id or a people's decision was read: then
@@ -118,6 +122,7 @@ class People:
         self._home_of.clear()
         self._carried.clear()
         self._last.clear()
+        self._anonymous.clear()
         self._read = {}
         self._sent.clear()
         self.joins_keys = False
@@ -154,11 +159,21 @@ class People:
         if key in self._alone:
             if seen is None:
                 return key, _UNCHANGED
-            if seen.customer_id == key and not self.policy.kinds and self._known(key, seen):
+            if seen.customer_id == key and not self._kinds and self._known(key, seen):
                 # Identifiers this customer's touchpoints carried before: linked already
                 # (or refused), and placing them again would change nothing.
                 return key, _UNCHANGED
         graph = self.graph
+        # The identifiers this key's last touchpoint carried, again: each is in the graph and
+        # each pair was linked (or refused) then, and a detached or shared one never links
+        # again, so placing them changes nothing: they name the same home.
+        if (
+            seen is not None
+            and seen.customer_id is None
+            and not self._kinds
+            and self._anonymous.get(key) == seen.identifiers
+        ):
+            return graph.person_at(self._home_of[key]), _UNCHANGED
         if seen is None:
             placed = graph.place(log_position, event_id, key, {})
             if placed.person == key:
@@ -178,6 +193,7 @@ class People:
         if seen.customer_id is None and placed.home is not None:
             keys = self._keys.setdefault(placed.home, set())
             self._home_of[key] = placed.home
+            self._anonymous[key] = seen.identifiers
             if key not in keys:
                 keys.add(key)
                 if key != placed.person:
@@ -233,7 +249,7 @@ class People:
 
     def _noted(self, regrouped: Regrouped) -> Regrouped:
         """Keeps `_alone` and the aliases true to the graph after people were regrouped."""
-        if regrouped:
+        if regrouped.changed or regrouped.gone:
             for person in regrouped.changed:
                 for key in self.keys(person):
                     self._aliases[key] = None if key == person else person
@@ -281,20 +297,25 @@ class People:
         return found
 
     def read_ahead(
-        self, page: Iterable[tuple[str | None, Sighting | Any]], also: Iterable[str] = ()
+        self, page: Iterable[tuple[int, str | None, Any, Any]], also: Iterable[str] = ()
     ) -> None:
         """Reads at once the streams a page's touchpoints may need folded again: those of
         the people their identifiers name now, and of their own keys, for touchpoints that
         may join people (without a customer id, or with identifiers new to their customer).
         They are kept until the next page's `read_ahead`: the log only grows, and readers
-        take what came before a position. The streams of the people `also` are read too."""
+        take what came before a position. The streams of the people `also` are read too.
+        `page` holds (log position, key, mark, sighting) entries, as a fold's page does."""
         self._read = {}
         wanted: set[str] = set(also)
         graph, alone, carried, sent = self.graph, self._alone, self._carried, self._sent
-        for key, seen in page:
+        anonymous = self._anonymous
+        for _, key, _, seen in page:
             if key is None or not isinstance(seen, Sighting):
                 continue
-            if seen.customer_id is not None and key in alone:
+            if seen.customer_id is None:
+                if anonymous.get(key) == seen.identifiers and not self._kinds:
+                    continue  # what placed its last touchpoint: it joins no one
+            elif key in alone:
                 pairs = seen.identifiers.items()
                 if all((key, k, v) in carried for k, v in pairs):
                     continue  # nothing new: it joins no one

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import zlib
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass, replace
@@ -22,7 +23,7 @@ from engine.ledger import Partition
 from engine.pipeline import from_another_process, from_other_processes
 from engine.recording import Journeys
 from engine.settings import DEFAULT_PAGE_SIZE
-from projections.log import JourneyLog
+from projections.log import Folded, JourneyLog
 from projections.machine import StageMachine
 from projections.people import Decision, History, People, Sighting, sighting
 from projections.position import Mark, Position, due_before
@@ -41,6 +42,9 @@ Progress = Callable[[int, int], None]  # (events done so far, events to do)
 _MAX_CACHED_POSITIONS = 100_000
 _MAX_PARTITIONS = 8
 _SHARE_HEADROOM = 1.25
+# The log entries a rebuild reads first to tell whether it joins people under several keys
+# (then its partitions are by person from the start, rather than after a false start).
+_GLANCE = 1_000
 
 
 def _usable_cores() -> int:
@@ -77,6 +81,11 @@ def definition_digest(definition: JourneyDefinition) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# A page of the log as `marked_pages(..., marked=False)` gives it: each touchpoint as it
+# was read, for the fold to mark if it folds it.
+FoldedPage = list[tuple[int, str | None, Mark | Folded, Sighting | Decision | None]]
+
+
 def marked_pages(
     log: JourneyLog,
     machine: StageMachine,
@@ -89,11 +98,35 @@ def marked_pages(
     """The log's touchpoints and clock events after `start` up to `head`, a page at a time,
     reduced to what the fold needs; with a partition, only its customers' touchpoints. An
     empty page closes the range when its last events are neither."""
+    return cast(
+        Generator[MarkedPage, None, None],
+        _pages(log, machine, start, head, page_size, partition=partition, marked=True),
+    )
+
+
+def unmarked_pages(
+    log: JourneyLog, machine: StageMachine, start: int, head: int, page_size: int
+) -> Generator[FoldedPage, None, None]:
+    """`marked_pages`, each touchpoint left as it was read: for a fold that places every
+    touchpoint but folds only some (a rebuild's share, by person)."""
+    return _pages(log, machine, start, head, page_size, partition=None, marked=False)
+
+
+def _pages(
+    log: JourneyLog,
+    machine: StageMachine,
+    start: int,
+    head: int,
+    page_size: int,
+    *,
+    partition: Partition | None,
+    marked: bool,
+) -> Generator[FoldedPage, None, None]:
     position = start
-    mark = machine.mark_folded
+    mark: Callable[[Folded], Mark | Folded] = machine.mark_folded if marked else _as_read
     kinds = machine.definition.identity.kinds
     while position < head:
-        page: MarkedPage = []
+        page: FoldedPage = []
         add = page.append
         with collector_paused():
             for log_position, e in log.folded(position, page_size, stop=head, partition=partition):
@@ -111,6 +144,10 @@ def marked_pages(
         position = page[-1][0]
 
 
+def _as_read(e: Folded) -> Folded:
+    return e
+
+
 def _marked_pages_of_store(
     store_env: dict[str, str], definition: JourneyDefinition, start: int, head: int, size: int
 ) -> Iterator[MarkedPage]:
@@ -125,7 +162,8 @@ def _marked_pages_of_store(
 class ShareFolded(NamedTuple):
     """What a partition's fold reports once its share is written; or, `joined`, that it
     stopped: the log joins people recorded under several keys, whose touchpoints may sit in
-    other partitions, so that partitions of the keys are not partitions of the people."""
+    other partitions, so that partitions of the keys are not partitions of the people (the
+    rebuild then partitions by person: see `Share.by_person`)."""
 
     clock: int | None
     ticked: int | None
@@ -143,6 +181,38 @@ class Share:
     head: int
     page_size: int
     max_cached: int | None = _MAX_CACHED_POSITIONS
+    # Partitioned by person rather than by stream: the share reads the whole log and places
+    # every touchpoint, so that each share knows who is who as the log says at each entry,
+    # and folds and writes only its own people (`owned_by`).
+    by_person: bool = False
+
+
+def _joins_keys(page: MarkedPage | FoldedPage) -> bool:
+    """Whether a page holds a touchpoint without a customer id, or a people's decision:
+    what makes one person's touchpoints sit under several keys (`People.joins_keys`)."""
+    for _, _, _, seen in page:
+        if isinstance(seen, Decision) or (seen is not None and seen.customer_id is None):
+            return True
+    return False
+
+
+class _Owned(dict[str, bool]):
+    """Whether a person, or a key's row of who is who, is a share's in a rebuild partitioned
+    by person: told by the id alone, so that every process agrees, and a person stays in one
+    share for as long as their id names them. Each id is worked out once."""
+
+    def __init__(self, partition: Partition) -> None:
+        super().__init__()
+        self._index, self._count = partition.index, partition.count
+
+    def __missing__(self, name: str) -> bool:
+        owned = self[name] = zlib.crc32(name.encode()) % self._count == self._index
+        return owned
+
+
+def owned_by(partition: Partition) -> Callable[[str], bool]:
+    """`_Owned`, asked as a function."""
+    return _Owned(partition).__getitem__
 
 
 def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
@@ -156,8 +226,11 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
     view = share.open_view()
     try:
         log = JourneyLog(app)
+        owns = owned_by(partition) if share.by_person else None
 
         def due(at: int) -> list[str]:
+            if owns is not None:
+                return [c for c in view.due_before(at) if owns(c)]
             return [c for c in view.due_before(at) if partition.holds(stream_id(c))]
 
         projector = JourneyProjector(
@@ -167,6 +240,7 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
             due,
             ticked=lambda: None,
             max_cached=share.max_cached,
+            owns=owns,
         )
         projector.forget(view_is_empty=True)
         digest = definition_digest(definition)
@@ -182,13 +256,21 @@ def _fold_share(share: Share) -> Iterator[int | ShareFolded]:
         projector.before_forgetting = write_held
         clock: int | None = None
         with collector_paused():
-            for page in marked_pages(
-                log, projector.machine, 0, share.head, share.page_size, partition=partition
-            ):
+            pages: Iterator[MarkedPage | FoldedPage]
+            if share.by_person:
+                pages = unmarked_pages(log, projector.machine, 0, share.head, share.page_size)
+            else:
+                pages = marked_pages(
+                    log, projector.machine, 0, share.head, share.page_size, partition=partition
+                )
+            for page in pages:
                 if not page:
                     break
+                if not share.by_person and _joins_keys(page):
+                    yield ShareFolded(None, None, joined=True)
+                    return
                 changes = projector.fold(page)
-                if projector.people.joins_keys:
+                if projector.people.joins_keys and not share.by_person:
                     yield ShareFolded(None, None, joined=True)
                     return
                 held.add(changes)
@@ -217,8 +299,11 @@ class JourneyProjector:
         ticked: Callable[[], int | None],
         *,
         max_cached: int | None = _MAX_CACHED_POSITIONS,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
-        """Keeps up to `max_cached` positions in memory between pages (None: all)."""
+        """Keeps up to `max_cached` positions in memory between pages (None: all). With
+        `owns`, `fold` places every touchpoint but folds, and reports, only the people it
+        owns, and of who is who only the keys it owns (a rebuild's share, by person)."""
         self.machine = StageMachine(definition)
         self.people = People(definition.identity, history)
         self._max_cached = max_cached
@@ -226,6 +311,7 @@ class JourneyProjector:
         self._load = load
         self._due = due
         self._load_ticked = ticked
+        self._owns = owns
         self._ticked: int | None = None
         self._ticked_known = False
         self._positions: dict[str, Position] = {}
@@ -242,7 +328,8 @@ class JourneyProjector:
         self._written = set() if view_is_empty else None
         self._ticked_known = False
 
-    def fold(self, page: MarkedPage) -> PageChanges:
+    def fold(self, page: MarkedPage | FoldedPage) -> PageChanges:
+        """Folds a page; touchpoints left unmarked (`unmarked_pages`) are marked if folded."""
         self._prepare(page)
         self.people.read_ahead(())  # streams are read once, at the end of the page
         positions = self._positions
@@ -259,12 +346,14 @@ class JourneyProjector:
         removed: set[str] = set()
         clock = 0
         ticked = self._ticked
-        for log_position, key, mark, seen in page:
-            at = mark.occurred_at
+        owns = self._owns
+        mark_folded = self.machine.mark_folded
+        for log_position, key, entry, seen in page:
+            at = entry.occurred_at
             if key is None:
                 if isinstance(seen, Decision):
                     moved = self.people.decide(log_position, seen)
-                    if moved:
+                    if moved.changed or moved.gone:
                         self._regroup(moved, changed, waiting, regrouped, removed)
                 elif ticked is None or at > ticked:
                     ticked = self._ticked = at
@@ -272,11 +361,14 @@ class JourneyProjector:
                 continue
             clock = max(clock, at)
             # Only a key's entry has a sighting: decisions have none.
-            person, moved = place(log_position, key, cast(Sighting | None, seen), mark.event_id, at)
-            if moved:
+            person, moved = place(
+                log_position, key, cast(Sighting | None, seen), entry.event_id or "", at
+            )
+            if moved.changed or moved.gone:
                 self._regroup(moved, changed, waiting, regrouped, removed)
-            if person in regrouped:
+            if person in regrouped or (owns is not None and not owns(person)):
                 continue
+            mark = entry if isinstance(entry, Mark) else mark_folded(entry)
             if person in waiting:
                 waiting[person][1].append(mark)
                 continue
@@ -294,6 +386,9 @@ class JourneyProjector:
         self._replay(waiting, regrouped, end, ticked, changed)
         if self._written is not None:
             self._written.update(changed)
+        aliases = self.people.take_aliases()
+        if owns is not None:
+            aliases = {key: person for key, person in aliases.items() if owns(key)}
         return PageChanges(
             list(changed.values()),
             clock or None,
@@ -301,7 +396,7 @@ class JourneyProjector:
             ticked=ticked,
             details=self._rows(changed.values()),
             removed=tuple(sorted(removed)),
-            aliases=self.people.take_aliases(),
+            aliases=aliases,
         )
 
     def _position_of(self, person: str) -> Position:
@@ -318,17 +413,21 @@ class JourneyProjector:
         removed: set[str],
     ) -> None:
         """People became one, or one became several: the ids gone leave the views, and the
-        people who changed are folded again at the end of the page."""
+        people who changed are folded again at the end of the page (of those this projector
+        owns)."""
+        owns = self._owns
         for gone in moved.gone:
             self._positions.pop(gone, None)
             changed.pop(gone, None)
             waiting.pop(gone, None)
             regrouped.discard(gone)
-            removed.add(gone)
+            if owns is None or owns(gone):
+                removed.add(gone)
         for person in moved.changed:
             removed.discard(person)
             waiting.pop(person, None)
-            regrouped.add(person)
+            if owns is None or owns(person):
+                regrouped.add(person)
 
     def _replay(
         self,
@@ -356,23 +455,21 @@ class JourneyProjector:
     def stepwise(self, page: MarkedPage) -> StepwiseFold:
         """Folds `page` an entry at a time, for a reader that acts on the positions as of each
         touchpoint and each clock event (the decider): see `StepwiseFold`."""
-        self._prepare(page)
-        self.people.read_ahead(
-            ((key, seen) for _, key, _, seen in page), also=self._late_ones(page)
-        )
+        persons = self._prepare(page)
+        self.people.read_ahead(page, also=self._late_ones(page, persons))
         return StepwiseFold(self)
 
-    def _late_ones(self, page: MarkedPage) -> set[str]:
+    def _late_ones(self, page: MarkedPage, persons: list[str | None]) -> set[str]:
         """The people with a touchpoint on the page earlier than one already folded, whose
         earlier touchpoints are read with the page's (once people are joined, any of them
-        may be: this is only what is read ahead)."""
-        positions, person_of = self._positions, self.people.person_of
+        may be: this is only what is read ahead). `persons`: whose each entry is, as the
+        page begins (`_prepare`)."""
+        positions = self._positions
         latest: dict[str, int] = {}
         late = set()
-        for _, key, mark, _ in page:
-            if key is None:
+        for (_, _, mark, _), person in zip(page, persons, strict=True):
+            if person is None:
                 continue
-            person = person_of(key)
             seen = latest.get(person)
             if seen is None:
                 position = positions.get(person)
@@ -382,9 +479,10 @@ class JourneyProjector:
             latest[person] = max(seen, mark.occurred_at)
         return late
 
-    def _prepare(self, page: MarkedPage) -> None:
+    def _prepare(self, page: MarkedPage | FoldedPage) -> list[str | None]:
         """Knows the last clock event and who is who before the page, and holds the page's
-        customers' positions in memory."""
+        customers' positions in memory. Returns whose each entry is as the page begins
+        (None for a clock event or a people's decision)."""
         positions = self._positions
         if not self._ticked_known:
             self._ticked = self._load_ticked()
@@ -392,11 +490,15 @@ class JourneyProjector:
         if page:
             self.people.catch_up(page[0][0] - 1)
         person_of = self.people.person_of
-        customers = {person_of(key) for _, key, _, _ in page if key is not None}
+        persons = [None if key is None else person_of(key) for _, key, _, _ in page]
+        customers = {person for person in persons if person is not None}
+        if self._owns is not None:
+            customers = set(filter(self._owns, customers))
         if self._max_cached is not None and len(positions) + len(customers) > self._max_cached:
             self.before_forgetting()
             positions.clear()
         self._ensure(customers)
+        return persons
 
     @property
     def max_cached(self) -> int | None:
@@ -544,6 +646,7 @@ class ProjectionRunner:
         self._partitions = partitions or min(_usable_cores(), _MAX_PARTITIONS)
         self._committed = -1  # the last position this runner wrote; -1: none yet
         self._page_size = page_size
+        self._glance = _GLANCE
         self._log = JourneyLog(app)
         self._projector = JourneyProjector(
             definition, view.load_positions, self._log, view.due_before, view.ticked
@@ -591,7 +694,6 @@ class ProjectionRunner:
             built = self._fold_in_partitions(opener, head, progress) if opener else None
             if built is not None:
                 return built
-            # The log joins people under several keys: one process folds it all.
         if large:
             pages = from_another_process(
                 _marked_pages_of_store,
@@ -638,10 +740,31 @@ class ProjectionRunner:
         self, open_view: Callable[[], JourneyView], head: int, progress: Progress | None
     ) -> CatchUp | None:
         """Builds empty views from the start of the log up to `head`, one process per
-        partition of the customers, then writes the journey's position and clocks. None,
-        with the views emptied, if the log joins people recorded under several keys (a
-        touchpoint without a customer id, a merge): their touchpoints may sit in several
-        partitions."""
+        partition of the customers, then writes the journey's position and clocks. Each
+        share reads only its customers' streams, unless the log joins people recorded under
+        several keys (a touchpoint without a customer id, a merge), whose touchpoints may sit
+        in several shares: then it starts again, partitioned by person (`Share.by_person`),
+        or starts so at once if the log's first entries already join people."""
+        first = marked_pages(self._log, self._projector.machine, 0, head, self._glance)
+        glance = next(first, [])
+        first.close()
+        built = None
+        if not _joins_keys(glance):
+            built = self._fold_shares(open_view, head, progress, by_person=False)
+        if built is None:  # the log joins people under several keys
+            built = self._fold_shares(open_view, head, progress, by_person=True)
+        return built
+
+    def _fold_shares(
+        self,
+        open_view: Callable[[], JourneyView],
+        head: int,
+        progress: Progress | None,
+        *,
+        by_person: bool,
+    ) -> CatchUp | None:
+        """`_fold_in_partitions` partitioned one way; None, with the views emptied, if the
+        shares were partitioned by stream and the log joins people under several keys."""
         count = self._partitions
         # What a build that stopped may have left (the journey's position stays 0 until the
         # end) goes first: each share takes the views as holding none of its customers.
@@ -661,6 +784,7 @@ class ProjectionRunner:
                     head,
                     self._page_size,
                     cached,
+                    by_person,
                 ),
             )
             for index in range(count)

@@ -1,8 +1,8 @@
-"""Compiles the hottest modules of the fold and of the decider, and the touchpoint's
-validation, with mypyc (part of mypy), in place, so that a rebuild or a replay folds, and the
-decider (live or in a backtest) decides, about a quarter to a third faster, and every way in
-validates touchpoints faster. Where no C compiler is found, or compiling fails, the modules
-stay plain Python, which works the same way, only slower.
+"""Compiles the hottest modules of who is who, of the fold and of the decider, and the
+touchpoint's validation, with mypyc (part of mypy), in place, so that a rebuild or a replay
+folds, and the decider (live or in a backtest) decides, about a quarter to a third faster, and
+every way in validates touchpoints faster. Where no C compiler is found, or compiling fails,
+the modules stay plain Python, which works the same way, only slower.
 
     .venv/bin/python scripts/compile.py
     python scripts/compile.py --require    # the image's build: plain Python is a failure
@@ -20,11 +20,14 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# The touchpoint's validation, the position, the machine, the stepwise fold the decider reads,
-# the decider's page loop and its deciding, and every detector; not the detectors' package
-# itself, which finds its modules when it is imported.
+# The touchpoint's validation, the identity graph and who is who as the fold reads the log, the
+# position, the machine, the stepwise fold the decider reads, the decider's page loop and its
+# deciding, and every detector; not the detectors' package itself, which finds its modules
+# when it is imported.
 MODULES = (
     "engine/touchpoints.py",
+    "engine/identity.py",
+    "projections/people.py",
     "projections/position.py",
     "projections/machine.py",
     "projections/stepwise.py",

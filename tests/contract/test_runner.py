@@ -15,6 +15,7 @@ from engine.definition import load_definition, parse_definition
 from engine.settings import Settings
 from engine.touchpoints import touchpoint_from_record
 from journey.bootstrap import Engine, build_engine, event_store_env
+from journey.identity import merge, unmerge
 from projections.runner import ProjectionRunner
 from projections.timeline import timeline
 from projections.views import PageChanges, ViewConflict, ViewOutOfDate
@@ -334,30 +335,71 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def test_a_rebuild_of_a_log_that_joins_people_under_several_keys_folds_them_whole(
-    paged: Engine, tmp_path: Path
-) -> None:
-    """Partitions of the keys are not partitions of the people once touchpoints without a
-    customer id join them: the rebuild then folds the log in one process, and gives the
-    views the live runner keeps."""
+def joined_history(engine: Engine) -> list[str]:
+    """Demo customers, a third of whose web touchpoints come with only their cookie, Greta's
+    story, two customers merged by a person and a merge undone, then more touchpoints and
+    a clock event; returns every id that may name someone in the views."""
     from journey.demo import demo_touchpoints
 
-    paged.journeys.record(list(demo_touchpoints(30, seed=5)))
+    records = [tp._asdict() for tp in demo_touchpoints(40, seed=5)]
+    names = {record["customer_id"] for record in records}
+    for number, record in enumerate(records):
+        del record["anonymous"]
+        if number % 3 == 0 and record["cookie_id"]:
+            del record["customer_id"]  # recorded under its cookie: the person is found later
     now = T0 + 400 * DAY
-    paged.journeys.record(
+    touchpoints = [touchpoint_from_record(record, now_ms=now) for record in records]
+    half = len(touchpoints) // 2
+    engine.journeys.record(touchpoints[:half])
+    engine.journeys.record(
         [touchpoint_from_record(r, now_ms=now) for r in anonymous_reader_turns_caller()]
     )
-    paged.runner.catch_up()
+    known = sorted({tp.customer_id for tp in touchpoints[:half] if not tp.anonymous})
+    first, second, third, fourth = known[:4]
+    merge(engine, first, second, by="ana", reason="same person")
+    undone = merge(engine, third, fourth, by="ana", reason="same person, it seemed")
+    unmerge(engine, undone.merge_id, by="ana", reason="two people after all")
+    engine.journeys.record(touchpoints[half:])
+    engine.journeys.tick(T0 + 400 * DAY)
+    engine.runner.catch_up()
+    return sorted(names | {tp.customer_id for tp in touchpoints} | {"S7-GRETA"})
+
+
+@pytest.mark.parametrize(
+    ("max_cached", "glance"), [(None, 1_000), (12, 1_000), (None, 0)], ids=["", "cached", "late"]
+)
+def test_a_rebuild_of_a_log_that_joins_people_under_several_keys_is_partitioned_by_person(
+    paged: Engine, tmp_path: Path, max_cached: int | None, glance: int
+) -> None:
+    """Partitions of the keys are not partitions of the people once touchpoints without a
+    customer id, or people's merges, join them: each partition then reads the whole log to
+    know who is who, and folds and writes only its own people; from the start if the log's
+    first entries join people, else once a partition of the keys meets such an entry. The
+    views are the ones the live runner keeps, and every partition wrote its share."""
+    ids = joined_history(paged)
     built = SQLiteJourneyView(tmp_path / "partitioned.db")
     runner = in_other_processes(paged, built, page_size=50, partitions=3)
+    runner._projector._max_cached = max_cached
+    runner._glance = glance  # how many entries it reads before partitioning
 
     done = runner.catch_up(unseen=True)
 
     assert done.position == paged.runner.position()
+    for share in ("journey:1/3", "journey:2/3", "journey:3/3"):
+        assert built.tracking(share)[0] == done.position, f"{share} folded the whole log"
     greta = built.position("S7-GRETA")
     assert greta is not None
     assert greta.touchpoints == 5
-    assert greta == paged.view.position("S7-GRETA")
-    assert built.keys_of("S7-GRETA") == paged.view.keys_of("S7-GRETA")
+    assert len([c for c in ids if paged.view.position(c) is not None]) < len(ids) - 10
+    for customer in ids:
+        assert built.position(customer) == paged.view.position(customer), customer
+        assert built.keys_of(customer) == paged.view.keys_of(customer), customer
+        assert built.frictions(customer_id=customer, open_only=False) == paged.view.frictions(
+            customer_id=customer, open_only=False
+        )
+        assert built.person_of(customer) == paged.view.person_of(customer), customer
     assert built.funnel(paged.definition.ladder) == paged.view.funnel(paged.definition.ladder)
+    assert built.moment_outcomes() == paged.view.moment_outcomes()
+    assert (built.clock(), built.ticked()) == (paged.view.clock(), paged.view.ticked())
+    assert built.tracking("journey") == paged.view.tracking("journey")
     built.close()

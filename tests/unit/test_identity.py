@@ -200,3 +200,64 @@ def test_only_an_identity_policy_of_ones_own_asks_for_the_views_to_be_rebuilt() 
     )
     danish = default.model_copy(update={"identity": IdentityPolicy(region="DK")})
     assert definition_digest(danish) != definition_digest(default)
+
+
+_IDENTIFIERS = st.fixed_dictionaries(
+    {},
+    optional={
+        "email": st.sampled_from(["a@x.com", "A@X.com", "b@x.com", "n/a"]),
+        "phone": st.sampled_from(["+4520000001", "+45 20 00 00 01", "+4520000002"]),
+        "cookie_id": st.sampled_from(["k1", "k2", "k3"]),
+    },
+)
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from([None, "C-1", "C-2", "C-3"]), _IDENTIFIERS),
+        st.sampled_from(["detach cookie_id:k1", "detach email:a@x.com", "merge", "unmerge"]),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=_STEPS)
+def test_people_place_each_touchpoint_where_the_graph_alone_would(
+    steps: list[tuple[str | None, dict[str, str]] | str],
+) -> None:
+    """`People` skips the graph for what changes nothing (a customer's identifiers carried
+    before, an anonymous key's identifiers as last time): the person, and what placing
+    changed, are still exactly those the graph gives for every touchpoint."""
+    from engine.identifiers import parse_identifier, stream_key
+    from engine.journeys import DETACHED, MERGED, UNMERGED
+    from projections.people import Decision, People, Sighting
+
+    policy = IdentityPolicy()
+    people = People(policy, history=None)  # type: ignore[arg-type]  # nothing is read back
+    alone = IdentityGraph(policy)
+    for position, step in enumerate(steps, 1):
+        if isinstance(step, str):
+            verb, _, what = step.partition(" ")
+            if verb == "detach":
+                decision = Decision(DETACHED, "", what, "", "eve", "shared", 0)
+                expected = alone.detach(parse_identifier(what))
+            elif verb == "merge":
+                a, b = Identifier(CUSTOMER_ID, "C-1"), Identifier(CUSTOMER_ID, "C-2")
+                decision = Decision(MERGED, "m1", str(a), str(b), "eve", "same", 0)
+                expected = alone.merge(position, "m1", a, b, by="eve", reason="same")
+            else:
+                decision = Decision(UNMERGED, "m1", "", "", "eve", "two", 0)
+                expected = alone.unmerge("m1")
+            assert people.decide(position, decision) == expected
+            continue
+        customer, raw = step
+        key = customer or stream_key(dict(raw))
+        if key is None:
+            continue  # a touchpoint naming no one is refused when recorded
+        seen = Sighting(customer, raw, {}) if raw or customer is None else None
+        person, moved = people.place(position, key, seen, f"e{position}")
+        try:
+            placed = alone.place(position, f"e{position}", customer, raw)
+        except InvalidTouchpoint:
+            placed = alone.place(position, f"e{position}", key, {})
+        assert person == placed.person
+        assert (moved.changed, moved.gone) == (placed.regrouped.changed, placed.regrouped.gone)
