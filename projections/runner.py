@@ -353,10 +353,11 @@ class JourneyProjector:
                 replayed = machine.replay(person, marks, ticked)
                 positions[person] = changed[person] = replayed
 
-    def stepwise(self, page: MarkedPage) -> StepwiseFold:
+    def stepwise(self, page: MarkedPage, *, after: int | None = None) -> StepwiseFold:
         """Folds `page` an entry at a time, for a reader that acts on the positions as of each
-        touchpoint and each clock event (the decider): see `StepwiseFold`."""
-        self._prepare(page)
+        touchpoint and each clock event (the decider): see `StepwiseFold`. `after`: the
+        position the page was read after, every folded entry from there on in it."""
+        self._prepare(page, after)
         self.people.read_ahead(
             ((key, seen) for _, key, _, seen in page), also=self._late_ones(page)
         )
@@ -382,7 +383,7 @@ class JourneyProjector:
             latest[person] = max(seen, mark.occurred_at)
         return late
 
-    def _prepare(self, page: MarkedPage) -> None:
+    def _prepare(self, page: MarkedPage, after: int | None = None) -> None:
         """Knows the last clock event and who is who before the page, and holds the page's
         customers' positions in memory."""
         positions = self._positions
@@ -390,7 +391,7 @@ class JourneyProjector:
             self._ticked = self._load_ticked()
             self._ticked_known = True
         if page:
-            self.people.catch_up(page[0][0] - 1)
+            self.people.catch_up(page[0][0] - 1, read_after=after)
         person_of = self.people.person_of
         customers = {person_of(key) for _, key, _, _ in page if key is not None}
         if self._max_cached is not None and len(positions) + len(customers) > self._max_cached:
