@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from consumers.action_store import ActionStore, DeciderConflict
+from consumers.action_store import ActionStore, DeciderConflict, DeciderPage
 from consumers.decider import Decider, DeciderOutOfDate
 from consumers.outcomes import check_outcome, record_outcomes
 from engine.actions import ActionOutcome, CustomerActions
@@ -164,6 +164,34 @@ def test_a_page_a_rival_decider_wrote_first_is_dropped_and_the_rivals_stands(
     forget_decisions(engine)
     Decider(engine.journeys, engine.actions, engine.definition).catch_up()
     assert decided(engine.actions) == after_the_race
+
+
+class CountingStore(ActionStore):
+    """Counts the queries of the decider's customers' rows."""
+
+    reads = 0
+
+    def _customers(self, customer_ids: Any) -> list[tuple[Any, ...]]:
+        self.reads += 1
+        return super()._customers(customer_ids)
+
+
+def test_a_pages_positions_and_action_states_are_read_in_one_query(engine: Engine) -> None:
+    record_history(engine)
+    engine.decider.catch_up()
+    customers = sorted({action.customer_id for action in engine.actions.actions()})[:5]
+    store = CountingStore(engine.actions._db)
+
+    store.begin_page()
+    store.load_positions([*customers, "nobody"])
+    states = store.load_states([*customers, "nobody"])
+    assert store.reads == 1
+    assert states == engine.actions.load_states(customers)
+    assert len(states) == len(customers)
+
+    store.write(DeciderPage(0, 0, None, ""))  # the page's write changes them
+    assert store.load_states(customers) == states
+    assert store.reads == 2
 
 
 def test_a_dismissed_action_closes_and_keeps_its_rule_quiet(engine: Engine) -> None:
