@@ -321,14 +321,19 @@ class ActionStore:
         return [(int(seq), action_id, owner, bytes(value)) for seq, action_id, owner, value in rows]
 
     def mark_sent(self, seqs: Sequence[int], at: int) -> None:
+        def mark(chunk: Sequence[int]) -> None:
+            self._db.execute(
+                "UPDATE {t}journey_action_outbox SET sent_at = %s "
+                f"WHERE seq IN ({','.join(['%s'] * len(chunk))})",
+                [at, *chunk],
+            )
+
+        if len(seqs) <= _CHUNK:
+            mark(seqs)  # one statement: all or nothing by itself
+            return
         with self._db.transaction():
             for start in range(0, len(seqs), _CHUNK):
-                chunk = list(seqs[start : start + _CHUNK])
-                self._db.execute(
-                    "UPDATE {t}journey_action_outbox SET sent_at = %s "
-                    f"WHERE seq IN ({','.join(['%s'] * len(chunk))})",
-                    [at, *chunk],
-                )
+                mark(seqs[start : start + _CHUNK])
 
     def outbox_counts(self) -> tuple[int, int]:
         """(actions decided, records not yet sent: decisions and the ends of actions)."""
