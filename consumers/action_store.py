@@ -103,6 +103,15 @@ class ActionStore:
     def __init__(self, db: Database) -> None:
         """`db` holds the decider's tables (the store makes them)."""
         self._db = db
+        # The action states read with the positions of the decider's page in hand, by
+        # customer (None: they have none), for its next question: one query serves both.
+        # Only from the page's beginning to its write, which changes them; None outside.
+        self._states_read: dict[str, str | None] | None = None
+
+    def begin_page(self) -> None:
+        """The decider begins a page: its customers' action states are read with their
+        positions, until its write."""
+        self._states_read = {}
 
     # Reads, on the store's own connection.
 
@@ -150,16 +159,28 @@ class ActionStore:
             )
 
     def load_positions(self, customer_ids: Iterable[str]) -> dict[str, Position]:
+        wanted = list(customer_ids)
+        rows = self._customers(wanted)
+        read = self._states_read
+        if read is not None:
+            read.update(dict.fromkeys(wanted))
+            read.update((customer_id, actions) for customer_id, _, actions in rows)
         return {
             customer_id: Position.from_state(customer_id, orjson.loads(position))
-            for customer_id, position, _ in self._customers(customer_ids)
+            for customer_id, position, _ in rows
             if position is not None
         }
 
     def load_states(self, customer_ids: Iterable[str]) -> dict[str, ActionState]:
+        read = self._states_read or {}
+        wanted = list(customer_ids)
+        rows = [(c, read[c]) for c in wanted if c in read]
+        unread = [c for c in wanted if c not in read]
+        if unread:
+            rows += [(customer_id, actions) for customer_id, _, actions in self._customers(unread)]
         return {
             customer_id: ActionState.from_state(customer_id, orjson.loads(actions))
-            for customer_id, _, actions in self._customers(customer_ids)
+            for customer_id, actions in rows
             if actions is not None
         }
 
@@ -300,14 +321,19 @@ class ActionStore:
         return [(int(seq), action_id, owner, bytes(value)) for seq, action_id, owner, value in rows]
 
     def mark_sent(self, seqs: Sequence[int], at: int) -> None:
+        def mark(chunk: Sequence[int]) -> None:
+            self._db.execute(
+                "UPDATE {t}journey_action_outbox SET sent_at = %s "
+                f"WHERE seq IN ({','.join(['%s'] * len(chunk))})",
+                [at, *chunk],
+            )
+
+        if len(seqs) <= _CHUNK:
+            mark(seqs)  # one statement: all or nothing by itself
+            return
         with self._db.transaction():
             for start in range(0, len(seqs), _CHUNK):
-                chunk = list(seqs[start : start + _CHUNK])
-                self._db.execute(
-                    "UPDATE {t}journey_action_outbox SET sent_at = %s "
-                    f"WHERE seq IN ({','.join(['%s'] * len(chunk))})",
-                    [at, *chunk],
-                )
+                mark(seqs[start : start + _CHUNK])
 
     def outbox_counts(self) -> tuple[int, int]:
         """(actions decided, records not yet sent: decisions and the ends of actions)."""
@@ -330,6 +356,7 @@ class ActionStore:
 
     def write(self, page: DeciderPage) -> BatchWrite:
         """The page's writes, for the transaction that appends its decision events."""
+        self._states_read = None
         statement = self._db.statement
         notice = self._db.notice(DECIDER)
 

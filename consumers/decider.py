@@ -154,6 +154,7 @@ class Decider:
 
     def _decide_page(self, start: int, entries: list[tuple[int, DeciderEntry]]) -> DeciderPage:
         """Decides on one page (see `PageDecider.decide`) and commits what it decided."""
+        self._store.begin_page()
         page = DeciderPage(start, entries[-1][0], None, self._digest)
         fold = self._pages.decide(page, entries)
         changes = fold.changes(page.position)

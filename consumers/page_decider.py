@@ -97,7 +97,7 @@ class PageDecider:
         not depend on where pages begin and end. `page` gets the customers, decisions and
         status changes; the fold returned says what the page changed in the positions."""
         marked = self._marked(entries)
-        fold = self._projector.stepwise(marked)
+        fold = self._projector.stepwise(marked, after=page.start)
         self._ticked = fold.ticked
         people = self._projector.people
         positions = self._open(page, marked, entries)

@@ -8,16 +8,20 @@ actions share a key, so one rep's tool sees them in the order they were decided.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from consumers.action_store import ActionStore
+from consumers.ingest import UNAVAILABLE
 from consumers.metrics import ACTIONS_PUBLISHED, RELAY_PUBLISH
 from consumers.settings import KafkaSettings
 from engine.errors import ServiceUnavailable
+from engine.outage import Outage
 
 ACTION_ID_HEADER = "journey.action_id"
 
@@ -80,3 +84,93 @@ class Relay:
             if len(rows) < self._batch:
                 break
         return published
+
+
+class Relaying:
+    """The relay in a thread of its own, beside the decider: it publishes whenever the
+    decider says it committed something to the outbox (`due`), so that the decider goes on
+    with the next page while the broker acknowledges the last. It waits out outages of
+    PostgreSQL and Kafka, each said once, and publishes what is due once more when stopped,
+    unless a service is away (what is left waits in the outbox for the next start). Should
+    it fail otherwise, `check` raises its error in the thread that runs the decider."""
+
+    def __init__(
+        self,
+        open_store: Callable[[], ActionStore],
+        producer: KafkaProducer,
+        topic: str,
+        *,
+        postgres: Outage,
+        kafka: Outage,
+        failed: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`open_store` opens the relay's own connection to the outbox (in its thread);
+        `failed` is called if the thread ends on an error, to wake whoever should `check`."""
+        self._open_store = open_store
+        self._failed = failed
+        self.error: BaseException | None = None
+        self._producer = producer
+        self._topic = topic
+        self._postgres = postgres
+        self._kafka = kafka
+        self._due = threading.Event()
+        self._due.set()  # the outbox may hold actions from before a restart
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def due(self) -> None:
+        """Something was committed to the outbox: publish it."""
+        self._due.set()
+
+    def stop(self) -> None:
+        """Publishes what is due once more (unless a service is away), then ends the thread."""
+        self._stopping.set()
+        self._due.set()
+        self._thread.join()
+
+    def check(self) -> None:
+        """Raises the error the thread ended on, if it did."""
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        store: ActionStore | None = None
+        relay: Relay | None = None  # one for good: it knows what it sent and awaits
+        away = False
+        try:
+            while True:
+                self._due.wait()
+                if self._stopping.is_set() and away:
+                    return
+                self._due.clear()
+                try:
+                    if relay is None:
+                        store = self._open_store()
+                        relay = Relay(store, self._producer, self._topic)
+                    relay.publish_pending()
+                except UNAVAILABLE as exc:
+                    away = self._again(self._postgres.failed(exc))
+                    continue
+                except KafkaError as exc:
+                    away = self._again(self._kafka.failed(exc))
+                    continue
+                away = False
+                self._postgres.succeeded()
+                self._kafka.succeeded()
+                if self._stopping.is_set() and not self._due.is_set():
+                    return
+        except BaseException as exc:
+            self.error = exc
+            self._failed()
+        finally:
+            if store is not None:
+                store.close()
+
+    def _again(self, after_s: float) -> bool:
+        """Tries again after a wait (cut short by a stop)."""
+        self._due.set()
+        self._stopping.wait(after_s)
+        return True

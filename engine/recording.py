@@ -62,6 +62,12 @@ class Journeys(Application[UUID]):
         self._clock = clock or (lambda: datetime.now(UTC))
         self._versions: dict[str, int] = {}
         self._expect_fresh = True  # the last batch held no touchpoint recorded before
+        # The streams of the customers the last batch's lookup did not know were all new.
+        self._expect_new_streams = False
+        # The last version of the streams `append` wrote or looked up, and whether the last
+        # append found its ledger ids unrecorded and the streams it did not know new.
+        self._appended: dict[UUID, int] = {}
+        self._append_expects_new = False
         self._streams: dict[str, UUID | str] = {}
         self._encoder = TouchpointEncoder(self.mapper, self._clock)
         self._contents = RecordedContents(
@@ -133,24 +139,30 @@ class Journeys(Application[UUID]):
                     repeats.append(index)
         # While batches hold only new touchpoints, the ledger is not asked first: its unique
         # key refuses a touchpoint recorded before, and the batch is then recorded again,
-        # asking. So is every batch after one that held a touchpoint recorded before.
-        asking = (False, True, True) if self._expect_fresh else (True, True)
-        for attempt, ask_ledger in enumerate(asking, 1):
+        # asking. So is every batch after one that held a touchpoint recorded before. Alike,
+        # while the customers this process did not know turn out to be new, their streams'
+        # versions are not looked up: a stream that did exist refuses the batch.
+        fresh_ids, new_streams = self._expect_fresh, self._expect_new_streams
+        attempts = 3 if fresh_ids or new_streams else 2
+        for attempt in range(1, attempts + 1):
+            guessing = attempt == 1
             try:
                 result = self._record_new(
                     batch,
                     unique,
                     repeats,
                     also,
-                    ask_ledger=ask_ledger,
+                    ask_ledger=not (guessing and fresh_ids),
+                    guess_streams=guessing and new_streams,
                     all_or_none=all_or_none,
                     on_conflicts=on_conflicts,
                 )
             except IntegrityError:
                 # A touchpoint was recorded before, or another writer appended to one of these
-                # streams: forget what we believed.
+                # streams, or one of them was not new: forget what we believed.
                 self._versions.clear()
-                if attempt == len(asking):
+                self._expect_new_streams = False
+                if attempt == attempts:
                     raise
                 continue
             self._expect_fresh = result.duplicates == len(batch) - len(unique)
@@ -165,6 +177,7 @@ class Journeys(Application[UUID]):
         also: Sequence[BatchWrite],
         *,
         ask_ledger: bool,
+        guess_streams: bool,
         all_or_none: bool,
         on_conflicts: OnConflicts | None,
     ) -> BatchRecorded:
@@ -193,7 +206,7 @@ class Journeys(Application[UUID]):
             return BatchRecorded(0, duplicates, None, conflicts)
         customer_ids, states = batch.customer_ids, batch.states
         # Keyed by customer id: str hashes are cached, UUID hashes are computed in Python.
-        self._learn_versions({customer_ids[index] for index in fresh})
+        self._learn_versions({customer_ids[index] for index in fresh}, guess=guess_streams)
         versions, streams = self._versions, self._streams
         started, now = self._encoder.started, self._clock()
         recorded_topic = self._encoder.recorded_topic
@@ -220,11 +233,13 @@ class Journeys(Application[UUID]):
             len(fresh), duplicates, positions[-1] if positions else None, conflicts
         )
 
-    def _learn_versions(self, customer_ids: set[str]) -> None:
-        """Looks up the last version of the streams this process does not know yet."""
+    def _learn_versions(self, customer_ids: set[str], *, guess: bool = False) -> None:
+        """Looks up the last version of the streams this process does not know yet; with
+        `guess`, takes them to be new instead."""
         if len(self._versions) + len(customer_ids) > _MAX_KNOWN_STREAMS:
             self._versions.clear()
             self._streams.clear()
+            self._expect_new_streams = False  # those forgotten are not new
         unknown = {
             customer_id: stream_id(customer_id)
             for customer_id in customer_ids
@@ -232,7 +247,9 @@ class Journeys(Application[UUID]):
         }
         if not unknown:
             return
-        found = self._ledger.stream_versions(list(unknown.values()))
+        found = {} if guess else self._ledger.stream_versions(list(unknown.values()))
+        if not guess:
+            self._expect_new_streams = not found
         for customer_id, sid in unknown.items():
             self._streams[customer_id] = self._ledger.stream_key(sid)
             self._versions[customer_id] = found.get(sid, 0)
@@ -274,12 +291,24 @@ class Journeys(Application[UUID]):
         transaction, each (by its ledger id) once; the writes in `also` commit with them.
         Returns the log position of the last event appended, if any."""
         unique = {event.ledger_id: event for event in events}
-        for attempt in (1, 2):
-            known = self._ledger.recorded_event_ids(list(unique)) if unique else set()
+        # As `record` does: while appends find their ledger ids unrecorded and the streams
+        # this process did not know new, neither is asked; an append that guessed wrong is
+        # refused by the ledger's or the stream's unique key, and made again, asking.
+        asking = (False, True, True) if self._append_expects_new else (True, True)
+        for attempt, ask in enumerate(asking, 1):
+            known = self._ledger.recorded_event_ids(list(unique)) if unique and ask else set()
             fresh = [event for ledger_id, event in unique.items() if ledger_id not in known]
             stream_ids = [event.stream_id for event in fresh]  # a uuid5 each: made once
             streams = set(stream_ids)
-            versions = self._ledger.stream_versions(list(streams)) if streams else {}
+            if ask:
+                looked_up = self._ledger.stream_versions(list(streams)) if streams else {}
+                if unique:
+                    self._append_expects_new = not known and all(
+                        stream in self._appended or stream not in looked_up for stream in streams
+                    )
+                versions = {stream: looked_up.get(stream, 0) for stream in streams}
+            else:
+                versions = {stream: self._appended.get(stream, 0) for stream in streams}
             now = self._clock()
             built: list[Any] = []
             for event, stream in zip(fresh, stream_ids, strict=True):
@@ -312,9 +341,15 @@ class Journeys(Application[UUID]):
                     also=also,
                 )
             except IntegrityError:
-                if attempt == 2:
+                self._appended.clear()
+                self._append_expects_new = False
+                if attempt == len(asking):
                     raise  # another writer appended to one of these streams, twice
                 continue
+            if len(self._appended) + len(versions) > _MAX_KNOWN_STREAMS:
+                self._appended.clear()
+                self._append_expects_new = False  # those forgotten are not new
+            self._appended.update(versions)
             return positions[-1] if positions else None
         raise AssertionError("unreachable")
 

@@ -16,12 +16,12 @@ from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 from rich.text import Text
 
-from consumers.action_store import ActionRow, DeciderConflict
+from consumers.action_store import ActionRow, ActionStore, DeciderConflict
 from consumers.broker import FIRST_BACKOFF_S, MAX_BACKOFF_S
 from consumers.ingest import UNAVAILABLE
 from consumers.metrics import DECIDER_LAG, DECISIONS, OUTBOX_BACKLOG, PROJECTION_LAG, Every
 from consumers.outcomes import OutcomeIngest, check_outcome, record_outcomes
-from consumers.relay import ACTION_ID_HEADER, Relay, action_producer
+from consumers.relay import ACTION_ID_HEADER, Relay, Relaying, action_producer
 from consumers.settings import KafkaSettings
 from engine.actions import STATUSES, outcome_from_record
 from engine.bulk import settle_young_objects
@@ -34,6 +34,7 @@ from journey.bootstrap import (
     Engine,
     build_bookkeeping,
     build_engine,
+    build_log_watch,
     build_schema_registry,
     require_postgres,
 )
@@ -58,8 +59,11 @@ from journey.console import (
 from journey.health import Health
 from journey.streaming import kafka_settings
 from schemas.codec import wire_contract
+from stores.store import LogWatch
 
 log = logging.getLogger("journey.decide")
+# The longest `decide --follow` waits for the log to move on before it looks again anyway.
+IDLE_LOOK_S = 5.0
 
 
 @click.command()
@@ -98,21 +102,27 @@ def decide(
         settings = replace(settings, metrics_port=None)  # a run that ends serves nothing
     publish = settings.store == "postgres" if publish is None else publish
     kafka = kafka_settings(bootstrap, None, None)
-    stop = stop_on_signals()
+    # Following, it waits for the log to move on; a stop request ends the wait.
+    watch = build_log_watch(settings) if follow else None
+    stop = stop_on_signals(*([watch.interrupt] if watch else []))
     postgres = Outage(log, "PostgreSQL", "deciding again when it answers")
     if follow:
         log_to_stderr(settings, "decide")
-    with observed(settings) as health:
-        health.watch(postgres)
-        if follow:
-            engine = engine_when_store_answers(settings, stop, postgres)
-            if engine is None:
-                return
-        else:
-            engine = build_engine(settings)
-        _decide(
-            engine, kafka, health, stop, postgres, follow=follow, refold=refold, publish=publish
-        )
+    try:
+        with observed(settings) as health:
+            health.watch(postgres)
+            if follow:
+                engine = engine_when_store_answers(settings, stop, postgres)
+                if engine is None:
+                    return
+            else:
+                engine = build_engine(settings)
+            _decide(
+                engine, kafka, health, stop, postgres, watch=watch, refold=refold, publish=publish
+            )
+    finally:
+        if watch is not None:
+            watch.close()
     if follow:
         say("Decider stopped")
 
@@ -124,10 +134,11 @@ def _decide(
     stop: threading.Event,
     postgres: Outage,
     *,
-    follow: bool,
+    watch: LogWatch | None,
     refold: bool,
     publish: bool,
 ) -> None:
+    """Decides what the log holds, and with a `watch` goes on as it grows until stopped."""
     with closing(engine):
         if refold:
             with progress() as bar:
@@ -139,50 +150,75 @@ def _decide(
                 f"{folded} journey{'s' if folded != 1 else ''} folded again "
                 "under the current definition"
             )
-        relay = (
-            Relay(engine.actions, action_producer(kafka), kafka.actions_topic) if publish else None
-        )
-        if not follow:
+        if watch is None:
             done = engine.decider.catch_up()
-            published = relay.publish_pending() if relay else 0
+            published = (
+                Relay(engine.actions, action_producer(kafka), kafka.actions_topic).publish_pending()
+                if publish
+                else 0
+            )
             say(
                 f"{done.decisions} action{'s' if done.decisions != 1 else ''} decided"
                 + (f", {done.ended} ended" if done.ended else "")
-                + (f", {published} published to {kafka.actions_topic}" if relay else "")
+                + (f", {published} published to {kafka.actions_topic}" if publish else "")
             )
             return
-        kafka_outage = Outage(
-            log, f"Kafka at {kafka.bootstrap}", "decided actions wait in the outbox"
-        )
-        if relay is not None:
+        relaying = None
+        if publish:
+            kafka_outage = Outage(
+                log, f"Kafka at {kafka.bootstrap}", "decided actions wait in the outbox"
+            )
             health.watch(kafka_outage)
+            relaying = Relaying(
+                lambda: ActionStore(engine.store.database()),
+                action_producer(kafka),
+                kafka.actions_topic,
+                postgres=postgres,
+                kafka=kafka_outage,
+                failed=watch.interrupt,
+            )
         health.started()  # before it says so: whoever reads the line finds it ready
         say(
             "Deciding as touchpoints arrive"
-            + (f", publishing to {kafka.actions_topic}" if relay else "")
+            + (f", publishing to {kafka.actions_topic}" if publish else "")
             + "; Ctrl-C stops"
         )
-        _follow(engine, relay, stop, postgres, kafka_outage)
+        if relaying is not None:
+            relaying.start()
+        try:
+            _follow(engine, relaying, stop, postgres, watch)
+        finally:
+            if relaying is not None:
+                relaying.stop()
+        if relaying is not None:
+            relaying.check()
 
 
 def _follow(
     engine: Engine,
-    relay: Relay | None,
+    relaying: Relaying | None,
     stop: threading.Event,
     postgres: Outage,
-    kafka: Outage,
+    watch: LogWatch,
 ) -> None:
-    """Decides and publishes until stopped, waiting out outages of either service (each said
-    once when it begins and once when it ends)."""
+    """Decides until stopped, a page at a time, handing each page's actions to the relay as
+    soon as it commits; waits for the log to move on when it has decided everything, and
+    waits out outages of PostgreSQL (each said once when it begins and once when it ends)."""
     delay = FIRST_BACKOFF_S
-    unpublished = True  # the outbox may hold actions from before a restart
     measure = Every(5.0)  # the lags and the backlog cost a query each
     while not stop.is_set():
+        if relaying is not None:
+            relaying.check()
         try:
-            # One page at a time: each page's actions are published as soon as it commits.
             done = engine.decider.catch_up(max_pages=1)
+            if done.published and relaying is not None:
+                relaying.due()
             if measure.due():
                 _measure(engine, done.position)
+            if not done.pages:
+                # Every append notifies the watch as it commits; looking again now and
+                # then only keeps the loop's health and metrics current.
+                watch.wait(IDLE_LOOK_S)
         except UNAVAILABLE as exc:
             stop.wait(postgres.failed(exc))
             continue
@@ -196,21 +232,7 @@ def _follow(
             DECISIONS.inc(done.decisions)
         if done.pages:
             settle_young_objects()  # a live process: keep the collector off what it holds
-        unpublished = unpublished or done.published > 0
-        if relay is not None and unpublished:
-            try:
-                relay.publish_pending()
-            except UNAVAILABLE as exc:
-                stop.wait(postgres.failed(exc))
-                continue
-            except KafkaError as exc:
-                stop.wait(kafka.failed(exc))
-                continue
-            unpublished = False
-            kafka.succeeded()
         delay = FIRST_BACKOFF_S
-        if not done.pages:
-            stop.wait(0.02)
 
 
 def _measure(engine: Engine, decided_up_to: int) -> None:

@@ -26,6 +26,7 @@ from schemas.registry import HttpSchemaRegistry, SchemaRegistry
 from stores import Store, open_store
 from stores.keys import DatabaseKeyStore
 from stores.migrations import Migration, pending, stored_version
+from stores.store import LogWatch
 from stores.tables import PARTS, open_part
 
 
@@ -176,6 +177,11 @@ def rebuild_beside(engine: Engine, progress: Progress | None = None) -> tuple[in
     finally:
         view.close()
     return generation, built
+
+
+def build_log_watch(settings: Settings) -> LogWatch:
+    """What a follower of the log waits on for the log to move on."""
+    return open_store(settings).log_watch()
 
 
 def build_projection_views(settings: Settings) -> ProjectionViews:

@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -208,15 +208,19 @@ def now_ms() -> int:
 STOP_GRACE_S = 20.0
 
 
-def stop_on_signals() -> threading.Event:
+def stop_on_signals(*wake: Callable[[], None]) -> threading.Event:
     """An event set by SIGTERM or Ctrl-C, for commands that run until stopped; the process
-    ends within STOP_GRACE_S of the first signal, whatever it is waiting for."""
+    ends within STOP_GRACE_S of the first signal, whatever it is waiting for. Each of `wake`
+    is called then too, to end a wait on something other than the event (it must be safe
+    in a signal handler)."""
     stop = threading.Event()
 
     def request_stop(*_: object) -> None:
         if not stop.is_set():
             leave_within(STOP_GRACE_S)
         stop.set()
+        for call in wake:
+            call()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request_stop)

@@ -127,10 +127,12 @@ class People:
         self._sent.clear()
         self.joins_keys = False
 
-    def catch_up(self, position: int) -> None:
+    def catch_up(self, position: int, *, read_after: int | None = None) -> None:
         """Reads the touchpoints up to `position` that the graph has not seen: a fold that
-        starts there finds everyone where the log left them."""
-        while self._upto < position:
+        starts there finds everyone where the log left them. `read_after`: the caller read
+        the log after that position itself, and found nothing up to `position`."""
+        upto = position if read_after is None else min(position, read_after)
+        while self._upto < upto:
             entries = self._history.folded(self._upto, _PAGE, stop=position)
             if not entries:
                 break
@@ -143,6 +145,8 @@ class People:
                 elif e.decision:
                     self.decide(log_position, Decision.of(e))
             self._upto = max(self._upto, entries[-1][0])
+        if read_after is not None:
+            self._upto = max(self._upto, position)
         self._aliases.clear()  # the views hold them already
 
     def place(

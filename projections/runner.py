@@ -452,10 +452,11 @@ class JourneyProjector:
                 replayed = machine.replay(person, marks, ticked)
                 positions[person] = changed[person] = replayed
 
-    def stepwise(self, page: MarkedPage) -> StepwiseFold:
+    def stepwise(self, page: MarkedPage, *, after: int | None = None) -> StepwiseFold:
         """Folds `page` an entry at a time, for a reader that acts on the positions as of each
-        touchpoint and each clock event (the decider): see `StepwiseFold`."""
-        persons = self._prepare(page)
+        touchpoint and each clock event (the decider): see `StepwiseFold`. `after`: the
+        position the page was read after, every folded entry from there on in it."""
+        persons = self._prepare(page, after)
         self.people.read_ahead(page, also=self._late_ones(page, persons))
         return StepwiseFold(self)
 
@@ -479,7 +480,7 @@ class JourneyProjector:
             latest[person] = max(seen, mark.occurred_at)
         return late
 
-    def _prepare(self, page: MarkedPage | FoldedPage) -> list[str | None]:
+    def _prepare(self, page: MarkedPage | FoldedPage, after: int | None = None) -> list[str | None]:
         """Knows the last clock event and who is who before the page, and holds the page's
         customers' positions in memory. Returns whose each entry is as the page begins
         (None for a clock event or a people's decision)."""
@@ -488,7 +489,7 @@ class JourneyProjector:
             self._ticked = self._load_ticked()
             self._ticked_known = True
         if page:
-            self.people.catch_up(page[0][0] - 1)
+            self.people.catch_up(page[0][0] - 1, read_after=after)
         person_of = self.people.person_of
         persons = [None if key is None else person_of(key) for _, key, _, _ in page]
         customers = {person for person in persons if person is not None}

@@ -3,6 +3,7 @@ storage technology, behind one object chosen once from the settings."""
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,8 +11,40 @@ from dataclasses import dataclass
 
 from consumers.bookkeeping import Bookkeeping
 from engine.settings import Settings
-from projections.sql import Database
+from projections.sql import LOOK_AGAIN_S, Database
 from projections.views import JourneyView
+
+
+class LogWatch(ABC):
+    """What a follower of the log waits on between looks: it returns when a writer, in any
+    process, may have appended to the event store since the last wait."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> None:
+        """Returns once something may have been appended since the last call, or after
+        `timeout` seconds, or when `interrupt` is called; raises StoreUnavailable if the
+        store cannot be watched."""
+
+    @abstractmethod
+    def interrupt(self) -> None:
+        """Ends the wait in progress, or the next one (safe in a signal handler)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Releases what the watch holds."""
+
+
+class LookingAgain(LogWatch):
+    """For a store that tells nobody of its commits: every few milliseconds, look again."""
+
+    def wait(self, timeout: float) -> None:
+        time.sleep(max(0.0, min(timeout, LOOK_AGAIN_S)))
+
+    def interrupt(self) -> None:
+        return None  # a wait lasts a few milliseconds
+
+    def close(self) -> None:
+        return None  # it holds nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +111,10 @@ class Store(ABC):
         self.point_readers_at(generation)
         for older in range(1, generation - 1):
             self.discard_views(older)
+
+    def log_watch(self) -> LogWatch:
+        """What a follower of the log (the decider) waits on for new entries."""
+        return LookingAgain()
 
     @abstractmethod
     def parts(self) -> list[Part]:

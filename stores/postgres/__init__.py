@@ -13,13 +13,14 @@ from functools import partial
 from psycopg.sql import SQL, Identifier
 
 from consumers.bookkeeping import Bookkeeping
+from engine.recording import Journeys
 from engine.settings import Settings
 from projections.sql import Database
 from projections.views import JourneyView
 from stores.postgres.bookkeeping import PostgresBookkeeping
-from stores.postgres.database import PostgresDatabase, connect, conninfo
+from stores.postgres.database import Listening, PostgresDatabase, connect, conninfo
 from stores.postgres.views import PostgresJourneyView
-from stores.store import Part, Store
+from stores.store import LogWatch, Part, Store
 from stores.tables import opened
 
 # Any fixed number: the advisory lock that processes take while they make the tables.
@@ -111,6 +112,11 @@ class PostgresStore(Store):
             )
         finally:
             database.close()
+
+    def log_watch(self) -> LogWatch:
+        # The library's recorder notifies a channel named after its events table (made from
+        # the application's name) in every transaction that appends, as it commits.
+        return Listening(self.conninfo, f"{Journeys.name.lower()}_events")
 
     def parts(self) -> list[Part]:
         with connect(self.conninfo) as conn:

@@ -7,10 +7,11 @@ processes that run for days wait the outage out instead of failing on a dead con
 from __future__ import annotations
 
 import hashlib
+import os
 import select
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -20,6 +21,7 @@ from psycopg.sql import SQL, Identifier
 from engine.errors import StoreUnavailable
 from engine.settings import Settings
 from projections.sql import Database
+from stores.store import LogWatch
 
 # Any fixed number: the advisory lock under which a schema's migrations are applied.
 _MIGRATION_LOCK = 0x6A6F75726E6D69
@@ -188,3 +190,66 @@ def wait_for_notice(info: str, channel: str, reached: Callable[[], bool], timeou
             for _ in listener.notifies(timeout=left, stop_after=1):
                 pass
     return True
+
+
+class Listening(LogWatch):
+    """Waits for notices on a channel that writers notify as they commit, on a connection of
+    its own: opened at the first wait, and again as soon as the server dropped it (or at
+    the next wait, if it does not answer then). A wait that began listening returns at
+    once, as something may have been committed before."""
+
+    def __init__(self, info: str, channel: str) -> None:
+        self._info = info
+        self._channel = channel
+        self._listener: psycopg.Connection[Any] | None = None
+        # Written by `interrupt`, so that a stop request ends the wait at once.
+        self._woken, self._wake = os.pipe()
+        os.set_blocking(self._woken, False)
+        os.set_blocking(self._wake, False)
+
+    def wait(self, timeout: float) -> None:
+        listener = self._listener
+        if listener is None or listener.closed:
+            self._listen()
+            return
+        try:
+            ready, _, _ = select.select([listener.fileno(), self._woken], [], [], timeout)
+            if self._woken in ready:
+                self._drain()
+            # Every notice that arrived, taken without waiting; the server closing the
+            # connection fails here.
+            for _ in listener.notifies(timeout=0):
+                pass
+        except (psycopg.Error, OSError, ValueError):
+            # The server closed the connection: it went away, and may be back already.
+            listener.close()
+            self._listener = None
+            self._listen()
+
+    def _listen(self) -> None:
+        listener = connect(self._info)
+        try:
+            listener.execute(SQL("LISTEN {}").format(Identifier(self._channel)))
+        except psycopg.Error as exc:
+            listener.close()
+            raise unavailable(exc) from None
+        self._listener = listener
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self._woken, 64):
+                pass
+        except BlockingIOError:
+            pass  # emptied
+
+    def interrupt(self) -> None:
+        with suppress(OSError):  # already woken (the pipe is full), or closed
+            os.write(self._wake, b"\0")
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for fd in (self._woken, self._wake):
+            with suppress(OSError):
+                os.close(fd)

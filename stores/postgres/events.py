@@ -20,6 +20,8 @@ from stores.postgres.database import dropped, lost, unavailable
 
 # Up to this many ids, the ledger is asked with an array in one statement.
 _ASKED_AS_ARRAY = 1000
+# Up to this many events, a batch is inserted in one pipeline; larger ones by binary COPY.
+_PIPELINED_UP_TO = 1000
 
 
 class JourneyDatastore(PostgresDatastore):
@@ -98,6 +100,15 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
             "FROM STDIN (FORMAT BINARY)"
         ).format(schema, events)
         self._last_position = SQL("SELECT currval(pg_get_serial_sequence(%s, 'notification_id'))")
+        # Arrays in binary: nothing is quoted value by value.
+        self._insert_ids = SQL("INSERT INTO {}.{} (event_id) SELECT unnest(%b::text[])").format(
+            schema, ids
+        )
+        self._insert_unnested = SQL(
+            "INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::{}[], %b::int8[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(schema, events, Identifier(self.datastore.originator_id_type))
         self._events_table = f"{Identifier(self.datastore.schema).as_string()}.{events.as_string()}"
         self._event_types = [self.datastore.originator_id_type, "int8", "text", "bytea"]
         self._create_asked = SQL(
@@ -146,12 +157,14 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        # The library's statements, without its pipeline: with a batch of tens of thousands
-        # of events the pipeline stalls, the server waiting for the rest of the insert while
-        # the client waits for results. A few round trips per batch cost nothing.
         also: Sequence[BatchWrite] = kwargs.get("also", ())
         if not stored_events and not also:
             return []
+        if len(stored_events) <= _PIPELINED_UP_TO:
+            return self._insert_pipelined(stored_events, also, kwargs.get("touchpoint_ids", ()))
+        # A large batch goes by binary COPY, a round trip or two per statement: in one
+        # pipeline, tens of thousands of events stall it, the server waiting for the rest
+        # of the insert while the client waits for results.
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             # The companion writes go first: inserting the events takes the events table's
             # lock, which every other writer waits for until this transaction ends.
@@ -163,6 +176,38 @@ class PostgresJourneyRecorder(PostgresApplicationRecorder, TouchpointLedger):
                 self._insert_stored_events(curs, stored_events, **kwargs)
                 positions = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
             return positions
+
+    def _insert_pipelined(
+        self,
+        stored_events: Sequence[StoredEvent],
+        also: Sequence[BatchWrite],
+        touchpoint_ids: Sequence[str],
+    ) -> list[int]:
+        """A batch of the size that arrives live, in one pipeline: every statement, the
+        commit included, is sent at once, and the events table's lock is held for no round
+        trip at all."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            with conn.pipeline(), conn.transaction():
+                for write in also:
+                    write(curs)
+                if not stored_events:
+                    return []
+                if touchpoint_ids:
+                    curs.execute(self._insert_ids, (sorted(touchpoint_ids),))
+                for lock_statement in self.lock_table_statements:
+                    curs.execute(lock_statement, prepare=True)
+                self._notify_channel(curs)
+                curs.execute(
+                    self._insert_unnested,
+                    (
+                        [e.originator_id for e in stored_events],
+                        [e.originator_version for e in stored_events],
+                        [e.topic for e in stored_events],
+                        [e.state for e in stored_events],
+                    ),
+                )
+            # The pipeline ended with the commit: the positions came with its answer.
+            return [row["notification_id"] for row in curs.fetchall()]
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from consumers.action_store import ActionStore
+from consumers.action_store import ActionStore, DeciderConflict, DeciderPage
 from consumers.decider import Decider, DeciderOutOfDate
 from consumers.outcomes import check_outcome, record_outcomes
 from engine.actions import ActionOutcome, CustomerActions
@@ -130,6 +130,68 @@ def test_a_page_that_fails_leaves_no_decision_behind(engine: Engine) -> None:
     assert engine.actions.actions(open_only=False) == []
     assert engine.actions.tracking() == (0, None)
     assert engine.decider.catch_up().decisions > 0
+
+
+class RacingStore(ActionStore):
+    """Lets a rival decider decide the next page first, as its own decider writes it."""
+
+    def __init__(self, engine: Engine, rival: Decider) -> None:
+        super().__init__(engine.actions._db)
+        self._rival = rival
+        self._log = JourneyLog(engine.journeys)
+        self.head_after_rival = 0
+
+    def write(self, page: Any) -> Any:
+        self._rival.catch_up(max_pages=1)
+        self.head_after_rival = self._log.head()
+        return super().write(page)
+
+
+def test_a_page_a_rival_decider_wrote_first_is_dropped_and_the_rivals_stands(
+    engine: Engine,
+) -> None:
+    record_history(engine)
+    rival = Decider(engine.journeys, engine.actions, engine.definition)
+    racing = RacingStore(engine, rival)
+
+    with pytest.raises(DeciderConflict):
+        Decider(engine.journeys, racing, engine.definition).catch_up(max_pages=1)
+
+    assert JourneyLog(engine.journeys).head() == racing.head_after_rival
+    assert engine.actions.tracking()[0] == rival.position() > 0
+    engine.decider.catch_up()
+    after_the_race = decided(engine.actions)
+    forget_decisions(engine)
+    Decider(engine.journeys, engine.actions, engine.definition).catch_up()
+    assert decided(engine.actions) == after_the_race
+
+
+class CountingStore(ActionStore):
+    """Counts the queries of the decider's customers' rows."""
+
+    reads = 0
+
+    def _customers(self, customer_ids: Any) -> list[tuple[Any, ...]]:
+        self.reads += 1
+        return super()._customers(customer_ids)
+
+
+def test_a_pages_positions_and_action_states_are_read_in_one_query(engine: Engine) -> None:
+    record_history(engine)
+    engine.decider.catch_up()
+    customers = sorted({action.customer_id for action in engine.actions.actions()})[:5]
+    store = CountingStore(engine.actions._db)
+
+    store.begin_page()
+    store.load_positions([*customers, "nobody"])
+    states = store.load_states([*customers, "nobody"])
+    assert store.reads == 1
+    assert states == engine.actions.load_states(customers)
+    assert len(states) == len(customers)
+
+    store.write(DeciderPage(0, 0, None, ""))  # the page's write changes them
+    assert store.load_states(customers) == states
+    assert store.reads == 2
 
 
 def test_a_dismissed_action_closes_and_keeps_its_rule_quiet(engine: Engine) -> None:

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.actions import CustomerActions
 from engine.definition import load_definition
 from engine.errors import UnknownCustomer
 from engine.journeys import CustomerJourney, stream_id
 from engine.ledger import BatchWrite, Partition
-from engine.recording import Journeys
+from engine.recording import Journeys, StreamEvent
 from engine.sealing import SEALED
 from engine.settings import Settings
 from engine.touchpoints import Touchpoint
@@ -170,6 +171,53 @@ def test_two_writers_on_one_store_neither_lose_nor_double_a_touchpoint(
     two.record([touchpoint("e4", at=T0 + 3), touchpoint("e3")])
 
     assert sorted(one.journey("C-1").recorded) == ["e1", "e2", "e3", "e4"]
+    one.close()
+    two.close()
+
+
+def test_a_customer_another_writer_recorded_is_not_taken_for_a_new_one(
+    store_env: dict[str, str],
+) -> None:
+    one, two = Journeys(store_env), Journeys(store_env)
+    one.record([touchpoint("e1", customer_id="C-1")])
+    # Two finds the customers it did not know new, until it meets one that is not.
+    two.record([touchpoint("e2", customer_id="C-2")])
+    two.record([touchpoint("e3", customer_id="C-3")])
+
+    result = two.record([touchpoint("e4", customer_id="C-1", at=T0 + 1)])
+
+    assert result.recorded == 1
+    assert two.journey("C-1").version == 3  # started, e1, e4
+    assert two.journey("C-1").recorded == {"e1", "e4"}
+    one.close()
+    two.close()
+
+
+def decided(action_id: str, customer_id: str) -> StreamEvent:
+    fields = {"action_id": action_id, "customer_id": customer_id, "action": {}, "explanation": {}}
+    return StreamEvent(
+        f"action:{action_id}", customer_id, CustomerActions, CustomerActions.Decided, fields
+    )
+
+
+def test_two_writers_appending_to_one_stream_neither_lose_nor_double_an_event(
+    store_env: dict[str, str],
+) -> None:
+    one, two = Journeys(store_env), Journeys(store_env)
+    one.append([decided("a1", "C-1")])
+    two.append([decided("a2", "C-2")])  # two finds the streams it did not know new
+
+    two.append([decided("a3", "C-1")])  # ... until it meets one that is not
+    one.append([decided("a4", "C-1")])  # one's belief (version 2) is stale
+    assert two.append([decided("a3", "C-1")]) is None  # appended once
+
+    stream = one.recorder.select_events(CustomerActions.create_id("C-1"))
+    events = [one.mapper.to_domain_event(stored) for stored in stream]
+    assert [e.action_id for e in events if isinstance(e, CustomerActions.Decided)] == [
+        "a1",
+        "a3",
+        "a4",
+    ]
     one.close()
     two.close()
 
