@@ -176,8 +176,8 @@ class Sealing:
 
     def sealed(self, key: str, unsealed: Unsealed) -> tuple[str, str]:
         """Personal data as sent, its check and its sealed text under `key`. A person's
-        touchpoints mostly carry what one of their earlier ones did: that is sealed once, for
-        as long as the vault holds the key it was sealed with."""
+        touchpoints mostly carry what their last one did: that is sealed once, for as long as
+        the vault holds the key it was sealed with."""
         if self.vault.let_go != self._made_with:
             self._made.clear()
             self._made_with = self.vault.let_go
